@@ -1,0 +1,92 @@
+# cergw: one non-recursive Makefile. Build variants live in separate folders
+# so flags never mix: build/ (release), build/asan/ (ASan+UBSan), build/fuzz/.
+.DEFAULT_GOAL := all
+SHELL := /bin/bash
+
+CC ?= cc
+PKGS := libevent_openssl libevent_pthreads libnghttp2 openssl yajl
+DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev openssl curl \
+  libevent-dev libnghttp2-dev libssl-dev libyajl-dev libhttp-parser-dev libcunit1-dev \
+  libxml2-dev libxslt1-dev nghttp2-client nghttp2-server valgrind clang-format procps
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
+  -Wno-format-nonliteral
+BASE_CFLAGS := -std=gnu11 -D_GNU_SOURCE -Igateway -MMD -MP $(WARN)
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lhttp_parser -lpthread
+
+SRC := $(shell find gateway -name '*.c' -not -name main.c | sort)
+MAIN := gateway/main.c
+UNIT_SRC := $(shell find tests/unit -name '*.c' | sort)
+
+# variant: folder and flags
+B := build
+REL_FLAGS := -O2 -g
+ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+
+define variant
+$(1)/obj/%.o: %.c
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(BASE_CFLAGS) $(2) $$(PKG_CFLAGS) $$(CFLAGS) -c $$< -o $$@
+$(1)/cergw: $$(patsubst %.c,$(1)/obj/%.o,$$(SRC) $$(MAIN))
+	$$(CC) $(2) $$^ -o $$@ $$(PKG_LIBS) $$(LDFLAGS)
+$(1)/unit-tests: $$(patsubst %.c,$(1)/obj/%.o,$$(SRC) $$(UNIT_SRC))
+	$$(CC) $(2) $$^ -o $$@ $$(PKG_LIBS) -lcunit $$(LDFLAGS)
+$(1)/loadgen: $(1)/obj/tools/loadgen.o
+	$$(CC) $(2) $$^ -o $$@ $$(PKG_LIBS) $$(LDFLAGS)
+endef
+$(eval $(call variant,$(B),$(REL_FLAGS)))
+$(eval $(call variant,$(B)/asan,$(ASAN_FLAGS)))
+
+.PHONY: all asan deps certs run test test-unit test-integration bench-transport fuzz format format-check clean check-deps
+
+all: check-deps $(B)/cergw $(B)/loadgen
+asan: check-deps $(B)/asan/cergw
+
+# `make deps` installs every Debian package the build and tests need.
+# Idempotent and non-interactive; installs only what is missing.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing $$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "deps: run as root (or install: $$missing)"; exit 1; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "deps: all Debian packages present"; fi
+
+check-deps:
+	@pkg-config --exists $(PKGS) && [ -f /usr/include/http_parser.h ] || { echo "missing libraries: run 'make deps' (as root)"; exit 1; }
+
+certs:
+	@./certs/make-dev-pki.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all certs
+	./$(B)/cergw serve
+
+test: deps
+	@$(MAKE) --no-print-directory all asan $(B)/unit-tests $(B)/asan/unit-tests certs
+	@./tests/run-all.sh
+
+test-unit: $(B)/unit-tests certs
+	./$(B)/unit-tests
+
+test-integration: all certs
+	./tests/integration/run.sh $(B)/cergw
+
+bench-transport: deps
+	@$(MAKE) --no-print-directory all certs
+	./bench/transport.sh
+
+fuzz:
+	@$(MAKE) --no-print-directory -f fuzz/fuzz.mk
+
+format:
+	clang-format -i $$(find gateway tests tools fuzz -name '*.[ch]')
+format-check:
+	clang-format --dry-run --Werror $$(find gateway tests tools fuzz -name '*.[ch]')
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

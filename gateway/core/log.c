@@ -1,0 +1,115 @@
+#include "core/log.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/err.h"
+
+static _Atomic int log_level = GW_LOG_INFO;
+static _Atomic int log_fd = 2;
+
+#define TL_CAP 32768
+#define TL_FLUSH_AT 16384
+static __thread struct {
+  int on;
+  size_t len;
+  char buf[TL_CAP];
+} tl;
+
+void gw_log_flush(void) {
+  size_t off = 0;
+  while (off < tl.len) {
+    ssize_t w = write(atomic_load(&log_fd), tl.buf + off, tl.len - off);
+    if (w <= 0)
+      break; /* nothing sensible to do when the log itself fails */
+    off += (size_t)w;
+  }
+  tl.len = 0;
+}
+
+void gw_log_buffer_thread(int on) {
+  if (!on)
+    gw_log_flush();
+  tl.on = on;
+}
+
+static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+void gw_log_set_level(enum gw_log_level level) { atomic_store(&log_level, (int)level); }
+
+enum gw_log_level gw_log_get_level(void) { return (enum gw_log_level)atomic_load(&log_level); }
+
+void gw_log_set_fd(int fd) { atomic_store(&log_fd, fd); }
+
+int gw_log_level_parse(const char *s, enum gw_log_level *out) {
+  for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++) {
+    if (strcmp(s, level_names[i]) == 0) {
+      *out = (enum gw_log_level)i;
+      return GW_OK;
+    }
+  }
+  return GW_ERR_INVAL;
+}
+
+void gw_log(enum gw_log_level level, const char *event, const char *fmt, ...) {
+  if (!GW_LOG_ON(level))
+    return;
+  char line[4096];
+  struct timespec ts;
+  struct tm tm;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  gmtime_r(&ts.tv_sec, &tm);
+  int n = snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s event=%s ",
+                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                   ts.tv_nsec / 1000000, level_names[level], event);
+  if (n < 0)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  int m = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+  va_end(ap);
+  size_t len = (size_t)n + (m > 0 ? (size_t)m : 0);
+  if (len > sizeof(line) - 2)
+    len = sizeof(line) - 2; /* truncated line still ends with a newline */
+  while (len > 0 && line[len - 1] == ' ')
+    len--;
+  line[len++] = '\n';
+  if (tl.on) {
+    if (tl.len + len > TL_CAP)
+      gw_log_flush();
+    memcpy(tl.buf + tl.len, line, len);
+    tl.len += len;
+    if (tl.len >= TL_FLUSH_AT)
+      gw_log_flush();
+    return;
+  }
+  ssize_t w = write(atomic_load(&log_fd), line, len);
+  (void)w; /* nothing sensible to do when the log itself fails */
+}
+
+const char *gw_log_quote(char *out, size_t outlen, const char *in) {
+  size_t o = 0;
+  if (outlen < 3) {
+    if (outlen)
+      out[0] = '\0';
+    return out;
+  }
+  out[o++] = '"';
+  for (const unsigned char *p = (const unsigned char *)(in ? in : ""); *p && o + 5 < outlen; p++) {
+    if (*p == '"' || *p == '\\') {
+      out[o++] = '\\';
+      out[o++] = (char)*p;
+    } else if (*p < 0x20 || *p == 0x7f) {
+      o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", *p);
+    } else {
+      out[o++] = (char)*p;
+    }
+  }
+  out[o++] = '"';
+  out[o] = '\0';
+  return out;
+}

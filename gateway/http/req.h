@@ -1,0 +1,55 @@
+/* One HTTP request as the protocol layers (h1/, h2/) hand it to the
+ * application, and the response that comes back. Protocol-neutral. */
+#ifndef GW_HTTP_REQ_H
+#define GW_HTTP_REQ_H
+
+#include <stdint.h>
+
+#include "core/buf.h"
+#include "core/identity.h"
+
+struct gw_req {
+  char method[16];
+  char *path;          /* request target as received; owned */
+  char *authority;     /* :authority or Host; owned, may be NULL */
+  char *content_type;  /* owned, may be NULL */
+  int64_t content_length; /* -1 when absent */
+  struct gw_buf body;  /* bounded by limits.max_body_bytes */
+  size_t header_bytes; /* name+value+32 per field, as HTTP/2 counts them */
+  int early_status;    /* non-zero: the protocol layer already decided (400, 413, 414, 431) */
+  int expect_continue; /* HTTP/1.1 "Expect: 100-continue" */
+  uint64_t start_ns;
+  int32_t stream_id;   /* HTTP/2 stream, or the request's ordinal on an HTTP/1.1 connection */
+  int proto;           /* 1 or 2 */
+  /* borrowed from the connection; valid while the request lives */
+  const struct gw_identity *peer;
+  const char *peer_addr;
+  uint64_t conn_id;
+};
+
+#define GW_RESP_MAX_EXTRA 4
+
+struct gw_resp {
+  int status;
+  const char *content_type; /* static string */
+  uint8_t *body;            /* owned (malloc), may be NULL */
+  size_t body_len;
+  int close;                /* ask the protocol layer to close after this response */
+  struct {
+    const char *name, *value; /* static strings */
+  } extra[GW_RESP_MAX_EXTRA];
+  int nextra;
+};
+
+/* Initialises |r| for a new request with a body ceiling of |max_body|. */
+void gw_req_init(struct gw_req *r, size_t max_body);
+/* Frees what |r| owns. */
+void gw_req_cleanup(struct gw_req *r);
+/* Frees the response body. */
+void gw_resp_cleanup(struct gw_resp *r);
+/* Sets a response with a copy of |body| (NUL-terminated). Returns 0 or GW_ERR_NOMEM. */
+int gw_resp_set(struct gw_resp *r, int status, const char *content_type, const char *body);
+/* Reason phrase for HTTP/1.1 status lines. */
+const char *gw_http_reason(int status);
+
+#endif

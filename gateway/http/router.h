@@ -1,0 +1,19 @@
+/* Maps a complete request to its handler. Handlers answer synchronously for
+ * now; every answer is JSON (or Prometheus text for /metrics). */
+#ifndef GW_HTTP_ROUTER_H
+#define GW_HTTP_ROUTER_H
+
+#include "http/req.h"
+
+/* Records the process start so that /healthz and /metrics report uptime. */
+void gw_router_init(void);
+
+/* Fills |resp| for |req|. Never fails: an allocation failure becomes a 500
+ * with an empty body. */
+void gw_router_handle(struct gw_req *req, struct gw_resp *resp);
+
+/* Builds the JSON error body used for every protocol-level refusal
+ * (413, 431, 408, 404, ...): {"status":N,"error":"...","message":"..."}. */
+void gw_router_error(struct gw_resp *resp, int status, const char *message);
+
+#endif

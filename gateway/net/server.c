@@ -1,0 +1,603 @@
+#include "net/server.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <http_parser.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/buf.h"
+#include "core/clock.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "h1/h1.h"
+#include "h2/h2.h"
+#include "http/router.h"
+#include "tls/tls.h"
+
+#define SWEEP_MS 100
+#define OUT_HIGH_WATER (64 * 1024) /* stop pulling HTTP/2 frames past this much queued output */
+#define LINGER_MS 1000             /* read-and-discard after our last byte, so the peer sees it */
+#define H2_CODE_NO_ERROR 0
+
+struct server;
+
+struct worker {
+  struct server *srv;
+  int idx;
+  pthread_t th;
+  struct event_base *base;
+  struct evconnlistener *lis;
+  struct event *sweep_ev;
+  struct event *stop_ev;
+  struct gw_metrics *m;
+  struct conn *conns;
+  int nconns;
+  bool stopping;
+  uint64_t deadline_ns;
+  uint64_t last_refusal_log_ns;
+};
+
+struct server {
+  const struct gw_conf *conf;
+  struct gw_tls *tls;
+  int nworkers;
+  struct worker *w;
+  _Atomic uint32_t nconns;
+  _Atomic uint64_t next_id;
+};
+
+enum cstate { C_HS, C_H1, C_H2, C_LINGER };
+
+struct conn {
+  struct worker *w;
+  struct bufferevent *bev;
+  uint64_t id;
+  enum cstate state;
+  bool closing; /* flush what is queued, then linger and free */
+  struct gw_identity ident;
+  struct gw_h1 *h1;
+  struct gw_h2 *h2;
+  uint64_t accepted_ns, last_active_ns, linger_until_ns;
+  struct conn *prev, *next;
+  char peer[64];
+};
+
+static void conn_flush(struct conn *c);
+static void conn_free(struct conn *c);
+
+/* ---- request handling (synchronous for now) ---- */
+
+static void log_request(struct conn *c, const struct gw_req *req, const struct gw_resp *resp, uint64_t dur_ns) {
+  if (!GW_LOG_ON(GW_LOG_INFO))
+    return;
+  char path[300], cn[300];
+  gw_log(GW_LOG_INFO, "request",
+         "conn=%lu stream=%d proto=%s peer=%s role=%s cn=%s rpwdl=%s regon=%s method=%s path=%s status=%d "
+         "req_bytes=%zu resp_bytes=%zu dur_us=%lu",
+         (unsigned long)c->id, req->stream_id, req->proto == 2 ? "h2" : "http/1.1", c->peer,
+         gw_role_name(c->ident.role), gw_log_quote(cn, sizeof(cn), c->ident.cn),
+         c->ident.rpwdl[0] ? c->ident.rpwdl : "-", c->ident.regon[0] ? c->ident.regon : "-",
+         req->method[0] ? req->method : "-", gw_log_quote(path, sizeof(path), req->path ? req->path : ""),
+         resp->status, req->body.len, resp->body_len, (unsigned long)(dur_ns / 1000));
+}
+
+static void answer(struct conn *c, struct gw_req *req) {
+  struct gw_resp resp = {0};
+  gw_router_handle(req, &resp);
+  uint64_t now = gw_now_ns();
+  c->last_active_ns = now;
+  gw_metrics_request(c->w->m, req->method[0] ? req->method : "OTHER", resp.status, now - req->start_ns);
+  log_request(c, req, &resp, now - req->start_ns);
+  int rv = c->h2 ? gw_h2_respond(c->h2, req, &resp) : gw_h1_respond(c->h1, req, &resp);
+  gw_resp_cleanup(&resp);
+  if (rv)
+    c->closing = true;
+}
+
+static void on_h2_request(void *ud, struct gw_req *req) { answer(ud, req); }
+static void on_h1_request(void *ud, struct gw_req *req) { answer(ud, req); }
+
+static int h1_write(void *ud, const void *data, size_t len) {
+  struct conn *c = ud;
+  GW_METRIC_ADD(c->w->m, bytes_out, len);
+  return bufferevent_write(c->bev, data, len) ? GW_ERR_NOMEM : GW_OK;
+}
+
+static const struct gw_h2_hooks h2_hooks = {.on_request = on_h2_request, .on_abandon = NULL};
+static const struct gw_h1_hooks h1_hooks = {.on_request = on_h1_request, .write = h1_write};
+
+/* ---- connection lifecycle ---- */
+
+static void conn_cut(struct conn *c, enum gw_cut_reason why, const char *what) {
+  GW_METRIC_INC(c->w->m, conn_cut[why]);
+  gw_log(GW_LOG_WARN, "connection_cut", "conn=%lu peer=%s reason=%s cn=\"%s\"", (unsigned long)c->id, c->peer,
+         what, c->ident.cn);
+}
+
+/* Our last byte is queued: send close_notify, half-close, and read-and-discard
+ * for a moment so that a peer still sending does not get a reset that would
+ * destroy the answer we just sent. */
+static void conn_linger(struct conn *c) {
+  c->state = C_LINGER;
+  c->linger_until_ns = gw_now_ns() + (uint64_t)LINGER_MS * 1000000u;
+  gw_tls_close_notify(c->bev);
+  int fd = (int)bufferevent_getfd(c->bev);
+  if (fd >= 0)
+    shutdown(fd, SHUT_WR);
+  bufferevent_disable(c->bev, EV_WRITE);
+}
+
+static void conn_free(struct conn *c) {
+  struct worker *w = c->w;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    w->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  w->nconns--;
+  atomic_fetch_sub(&w->srv->nconns, 1);
+  GW_METRIC_ADD(w->m, conn_open, -1);
+  gw_h2_free(c->h2);
+  gw_h1_free(c->h1);
+  bufferevent_free(c->bev);
+  free(c);
+  if (w->stopping && w->nconns == 0)
+    event_base_loopexit(w->base, NULL);
+}
+
+static bool conn_done(struct conn *c) {
+  if (c->closing)
+    return true;
+  if (c->state == C_H2)
+    return gw_h2_finished(c->h2) || (c->w->stopping && gw_h2_open_streams(c->h2) == 0);
+  if (c->state == C_H1)
+    return gw_h1_should_close(c->h1);
+  return false;
+}
+
+/* Moves protocol output into the bufferevent, then closes when done. */
+static void conn_flush(struct conn *c) {
+  struct evbuffer *out = bufferevent_get_output(c->bev);
+  if (c->state == C_H2) {
+    while (evbuffer_get_length(out) < OUT_HIGH_WATER) {
+      const uint8_t *p;
+      long n = gw_h2_send(c->h2, &p);
+      if (n < 0) {
+        c->closing = true;
+        break;
+      }
+      if (n == 0)
+        break;
+      GW_METRIC_ADD(c->w->m, bytes_out, (uint64_t)n);
+      if (bufferevent_write(c->bev, p, (size_t)n)) {
+        c->closing = true;
+        break;
+      }
+    }
+  }
+  if (c->state != C_LINGER && conn_done(c) && evbuffer_get_length(out) == 0)
+    conn_linger(c);
+}
+
+static void proto_error(struct conn *c, int rv) {
+  if (rv == GW_ERR_CALM) {
+    int why = gw_h2_calm_reason(c->h2);
+    conn_cut(c, why == 1 ? GW_CUT_RAPID_RESET : GW_CUT_CONTROL_FLOOD,
+             why == 1 ? "rapid_reset" : "control_frame_flood");
+  } else {
+    conn_cut(c, GW_CUT_PROTOCOL_ERROR, rv == GW_ERR_PROTO ? "protocol_error" : gw_strerror(rv));
+  }
+  c->closing = true;
+}
+
+static void read_cb(struct bufferevent *bev, void *arg) {
+  struct conn *c = arg;
+  struct evbuffer *in = bufferevent_get_input(bev);
+  if (c->state == C_LINGER) {
+    evbuffer_drain(in, evbuffer_get_length(in));
+    return;
+  }
+  if (c->state == C_HS || c->closing)
+    return;
+  size_t total = evbuffer_get_length(in);
+  GW_METRIC_ADD(c->w->m, bytes_in, total);
+  struct evbuffer_iovec v[16];
+  size_t used = 0;
+  int rv = GW_OK;
+  while (used < total && rv == GW_OK && !c->closing) {
+    int nv = evbuffer_peek(in, -1, NULL, v, 16);
+    size_t round = 0;
+    for (int i = 0; i < nv && i < 16 && rv == GW_OK; i++) {
+      if (c->state == C_H2) {
+        rv = gw_h2_recv(c->h2, v[i].iov_base, v[i].iov_len);
+        round += v[i].iov_len;
+      } else {
+        size_t consumed = 0;
+        rv = gw_h1_recv(c->h1, v[i].iov_base, v[i].iov_len, &consumed);
+        round += consumed;
+        if (consumed < v[i].iov_len)
+          break;
+      }
+    }
+    evbuffer_drain(in, round);
+    used += round;
+    if (round == 0)
+      break;
+  }
+  if (rv) {
+    proto_error(c, rv);
+    if (c->state == C_H1)
+      c->closing = true;
+  }
+  if (c->state == C_H1 && gw_h1_should_close(c->h1))
+    evbuffer_drain(in, evbuffer_get_length(in)); /* unread rest of a refused request */
+  conn_flush(c);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg) {
+  (void)bev;
+  struct conn *c = arg;
+  if (c->state == C_H2 || c->state == C_H1)
+    conn_flush(c);
+}
+
+static void on_handshake(struct conn *c) {
+  struct worker *w = c->w;
+  GW_METRIC_INC(w->m, handshakes[GW_HS_OK]);
+  if (gw_tls_peer_identity(c->bev, &c->ident)) {
+    /* cannot happen with SSL_VERIFY_FAIL_IF_NO_PEER_CERT; refuse rather than guess */
+    GW_METRIC_INC(w->m, handshakes[GW_HS_BAD_CERT]);
+    conn_free(c);
+    return;
+  }
+  c->last_active_ns = gw_now_ns();
+  const struct gw_limits *lim = &w->srv->conf->limits;
+  if (gw_tls_alpn(c->bev) == GW_ALPN_H2) {
+    c->state = C_H2;
+    c->h2 = gw_h2_new(lim, &h2_hooks, c, w->m);
+    if (c->h2)
+      gw_h2_set_peer(c->h2, &c->ident, c->peer, c->id);
+    GW_METRIC_INC(w->m, conn_proto[1]);
+  } else {
+    c->state = C_H1;
+    c->h1 = gw_h1_new(lim, &h1_hooks, c, w->m);
+    if (c->h1)
+      gw_h1_set_peer(c->h1, &c->ident, c->peer, c->id);
+    GW_METRIC_INC(w->m, conn_proto[0]);
+  }
+  if (!c->h1 && !c->h2) {
+    conn_free(c);
+    return;
+  }
+  gw_log(GW_LOG_DEBUG, "tls_accepted", "conn=%lu peer=%s proto=%s role=%s cn=\"%s\" rpwdl=%s regon=%s serial=%s",
+         (unsigned long)c->id, c->peer, c->state == C_H2 ? "h2" : "http/1.1", gw_role_name(c->ident.role),
+         c->ident.cn, c->ident.rpwdl[0] ? c->ident.rpwdl : "-", c->ident.regon[0] ? c->ident.regon : "-",
+         c->ident.serial);
+  if (w->stopping) {
+    if (c->h2)
+      gw_h2_shutdown(c->h2);
+    else
+      gw_h1_shutdown(c->h1);
+  }
+  if (evbuffer_get_length(bufferevent_get_input(c->bev)))
+    read_cb(c->bev, c);
+  else
+    conn_flush(c);
+}
+
+static void event_cb(struct bufferevent *bev, short events, void *arg) {
+  struct conn *c = arg;
+  if (events & BEV_EVENT_CONNECTED) {
+    on_handshake(c);
+    return;
+  }
+  if (c->state == C_HS) {
+    char detail[256];
+    enum gw_hs_reason r = gw_tls_failure(bev, detail, sizeof(detail));
+    GW_METRIC_INC(c->w->m, handshakes[r]);
+    gw_log(GW_LOG_WARN, "tls_refused", "conn=%lu peer=%s reason=%s detail=\"%s\"", (unsigned long)c->id, c->peer,
+           gw_hs_reason_name(r), detail);
+  } else if (c->state != C_LINGER && (events & BEV_EVENT_ERROR)) {
+    gw_log(GW_LOG_DEBUG, "connection_error", "conn=%lu peer=%s", (unsigned long)c->id, c->peer);
+  }
+  conn_free(c);
+}
+
+static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg) {
+  (void)lis;
+  struct worker *w = arg;
+  struct server *srv = w->srv;
+  GW_METRIC_INC(w->m, conn_accepted);
+  char host[INET6_ADDRSTRLEN + 2], port[8];
+  if (getnameinfo(sa, (socklen_t)salen, host, sizeof(host), port, sizeof(port), NI_NUMERICHOST | NI_NUMERICSERV))
+    snprintf(host, sizeof(host), "?"), snprintf(port, sizeof(port), "0");
+  if (atomic_fetch_add(&srv->nconns, 1) >= srv->conf->limits.max_connections) {
+    atomic_fetch_sub(&srv->nconns, 1);
+    GW_METRIC_INC(w->m, conn_cut[GW_CUT_MAX_CONNECTIONS]);
+    uint64_t now = gw_now_ns();
+    if (now - w->last_refusal_log_ns > 1000000000u) { /* at most one line a second per worker */
+      w->last_refusal_log_ns = now;
+      gw_log(GW_LOG_WARN, "connection_refused", "peer=%s:%s reason=max_connections limit=%u", host, port,
+             srv->conf->limits.max_connections);
+    }
+    close(fd);
+    return;
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  struct conn *c = calloc(1, sizeof(*c));
+  struct bufferevent *bev = c ? gw_tls_accept(srv->tls, w->base, fd) : NULL;
+  if (!bev) {
+    if (!c)
+      close(fd);
+    free(c);
+    atomic_fetch_sub(&srv->nconns, 1);
+    return;
+  }
+  c->w = w;
+  c->bev = bev;
+  c->id = atomic_fetch_add(&srv->next_id, 1) + 1;
+  c->accepted_ns = gw_now_ns();
+  snprintf(c->peer, sizeof(c->peer), sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
+  c->next = w->conns;
+  if (w->conns)
+    w->conns->prev = c;
+  w->conns = c;
+  w->nconns++;
+  GW_METRIC_INC(w->m, conn_open);
+  bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
+  bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+/* ---- timers and shutdown ---- */
+
+static void write_408(struct conn *c) {
+  static const char msg[] = "{\"status\":408,\"error\":\"Request Timeout\",\"message\":\"request not received "
+                            "within limits.read_timeout_ms\"}\n";
+  char head[160];
+  int n = snprintf(head, sizeof(head),
+                   "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: %zu\r\n"
+                   "connection: close\r\n\r\n",
+                   sizeof(msg) - 1);
+  bufferevent_write(c->bev, head, (size_t)n);
+  bufferevent_write(c->bev, msg, sizeof(msg) - 1);
+}
+
+static void sweep_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  struct worker *w = arg;
+  const struct gw_limits *lim = &w->srv->conf->limits;
+  uint64_t now = gw_now_ns();
+  uint64_t read_to = (uint64_t)lim->read_timeout_ms * 1000000u, idle_to = (uint64_t)lim->idle_timeout_ms * 1000000u;
+  struct conn *next;
+  for (struct conn *c = w->conns; c; c = next) {
+    next = c->next;
+    if (w->stopping && now > w->deadline_ns) {
+      conn_cut(c, GW_CUT_SHUTDOWN_DEADLINE, "shutdown_deadline");
+      conn_free(c);
+      continue;
+    }
+    switch (c->state) {
+    case C_HS:
+      if (now - c->accepted_ns > (uint64_t)lim->handshake_timeout_ms * 1000000u) {
+        GW_METRIC_INC(w->m, handshakes[GW_HS_TIMEOUT]);
+        GW_METRIC_INC(w->m, conn_cut[GW_CUT_HANDSHAKE_TIMEOUT]);
+        gw_log(GW_LOG_WARN, "tls_refused", "conn=%lu peer=%s reason=timeout detail=\"no handshake within %u ms\"",
+               (unsigned long)c->id, c->peer, lim->handshake_timeout_ms);
+        conn_free(c);
+      }
+      break;
+    case C_LINGER:
+      if (now > c->linger_until_ns)
+        conn_free(c);
+      break;
+    case C_H1: {
+      uint64_t since = gw_h1_incomplete_since(c->h1);
+      if (since && now - since > read_to) {
+        conn_cut(c, GW_CUT_READ_TIMEOUT, "read_timeout");
+        write_408(c);
+        c->closing = true;
+        conn_flush(c);
+      } else if (!gw_h1_busy(c->h1) && now - c->last_active_ns > idle_to) {
+        conn_cut(c, GW_CUT_IDLE, "idle_timeout");
+        c->closing = true;
+        conn_flush(c);
+      }
+      break;
+    }
+    case C_H2: {
+      uint64_t since = gw_h2_oldest_incomplete(c->h2);
+      if (since && now - since > read_to) {
+        conn_cut(c, GW_CUT_READ_TIMEOUT, "read_timeout");
+        gw_h2_terminate(c->h2, H2_CODE_NO_ERROR);
+        conn_flush(c);
+      } else if (gw_h2_open_streams(c->h2) == 0 && now - c->last_active_ns > idle_to) {
+        conn_cut(c, GW_CUT_IDLE, "idle_timeout");
+        gw_h2_terminate(c->h2, H2_CODE_NO_ERROR);
+        conn_flush(c);
+      }
+      break;
+    }
+    }
+  }
+  gw_log_flush();
+}
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  struct worker *w = arg;
+  if (w->stopping)
+    return;
+  w->stopping = true;
+  w->deadline_ns = gw_now_ns() + (uint64_t)w->srv->conf->limits.shutdown_timeout_ms * 1000000u;
+  if (w->lis) {
+    evconnlistener_free(w->lis);
+    w->lis = NULL;
+  }
+  struct conn *next;
+  for (struct conn *c = w->conns; c; c = next) {
+    next = c->next;
+    if (c->state == C_HS) {
+      conn_free(c);
+      continue;
+    }
+    if (c->state == C_H2)
+      gw_h2_shutdown(c->h2);
+    else if (c->state == C_H1)
+      gw_h1_shutdown(c->h1);
+    conn_flush(c);
+  }
+  if (w->nconns == 0)
+    event_base_loopexit(w->base, NULL);
+}
+
+static void *worker_main(void *arg) {
+  struct worker *w = arg;
+  gw_log_buffer_thread(1);
+  event_base_dispatch(w->base);
+  /* past the deadline or nothing left: free whatever remains */
+  while (w->conns)
+    conn_free(w->conns);
+  gw_log_buffer_thread(0);
+  return NULL;
+}
+
+static int make_listener(struct worker *w, const struct addrinfo *ai) {
+  w->lis = evconnlistener_new_bind(w->base, accept_cb, w,
+                                   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT, 1024,
+                                   ai->ai_addr, (int)ai->ai_addrlen);
+  return w->lis ? GW_OK : GW_ERR_IO;
+}
+
+static int workers_count(const struct gw_conf *conf) {
+  if (conf->workers)
+    return (int)conf->workers;
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 1 ? 1 : (n > 64 ? 64 : (int)n);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg) {
+  (void)what;
+  struct server *srv = arg;
+  gw_log(GW_LOG_INFO, "shutdown_begin", "signal=%d deadline_ms=%u", (int)sig, srv->conf->limits.shutdown_timeout_ms);
+  for (int i = 0; i < srv->nworkers; i++)
+    event_active(srv->w[i].stop_ev, EV_READ, 0);
+}
+
+int gw_server_run(const struct gw_conf *conf) {
+  struct server srv = {.conf = conf};
+  int rv = GW_ERR_IO;
+  struct gw_buf errs;
+  gw_buf_init(&errs, 16384);
+  evthread_use_pthreads();
+  signal(SIGPIPE, SIG_IGN);
+  http_parser_set_max_header_size((uint32_t)conf->limits.max_header_bytes + 1024);
+  gw_router_init();
+
+  srv.tls = gw_tls_server_new(&conf->tls, &errs);
+  if (!srv.tls) {
+    gw_log(GW_LOG_ERROR, "start_failed", "reason=tls detail=\"%.*s\"", (int)strcspn((char *)errs.data, "\n"),
+           (char *)errs.data);
+    gw_buf_cleanup(&errs);
+    return GW_ERR_CONF;
+  }
+  gw_buf_cleanup(&errs);
+
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
+  int gai = getaddrinfo(conf->listen_host, conf->listen_port, &hints, &ai);
+  if (gai) {
+    gw_log(GW_LOG_ERROR, "start_failed", "reason=resolve host=%s detail=\"%s\"", conf->listen_host,
+           gai_strerror(gai));
+    goto out_tls;
+  }
+  srv.nworkers = workers_count(conf);
+  srv.w = calloc((size_t)srv.nworkers, sizeof(*srv.w));
+  struct event_base *main_base = event_base_new();
+  if (!srv.w || !main_base)
+    goto out_ai;
+  int started = 0;
+  for (int i = 0; i < srv.nworkers; i++) {
+    struct worker *w = &srv.w[i];
+    w->srv = &srv;
+    w->idx = i;
+    w->m = gw_metrics_slot();
+    w->base = event_base_new();
+    if (!w->m || !w->base)
+      goto out_workers;
+    if (make_listener(w, ai)) {
+      gw_log(GW_LOG_ERROR, "start_failed", "reason=listen address=%s:%s detail=\"%s\"", conf->listen_host,
+             conf->listen_port, strerror(errno));
+      goto out_workers;
+    }
+    struct timeval tv = {0, SWEEP_MS * 1000};
+    w->sweep_ev = event_new(w->base, -1, EV_PERSIST, sweep_cb, w);
+    w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
+    if (!w->sweep_ev || !w->stop_ev || event_add(w->sweep_ev, &tv))
+      goto out_workers;
+  }
+  struct event *sigterm = evsignal_new(main_base, SIGTERM, signal_cb, &srv);
+  struct event *sigint = evsignal_new(main_base, SIGINT, signal_cb, &srv);
+  if (!sigterm || !sigint || event_add(sigterm, NULL) || event_add(sigint, NULL)) {
+    if (sigterm)
+      event_free(sigterm);
+    if (sigint)
+      event_free(sigint);
+    goto out_workers;
+  }
+  for (; started < srv.nworkers; started++)
+    if (pthread_create(&srv.w[started].th, NULL, worker_main, &srv.w[started]))
+      break;
+  if (started < srv.nworkers) {
+    signal_cb(SIGTERM, 0, &srv);
+  } else {
+    gw_log(GW_LOG_INFO, "listening", "address=%s:%s workers=%d cert=%s client_ca=%s crl=%s", conf->listen_host,
+           conf->listen_port, srv.nworkers, conf->tls.cert, conf->tls.ca, conf->tls.crl ? conf->tls.crl : "-");
+    /* the first SIGTERM/SIGINT ends this loop; workers then drain on their own */
+    event_base_loop(main_base, EVLOOP_ONCE);
+  }
+  for (int i = 0; i < started; i++)
+    pthread_join(srv.w[i].th, NULL);
+  event_free(sigterm);
+  event_free(sigint);
+  gw_log(GW_LOG_INFO, "stopped", "workers=%d", started);
+  rv = started == srv.nworkers ? GW_OK : GW_ERR_IO;
+
+out_workers:
+  for (int i = 0; i < srv.nworkers; i++) {
+    struct worker *w = &srv.w[i];
+    if (w->lis)
+      evconnlistener_free(w->lis);
+    if (w->sweep_ev)
+      event_free(w->sweep_ev);
+    if (w->stop_ev)
+      event_free(w->stop_ev);
+    if (w->base)
+      event_base_free(w->base);
+  }
+out_ai:
+  if (main_base)
+    event_base_free(main_base);
+  free(srv.w);
+  freeaddrinfo(ai);
+out_tls:
+  gw_tls_free(srv.tls);
+  return rv;
+}
