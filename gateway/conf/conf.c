@@ -64,6 +64,7 @@ struct pctx {
   int array_depth; /* arrays are never valid here; we skip their contents */
   char path[MAX_DEPTH][64];
   bool seen[sizeof(fields) / sizeof(fields[0])];
+  size_t key_off; /* where the key of the value being parsed starts */
   int oom;
 };
 
@@ -108,11 +109,11 @@ static size_t token_start(const struct pctx *p) {
   return i;
 }
 
-__attribute__((format(printf, 2, 3))) static void perr(struct pctx *p, const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static void perr_at(struct pctx *p, size_t off, const char *fmt, ...) {
   if (p->nerr++ >= MAX_ERRORS)
     return;
   int line, col;
-  line_col(p, token_start(p), &line, &col);
+  line_col(p, off, &line, &col);
   char msg[512];
   va_list ap;
   va_start(ap, fmt);
@@ -121,6 +122,8 @@ __attribute__((format(printf, 2, 3))) static void perr(struct pctx *p, const cha
   if (gw_buf_printf(p->errs, "%s:%d:%d: %s\n", p->name, line, col, msg))
     p->oom = 1;
 }
+
+#define perr(p, ...) perr_at((p), token_start(p), __VA_ARGS__)
 
 static void cur_path(const struct pctx *p, char *out, size_t n) {
   out[0] = 0;
@@ -148,11 +151,11 @@ static const struct field *value_field(struct pctx *p, const char *what) {
   cur_path(p, path, sizeof(path));
   int i = find_field(path);
   if (i < 0) {
-    perr(p, "unknown key '%s'", path);
+    perr_at(p, p->key_off, "unknown key '%s'", path);
     return NULL;
   }
   if (p->seen[i])
-    perr(p, "duplicate key '%s'", path);
+    perr_at(p, p->key_off, "duplicate key '%s'", path);
   p->seen[i] = true;
   return &fields[i];
 }
@@ -296,6 +299,7 @@ static int cb_map_key(void *ctx, const unsigned char *s, size_t n) {
   struct pctx *p = ctx;
   if (p->array_depth)
     return 1;
+  p->key_off = token_start(p);
   size_t m = n < sizeof(p->path[0]) - 1 ? n : sizeof(p->path[0]) - 1;
   memcpy(p->path[p->depth - 1], s, m);
   p->path[p->depth - 1][m] = 0;

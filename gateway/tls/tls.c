@@ -6,6 +6,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -24,6 +25,37 @@ static const char cipher_list_12[] =
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 static const char cipher_suites_13[] = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+
+/* Per-connection slot for the subject CN of a certificate that failed
+ * verification, so that the refusal log names it. */
+static int refused_cn_idx = -1;
+static pthread_once_t refused_cn_once = PTHREAD_ONCE_INIT;
+
+static void refused_cn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp) {
+  (void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+  free(ptr);
+}
+
+static void refused_cn_init(void) {
+  refused_cn_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, refused_cn_free);
+}
+
+static void name_entry(X509_NAME *nm, int nid, char *out, size_t outlen);
+
+static int verify_cb(int ok, X509_STORE_CTX *sctx) {
+  if (ok)
+    return ok;
+  SSL *ssl = X509_STORE_CTX_get_ex_data(sctx, SSL_get_ex_data_X509_STORE_CTX_idx());
+  X509 *x = X509_STORE_CTX_get_current_cert(sctx);
+  if (ssl && x && refused_cn_idx >= 0 && !SSL_get_ex_data(ssl, refused_cn_idx)) {
+    char cn[128];
+    name_entry(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn));
+    char *copy = strdup(cn);
+    if (copy && !SSL_set_ex_data(ssl, refused_cn_idx, copy))
+      free(copy);
+  }
+  return ok;
+}
 
 static const unsigned char alpn_protos[] = "\x02h2\x08http/1.1";
 
@@ -138,7 +170,8 @@ struct gw_tls *gw_tls_server_new(const struct gw_conf_tls *c, struct gw_buf *err
   SSL_CTX_set_client_CA_list(ctx, names);
   if (c->crl && load_crls(SSL_CTX_get_cert_store(ctx), c->crl, errs))
     goto fail;
-  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT | SSL_VERIFY_CLIENT_ONCE, NULL);
+  pthread_once(&refused_cn_once, refused_cn_init);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT | SSL_VERIFY_CLIENT_ONCE, verify_cb);
   SSL_CTX_set_verify_depth(ctx, 5);
   static const unsigned char sid_ctx[] = "cergw";
   SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
@@ -328,9 +361,13 @@ enum gw_hs_reason gw_tls_failure(struct bufferevent *bev, char *detail, size_t d
   }
   /* name the refused certificate so an operator can find its owner */
   X509 *x = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
-  if (x && r != GW_HS_OK) {
+  const char *refused = (ssl && refused_cn_idx >= 0) ? SSL_get_ex_data(ssl, refused_cn_idx) : NULL;
+  if (x || refused) {
     char cn[128];
-    name_entry(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn));
+    if (refused)
+      snprintf(cn, sizeof(cn), "%s", refused);
+    else
+      name_entry(X509_get_subject_name(x), NID_commonName, cn, sizeof(cn));
     size_t used = strlen(detail);
     if (cn[0] && used + 8 < dl)
       snprintf(detail + used, dl - used, "; subject CN=%s", cn);

@@ -1,0 +1,244 @@
+#!/usr/bin/env bash
+# Integration tests: start the real binary on 127.0.0.1 with the development
+# certificates and drive it with real clients (curl, nghttp, openssl s_client,
+# the project's loadgen). Usage: run.sh BUILD_DIR   (e.g. build or build/asan)
+# Prints one line per case and "N passed, N failed" at the end; exits 1 on failure.
+set -u
+BUILD=${1:-build}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+GW=$ROOT/$BUILD/cergw
+LOADGEN=$ROOT/build/loadgen
+D=$ROOT/certs/dev
+T=$(mktemp -d /tmp/cergw-it.XXXXXX)
+PORT_BASE=$(( 20000 + ($$ % 20000) ))
+pass=0
+fail=0
+GW_PID=
+trap 'stop_gw; rm -rf "$T"' EXIT
+
+ok() { pass=$((pass + 1)); echo "ok   - $1"; }
+ko() { fail=$((fail + 1)); echo "FAIL - $1${2:+: $2}"; }
+check() { # name, command...
+  local name=$1; shift
+  if "$@"; then ok "$name"; else ko "$name"; fi
+}
+
+# write_conf NAME [extra JSON members for "limits"]: sets CONF and PORT
+write_conf() {
+  local name=$1 limits=${2:-}
+  PORT=$((PORT_BASE++))
+  cat >"$T/$name.json" <<EOF
+{
+  "listen": "127.0.0.1:$PORT",
+  "workers": 2,
+  "log_level": "debug",
+  "tls": { "cert": "$D/server.pem", "key": "$D/server.key",
+           "client_ca": "$D/ca.pem", "crl": "$D/crl.pem" },
+  "limits": { "max_body_bytes": 65536, "max_header_bytes": 8192,
+              "max_concurrent_streams": 100${limits:+, $limits} }
+}
+EOF
+  CONF=$T/$name.json
+}
+
+start_gw() { # config
+  LOG=$T/gw-$PORT.log
+  "$GW" serve --config "$1" >"$LOG" 2>&1 &
+  GW_PID=$!
+  for _ in $(seq 1 100); do
+    grep -q 'event=listening' "$LOG" 2>/dev/null && return 0
+    kill -0 "$GW_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "gateway did not start:"; cat "$LOG"; return 1
+}
+
+stop_gw() {
+  if [ -n "${GW_PID:-}" ] && kill -0 "$GW_PID" 2>/dev/null; then
+    kill -TERM "$GW_PID"; wait "$GW_PID" 2>/dev/null
+  fi
+  GW_PID=
+}
+
+URL() { echo "https://localhost:$PORT$1"; }
+ccurl() { # cert-name, curl args...
+  local c=$1; shift
+  if [ "$c" = none ]; then
+    curl -sS --max-time 10 --cacert "$D/ca.pem" "$@"
+  else
+    curl -sS --max-time 10 --cacert "$D/ca.pem" --cert "$D/$c.pem" --key "$D/$c.key" "$@"
+  fi
+}
+status_of() { ccurl "$1" -o /dev/null -w '%{http_code}' "${@:2}"; }
+log_has() { grep -q -- "$1" "$LOG"; }
+wait_log() { for _ in $(seq 1 60); do log_has "$1" && return 0; sleep 0.05; done; return 1; }
+
+# ---------------------------------------------------------------- mTLS matrix
+write_conf main; start_gw "$CONF" || exit 1
+for proto in --http2 --http1.1; do
+  out=$(ccurl clinic-a $proto "$(URL /healthz)")
+  check "clinic-a $proto /healthz answers 200 with version and uptime" \
+    grep -q '"status":"ok","version":"[0-9.]*","uptime_seconds":' <<<"$out"
+done
+check "clinic-b is accepted too" test "$(status_of clinic-b --http2 "$(URL /healthz)")" = 200
+check "HTTP/2 was negotiated by ALPN" test "$(ccurl clinic-a --http2 -o /dev/null -w '%{http_version}' "$(URL /healthz)")" = 2
+check "request log line carries the verified identity" \
+  wait_log 'event=request .*proto=h2 .*role=clinic cn="Poradnia kardiologiczna A (dev)" rpwdl=000000012345 regon=123456785 method=GET path="/healthz" status=200'
+for c in none foreign expired revoked; do
+  for proto in --http2 --http1.1; do
+    ccurl $c $proto "$(URL /healthz)" >/dev/null 2>&1
+    rc=$?
+    check "$c certificate $proto is refused at the handshake (curl rc=$rc)" test $rc -ne 0
+  done
+done
+check "refusal logged: no certificate" wait_log 'event=tls_refused .*peer=127.0.0.1:[0-9]* reason=no_certificate'
+check "refusal logged: foreign CA" wait_log 'event=tls_refused .*reason=unknown_ca'
+check "refusal logged: expired" wait_log 'event=tls_refused .*reason=expired detail="certificate has expired; subject CN=Expired clinic (dev)"'
+check "refusal logged: revoked" wait_log 'event=tls_refused .*reason=revoked detail="certificate revoked; subject CN=Revoked clinic (dev)"'
+check "TLS 1.1 is refused" bash -c "! openssl s_client -connect 127.0.0.1:$PORT -tls1_1 -cert $D/clinic-a.pem -key $D/clinic-a.key </dev/null >/dev/null 2>&1"
+check "TLS 1.2 with an AEAD suite is accepted" test "$(status_of clinic-a --tls-max 1.2 "$(URL /healthz)")" = 200
+check "TLS 1.2 CBC suite is refused" bash -c "! curl -sS --max-time 5 --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key --tls-max 1.2 --ciphers ECDHE-ECDSA-AES128-SHA256 $(URL /healthz) >/dev/null 2>&1"
+out=$(printf 'GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n' |
+  timeout 10 openssl s_client -quiet -connect 127.0.0.1:$PORT -cert "$D/clinic-a.pem" -key "$D/clinic-a.key" 2>/dev/null)
+check "a legacy client without ALPN gets HTTP/1.1" grep -q '^HTTP/1.1 200 OK' <<<"$out"
+
+# ------------------------------------------------------------- endpoints, errors
+check "unknown path -> 404 (h2)" test "$(status_of clinic-a --http2 "$(URL /nope)")" = 404
+check "POST /healthz -> 405 (h1)" test "$(status_of clinic-a --http1.1 -X POST -d x "$(URL /healthz)")" = 405
+m=$(ccurl clinic-a --http2 "$(URL /metrics)")
+check "metrics: handshakes by reason" grep -q 'cergw_tls_handshakes_total{outcome="refused",reason="revoked"} [1-9]' <<<"$m"
+check "metrics: no-certificate refusals counted" grep -q 'cergw_tls_handshakes_total{outcome="refused",reason="no_certificate"} [1-9]' <<<"$m"
+check "metrics: requests by method and status" grep -q 'cergw_requests_total{method="GET",status="200"} [1-9]' <<<"$m"
+check "metrics: latency histogram" grep -q 'cergw_request_duration_seconds_bucket{le="+Inf"} [1-9]' <<<"$m"
+check "metrics: connections by protocol, streams, bytes" bash -c "grep -q 'cergw_connections_protocol_total{protocol=\"h2\"} [1-9]' <<<'$m' && grep -q '^cergw_streams_total [1-9]' <<<'$m' && grep -q '^cergw_bytes_sent_total [1-9]' <<<'$m'"
+
+# ------------------------------------------------------------------ size limits
+head -c 70000 /dev/zero | tr '\0' 'a' >"$T/big.bin"
+for proto in --http2 --http1.1; do
+  check "oversized body $proto -> 413" test "$(status_of clinic-a $proto -X POST --data-binary @"$T/big.bin" "$(URL /healthz)")" = 413
+  check "oversized chunked body $proto -> 413" test "$(status_of clinic-a $proto -X POST -H 'Transfer-Encoding: chunked' -H 'Content-Length:' --data-binary @"$T/big.bin" "$(URL /healthz)" 2>/dev/null)" = 413
+  big=$(head -c 9000 /dev/zero | tr '\0' 'h')
+  check "oversized header list $proto -> 431" test "$(status_of clinic-a $proto -H "X-Big: $big" "$(URL /healthz)")" = 431
+done
+check "server still serves after refusals" test "$(status_of clinic-a --http2 "$(URL /healthz)")" = 200
+
+# --------------------------------------------------------- 100 concurrent streams
+out=$(timeout 30 nghttp -n -s -m 100 --cert "$D/clinic-a.pem" --key "$D/clinic-a.key" "https://127.0.0.1:$PORT/healthz" 2>&1)
+n200=$(awk '$5 == 200 && $7 == "/healthz"' <<<"$out" | wc -l)
+check "nghttp: 100 concurrent streams on one connection all answered 200 (got $n200)" test "$n200" -eq 100
+
+# --------------------------------------------------------- garbage HTTP/2 preface
+(printf 'THIS IS NOT HTTP/2 AT ALL\r\n\r\n'; sleep 2) |
+  timeout 5 openssl s_client -quiet -alpn h2 -connect 127.0.0.1:$PORT -cert "$D/clinic-a.pem" -key "$D/clinic-a.key" >"$T/garbage.out" 2>&1 &
+gp=$!
+check "garbage preface: that connection is cut as a protocol error" wait_log 'event=connection_cut .*reason=protocol_error'
+check "garbage preface: others are still served meanwhile" test "$(status_of clinic-a --http2 "$(URL /healthz)")" = 200
+wait $gp 2>/dev/null
+
+# ----------------------------------------------------------- HTTP/2 flood guards
+if [ -x "$LOADGEN" ]; then
+  out=$("$LOADGEN" --port $PORT --cert "$D/clinic-a.pem" --key "$D/clinic-a.key" --cacert "$D/ca.pem" -c 1 --attack rapid-reset 2>&1)
+  check "rapid reset: the server closes the connection ($out)" grep -q 'closed_by_server=1 of 1' <<<"$out"
+  check "rapid reset: logged" wait_log 'event=connection_cut .*reason=rapid_reset'
+  out=$("$LOADGEN" --port $PORT --cert "$D/clinic-a.pem" --key "$D/clinic-a.key" --cacert "$D/ca.pem" -c 1 --attack ping-flood 2>&1)
+  check "PING flood: the server closes the connection ($out)" grep -q 'closed_by_server=1 of 1' <<<"$out"
+  check "PING flood: logged" wait_log 'event=connection_cut .*reason=control_frame_flood'
+  check "server still serves after floods" test "$(status_of clinic-a --http2 "$(URL /healthz)")" = 200
+else
+  ko "loadgen missing at $LOADGEN"
+fi
+stop_gw
+check "SIGTERM: clean exit logged" log_has 'event=stopped'
+
+# ------------------------------------------------------------------- timeouts
+write_conf timeouts '"read_timeout_ms": 800, "idle_timeout_ms": 800, "handshake_timeout_ms": 500'; start_gw "$CONF" || exit 1
+start=$(date +%s%N)
+out=$( (printf 'GET /healthz HTTP/1.1\r\nHost: localhost\r\n'; sleep 4; printf 'X-Slow: 1\r\n\r\n') |
+  timeout 10 openssl s_client -quiet -alpn http/1.1 -connect 127.0.0.1:$PORT -cert "$D/clinic-a.pem" -key "$D/clinic-a.key" 2>/dev/null)
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+check "slowloris (headers never finished): 408 answer" grep -q '^HTTP/1.1 408' <<<"$out"
+check "slowloris: cut by read timeout" wait_log 'event=connection_cut .*reason=read_timeout'
+start=$(date +%s%N)
+(sleep 5) | timeout 10 openssl s_client -quiet -alpn http/1.1 -connect 127.0.0.1:$PORT -cert "$D/clinic-a.pem" -key "$D/clinic-a.key" >/dev/null 2>&1 &
+ip=$!
+check "idle connection: cut by idle timeout" wait_log 'event=connection_cut .*reason=idle_timeout'
+wait $ip 2>/dev/null
+exec 7<>/dev/tcp/127.0.0.1/$PORT
+check "silent TCP connection (no TLS handshake): cut by handshake timeout" wait_log 'event=tls_refused .*reason=timeout'
+exec 7>&-
+stop_gw
+
+# ---------------------------------------------------------------- max connections
+if [ -x "$LOADGEN" ]; then
+  write_conf maxconn '"max_connections": 4'; start_gw "$CONF" || exit 1
+  "$LOADGEN" --port $PORT --cert "$D/clinic-a.pem" --key "$D/clinic-a.key" --cacert "$D/ca.pem" -c 4 --idle 3 >"$T/idle.out" 2>&1 &
+  lp=$!
+  for _ in $(seq 1 100); do grep -q IDLE "$T/idle.out" && break; sleep 0.05; done
+  check "5th connection over max_connections=4 is refused" bash -c "! curl -sS --max-time 3 --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key $(URL /healthz) >/dev/null 2>&1"
+  check "refusal logged with reason max_connections" wait_log 'event=connection_refused .*reason=max_connections'
+  wait $lp
+  sleep 0.2
+  check "after they close, a new connection is served" test "$(status_of clinic-a --http2 "$(URL /healthz)")" = 200
+  stop_gw
+fi
+
+# ------------------------------------------------------------ graceful shutdown
+head -c 6000 /dev/zero | tr '\0' 'b' >"$T/slow.bin"
+for proto in --http2 --http1.1; do
+  write_conf "graceful${proto//-/}" '"shutdown_timeout_ms": 8000'; start_gw "$CONF" || exit 1
+  ccurl clinic-a $proto --limit-rate 2000 -X POST --data-binary @"$T/slow.bin" -o "$T/slow.body" -w '%{http_code}' \
+    "$(URL /healthz)" >"$T/slow.code" 2>"$T/slow.err" &
+  cp=$!
+  sleep 1
+  kill -TERM "$GW_PID"
+  sleep 0.3
+  check "graceful $proto: new connections refused after SIGTERM" bash -c "! curl -sS --max-time 2 --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key $(URL /healthz) >/dev/null 2>&1"
+  wait $cp
+  crc=$?
+  check "graceful $proto: the in-flight request completed (rc=$crc, status $(cat "$T/slow.code"))" test "$crc" = 0 -a "$(cat "$T/slow.code")" = 405
+  wait "$GW_PID"
+  grc=$?
+  check "graceful $proto: gateway exited 0 (rc=$grc)" test "$grc" = 0
+  GW_PID=
+done
+
+write_conf deadline '"shutdown_timeout_ms": 500'; start_gw "$CONF" || exit 1
+ccurl clinic-a --http2 --limit-rate 1000 -X POST --data-binary @"$T/slow.bin" -o /dev/null "$(URL /healthz)" >/dev/null 2>&1 &
+cp=$!
+sleep 0.5
+start=$(date +%s%N)
+kill -TERM "$GW_PID"
+wait "$GW_PID"
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+GW_PID=
+check "shutdown deadline: a request slower than the deadline is cut and the process exits (${ms} ms)" test $ms -lt 3000
+check "shutdown deadline: logged" log_has 'reason=shutdown_deadline'
+wait $cp 2>/dev/null
+
+# ---------------------------------------------------------------- check-config
+write_conf good; good=$CONF
+check "check-config accepts a valid file" "$GW" check-config "$good"
+cat >"$T/bad.json" <<'EOF'
+{
+  "listen": "127.0.0.1:8443",
+  "workers": "two",
+  "limits": {
+    "max_body_bytes": 0,
+    "no_such_limit": 5
+  }
+}
+EOF
+out=$("$GW" check-config "$T/bad.json" 2>&1); rc=$?
+check "check-config rejects an invalid file (rc=$rc)" test $rc = 1
+check "check-config: line-precise type error" grep -q "bad.json:3:14: 'workers': expected a number, got a string" <<<"$out"
+check "check-config: line-precise range error" grep -q "bad.json:5:23: 'limits.max_body_bytes': 0 is out of range" <<<"$out"
+check "check-config: unknown key" grep -q "bad.json:6:5: unknown key 'limits.no_such_limit'" <<<"$out"
+printf '{ "listen": "127.0.0.1:1",\n  "workers": 2,,\n}\n' >"$T/syntax.json"
+out=$("$GW" check-config "$T/syntax.json" 2>&1)
+check "check-config: syntax error with line" grep -q "syntax.json:2:.*JSON syntax error" <<<"$out"
+sed "s#$D/server.key#$D/clinic-a.key#" "$good" >"$T/wrongkey.json"
+out=$("$GW" check-config "$T/wrongkey.json" 2>&1)
+check "check-config: key that does not match the certificate" grep -q "tls.key" <<<"$out"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
