@@ -364,10 +364,13 @@ int gw_conf_parse(struct gw_conf *c, const char *name, const char *text, size_t 
   }
   yajl_config(p->h, yajl_allow_comments, 1);
   yajl_status st = yajl_parse(p->h, (const unsigned char *)text, len);
-  if (st == yajl_status_ok)
+  bool at_eof = false;
+  if (st == yajl_status_ok) {
     st = yajl_complete_parse(p->h);
+    at_eof = true; /* an error now means the text ended too early */
+  }
   if (st == yajl_status_error && p->nerr == 0) {
-    size_t off = yajl_get_bytes_consumed(p->h);
+    size_t off = at_eof ? len : yajl_get_bytes_consumed(p->h);
     unsigned char *ye = yajl_get_error(p->h, 0, (const unsigned char *)text, len);
     int line, col;
     line_col(p, off, &line, &col);

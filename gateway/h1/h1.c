@@ -25,6 +25,8 @@ struct gw_h1 {
   int32_t count;
   enum hdr cur;   /* header whose value is being received */
   bool last_was_value;
+  bool in_name;   /* inside a header name (it may arrive in pieces) */
+  bool delivered; /* this message went to on_request already */
   char hname[32]; /* current header name (only short names matter) */
   size_t hname_len;
   struct gw_buf hval; /* value of a header we keep */
@@ -53,6 +55,8 @@ static int on_message_begin(http_parser *p) {
   h->in_req = true;
   h->cur = H_NONE;
   h->last_was_value = false;
+  h->in_name = false;
+  h->delivered = false;
   h->hname_len = 0;
   GW_METRIC_INC(h->m, streams_total);
   GW_METRIC_INC(h->m, streams_open);
@@ -105,18 +109,24 @@ static int count_header(struct gw_h1 *h, size_t n) {
 
 static int on_header_field(http_parser *p, const char *at, size_t n) {
   struct gw_h1 *h = of(p);
+  bool new_field = h->last_was_value || !h->in_name;
   finish_header(h);
+  if (new_field) {
+    h->hname_len = 0;
+    h->in_name = true;
+  }
   if (h->hname_len + n < sizeof(h->hname)) {
     memcpy(h->hname + h->hname_len, at, n);
     h->hname_len += n;
   } else {
     h->hname_len = sizeof(h->hname); /* too long to be one we keep */
   }
-  return count_header(h, n + 32);
+  return count_header(h, n + (new_field ? 32 : 0));
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t n) {
   struct gw_h1 *h = of(p);
+  h->in_name = false;
   if (!h->last_was_value) {
     h->last_was_value = true;
     h->cur = H_OTHER;
@@ -137,6 +147,9 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
 }
 
 static void deliver(struct gw_h1 *h) {
+  if (h->delivered)
+    return;
+  h->delivered = true;
   h->waiting = true;
   http_parser_pause(&h->p, 1);
   h->hooks->on_request(h->ud, &h->req);
@@ -184,8 +197,7 @@ static int on_body(http_parser *p, const char *at, size_t n) {
 
 static int on_message_complete(http_parser *p) {
   struct gw_h1 *h = of(p);
-  if (!h->waiting)
-    deliver(h);
+  deliver(h);
   return 0;
 }
 
@@ -285,7 +297,8 @@ int gw_h1_respond(struct gw_h1 *h, struct gw_req *req, struct gw_resp *resp) {
   GW_METRIC_ADD(h->m, streams_open, -1);
   gw_req_cleanup(&h->req);
   gw_req_init(&h->req, h->lim->max_body_bytes);
-  http_parser_pause(&h->p, 0);
+  if (!h->closing)
+    http_parser_pause(&h->p, 0); /* a refused request's body is never parsed as a next request */
   return rv;
 }
 

@@ -56,6 +56,8 @@ start_gw() { # config
 stop_gw() {
   if [ -n "${GW_PID:-}" ] && kill -0 "$GW_PID" 2>/dev/null; then
     kill -TERM "$GW_PID"; wait "$GW_PID" 2>/dev/null
+    local rc=$?
+    [ $rc -eq 0 ] || ko "gateway on port $PORT exited with $rc after SIGTERM" "$(tail -5 "$LOG")"
   fi
   GW_PID=
 }
@@ -240,5 +242,10 @@ sed "s#$D/server.key#$D/clinic-a.key#" "$good" >"$T/wrongkey.json"
 out=$("$GW" check-config "$T/wrongkey.json" 2>&1)
 check "check-config: key that does not match the certificate" grep -q "tls.key" <<<"$out"
 
+if grep -lE 'Sanitizer|runtime error:' "$T"/gw-*.log >/dev/null 2>&1; then
+  ko "sanitizer reports in gateway logs" "$(grep -hE -A20 'Sanitizer|runtime error:' "$T"/gw-*.log | head -60)"
+else
+  ok "no sanitizer reports in any gateway log"
+fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every test in both builds: unit tests (CUnit) and integration tests
+# (real binary, real clients), first the release build, then ASan+UBSan.
+# Prints a closing "N passed, N failed" line; exits non-zero on any failure.
+set -u
+cd "$(dirname "$0")/.."
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:exitcode=23}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+passed=0
+failed=0
+results=()
+step() { # name, command...
+  local name=$1; shift
+  echo "=== $name"
+  if "$@"; then passed=$((passed + 1)); results+=("ok   $name"); else failed=$((failed + 1)); results+=("FAIL $name"); fi
+}
+if [ -d ../shared/corpus ]; then
+  echo "shared corpus found at ../shared/corpus"
+else
+  echo "shared corpus not found at ../shared/corpus: corpus-based tests will skip"
+fi
+step "unit tests (release)" ./build/unit-tests
+step "unit tests (asan+ubsan)" ./build/asan/unit-tests
+step "integration tests (release)" ./tests/integration/run.sh build
+step "integration tests (asan+ubsan)" ./tests/integration/run.sh build/asan
+echo "=== summary"
+printf '%s\n' "${results[@]}"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,65 @@
+#include <string.h>
+
+#include "../suites.h"
+#include "http/req.h"
+#include "http/router.h"
+
+static void run(const char *method, const char *path, int early, struct gw_resp *resp) {
+  struct gw_req r;
+  gw_req_init(&r, 1024);
+  strcpy(r.method, method);
+  r.path = path ? strdup(path) : NULL;
+  r.early_status = early;
+  memset(resp, 0, sizeof(*resp));
+  gw_router_handle(&r, resp);
+  gw_req_cleanup(&r);
+}
+
+static void test_healthz(void) {
+  gw_router_init();
+  struct gw_resp resp;
+  run("GET", "/healthz?x=1", 0, &resp);
+  CU_ASSERT_EQUAL(resp.status, 200);
+  CU_ASSERT_STRING_EQUAL(resp.content_type, "application/json");
+  CU_ASSERT_PTR_NOT_NULL(strstr((char *)resp.body, "\"version\":\""));
+  CU_ASSERT_PTR_NOT_NULL(strstr((char *)resp.body, "\"uptime_seconds\":"));
+  gw_resp_cleanup(&resp);
+  run("POST", "/healthz", 0, &resp);
+  CU_ASSERT_EQUAL(resp.status, 405);
+  CU_ASSERT_EQUAL(resp.nextra, 1);
+  CU_ASSERT_STRING_EQUAL(resp.extra[0].name, "allow");
+  gw_resp_cleanup(&resp);
+}
+
+static void test_metrics_and_404(void) {
+  struct gw_resp resp;
+  run("GET", "/metrics", 0, &resp);
+  CU_ASSERT_EQUAL(resp.status, 200);
+  CU_ASSERT_PTR_NOT_NULL(strstr((char *)resp.body, "# TYPE cergw_requests_total counter"));
+  gw_resp_cleanup(&resp);
+  run("GET", "/healthzz", 0, &resp);
+  CU_ASSERT_EQUAL(resp.status, 404);
+  gw_resp_cleanup(&resp);
+  run("GET", "*", 0, &resp);
+  CU_ASSERT_EQUAL(resp.status, 400);
+  gw_resp_cleanup(&resp);
+  run("GET", NULL, 0, &resp);
+  CU_ASSERT_EQUAL(resp.status, 400);
+  gw_resp_cleanup(&resp);
+}
+
+static void test_early_status(void) {
+  struct gw_resp resp;
+  run("POST", "/healthz", 413, &resp);
+  CU_ASSERT_EQUAL(resp.status, 413);
+  CU_ASSERT_PTR_NOT_NULL(strstr((char *)resp.body, "max_body_bytes"));
+  gw_resp_cleanup(&resp);
+  run("GET", "/healthz", 431, &resp);
+  CU_ASSERT_EQUAL(resp.status, 431);
+  gw_resp_cleanup(&resp);
+}
+
+int gw_test_router_suite(void) {
+  CU_pSuite s = CU_add_suite("http/router", NULL, NULL);
+  return !s || GW_ADD(s, test_healthz) || GW_ADD(s, test_metrics_and_404) || GW_ADD(s, test_early_status);
+}
