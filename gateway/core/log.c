@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/err.h"
+#include "core/fmt.h"
 
 static _Atomic int log_level = GW_LOG_INFO;
 static _Atomic int log_fd = 2;
@@ -55,29 +56,70 @@ int gw_log_level_parse(const char *s, enum gw_log_level *out) {
   return GW_ERR_INVAL;
 }
 
+/* Writes "ts=...Z level=L event=E " into |out| (at least 96 bytes) and
+ * returns its length. The date part is formatted once per second per thread. */
+static size_t line_head(char *out, enum gw_log_level level, const char *event) {
+  static __thread time_t cached_sec = -1;
+  static __thread char cached[32]; /* "ts=YYYY-MM-DDTHH:MM:SS." */
+  static __thread size_t cached_len;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  if (ts.tv_sec != cached_sec) {
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    cached_len = (size_t)snprintf(cached, sizeof(cached), "ts=%04d-%02d-%02dT%02d:%02d:%02d.", tm.tm_year + 1900,
+                                  tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    cached_sec = ts.tv_sec;
+  }
+  struct gw_fmt f;
+  char *start = out;
+  gw_fmt_init(&f, out, 96);
+  gw_fmt_mem(&f, cached, cached_len);
+  long ms = ts.tv_nsec / 1000000;
+  char msb[4] = {(char)('0' + ms / 100), (char)('0' + ms / 10 % 10), (char)('0' + ms % 10), 'Z'};
+  gw_fmt_mem(&f, msb, 4);
+  gw_fmt_str(&f, " level=");
+  gw_fmt_str(&f, level_names[level]);
+  gw_fmt_str(&f, " event=");
+  gw_fmt_str(&f, event);
+  gw_fmt_mem(&f, " ", 1);
+  return gw_fmt_len(&f, start);
+}
+
+static void emit(char *line, size_t len);
+
+void gw_log_fields(enum gw_log_level level, const char *event, const char *fields, size_t len) {
+  if (!GW_LOG_ON(level))
+    return;
+  char line[4096];
+  size_t n = line_head(line, level, event);
+  if (len > sizeof(line) - n - 1)
+    len = sizeof(line) - n - 1;
+  memcpy(line + n, fields, len);
+  n += len;
+  line[n++] = '\n';
+  emit(line, n);
+}
+
 void gw_log(enum gw_log_level level, const char *event, const char *fmt, ...) {
   if (!GW_LOG_ON(level))
     return;
   char line[4096];
-  struct timespec ts;
-  struct tm tm;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  gmtime_r(&ts.tv_sec, &tm);
-  int n = snprintf(line, sizeof(line), "ts=%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s event=%s ",
-                   tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                   ts.tv_nsec / 1000000, level_names[level], event);
-  if (n < 0)
-    return;
+  size_t n = line_head(line, level, event);
   va_list ap;
   va_start(ap, fmt);
-  int m = vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+  int m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
   va_end(ap);
-  size_t len = (size_t)n + (m > 0 ? (size_t)m : 0);
+  size_t len = n + (m > 0 ? (size_t)m : 0);
   if (len > sizeof(line) - 2)
     len = sizeof(line) - 2; /* truncated line still ends with a newline */
   while (len > 0 && line[len - 1] == ' ')
     len--;
   line[len++] = '\n';
+  emit(line, len);
+}
+
+static void emit(char *line, size_t len) {
   if (tl.on) {
     if (tl.len + len > TL_CAP)
       gw_log_flush();

@@ -22,6 +22,10 @@ void gw_log_set_fd(int fd);
 void gw_log(enum gw_log_level level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Writes one line whose key=value text |fields| (|len| bytes) the caller
+ * formatted already; the fast path for the access log. */
+void gw_log_fields(enum gw_log_level level, const char *event, const char *fields, size_t len);
+
 /* Quotes |in| for a log value into |out| (size |outlen|, always
  * NUL-terminated): wraps in double quotes, escapes '"', '\\' and control
  * bytes. Returns |out|. */

@@ -22,6 +22,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/fmt.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "h1/h1.h"
@@ -75,6 +76,8 @@ struct conn {
   uint64_t accepted_ns, last_active_ns, linger_until_ns;
   struct conn *prev, *next;
   char peer[64];
+  char logid[448]; /* "proto=… peer=… role=… cn=… rpwdl=… regon=…", built once per connection */
+  size_t logid_len;
 };
 
 static void conn_flush(struct conn *c);
@@ -82,18 +85,49 @@ static void conn_free(struct conn *c);
 
 /* ---- request handling (synchronous for now) ---- */
 
+/* The identity part of every log line of |c|: formatted once, after the handshake. */
+static void build_logid(struct conn *c) {
+  struct gw_fmt f;
+  gw_fmt_init(&f, c->logid, sizeof(c->logid));
+  gw_fmt_str(&f, c->state == C_H2 ? "proto=h2 peer=" : "proto=http/1.1 peer=");
+  gw_fmt_str(&f, c->peer);
+  gw_fmt_str(&f, " role=");
+  gw_fmt_str(&f, gw_role_name(c->ident.role));
+  gw_fmt_str(&f, " cn=");
+  gw_fmt_quoted(&f, c->ident.cn);
+  gw_fmt_str(&f, " rpwdl=");
+  gw_fmt_str(&f, c->ident.rpwdl[0] ? c->ident.rpwdl : "-");
+  gw_fmt_str(&f, " regon=");
+  gw_fmt_str(&f, c->ident.regon[0] ? c->ident.regon : "-");
+  c->logid_len = gw_fmt_len(&f, c->logid);
+}
+
+/* The access log: one line per answered request, with the caller's identity. */
 static void log_request(struct conn *c, const struct gw_req *req, const struct gw_resp *resp, uint64_t dur_ns) {
   if (!GW_LOG_ON(GW_LOG_INFO))
     return;
-  char path[300], cn[300];
-  gw_log(GW_LOG_INFO, "request",
-         "conn=%lu stream=%d proto=%s peer=%s role=%s cn=%s rpwdl=%s regon=%s method=%s path=%s status=%d "
-         "req_bytes=%zu resp_bytes=%zu dur_us=%lu",
-         (unsigned long)c->id, req->stream_id, req->proto == 2 ? "h2" : "http/1.1", c->peer,
-         gw_role_name(c->ident.role), gw_log_quote(cn, sizeof(cn), c->ident.cn),
-         c->ident.rpwdl[0] ? c->ident.rpwdl : "-", c->ident.regon[0] ? c->ident.regon : "-",
-         req->method[0] ? req->method : "-", gw_log_quote(path, sizeof(path), req->path ? req->path : ""),
-         resp->status, req->body.len, resp->body_len, (unsigned long)(dur_ns / 1000));
+  char line[1024];
+  struct gw_fmt f;
+  gw_fmt_init(&f, line, sizeof(line));
+  gw_fmt_str(&f, "conn=");
+  gw_fmt_u64(&f, c->id);
+  gw_fmt_str(&f, " stream=");
+  gw_fmt_u64(&f, (uint64_t)req->stream_id);
+  gw_fmt_mem(&f, " ", 1);
+  gw_fmt_mem(&f, c->logid, c->logid_len);
+  gw_fmt_str(&f, " method=");
+  gw_fmt_str(&f, req->method[0] ? req->method : "-");
+  gw_fmt_str(&f, " path=");
+  gw_fmt_quoted(&f, req->path ? req->path : "");
+  gw_fmt_str(&f, " status=");
+  gw_fmt_u64(&f, (uint64_t)resp->status);
+  gw_fmt_str(&f, " req_bytes=");
+  gw_fmt_u64(&f, req->body.len);
+  gw_fmt_str(&f, " resp_bytes=");
+  gw_fmt_u64(&f, resp->body_len);
+  gw_fmt_str(&f, " dur_us=");
+  gw_fmt_u64(&f, dur_ns / 1000);
+  gw_log_fields(GW_LOG_INFO, "request", line, gw_fmt_len(&f, line));
 }
 
 static void answer(struct conn *c, struct gw_req *req) {
@@ -285,10 +319,9 @@ static void on_handshake(struct conn *c) {
     conn_free(c);
     return;
   }
-  gw_log(GW_LOG_DEBUG, "tls_accepted", "conn=%lu peer=%s proto=%s role=%s cn=\"%s\" rpwdl=%s regon=%s serial=%s",
-         (unsigned long)c->id, c->peer, c->state == C_H2 ? "h2" : "http/1.1", gw_role_name(c->ident.role),
-         c->ident.cn, c->ident.rpwdl[0] ? c->ident.rpwdl : "-", c->ident.regon[0] ? c->ident.regon : "-",
-         c->ident.serial);
+  build_logid(c);
+  gw_log(GW_LOG_INFO, "tls_accepted", "conn=%lu %s serial=%s issuer=\"%s\"", (unsigned long)c->id, c->logid,
+         c->ident.serial, c->ident.issuer_cn);
   if (w->stopping) {
     if (c->h2)
       gw_h2_shutdown(c->h2);
