@@ -1,11 +1,10 @@
 #include "net/server.h"
 
 #include <errno.h>
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
+#include <fcntl.h>
 #include <http_parser.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -31,7 +30,9 @@
 #include "tls/tls.h"
 
 #define SWEEP_MS 100
+#define OUT_CHUNK 16384           /* one TLS record's worth of plaintext per SSL_write */
 #define OUT_HIGH_WATER (64 * 1024) /* stop pulling HTTP/2 frames past this much queued output */
+#define IN_CHUNK 16384
 #define LINGER_MS 1000             /* read-and-discard after our last byte, so the peer sees it */
 #define H2_CODE_NO_ERROR 0
 
@@ -51,6 +52,7 @@ struct worker {
   bool stopping;
   uint64_t deadline_ns;
   uint64_t last_refusal_log_ns;
+  uint8_t inbuf[IN_CHUNK]; /* decrypted input, consumed before the next read */
 };
 
 struct server {
@@ -66,7 +68,12 @@ enum cstate { C_HS, C_H1, C_H2, C_LINGER };
 
 struct conn {
   struct worker *w;
-  struct bufferevent *bev;
+  int fd;
+  struct gw_tls_conn *tls;
+  struct event *rev, *wev; /* read (persistent) and write (armed only when a write would block) */
+  struct gw_buf out;       /* plaintext waiting for SSL_write; freed when empty */
+  size_t out_off;
+  bool want_write_on_read; /* TLS needs the socket readable to finish a write */
   uint64_t id;
   enum cstate state;
   bool closing; /* flush what is queued, then linger and free */
@@ -80,7 +87,7 @@ struct conn {
   size_t logid_len;
 };
 
-static void conn_flush(struct conn *c);
+static bool conn_flush(struct conn *c);
 static void conn_free(struct conn *c);
 
 /* ---- request handling (synchronous for now) ---- */
@@ -146,11 +153,12 @@ static void answer(struct conn *c, struct gw_req *req) {
 static void on_h2_request(void *ud, struct gw_req *req) { answer(ud, req); }
 static void on_h1_request(void *ud, struct gw_req *req) { answer(ud, req); }
 
-static int h1_write(void *ud, const void *data, size_t len) {
-  struct conn *c = ud;
+static int out_append(struct conn *c, const void *data, size_t len) {
   GW_METRIC_ADD(c->w->m, bytes_out, len);
-  return bufferevent_write(c->bev, data, len) ? GW_ERR_NOMEM : GW_OK;
+  return gw_buf_append(&c->out, data, len);
 }
+
+static int h1_write(void *ud, const void *data, size_t len) { return out_append(ud, data, len); }
 
 static const struct gw_h2_hooks h2_hooks = {.on_request = on_h2_request, .on_abandon = NULL};
 static const struct gw_h1_hooks h1_hooks = {.on_request = on_h1_request, .write = h1_write};
@@ -163,17 +171,16 @@ static void conn_cut(struct conn *c, enum gw_cut_reason why, const char *what) {
          what, c->ident.cn);
 }
 
-/* Our last byte is queued: send close_notify, half-close, and read-and-discard
+/* Our last byte is written: send close_notify, half-close, and read-and-discard
  * for a moment so that a peer still sending does not get a reset that would
  * destroy the answer we just sent. */
 static void conn_linger(struct conn *c) {
   c->state = C_LINGER;
   c->linger_until_ns = gw_now_ns() + (uint64_t)LINGER_MS * 1000000u;
-  gw_tls_close_notify(c->bev);
-  int fd = (int)bufferevent_getfd(c->bev);
-  if (fd >= 0)
-    shutdown(fd, SHUT_WR);
-  bufferevent_disable(c->bev, EV_WRITE);
+  gw_tls_close_notify(c->tls);
+  shutdown(c->fd, SHUT_WR);
+  event_del(c->wev);
+  gw_buf_cleanup(&c->out);
 }
 
 static void conn_free(struct conn *c) {
@@ -189,7 +196,13 @@ static void conn_free(struct conn *c) {
   GW_METRIC_ADD(w->m, conn_open, -1);
   gw_h2_free(c->h2);
   gw_h1_free(c->h1);
-  bufferevent_free(c->bev);
+  if (c->rev)
+    event_free(c->rev);
+  if (c->wev)
+    event_free(c->wev);
+  gw_tls_conn_free(c->tls);
+  close(c->fd);
+  gw_buf_cleanup(&c->out);
   free(c);
   if (w->stopping && w->nconns == 0)
     event_base_loopexit(w->base, NULL);
@@ -205,28 +218,65 @@ static bool conn_done(struct conn *c) {
   return false;
 }
 
-/* Moves protocol output into the bufferevent, then closes when done. */
-static void conn_flush(struct conn *c) {
-  struct evbuffer *out = bufferevent_get_output(c->bev);
-  if (c->state == C_H2) {
-    while (evbuffer_get_length(out) < OUT_HIGH_WATER) {
-      const uint8_t *p;
-      long n = gw_h2_send(c->h2, &p);
-      if (n < 0) {
-        c->closing = true;
-        break;
-      }
-      if (n == 0)
-        break;
-      GW_METRIC_ADD(c->w->m, bytes_out, (uint64_t)n);
-      if (bufferevent_write(c->bev, p, (size_t)n)) {
-        c->closing = true;
-        break;
+/* Writes queued plaintext, one record-sized SSL_write at a time. Returns
+ * false when the connection was freed. */
+static bool out_write(struct conn *c) {
+  while (c->out_off < c->out.len) {
+    size_t n = c->out.len - c->out_off;
+    if (n > OUT_CHUNK)
+      n = OUT_CHUNK;
+    long w = gw_tls_write(c->tls, c->out.data + c->out_off, n);
+    if (w == GW_TLS_WANT_WRITE || w == GW_TLS_WANT_READ) {
+      c->want_write_on_read = w == GW_TLS_WANT_READ;
+      if (w == GW_TLS_WANT_WRITE)
+        event_add(c->wev, NULL);
+      return true;
+    }
+    if (w < 0) {
+      conn_free(c);
+      return false;
+    }
+    c->out_off += (size_t)w;
+  }
+  c->want_write_on_read = false;
+  if (c->out.cap > 4 * OUT_HIGH_WATER)
+    gw_buf_cleanup(&c->out); /* give a large buffer back */
+  c->out.len = 0;
+  c->out_off = 0;
+  event_del(c->wev);
+  return true;
+}
+
+/* Moves protocol output to the socket, then closes when done. Returns false
+ * when the connection was freed. */
+static bool conn_flush(struct conn *c) {
+  for (;;) {
+    if (c->state == C_H2) {
+      while (c->out.len < OUT_HIGH_WATER) {
+        const uint8_t *p;
+        long n = gw_h2_send(c->h2, &p);
+        if (n == 0)
+          break;
+        if (n < 0 || out_append(c, p, (size_t)n)) {
+          c->closing = true;
+          break;
+        }
       }
     }
+    size_t before = c->out.len - c->out_off;
+    if (!out_write(c))
+      return false;
+    if (c->out.len != 0 || before == 0)
+      break; /* blocked, or nothing more to send */
   }
-  if (c->state != C_LINGER && conn_done(c) && evbuffer_get_length(out) == 0)
+  if (c->out.len)
+    return true;
+  if (!c->out.len && c->out.cap) {
+    gw_buf_cleanup(&c->out); /* idle connections hold no output buffer */
+  }
+  if (c->state != C_LINGER && conn_done(c))
     conn_linger(c);
+  return true;
 }
 
 static void proto_error(struct conn *c, int rv) {
@@ -240,61 +290,105 @@ static void proto_error(struct conn *c, int rv) {
   c->closing = true;
 }
 
-static void read_cb(struct bufferevent *bev, void *arg) {
-  struct conn *c = arg;
-  struct evbuffer *in = bufferevent_get_input(bev);
-  if (c->state == C_LINGER) {
-    evbuffer_drain(in, evbuffer_get_length(in));
-    return;
-  }
-  if (c->state == C_HS || c->closing)
-    return;
-  size_t total = evbuffer_get_length(in);
-  GW_METRIC_ADD(c->w->m, bytes_in, total);
-  struct evbuffer_iovec v[16];
-  size_t used = 0;
-  int rv = GW_OK;
-  while (used < total && rv == GW_OK && !c->closing) {
-    int nv = evbuffer_peek(in, -1, NULL, v, 16);
-    size_t round = 0;
-    for (int i = 0; i < nv && i < 16 && rv == GW_OK; i++) {
-      if (c->state == C_H2) {
-        rv = gw_h2_recv(c->h2, v[i].iov_base, v[i].iov_len);
-        round += v[i].iov_len;
-      } else {
-        size_t consumed = 0;
-        rv = gw_h1_recv(c->h1, v[i].iov_base, v[i].iov_len, &consumed);
-        round += consumed;
-        if (consumed < v[i].iov_len)
-          break;
-      }
-    }
-    evbuffer_drain(in, round);
-    used += round;
-    if (round == 0)
-      break;
-  }
-  if (rv) {
-    proto_error(c, rv);
-    if (c->state == C_H1)
-      c->closing = true;
-  }
-  if (c->state == C_H1 && gw_h1_should_close(c->h1))
-    evbuffer_drain(in, evbuffer_get_length(in)); /* unread rest of a refused request */
-  conn_flush(c);
+static void on_handshake(struct conn *c);
+
+static void handshake_failed(struct conn *c) {
+  char detail[256];
+  enum gw_hs_reason r = gw_tls_failure(c->tls, detail, sizeof(detail));
+  GW_METRIC_INC(c->w->m, handshakes[r]);
+  gw_log(GW_LOG_WARN, "tls_refused", "conn=%lu peer=%s reason=%s detail=\"%s\"", (unsigned long)c->id, c->peer,
+         gw_hs_reason_name(r), detail);
+  conn_free(c);
 }
 
-static void write_cb(struct bufferevent *bev, void *arg) {
-  (void)bev;
+/* Feeds decrypted bytes to the protocol. */
+static int proto_recv(struct conn *c, const uint8_t *d, size_t n) {
+  if (c->state == C_H2)
+    return gw_h2_recv(c->h2, d, n);
+  size_t used = 0;
+  int rv = GW_OK;
+  while (used < n && rv == GW_OK && !gw_h1_should_close(c->h1)) {
+    size_t consumed = 0;
+    rv = gw_h1_recv(c->h1, d + used, n - used, &consumed);
+    if (consumed == 0)
+      break; /* a refused request's remaining bytes are dropped with the connection */
+    used += consumed;
+  }
+  return rv;
+}
+
+static void conn_readable(struct conn *c) {
+  struct worker *w = c->w;
+  if (c->state == C_HS) {
+    int rv = gw_tls_handshake(c->tls);
+    if (rv == GW_TLS_WANT_READ || rv == GW_TLS_WANT_WRITE) {
+      if (rv == GW_TLS_WANT_WRITE)
+        event_add(c->wev, NULL);
+      return;
+    }
+    if (rv) {
+      handshake_failed(c);
+      return;
+    }
+    on_handshake(c);
+    return;
+  }
+  if (c->want_write_on_read && !out_write(c))
+    return;
+  for (;;) {
+    long n = gw_tls_read(c->tls, w->inbuf, sizeof(w->inbuf));
+    if (n == GW_TLS_WANT_READ)
+      break;
+    if (n == GW_TLS_WANT_WRITE) {
+      event_add(c->wev, NULL);
+      break;
+    }
+    if (n <= 0) { /* end of stream or error */
+      if (c->state != C_LINGER && n < 0)
+        gw_log(GW_LOG_DEBUG, "connection_error", "conn=%lu peer=%s", (unsigned long)c->id, c->peer);
+      conn_free(c);
+      return;
+    }
+    if (c->state == C_LINGER || c->closing)
+      continue; /* read and discard */
+    GW_METRIC_ADD(w->m, bytes_in, (uint64_t)n);
+    int rv = proto_recv(c, w->inbuf, (size_t)n);
+    if (rv) {
+      proto_error(c, rv);
+      break;
+    }
+    if ((size_t)n < sizeof(w->inbuf))
+      break; /* the socket is most likely drained; epoll tells us if not */
+  }
+  if (c->state != C_LINGER)
+    conn_flush(c);
+}
+
+static void read_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  conn_readable(arg);
+}
+
+static void write_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
   struct conn *c = arg;
+  if (c->state == C_HS) {
+    event_del(c->wev);
+    conn_readable(c);
+    return;
+  }
   if (c->state == C_H2 || c->state == C_H1)
     conn_flush(c);
+  else
+    event_del(c->wev);
 }
 
 static void on_handshake(struct conn *c) {
   struct worker *w = c->w;
   GW_METRIC_INC(w->m, handshakes[GW_HS_OK]);
-  if (gw_tls_peer_identity(c->bev, &c->ident)) {
+  if (gw_tls_peer_identity(c->tls, &c->ident)) {
     /* cannot happen with SSL_VERIFY_FAIL_IF_NO_PEER_CERT; refuse rather than guess */
     GW_METRIC_INC(w->m, handshakes[GW_HS_BAD_CERT]);
     conn_free(c);
@@ -302,7 +396,7 @@ static void on_handshake(struct conn *c) {
   }
   c->last_active_ns = gw_now_ns();
   const struct gw_limits *lim = &w->srv->conf->limits;
-  if (gw_tls_alpn(c->bev) == GW_ALPN_H2) {
+  if (gw_tls_alpn(c->tls) == GW_ALPN_H2) {
     c->state = C_H2;
     c->h2 = gw_h2_new(lim, &h2_hooks, c, w->m);
     if (c->h2)
@@ -328,28 +422,8 @@ static void on_handshake(struct conn *c) {
     else
       gw_h1_shutdown(c->h1);
   }
-  if (evbuffer_get_length(bufferevent_get_input(c->bev)))
-    read_cb(c->bev, c);
-  else
-    conn_flush(c);
-}
-
-static void event_cb(struct bufferevent *bev, short events, void *arg) {
-  struct conn *c = arg;
-  if (events & BEV_EVENT_CONNECTED) {
-    on_handshake(c);
-    return;
-  }
-  if (c->state == C_HS) {
-    char detail[256];
-    enum gw_hs_reason r = gw_tls_failure(bev, detail, sizeof(detail));
-    GW_METRIC_INC(c->w->m, handshakes[r]);
-    gw_log(GW_LOG_WARN, "tls_refused", "conn=%lu peer=%s reason=%s detail=\"%s\"", (unsigned long)c->id, c->peer,
-           gw_hs_reason_name(r), detail);
-  } else if (c->state != C_LINGER && (events & BEV_EVENT_ERROR)) {
-    gw_log(GW_LOG_DEBUG, "connection_error", "conn=%lu peer=%s", (unsigned long)c->id, c->peer);
-  }
-  conn_free(c);
+  /* application data may have arrived with the handshake's last flight */
+  conn_readable(c);
 }
 
 static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg) {
@@ -375,18 +449,29 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
   struct conn *c = calloc(1, sizeof(*c));
-  struct bufferevent *bev = c ? gw_tls_accept(srv->tls, w->base, fd) : NULL;
-  if (!bev) {
-    if (!c)
-      close(fd);
-    free(c);
+  if (c) {
+    c->fd = fd;
+    c->tls = gw_tls_conn_new(srv->tls, fd);
+    c->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, read_cb, c);
+    c->wev = event_new(w->base, fd, EV_WRITE | EV_PERSIST, write_cb, c);
+  }
+  if (!c || !c->tls || !c->rev || !c->wev || event_add(c->rev, NULL)) {
+    if (c) {
+      if (c->rev)
+        event_free(c->rev);
+      if (c->wev)
+        event_free(c->wev);
+      gw_tls_conn_free(c->tls);
+      free(c);
+    }
+    close(fd);
     atomic_fetch_sub(&srv->nconns, 1);
     return;
   }
   c->w = w;
-  c->bev = bev;
   c->id = atomic_fetch_add(&srv->next_id, 1) + 1;
   c->accepted_ns = gw_now_ns();
+  gw_buf_init(&c->out, (size_t)8 << 20);
   snprintf(c->peer, sizeof(c->peer), sa->sa_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, port);
   c->next = w->conns;
   if (w->conns)
@@ -394,8 +479,6 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
   w->conns = c;
   w->nconns++;
   GW_METRIC_INC(w->m, conn_open);
-  bufferevent_setcb(bev, read_cb, write_cb, event_cb, c);
-  bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
 /* ---- timers and shutdown ---- */
@@ -408,8 +491,8 @@ static void write_408(struct conn *c) {
                    "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: %zu\r\n"
                    "connection: close\r\n\r\n",
                    sizeof(msg) - 1);
-  bufferevent_write(c->bev, head, (size_t)n);
-  bufferevent_write(c->bev, msg, sizeof(msg) - 1);
+  out_append(c, head, (size_t)n);
+  out_append(c, msg, sizeof(msg) - 1);
 }
 
 static void sweep_cb(evutil_socket_t fd, short what, void *arg) {
@@ -496,7 +579,8 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg) {
       gw_h2_shutdown(c->h2);
     else if (c->state == C_H1)
       gw_h1_shutdown(c->h1);
-    conn_flush(c);
+    if (c->state != C_LINGER)
+      conn_flush(c);
   }
   if (w->nconns == 0)
     event_base_loopexit(w->base, NULL);

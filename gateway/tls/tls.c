@@ -1,7 +1,5 @@
 #include "tls/tls.h"
 
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
@@ -192,29 +190,90 @@ void gw_tls_free(struct gw_tls *t) {
   free(t);
 }
 
-struct bufferevent *gw_tls_accept(struct gw_tls *t, struct event_base *base, int fd) {
-  SSL *ssl = SSL_new(t->ctx);
-  if (!ssl) {
-    close(fd);
+struct gw_tls_conn {
+  SSL *ssl;
+  unsigned long err; /* first OpenSSL error of a failed handshake */
+  int eof;           /* the peer closed the transport during the handshake */
+};
+
+struct gw_tls_conn *gw_tls_conn_new(struct gw_tls *t, int fd) {
+  struct gw_tls_conn *c = calloc(1, sizeof(*c));
+  if (!c)
+    return NULL;
+  c->ssl = SSL_new(t->ctx);
+  if (!c->ssl || !SSL_set_fd(c->ssl, fd)) {
+    SSL_free(c->ssl);
+    free(c);
+    ERR_clear_error();
     return NULL;
   }
-  struct bufferevent *bev =
-      bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-  if (!bev) {
-    SSL_free(ssl);
-    close(fd);
-    return NULL;
-  }
-  bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-  return bev;
+  SSL_set_accept_state(c->ssl);
+  return c;
 }
 
-enum gw_alpn gw_tls_alpn(struct bufferevent *bev) {
-  SSL *ssl = bufferevent_openssl_get_ssl(bev);
+void gw_tls_conn_free(struct gw_tls_conn *c) {
+  if (!c)
+    return;
+  SSL_free(c->ssl);
+  free(c);
+}
+
+/* Maps SSL_get_error() to our codes; remembers the first error for logging. */
+static long ssl_result(struct gw_tls_conn *c, int rv) {
+  switch (SSL_get_error(c->ssl, rv)) {
+  case SSL_ERROR_WANT_READ:
+    return GW_TLS_WANT_READ;
+  case SSL_ERROR_WANT_WRITE:
+    return GW_TLS_WANT_WRITE;
+  case SSL_ERROR_ZERO_RETURN:
+    return 0;
+  case SSL_ERROR_SYSCALL:
+    if (!c->err)
+      c->err = ERR_peek_error();
+    if (!c->err)
+      c->eof = 1;
+    ERR_clear_error();
+    return GW_ERR_TLS;
+  default:
+    if (!c->err)
+      c->err = ERR_peek_error();
+    ERR_clear_error();
+    return GW_ERR_TLS;
+  }
+}
+
+int gw_tls_handshake(struct gw_tls_conn *c) {
+  int rv = SSL_do_handshake(c->ssl);
+  if (rv == 1)
+    return GW_OK;
+  long r = ssl_result(c, rv);
+  return r == 0 ? GW_ERR_TLS : (int)r;
+}
+
+long gw_tls_read(struct gw_tls_conn *c, void *buf, size_t len) {
+  int n = SSL_read(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+  if (n > 0)
+    return n;
+  long r = ssl_result(c, n);
+  /* an unexpected EOF after the handshake is still the end of the stream */
+  return (r == GW_ERR_TLS && (c->eof || ERR_GET_REASON(c->err) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) ? 0 : r;
+}
+
+long gw_tls_write(struct gw_tls_conn *c, const void *buf, size_t len) {
+  int n = SSL_write(c->ssl, buf, len > INT32_MAX ? INT32_MAX : (int)len);
+  return n > 0 ? n : ssl_result(c, n);
+}
+
+void gw_tls_close_notify(struct gw_tls_conn *c) {
+  if (SSL_is_init_finished(c->ssl))
+    SSL_shutdown(c->ssl);
+  ERR_clear_error();
+}
+
+enum gw_alpn gw_tls_alpn(struct gw_tls_conn *c) {
   const unsigned char *p = NULL;
   unsigned int n = 0;
-  if (ssl)
-    SSL_get0_alpn_selected(ssl, &p, &n);
+  SSL_get0_alpn_selected(c->ssl, &p, &n);
   return (n == 2 && memcmp(p, "h2", 2) == 0) ? GW_ALPN_H2 : GW_ALPN_HTTP11;
 }
 
@@ -289,9 +348,9 @@ static void identity_from_x509(X509 *x, struct gw_identity *id) {
       snprintf(id->fp_sha256 + 2 * i, 3, "%02x", md[i]);
 }
 
-int gw_tls_peer_identity(struct bufferevent *bev, struct gw_identity *out) {
-  SSL *ssl = bufferevent_openssl_get_ssl(bev);
-  X509 *x = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+int gw_tls_peer_identity(struct gw_tls_conn *c, struct gw_identity *out) {
+  SSL *ssl = c->ssl;
+  X509 *x = SSL_get0_peer_certificate(ssl);
   if (!x || SSL_get_verify_result(ssl) != X509_V_OK) {
     memset(out, 0, sizeof(*out));
     return GW_ERR_TLS;
@@ -315,20 +374,16 @@ int gw_tls_identity_from_file(const char *pem_path, struct gw_identity *out) {
   return GW_OK;
 }
 
-enum gw_hs_reason gw_tls_failure(struct bufferevent *bev, char *detail, size_t dl) {
-  SSL *ssl = bufferevent_openssl_get_ssl(bev);
+enum gw_hs_reason gw_tls_failure(struct gw_tls_conn *c, char *detail, size_t dl) {
+  SSL *ssl = c->ssl;
   enum gw_hs_reason r = GW_HS_EOF;
   detail[0] = 0;
-  long vr = ssl ? SSL_get_verify_result(ssl) : X509_V_OK;
-  unsigned long e, last = 0;
-  while ((e = bufferevent_get_openssl_error(bev)) != 0) {
-    if (!last)
-      last = e;
-    if (ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
-      r = GW_HS_NO_CERT;
-    else if (ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_NO_APPLICATION_PROTOCOL)
-      r = GW_HS_NO_ALPN;
-  }
+  long vr = SSL_get_verify_result(ssl);
+  unsigned long last = c->err;
+  if (last && ERR_GET_LIB(last) == ERR_LIB_SSL && ERR_GET_REASON(last) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
+    r = GW_HS_NO_CERT;
+  else if (last && ERR_GET_LIB(last) == ERR_LIB_SSL && ERR_GET_REASON(last) == SSL_R_NO_APPLICATION_PROTOCOL)
+    r = GW_HS_NO_ALPN;
   if (r == GW_HS_EOF && vr != X509_V_OK) {
     switch (vr) {
     case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
@@ -375,10 +430,3 @@ enum gw_hs_reason gw_tls_failure(struct bufferevent *bev, char *detail, size_t d
   return r;
 }
 
-void gw_tls_close_notify(struct bufferevent *bev) {
-  SSL *ssl = bufferevent_openssl_get_ssl(bev);
-  if (ssl && SSL_is_init_finished(ssl)) {
-    SSL_shutdown(ssl);
-    ERR_clear_error();
-  }
-}
