@@ -7,6 +7,7 @@
 
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/fmt.h"
 #include "core/log.h"
 
 struct stream {
@@ -131,9 +132,6 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     }
     free(r->path);
     r->path = strndup((const char *)value, valuelen);
-  } else if (IS(":authority") || IS("host")) {
-    free(r->authority);
-    r->authority = strndup((const char *)value, valuelen);
   } else if (IS("content-type")) {
     free(r->content_type);
     r->content_type = strndup((const char *)value, valuelen);
@@ -339,8 +337,11 @@ int gw_h2_respond(struct gw_h2 *h, struct gw_req *req, struct gw_resp *resp) {
   resp->body = NULL;
   resp->body_len = 0;
   char status[8], clen[24];
-  snprintf(status, sizeof(status), "%03d", st->resp.status % 1000);
-  snprintf(clen, sizeof(clen), "%zu", st->resp.body_len);
+  struct gw_fmt f;
+  gw_fmt_init(&f, status, sizeof(status));
+  gw_fmt_u64(&f, (uint64_t)(st->resp.status % 1000));
+  gw_fmt_init(&f, clen, sizeof(clen));
+  gw_fmt_u64(&f, st->resp.body_len);
   nghttp2_nv nv[4 + GW_RESP_MAX_EXTRA];
   size_t n = 0;
 #define NV(k, v)                                                                                           \
