@@ -27,18 +27,23 @@ ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-s
 define variant
 $(1)/obj/%.o: %.c
 	@mkdir -p $$(dir $$@)
-	$$(CC) $$(BASE_CFLAGS) $(2) $$(PKG_CFLAGS) $$(CFLAGS) -c $$< -o $$@
+	@echo "  CC    $$@"
+	@$$(CC) $$(BASE_CFLAGS) $(2) $$(PKG_CFLAGS) $$(CFLAGS) -c $$< -o $$@
 $(1)/cergw: $$(patsubst %.c,$(1)/obj/%.o,$$(SRC) $$(MAIN))
-	$$(CC) $(2) $$^ -o $$@ $$(PKG_LIBS) $$(LDFLAGS)
+	@echo "  LD    $$@"
+	@$$(CC) $(2) $$^ -o $$@ $$(PKG_LIBS) $$(LDFLAGS)
 $(1)/unit-tests: $$(patsubst %.c,$(1)/obj/%.o,$$(SRC) $$(UNIT_SRC))
-	$$(CC) $(2) $$^ -o $$@ $$(PKG_LIBS) -lcunit $$(LDFLAGS)
+	@echo "  LD    $$@"
+	@$$(CC) $(2) $$^ -o $$@ $$(PKG_LIBS) -lcunit $$(LDFLAGS)
 $(1)/loadgen: $(1)/obj/tools/loadgen.o
-	$$(CC) $(2) $$^ -o $$@ $$(PKG_LIBS) $$(LDFLAGS)
+	@echo "  LD    $$@"
+	@$$(CC) $(2) $$^ -o $$@ $$(PKG_LIBS) $$(LDFLAGS)
 endef
 $(eval $(call variant,$(B),$(REL_FLAGS)))
 $(eval $(call variant,$(B)/asan,$(ASAN_FLAGS)))
 
-.PHONY: all asan deps certs run test test-unit test-integration bench-transport fuzz format format-check clean check-deps
+.PHONY: all asan deps certs run test test-unit test-integration bench-transport bench-loadgen-check fuzz fuzz-build \
+  valgrind format format-check clean check-deps
 
 all: check-deps $(B)/cergw $(B)/loadgen
 asan: check-deps $(B)/asan/cergw
@@ -65,7 +70,7 @@ run: deps
 	./$(B)/cergw serve
 
 test: deps
-	@$(MAKE) --no-print-directory all asan $(B)/unit-tests $(B)/asan/unit-tests certs
+	@$(MAKE) --no-print-directory all asan $(B)/unit-tests $(B)/asan/unit-tests certs fuzz-build
 	@./tests/run-all.sh
 
 test-unit: $(B)/unit-tests certs
@@ -78,8 +83,19 @@ bench-transport: deps
 	@$(MAKE) --no-print-directory all certs
 	./bench/transport.sh
 
-fuzz:
-	@$(MAKE) --no-print-directory -f fuzz/fuzz.mk
+# shows that loadgen measures what h2load measures (docs/benchmarks.md)
+bench-loadgen-check: deps
+	@$(MAKE) --no-print-directory all certs
+	./bench/loadgen-vs-h2load.sh
+
+# libFuzzer targets (clang): build, then run each for FUZZ_SECONDS
+fuzz: fuzz-build
+	@$(MAKE) --no-print-directory -f fuzz/fuzz.mk fuzz-run
+fuzz-build:
+	@$(MAKE) --no-print-directory -f fuzz/fuzz.mk fuzz-build
+
+valgrind: $(B)/unit-tests certs
+	valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect -q ./$(B)/unit-tests
 
 format:
 	clang-format -i $$(find gateway tests tools fuzz -name '*.[ch]')

@@ -12,11 +12,10 @@
 #include "tls/tls.h"
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: cergw serve [--config FILE] [--listen HOST:PORT]\n"
-          "       cergw check-config FILE\n"
-          "       cergw identity CERT.pem   show the identity the gateway reads from a certificate\n"
-          "       cergw version\n");
+  fprintf(f, "usage: cergw serve [--config FILE] [--listen HOST:PORT]\n"
+             "       cergw check-config FILE\n"
+             "       cergw identity CERT.pem   show the identity the gateway reads from a certificate\n"
+             "       cergw version\n");
 }
 
 /* Loads |path| over the defaults, printing every problem. */

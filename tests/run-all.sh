@@ -19,8 +19,13 @@ if [ -d ../shared/corpus ]; then
 else
   echo "shared corpus not found at ../shared/corpus: corpus-based tests will skip"
 fi
+step "format check (.clang-format)" make --no-print-directory format-check
 step "unit tests (release)" ./build/unit-tests
 step "unit tests (asan+ubsan)" ./build/asan/unit-tests
+step "unit tests (valgrind memcheck)" valgrind --error-exitcode=1 --leak-check=full \
+  --errors-for-leak-kinds=definite,indirect -q ./build/unit-tests
+step "fuzz smoke: every libFuzzer target from its seeds (${FUZZ_SECONDS:-10} s each)" \
+  make --no-print-directory -f fuzz/fuzz.mk fuzz-run FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
 step "integration tests (release)" ./tests/integration/run.sh build
 step "integration tests (asan+ubsan)" ./tests/integration/run.sh build/asan
 echo "=== summary"

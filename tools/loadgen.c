@@ -9,7 +9,7 @@
  * authentication (docs/benchmarks.md).
  *
  * Modes for tests: --idle holds connections open without requests (memory per
- * idle connection); --attack rapid-reset|ping-flood sends abusive frame
+ * idle connection); --attack rapid-reset|ping-flood|settings-flood sends abusive frame
  * sequences and reports whether the server closed the connection. */
 #include <errno.h>
 #include <event2/buffer.h>
@@ -45,8 +45,15 @@ struct opts {
   bool tls12;
 };
 
-static struct opts o = {.host = "127.0.0.1", .port = "8443", .path = "/healthz", .conns = 10, .streams = 10,
-                        .threads = 1, .requests = 0, .duration = 0, .method = "GET"};
+static struct opts o = {.host = "127.0.0.1",
+                        .port = "8443",
+                        .path = "/healthz",
+                        .conns = 10,
+                        .streams = 10,
+                        .threads = 1,
+                        .requests = 0,
+                        .duration = 0,
+                        .method = "GET"};
 static uint8_t *body;
 static size_t body_len;
 static SSL_CTX *ssl_ctx;
@@ -221,6 +228,9 @@ static void attack_step(struct lconn *c) {
       bufferevent_write(c->bev, p, (size_t)n);
     if (id > 0)
       nghttp2_submit_rst_stream(c->s, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+  } else if (strcmp(o.attack, "settings-flood") == 0) {
+    nghttp2_settings_entry iv = {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 100};
+    nghttp2_submit_settings(c->s, NGHTTP2_FLAG_NONE, &iv, 1);
   } else {
     uint8_t opaque[8] = {0};
     nghttp2_submit_ping(c->s, NGHTTP2_FLAG_NONE, opaque);
@@ -262,7 +272,8 @@ static void read_cb(struct bufferevent *bev, void *arg) {
     return;
   }
   flush(c);
-  if (!o.idle && !o.attack && c->active == 0 && (atomic_load(&stop_flag) || (o.requests > 0 && atomic_load(&issued) >= o.requests)))
+  if (!o.idle && !o.attack && c->active == 0 &&
+      (atomic_load(&stop_flag) || (o.requests > 0 && atomic_load(&issued) >= o.requests)))
     conn_dead(c);
 }
 
@@ -342,40 +353,72 @@ static void *thr_main(void *arg) {
   return NULL;
 }
 
-
 static void usage(void) {
-  fprintf(stderr,
-          "usage: loadgen [--host H] [--port P] [--cert F --key F] [--cacert F] [-c CONNS] [-m STREAMS]\n"
-          "               [-t THREADS] (-n REQUESTS | -D SECONDS) [--path P] [--method M] [--data FILE]\n"
-          "               [--idle SECONDS] [--attack rapid-reset|ping-flood] [--tls12]\n");
+  fprintf(stderr, "usage: loadgen [--host H] [--port P] [--cert F --key F] [--cacert F] [-c CONNS] [-m STREAMS]\n"
+                  "               [-t THREADS] (-n REQUESTS | -D SECONDS) [--path P] [--method M] [--data FILE]\n"
+                  "               [--idle SECONDS] [--attack rapid-reset|ping-flood|settings-flood] [--tls12]\n");
   exit(2);
 }
 
 int main(int argc, char **argv) {
-  static const struct option lo[] = {{"host", 1, 0, 'H'},   {"port", 1, 0, 'P'},     {"cert", 1, 0, 'C'},
-                                     {"key", 1, 0, 'K'},    {"cacert", 1, 0, 'A'},   {"path", 1, 0, 'p'},
-                                     {"data", 1, 0, 'd'},   {"idle", 1, 0, 'I'},     {"attack", 1, 0, 'X'},
-                                     {"method", 1, 0, 'M'}, {"tls12", 0, 0, '2'},    {0, 0, 0, 0}};
+  static const struct option lo[] = {{"host", 1, 0, 'H'},   {"port", 1, 0, 'P'},   {"cert", 1, 0, 'C'},
+                                     {"key", 1, 0, 'K'},    {"cacert", 1, 0, 'A'}, {"path", 1, 0, 'p'},
+                                     {"data", 1, 0, 'd'},   {"idle", 1, 0, 'I'},   {"attack", 1, 0, 'X'},
+                                     {"method", 1, 0, 'M'}, {"tls12", 0, 0, '2'},  {0, 0, 0, 0}};
   int ch;
   while ((ch = getopt_long(argc, argv, "c:m:n:D:t:", lo, NULL)) != -1) {
     switch (ch) {
-    case 'H': o.host = optarg; break;
-    case 'P': o.port = optarg; break;
-    case 'C': o.cert = optarg; break;
-    case 'K': o.key = optarg; break;
-    case 'A': o.cacert = optarg; break;
-    case 'p': o.path = optarg; break;
-    case 'd': o.data_file = optarg; break;
-    case 'M': o.method = optarg; break;
-    case 'I': o.idle = true; o.idle_secs = atoi(optarg); break;
-    case 'X': o.attack = optarg; break;
-    case '2': o.tls12 = true; break;
-    case 'c': o.conns = atoi(optarg); break;
-    case 'm': o.streams = atoi(optarg); break;
-    case 'n': o.requests = atol(optarg); break;
-    case 'D': o.duration = atof(optarg); break;
-    case 't': o.threads = atoi(optarg); break;
-    default: usage();
+    case 'H':
+      o.host = optarg;
+      break;
+    case 'P':
+      o.port = optarg;
+      break;
+    case 'C':
+      o.cert = optarg;
+      break;
+    case 'K':
+      o.key = optarg;
+      break;
+    case 'A':
+      o.cacert = optarg;
+      break;
+    case 'p':
+      o.path = optarg;
+      break;
+    case 'd':
+      o.data_file = optarg;
+      break;
+    case 'M':
+      o.method = optarg;
+      break;
+    case 'I':
+      o.idle = true;
+      o.idle_secs = atoi(optarg);
+      break;
+    case 'X':
+      o.attack = optarg;
+      break;
+    case '2':
+      o.tls12 = true;
+      break;
+    case 'c':
+      o.conns = atoi(optarg);
+      break;
+    case 'm':
+      o.streams = atoi(optarg);
+      break;
+    case 'n':
+      o.requests = atol(optarg);
+      break;
+    case 'D':
+      o.duration = atof(optarg);
+      break;
+    case 't':
+      o.threads = atoi(optarg);
+      break;
+    default:
+      usage();
     }
   }
   if (o.conns < 1 || o.streams < 1 || o.threads < 1 || (!o.idle && !o.attack && o.requests <= 0 && o.duration <= 0))

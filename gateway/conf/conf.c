@@ -12,8 +12,8 @@
 #include "core/err.h"
 
 #define MAX_CONF_BYTES (1024 * 1024)
-#define MAX_DEPTH 8
-#define MAX_ERRORS 32
+#define MAX_DEPTH      8
+#define MAX_ERRORS     32
 
 enum kind { K_STR, K_PATH, K_U32, K_SIZE, K_LOGLEVEL, K_TLSVER, K_LISTEN, K_OBJ };
 
@@ -336,9 +336,8 @@ static int cb_end_array(void *ctx) {
   return 1;
 }
 
-static const yajl_callbacks callbacks = {cb_null,      cb_bool,    NULL,       NULL,        cb_number,
-                                         cb_string,    cb_start_map, cb_map_key, cb_end_map, cb_start_array,
-                                         cb_end_array};
+static const yajl_callbacks callbacks = {cb_null,      cb_bool,    NULL,       NULL,           cb_number,   cb_string,
+                                         cb_start_map, cb_map_key, cb_end_map, cb_start_array, cb_end_array};
 
 int gw_conf_parse(struct gw_conf *c, const char *name, const char *text, size_t len, struct gw_buf *errs) {
   struct pctx *p = calloc(1, sizeof(*p));

@@ -10,13 +10,13 @@
 #include "core/log.h"
 
 struct gw_limits {
-  size_t max_body_bytes;        /* request body; over it: 413 */
-  size_t max_header_bytes;      /* sum of name+value+32 per field; over it: 431 */
-  size_t max_url_bytes;         /* request target; over it: 414 */
-  uint32_t max_streams;         /* HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS */
-  uint32_t max_connections;     /* whole process */
-  uint32_t idle_timeout_ms;     /* no open request for this long: close */
-  uint32_t read_timeout_ms;     /* a started request must arrive completely within this */
+  size_t max_body_bytes;    /* request body; over it: 413 */
+  size_t max_header_bytes;  /* sum of name+value+32 per field; over it: 431 */
+  size_t max_url_bytes;     /* request target; over it: 414 */
+  uint32_t max_streams;     /* HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS */
+  uint32_t max_connections; /* whole process */
+  uint32_t idle_timeout_ms; /* no open request for this long: close */
+  uint32_t read_timeout_ms; /* a started request must arrive completely within this */
   uint32_t handshake_timeout_ms;
   uint32_t shutdown_timeout_ms; /* graceful stop deadline */
   uint32_t max_resets_per_s;    /* HTTP/2 RST_STREAM received per second (rapid reset) */
@@ -24,18 +24,18 @@ struct gw_limits {
 };
 
 struct gw_conf_tls {
-  char *cert;  /* server certificate chain, PEM */
-  char *key;   /* its private key, PEM */
-  char *ca;    /* CA bundle that client certificates must chain to */
-  char *crl;   /* CRL file (PEM, may hold several CRLs); NULL: no revocation check */
+  char *cert;      /* server certificate chain, PEM */
+  char *key;       /* its private key, PEM */
+  char *ca;        /* CA bundle that client certificates must chain to */
+  char *crl;       /* CRL file (PEM, may hold several CRLs); NULL: no revocation check */
   int min_version; /* 12 or 13 */
 };
 
 struct gw_conf {
-  char *path;          /* file it came from, or NULL for the embedded defaults */
+  char *path; /* file it came from, or NULL for the embedded defaults */
   char *listen_host;
   char *listen_port;
-  uint32_t workers;    /* event loops; 0 = one per online core */
+  uint32_t workers; /* event loops; 0 = one per online core */
   enum gw_log_level log_level;
   struct gw_conf_tls tls;
   struct gw_limits limits;

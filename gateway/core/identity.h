@@ -8,22 +8,27 @@ enum gw_role { GW_ROLE_OTHER = 0, GW_ROLE_CLINIC, GW_ROLE_P1, GW_ROLE_GATEWAY, G
 
 struct gw_identity {
   enum gw_role role;
-  char cn[128];      /* subject commonName */
-  char org[128];     /* subject organizationName */
-  char rpwdl[16];    /* kod resortowy part I (12 digits), from organizationIdentifier "RPWDL-…" */
-  char regon[16];    /* REGON (9 or 14 digits), from serialNumber "REGON-…" */
-  char serial[48];   /* certificate serial number, hex */
+  char cn[128];    /* subject commonName */
+  char org[128];   /* subject organizationName */
+  char rpwdl[16];  /* kod resortowy part I (12 digits), from organizationIdentifier "RPWDL-…" */
+  char regon[16];  /* REGON (9 or 14 digits), from serialNumber "REGON-…" */
+  char serial[48]; /* certificate serial number, hex */
   char issuer_cn[128];
   char fp_sha256[65]; /* certificate SHA-256 fingerprint, lowercase hex */
 };
 
 static inline const char *gw_role_name(enum gw_role r) {
   switch (r) {
-  case GW_ROLE_CLINIC: return "clinic";
-  case GW_ROLE_P1: return "p1";
-  case GW_ROLE_GATEWAY: return "gateway";
-  case GW_ROLE_BACKEND: return "backend";
-  default: return "other";
+  case GW_ROLE_CLINIC:
+    return "clinic";
+  case GW_ROLE_P1:
+    return "p1";
+  case GW_ROLE_GATEWAY:
+    return "gateway";
+  case GW_ROLE_BACKEND:
+    return "backend";
+  default:
+    return "other";
   }
 }
 

@@ -13,7 +13,7 @@
 static _Atomic int log_level = GW_LOG_INFO;
 static _Atomic int log_fd = 2;
 
-#define TL_CAP 32768
+#define TL_CAP      32768
 #define TL_FLUSH_AT 16384
 static __thread struct {
   int on;

@@ -19,8 +19,7 @@ void gw_log_set_fd(int fd);
 /* Writes one line. |event| is a short token; |fmt| continues with key=value
  * pairs separated by spaces. Values that may hold spaces or quotes must go
  * through gw_log_quote(). */
-void gw_log(enum gw_log_level level, const char *event, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+void gw_log(enum gw_log_level level, const char *event, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Writes one line whose key=value text |fields| (|len| bytes) the caller
  * formatted already; the fast path for the access log. */

@@ -12,15 +12,15 @@
 
 enum gw_hs_reason {
   GW_HS_OK = 0,
-  GW_HS_NO_CERT,     /* client sent no certificate */
-  GW_HS_UNKNOWN_CA,  /* chain does not lead to a configured CA */
-  GW_HS_EXPIRED,     /* certificate expired or not yet valid */
-  GW_HS_REVOKED,     /* listed in the CRL */
-  GW_HS_BAD_CERT,    /* any other verification failure */
-  GW_HS_NO_ALPN,     /* client offered no protocol we speak */
-  GW_HS_PROTOCOL,    /* TLS protocol error, unsupported version or cipher, garbage */
-  GW_HS_TIMEOUT,     /* handshake did not finish in time */
-  GW_HS_EOF,         /* peer closed during the handshake */
+  GW_HS_NO_CERT,    /* client sent no certificate */
+  GW_HS_UNKNOWN_CA, /* chain does not lead to a configured CA */
+  GW_HS_EXPIRED,    /* certificate expired or not yet valid */
+  GW_HS_REVOKED,    /* listed in the CRL */
+  GW_HS_BAD_CERT,   /* any other verification failure */
+  GW_HS_NO_ALPN,    /* client offered no protocol we speak */
+  GW_HS_PROTOCOL,   /* TLS protocol error, unsupported version or cipher, garbage */
+  GW_HS_TIMEOUT,    /* handshake did not finish in time */
+  GW_HS_EOF,        /* peer closed during the handshake */
   GW_HS__COUNT
 };
 const char *gw_hs_reason_name(enum gw_hs_reason r);
@@ -42,7 +42,7 @@ enum gw_cut_reason {
 };
 
 #define GW_STATUS_SLOTS 24
-#define GW_LAT_BUCKETS 14
+#define GW_LAT_BUCKETS  14
 
 struct gw_metrics {
   _Atomic uint64_t conn_accepted;
@@ -60,7 +60,7 @@ struct gw_metrics {
 };
 
 #define GW_METRIC_ADD(m, field, n) atomic_fetch_add_explicit(&(m)->field, (n), memory_order_relaxed)
-#define GW_METRIC_INC(m, field) GW_METRIC_ADD(m, field, 1)
+#define GW_METRIC_INC(m, field)    GW_METRIC_ADD(m, field, 1)
 
 /* Returns a zeroed slot that lives for the whole process, or NULL when all
  * slots are taken. Thread-safe. */

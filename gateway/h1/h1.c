@@ -18,12 +18,12 @@ struct gw_h1 {
   void *ud;
   struct gw_metrics *m;
   struct gw_req req;
-  bool in_req;    /* message begun */
-  bool waiting;   /* complete or refused, awaiting gw_h1_respond */
-  bool closing;   /* close after the current response */
-  bool stopping;  /* graceful shutdown requested */
+  bool in_req;   /* message begun */
+  bool waiting;  /* complete or refused, awaiting gw_h1_respond */
+  bool closing;  /* close after the current response */
+  bool stopping; /* graceful shutdown requested */
   int32_t count;
-  enum hdr cur;   /* header whose value is being received */
+  enum hdr cur; /* header whose value is being received */
   bool last_was_value;
   bool in_name;   /* inside a header name (it may arrive in pieces) */
   bool delivered; /* this message went to on_request already */
@@ -211,8 +211,7 @@ static const http_parser_settings settings = {
     .on_message_complete = on_message_complete,
 };
 
-struct gw_h1 *gw_h1_new(const struct gw_limits *lim, const struct gw_h1_hooks *hooks, void *ud,
-                        struct gw_metrics *m) {
+struct gw_h1 *gw_h1_new(const struct gw_limits *lim, const struct gw_h1_hooks *hooks, void *ud, struct gw_metrics *m) {
   struct gw_h1 *h = calloc(1, sizeof(*h));
   if (!h)
     return NULL;
@@ -267,8 +266,8 @@ int gw_h1_recv(struct gw_h1 *h, const uint8_t *data, size_t len, size_t *consume
   h->closing = true;
   int status = e == HPE_HEADER_OVERFLOW ? 431 : 400;
   char msg[200];
-  snprintf(msg, sizeof(msg), "{\"status\":%d,\"error\":\"%s\",\"message\":\"%s\"}\n", status,
-           gw_http_reason(status), http_errno_description(e));
+  snprintf(msg, sizeof(msg), "{\"status\":%d,\"error\":\"%s\",\"message\":\"%s\"}\n", status, gw_http_reason(status),
+           http_errno_description(e));
   write_error(h, status, msg);
   return GW_ERR_PROTO;
 }
@@ -306,9 +305,7 @@ bool gw_h1_should_close(const struct gw_h1 *h) { return h->closing && !h->waitin
 
 bool gw_h1_busy(const struct gw_h1 *h) { return h->in_req; }
 
-uint64_t gw_h1_incomplete_since(const struct gw_h1 *h) {
-  return (h->in_req && !h->waiting) ? h->req.start_ns : 0;
-}
+uint64_t gw_h1_incomplete_since(const struct gw_h1 *h) { return (h->in_req && !h->waiting) ? h->req.start_ns : 0; }
 
 void gw_h1_shutdown(struct gw_h1 *h) {
   h->stopping = true;

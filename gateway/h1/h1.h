@@ -23,8 +23,7 @@ struct gw_h1_hooks {
   int (*write)(void *ud, const void *data, size_t len);
 };
 
-struct gw_h1 *gw_h1_new(const struct gw_limits *lim, const struct gw_h1_hooks *hooks, void *ud,
-                        struct gw_metrics *m);
+struct gw_h1 *gw_h1_new(const struct gw_limits *lim, const struct gw_h1_hooks *hooks, void *ud, struct gw_metrics *m);
 void gw_h1_free(struct gw_h1 *h);
 void gw_h1_set_peer(struct gw_h1 *h, const struct gw_identity *id, const char *addr, uint64_t conn_id);
 

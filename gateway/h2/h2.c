@@ -174,8 +174,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud) {
     return 0;
   if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
     st->req_complete = true;
-    if (st->req.content_length >= 0 && (size_t)st->req.content_length != st->req.body.len &&
-        !st->req.early_status)
+    if (st->req.content_length >= 0 && (size_t)st->req.content_length != st->req.body.len && !st->req.early_status)
       st->req.early_status = 400;
     dispatch(h, st);
   } else if (f->hd.type == NGHTTP2_HEADERS && st->req.early_status) {
@@ -239,8 +238,7 @@ static ssize_t body_read(nghttp2_session *s, int32_t stream_id, uint8_t *buf, si
   return (ssize_t)n;
 }
 
-struct gw_h2 *gw_h2_new(const struct gw_limits *lim, const struct gw_h2_hooks *hooks, void *ud,
-                        struct gw_metrics *m) {
+struct gw_h2 *gw_h2_new(const struct gw_limits *lim, const struct gw_h2_hooks *hooks, void *ud, struct gw_metrics *m) {
   struct gw_h2 *h = calloc(1, sizeof(*h));
   if (!h)
     return NULL;
@@ -344,10 +342,8 @@ int gw_h2_respond(struct gw_h2 *h, struct gw_req *req, struct gw_resp *resp) {
   gw_fmt_u64(&f, st->resp.body_len);
   nghttp2_nv nv[4 + GW_RESP_MAX_EXTRA];
   size_t n = 0;
-#define NV(k, v)                                                                                           \
-  nv[n++] = (nghttp2_nv) {                                                                                 \
-    (uint8_t *)(k), (uint8_t *)(v), strlen(k), strlen(v), NGHTTP2_NV_FLAG_NO_COPY_NAME                       \
-  }
+#define NV(k, v)                                                                                                       \
+  nv[n++] = (nghttp2_nv){(uint8_t *)(k), (uint8_t *)(v), strlen(k), strlen(v), NGHTTP2_NV_FLAG_NO_COPY_NAME}
   NV(":status", status);
   if (st->resp.content_type)
     NV("content-type", st->resp.content_type);
@@ -357,14 +353,13 @@ int gw_h2_respond(struct gw_h2 *h, struct gw_req *req, struct gw_resp *resp) {
 #undef NV
   bool head = strcmp(req->method, "HEAD") == 0;
   nghttp2_data_provider prd = {.source.ptr = st, .read_callback = body_read};
-  int rv = nghttp2_submit_response(h->s, req->stream_id, nv, n,
-                                   (st->resp.body_len && !head) ? &prd : NULL);
+  int rv = nghttp2_submit_response(h->s, req->stream_id, nv, n, (st->resp.body_len && !head) ? &prd : NULL);
   return rv ? GW_ERR_PROTO : GW_OK;
 }
 
 void gw_h2_shutdown(struct gw_h2 *h) {
-  nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->s),
-                        NGHTTP2_NO_ERROR, NULL, 0);
+  nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->s), NGHTTP2_NO_ERROR, NULL,
+                        0);
 }
 
 void gw_h2_terminate(struct gw_h2 *h, uint32_t code) { nghttp2_session_terminate_session(h->s, code); }

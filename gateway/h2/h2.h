@@ -27,8 +27,7 @@ struct gw_h2_hooks {
 /* Creates a server session and queues the server SETTINGS. |lim|, |hooks|
  * and |m| are borrowed and must outlive the session. Returns NULL on
  * allocation failure. */
-struct gw_h2 *gw_h2_new(const struct gw_limits *lim, const struct gw_h2_hooks *hooks, void *ud,
-                        struct gw_metrics *m);
+struct gw_h2 *gw_h2_new(const struct gw_limits *lim, const struct gw_h2_hooks *hooks, void *ud, struct gw_metrics *m);
 /* Frees the session and every stream it holds; NULL is a no-op. */
 void gw_h2_free(struct gw_h2 *h);
 

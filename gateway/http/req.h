@@ -10,17 +10,17 @@
 
 struct gw_req {
   char method[16];
-  char *path;          /* request target as received; owned */
-  char *authority;     /* :authority or Host; owned, may be NULL */
-  char *content_type;  /* owned, may be NULL */
+  char *path;             /* request target as received; owned */
+  char *authority;        /* :authority or Host; owned, may be NULL */
+  char *content_type;     /* owned, may be NULL */
   int64_t content_length; /* -1 when absent */
-  struct gw_buf body;  /* bounded by limits.max_body_bytes */
-  size_t header_bytes; /* name+value+32 per field, as HTTP/2 counts them */
-  int early_status;    /* non-zero: the protocol layer already decided (400, 413, 414, 431) */
-  int expect_continue; /* HTTP/1.1 "Expect: 100-continue" */
+  struct gw_buf body;     /* bounded by limits.max_body_bytes */
+  size_t header_bytes;    /* name+value+32 per field, as HTTP/2 counts them */
+  int early_status;       /* non-zero: the protocol layer already decided (400, 413, 414, 431) */
+  int expect_continue;    /* HTTP/1.1 "Expect: 100-continue" */
   uint64_t start_ns;
-  int32_t stream_id;   /* HTTP/2 stream, or the request's ordinal on an HTTP/1.1 connection */
-  int proto;           /* 1 or 2 */
+  int32_t stream_id; /* HTTP/2 stream, or the request's ordinal on an HTTP/1.1 connection */
+  int proto;         /* 1 or 2 */
   /* borrowed from the connection; valid while the request lives */
   const struct gw_identity *peer;
   const char *peer_addr;
@@ -34,7 +34,7 @@ struct gw_resp {
   const char *content_type; /* static string */
   uint8_t *body;            /* owned (malloc), may be NULL */
   size_t body_len;
-  int close;                /* ask the protocol layer to close after this response */
+  int close; /* ask the protocol layer to close after this response */
   struct {
     const char *name, *value; /* static strings */
   } extra[GW_RESP_MAX_EXTRA];

@@ -24,8 +24,8 @@ static void method_not_allowed(struct gw_resp *resp, const char *allow) {
 void gw_router_error(struct gw_resp *resp, int status, const char *message) {
   char body[512];
   /* |message| is one of our own static strings: no escaping needed */
-  snprintf(body, sizeof(body), "{\"status\":%d,\"error\":\"%s\",\"message\":\"%s\"}\n", status,
-           gw_http_reason(status), message);
+  snprintf(body, sizeof(body), "{\"status\":%d,\"error\":\"%s\",\"message\":\"%s\"}\n", status, gw_http_reason(status),
+           message);
   if (gw_resp_set(resp, status, "application/json", body)) {
     resp->status = status;
     resp->content_type = NULL;
@@ -72,11 +72,21 @@ void gw_router_handle(struct gw_req *req, struct gw_resp *resp) {
   if (req->early_status) {
     const char *msg = "request refused";
     switch (req->early_status) {
-    case 400: msg = "malformed request"; break;
-    case 408: msg = "request not received in time"; break;
-    case 413: msg = "request body exceeds limits.max_body_bytes"; break;
-    case 414: msg = "request target exceeds limits.max_url_bytes"; break;
-    case 431: msg = "request header fields exceed limits.max_header_bytes"; break;
+    case 400:
+      msg = "malformed request";
+      break;
+    case 408:
+      msg = "request not received in time";
+      break;
+    case 413:
+      msg = "request body exceeds limits.max_body_bytes";
+      break;
+    case 414:
+      msg = "request target exceeds limits.max_url_bytes";
+      break;
+    case 431:
+      msg = "request header fields exceed limits.max_header_bytes";
+      break;
     }
     gw_router_error(resp, req->early_status, msg);
     return;

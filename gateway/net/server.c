@@ -29,11 +29,11 @@
 #include "http/router.h"
 #include "tls/tls.h"
 
-#define SWEEP_MS 100
-#define OUT_CHUNK 16384           /* one TLS record's worth of plaintext per SSL_write */
-#define OUT_HIGH_WATER (64 * 1024) /* stop pulling HTTP/2 frames past this much queued output */
-#define IN_CHUNK 16384
-#define LINGER_MS 1000             /* read-and-discard after our last byte, so the peer sees it */
+#define SWEEP_MS         100
+#define OUT_CHUNK        16384       /* one TLS record's worth of plaintext per SSL_write */
+#define OUT_HIGH_WATER   (64 * 1024) /* stop pulling HTTP/2 frames past this much queued output */
+#define IN_CHUNK         16384
+#define LINGER_MS        1000 /* read-and-discard after our last byte, so the peer sees it */
 #define H2_CODE_NO_ERROR 0
 
 struct server;
@@ -167,8 +167,8 @@ static const struct gw_h1_hooks h1_hooks = {.on_request = on_h1_request, .write 
 
 static void conn_cut(struct conn *c, enum gw_cut_reason why, const char *what) {
   GW_METRIC_INC(c->w->m, conn_cut[why]);
-  gw_log(GW_LOG_WARN, "connection_cut", "conn=%lu peer=%s reason=%s cn=\"%s\"", (unsigned long)c->id, c->peer,
-         what, c->ident.cn);
+  gw_log(GW_LOG_WARN, "connection_cut", "conn=%lu peer=%s reason=%s cn=\"%s\"", (unsigned long)c->id, c->peer, what,
+         c->ident.cn);
 }
 
 /* Our last byte is written: send close_notify, half-close, and read-and-discard
@@ -282,8 +282,7 @@ static bool conn_flush(struct conn *c) {
 static void proto_error(struct conn *c, int rv) {
   if (rv == GW_ERR_CALM) {
     int why = gw_h2_calm_reason(c->h2);
-    conn_cut(c, why == 1 ? GW_CUT_RAPID_RESET : GW_CUT_CONTROL_FLOOD,
-             why == 1 ? "rapid_reset" : "control_frame_flood");
+    conn_cut(c, why == 1 ? GW_CUT_RAPID_RESET : GW_CUT_CONTROL_FLOOD, why == 1 ? "rapid_reset" : "control_frame_flood");
   } else {
     conn_cut(c, GW_CUT_PROTOCOL_ERROR, rv == GW_ERR_PROTO ? "protocol_error" : gw_strerror(rv));
   }
@@ -598,9 +597,9 @@ static void *worker_main(void *arg) {
 }
 
 static int make_listener(struct worker *w, const struct addrinfo *ai) {
-  w->lis = evconnlistener_new_bind(w->base, accept_cb, w,
-                                   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT, 1024,
-                                   ai->ai_addr, (int)ai->ai_addrlen);
+  w->lis =
+      evconnlistener_new_bind(w->base, accept_cb, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT,
+                              1024, ai->ai_addr, (int)ai->ai_addrlen);
   return w->lis ? GW_OK : GW_ERR_IO;
 }
 
@@ -641,8 +640,7 @@ int gw_server_run(const struct gw_conf *conf) {
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
   int gai = getaddrinfo(conf->listen_host, conf->listen_port, &hints, &ai);
   if (gai) {
-    gw_log(GW_LOG_ERROR, "start_failed", "reason=resolve host=%s detail=\"%s\"", conf->listen_host,
-           gai_strerror(gai));
+    gw_log(GW_LOG_ERROR, "start_failed", "reason=resolve host=%s detail=\"%s\"", conf->listen_host, gai_strerror(gai));
     goto out_tls;
   }
   srv.nworkers = workers_count(conf);

@@ -18,10 +18,9 @@ struct gw_tls {
 
 /* TLS 1.2 suites: ECDHE key exchange with AEAD ciphers only. TLS 1.3 suites
  * are all AEAD; we keep OpenSSL's default order for them. */
-static const char cipher_list_12[] =
-    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
-    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+static const char cipher_list_12[] = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+                                     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                                     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 static const char cipher_suites_13[] = "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
 
 /* Per-connection slot for the subject CN of a certificate that failed
@@ -34,9 +33,7 @@ static void refused_cn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx
   free(ptr);
 }
 
-static void refused_cn_init(void) {
-  refused_cn_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, refused_cn_free);
-}
+static void refused_cn_init(void) { refused_cn_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, refused_cn_free); }
 
 static void name_entry(X509_NAME *nm, int nid, char *out, size_t outlen);
 
@@ -75,8 +72,7 @@ static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outle
   (void)ssl;
   (void)arg;
   unsigned char *sel;
-  if (SSL_select_next_proto(&sel, outlen, alpn_protos, sizeof(alpn_protos) - 1, in, inlen) !=
-      OPENSSL_NPN_NEGOTIATED)
+  if (SSL_select_next_proto(&sel, outlen, alpn_protos, sizeof(alpn_protos) - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
     return SSL_TLSEXT_ERR_ALERT_FATAL; /* the client offered only protocols we do not speak */
   *out = sel;
   return SSL_TLSEXT_ERR_OK;
@@ -436,4 +432,3 @@ enum gw_hs_reason gw_tls_failure(struct gw_tls_conn *c, char *detail, size_t dl)
   }
   return r;
 }
-

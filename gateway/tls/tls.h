@@ -17,7 +17,7 @@ struct gw_buf;
 enum gw_alpn { GW_ALPN_HTTP11 = 0, GW_ALPN_H2 = 1 };
 
 /* Results of the non-blocking calls below besides byte counts and GW_ERR_*. */
-#define GW_TLS_WANT_READ (-100)
+#define GW_TLS_WANT_READ  (-100)
 #define GW_TLS_WANT_WRITE (-101)
 
 /* Builds the server context: TLS 1.2/1.3 (min from |c|), AEAD suites only,

@@ -145,6 +145,9 @@ if [ -x "$LOADGEN" ]; then
   out=$("$LOADGEN" --port $PORT --cert "$D/clinic-a.pem" --key "$D/clinic-a.key" --cacert "$D/ca.pem" -c 1 --attack ping-flood 2>&1)
   check "PING flood: the server closes the connection ($out)" grep -q 'closed_by_server=1 of 1' <<<"$out"
   check "PING flood: logged" wait_log 'event=connection_cut .*reason=control_frame_flood'
+  out=$("$LOADGEN" --port $PORT --cert "$D/clinic-a.pem" --key "$D/clinic-a.key" --cacert "$D/ca.pem" -c 1 --attack settings-flood 2>&1)
+  check "SETTINGS flood: the server closes the connection ($out)" grep -q 'closed_by_server=1 of 1' <<<"$out"
+  check "SETTINGS flood: two control-flood cuts logged" test "$(grep -c 'reason=control_frame_flood' "$LOG")" -ge 2
   check "server still serves after floods" test "$(status_of clinic-a --http2 "$(URL /healthz)")" = 200
 else
   ko "loadgen missing at $LOADGEN"

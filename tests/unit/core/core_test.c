@@ -70,9 +70,9 @@ int gw_test_log_suite(void) {
 static void test_metrics_render(void) {
   struct gw_metrics *m = gw_metrics_slot();
   CU_ASSERT_PTR_NOT_NULL_FATAL(m);
-  gw_metrics_request(m, "GET", 200, 300000);     /* 0.3 ms */
-  gw_metrics_request(m, "POST", 413, 20000000);  /* 20 ms */
-  gw_metrics_request(m, "BREW", 418, 1000);      /* other method, other status */
+  gw_metrics_request(m, "GET", 200, 300000);    /* 0.3 ms */
+  gw_metrics_request(m, "POST", 413, 20000000); /* 20 ms */
+  gw_metrics_request(m, "BREW", 418, 1000);     /* other method, other status */
   GW_METRIC_INC(m, handshakes[GW_HS_REVOKED]);
   struct gw_buf b;
   gw_buf_init(&b, 1 << 20);

@@ -118,7 +118,8 @@ static void test_body_limits(void) {
 
   fake_init(&f);
   char chunk[200];
-  snprintf(chunk, sizeof(chunk), "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n70\r\n%0112d\r\n", 0);
+  snprintf(chunk, sizeof(chunk), "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n70\r\n%0112d\r\n",
+           0);
   CU_ASSERT_EQUAL(feed(&f, chunk), GW_OK);
   CU_ASSERT_EQUAL(f.last_early, 413);
   fake_cleanup(&f);

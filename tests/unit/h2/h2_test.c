@@ -22,8 +22,12 @@ struct pair {
   struct gw_req *pending;
 };
 
-static struct gw_limits lim = {.max_body_bytes = 1000, .max_header_bytes = 1024, .max_url_bytes = 256,
-                               .max_streams = 10, .max_resets_per_s = 50, .max_control_per_s = 50};
+static struct gw_limits lim = {.max_body_bytes = 1000,
+                               .max_header_bytes = 1024,
+                               .max_url_bytes = 256,
+                               .max_streams = 10,
+                               .max_resets_per_s = 50,
+                               .max_control_per_s = 50};
 static struct gw_metrics *m;
 
 static void srv_request(void *ud, struct gw_req *req) {

@@ -1,0 +1,34 @@
+# libFuzzer targets for every parser the gateway runs on untrusted bytes.
+# `make fuzz` builds them into build/fuzz/ and runs each for FUZZ_SECONDS
+# (default 30) from its seed corpus in fuzz/seeds/.
+FUZZ_SECONDS ?= 30
+FZ := build/fuzz
+FCC := clang
+FUZZ_FLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -std=gnu11 -D_GNU_SOURCE -Igateway \
+  $(shell pkg-config --cflags yajl)
+FUZZ_LIBS := $(shell pkg-config --libs libnghttp2 yajl) -lhttp_parser -lpthread
+CORE := gateway/core/buf.c gateway/core/err.c gateway/core/log.c gateway/core/metrics.c gateway/http/req.c
+
+TARGETS := $(FZ)/fuzz_h1 $(FZ)/fuzz_h2 $(FZ)/fuzz_conf
+
+.PHONY: fuzz-build fuzz-run
+fuzz-run: fuzz-build
+	@for t in h1 h2 conf; do \
+	  mkdir -p $(FZ)/corpus-$$t && cp -n fuzz/seeds/$$t/* $(FZ)/corpus-$$t/ 2>/dev/null; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
+	  $(FZ)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -rss_limit_mb=1024 -timeout=10 \
+	    -print_final_stats=1 $(FZ)/corpus-$$t 2>$(FZ)/fuzz_$$t.log || { tail -40 $(FZ)/fuzz_$$t.log; exit 1; }; \
+	  grep -E 'stat::number_of_executed_units|stat::peak_rss_mb' $(FZ)/fuzz_$$t.log | tr '\n' ' '; echo; \
+	done
+
+fuzz-build: $(TARGETS)
+
+$(FZ)/fuzz_h1: fuzz/fuzz_h1.c gateway/h1/h1.c $(CORE)
+	@mkdir -p $(FZ)
+	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)
+$(FZ)/fuzz_h2: fuzz/fuzz_h2.c gateway/h2/h2.c $(CORE)
+	@mkdir -p $(FZ)
+	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)
+$(FZ)/fuzz_conf: fuzz/fuzz_conf.c gateway/conf/conf.c $(CORE)
+	@mkdir -p $(FZ)
+	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)
