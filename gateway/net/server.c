@@ -62,6 +62,7 @@ struct server {
   struct worker *w;
   _Atomic uint32_t nconns;
   _Atomic uint64_t next_id;
+  struct event_base *main_base;
 };
 
 enum cstate { C_HS, C_H1, C_H2, C_LINGER };
@@ -613,6 +614,15 @@ static int workers_count(const struct gw_conf *conf) {
 static void signal_cb(evutil_socket_t sig, short what, void *arg) {
   (void)what;
   struct server *srv = arg;
+  if (sig == SIGHUP) {
+    gw_log(GW_LOG_WARN, "reload_unsupported",
+           "signal=%d detail=\"configuration reload is not implemented yet; "
+           "restart to apply changes\"",
+           (int)sig);
+    return;
+  }
+  if (srv->main_base)
+    event_base_loopbreak(srv->main_base);
   gw_log(GW_LOG_INFO, "shutdown_begin", "signal=%d deadline_ms=%u", (int)sig, srv->conf->limits.shutdown_timeout_ms);
   for (int i = 0; i < srv->nworkers; i++)
     event_active(srv->w[i].stop_ev, EV_READ, 0);
@@ -670,11 +680,15 @@ int gw_server_run(const struct gw_conf *conf) {
   }
   struct event *sigterm = evsignal_new(main_base, SIGTERM, signal_cb, &srv);
   struct event *sigint = evsignal_new(main_base, SIGINT, signal_cb, &srv);
-  if (!sigterm || !sigint || event_add(sigterm, NULL) || event_add(sigint, NULL)) {
+  struct event *sighup = evsignal_new(main_base, SIGHUP, signal_cb, &srv);
+  if (!sigterm || !sigint || !sighup || event_add(sigterm, NULL) || event_add(sigint, NULL) ||
+      event_add(sighup, NULL)) {
     if (sigterm)
       event_free(sigterm);
     if (sigint)
       event_free(sigint);
+    if (sighup)
+      event_free(sighup);
     goto out_workers;
   }
   for (; started < srv.nworkers; started++)
@@ -685,13 +699,15 @@ int gw_server_run(const struct gw_conf *conf) {
   } else {
     gw_log(GW_LOG_INFO, "listening", "address=%s:%s workers=%d cert=%s client_ca=%s crl=%s", conf->listen_host,
            conf->listen_port, srv.nworkers, conf->tls.cert, conf->tls.ca, conf->tls.crl ? conf->tls.crl : "-");
-    /* the first SIGTERM/SIGINT ends this loop; workers then drain on their own */
-    event_base_loop(main_base, EVLOOP_ONCE);
+    /* the first SIGTERM/SIGINT breaks this loop; workers then drain on their own */
+    srv.main_base = main_base;
+    event_base_dispatch(main_base);
   }
   for (int i = 0; i < started; i++)
     pthread_join(srv.w[i].th, NULL);
   event_free(sigterm);
   event_free(sigint);
+  event_free(sighup);
   gw_log(GW_LOG_INFO, "stopped", "workers=%d", started);
   rv = started == srv.nworkers ? GW_OK : GW_ERR_IO;
 

@@ -152,6 +152,9 @@ if [ -x "$LOADGEN" ]; then
 else
   ko "loadgen missing at $LOADGEN"
 fi
+kill -HUP "$GW_PID"
+check "SIGHUP does not stop the gateway (reload not implemented yet: logged)" wait_log 'event=reload_unsupported'
+check "still serving after SIGHUP" test "$(status_of clinic-a --http2 "$(URL /healthz)")" = 200
 stop_gw
 check "SIGTERM: clean exit logged" log_has 'event=stopped'
 
