@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 
 CC ?= cc
-PKGS := libevent_openssl libevent_pthreads libnghttp2 openssl yajl
+PKGS := libevent_openssl libevent_pthreads libnghttp2 openssl yajl libxml-2.0 libxslt libexslt
 DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev openssl curl \
   libevent-dev libnghttp2-dev libssl-dev libyajl-dev libhttp-parser-dev libcunit1-dev \
   libxml2-dev libxslt1-dev nghttp2-client nghttp2-server valgrind clang-format procps

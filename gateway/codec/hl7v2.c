@@ -1,0 +1,730 @@
+#include "codec/hl7v2.h"
+
+#include <ctype.h>
+#include <libxml/tree.h>
+#include <libxml/xmlstring.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/err.h"
+
+const struct gw_hl7_limits gw_hl7_default_limits = {
+    .max_bytes = 1u << 20,
+    .max_segments = 2000,
+    .max_fields = 256,
+    .max_repetitions = 100,
+    .max_components = 64,
+    .max_subcomponents = 32,
+};
+
+struct delims {
+  char field, comp, rep, esc, sub;
+};
+
+struct pstate {
+  const struct gw_hl7_limits *lim;
+  struct gw_diag *diag;
+  struct delims d;
+  xmlDocPtr doc;
+  int seg_no; /* 1-based, also the "line" of issues */
+  const char *seg_start;
+  struct gw_buf tmp; /* decoded text */
+  bool failed;
+};
+
+static struct gw_issue *issue(struct pstate *p, const char *rule, int hl7_code, bool resendable, const char *where,
+                              const char *at, const char *fmt_en, const char *fmt_pl, const char *arg) {
+  char en[256], pl[256];
+  snprintf(en, sizeof(en), fmt_en, arg ? arg : "");
+  snprintf(pl, sizeof(pl), fmt_pl, arg ? arg : "");
+  struct gw_issue *i = gw_diag_add(p->diag, GW_SEV_ERROR, hl7_code == 207 ? "too-costly" : "structure", rule, en, pl);
+  p->failed = true;
+  if (!i)
+    return NULL;
+  i->hl7_code = hl7_code;
+  i->resendable = resendable;
+  snprintf(i->location, sizeof(i->location), "%s", where ? where : "");
+  i->line = p->seg_no;
+  i->col = (at && p->seg_start) ? (int)(at - p->seg_start) + 1 : 1;
+  return i;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+/* Decodes HL7 escape sequences of [s, e) into p->tmp (NUL-terminated). The
+ * delimiter escapes and \Xhh..\ are decoded; formatting escapes (\H\, \N\,
+ * \.br\, \Z..\ ...) stay literal so that they survive a round trip. */
+static const char *decode(struct pstate *p, const char *s, const char *e) {
+  p->tmp.len = 0;
+  const char esc = p->d.esc;
+  for (const char *q = s; q < e;) {
+    if (*q == esc) {
+      const char *end = memchr(q + 1, esc, (size_t)(e - q - 1));
+      if (end && end - q == 2) {
+        char r = 0;
+        switch (q[1]) {
+        case 'F':
+          r = p->d.field;
+          break;
+        case 'S':
+          r = p->d.comp;
+          break;
+        case 'T':
+          r = p->d.sub;
+          break;
+        case 'R':
+          r = p->d.rep;
+          break;
+        case 'E':
+          r = p->d.esc;
+          break;
+        }
+        if (r) {
+          gw_buf_append(&p->tmp, &r, 1);
+          q = end + 1;
+          continue;
+        }
+      } else if (end && q[1] == 'X' && (end - q - 2) % 2 == 0 && end - q > 2) {
+        size_t mark = p->tmp.len;
+        bool ok = true;
+        for (const char *h = q + 2; h < end; h += 2) {
+          int hi = hexval(h[0]), lo = hexval(h[1]);
+          if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+            ok = false;
+            break;
+          }
+          char byte = (char)(hi * 16 + lo);
+          gw_buf_append(&p->tmp, &byte, 1);
+        }
+        if (ok && p->tmp.data && xmlCheckUTF8(p->tmp.data + mark)) {
+          q = end + 1;
+          continue;
+        }
+        p->tmp.len = mark; /* keep it literal */
+        if (p->tmp.data)
+          p->tmp.data[mark] = 0;
+      }
+    }
+    gw_buf_append(&p->tmp, q, 1);
+    q++;
+  }
+  if (gw_buf_append(&p->tmp, "", 0))
+    return NULL;
+  return p->tmp.data ? (const char *)p->tmp.data : "";
+}
+
+static xmlNodePtr add_elem(xmlNodePtr parent, const char *name) {
+  return xmlNewChild(parent, NULL, BAD_CAST name, NULL);
+}
+
+static void add_text(struct pstate *p, xmlNodePtr parent, const char *name, const char *s, const char *e) {
+  const char *v = decode(p, s, e);
+  if (!v) {
+    p->failed = true;
+    return;
+  }
+  xmlNodePtr n = xmlNewDocNode(p->doc, NULL, BAD_CAST name, NULL);
+  if (!n) {
+    p->failed = true;
+    return;
+  }
+  if (*v) {
+    xmlNodePtr t = xmlNewDocText(p->doc, BAD_CAST v);
+    if (t)
+      xmlAddChild(n, t);
+  }
+  xmlAddChild(parent, n);
+}
+
+/* [s, e) is one repetition of field |fname| ("PID.3"). */
+static void parse_rep(struct pstate *p, xmlNodePtr seg, const char *fname, const char *s, const char *e) {
+  xmlNodePtr f = add_elem(seg, fname);
+  if (!f) {
+    p->failed = true;
+    return;
+  }
+  int ci = 0;
+  for (const char *cs = s; cs <= e;) {
+    const char *ce = memchr(cs, p->d.comp, (size_t)(e - cs));
+    if (!ce)
+      ce = e;
+    ci++;
+    if ((size_t)ci > p->lim->max_components) {
+      issue(p, "hl7.too-many-components", 207, false, fname, cs, "more than the allowed components in %s",
+            "za dużo składowych w %s", fname);
+      return;
+    }
+    if (ce > cs) {
+      char cname[64];
+      snprintf(cname, sizeof(cname), "%s.%d", fname, ci);
+      /* subcomponents only when one past the first is non-empty ("a&" is just "a") */
+      const char *first_sub_end = memchr(cs, p->d.sub, (size_t)(ce - cs));
+      bool has_subs = false;
+      for (const char *q = first_sub_end; q && q < ce; q++)
+        if (*q != p->d.sub) {
+          has_subs = true;
+          break;
+        }
+      const char *vend = (first_sub_end && !has_subs) ? first_sub_end : ce; /* "a&&" is plain "a" */
+      if (vend == cs) {
+        /* nothing but empty subcomponents: an empty component */
+      } else if (has_subs) {
+        xmlNodePtr c = add_elem(f, cname);
+        int si = 0;
+        for (const char *ss = cs; ss <= ce;) {
+          const char *se = memchr(ss, p->d.sub, (size_t)(ce - ss));
+          if (!se)
+            se = ce;
+          si++;
+          if ((size_t)si > p->lim->max_subcomponents) {
+            issue(p, "hl7.too-many-subcomponents", 207, false, cname, ss, "more than the allowed subcomponents in %s",
+                  "za dużo podskładowych w %s", cname);
+            return;
+          }
+          if (se > ss) {
+            char sname[80];
+            snprintf(sname, sizeof(sname), "%s.%d", cname, si);
+            add_text(p, c, sname, ss, se);
+          }
+          ss = se + 1;
+        }
+      } else {
+        add_text(p, f, cname, cs, vend);
+      }
+    }
+    cs = ce + 1;
+  }
+}
+
+static void parse_field(struct pstate *p, xmlNodePtr seg, const char *segname, int idx, const char *s, const char *e) {
+  size_t only_delims = 0;
+  while (s + only_delims < e && (s[only_delims] == p->d.comp || s[only_delims] == p->d.sub))
+    only_delims++;
+  if (s + only_delims == e)
+    return; /* empty ("" or "^^"): implied by the numbering */
+  char fname[16];
+  snprintf(fname, sizeof(fname), "%s.%d", segname, idx);
+  int ri = 0;
+  for (const char *rs = s; rs <= e;) {
+    const char *re = memchr(rs, p->d.rep, (size_t)(e - rs));
+    if (!re)
+      re = e;
+    if ((size_t)++ri > p->lim->max_repetitions) {
+      issue(p, "hl7.too-many-repetitions", 207, false, fname, rs, "more than the allowed repetitions of %s",
+            "za dużo powtórzeń pola %s", fname);
+      return;
+    }
+    parse_rep(p, seg, fname, rs, re);
+    rs = re + 1;
+  }
+}
+
+static bool valid_segname(const char *s, size_t n) {
+  if (n < 3 || !isupper((unsigned char)s[0]))
+    return false;
+  for (int i = 1; i < 3; i++)
+    if (!isupper((unsigned char)s[i]) && !isdigit((unsigned char)s[i]))
+      return false;
+  return true;
+}
+
+static void parse_segment(struct pstate *p, xmlNodePtr root, const char *s, const char *e) {
+  p->seg_start = s;
+  char name[4] = {0};
+  if (!valid_segname(s, (size_t)(e - s)) || (e - s > 3 && s[3] != p->d.field)) {
+    char shown[16];
+    snprintf(shown, sizeof(shown), "%.*s", (int)((e - s) < 8 ? (e - s) : 8), s);
+    char where[24];
+    snprintf(where, sizeof(where), "segment %d", p->seg_no);
+    issue(p, "hl7.segment-name", 100, true, where, s, "segment %s does not start with a valid segment name",
+          "segment %s nie zaczyna się poprawną nazwą segmentu", shown);
+    return;
+  }
+  memcpy(name, s, 3);
+  xmlNodePtr seg = add_elem(root, name);
+  if (!seg) {
+    p->failed = true;
+    return;
+  }
+  bool msh = strcmp(name, "MSH") == 0;
+  const char *fs = s + 3;
+  int idx = 0;
+  if (msh) {
+    char sep[2] = {p->d.field, 0};
+    xmlNewTextChild(seg, NULL, BAD_CAST "MSH.1", BAD_CAST sep);
+    const char *enc_start = e - s > 4 ? s + 4 : e;
+    const char *enc_end = memchr(enc_start, p->d.field, (size_t)(e - enc_start));
+    if (!enc_end)
+      enc_end = e;
+    char *enc = strndup(enc_start, (size_t)(enc_end - enc_start));
+    if (enc)
+      xmlNewTextChild(seg, NULL, BAD_CAST "MSH.2", BAD_CAST enc);
+    free(enc);
+    fs = enc_end;
+    idx = 2;
+  }
+  while (fs < e) { /* fs points at a field separator */
+    const char *start = fs + 1;
+    const char *end = memchr(start, p->d.field, (size_t)(e - start));
+    if (!end)
+      end = e;
+    idx++;
+    if ((size_t)idx > p->lim->max_fields) {
+      issue(p, "hl7.too-many-fields", 207, false, name, start, "segment %s has more fields than allowed",
+            "segment %s ma za dużo pól", name);
+      return;
+    }
+    parse_field(p, seg, name, idx, start, end);
+    fs = end;
+  }
+}
+
+static bool read_delims(struct pstate *p, const char *text, size_t len) {
+  if (len < 8 || memcmp(text, "MSH", 3) != 0) {
+    p->seg_no = 1;
+    issue(p, "hl7.msh-first", 100, false, "MSH", text, "the message must start with an MSH segment%s",
+          "komunikat musi zaczynać się segmentem MSH%s", "");
+    return false;
+  }
+  p->d = (struct delims){text[3], text[4], text[5], text[6], text[7]};
+  const char all[5] = {p->d.field, p->d.comp, p->d.rep, p->d.esc, p->d.sub};
+  for (int i = 0; i < 5; i++) {
+    if (isalnum((unsigned char)all[i]) || all[i] == '\r' || all[i] == '\n' || all[i] == 0 || all[i] == ' ')
+      goto bad;
+    for (int j = 0; j < i; j++)
+      if (all[i] == all[j])
+        goto bad;
+  }
+  return true;
+bad:
+  p->seg_no = 1;
+  p->seg_start = text;
+  issue(p, "hl7.delimiters", 102, false, "MSH-2", text + 3, "MSH-1/MSH-2 do not define five distinct delimiters%s",
+        "MSH-1/MSH-2 nie definiują pięciu różnych separatorów%s", "");
+  return false;
+}
+
+/* 2.3 to 2.8, with or without a minor release ("2.5.1", "2.8.2") */
+static bool supported_version(const char *v) {
+  if (strncmp(v, "2.", 2) != 0 || v[2] < '3' || v[2] > '8')
+    return false;
+  if (v[3] == 0)
+    return true;
+  return v[3] == '.' && v[4] && strspn(v + 4, "0123456789") == strlen(v + 4);
+}
+
+static void check_header(struct pstate *p, xmlNodePtr root) {
+  p->seg_no = 1;
+  p->seg_start = NULL;
+  char *type = gw_hl7_get(p->doc, "MSH", 9, 1), *event = gw_hl7_get(p->doc, "MSH", 9, 2);
+  char *structure = gw_hl7_get(p->doc, "MSH", 9, 3), *ctrl = gw_hl7_get(p->doc, "MSH", 10, 0);
+  char *version = gw_hl7_get(p->doc, "MSH", 12, 1);
+  if (!type || !*type)
+    issue(p, "hl7.msh9-missing", 101, true, "MSH-9", NULL, "MSH-9 (message type) is missing%s",
+          "brak MSH-9 (typ komunikatu)%s", "");
+  if (!ctrl || !*ctrl)
+    issue(p, "hl7.msh10-missing", 101, true, "MSH-10", NULL, "MSH-10 (message control id) is missing%s",
+          "brak MSH-10 (identyfikator komunikatu)%s", "");
+  if (!version || !*version) {
+    issue(p, "hl7.msh12-missing", 101, true, "MSH-12", NULL, "MSH-12 (version) is missing%s", "brak MSH-12 (wersja)%s",
+          "");
+  } else {
+    if (!supported_version(version))
+      issue(p, "hl7.version", 203, false, "MSH-12", NULL, "HL7 version %s is not supported (2.3 to 2.8)",
+            "wersja HL7 %s nie jest obsługiwana (2.3 do 2.8)", version);
+  }
+  if (version)
+    xmlSetProp(root, BAD_CAST "version", BAD_CAST version);
+  if (type)
+    xmlSetProp(root, BAD_CAST "type", BAD_CAST type);
+  if (event)
+    xmlSetProp(root, BAD_CAST "event", BAD_CAST event);
+  if (structure)
+    xmlSetProp(root, BAD_CAST "structure", BAD_CAST structure);
+  free(type);
+  free(event);
+  free(structure);
+  free(ctrl);
+  free(version);
+}
+
+int gw_hl7_parse(const char *text, size_t len, const struct gw_hl7_limits *lim, struct _xmlDoc **out,
+                 struct gw_diag *diag) {
+  *out = NULL;
+  struct pstate p = {.lim = lim ? lim : &gw_hl7_default_limits, .diag = diag};
+  if (len > p.lim->max_bytes) {
+    p.seg_no = 1;
+    issue(&p, "hl7.too-large", 207, false, "", NULL, "the message exceeds the size limit%s",
+          "komunikat przekracza dopuszczalny rozmiar%s", "");
+    return GW_ERR_INVAL;
+  }
+  /* the whole text must be UTF-8 without NUL bytes before any of it reaches XML */
+  char *copy = malloc(len + 1);
+  if (!copy)
+    return GW_ERR_NOMEM;
+  memcpy(copy, text, len);
+  copy[len] = 0;
+  if (memchr(text, 0, len) || !xmlCheckUTF8(BAD_CAST copy)) {
+    free(copy);
+    p.seg_no = 1;
+    issue(&p, "hl7.encoding", 102, true, "", NULL, "the message is not UTF-8 text%s",
+          "komunikat nie jest tekstem UTF-8%s", "");
+    return GW_ERR_INVAL;
+  }
+  free(copy);
+  if (!read_delims(&p, text, len))
+    return GW_ERR_INVAL;
+  gw_buf_init(&p.tmp, len + 16);
+  p.doc = xmlNewDoc(BAD_CAST "1.0");
+  xmlNodePtr root = p.doc ? xmlNewDocNode(p.doc, NULL, BAD_CAST "HL7Message", NULL) : NULL;
+  if (!root) {
+    xmlFreeDoc(p.doc);
+    gw_buf_cleanup(&p.tmp);
+    return GW_ERR_NOMEM;
+  }
+  xmlDocSetRootElement(p.doc, root);
+  const char *s = text, *end = text + len;
+  while (s < end && !p.failed) {
+    const char *e = s;
+    while (e < end && *e != '\r' && *e != '\n')
+      e++;
+    if (e > s) {
+      if ((size_t)++p.seg_no > p.lim->max_segments) {
+        issue(&p, "hl7.too-many-segments", 207, false, "", s, "the message has more segments than allowed%s",
+              "komunikat ma za dużo segmentów%s", "");
+        break;
+      }
+      parse_segment(&p, root, s, e);
+    }
+    s = e + 1;
+  }
+  if (!p.failed)
+    check_header(&p, root);
+  gw_buf_cleanup(&p.tmp);
+  if (p.failed || gw_diag_has_errors(diag)) {
+    xmlFreeDoc(p.doc);
+    return GW_ERR_INVAL;
+  }
+  *out = p.doc;
+  return GW_OK;
+}
+
+/* ---- ER7 output ---- */
+
+struct sstate {
+  struct delims d;
+  struct gw_buf *out;
+  int rv;
+};
+
+static void put(struct sstate *s, const void *p, size_t n) {
+  if (!s->rv)
+    s->rv = gw_buf_append(s->out, p, n);
+}
+
+static bool formatting_escape(const char *q, char esc) {
+  /* \H\ \N\ \.br\ \.sp..\ \.in..\ \.ti..\ \.sk..\ \.ce\ \.fi\ \.nf\ \Zxx\ \Cxxyy\ \Mxxyyzz\ */
+  const char *end = strchr(q + 1, esc);
+  if (!end || end == q + 1)
+    return false;
+  char c = q[1];
+  return c == 'H' || c == 'N' || c == '.' || c == 'Z' || c == 'C' || c == 'M';
+}
+
+static void put_escaped(struct sstate *s, const char *v) {
+  for (const char *q = v; *q; q++) {
+    char c = *q, code = 0;
+    if (c == s->d.field)
+      code = 'F';
+    else if (c == s->d.comp)
+      code = 'S';
+    else if (c == s->d.sub)
+      code = 'T';
+    else if (c == s->d.rep)
+      code = 'R';
+    else if (c == s->d.esc && formatting_escape(q, s->d.esc)) {
+      const char *end = strchr(q + 1, s->d.esc); /* copy the whole sequence through */
+      put(s, q, (size_t)(end - q + 1));
+      q = end;
+      continue;
+    } else if (c == s->d.esc)
+      code = 'E';
+    else if (c == '\r' || c == '\n') {
+      char hex[8];
+      snprintf(hex, sizeof(hex), "%cX%02X%c", s->d.esc, (unsigned char)c, s->d.esc);
+      put(s, hex, strlen(hex));
+      continue;
+    }
+    if (code) {
+      char e3[3] = {s->d.esc, code, s->d.esc};
+      put(s, e3, 3);
+    } else {
+      put(s, &c, 1);
+    }
+  }
+}
+
+/* Index after the last dot of an element name like "PID.3.4" (0 when absent). */
+static int last_index(const xmlChar *name) {
+  const char *dot = strrchr((const char *)name, '.');
+  return dot ? atoi(dot + 1) : 0;
+}
+
+static void put_text_of(struct sstate *s, xmlNodePtr n) {
+  xmlChar *v = xmlNodeGetContent(n);
+  if (v) {
+    put_escaped(s, (const char *)v);
+    xmlFree(v);
+  }
+}
+
+/* Writes the children of |parent| (components or subcomponents) joined by |sep|. */
+static void put_positional(struct sstate *s, xmlNodePtr parent, char sep, bool deeper) {
+  int at = 1;
+  for (xmlNodePtr c = parent->children; c; c = c->next) {
+    if (c->type != XML_ELEMENT_NODE)
+      continue;
+    int idx = last_index(c->name);
+    if (idx < at)
+      continue; /* out of order or malformed: ignore */
+    for (; at < idx; at++)
+      put(s, &sep, 1);
+    bool has_children = false;
+    for (xmlNodePtr g = c->children; g; g = g->next)
+      has_children |= g->type == XML_ELEMENT_NODE;
+    if (deeper && has_children)
+      put_positional(s, c, s->d.sub, false);
+    else
+      put_text_of(s, c);
+  }
+}
+
+static void put_segment(struct sstate *s, xmlNodePtr seg) {
+  put(s, seg->name, strlen((const char *)seg->name));
+  bool msh = xmlStrEqual(seg->name, BAD_CAST "MSH");
+  int at = msh ? 2 : 0; /* last field index written */
+  xmlNodePtr prev_field = NULL;
+  for (xmlNodePtr f = seg->children; f; f = f->next) {
+    if (f->type != XML_ELEMENT_NODE)
+      continue;
+    int idx = last_index(f->name);
+    if (msh && idx <= 2) {
+      if (idx == 1)
+        put(s, &s->d.field, 1);
+      else if (idx == 2) {
+        xmlChar *v = xmlNodeGetContent(f);
+        if (v) {
+          put(s, v, (size_t)xmlStrlen(v));
+          xmlFree(v);
+        }
+      }
+      continue;
+    }
+    if (idx == at && prev_field && xmlStrEqual(prev_field->name, f->name)) {
+      put(s, &s->d.rep, 1); /* another repetition of the same field */
+    } else {
+      if (idx <= at)
+        continue;
+      for (; at < idx; at++)
+        put(s, &s->d.field, 1);
+    }
+    put_positional(s, f, s->d.comp, true);
+    prev_field = f;
+  }
+  put(s, "\r", 1);
+}
+
+int gw_hl7_serialize(struct _xmlDoc *doc, struct gw_buf *out) {
+  xmlNodePtr root = xmlDocGetRootElement(doc);
+  if (!root || !xmlStrEqual(root->name, BAD_CAST "HL7Message"))
+    return GW_ERR_INVAL;
+  struct sstate s = {.d = {'|', '^', '~', '\\', '&'}, .out = out};
+  char *f1 = gw_hl7_get(doc, "MSH", 1, 0), *f2 = gw_hl7_get(doc, "MSH", 2, 0);
+  if (f1 && strlen(f1) == 1)
+    s.d.field = f1[0];
+  if (f2 && strlen(f2) >= 4) {
+    s.d.comp = f2[0];
+    s.d.rep = f2[1];
+    s.d.esc = f2[2];
+    s.d.sub = f2[3];
+  }
+  free(f1);
+  free(f2);
+  for (xmlNodePtr seg = root->children; seg && !s.rv; seg = seg->next)
+    if (seg->type == XML_ELEMENT_NODE)
+      put_segment(&s, seg);
+  return s.rv;
+}
+
+char *gw_hl7_get(struct _xmlDoc *doc, const char *segname, int field, int comp) {
+  xmlNodePtr root = xmlDocGetRootElement(doc);
+  if (!root)
+    return NULL;
+  char fname[16], cname[24];
+  snprintf(fname, sizeof(fname), "%s.%d", segname, field);
+  snprintf(cname, sizeof(cname), "%s.%d.%d", segname, field, comp ? comp : 1);
+  for (xmlNodePtr seg = root->children; seg; seg = seg->next) {
+    if (seg->type != XML_ELEMENT_NODE || !xmlStrEqual(seg->name, BAD_CAST segname))
+      continue;
+    for (xmlNodePtr f = seg->children; f; f = f->next) {
+      if (f->type != XML_ELEMENT_NODE || !xmlStrEqual(f->name, BAD_CAST fname))
+        continue;
+      if (field <= 2 && !strcmp(segname, "MSH")) {
+        xmlChar *v = xmlNodeGetContent(f);
+        char *r = v ? strdup((const char *)v) : NULL;
+        xmlFree(v);
+        return r;
+      }
+      for (xmlNodePtr c = f->children; c; c = c->next) {
+        if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, BAD_CAST cname)) {
+          /* a component with subcomponents: its first subcomponent */
+          xmlNodePtr v = c;
+          for (xmlNodePtr g = c->children; g; g = g->next)
+            if (g->type == XML_ELEMENT_NODE) {
+              v = g;
+              break;
+            }
+          xmlChar *t = xmlNodeGetContent(v);
+          char *r = t ? strdup((const char *)t) : NULL;
+          xmlFree(t);
+          return r;
+        }
+      }
+      return strdup("");
+    }
+    return NULL;
+  }
+  return NULL;
+}
+
+/* ---- ACK ---- */
+
+enum gw_hl7_ack gw_hl7_ack_code_for(const struct gw_diag *diag) {
+  for (size_t i = 0; i < diag->n; i++)
+    if (diag->items[i].severity <= GW_SEV_ERROR && !diag->items[i].resendable)
+      return GW_ACK_AR;
+  return GW_ACK_AE;
+}
+
+/* Appends |v| escaped for ER7 with the standard delimiters. */
+static void put_value(struct sstate *s, const char *v) { put_escaped(s, v ? v : ""); }
+
+/* "PID-3.4.1" or "segment 4" -> ERR-2 "PID^1^3^^4^1" (segment^sequence^field^rep^comp^sub). */
+static void put_location(struct sstate *s, const char *loc) {
+  char seg[4] = {0};
+  int field = 0, comp = 0, sub = 0;
+  if (strlen(loc) >= 3 && valid_segname(loc, 3)) {
+    memcpy(seg, loc, 3);
+    sscanf(loc + 3, "%*[-.]%d.%d.%d", &field, &comp, &sub);
+  }
+  if (!seg[0])
+    return;
+  char b[64];
+  int n = snprintf(b, sizeof(b), "%s^1^", seg);
+  if (field)
+    n += snprintf(b + n, sizeof(b) - (size_t)n, "%d", field);
+  n += snprintf(b + n, sizeof(b) - (size_t)n, "^^");
+  if (comp)
+    n += snprintf(b + n, sizeof(b) - (size_t)n, "%d", comp);
+  if (sub)
+    snprintf(b + n, sizeof(b) - (size_t)n, "^%d", sub);
+  put(s, b, strlen(b));
+}
+
+static const char *hl7_code_text(int code) {
+  switch (code) {
+  case 0:
+    return "Message accepted";
+  case 100:
+    return "Segment sequence error";
+  case 101:
+    return "Required field missing";
+  case 102:
+    return "Data type error";
+  case 103:
+    return "Table value not found";
+  case 200:
+    return "Unsupported message type";
+  case 201:
+    return "Unsupported event code";
+  case 203:
+    return "Unsupported version id";
+  case 204:
+    return "Unknown key identifier";
+  case 205:
+    return "Duplicate key identifier";
+  case 207:
+    return "Application internal error";
+  }
+  return "Application error";
+}
+
+int gw_hl7_ack(struct _xmlDoc *msg, enum gw_hl7_ack code, const char *text, const struct gw_diag *diag,
+               const char *control_id, const char *now, struct gw_buf *out) {
+  struct sstate s = {.d = {'|', '^', '~', '\\', '&'}, .out = out};
+  char *f[13] = {0};
+  static const int want[] = {3, 4, 5, 6, 10, 11, 12};
+  for (size_t i = 0; msg && i < sizeof(want) / sizeof(want[0]); i++)
+    f[want[i]] = gw_hl7_get(msg, "MSH", want[i], 1);
+  char *event = msg ? gw_hl7_get(msg, "MSH", 9, 2) : NULL;
+  put(&s, "MSH|^~\\&|", 9);
+  /* the ACK goes back: our receiving application/facility become the sender */
+  put_value(&s, f[5]);
+  put(&s, "|", 1);
+  put_value(&s, f[6]);
+  put(&s, "|", 1);
+  put_value(&s, f[3]);
+  put(&s, "|", 1);
+  put_value(&s, f[4]);
+  put(&s, "|", 1);
+  put_value(&s, now);
+  put(&s, "||ACK^", 6);
+  put_value(&s, event);
+  put(&s, "^ACK|", 5);
+  put_value(&s, control_id);
+  put(&s, "|", 1);
+  put_value(&s, f[11] && *f[11] ? f[11] : "P");
+  put(&s, "|", 1);
+  put_value(&s, f[12] && *f[12] ? f[12] : "2.8");
+  put(&s, "\rMSA|", 5);
+  put(&s, code == GW_ACK_AA ? "AA" : code == GW_ACK_AE ? "AE" : "AR", 2);
+  put(&s, "|", 1);
+  put_value(&s, f[10]);
+  if (text && *text) {
+    put(&s, "|", 1);
+    put_value(&s, text);
+  }
+  put(&s, "\r", 1);
+  for (size_t i = 0; diag && i < diag->n; i++) {
+    const struct gw_issue *is = &diag->items[i];
+    if (is->severity > GW_SEV_WARNING)
+      continue;
+    put(&s, "ERR||", 5);
+    put_location(&s, is->location);
+    char c[16];
+    snprintf(c, sizeof(c), "|%d^", is->hl7_code ? is->hl7_code : 207);
+    put(&s, c, strlen(c));
+    put_value(&s, hl7_code_text(is->hl7_code ? is->hl7_code : 207));
+    put(&s, "^HL70357|", 9);
+    put(&s, is->severity <= GW_SEV_ERROR ? "E" : "W", 1);
+    put(&s, "||||", 4);
+    put_value(&s, is->rule);
+    put(&s, ": ", 2);
+    put_value(&s, is->msg_en);
+    put(&s, "\r", 1);
+  }
+  for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)
+    free(f[i]);
+  free(event);
+  return s.rv;
+}

@@ -1,0 +1,75 @@
+/* HL7 v2 ER7 (pipe-delimited) <-> XML, and ACK messages.
+ *
+ * The XML form is positional, the way HL7 v2 XML tools without per-version
+ * data-type tables name things (docs/hl7v2-xml.md):
+ *
+ *   <HL7Message version="2.8" type="SIU" event="S12" structure="SIU_S12">
+ *     <MSH><MSH.1>|</MSH.1><MSH.2>^~\&amp;</MSH.2><MSH.3><MSH.3.1>SCHApp</MSH.3.1></MSH.3>...</MSH>
+ *     <PID><PID.3><PID.3.1>123</PID.3.1><PID.3.4><PID.3.4.1>A</PID.3.4.1>...</PID.3.4></PID.3>
+ *          <PID.3><PID.3.1>456</PID.3.1></PID.3> ...            (a repetition repeats the field element)
+ *
+ * Every present field has at least its .1 component element; a component
+ * holding subcomponents has .1, .2, ... children; empty trailing positions
+ * are omitted and empty inner ones are implied by the numbering. Escape
+ * sequences are decoded into text and re-encoded on output.
+ *
+ * Uses libxml2 for the document; the only folder (with xform/ and
+ * validate/) that does. */
+#ifndef GW_CODEC_HL7V2_H
+#define GW_CODEC_HL7V2_H
+
+#include <stddef.h>
+
+#include "core/buf.h"
+#include "core/diag.h"
+
+struct _xmlDoc;
+
+struct gw_hl7_limits {
+  size_t max_bytes; /* whole message */
+  size_t max_segments;
+  size_t max_fields;        /* per segment */
+  size_t max_repetitions;   /* per field */
+  size_t max_components;    /* per repetition */
+  size_t max_subcomponents; /* per component */
+};
+
+/* Defaults: 1 MiB, 2,000 segments, 256 fields, 100 repetitions, 64
+ * components, 32 subcomponents. */
+extern const struct gw_hl7_limits gw_hl7_default_limits;
+
+/* Parses ER7 |text| (CR, LF or CRLF segment terminators; delimiters from
+ * MSH-1/MSH-2; versions 2.3 to 2.8). On success |*out| is a new document the
+ * caller frees with xmlFreeDoc(). Problems go to |diag| with rule ids
+ * "hl7.*", HL7 table 0357 codes and locations like "PID-3.4"; any error
+ * returns GW_ERR_INVAL and no document. */
+int gw_hl7_parse(const char *text, size_t len, const struct gw_hl7_limits *lim, struct _xmlDoc **out,
+                 struct gw_diag *diag);
+
+/* Serialises a document of the form above back to ER7 (CR terminators),
+ * appending to |out|. Returns 0, GW_ERR_INVAL for a document that is not an
+ * HL7 v2 XML message, or GW_ERR_TOOBIG. */
+int gw_hl7_serialize(struct _xmlDoc *doc, struct gw_buf *out);
+
+/* Acknowledgment codes (MSA-1). */
+enum gw_hl7_ack { GW_ACK_AA, GW_ACK_AE, GW_ACK_AR };
+
+/* Builds an ACK to |msg| (may be NULL when the message could not be parsed:
+ * then a minimal MSH is used) with MSA-1 |code|, MSA-3 |text|, and one ERR
+ * segment per error/warning issue in |diag| (ERR-2 location, ERR-3 code from
+ * table 0357, ERR-4 severity, ERR-8 message). |control_id| becomes MSH-10,
+ * |now| (YYYYMMDDHHMMSS) MSH-7. Appends ER7 to |out|. */
+int gw_hl7_ack(struct _xmlDoc *msg, enum gw_hl7_ack code, const char *text, const struct gw_diag *diag,
+               const char *control_id, const char *now, struct gw_buf *out);
+
+/* Picks AE or AR for a failed message: AR when any error says the message
+ * must not be resent as is (unsupported type, event or version, duplicate),
+ * AE otherwise. */
+enum gw_hl7_ack gw_hl7_ack_code_for(const struct gw_diag *diag);
+
+/* Reads a field/component value from a parsed message: |seg| "MSH",
+ * |field| 9, |comp| 2 (0 = whole first component). Returns a malloc'd string
+ * or NULL. */
+char *gw_hl7_get(struct _xmlDoc *doc, const char *seg, int field, int comp);
+
+#endif

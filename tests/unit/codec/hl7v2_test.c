@@ -1,0 +1,223 @@
+#include <dirent.h>
+#include <libxml/tree.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../suites.h"
+#include "codec/hl7v2.h"
+#include "core/err.h"
+
+static const char siu[] = "MSH|^~\\&|SCHApp|Fac^2.16.1^ISO|EHR|Fac2|202109141120||SIU^S12^SIU_S12|MSG1|P|2.5.1\r"
+                          "SCH|12345|36996||||Add|EMERGENCY|Normal|60|min\r"
+                          "NTE|1||a \\F\\ b \\S\\ c \\E\\ d \\X41\\ \\.br\\ e\r"
+                          "PID|1||PAT1^^^H&2.16.840&ISO^MR~9901^^^SSA^SS||Kowalski^Jan\r"
+                          "RGS|001|\r";
+
+static xmlDocPtr parse_ok(const char *text, size_t len) {
+  struct gw_diag d;
+  gw_diag_init(&d, 16);
+  xmlDocPtr doc = NULL;
+  int rv = gw_hl7_parse(text, len, NULL, &doc, &d);
+  if (rv)
+    for (size_t i = 0; i < d.n; i++)
+      fprintf(stderr, "  %s %s at %s\n", d.items[i].rule, d.items[i].msg_en, d.items[i].location);
+  CU_ASSERT_EQUAL(rv, GW_OK);
+  gw_diag_cleanup(&d);
+  return doc;
+}
+
+static void test_parse_structure(void) {
+  xmlDocPtr doc = parse_ok(siu, sizeof(siu) - 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
+  char *v;
+  CU_ASSERT_STRING_EQUAL((v = gw_hl7_get(doc, "MSH", 9, 2)), "S12");
+  free(v);
+  CU_ASSERT_STRING_EQUAL((v = gw_hl7_get(doc, "MSH", 4, 2)), "2.16.1");
+  free(v);
+  CU_ASSERT_STRING_EQUAL((v = gw_hl7_get(doc, "MSH", 2, 0)), "^~\\&");
+  free(v);
+  CU_ASSERT_STRING_EQUAL((v = gw_hl7_get(doc, "PID", 5, 1)), "Kowalski");
+  free(v);
+  /* escapes decoded; formatting escapes kept */
+  CU_ASSERT_STRING_EQUAL((v = gw_hl7_get(doc, "NTE", 3, 1)), "a | b ^ c \\ d A \\.br\\ e");
+  free(v);
+  xmlNodePtr root = xmlDocGetRootElement(doc);
+  xmlChar *a = xmlGetProp(root, BAD_CAST "structure");
+  CU_ASSERT_STRING_EQUAL(a, "SIU_S12");
+  xmlFree(a);
+  /* repetitions and subcomponents */
+  xmlBufferPtr b = xmlBufferCreate();
+  xmlNodeDump(b, doc, root, 0, 0);
+  const char *x = (const char *)xmlBufferContent(b);
+  CU_ASSERT_PTR_NOT_NULL(strstr(x, "<PID.3><PID.3.1>PAT1</PID.3.1><PID.3.4><PID.3.4.1>H</PID.3.4.1>"
+                                   "<PID.3.4.2>2.16.840</PID.3.4.2><PID.3.4.3>ISO</PID.3.4.3></PID.3.4>"
+                                   "<PID.3.5>MR</PID.3.5></PID.3><PID.3><PID.3.1>9901</PID.3.1>"));
+  xmlBufferFree(b);
+  xmlFreeDoc(doc);
+}
+
+static void test_roundtrip(void) {
+  xmlDocPtr doc = parse_ok(siu, sizeof(siu) - 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
+  struct gw_buf out;
+  gw_buf_init(&out, 1 << 20);
+  CU_ASSERT_EQUAL(gw_hl7_serialize(doc, &out), GW_OK);
+  /* trailing empty fields are not kept ("RGS|001|" -> "RGS|001"); \X41\ comes back as A */
+  const char *expect = "MSH|^~\\&|SCHApp|Fac^2.16.1^ISO|EHR|Fac2|202109141120||SIU^S12^SIU_S12|MSG1|P|2.5.1\r"
+                       "SCH|12345|36996||||Add|EMERGENCY|Normal|60|min\r"
+                       "NTE|1||a \\F\\ b \\S\\ c \\E\\ d A \\.br\\ e\r"
+                       "PID|1||PAT1^^^H&2.16.840&ISO^MR~9901^^^SSA^SS||Kowalski^Jan\r"
+                       "RGS|001\r";
+  CU_ASSERT_STRING_EQUAL((char *)out.data, expect);
+  gw_buf_cleanup(&out);
+  xmlFreeDoc(doc);
+}
+
+static void test_line_endings_and_delimiters(void) {
+  const char lf[] = "MSH#:+%*#A#B#C#D#20240101##SIU:S15#X1#P#2.3\nSCH#1:a*b+c\r\nRGS#1\n";
+  xmlDocPtr doc = parse_ok(lf, sizeof(lf) - 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
+  char *v = gw_hl7_get(doc, "SCH", 1, 2);
+  CU_ASSERT_STRING_EQUAL(v, "a");
+  free(v);
+  struct gw_buf out;
+  gw_buf_init(&out, 1 << 20);
+  CU_ASSERT_EQUAL(gw_hl7_serialize(doc, &out), GW_OK);
+  CU_ASSERT_STRING_EQUAL((char *)out.data, "MSH#:+%*#A#B#C#D#20240101##SIU:S15#X1#P#2.3\rSCH#1:a*b+c\rRGS#1\r");
+  gw_buf_cleanup(&out);
+  xmlFreeDoc(doc);
+}
+
+static int first_rule(const char *text, char *rule, size_t n, int *code, int *line) {
+  struct gw_diag d;
+  gw_diag_init(&d, 16);
+  xmlDocPtr doc = NULL;
+  int rv = gw_hl7_parse(text, strlen(text), NULL, &doc, &d);
+  snprintf(rule, n, "%s", d.n ? d.items[0].rule : "");
+  *code = d.n ? d.items[0].hl7_code : 0;
+  *line = d.n ? d.items[0].line : 0;
+  gw_diag_cleanup(&d);
+  xmlFreeDoc(doc);
+  return rv;
+}
+
+static void test_errors(void) {
+  char rule[64];
+  int code, line;
+  CU_ASSERT_EQUAL(first_rule("PID|1\r", rule, sizeof(rule), &code, &line), GW_ERR_INVAL);
+  CU_ASSERT_STRING_EQUAL(rule, "hl7.msh-first");
+  CU_ASSERT_EQUAL(first_rule("MSH|^~\\&|A|B|C|D|2024||SIU^S12|1|P|2.9\r", rule, sizeof(rule), &code, &line),
+                  GW_ERR_INVAL);
+  CU_ASSERT_STRING_EQUAL(rule, "hl7.version");
+  CU_ASSERT_EQUAL(code, 203);
+  CU_ASSERT_EQUAL(first_rule("MSH|^~\\&|A|B|C|D|2024||SIU^S12||P|2.5\r", rule, sizeof(rule), &code, &line),
+                  GW_ERR_INVAL);
+  CU_ASSERT_STRING_EQUAL(rule, "hl7.msh10-missing");
+  CU_ASSERT_EQUAL(code, 101);
+  CU_ASSERT_EQUAL(
+      first_rule("MSH|^~\\&|A|B|C|D|2024||SIU^S12|1|P|2.5\rSCH|1\rpid|x\r", rule, sizeof(rule), &code, &line),
+      GW_ERR_INVAL);
+  CU_ASSERT_STRING_EQUAL(rule, "hl7.segment-name");
+  CU_ASSERT_EQUAL(line, 3);
+  CU_ASSERT_EQUAL(first_rule("MSH|^^\\&|A\r", rule, sizeof(rule), &code, &line), GW_ERR_INVAL);
+  CU_ASSERT_STRING_EQUAL(rule, "hl7.delimiters");
+  CU_ASSERT_EQUAL(first_rule("MSH|^~\\&|A|\xff\xfe|C\r", rule, sizeof(rule), &code, &line), GW_ERR_INVAL);
+  CU_ASSERT_STRING_EQUAL(rule, "hl7.encoding");
+  /* limits */
+  struct gw_hl7_limits lim = gw_hl7_default_limits;
+  lim.max_repetitions = 2;
+  struct gw_diag d;
+  gw_diag_init(&d, 4);
+  xmlDocPtr doc = NULL;
+  const char *reps = "MSH|^~\\&|A|B|C|D|2024||SIU^S12|1|P|2.5\rPID|1||a~b~c\r";
+  CU_ASSERT_EQUAL(gw_hl7_parse(reps, strlen(reps), &lim, &doc, &d), GW_ERR_INVAL);
+  CU_ASSERT_STRING_EQUAL(d.items[0].rule, "hl7.too-many-repetitions");
+  CU_ASSERT_PTR_NULL(doc);
+  gw_diag_cleanup(&d);
+}
+
+static void test_ack(void) {
+  xmlDocPtr doc = parse_ok(siu, sizeof(siu) - 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
+  struct gw_buf out;
+  gw_buf_init(&out, 1 << 16);
+  CU_ASSERT_EQUAL(gw_hl7_ack(doc, GW_ACK_AA, NULL, NULL, "ACK1", "20261122103000", &out), GW_OK);
+  CU_ASSERT_STRING_EQUAL((char *)out.data, "MSH|^~\\&|EHR|Fac2|SCHApp|Fac|20261122103000||ACK^S12^ACK|ACK1|P|2.5.1\r"
+                                           "MSA|AA|MSG1\r");
+  out.len = 0;
+  struct gw_diag d;
+  gw_diag_init(&d, 4);
+  struct gw_issue *i = gw_diag_add(&d, GW_SEV_ERROR, "required", "cer.contact-present", "no contact", "brak");
+  snprintf(i->location, sizeof(i->location), "PID-13.1");
+  i->hl7_code = 101;
+  CU_ASSERT_EQUAL(gw_hl7_ack_code_for(&d), GW_ACK_AE);
+  CU_ASSERT_EQUAL(gw_hl7_ack(doc, GW_ACK_AE, "rejected", &d, "ACK2", "20261122103000", &out), GW_OK);
+  CU_ASSERT_PTR_NOT_NULL(strstr((char *)out.data, "MSA|AE|MSG1|rejected\r"
+                                                  "ERR||PID^1^13^^1|101^Required field missing^HL70357|E||||"
+                                                  "cer.contact-present: no contact\r"));
+  i->resendable = false;
+  CU_ASSERT_EQUAL(gw_hl7_ack_code_for(&d), GW_ACK_AR);
+  /* the ACK parses as HL7 itself */
+  xmlDocPtr ack = parse_ok((char *)out.data, out.len);
+  CU_ASSERT_PTR_NOT_NULL(ack);
+  xmlFreeDoc(ack);
+  gw_diag_cleanup(&d);
+  gw_buf_cleanup(&out);
+  xmlFreeDoc(doc);
+}
+
+/* Every SIU sample and ACK of the shared corpus parses, and ER7 -> XML -> ER7
+ * -> XML gives the same XML (serialisation is stable). */
+static void test_corpus(void) {
+  const char *dir = "../shared/corpus/hl7v2-siu";
+  DIR *dh = opendir(dir);
+  if (!dh) {
+    fprintf(stderr, "\n  [skip] %s not found: corpus round trip not run\n", dir);
+    return;
+  }
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(dh))) {
+    size_t l = strlen(e->d_name);
+    if (l < 5 || strcmp(e->d_name + l - 4, ".hl7"))
+      continue;
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+    FILE *f = fopen(path, "rb");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    static char text[1 << 16];
+    size_t len = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    xmlDocPtr d1 = parse_ok(text, len);
+    if (!d1) {
+      fprintf(stderr, "  %s does not parse\n", e->d_name);
+      continue;
+    }
+    struct gw_buf er7;
+    gw_buf_init(&er7, 1 << 20);
+    CU_ASSERT_EQUAL(gw_hl7_serialize(d1, &er7), GW_OK);
+    xmlDocPtr d2 = parse_ok((char *)er7.data, er7.len);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(d2);
+    xmlChar *x1, *x2;
+    int l1, l2;
+    xmlDocDumpMemory(d1, &x1, &l1);
+    xmlDocDumpMemory(d2, &x2, &l2);
+    CU_ASSERT_STRING_EQUAL(x1, x2);
+    xmlFree(x1);
+    xmlFree(x2);
+    xmlFreeDoc(d1);
+    xmlFreeDoc(d2);
+    gw_buf_cleanup(&er7);
+    n++;
+  }
+  closedir(dh);
+  CU_ASSERT(n >= 11);
+}
+
+int gw_test_hl7v2_suite(void) {
+  CU_pSuite s = CU_add_suite("codec/hl7v2", NULL, NULL);
+  return !s || GW_ADD(s, test_parse_structure) || GW_ADD(s, test_roundtrip) ||
+         GW_ADD(s, test_line_endings_and_delimiters) || GW_ADD(s, test_errors) || GW_ADD(s, test_ack) ||
+         GW_ADD(s, test_corpus);
+}
