@@ -13,6 +13,7 @@ int gw_test_router_suite(void);
 int gw_test_h1_suite(void);
 int gw_test_h2_suite(void);
 int gw_test_hl7v2_suite(void);
+int gw_test_fhir_suite(void);
 
 /* Directory of the development certificates (certs/dev), or NULL. */
 const char *gw_test_certs(void);

@@ -1,0 +1,912 @@
+#include "codec/fhir.h"
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_gen.h>
+#include <yajl/yajl_parse.h>
+#include <yajl/yajl_tree.h>
+
+#include "core/err.h"
+
+const struct gw_fhir_limits gw_fhir_default_limits = {
+    .max_bytes = 4u << 20,
+    .max_depth = 48,
+    .max_values = 200000,
+};
+
+/* ---- the model ---- */
+
+enum jkind { J_STRING, J_NUMBER, J_BOOL };
+
+struct elem {
+  char *name;   /* without "[x]" */
+  char **types; /* one, or several for a choice */
+  int ntypes;
+  bool choice, many, attr;
+  int min;
+};
+
+struct ftype {
+  char *name;
+  struct elem *elems;
+  int n;
+  bool resource;
+};
+
+struct gw_fhir_model {
+  struct ftype *types;
+  int n;
+  char **prim_names; /* primitive types with a non-string JSON form */
+  enum jkind *prim_kinds;
+  int nprim;
+};
+
+static const struct ftype *find_type(const struct gw_fhir_model *m, const char *name) {
+  for (int i = 0; i < m->n; i++)
+    if (strcmp(m->types[i].name, name) == 0)
+      return &m->types[i];
+  return NULL;
+}
+
+int gw_fhir_model_has_resource(const struct gw_fhir_model *m, const char *type) {
+  const struct ftype *t = find_type(m, type);
+  return t && t->resource;
+}
+
+static enum jkind prim_kind(const struct gw_fhir_model *m, const char *type) {
+  for (int i = 0; i < m->nprim; i++)
+    if (strcmp(m->prim_names[i], type) == 0)
+      return m->prim_kinds[i];
+  return J_STRING;
+}
+
+void gw_fhir_model_free(struct gw_fhir_model *m) {
+  if (!m)
+    return;
+  for (int i = 0; i < m->n; i++) {
+    for (int j = 0; j < m->types[i].n; j++) {
+      struct elem *e = &m->types[i].elems[j];
+      free(e->name);
+      for (int k = 0; k < e->ntypes; k++)
+        free(e->types[k]);
+      free(e->types);
+    }
+    free(m->types[i].elems);
+    free(m->types[i].name);
+  }
+  for (int i = 0; i < m->nprim; i++)
+    free(m->prim_names[i]);
+  free(m->prim_names);
+  free(m->prim_kinds);
+  free(m->types);
+  free(m);
+}
+
+static int load_elem(struct elem *e, yajl_val v) {
+  if (!YAJL_IS_ARRAY(v) || v->u.array.len != 4 || !YAJL_IS_STRING(v->u.array.values[0]) ||
+      !YAJL_IS_INTEGER(v->u.array.values[2]) || !YAJL_IS_STRING(v->u.array.values[3]))
+    return GW_ERR_INVAL;
+  const char *name = YAJL_GET_STRING(v->u.array.values[0]);
+  size_t nl = strlen(name);
+  e->choice = nl > 3 && strcmp(name + nl - 3, "[x]") == 0;
+  e->name = strndup(name, e->choice ? nl - 3 : nl);
+  e->min = (int)YAJL_GET_INTEGER(v->u.array.values[2]);
+  e->many = strcmp(v->u.array.values[3]->u.string, "*") == 0;
+  yajl_val t = v->u.array.values[1];
+  if (YAJL_IS_STRING(t)) {
+    e->types = calloc(1, sizeof(char *));
+    if (!e->types)
+      return GW_ERR_NOMEM;
+    e->types[0] = strdup(t->u.string);
+    e->ntypes = 1;
+  } else if (YAJL_IS_ARRAY(t) && e->choice) {
+    e->types = calloc(t->u.array.len, sizeof(char *));
+    if (!e->types)
+      return GW_ERR_NOMEM;
+    for (size_t i = 0; i < t->u.array.len; i++) {
+      if (!YAJL_IS_STRING(t->u.array.values[i]))
+        return GW_ERR_INVAL;
+      e->types[e->ntypes++] = strdup(t->u.array.values[i]->u.string);
+    }
+  } else {
+    return GW_ERR_INVAL;
+  }
+  e->attr = e->types[0][0] == '@';
+  return e->name ? GW_OK : GW_ERR_NOMEM;
+}
+
+int gw_fhir_model_load(const char *path, struct gw_fhir_model **out, struct gw_buf *errs) {
+  *out = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    gw_buf_printf(errs, "%s: cannot open\n", path);
+    return GW_ERR_CONF;
+  }
+  char *text = malloc(1 << 20);
+  size_t n = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
+  fclose(f);
+  if (!text)
+    return GW_ERR_NOMEM;
+  text[n] = 0;
+  char ebuf[256];
+  yajl_val root = yajl_tree_parse(text, ebuf, sizeof(ebuf));
+  free(text);
+  if (!root || !YAJL_IS_OBJECT(root)) {
+    gw_buf_printf(errs, "%s: not a JSON object: %s\n", path, ebuf);
+    yajl_tree_free(root);
+    return GW_ERR_CONF;
+  }
+  struct gw_fhir_model *m = calloc(1, sizeof(*m));
+  size_t nkeys = root->u.object.len;
+  m->types = calloc(nkeys, sizeof(*m->types));
+  int rv = (m && m->types) ? GW_OK : GW_ERR_NOMEM;
+  yajl_val resources = NULL;
+  for (size_t i = 0; rv == GW_OK && i < nkeys; i++) {
+    const char *key = root->u.object.keys[i];
+    yajl_val v = root->u.object.values[i];
+    if (strcmp(key, "_primitive") == 0 && YAJL_IS_OBJECT(v)) {
+      m->prim_names = calloc(v->u.object.len + 1, sizeof(char *));
+      m->prim_kinds = calloc(v->u.object.len + 1, sizeof(enum jkind));
+      for (size_t j = 0; m->prim_names && m->prim_kinds && j < v->u.object.len; j++) {
+        const char *k = YAJL_GET_STRING(v->u.object.values[j]);
+        m->prim_names[m->nprim] = strdup(v->u.object.keys[j]);
+        m->prim_kinds[m->nprim++] = (k && strcmp(k, "boolean") == 0) ? J_BOOL : J_NUMBER;
+      }
+      continue;
+    }
+    if (strcmp(key, "_resources") == 0) {
+      resources = v;
+      continue;
+    }
+    if (key[0] == '_')
+      continue;
+    if (!YAJL_IS_ARRAY(v)) {
+      gw_buf_printf(errs, "%s: type %s: expected an array of elements\n", path, key);
+      rv = GW_ERR_CONF;
+      break;
+    }
+    struct ftype *t = &m->types[m->n++];
+    t->name = strdup(key);
+    t->elems = calloc(v->u.array.len ? v->u.array.len : 1, sizeof(*t->elems));
+    if (!t->name || !t->elems) {
+      rv = GW_ERR_NOMEM;
+      break;
+    }
+    for (size_t j = 0; j < v->u.array.len; j++) {
+      if (load_elem(&t->elems[t->n++], v->u.array.values[j])) {
+        gw_buf_printf(errs, "%s: type %s: element %zu is not [name, type, min, max]\n", path, key, j + 1);
+        rv = GW_ERR_CONF;
+        break;
+      }
+    }
+  }
+  for (size_t i = 0; rv == GW_OK && resources && YAJL_IS_ARRAY(resources) && i < resources->u.array.len; i++) {
+    const char *r = YAJL_GET_STRING(resources->u.array.values[i]);
+    struct ftype *t = r ? (struct ftype *)find_type(m, r) : NULL;
+    if (!t) {
+      gw_buf_printf(errs, "%s: resource %s has no element list\n", path, r ? r : "?");
+      rv = GW_ERR_CONF;
+    } else {
+      t->resource = true;
+    }
+  }
+  yajl_tree_free(root);
+  if (rv) {
+    gw_fhir_model_free(m);
+    return rv;
+  }
+  *out = m;
+  return GW_OK;
+}
+
+/* ---- JSON -> XML ---- */
+
+struct jstate {
+  const struct gw_fhir_model *m;
+  struct gw_diag *diag;
+  xmlDocPtr doc;
+  xmlNsPtr ns;
+  bool failed;
+};
+
+static void jerr(struct jstate *s, const char *code, const char *rule, const char *path, const char *en,
+                 const char *pl) {
+  s->failed = true;
+  struct gw_issue *i = gw_diag_add(s->diag, GW_SEV_ERROR, code, rule, en, pl);
+  if (i)
+    snprintf(i->location, sizeof(i->location), "%s", path);
+}
+
+/* The JSON member of |obj| named |key|, or NULL. */
+static yajl_val member(yajl_val obj, const char *key) {
+  for (size_t i = 0; i < obj->u.object.len; i++)
+    if (strcmp(obj->u.object.keys[i], key) == 0)
+      return obj->u.object.values[i];
+  return NULL;
+}
+
+static bool is_complex(const struct gw_fhir_model *m, const char *type) { return find_type(m, type) != NULL; }
+
+/* "value" + "string" -> "valueString" */
+static void choice_name(char *out, size_t n, const char *base, const char *type) {
+  snprintf(out, n, "%s%c%s", base, type[0] >= 'a' && type[0] <= 'z' ? type[0] - 32 : type[0], type + 1);
+}
+
+static void conv_members(struct jstate *s, const struct ftype *t, yajl_val obj, xmlNodePtr node, const char *path,
+                         bool resource);
+static xmlNodePtr conv_resource(struct jstate *s, yajl_val obj, xmlNodePtr parent, const char *path);
+
+static void conv_extension_holder(struct jstate *s, yajl_val ext, xmlNodePtr el, const char *path) {
+  /* "_name": {"id": "...", "extension": [...]} */
+  if (!YAJL_IS_OBJECT(ext)) {
+    jerr(s, "structure", "fhir.primitive-extension", path, "a primitive's \"_\" sibling must be an object",
+         "element \"_\" wartości prostej musi być obiektem");
+    return;
+  }
+  const struct ftype *element = find_type(s->m, "Element"); /* id attribute + extensions */
+  if (element)
+    conv_members(s, element, ext, el, path, false);
+}
+
+static bool json_number_ok(const char *v) {
+  /* JSON number grammar */
+  const char *p = v;
+  if (*p == '-')
+    p++;
+  if (*p == '0')
+    p++;
+  else if (*p >= '1' && *p <= '9')
+    while (*p >= '0' && *p <= '9')
+      p++;
+  else
+    return false;
+  if (*p == '.') {
+    p++;
+    if (!(*p >= '0' && *p <= '9'))
+      return false;
+    while (*p >= '0' && *p <= '9')
+      p++;
+  }
+  if (*p == 'e' || *p == 'E') {
+    p++;
+    if (*p == '+' || *p == '-')
+      p++;
+    if (!(*p >= '0' && *p <= '9'))
+      return false;
+    while (*p >= '0' && *p <= '9')
+      p++;
+  }
+  return *p == 0;
+}
+
+static void emit_value(struct jstate *s, const char *xmlname, const char *type, yajl_val v, yajl_val ext,
+                       xmlNodePtr parent, const char *path) {
+  char msg[256], msgpl[256];
+  if (type[0] == '@') { /* id or url: an XML attribute */
+    if (!YAJL_IS_STRING(v) || !*YAJL_GET_STRING(v)) {
+      snprintf(msg, sizeof(msg), "%s must be a non-empty string", path);
+      snprintf(msgpl, sizeof(msgpl), "%s musi być niepustym tekstem", path);
+      jerr(s, "structure", "fhir.type", path, msg, msgpl);
+      return;
+    }
+    xmlSetProp(parent, BAD_CAST xmlname, BAD_CAST YAJL_GET_STRING(v));
+    return;
+  }
+  if (strcmp(type, "Resource") == 0) {
+    xmlNodePtr wrap = xmlNewChild(parent, s->ns, BAD_CAST xmlname, NULL);
+    if (!YAJL_IS_OBJECT(v)) {
+      jerr(s, "structure", "fhir.type", path, "a resource must be a JSON object", "zasób musi być obiektem JSON");
+      return;
+    }
+    conv_resource(s, v, wrap, path);
+    return;
+  }
+  if (strcmp(type, "xhtml") == 0) {
+    if (!YAJL_IS_STRING(v)) {
+      jerr(s, "structure", "fhir.type", path, "the narrative div must be a string of XHTML",
+           "narracja div musi być tekstem XHTML");
+      return;
+    }
+    const char *x = YAJL_GET_STRING(v);
+    xmlDocPtr frag =
+        xmlReadMemory(x, (int)strlen(x), NULL, "UTF-8", XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    xmlNodePtr r = frag ? xmlDocGetRootElement(frag) : NULL;
+    if (!r || !xmlStrEqual(r->name, BAD_CAST "div") || !r->ns || !xmlStrEqual(r->ns->href, BAD_CAST GW_XHTML_NS) ||
+        frag->intSubset) {
+      jerr(s, "structure", "fhir.xhtml", path,
+           "the narrative div must be well-formed XHTML: one div element in the XHTML namespace",
+           "narracja div musi być poprawnym XHTML: jeden element div w przestrzeni nazw XHTML");
+      xmlFreeDoc(frag);
+      return;
+    }
+    xmlNodePtr copy = xmlDocCopyNode(r, s->doc, 1);
+    if (copy)
+      xmlAddChild(parent, copy);
+    xmlFreeDoc(frag);
+    return;
+  }
+  const struct ftype *ct = find_type(s->m, type);
+  if (ct) {
+    if (!YAJL_IS_OBJECT(v)) {
+      snprintf(msg, sizeof(msg), "%s must be an object (%s)", path, type);
+      snprintf(msgpl, sizeof(msgpl), "%s musi być obiektem (%s)", path, type);
+      jerr(s, "structure", "fhir.type", path, msg, msgpl);
+      return;
+    }
+    xmlNodePtr el = xmlNewChild(parent, s->ns, BAD_CAST xmlname, NULL);
+    conv_members(s, ct, v, el, path, false);
+    return;
+  }
+  /* a primitive */
+  xmlNodePtr el = xmlNewChild(parent, s->ns, BAD_CAST xmlname, NULL);
+  if (v && !YAJL_IS_NULL(v)) {
+    enum jkind k = prim_kind(s->m, type);
+    const char *val = NULL;
+    char tmp[8];
+    if (k == J_STRING && YAJL_IS_STRING(v))
+      val = YAJL_GET_STRING(v);
+    else if (k == J_NUMBER && YAJL_IS_NUMBER(v))
+      val = v->u.number.r;
+    else if (k == J_BOOL && (YAJL_IS_TRUE(v) || YAJL_IS_FALSE(v)))
+      val = strcpy(tmp, YAJL_IS_TRUE(v) ? "true" : "false");
+    if (!val || (k == J_STRING && !*val)) {
+      snprintf(msg, sizeof(msg), "%s must be a %s%s (FHIR %s)", path,
+               k == J_STRING   ? "non-empty string"
+               : k == J_NUMBER ? "number"
+                               : "boolean",
+               k == J_STRING ? "" : " without quotes", type);
+      snprintf(msgpl, sizeof(msgpl), "%s musi być %s (FHIR %s)", path,
+               k == J_STRING   ? "niepustym tekstem"
+               : k == J_NUMBER ? "liczbą"
+                               : "wartością logiczną",
+               type);
+      jerr(s, "structure", "fhir.type", path, msg, msgpl);
+      return;
+    }
+    xmlSetProp(el, BAD_CAST "value", BAD_CAST val);
+  } else if (!ext || YAJL_IS_NULL(ext)) {
+    jerr(s, "structure", "fhir.null", path, "null is only allowed to align primitive arrays with their \"_\" sibling",
+         "null jest dozwolony tylko do wyrównania tablic z elementem \"_\"");
+    return;
+  }
+  if (ext && !YAJL_IS_NULL(ext))
+    conv_extension_holder(s, ext, el, path);
+}
+
+/* Which element of |t| does JSON key |key| belong to? Sets |*type| for choices. */
+static const struct elem *elem_for_key(const struct ftype *t, const char *key, const char **type) {
+  for (int i = 0; i < t->n; i++) {
+    const struct elem *e = &t->elems[i];
+    if (!e->choice) {
+      if (strcmp(e->name, key) == 0) {
+        *type = e->types[0];
+        return e;
+      }
+      continue;
+    }
+    size_t bl = strlen(e->name);
+    if (strncmp(key, e->name, bl) != 0)
+      continue;
+    for (int k = 0; k < e->ntypes; k++) {
+      char cn[96];
+      choice_name(cn, sizeof(cn), e->name, e->types[k]);
+      if (strcmp(cn, key) == 0) {
+        *type = e->types[k];
+        return e;
+      }
+    }
+  }
+  return NULL;
+}
+
+static void conv_members(struct jstate *s, const struct ftype *t, yajl_val obj, xmlNodePtr node, const char *path,
+                         bool resource) {
+  char sub[512], msg[300], msgpl[300];
+  /* 1. every key must be known, once */
+  for (size_t i = 0; i < obj->u.object.len; i++) {
+    const char *key = obj->u.object.keys[i];
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(obj->u.object.keys[j], key) == 0) {
+        snprintf(sub, sizeof(sub), "%s.%s", path, key);
+        snprintf(msg, sizeof(msg), "duplicate property \"%s\"", key);
+        snprintf(msgpl, sizeof(msgpl), "powtórzona właściwość \"%s\"", key);
+        jerr(s, "structure", "fhir.duplicate-property", sub, msg, msgpl);
+      }
+    if (resource && strcmp(key, "resourceType") == 0)
+      continue;
+    const char *type;
+    const char *base = key[0] == '_' ? key + 1 : key;
+    const struct elem *e = elem_for_key(t, base, &type);
+    if (!e || (key[0] == '_' && (is_complex(s->m, type) || e->attr || !strcmp(type, "Resource")))) {
+      snprintf(sub, sizeof(sub), "%s.%s", path, key);
+      snprintf(msg, sizeof(msg), "unknown element \"%s\" in %s", key, t->name);
+      snprintf(msgpl, sizeof(msgpl), "nieznany element \"%s\" w %s", key, t->name);
+      jerr(s, "structure", "fhir.unknown-element", sub, msg, msgpl);
+    }
+  }
+  if (s->failed)
+    return;
+  /* 2. elements in model order */
+  for (int i = 0; i < t->n; i++) {
+    const struct elem *e = &t->elems[i];
+    int found = 0;
+    for (int k = 0; k < e->ntypes; k++) {
+      char key[96], ukey[100];
+      if (e->choice)
+        choice_name(key, sizeof(key), e->name, e->types[k]);
+      else
+        snprintf(key, sizeof(key), "%s", e->name);
+      snprintf(ukey, sizeof(ukey), "_%s", key);
+      yajl_val v = member(obj, key), ext = member(obj, ukey);
+      if (!v && !ext)
+        continue;
+      found++;
+      snprintf(sub, sizeof(sub), "%s.%s", path, key);
+      if (e->many) {
+        if ((v && !YAJL_IS_ARRAY(v)) || (ext && !YAJL_IS_ARRAY(ext)) ||
+            (v && ext && v->u.array.len != ext->u.array.len)) {
+          snprintf(msg, sizeof(msg), "%s repeats: it must be an array (with \"_%s\" of the same length)", sub, key);
+          snprintf(msgpl, sizeof(msgpl), "%s jest powtarzalny: musi być tablicą", sub);
+          jerr(s, "structure", "fhir.array", sub, msg, msgpl);
+          continue;
+        }
+        size_t len = v ? v->u.array.len : ext->u.array.len;
+        if (len == 0) {
+          snprintf(msg, sizeof(msg), "%s: arrays must not be empty", sub);
+          snprintf(msgpl, sizeof(msgpl), "%s: tablica nie może być pusta", sub);
+          jerr(s, "structure", "fhir.empty-array", sub, msg, msgpl);
+        }
+        for (size_t j = 0; j < len && !s->failed; j++) {
+          char item[540];
+          snprintf(item, sizeof(item), "%s[%zu]", sub, j);
+          emit_value(s, key, e->types[k], v ? v->u.array.values[j] : NULL, ext ? ext->u.array.values[j] : NULL, node,
+                     item);
+        }
+      } else {
+        if ((v && YAJL_IS_ARRAY(v)) || (ext && YAJL_IS_ARRAY(ext))) {
+          snprintf(msg, sizeof(msg), "%s does not repeat: it must not be an array", sub);
+          snprintf(msgpl, sizeof(msgpl), "%s nie jest powtarzalny: nie może być tablicą", sub);
+          jerr(s, "structure", "fhir.not-array", sub, msg, msgpl);
+          continue;
+        }
+        emit_value(s, key, e->types[k], v, ext, node, sub);
+      }
+    }
+    if (found > 1) {
+      snprintf(sub, sizeof(sub), "%s.%s[x]", path, e->name);
+      snprintf(msg, sizeof(msg), "%s: only one type of a choice element may be present", sub);
+      snprintf(msgpl, sizeof(msgpl), "%s: dozwolony jest tylko jeden typ elementu wyboru", sub);
+      jerr(s, "structure", "fhir.choice", sub, msg, msgpl);
+    }
+    if (!found && e->min > 0) {
+      snprintf(sub, sizeof(sub), "%s.%s", path, e->name);
+      snprintf(msg, sizeof(msg), "%s is required", sub);
+      snprintf(msgpl, sizeof(msgpl), "%s jest wymagany", sub);
+      jerr(s, "required", "fhir.required", sub, msg, msgpl);
+    }
+  }
+}
+
+static xmlNodePtr conv_resource(struct jstate *s, yajl_val obj, xmlNodePtr parent, const char *path) {
+  yajl_val rt = member(obj, "resourceType");
+  char msg[256], msgpl[256];
+  if (!rt || !YAJL_IS_STRING(rt)) {
+    jerr(s, "structure", "fhir.resource-type", path, "a resource must have a \"resourceType\" string",
+         "zasób musi mieć tekst \"resourceType\"");
+    return NULL;
+  }
+  const char *name = YAJL_GET_STRING(rt);
+  const struct ftype *t = find_type(s->m, name);
+  if (!t || !t->resource) {
+    snprintf(msg, sizeof(msg), "resource type \"%.100s\" is not supported", name);
+    snprintf(msgpl, sizeof(msgpl), "typ zasobu \"%.100s\" nie jest obsługiwany", name);
+    jerr(s, "not-supported", "fhir.resource-type-unsupported", path[0] ? path : name, msg, msgpl);
+    return NULL;
+  }
+  xmlNodePtr node = xmlNewDocNode(s->doc, NULL, BAD_CAST name, NULL);
+  if (!node) {
+    s->failed = true;
+    return NULL;
+  }
+  if (parent) {
+    xmlAddChild(parent, node);
+    xmlSetNs(node, xmlNewNs(node, BAD_CAST GW_FHIR_NS, NULL));
+  } else {
+    xmlDocSetRootElement(s->doc, node);
+    s->ns = xmlNewNs(node, BAD_CAST GW_FHIR_NS, NULL);
+    xmlSetNs(node, s->ns);
+  }
+  xmlNsPtr saved = s->ns;
+  s->ns = node->ns;
+  char rpath[512];
+  snprintf(rpath, sizeof(rpath), "%s%s%s", path, path[0] ? "." : "", name);
+  conv_members(s, t, obj, node, path[0] ? rpath : name, true);
+  s->ns = saved;
+  return node;
+}
+
+/* A first pass with the streaming parser bounds depth and size before
+ * yajl_tree (whose free is recursive) ever sees the text. */
+struct bounds {
+  size_t depth, max_depth, values, max_values;
+  bool over;
+};
+static int b_val(void *c) {
+  struct bounds *b = c;
+  if (++b->values > b->max_values)
+    b->over = true;
+  return !b->over;
+}
+static int b_null(void *c) { return b_val(c); }
+static int b_bool(void *c, int v) {
+  (void)v;
+  return b_val(c);
+}
+static int b_num(void *c, const char *s, size_t l) {
+  (void)s, (void)l;
+  return b_val(c);
+}
+static int b_str(void *c, const unsigned char *s, size_t l) {
+  (void)s, (void)l;
+  return b_val(c);
+}
+static int b_open(void *c) {
+  struct bounds *b = c;
+  if (++b->depth > b->max_depth)
+    b->over = true;
+  return b_val(c);
+}
+static int b_close(void *c) {
+  ((struct bounds *)c)->depth--;
+  return 1;
+}
+static const yajl_callbacks bounds_cb = {b_null, b_bool, NULL,    NULL,   b_num,  b_str,
+                                         b_open, b_str,  b_close, b_open, b_close};
+
+int gw_fhir_json_to_xml(const struct gw_fhir_model *m, const char *json, size_t len, const struct gw_fhir_limits *lim,
+                        struct _xmlDoc **out, struct gw_diag *diag) {
+  *out = NULL;
+  if (!lim)
+    lim = &gw_fhir_default_limits;
+  if (len > lim->max_bytes) {
+    gw_diag_add(diag, GW_SEV_ERROR, "too-costly", "fhir.too-large", "the document exceeds the size limit",
+                "dokument przekracza dopuszczalny rozmiar");
+    return GW_ERR_INVAL;
+  }
+  struct bounds b = {.max_depth = lim->max_depth, .max_values = lim->max_values};
+  yajl_handle h = yajl_alloc(&bounds_cb, NULL, &b);
+  if (!h)
+    return GW_ERR_NOMEM;
+  yajl_status st = yajl_parse(h, (const unsigned char *)json, len);
+  if (st == yajl_status_ok)
+    st = yajl_complete_parse(h);
+  if (st != yajl_status_ok) {
+    struct gw_issue *i;
+    if (b.over) {
+      i = gw_diag_add(diag, GW_SEV_ERROR, "too-costly", "fhir.too-complex",
+                      "the document is nested too deeply or has too many values",
+                      "dokument jest zbyt głęboko zagnieżdżony lub ma zbyt wiele wartości");
+    } else {
+      unsigned char *e = yajl_get_error(h, 0, (const unsigned char *)json, len);
+      char en[256];
+      snprintf(en, sizeof(en), "not valid JSON: %s", e ? (char *)e : "syntax error");
+      char *nl = strchr(en, '\n');
+      if (nl)
+        *nl = 0;
+      yajl_free_error(h, e);
+      i = gw_diag_add(diag, GW_SEV_FATAL, "structure", "fhir.json-syntax", en, "niepoprawny JSON");
+    }
+    if (i) {
+      size_t off = yajl_get_bytes_consumed(h);
+      i->line = 1;
+      i->col = 1;
+      for (size_t k = 0; k < off && k < len; k++) {
+        if (json[k] == '\n') {
+          i->line++;
+          i->col = 1;
+        } else {
+          i->col++;
+        }
+      }
+    }
+    yajl_free(h);
+    return GW_ERR_INVAL;
+  }
+  yajl_free(h);
+  char *copy = malloc(len + 1);
+  if (!copy)
+    return GW_ERR_NOMEM;
+  memcpy(copy, json, len);
+  copy[len] = 0;
+  char ebuf[128];
+  yajl_val root = yajl_tree_parse(copy, ebuf, sizeof(ebuf));
+  free(copy);
+  if (!root)
+    return GW_ERR_NOMEM;
+  if (!YAJL_IS_OBJECT(root)) {
+    yajl_tree_free(root);
+    gw_diag_add(diag, GW_SEV_ERROR, "structure", "fhir.resource-type", "a FHIR document must be a JSON object",
+                "dokument FHIR musi być obiektem JSON");
+    return GW_ERR_INVAL;
+  }
+  struct jstate s = {.m = m, .diag = diag, .doc = xmlNewDoc(BAD_CAST "1.0")};
+  if (!s.doc) {
+    yajl_tree_free(root);
+    return GW_ERR_NOMEM;
+  }
+  conv_resource(&s, root, NULL, "");
+  yajl_tree_free(root);
+  if (s.failed) {
+    xmlFreeDoc(s.doc);
+    return GW_ERR_INVAL;
+  }
+  *out = s.doc;
+  return GW_OK;
+}
+
+/* ---- XML -> JSON ---- */
+
+struct xstate {
+  const struct gw_fhir_model *m;
+  struct gw_diag *diag;
+  yajl_gen g;
+  bool failed;
+};
+
+static void xerr(struct xstate *s, const char *rule, const char *path, const char *en, const char *pl) {
+  s->failed = true;
+  struct gw_issue *i = gw_diag_add(s->diag, GW_SEV_ERROR, "structure", rule, en, pl);
+  if (i)
+    snprintf(i->location, sizeof(i->location), "%s", path);
+}
+
+#define GEN_STR(g, s) yajl_gen_string((g), (const unsigned char *)(s), strlen(s))
+
+static bool fhir_elem(xmlNodePtr n) {
+  return n->type == XML_ELEMENT_NODE && n->ns && xmlStrEqual(n->ns->href, BAD_CAST GW_FHIR_NS);
+}
+
+static void x_resource(struct xstate *s, xmlNodePtr node, const char *path);
+static void x_members(struct xstate *s, const struct ftype *t, xmlNodePtr node, const char *path, bool resource);
+
+static bool has_extras(xmlNodePtr n) {
+  if (xmlHasProp(n, BAD_CAST "id"))
+    return true;
+  for (xmlNodePtr c = n->children; c; c = c->next)
+    if (fhir_elem(c))
+      return true;
+  return false;
+}
+
+static void x_primitive_value(struct xstate *s, const char *type, xmlNodePtr n, const char *path) {
+  xmlChar *v = xmlGetProp(n, BAD_CAST "value");
+  if (!v) {
+    yajl_gen_null(s->g);
+    return;
+  }
+  enum jkind k = prim_kind(s->m, type);
+  if (k == J_BOOL && (xmlStrEqual(v, BAD_CAST "true") || xmlStrEqual(v, BAD_CAST "false")))
+    yajl_gen_bool(s->g, v[0] == 't');
+  else if (k == J_NUMBER && json_number_ok((const char *)v))
+    yajl_gen_number(s->g, (const char *)v, (size_t)xmlStrlen(v));
+  else if (k == J_STRING)
+    GEN_STR(s->g, (const char *)v);
+  else
+    xerr(s, "fhir.type", path, "the value attribute does not match the element's type",
+         "atrybut value nie pasuje do typu elementu");
+  xmlFree(v);
+}
+
+static void x_extras(struct xstate *s, xmlNodePtr n, const char *path) {
+  yajl_gen_map_open(s->g);
+  xmlChar *id = xmlGetProp(n, BAD_CAST "id");
+  if (id) {
+    GEN_STR(s->g, "id");
+    GEN_STR(s->g, (const char *)id);
+    xmlFree(id);
+  }
+  const struct ftype *ext = find_type(s->m, "Extension");
+  bool open = false;
+  for (xmlNodePtr c = n->children; c; c = c->next) {
+    if (!fhir_elem(c))
+      continue;
+    if (!xmlStrEqual(c->name, BAD_CAST "extension")) {
+      xerr(s, "fhir.unknown-element", path, "a primitive element may only hold extensions",
+           "element prosty może zawierać tylko rozszerzenia");
+      continue;
+    }
+    if (!open) {
+      GEN_STR(s->g, "extension");
+      yajl_gen_array_open(s->g);
+      open = true;
+    }
+    yajl_gen_map_open(s->g);
+    x_members(s, ext, c, path, false);
+    yajl_gen_map_close(s->g);
+  }
+  if (open)
+    yajl_gen_array_close(s->g);
+  yajl_gen_map_close(s->g);
+}
+
+static void x_value(struct xstate *s, const char *type, xmlNodePtr c, const char *path) {
+  if (strcmp(type, "Resource") == 0) {
+    xmlNodePtr r = NULL;
+    for (xmlNodePtr k = c->children; k; k = k->next)
+      if (fhir_elem(k)) {
+        r = k;
+        break;
+      }
+    if (!r) {
+      xerr(s, "fhir.resource-type", path, "a resource element must contain a resource", "brak zasobu");
+      yajl_gen_null(s->g);
+      return;
+    }
+    x_resource(s, r, path);
+    return;
+  }
+  if (strcmp(type, "xhtml") == 0) {
+    xmlBufferPtr b = xmlBufferCreate();
+    if (!b) {
+      s->failed = true;
+      return;
+    }
+    xmlNodeDump(b, c->doc, c, 0, 0);
+    GEN_STR(s->g, (const char *)xmlBufferContent(b));
+    xmlBufferFree(b);
+    return;
+  }
+  const struct ftype *ct = find_type(s->m, type);
+  if (ct) {
+    yajl_gen_map_open(s->g);
+    x_members(s, ct, c, path, false);
+    yajl_gen_map_close(s->g);
+    return;
+  }
+  x_primitive_value(s, type, c, path);
+}
+
+/* Which element (and type) of |t| does XML element |name| belong to? */
+static const struct elem *elem_for_name(const struct ftype *t, const char *name, const char **type) {
+  return elem_for_key(t, name, type);
+}
+
+static void x_members(struct xstate *s, const struct ftype *t, xmlNodePtr node, const char *path, bool resource) {
+  char sub[512];
+  /* unknown children */
+  for (xmlNodePtr c = node->children; c; c = c->next) {
+    if (c->type != XML_ELEMENT_NODE)
+      continue;
+    const char *type;
+    const struct elem *e = (c->ns && (fhir_elem(c) || xmlStrEqual(c->name, BAD_CAST "div")))
+                               ? elem_for_name(t, (const char *)c->name, &type)
+                               : NULL;
+    if (!e || e->attr) {
+      snprintf(sub, sizeof(sub), "%s.%s", path, (const char *)c->name);
+      char en[300];
+      snprintf(en, sizeof(en), "unknown element \"%s\" in %s", (const char *)c->name, t->name);
+      xerr(s, "fhir.unknown-element", sub, en, "nieznany element");
+    }
+  }
+  for (int i = 0; i < t->n && !s->failed; i++) {
+    const struct elem *e = &t->elems[i];
+    if (e->attr) {
+      if (resource)
+        continue;
+      xmlChar *a = xmlGetProp(node, BAD_CAST e->name);
+      if (a) {
+        GEN_STR(s->g, e->name);
+        GEN_STR(s->g, (const char *)a);
+        xmlFree(a);
+      }
+      continue;
+    }
+    for (int k = 0; k < e->ntypes; k++) {
+      char key[96];
+      if (e->choice)
+        choice_name(key, sizeof(key), e->name, e->types[k]);
+      else
+        snprintf(key, sizeof(key), "%s", e->name);
+      const char *type = e->types[k];
+      bool prim = !find_type(s->m, type) && strcmp(type, "Resource") && strcmp(type, "xhtml");
+      int count = 0, extras = 0, values = 0;
+      for (xmlNodePtr c = node->children; c; c = c->next)
+        if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, BAD_CAST key) &&
+            (fhir_elem(c) || !strcmp(type, "xhtml"))) {
+          count++;
+          if (prim) {
+            extras += has_extras(c);
+            values += xmlHasProp(c, BAD_CAST "value") != NULL;
+          }
+        }
+      if (!count)
+        continue;
+      snprintf(sub, sizeof(sub), "%s.%s", path, key);
+      if (count > 1 && !e->many) {
+        char en[300];
+        snprintf(en, sizeof(en), "%s does not repeat but occurs %d times", sub, count);
+        xerr(s, "fhir.cardinality", sub, en, "element niepowtarzalny występuje wielokrotnie");
+        return;
+      }
+      /* the value(s) */
+      if (!prim || values) {
+        GEN_STR(s->g, key);
+        if (e->many)
+          yajl_gen_array_open(s->g);
+        int j = 0;
+        for (xmlNodePtr c = node->children; c; c = c->next)
+          if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, BAD_CAST key) &&
+              (fhir_elem(c) || !strcmp(type, "xhtml"))) {
+            char item[540];
+            snprintf(item, sizeof(item), e->many ? "%s[%d]" : "%s", sub, j++);
+            x_value(s, type, c, item);
+          }
+        if (e->many)
+          yajl_gen_array_close(s->g);
+      }
+      /* the "_key" sibling of primitives with ids or extensions */
+      if (prim && extras) {
+        char ukey[100];
+        snprintf(ukey, sizeof(ukey), "_%s", key);
+        GEN_STR(s->g, ukey);
+        if (e->many)
+          yajl_gen_array_open(s->g);
+        for (xmlNodePtr c = node->children; c; c = c->next)
+          if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, BAD_CAST key) && fhir_elem(c)) {
+            if (has_extras(c))
+              x_extras(s, c, sub);
+            else
+              yajl_gen_null(s->g);
+          }
+        if (e->many)
+          yajl_gen_array_close(s->g);
+      }
+    }
+  }
+}
+
+static void x_resource(struct xstate *s, xmlNodePtr node, const char *path) {
+  const struct ftype *t = fhir_elem(node) ? find_type(s->m, (const char *)node->name) : NULL;
+  if (!t || !t->resource) {
+    char en[256];
+    snprintf(en, sizeof(en), "resource type \"%.100s\" is not supported", (const char *)node->name);
+    xerr(s, "fhir.resource-type-unsupported", path, en, "typ zasobu nie jest obsługiwany");
+    yajl_gen_null(s->g);
+    return;
+  }
+  char rpath[512];
+  snprintf(rpath, sizeof(rpath), "%s%s%s", path, path[0] ? "." : "", t->name);
+  yajl_gen_map_open(s->g);
+  GEN_STR(s->g, "resourceType");
+  GEN_STR(s->g, t->name);
+  x_members(s, t, node, rpath, true);
+  yajl_gen_map_close(s->g);
+}
+
+static void gen_print(void *ctx, const char *str, size_t len) {
+  struct gw_buf *b = ctx;
+  gw_buf_append(b, str, len);
+}
+
+int gw_fhir_xml_to_json(const struct gw_fhir_model *m, struct _xmlDoc *doc, int pretty, struct gw_buf *out,
+                        struct gw_diag *diag) {
+  xmlNodePtr root = xmlDocGetRootElement(doc);
+  if (!root)
+    return GW_ERR_INVAL;
+  struct xstate s = {.m = m, .diag = diag, .g = yajl_gen_alloc(NULL)};
+  if (!s.g)
+    return GW_ERR_NOMEM;
+  yajl_gen_config(s.g, yajl_gen_print_callback, gen_print, out);
+  yajl_gen_config(s.g, yajl_gen_validate_utf8, 1);
+  if (pretty) {
+    yajl_gen_config(s.g, yajl_gen_beautify, 1);
+    yajl_gen_config(s.g, yajl_gen_indent_string, "  ");
+  }
+  x_resource(&s, root, "");
+  yajl_gen_free(s.g);
+  return s.failed ? GW_ERR_INVAL : GW_OK;
+}

@@ -1,0 +1,48 @@
+/* FHIR R4 JSON <-> FHIR XML (the canonical form, a libxml2 document).
+ *
+ * Both directions follow FHIR's JSON representation rules: repeating
+ * elements are arrays, primitive values carry their id and extensions in a
+ * "_name" sibling, resources name themselves with "resourceType", element
+ * ids and Extension.url are XML attributes, the narrative div is XHTML, and
+ * XML elements come out in the order of the model. The model (which elements
+ * each type has, their types and cardinality) is data:
+ * schemas/fhir/r4-elements.json. */
+#ifndef GW_CODEC_FHIR_H
+#define GW_CODEC_FHIR_H
+
+#include <stddef.h>
+
+#include "core/buf.h"
+#include "core/diag.h"
+
+struct _xmlDoc;
+struct gw_fhir_model;
+
+#define GW_FHIR_NS  "http://hl7.org/fhir"
+#define GW_XHTML_NS "http://www.w3.org/1999/xhtml"
+
+struct gw_fhir_limits {
+  size_t max_bytes;  /* input document */
+  size_t max_depth;  /* JSON nesting */
+  size_t max_values; /* JSON values in total */
+};
+extern const struct gw_fhir_limits gw_fhir_default_limits; /* 4 MiB, depth 48, 200,000 values */
+
+/* Loads the element model from |path|. Problems go to |errs|. */
+int gw_fhir_model_load(const char *path, struct gw_fhir_model **out, struct gw_buf *errs);
+void gw_fhir_model_free(struct gw_fhir_model *m);
+/* True when |type| is a resource type the model knows. */
+int gw_fhir_model_has_resource(const struct gw_fhir_model *m, const char *type);
+
+/* FHIR JSON text -> FHIR XML document (caller frees with xmlFreeDoc).
+ * Unknown elements, wrong JSON types, cardinality and missing required
+ * elements are reported to |diag| with FHIRPath locations and rule ids
+ * "fhir.*"; any error returns GW_ERR_INVAL and no document. */
+int gw_fhir_json_to_xml(const struct gw_fhir_model *m, const char *json, size_t len, const struct gw_fhir_limits *lim,
+                        struct _xmlDoc **out, struct gw_diag *diag);
+
+/* FHIR XML document -> FHIR JSON text appended to |out| (|pretty|: indented). */
+int gw_fhir_xml_to_json(const struct gw_fhir_model *m, struct _xmlDoc *doc, int pretty, struct gw_buf *out,
+                        struct gw_diag *diag);
+
+#endif
