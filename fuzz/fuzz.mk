@@ -10,11 +10,11 @@ FUZZ_LIBS := $(shell pkg-config --libs libnghttp2 yajl libxml-2.0) -lhttp_parser
 CORE := gateway/core/buf.c gateway/core/err.c gateway/core/log.c gateway/core/metrics.c gateway/core/diag.c \
   gateway/http/req.c
 
-TARGETS := $(FZ)/fuzz_h1 $(FZ)/fuzz_h2 $(FZ)/fuzz_conf $(FZ)/fuzz_hl7v2
+TARGETS := $(FZ)/fuzz_h1 $(FZ)/fuzz_h2 $(FZ)/fuzz_conf $(FZ)/fuzz_hl7v2 $(FZ)/fuzz_fhir
 
 .PHONY: fuzz-build fuzz-run
 fuzz-run: fuzz-build
-	@for t in h1 h2 conf hl7v2; do \
+	@for t in h1 h2 conf hl7v2 fhir; do \
 	  mkdir -p $(FZ)/corpus-$$t && cp -n fuzz/seeds/$$t/* $(FZ)/corpus-$$t/ 2>/dev/null; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
 	  $(FZ)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -rss_limit_mb=1024 -timeout=10 \
@@ -34,5 +34,8 @@ $(FZ)/fuzz_conf: fuzz/fuzz_conf.c gateway/conf/conf.c $(CORE)
 	@mkdir -p $(FZ)
 	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)
 $(FZ)/fuzz_hl7v2: fuzz/fuzz_hl7v2.c gateway/codec/hl7v2.c $(CORE)
+	@mkdir -p $(FZ)
+	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)
+$(FZ)/fuzz_fhir: fuzz/fuzz_fhir.c gateway/codec/fhir.c $(CORE)
 	@mkdir -p $(FZ)
 	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)
