@@ -1,0 +1,347 @@
+<?xml version="1.0" encoding="UTF-8"?>
+<!--
+  HL7 v2 SIU (S12 S13 S14 S15 S16 S17 S26), in cergw's positional XML form,
+  to a FHIR R4 transaction Bundle: the Patient (conditional update by PESEL
+  or the first PID-3 identifier) and the Appointment (conditional update by
+  its placer identifier). Field-by-field table: docs/mappings.md.
+
+  Follows the HL7 v2-to-FHIR IG where it speaks (SCH-1/SCH-2 identifiers,
+  SCH-8 appointmentType, SCH-9/10 minutesDuration, SCH-25 status via table
+  0278, AIS-3 serviceType, AIP-3 / AIL-3 participants, PID patient, NTE
+  comment). Our own choices, documented: start/end from TQ1-7/TQ1-8, else
+  AIS-4 plus AIS-7/8; a DTM without a UTC offset takes $default_tz; the
+  status falls back to the trigger event when SCH-25 is empty; participants
+  are referenced by business identifier (OID system + value), as P1 does.
+
+  Parameters: $default_tz ("+01:00").
+-->
+<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform"
+                xmlns="http://hl7.org/fhir" exclude-result-prefixes="">
+  <xsl:output method="xml" encoding="UTF-8" indent="no"/>
+  <xsl:param name="default_tz" select="'+01:00'"/>
+
+  <xsl:variable name="OID_PESEL" select="'2.16.840.1.113883.3.4424.1.1.616'"/>
+  <xsl:variable name="OID_NPWZ" select="'2.16.840.1.113883.3.4424.1.6.2'"/>
+  <xsl:variable name="OID_SPECIALTY" select="'2.16.840.1.113883.3.4424.11.2.4'"/>
+  <xsl:variable name="event" select="string(/HL7Message/@event)"/>
+  <xsl:variable name="msh" select="/HL7Message/MSH"/>
+  <xsl:variable name="sch" select="/HL7Message/SCH[1]"/>
+  <xsl:variable name="pid" select="/HL7Message/PID[1]"/>
+
+  <xsl:template match="/">
+    <xsl:if test="not(/HL7Message/@type = 'SIU')">
+      <xsl:message terminate="yes">unsupported message type <xsl:value-of select="/HL7Message/@type"/></xsl:message>
+    </xsl:if>
+    <xsl:if test="not(contains(' S12 S13 S14 S15 S16 S17 S26 ', concat(' ', $event, ' ')))">
+      <xsl:message terminate="yes">unsupported SIU event <xsl:value-of select="$event"/></xsl:message>
+    </xsl:if>
+    <Bundle>
+      <type value="transaction"/>
+      <xsl:if test="$pid">
+        <entry>
+          <resource><xsl:call-template name="patient"/></resource>
+          <request>
+            <method value="PUT"/>
+            <url value="Patient?identifier={$pid-system}|{$pid-value}"/>
+          </request>
+        </entry>
+      </xsl:if>
+      <entry>
+        <resource><xsl:call-template name="appointment"/></resource>
+        <request>
+          <method value="PUT"/>
+          <url value="Appointment?identifier={$placer-system}|{normalize-space($sch/SCH.1[1]/SCH.1.1)}"/>
+        </request>
+      </entry>
+    </Bundle>
+  </xsl:template>
+
+  <!-- ======================================================= identifiers -->
+  <!-- the patient's business identifier: PESEL when present, else the first PID-3 -->
+  <xsl:variable name="pesel-cx" select="$pid/PID.3[PID.3.4/PID.3.4.2 = $OID_PESEL or PID.3.5 = 'NNPOL' or PID.3.5 = 'PESEL'][1]"/>
+  <xsl:variable name="pid-cx" select="($pesel-cx | $pid/PID.3[1])[1]"/>
+  <xsl:variable name="pid-value" select="normalize-space($pid-cx/PID.3.1)"/>
+  <xsl:variable name="pid-system">
+    <xsl:choose>
+      <xsl:when test="$pesel-cx">urn:oid:<xsl:value-of select="$OID_PESEL"/></xsl:when>
+      <xsl:when test="$pid-cx/PID.3.4/PID.3.4.2 != ''">urn:oid:<xsl:value-of select="$pid-cx/PID.3.4/PID.3.4.2"/></xsl:when>
+      <xsl:otherwise>urn:cergw:v2:assigner:<xsl:value-of select="normalize-space(concat($pid-cx/PID.3.4, $pid-cx/PID.3.4/PID.3.4.1))"/></xsl:otherwise>
+    </xsl:choose>
+  </xsl:variable>
+  <!-- the appointment's placer identifier system: SCH-1.3 (OID), else the sending facility's OID (MSH-4.2) -->
+  <xsl:variable name="placer-system">
+    <xsl:choose>
+      <xsl:when test="$sch/SCH.1[1]/SCH.1.3 != ''">urn:oid:<xsl:value-of select="$sch/SCH.1[1]/SCH.1.3"/></xsl:when>
+      <xsl:when test="$msh/MSH.4/MSH.4.2 != ''">urn:oid:<xsl:value-of select="$msh/MSH.4/MSH.4.2"/></xsl:when>
+      <xsl:otherwise>urn:cergw:v2:placer:<xsl:value-of select="$msh/MSH.3/MSH.3.1"/></xsl:otherwise>
+    </xsl:choose>
+  </xsl:variable>
+
+  <!-- ========================================================== Patient -->
+  <xsl:template name="patient">
+    <Patient>
+      <identifier>
+        <system value="{$pid-system}"/>
+        <value value="{$pid-value}"/>
+      </identifier>
+      <xsl:for-each select="$pid/PID.5[*]">
+        <name>
+          <xsl:variable name="family" select="normalize-space(concat(PID.5.1/text(), PID.5.1/PID.5.1.1))"/>
+          <xsl:if test="$family != ''"><family value="{$family}"/></xsl:if>
+          <xsl:if test="normalize-space(PID.5.2) != ''"><given value="{normalize-space(PID.5.2)}"/></xsl:if>
+          <xsl:if test="normalize-space(PID.5.3) != ''"><given value="{normalize-space(PID.5.3)}"/></xsl:if>
+        </name>
+      </xsl:for-each>
+      <xsl:for-each select="$pid/PID.13[*] | $pid/PID.14[*]">
+        <xsl:call-template name="telecom"/>
+      </xsl:for-each>
+      <xsl:variable name="sex" select="string($pid/PID.8/PID.8.1)"/>
+      <xsl:choose>
+        <xsl:when test="$sex = 'M'"><gender value="male"/></xsl:when>
+        <xsl:when test="$sex = 'F'"><gender value="female"/></xsl:when>
+        <xsl:when test="$sex = 'O' or $sex = 'A'"><gender value="other"/></xsl:when>
+        <xsl:when test="$sex = 'U'"><gender value="unknown"/></xsl:when>
+      </xsl:choose>
+      <xsl:variable name="dob" select="string($pid/PID.7/PID.7.1)"/>
+      <xsl:if test="string-length($dob) &gt;= 8 and translate(substring($dob, 1, 8), '0123456789', '') = ''">
+        <birthDate value="{substring($dob,1,4)}-{substring($dob,5,2)}-{substring($dob,7,2)}"/>
+      </xsl:if>
+    </Patient>
+  </xsl:template>
+
+  <!-- XTN -> ContactPoint: e-mail from XTN-4 when XTN-3 is Internet/X.400, else the phone number -->
+  <xsl:template name="telecom">
+    <xsl:variable name="n" select="local-name()"/>
+    <xsl:variable name="equip" select="string(*[local-name() = concat($n, '.3')])"/>
+    <xsl:variable name="usecode" select="string(*[local-name() = concat($n, '.2')])"/>
+    <xsl:variable name="email" select="normalize-space(*[local-name() = concat($n, '.4')])"/>
+    <xsl:variable name="phone">
+      <xsl:choose>
+        <xsl:when test="normalize-space(*[local-name() = concat($n, '.12')]) != ''"><xsl:value-of select="normalize-space(*[local-name() = concat($n, '.12')])"/></xsl:when>
+        <xsl:when test="normalize-space(*[local-name() = concat($n, '.7')]) != ''">
+          <xsl:value-of select="normalize-space(concat(*[local-name() = concat($n, '.5')], *[local-name() = concat($n, '.6')], *[local-name() = concat($n, '.7')]))"/>
+        </xsl:when>
+        <xsl:otherwise><xsl:value-of select="normalize-space(*[local-name() = concat($n, '.1')])"/></xsl:otherwise>
+      </xsl:choose>
+    </xsl:variable>
+    <xsl:choose>
+      <xsl:when test="($equip = 'Internet' or $equip = 'X.400' or $usecode = 'NET') and $email != ''">
+        <telecom><system value="email"/><value value="{$email}"/></telecom>
+      </xsl:when>
+      <xsl:when test="$phone != ''">
+        <telecom>
+          <system value="phone"/>
+          <value value="{$phone}"/>
+          <xsl:choose>
+            <xsl:when test="$equip = 'CP'"><use value="mobile"/></xsl:when>
+            <xsl:when test="$usecode = 'WPN' or $n = 'PID.14'"><use value="work"/></xsl:when>
+            <xsl:when test="$usecode = 'PRN'"><use value="home"/></xsl:when>
+          </xsl:choose>
+        </telecom>
+      </xsl:when>
+    </xsl:choose>
+  </xsl:template>
+
+  <!-- ====================================================== Appointment -->
+  <xsl:template name="appointment">
+    <Appointment>
+      <xsl:for-each select="$sch/SCH.1[SCH.1.1 != '']">
+        <identifier>
+          <type><coding><system value="http://terminology.hl7.org/CodeSystem/v2-0203"/><code value="PLAC"/></coding></type>
+          <system value="{$placer-system}"/>
+          <value value="{normalize-space(SCH.1.1)}"/>
+        </identifier>
+      </xsl:for-each>
+      <xsl:for-each select="$sch/SCH.2[SCH.2.1 != '']">
+        <identifier>
+          <type><coding><system value="http://terminology.hl7.org/CodeSystem/v2-0203"/><code value="FILL"/></coding></type>
+          <xsl:if test="SCH.2.3 != ''"><system value="urn:oid:{SCH.2.3}"/></xsl:if>
+          <value value="{normalize-space(SCH.2.1)}"/>
+        </identifier>
+      </xsl:for-each>
+      <status value="{$status}"/>
+      <xsl:if test="$status = 'cancelled' and $sch/SCH.6[*]">
+        <cancelationReason><xsl:call-template name="cwe-coding"><xsl:with-param name="f" select="$sch/SCH.6[1]"/></xsl:call-template></cancelationReason>
+      </xsl:if>
+      <xsl:for-each select="/HL7Message/AIS[AIS.3][1]">
+        <serviceType><xsl:call-template name="cwe-coding"><xsl:with-param name="f" select="AIS.3[1]"/></xsl:call-template></serviceType>
+      </xsl:for-each>
+      <xsl:for-each select="/HL7Message/AIS/AIS.3[AIS.3.3 = $OID_SPECIALTY or AIS.3.3 = 'KRVIII'][1]">
+        <specialty><coding><system value="urn:oid:{$OID_SPECIALTY}"/><code value="{normalize-space(AIS.3.1)}"/>
+          <xsl:if test="AIS.3.2 != ''"><display value="{normalize-space(AIS.3.2)}"/></xsl:if></coding></specialty>
+      </xsl:for-each>
+      <xsl:if test="$sch/SCH.8[*]">
+        <appointmentType><xsl:call-template name="cwe-coding"><xsl:with-param name="f" select="$sch/SCH.8[1]"/>
+          <xsl:with-param name="table" select="'http://terminology.hl7.org/CodeSystem/v2-0276'"/></xsl:call-template></appointmentType>
+      </xsl:if>
+      <xsl:if test="$sch/SCH.7[*]">
+        <reasonCode><xsl:call-template name="cwe-coding"><xsl:with-param name="f" select="$sch/SCH.7[1]"/></xsl:call-template></reasonCode>
+      </xsl:if>
+      <xsl:if test="$start != ''"><start value="{$start}"/></xsl:if>
+      <xsl:if test="$end != ''"><end value="{$end}"/></xsl:if>
+      <xsl:if test="$minutes &gt; 0"><minutesDuration value="{$minutes}"/></xsl:if>
+      <xsl:variable name="notes" select="/HL7Message/NTE[preceding-sibling::*[not(self::NTE)][1][self::SCH or self::TQ1]]/NTE.3"/>
+      <xsl:if test="$notes">
+        <comment>
+          <xsl:attribute name="value"><xsl:for-each select="$notes"><xsl:if test="position() &gt; 1"><xsl:text>&#10;</xsl:text></xsl:if><xsl:value-of select="."/></xsl:for-each></xsl:attribute>
+        </comment>
+      </xsl:if>
+      <xsl:if test="$pid">
+        <participant>
+          <actor>
+            <type value="Patient"/>
+            <identifier><system value="{$pid-system}"/><value value="{$pid-value}"/></identifier>
+            <xsl:variable name="fam" select="normalize-space(concat($pid/PID.5[1]/PID.5.1/text(), $pid/PID.5[1]/PID.5.1/PID.5.1.1))"/>
+            <xsl:if test="$fam != ''"><display value="{normalize-space(concat($pid/PID.5[1]/PID.5.2, ' ', $fam))}"/></xsl:if>
+          </actor>
+          <status value="{$participant-status}"/>
+        </participant>
+      </xsl:if>
+      <xsl:for-each select="/HL7Message/AIP[AIP.3]">
+        <participant>
+          <xsl:if test="AIP.4[*]"><type><xsl:call-template name="cwe-coding"><xsl:with-param name="f" select="AIP.4[1]"/></xsl:call-template></type></xsl:if>
+          <actor>
+            <type value="Practitioner"/>
+            <identifier>
+              <xsl:choose>
+                <xsl:when test="AIP.3[1]/AIP.3.9/AIP.3.9.2 != ''"><system value="urn:oid:{AIP.3[1]/AIP.3.9/AIP.3.9.2}"/></xsl:when>
+                <xsl:when test="AIP.3[1]/AIP.3.13 = 'NPWZ'"><system value="urn:oid:{$OID_NPWZ}"/></xsl:when>
+              </xsl:choose>
+              <value value="{normalize-space(AIP.3[1]/AIP.3.1)}"/>
+            </identifier>
+            <xsl:if test="AIP.3[1]/AIP.3.2 != ''"><display value="{normalize-space(concat(AIP.3[1]/AIP.3.3, ' ', AIP.3[1]/AIP.3.2))}"/></xsl:if>
+          </actor>
+          <status value="{$participant-status}"/>
+        </participant>
+      </xsl:for-each>
+      <xsl:for-each select="/HL7Message/AIL[AIL.3]">
+        <participant>
+          <actor>
+            <type value="Location"/>
+            <xsl:variable name="loc" select="normalize-space(concat(AIL.3[1]/AIL.3.4, ' ', AIL.3[1]/AIL.3.1, ' ', AIL.3[1]/AIL.3.2))"/>
+            <identifier><value value="{normalize-space(AIL.3[1]/AIL.3.1)}"/></identifier>
+            <xsl:if test="$loc != ''"><display value="{$loc}"/></xsl:if>
+          </actor>
+          <status value="{$participant-status}"/>
+        </participant>
+      </xsl:for-each>
+    </Appointment>
+  </xsl:template>
+
+  <!-- SCH-25 filler status via table 0278, else from the trigger event -->
+  <xsl:variable name="sch25" select="string($sch/SCH.25/SCH.25.1)"/>
+  <xsl:variable name="status">
+    <xsl:choose>
+      <xsl:when test="$sch25 = 'Pending'">pending</xsl:when>
+      <xsl:when test="$sch25 = 'Waitlist'">waitlist</xsl:when>
+      <xsl:when test="$sch25 = 'Booked'">booked</xsl:when>
+      <xsl:when test="$sch25 = 'Started'">checked-in</xsl:when>
+      <xsl:when test="$sch25 = 'Complete'">fulfilled</xsl:when>
+      <xsl:when test="$sch25 = 'Cancelled' or $sch25 = 'Dc'">cancelled</xsl:when>
+      <xsl:when test="$sch25 = 'Deleted'">entered-in-error</xsl:when>
+      <xsl:when test="$sch25 = 'Noshow'">noshow</xsl:when>
+      <xsl:when test="$event = 'S15' or $event = 'S16'">cancelled</xsl:when>
+      <xsl:when test="$event = 'S17'">entered-in-error</xsl:when>
+      <xsl:when test="$event = 'S26'">noshow</xsl:when>
+      <xsl:otherwise>booked</xsl:otherwise>
+    </xsl:choose>
+  </xsl:variable>
+  <xsl:variable name="participant-status">
+    <xsl:choose>
+      <xsl:when test="$status = 'cancelled' or $status = 'entered-in-error'">declined</xsl:when>
+      <xsl:when test="$status = 'pending' or $status = 'waitlist'">tentative</xsl:when>
+      <xsl:otherwise>accepted</xsl:otherwise>
+    </xsl:choose>
+  </xsl:variable>
+
+  <!-- start/end: TQ1-7/TQ1-8, else AIS-4 (+ AIS-7 duration in AIS-8 units) -->
+  <xsl:variable name="tq1" select="/HL7Message/TQ1[1]"/>
+  <xsl:variable name="ais" select="/HL7Message/AIS[1]"/>
+  <xsl:variable name="start">
+    <xsl:choose>
+      <xsl:when test="$tq1/TQ1.7/TQ1.7.1 != ''"><xsl:call-template name="instant"><xsl:with-param name="dtm" select="$tq1/TQ1.7/TQ1.7.1"/></xsl:call-template></xsl:when>
+      <xsl:when test="$ais/AIS.4/AIS.4.1 != ''"><xsl:call-template name="instant"><xsl:with-param name="dtm" select="$ais/AIS.4/AIS.4.1"/></xsl:call-template></xsl:when>
+    </xsl:choose>
+  </xsl:variable>
+  <xsl:variable name="end">
+    <xsl:if test="$tq1/TQ1.8/TQ1.8.1 != ''"><xsl:call-template name="instant"><xsl:with-param name="dtm" select="$tq1/TQ1.8/TQ1.8.1"/></xsl:call-template></xsl:if>
+  </xsl:variable>
+  <!-- SCH-9 duration in SCH-10 units (minutes, seconds or hours), else AIS-7/AIS-8 -->
+  <xsl:variable name="minutes">
+    <xsl:call-template name="minutes">
+      <xsl:with-param name="n" select="normalize-space(($sch/SCH.9/SCH.9.1 | $ais/AIS.7/AIS.7.1)[1])"/>
+      <xsl:with-param name="unit" select="normalize-space(($sch/SCH.10/SCH.10.1 | $ais/AIS.8/AIS.8.1)[1])"/>
+    </xsl:call-template>
+  </xsl:variable>
+
+  <xsl:template name="minutes">
+    <xsl:param name="n"/>
+    <xsl:param name="unit"/>
+    <xsl:variable name="u" select="translate($unit, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"/>
+    <xsl:choose>
+      <xsl:when test="string(number($n)) = 'NaN' or $n &lt;= 0">0</xsl:when>
+      <xsl:when test="$u = 's' or $u = 'sec' or $u = 'seconds'"><xsl:value-of select="ceiling($n div 60)"/></xsl:when>
+      <xsl:when test="$u = 'h' or $u = 'hr' or $u = 'hours'"><xsl:value-of select="round($n * 60)"/></xsl:when>
+      <xsl:when test="$u = '' or $u = 'm' or $u = 'min' or $u = 'minutes'"><xsl:value-of select="round($n)"/></xsl:when>
+      <xsl:otherwise>0</xsl:otherwise>
+    </xsl:choose>
+  </xsl:template>
+
+  <!-- DTM YYYYMMDDHHMM[SS[.S+]][+/-ZZZZ] -> FHIR instant; empty when there is no time -->
+  <xsl:template name="instant">
+    <xsl:param name="dtm"/>
+    <xsl:variable name="d" select="normalize-space($dtm)"/>
+    <xsl:variable name="tzpos">
+      <xsl:choose>
+        <xsl:when test="contains($d, '+')"><xsl:value-of select="string-length(substring-before($d, '+')) + 1"/></xsl:when>
+        <xsl:when test="contains(substring($d, 9), '-')"><xsl:value-of select="8 + string-length(substring-before(substring($d, 9), '-')) + 1"/></xsl:when>
+        <xsl:otherwise>0</xsl:otherwise>
+      </xsl:choose>
+    </xsl:variable>
+    <xsl:variable name="base">
+      <xsl:choose>
+        <xsl:when test="$tzpos &gt; 0"><xsl:value-of select="substring($d, 1, $tzpos - 1)"/></xsl:when>
+        <xsl:otherwise><xsl:value-of select="$d"/></xsl:otherwise>
+      </xsl:choose>
+    </xsl:variable>
+    <xsl:variable name="tz">
+      <xsl:choose>
+        <xsl:when test="$tzpos &gt; 0"><xsl:value-of select="concat(substring($d, $tzpos, 3), ':', substring($d, $tzpos + 3, 2))"/></xsl:when>
+        <xsl:otherwise><xsl:value-of select="$default_tz"/></xsl:otherwise>
+      </xsl:choose>
+    </xsl:variable>
+    <xsl:if test="string-length($base) &gt;= 12 and translate(substring($base, 1, 12), '0123456789', '') = ''">
+      <xsl:variable name="ss">
+        <xsl:choose>
+          <xsl:when test="string-length($base) &gt;= 14"><xsl:value-of select="substring($base, 13, 2)"/></xsl:when>
+          <xsl:otherwise>00</xsl:otherwise>
+        </xsl:choose>
+      </xsl:variable>
+      <xsl:value-of select="concat(substring($base,1,4),'-',substring($base,5,2),'-',substring($base,7,2),'T',substring($base,9,2),':',substring($base,11,2),':',$ss,$tz)"/>
+    </xsl:if>
+  </xsl:template>
+
+  <!-- CWE/CE -> CodeableConcept content: coding (code, display, system) and text -->
+  <xsl:template name="cwe-coding">
+    <xsl:param name="f"/>
+    <xsl:param name="table" select="''"/>
+    <xsl:variable name="n" select="local-name($f)"/>
+    <xsl:variable name="code" select="normalize-space($f/*[local-name() = concat($n, '.1')])"/>
+    <xsl:variable name="text" select="normalize-space($f/*[local-name() = concat($n, '.2')])"/>
+    <xsl:variable name="sys" select="normalize-space($f/*[local-name() = concat($n, '.3')])"/>
+    <xsl:if test="$code != ''">
+      <coding>
+        <xsl:choose>
+          <xsl:when test="$sys = 'SCT'"><system value="http://snomed.info/sct"/></xsl:when>
+          <xsl:when test="$sys = 'LN'"><system value="http://loinc.org"/></xsl:when>
+          <xsl:when test="starts-with($sys, 'HL7') and string-length($sys) = 7"><system value="http://terminology.hl7.org/CodeSystem/v2-{substring($sys, 4)}"/></xsl:when>
+          <xsl:when test="$sys != '' and translate($sys, '0123456789.', '') = ''"><system value="urn:oid:{$sys}"/></xsl:when>
+          <xsl:when test="$table != '' and $sys = ''"><system value="{$table}"/></xsl:when>
+        </xsl:choose>
+        <code value="{$code}"/>
+        <xsl:if test="$text != ''"><display value="{$text}"/></xsl:if>
+      </coding>
+    </xsl:if>
+    <xsl:if test="$code = '' and $text != ''"><text value="{$text}"/></xsl:if>
+  </xsl:template>
+</xsl:stylesheet>
