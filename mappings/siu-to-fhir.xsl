@@ -145,6 +145,15 @@
   <!-- ====================================================== Appointment -->
   <xsl:template name="appointment">
     <Appointment>
+      <!-- CeR urgency (kategoria medyczna) from TQ1-9 priority: PILNY/S -> pilny, STABILNY/R -> stabilny -->
+      <xsl:variable name="prio" select="translate(string($tq1/TQ1.9/TQ1.9.1), 'abcdefghijklmnopqrstuvwxyz', 'ABCDEFGHIJKLMNOPQRSTUVWXYZ')"/>
+      <xsl:if test="$prio = 'PILNY' or $prio = 'S' or $prio = 'STABILNY' or $prio = 'R'">
+        <extension url="http://cergw.pl/fhir/StructureDefinition/urgency">
+          <valueCode>
+            <xsl:attribute name="value"><xsl:choose><xsl:when test="$prio = 'PILNY' or $prio = 'S'">pilny</xsl:when><xsl:otherwise>stabilny</xsl:otherwise></xsl:choose></xsl:attribute>
+          </valueCode>
+        </extension>
+      </xsl:if>
       <xsl:for-each select="$sch/SCH.1[SCH.1.1 != '']">
         <identifier>
           <type><coding><system value="http://terminology.hl7.org/CodeSystem/v2-0203"/><code value="PLAC"/></coding></type>
@@ -186,6 +195,16 @@
           <xsl:attribute name="value"><xsl:for-each select="$notes"><xsl:if test="position() &gt; 1"><xsl:text>&#10;</xsl:text></xsl:if><xsl:value-of select="."/></xsl:for-each></xsl:attribute>
         </comment>
       </xsl:if>
+      <!-- the e-referral (e-skierowanie) from SCH-26 placer order number: basedOn by business identifier -->
+      <xsl:for-each select="$sch/SCH.26[SCH.26.1 != ''][1]">
+        <basedOn>
+          <type value="ServiceRequest"/>
+          <identifier>
+            <xsl:if test="SCH.26.3 != ''"><system value="urn:oid:{SCH.26.3}"/></xsl:if>
+            <value value="{normalize-space(SCH.26.1)}"/>
+          </identifier>
+        </basedOn>
+      </xsl:for-each>
       <xsl:if test="$pid">
         <participant>
           <actor>

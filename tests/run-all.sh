@@ -27,7 +27,9 @@ step "unit tests (valgrind memcheck)" valgrind --error-exitcode=1 --leak-check=f
 step "fuzz smoke: every libFuzzer target from its seeds (${FUZZ_SECONDS:-10} s each)" \
   make --no-print-directory -f fuzz/fuzz.mk fuzz-run FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
 step "integration tests (release)" ./tests/integration/run.sh build
+step "offline tools, mappings, corpus (release)" ./tests/integration/cli.sh build
 step "integration tests (asan+ubsan)" ./tests/integration/run.sh build/asan
+step "offline tools, mappings, corpus (asan+ubsan)" ./tests/integration/cli.sh build/asan
 echo "=== summary"
 printf '%s\n' "${results[@]}"
 echo "$passed passed, $failed failed"

@@ -74,9 +74,7 @@ int gw_xml_parse(const char *text, size_t len, size_t max_bytes, struct _xmlDoc 
   return rv;
 }
 
-static int buf_write(void *ctx, const char *data, int len) {
-  return gw_buf_append(ctx, data, (size_t)len) ? -1 : len;
-}
+static int buf_write(void *ctx, const char *data, int len) { return gw_buf_append(ctx, data, (size_t)len) ? -1 : len; }
 
 int gw_xml_dump(struct _xmlDoc *doc, int decl, int pretty, struct gw_buf *out) {
   int opts = (decl ? 0 : XML_SAVE_NO_DECL) | (pretty ? XML_SAVE_FORMAT : 0);

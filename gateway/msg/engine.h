@@ -1,0 +1,48 @@
+/* The message engine: detects a payload's dialect, brings it to the
+ * canonical form (FHIR R4 XML), checks it against the FHIR model and the CeR
+ * rules, and renders it in another dialect. Loaded once at start-up from the
+ * project's schemas/ and mappings/; read-only afterwards and shared by every
+ * worker and by the command-line tools, so `cergw validate` applies exactly
+ * the gateway's rule set. */
+#ifndef GW_MSG_ENGINE_H
+#define GW_MSG_ENGINE_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "core/buf.h"
+#include "core/diag.h"
+
+struct _xmlDoc;
+struct gw_engine;
+
+enum gw_dialect { GW_D_UNKNOWN = 0, GW_D_FHIR_JSON, GW_D_FHIR_XML, GW_D_SOAP, GW_D_HL7V2 };
+const char *gw_dialect_name(enum gw_dialect d);
+/* Looks at the first bytes (a BOM, white space and an MLLP start byte are skipped). */
+enum gw_dialect gw_dialect_detect(const char *text, size_t len);
+
+/* Loads schemas/ and mappings/ under |root| ("." for the project root). */
+int gw_engine_new(const char *root, struct gw_engine **out, struct gw_buf *errs);
+void gw_engine_free(struct gw_engine *e);
+
+struct gw_check {
+  const char *caller_rpwdl; /* NULL offline */
+  time_t now;
+};
+
+/* Parses |text| of dialect |d| (GW_D_UNKNOWN: detect) into canonical FHIR
+ * XML and applies the FHIR model and CeR rules. |*out| is set whenever the
+ * text could be brought to FHIR (even with rule errors) and must then be
+ * freed with xmlFreeDoc. Returns 0 when valid, GW_ERR_INVAL when any error
+ * was found (see |diag|), GW_ERR_NOTFOUND for a dialect not supported yet. */
+int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enum gw_dialect d,
+                    const struct gw_check *chk, struct _xmlDoc **out, struct gw_diag *diag);
+
+/* Renders canonical FHIR XML as FHIR JSON (|pretty|: indented) or FHIR XML. */
+int gw_engine_render(const struct gw_engine *e, struct _xmlDoc *fhir, enum gw_dialect to, int pretty,
+                     struct gw_buf *out, struct gw_diag *diag);
+
+/* Renders |diag| as a FHIR OperationOutcome in JSON. */
+int gw_engine_outcome_json(const struct gw_engine *e, const struct gw_diag *diag, int pretty, struct gw_buf *out);
+
+#endif

