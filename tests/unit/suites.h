@@ -14,6 +14,7 @@ int gw_test_h1_suite(void);
 int gw_test_h2_suite(void);
 int gw_test_hl7v2_suite(void);
 int gw_test_fhir_suite(void);
+int gw_test_rules_suite(void);
 
 /* Directory of the development certificates (certs/dev), or NULL. */
 const char *gw_test_certs(void);

@@ -1,0 +1,166 @@
+/* One test per CeR rule, through the whole engine (FHIR JSON in, issues out). */
+#include <libxml/tree.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../suites.h"
+#include "core/err.h"
+#include "msg/engine.h"
+#include "validate/rules.h"
+
+static struct gw_engine *eng;
+static time_t now;
+
+static int setup(void) {
+  struct gw_buf errs;
+  gw_buf_init(&errs, 1 << 16);
+  int rv = gw_engine_new(".", &eng, &errs);
+  if (rv)
+    fprintf(stderr, "%s", errs.data ? (char *)errs.data : "");
+  gw_buf_cleanup(&errs);
+  gw_instant_parse("2026-11-22T08:00:00+01:00", &now);
+  return rv;
+}
+static int teardown(void) {
+  gw_engine_free(eng);
+  return 0;
+}
+
+/* Runs |json| and returns the comma-separated rule ids found (static buffer). */
+static const char *rules_of(const char *json, const char *caller, char *loc, size_t loclen) {
+  static char out[512];
+  struct gw_diag d;
+  gw_diag_init(&d, 32);
+  struct gw_check chk = {.caller_rpwdl = caller, .now = now};
+  xmlDocPtr doc = NULL;
+  gw_engine_check(eng, json, strlen(json), GW_D_UNKNOWN, &chk, &doc, &d);
+  out[0] = 0;
+  for (size_t i = 0; i < d.n; i++) {
+    if (strstr(out, d.items[i].rule))
+      continue;
+    if (out[0])
+      strcat(out, ",");
+    strncat(out, d.items[i].rule, sizeof(out) - strlen(out) - 1);
+  }
+  if (loc)
+    snprintf(loc, loclen, "%s", d.n ? d.items[0].location : "");
+  xmlFreeDoc(doc);
+  gw_diag_cleanup(&d);
+  return out;
+}
+
+#define PESEL_OK "85010112345"
+#define APPT(extra)                                                                                                    \
+  "{\"resourceType\":\"Bundle\",\"type\":\"transaction\",\"entry\":["                                                  \
+  "{\"resource\":{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":"                                           \
+  "\"urn:oid:2.16.840.1.113883.3.4424.1.1.616\",\"value\":\"" PESEL_OK "\"}],\"telecom\":[{\"system\":\"phone\","      \
+  "\"value\":\"+48600100200\"}]},\"request\":{\"method\":\"PUT\",\"url\":\"Patient\"}},"                               \
+  "{\"resource\":{\"resourceType\":\"Appointment\",\"status\":\"booked\"," extra                                       \
+  "\"participant\":[{\"actor\":{\"type\":\"Patient\",\"identifier\":{\"system\":"                                      \
+  "\"urn:oid:2.16.840.1.113883.3.4424.1.1.616\",\"value\":\"" PESEL_OK "\"}},\"status\":\"accepted\"}]},"              \
+  "\"request\":{\"method\":\"POST\",\"url\":\"Appointment\"}}]}"
+#define WHEN "\"start\":\"2026-12-01T09:00:00+01:00\",\"end\":\"2026-12-01T09:20:00+01:00\","
+#define SPEC(c)                                                                                                        \
+  "\"specialty\":[{\"coding\":[{\"system\":\"urn:oid:2.16.840.1.113883.3.4424.11.2.4\",\"code\":\"" c "\"}]}],"
+#define REFERRAL                                                                                                       \
+  "\"extension\":[{\"url\":\"http://cergw.pl/fhir/StructureDefinition/urgency\",\"valueCode\":\"pilny\"}],"            \
+  "\"basedOn\":[{\"identifier\":{\"value\":\"2026ABCD\"}}],"
+
+static void test_valid_booking(void) {
+  CU_ASSERT_STRING_EQUAL(rules_of(APPT(WHEN SPEC("1100") REFERRAL), NULL, NULL, 0), "");
+}
+
+static void test_pesel(void) {
+  CU_ASSERT_TRUE(gw_pesel_valid("85010112345"));
+  CU_ASSERT_TRUE(gw_pesel_valid("02270803624"));  /* 2002-07-08: month + 20 */
+  CU_ASSERT_FALSE(gw_pesel_valid("85010112341")); /* check digit */
+  CU_ASSERT_FALSE(gw_pesel_valid("85023012340")); /* 30 February */
+  CU_ASSERT_FALSE(gw_pesel_valid("8501011234"));
+  CU_ASSERT_FALSE(gw_pesel_valid("8501011234a"));
+  char loc[200];
+  const char *j =
+      "{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":\"urn:oid:2.16.840.1.113883.3.4424.1.1.616\","
+      "\"value\":\"85010112341\"}]}";
+  CU_ASSERT_STRING_EQUAL(rules_of(j, NULL, loc, sizeof(loc)), "cer.pesel");
+  CU_ASSERT_STRING_EQUAL(loc, "Patient.identifier[0].value");
+}
+
+static void test_contact(void) {
+  /* the same booking without the patient's telecom */
+  char *j = strdup(APPT(WHEN));
+  char *t = strstr(j, ",\"telecom\"");
+  char *e = strstr(t, "]}") + 1;
+  memmove(t, e, strlen(e) + 1);
+  CU_ASSERT_STRING_EQUAL(rules_of(j, NULL, NULL, 0), "cer.contact-present");
+  free(j);
+  /* a cancellation needs no contact */
+  CU_ASSERT_STRING_EQUAL(rules_of("{\"resourceType\":\"Appointment\",\"status\":\"cancelled\",\"participant\":"
+                                  "[{\"actor\":{\"display\":\"x\"},\"status\":\"declined\"}]}",
+                                  NULL, NULL, 0),
+                         "");
+}
+
+static void test_cardiology(void) {
+  CU_ASSERT_STRING_EQUAL(rules_of(APPT(WHEN SPEC("1103")), NULL, NULL, 0), "cer.cardiology-referral");
+  /* a follow-up visit needs no referral */
+  CU_ASSERT_STRING_EQUAL(
+      rules_of(APPT(WHEN SPEC("1100") "\"appointmentType\":{\"coding\":[{\"code\":\"followup\"}]},"), NULL, NULL, 0),
+      "");
+}
+
+static void test_times(void) {
+  CU_ASSERT_STRING_EQUAL(
+      rules_of(APPT("\"start\":\"2026-11-01T09:00:00+01:00\",\"end\":\"2026-11-01T09:20:00+01:00\","), NULL, NULL, 0),
+      "cer.not-past");
+  CU_ASSERT_STRING_EQUAL(
+      rules_of(APPT("\"start\":\"2027-01-15T09:00:00+01:00\",\"end\":\"2027-01-15T09:20:00+01:00\","), NULL, NULL, 0),
+      "cer.horizon");
+  /* screening (7910) has a 90-day horizon */
+  CU_ASSERT_STRING_EQUAL(
+      rules_of(APPT("\"start\":\"2027-01-15T09:00:00+01:00\",\"end\":\"2027-01-15T09:20:00+01:00\"," SPEC("7910")),
+               NULL, NULL, 0),
+      "");
+  CU_ASSERT_STRING_EQUAL(
+      rules_of(APPT("\"start\":\"2026-12-01T09:00:00+01:00\",\"end\":\"2026-12-01T08:20:00+01:00\","), NULL, NULL, 0),
+      "cer.end-after-start");
+  CU_ASSERT_STRING_EQUAL(rules_of(APPT("\"start\":\"2026-12-01 09:00\","), NULL, NULL, 0), "cer.time-format");
+  time_t t;
+  CU_ASSERT_EQUAL(gw_instant_parse("2026-12-01T09:00:00.250+01:00", &t), GW_OK);
+  CU_ASSERT_EQUAL(t, 1796112000); /* 08:00Z */
+  CU_ASSERT_EQUAL(gw_instant_parse("2026-12-01T09:00:00", &t), GW_ERR_INVAL);
+}
+
+static void test_specialty_covered(void) {
+  CU_ASSERT_STRING_EQUAL(rules_of(APPT(WHEN SPEC("1010")), NULL, NULL, 0), "cer.specialty-covered");
+}
+
+static void test_slot_overlap(void) {
+  const char *j =
+      "{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":["
+      "{\"resource\":{\"resourceType\":\"Slot\",\"schedule\":{\"reference\":\"Schedule/dr-nowak\"},"
+      "\"status\":\"free\",\"start\":\"2026-12-01T09:00:00+01:00\",\"end\":\"2026-12-01T09:20:00+01:00\"}},"
+      "{\"resource\":{\"resourceType\":\"Slot\",\"schedule\":{\"reference\":\"Schedule/dr-nowak\"},"
+      "\"status\":\"free\",\"start\":\"2026-12-01T09:10:00+01:00\",\"end\":\"2026-12-01T09:30:00+01:00\"}},"
+      "{\"resource\":{\"resourceType\":\"Slot\",\"schedule\":{\"reference\":\"Schedule/dr-kowal\"},"
+      "\"status\":\"free\",\"start\":\"2026-12-01T09:10:00+01:00\",\"end\":\"2026-12-01T09:30:00+01:00\"}}]}";
+  char loc[200];
+  CU_ASSERT_STRING_EQUAL(rules_of(j, NULL, loc, sizeof(loc)), "cer.slot-overlap");
+  CU_ASSERT_STRING_EQUAL(loc, "Bundle.entry[1].resource");
+}
+
+static void test_identity(void) {
+  const char *j = "{\"resourceType\":\"Slot\",\"identifier\":[{\"system\":\"urn:oid:2.16.840.1.113883.3.4424.2.3.1\","
+                  "\"value\":\"000000067890\"}],\"schedule\":{\"reference\":\"Schedule/1\"},\"status\":\"free\","
+                  "\"start\":\"2026-12-01T09:00:00+01:00\",\"end\":\"2026-12-01T09:20:00+01:00\"}";
+  CU_ASSERT_STRING_EQUAL(rules_of(j, "000000012345", NULL, 0), "cer.identity-match");
+  CU_ASSERT_STRING_EQUAL(rules_of(j, "000000067890", NULL, 0), "");
+  CU_ASSERT_STRING_EQUAL(rules_of(j, NULL, NULL, 0), ""); /* offline: no caller */
+}
+
+int gw_test_rules_suite(void) {
+  CU_pSuite s = CU_add_suite("validate/rules", setup, teardown);
+  return !s || GW_ADD(s, test_valid_booking) || GW_ADD(s, test_pesel) || GW_ADD(s, test_contact) ||
+         GW_ADD(s, test_cardiology) || GW_ADD(s, test_times) || GW_ADD(s, test_specialty_covered) ||
+         GW_ADD(s, test_slot_overlap) || GW_ADD(s, test_identity);
+}
