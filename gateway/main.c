@@ -14,6 +14,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/version.h"
+#include "http/router.h"
 #include "msg/engine.h"
 #include "net/server.h"
 #include "tls/tls.h"
@@ -44,6 +45,8 @@ static int load_conf(struct gw_conf *c, const char *path) {
   return rv;
 }
 
+static struct gw_engine *load_engine(void);
+
 static int cmd_serve(int argc, char **argv) {
   const char *conf_path = NULL, *listen = NULL;
   for (int i = 0; i < argc; i++) {
@@ -68,7 +71,15 @@ static int cmd_serve(int argc, char **argv) {
   }
   gw_log_set_level(c.log_level);
   gw_log(GW_LOG_INFO, "starting", "version=%s config=%s", GW_VERSION, c.path ? c.path : "embedded-defaults");
+  struct gw_engine *engine = load_engine();
+  if (!engine) {
+    gw_conf_cleanup(&c);
+    return 1;
+  }
+  gw_router_set_engine(engine);
   int rv = gw_server_run(&c);
+  gw_router_set_engine(NULL);
+  gw_engine_free(engine);
   gw_conf_cleanup(&c);
   return rv ? 1 : 0;
 }

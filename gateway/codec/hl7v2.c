@@ -721,6 +721,11 @@ int gw_hl7_ack(struct _xmlDoc *msg, enum gw_hl7_ack code, const char *text, cons
     put_value(&s, is->rule);
     put(&s, ": ", 2);
     put_value(&s, is->msg_en);
+    if (is->location[0] && !valid_segname(is->location, strlen(is->location))) {
+      put(&s, " [", 2); /* a FHIRPath into the translated message */
+      put_value(&s, is->location);
+      put(&s, "]", 1);
+    }
     put(&s, "\r", 1);
   }
   for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++)

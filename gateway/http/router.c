@@ -1,15 +1,25 @@
 #include "http/router.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "codec/hl7v2.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/fmt.h"
 #include "core/metrics.h"
 #include "core/version.h"
+#include "msg/engine.h"
+
+#include <libxml/tree.h>
+#include <stdlib.h>
+#include <time.h>
 
 static uint64_t start_ns;
+static const struct gw_engine *engine;
+
+void gw_router_set_engine(const struct gw_engine *e) { engine = e; }
 
 void gw_router_init(void) { start_ns = gw_now_ns(); }
 
@@ -67,6 +77,137 @@ static int path_is(const struct gw_req *req, const char *p) {
   return strncmp(req->path, p, n) == 0 && (req->path[n] == 0 || req->path[n] == '?');
 }
 
+#define CT_FHIR_JSON "application/fhir+json; charset=utf-8"
+#define CT_FHIR_XML  "application/fhir+xml; charset=utf-8"
+#define CT_HL7       "x-application/hl7-v2+er7; charset=utf-8"
+
+static void take_buf(struct gw_resp *resp, int status, const char *ct, struct gw_buf *b) {
+  resp->status = status;
+  resp->content_type = ct;
+  resp->body = gw_buf_take(b, &resp->body_len);
+}
+
+/* The rules about who may act for whom need the caller's clinic. */
+static const char *caller_rpwdl(const struct gw_req *req) {
+  return (req->peer && req->peer->rpwdl[0]) ? req->peer->rpwdl : NULL;
+}
+
+static void utc_stamp(char *out, size_t n) {
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(out, n, "%Y%m%d%H%M%S", &tm);
+}
+
+/* POST /fhir/$validate, /fhir/{type}/$validate: always an OperationOutcome. */
+static void fhir_validate(struct gw_req *req, struct gw_resp *resp, const char *type) {
+  struct gw_diag d;
+  gw_diag_init(&d, 200);
+  enum gw_dialect dl = gw_dialect_detect((const char *)req->body.data, req->body.len);
+  if (dl != GW_D_FHIR_JSON && dl != GW_D_FHIR_XML) {
+    gw_diag_add(&d, GW_SEV_FATAL, "structure", "msg.dialect", "the body must be a FHIR resource in JSON or XML",
+                "treść musi być zasobem FHIR w JSON lub XML");
+  } else {
+    struct gw_check chk = {.caller_rpwdl = caller_rpwdl(req), .now = time(NULL)};
+    xmlDocPtr doc = NULL;
+    gw_engine_check(engine, (const char *)req->body.data, req->body.len, dl, &chk, &doc, &d);
+    xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
+    if (type && root && strcmp((const char *)root->name, type) != 0) {
+      char en[160];
+      snprintf(en, sizeof(en), "the resource is a %s, not a %s", (const char *)root->name, type);
+      gw_diag_add(&d, GW_SEV_ERROR, "invalid", "fhir.resource-type", en, en);
+    }
+    xmlFreeDoc(doc);
+  }
+  struct gw_buf out;
+  gw_buf_init(&out, 8u << 20);
+  if (gw_engine_outcome_json(engine, &d, 1, &out))
+    gw_router_error(resp, 500, "could not render the OperationOutcome");
+  else
+    take_buf(resp, 200, CT_FHIR_JSON, &out);
+  gw_buf_cleanup(&out);
+  gw_diag_cleanup(&d);
+}
+
+/* POST /hl7v2/$validate: an HL7 ACK, AA when valid, AE/AR with ERR segments when not. */
+static void hl7_validate(struct gw_req *req, struct gw_resp *resp) {
+  struct gw_diag d;
+  gw_diag_init(&d, 200);
+  struct gw_check chk = {.caller_rpwdl = caller_rpwdl(req), .now = time(NULL)};
+  xmlDocPtr doc = NULL;
+  int rv = gw_engine_check(engine, (const char *)req->body.data, req->body.len, GW_D_HL7V2, &chk, &doc, &d);
+  xmlFreeDoc(doc);
+  /* the ACK refers to the original MSH: parse it again for the header only */
+  struct gw_diag hd;
+  gw_diag_init(&hd, 4);
+  xmlDocPtr v2 = NULL;
+  gw_hl7_parse((const char *)req->body.data, req->body.len, NULL, &v2, &hd);
+  gw_diag_cleanup(&hd);
+  char stamp[20], ctrl[40];
+  utc_stamp(stamp, sizeof(stamp));
+  snprintf(ctrl, sizeof(ctrl), "CERGW%s%04u", stamp, (unsigned)(req->stream_id % 10000));
+  struct gw_buf out;
+  gw_buf_init(&out, 1 << 20);
+  enum gw_hl7_ack code = rv == GW_OK ? GW_ACK_AA : gw_hl7_ack_code_for(&d);
+  gw_hl7_ack(v2, code, rv == GW_OK ? "valid (dry run, not forwarded)" : "invalid", &d, ctrl, stamp, &out);
+  xmlFreeDoc(v2);
+  take_buf(resp, 200, CT_HL7, &out);
+  gw_buf_cleanup(&out);
+  gw_diag_cleanup(&d);
+}
+
+/* POST /$translate?to=fhir|fhir-xml: the translation, or the errors in the caller's dialect. */
+static void translate(struct gw_req *req, struct gw_resp *resp) {
+  const char *q = strchr(req->path, '?');
+  const char *to = q ? strstr(q, "to=") : NULL;
+  enum gw_dialect target = GW_D_UNKNOWN;
+  if (to) {
+    to += 3;
+    size_t n = strcspn(to, "&");
+    if ((n == 4 && !strncmp(to, "fhir", 4)) || (n == 9 && !strncmp(to, "fhir-json", 9)))
+      target = GW_D_FHIR_JSON;
+    else if (n == 8 && !strncmp(to, "fhir-xml", 8))
+      target = GW_D_FHIR_XML;
+    else if (n == 5 && !strncmp(to, "hl7v2", 5))
+      target = GW_D_HL7V2;
+    else if (n == 4 && !strncmp(to, "soap", 4))
+      target = GW_D_SOAP;
+  }
+  if (target == GW_D_UNKNOWN) {
+    gw_router_error(resp, 400, "give the target dialect: ?to=fhir, fhir-xml, hl7v2 or soap");
+    return;
+  }
+  enum gw_dialect from = gw_dialect_detect((const char *)req->body.data, req->body.len);
+  struct gw_diag d;
+  gw_diag_init(&d, 200);
+  struct gw_check chk = {.caller_rpwdl = caller_rpwdl(req), .now = time(NULL)};
+  xmlDocPtr doc = NULL;
+  int rv = gw_engine_check(engine, (const char *)req->body.data, req->body.len, from, &chk, &doc, &d);
+  struct gw_buf out;
+  gw_buf_init(&out, 16u << 20);
+  if (rv == GW_OK)
+    rv = gw_engine_render(engine, doc, target, 1, &out, &d);
+  if (rv == GW_OK) {
+    take_buf(resp, 200, target == GW_D_FHIR_XML ? CT_FHIR_XML : CT_FHIR_JSON, &out);
+  } else if (from == GW_D_HL7V2) {
+    gw_buf_cleanup(&out);
+    xmlFreeDoc(doc);
+    gw_diag_cleanup(&d);
+    hl7_validate(req, resp);
+    resp->status = 422;
+    return;
+  } else {
+    out.len = 0;
+    gw_engine_outcome_json(engine, &d, 1, &out);
+    take_buf(resp, rv == GW_ERR_NOTFOUND ? 501 : 422, CT_FHIR_JSON, &out);
+  }
+  gw_buf_cleanup(&out);
+  xmlFreeDoc(doc);
+  gw_diag_cleanup(&d);
+}
+
+static int path_prefix(const struct gw_req *req, const char *p) { return strncmp(req->path, p, strlen(p)) == 0; }
+
 void gw_router_handle(struct gw_req *req, struct gw_resp *resp) {
   int get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
   if (req->early_status) {
@@ -107,6 +248,41 @@ void gw_router_handle(struct gw_req *req, struct gw_resp *resp) {
       metrics(resp);
     else
       method_not_allowed(resp, "GET, HEAD");
+    return;
+  }
+  bool tool = path_is(req, "/fhir/$validate") || path_is(req, "/hl7v2/$validate") || path_is(req, "/$translate") ||
+              (path_prefix(req, "/fhir/") && strstr(req->path, "/$validate"));
+  if (tool) {
+    if (strcmp(req->method, "POST") != 0) {
+      method_not_allowed(resp, "POST");
+      return;
+    }
+    if (!engine) {
+      gw_router_error(resp, 503, "validation and translation are not loaded");
+      return;
+    }
+    if (req->body.len == 0) {
+      gw_router_error(resp, 400, "the request body is empty");
+      return;
+    }
+    if (path_is(req, "/fhir/$validate"))
+      fhir_validate(req, resp, NULL);
+    else if (path_is(req, "/hl7v2/$validate"))
+      hl7_validate(req, resp);
+    else if (path_is(req, "/$translate"))
+      translate(req, resp);
+    else {
+      char type[64];
+      const char *t = req->path + strlen("/fhir/");
+      size_t n = strcspn(t, "/");
+      if (n == 0 || n >= sizeof(type) || strncmp(t + n, "/$validate", 10) != 0 || (t[n + 10] && t[n + 10] != '?')) {
+        gw_router_error(resp, 404, "no such resource");
+        return;
+      }
+      memcpy(type, t, n);
+      type[n] = 0;
+      fhir_validate(req, resp, type);
+    }
     return;
   }
   gw_router_error(resp, 404, "no such resource");

@@ -8,6 +8,11 @@
 /* Records the process start so that /healthz and /metrics report uptime. */
 void gw_router_init(void);
 
+/* Gives the router the message engine for the validation and translation
+ * endpoints (borrowed; must outlive the server). NULL: those answer 503. */
+struct gw_engine;
+void gw_router_set_engine(const struct gw_engine *e);
+
 /* Fills |resp| for |req|. Never fails: an allocation failure becomes a 500
  * with an empty body. */
 void gw_router_handle(struct gw_req *req, struct gw_resp *resp);

@@ -223,6 +223,39 @@ check "shutdown deadline: a request slower than the deadline is cut and the proc
 check "shutdown deadline: logged" log_has 'reason=shutdown_deadline'
 wait $cp 2>/dev/null
 
+# ------------------------------------------------- online validation and translation
+write_conf tools; start_gw "$CONF" || exit 1
+day=$(date -u -d '+3 days' +%Y%m%d)
+iso=$(date -u -d '+3 days' +%Y-%m-%d)
+siu() { # PESEL RPWDL -> an SIU S12 for a cardiology follow-up three days from now
+  printf 'MSH|^~\\&|GABINET|PORADNIA^2.16.840.1.113883.3.4424.2.3.1^ISO|CERGW|CER|%s080000+0000||SIU^S12^SIU_S12|IT-%s|P|2.5.1\r' "$day" "$1"
+  printf 'SCH|WIZ-1^GABINET^2.16.840.1.113883.3.4424.2.3.1.%s||||||KONTYNUACJA^Wizyta kontrolna^L|followup^Follow-up^L|20|min||||||||||||||Booked\r' "$2"
+  printf 'TQ1|1||||||%s090000+0000|%s092000+0000\r' "$day" "$day"
+  printf 'PID|1||%s^^^MZ&2.16.840.1.113883.3.4424.1.1.616&ISO^NNPOL||Kowalski^Jan||19850101|M|||||+48600100200^PRN^CP\r' "$1"
+  printf 'RGS|1\rAIS|1||1100^Poradnia kardiologiczna^2.16.840.1.113883.3.4424.11.2.4\r'
+}
+siu 85010112345 000000012345 >"$T/ok.hl7"
+siu 85010112341 000000012345 >"$T/badpesel.hl7"
+out=$(ccurl clinic-a --http2 -X POST --data-binary @"$T/ok.hl7" "$(URL /hl7v2/\$validate)" | tr '\r' '\n')
+check "POST /hl7v2/\$validate: a valid SIU gets ACK AA" grep -q '^MSA|AA|IT-85010112345' <<<"$out"
+out=$(ccurl clinic-a --http1.1 -X POST --data-binary @"$T/badpesel.hl7" "$(URL /hl7v2/\$validate)" | tr '\r' '\n')
+check "POST /hl7v2/\$validate: a bad PESEL gets ACK AE with an ERR naming cer.pesel" \
+  bash -c "grep -q '^MSA|AE|IT-85010112341' <<<'$out' && grep -q '^ERR|||102^Data type error^HL70357|E||||cer.pesel' <<<'$out'"
+code=$(ccurl clinic-a --http2 -w "%{http_code}" -X POST --data-binary @"$T/ok.hl7" -o "$T/tr.json" "$(URL "/\$translate?to=fhir")")
+check "POST /\$translate?to=fhir: SIU -> FHIR Bundle (status $code)" bash -c "[ $code = 200 ] && grep -q '\"resourceType\": \"Appointment\"' '$T/tr.json' && grep -q '\"start\": \"${iso}T09:00:00+00:00\"' '$T/tr.json'"
+code=$(ccurl clinic-b --http2 -w "%{http_code}" -X POST --data-binary @"$T/ok.hl7" -o "$T/tr.txt" "$(URL "/\$translate?to=fhir")")
+check "a clinic cannot act for another: clinic-b sending clinic-a's appointment gets 422 and ACK AR (status $code)" \
+  bash -c "[ $code = 422 ] && tr '\r' '\n' <'$T/tr.txt' | grep -q '^MSA|AR' && grep -q 'cer.identity-match' '$T/tr.txt'"
+printf '{"resourceType":"Slot","schedule":{"reference":"Schedule/1"},"status":"free","start":"%sT09:00:00Z","end":"%sT08:00:00Z"}' "$iso" "$iso" >"$T/slot.json"
+ccurl clinic-a --http2 -X POST -H 'Content-Type: application/fhir+json' --data-binary @"$T/slot.json" "$(URL /fhir/Slot/\$validate)" >"$T/oo.json"
+check "POST /fhir/Slot/\$validate: OperationOutcome with rule id and FHIRPath" \
+  bash -c "grep -q '\"code\": \"cer.end-after-start\"' '$T/oo.json' && grep -q '\"Slot.end\"' '$T/oo.json'"
+check "POST /fhir/\$validate with something that is not FHIR: fatal issue" \
+  bash -c "ccurl() { curl -sS --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key \"\$@\"; }; ccurl -X POST --data-binary 'hello' '$(URL /fhir/\$validate)' | grep -q '\"severity\": \"fatal\"'"
+check "GET on a tool endpoint -> 405" test "$(status_of clinic-a --http2 "$(URL /fhir/\$validate)")" = 405
+check "POST /\$translate without ?to= -> 400" test "$(status_of clinic-a --http2 -X POST --data-binary @"$T/ok.hl7" "$(URL "/\$translate")")" = 400
+stop_gw
+
 # ---------------------------------------------------------------- check-config
 write_conf good; good=$CONF
 check "check-config accepts a valid file" "$GW" check-config "$good"
