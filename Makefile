@@ -36,6 +36,9 @@ $(1)/cergw: $$(patsubst %.c,$(1)/obj/%.o,$$(SRC) $$(MAIN))
 $(1)/unit-tests: $$(patsubst %.c,$(1)/obj/%.o,$$(SRC) $$(UNIT_SRC))
 	@echo "  LD    $$@"
 	@$$(CC) $(2) $$^ -o $$@ $$(PKG_LIBS) -lcunit $$(LDFLAGS)
+$(1)/bench_translate: $$(patsubst %.c,$(1)/obj/%.o,$$(SRC)) $(1)/obj/tools/bench_translate.o
+	@echo "  LD    $$@"
+	@$$(CC) $(2) $$^ -o $$@ $$(PKG_LIBS) $$(LDFLAGS)
 $(1)/loadgen: $(1)/obj/tools/loadgen.o
 	@echo "  LD    $$@"
 	@$$(CC) $(2) $$^ -o $$@ $$(PKG_LIBS) $$(LDFLAGS)
@@ -43,10 +46,10 @@ endef
 $(eval $(call variant,$(B),$(REL_FLAGS)))
 $(eval $(call variant,$(B)/asan,$(ASAN_FLAGS)))
 
-.PHONY: all asan deps certs run test test-unit test-integration bench-transport bench-loadgen-check fuzz fuzz-build \
+.PHONY: all asan deps certs run test test-unit test-integration bench-transport bench-translate bench-loadgen-check fuzz fuzz-build \
   valgrind format format-check clean check-deps
 
-all: check-deps $(B)/cergw $(B)/loadgen
+all: check-deps $(B)/cergw $(B)/loadgen $(B)/bench_translate
 asan: check-deps $(B)/asan/cergw
 
 # `make deps` installs every Debian package the build and tests need.
@@ -89,6 +92,10 @@ test-integration: all certs
 bench-transport: deps
 	@$(MAKE) --no-print-directory all certs
 	./bench/transport.sh
+
+bench-translate: deps
+	@$(MAKE) --no-print-directory all $(B)/bench_translate
+	./bench/translate.sh
 
 # shows that loadgen measures what h2load measures (docs/benchmarks.md)
 bench-loadgen-check: deps

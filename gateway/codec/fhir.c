@@ -22,9 +22,13 @@ const struct gw_fhir_limits gw_fhir_default_limits = {
 
 enum jkind { J_STRING, J_NUMBER, J_BOOL };
 
+struct ftype;
+
 struct elem {
-  char *name;   /* without "[x]" */
-  char **types; /* one, or several for a choice */
+  char *name;                 /* without "[x]" */
+  char **types;               /* one, or several for a choice */
+  char **keys;                /* the JSON key / XML name for each type: "value" + "String" for choices */
+  const struct ftype **tdefs; /* each type's definition when it is complex, else NULL */
   int ntypes;
   bool choice, many, attr;
   int min;
@@ -44,6 +48,8 @@ struct gw_fhir_model {
   enum jkind *prim_kinds;
   int nprim;
 };
+
+static void choice_name(char *out, size_t n, const char *base, const char *type);
 
 static const struct ftype *find_type(const struct gw_fhir_model *m, const char *name) {
   for (int i = 0; i < m->n; i++)
@@ -71,9 +77,14 @@ void gw_fhir_model_free(struct gw_fhir_model *m) {
     for (int j = 0; j < m->types[i].n; j++) {
       struct elem *e = &m->types[i].elems[j];
       free(e->name);
-      for (int k = 0; k < e->ntypes; k++)
+      for (int k = 0; k < e->ntypes; k++) {
         free(e->types[k]);
+        if (e->keys)
+          free(e->keys[k]);
+      }
       free(e->types);
+      free(e->keys);
+      free(e->tdefs);
     }
     free(m->types[i].elems);
     free(m->types[i].name);
@@ -195,6 +206,28 @@ int gw_fhir_model_load(const char *path, struct gw_fhir_model **out, struct gw_b
     }
   }
   yajl_tree_free(root);
+  /* resolve once what the converters would otherwise look up per element */
+  for (int i = 0; rv == GW_OK && i < m->n; i++)
+    for (int j = 0; rv == GW_OK && j < m->types[i].n; j++) {
+      struct elem *e = &m->types[i].elems[j];
+      e->keys = calloc((size_t)e->ntypes, sizeof(char *));
+      e->tdefs = calloc((size_t)e->ntypes, sizeof(*e->tdefs));
+      if (!e->keys || !e->tdefs) {
+        rv = GW_ERR_NOMEM;
+        break;
+      }
+      for (int k = 0; k < e->ntypes; k++) {
+        char key[96];
+        if (e->choice)
+          choice_name(key, sizeof(key), e->name, e->types[k]);
+        else
+          snprintf(key, sizeof(key), "%s", e->name);
+        e->keys[k] = strdup(key);
+        e->tdefs[k] = find_type(m, e->types[k]);
+        if (!e->keys[k])
+          rv = GW_ERR_NOMEM;
+      }
+    }
   if (rv) {
     gw_fhir_model_free(m);
     return rv;
@@ -228,8 +261,6 @@ static yajl_val member(yajl_val obj, const char *key) {
       return obj->u.object.values[i];
   return NULL;
 }
-
-static bool is_complex(const struct gw_fhir_model *m, const char *type) { return find_type(m, type) != NULL; }
 
 /* "value" + "string" -> "valueString" */
 static void choice_name(char *out, size_t n, const char *base, const char *type) {
@@ -378,12 +409,12 @@ static void emit_value(struct jstate *s, const char *xmlname, const char *type, 
 }
 
 /* Which element of |t| does JSON key |key| belong to? Sets |*type| for choices. */
-static const struct elem *elem_for_key(const struct ftype *t, const char *key, const char **type) {
+static const struct elem *elem_for_key_k(const struct ftype *t, const char *key, int *kk) {
   for (int i = 0; i < t->n; i++) {
     const struct elem *e = &t->elems[i];
     if (!e->choice) {
       if (strcmp(e->name, key) == 0) {
-        *type = e->types[0];
+        *kk = 0;
         return e;
       }
       continue;
@@ -391,42 +422,80 @@ static const struct elem *elem_for_key(const struct ftype *t, const char *key, c
     size_t bl = strlen(e->name);
     if (strncmp(key, e->name, bl) != 0)
       continue;
-    for (int k = 0; k < e->ntypes; k++) {
-      char cn[96];
-      choice_name(cn, sizeof(cn), e->name, e->types[k]);
-      if (strcmp(cn, key) == 0) {
-        *type = e->types[k];
+    for (int k = 0; k < e->ntypes; k++)
+      if (strcmp(e->keys[k] + bl, key + bl) == 0) {
+        *kk = k;
         return e;
       }
-    }
   }
   return NULL;
 }
 
+/* "Base.key" or "Base.key[i]" without printf: paths are built for every element. */
+static void path_join(char *out, size_t n, const char *base, const char *key, long idx) {
+  size_t bl = strlen(base), kl = strlen(key), o = 0;
+  if (bl + kl + 24 > n) {
+    snprintf(out, n, "%s", base);
+    return;
+  }
+  memcpy(out, base, bl);
+  o = bl;
+  if (bl)
+    out[o++] = '.';
+  memcpy(out + o, key, kl);
+  o += kl;
+  if (idx >= 0) {
+    char tmp[24];
+    int t = 0;
+    do {
+      tmp[t++] = (char)('0' + idx % 10);
+      idx /= 10;
+    } while (idx);
+    out[o++] = '[';
+    while (t)
+      out[o++] = tmp[--t];
+    out[o++] = ']';
+  }
+  out[o] = 0;
+}
+
+#define MAX_MEMBERS 512
+
 static void conv_members(struct jstate *s, const struct ftype *t, yajl_val obj, xmlNodePtr node, const char *path,
                          bool resource) {
   char sub[512], msg[300], msgpl[300];
-  /* 1. every key must be known, once */
-  for (size_t i = 0; i < obj->u.object.len; i++) {
+  size_t nk = obj->u.object.len;
+  if (nk > MAX_MEMBERS) {
+    jerr(s, "too-costly", "fhir.too-complex", path, "an object has too many members", "obiekt ma zbyt wiele pól");
+    return;
+  }
+  /* 1. every key must be known, once; remember which element (and type) it is */
+  short eidx[MAX_MEMBERS], kidx[MAX_MEMBERS];
+  bool ext[MAX_MEMBERS];
+  for (size_t i = 0; i < nk; i++) {
     const char *key = obj->u.object.keys[i];
+    eidx[i] = -1;
     for (size_t j = 0; j < i; j++)
       if (strcmp(obj->u.object.keys[j], key) == 0) {
-        snprintf(sub, sizeof(sub), "%s.%s", path, key);
+        path_join(sub, sizeof(sub), path, key, -1);
         snprintf(msg, sizeof(msg), "duplicate property \"%s\"", key);
         snprintf(msgpl, sizeof(msgpl), "powtórzona właściwość \"%s\"", key);
         jerr(s, "structure", "fhir.duplicate-property", sub, msg, msgpl);
       }
     if (resource && strcmp(key, "resourceType") == 0)
       continue;
-    const char *type;
-    const char *base = key[0] == '_' ? key + 1 : key;
-    const struct elem *e = elem_for_key(t, base, &type);
-    if (!e || (key[0] == '_' && (is_complex(s->m, type) || e->attr || !strcmp(type, "Resource")))) {
-      snprintf(sub, sizeof(sub), "%s.%s", path, key);
+    ext[i] = key[0] == '_';
+    int k = 0;
+    const struct elem *e = elem_for_key_k(t, ext[i] ? key + 1 : key, &k);
+    if (!e || (ext[i] && (e->tdefs[k] || e->attr || !strcmp(e->types[k], "Resource")))) {
+      path_join(sub, sizeof(sub), path, key, -1);
       snprintf(msg, sizeof(msg), "unknown element \"%s\" in %s", key, t->name);
       snprintf(msgpl, sizeof(msgpl), "nieznany element \"%s\" w %s", key, t->name);
       jerr(s, "structure", "fhir.unknown-element", sub, msg, msgpl);
+      continue;
     }
+    eidx[i] = (short)(e - t->elems);
+    kidx[i] = (short)k;
   }
   if (s->failed)
     return;
@@ -435,26 +504,27 @@ static void conv_members(struct jstate *s, const struct ftype *t, yajl_val obj, 
     const struct elem *e = &t->elems[i];
     int found = 0;
     for (int k = 0; k < e->ntypes; k++) {
-      char key[96], ukey[100];
-      if (e->choice)
-        choice_name(key, sizeof(key), e->name, e->types[k]);
-      else
-        snprintf(key, sizeof(key), "%s", e->name);
-      snprintf(ukey, sizeof(ukey), "_%s", key);
-      yajl_val v = member(obj, key), ext = member(obj, ukey);
-      if (!v && !ext)
+      yajl_val v = NULL, x = NULL;
+      for (size_t j = 0; j < nk; j++)
+        if (eidx[j] == i && kidx[j] == k) {
+          if (ext[j])
+            x = obj->u.object.values[j];
+          else
+            v = obj->u.object.values[j];
+        }
+      if (!v && !x)
         continue;
+      const char *key = e->keys[k];
       found++;
-      snprintf(sub, sizeof(sub), "%s.%s", path, key);
+      path_join(sub, sizeof(sub), path, key, -1);
       if (e->many) {
-        if ((v && !YAJL_IS_ARRAY(v)) || (ext && !YAJL_IS_ARRAY(ext)) ||
-            (v && ext && v->u.array.len != ext->u.array.len)) {
+        if ((v && !YAJL_IS_ARRAY(v)) || (x && !YAJL_IS_ARRAY(x)) || (v && x && v->u.array.len != x->u.array.len)) {
           snprintf(msg, sizeof(msg), "%s repeats: it must be an array (with \"_%s\" of the same length)", sub, key);
           snprintf(msgpl, sizeof(msgpl), "%s jest powtarzalny: musi być tablicą", sub);
           jerr(s, "structure", "fhir.array", sub, msg, msgpl);
           continue;
         }
-        size_t len = v ? v->u.array.len : ext->u.array.len;
+        size_t len = v ? v->u.array.len : x->u.array.len;
         if (len == 0) {
           snprintf(msg, sizeof(msg), "%s: arrays must not be empty", sub);
           snprintf(msgpl, sizeof(msgpl), "%s: tablica nie może być pusta", sub);
@@ -462,18 +532,17 @@ static void conv_members(struct jstate *s, const struct ftype *t, yajl_val obj, 
         }
         for (size_t j = 0; j < len && !s->failed; j++) {
           char item[540];
-          snprintf(item, sizeof(item), "%s[%zu]", sub, j);
-          emit_value(s, key, e->types[k], v ? v->u.array.values[j] : NULL, ext ? ext->u.array.values[j] : NULL, node,
-                     item);
+          path_join(item, sizeof(item), path, key, (long)j);
+          emit_value(s, key, e->types[k], v ? v->u.array.values[j] : NULL, x ? x->u.array.values[j] : NULL, node, item);
         }
       } else {
-        if ((v && YAJL_IS_ARRAY(v)) || (ext && YAJL_IS_ARRAY(ext))) {
+        if ((v && YAJL_IS_ARRAY(v)) || (x && YAJL_IS_ARRAY(x))) {
           snprintf(msg, sizeof(msg), "%s does not repeat: it must not be an array", sub);
           snprintf(msgpl, sizeof(msgpl), "%s nie jest powtarzalny: nie może być tablicą", sub);
           jerr(s, "structure", "fhir.not-array", sub, msg, msgpl);
           continue;
         }
-        emit_value(s, key, e->types[k], v, ext, node, sub);
+        emit_value(s, key, e->types[k], v, x, node, sub);
       }
     }
     if (found > 1) {
@@ -483,7 +552,7 @@ static void conv_members(struct jstate *s, const struct ftype *t, yajl_val obj, 
       jerr(s, "structure", "fhir.choice", sub, msg, msgpl);
     }
     if (!found && e->min > 0) {
-      snprintf(sub, sizeof(sub), "%s.%s", path, e->name);
+      path_join(sub, sizeof(sub), path, e->name, -1);
       snprintf(msg, sizeof(msg), "%s is required", sub);
       snprintf(msgpl, sizeof(msgpl), "%s jest wymagany", sub);
       jerr(s, "required", "fhir.required", sub, msg, msgpl);
@@ -770,28 +839,55 @@ static void x_value(struct xstate *s, const char *type, xmlNodePtr c, const char
   x_primitive_value(s, type, c, path);
 }
 
-/* Which element (and type) of |t| does XML element |name| belong to? */
-static const struct elem *elem_for_name(const struct ftype *t, const char *name, const char **type) {
-  return elem_for_key(t, name, type);
-}
+#define MAX_CHILDREN 4096
 
 static void x_members(struct xstate *s, const struct ftype *t, xmlNodePtr node, const char *path, bool resource) {
   char sub[512];
-  /* unknown children */
+  /* 1. which element (and type) each child is; unknown children are errors */
+  xmlNodePtr kids[256], *kv = kids;
+  short *ei, *ki, eibuf[256], kibuf[256];
+  ei = eibuf;
+  ki = kibuf;
+  int nk = 0, cap = 256;
   for (xmlNodePtr c = node->children; c; c = c->next) {
     if (c->type != XML_ELEMENT_NODE)
       continue;
-    const char *type;
+    if (nk == cap) {
+      if (cap >= MAX_CHILDREN) {
+        xerr(s, "fhir.too-complex", path, "an element has too many children", "element ma zbyt wiele dzieci");
+        goto out;
+      }
+      cap *= 2;
+      xmlNodePtr *nkv = malloc((size_t)cap * sizeof(*nkv));
+      short *nei = malloc((size_t)cap * sizeof(short)), *nki = malloc((size_t)cap * sizeof(short));
+      if (!nkv || !nei || !nki) {
+        free(nkv), free(nei), free(nki);
+        s->failed = true;
+        goto out;
+      }
+      memcpy(nkv, kv, (size_t)nk * sizeof(*nkv));
+      memcpy(nei, ei, (size_t)nk * sizeof(short));
+      memcpy(nki, ki, (size_t)nk * sizeof(short));
+      if (kv != kids)
+        free(kv), free(ei), free(ki);
+      kv = nkv, ei = nei, ki = nki;
+    }
+    int k = 0;
     const struct elem *e = (c->ns && (fhir_elem(c) || xmlStrEqual(c->name, BAD_CAST "div")))
-                               ? elem_for_name(t, (const char *)c->name, &type)
+                               ? elem_for_key_k(t, (const char *)c->name, &k)
                                : NULL;
-    if (!e || e->attr) {
-      snprintf(sub, sizeof(sub), "%s.%s", path, (const char *)c->name);
+    if (!e || e->attr || (!fhir_elem(c) && strcmp(e->types[k], "xhtml"))) {
+      path_join(sub, sizeof(sub), path, (const char *)c->name, -1);
       char en[300];
       snprintf(en, sizeof(en), "unknown element \"%s\" in %s", (const char *)c->name, t->name);
       xerr(s, "fhir.unknown-element", sub, en, "nieznany element");
+      continue;
     }
+    kv[nk] = c;
+    ei[nk] = (short)(e - t->elems);
+    ki[nk++] = (short)k;
   }
+  /* 2. model order */
   for (int i = 0; i < t->n && !s->failed; i++) {
     const struct elem *e = &t->elems[i];
     if (e->attr) {
@@ -806,59 +902,51 @@ static void x_members(struct xstate *s, const struct ftype *t, xmlNodePtr node, 
       continue;
     }
     for (int k = 0; k < e->ntypes; k++) {
-      char key[96];
-      if (e->choice)
-        choice_name(key, sizeof(key), e->name, e->types[k]);
-      else
-        snprintf(key, sizeof(key), "%s", e->name);
-      const char *type = e->types[k];
-      bool prim = !find_type(s->m, type) && strcmp(type, "Resource") && strcmp(type, "xhtml");
+      const char *key = e->keys[k], *type = e->types[k];
+      bool prim = !e->tdefs[k] && strcmp(type, "Resource") && strcmp(type, "xhtml");
       int count = 0, extras = 0, values = 0;
-      for (xmlNodePtr c = node->children; c; c = c->next)
-        if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, BAD_CAST key) &&
-            (fhir_elem(c) || !strcmp(type, "xhtml"))) {
+      for (int j = 0; j < nk; j++)
+        if (ei[j] == i && ki[j] == k) {
           count++;
           if (prim) {
-            extras += has_extras(c);
-            values += xmlHasProp(c, BAD_CAST "value") != NULL;
+            extras += has_extras(kv[j]);
+            values += xmlHasProp(kv[j], BAD_CAST "value") != NULL;
           }
         }
       if (!count)
         continue;
-      snprintf(sub, sizeof(sub), "%s.%s", path, key);
+      path_join(sub, sizeof(sub), path, key, -1);
       if (count > 1 && !e->many) {
-        char en[300];
+        char en[600];
         snprintf(en, sizeof(en), "%s does not repeat but occurs %d times", sub, count);
         xerr(s, "fhir.cardinality", sub, en, "element niepowtarzalny występuje wielokrotnie");
-        return;
+        goto out;
       }
-      /* the value(s) */
       if (!prim || values) {
         GEN_STR(s->g, key);
         if (e->many)
           yajl_gen_array_open(s->g);
-        int j = 0;
-        for (xmlNodePtr c = node->children; c; c = c->next)
-          if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, BAD_CAST key) &&
-              (fhir_elem(c) || !strcmp(type, "xhtml"))) {
+        long n = 0;
+        for (int j = 0; j < nk; j++)
+          if (ei[j] == i && ki[j] == k) {
             char item[540];
-            snprintf(item, sizeof(item), e->many ? "%s[%d]" : "%s", sub, j++);
-            x_value(s, type, c, item);
+            path_join(item, sizeof(item), path, key, e->many ? n++ : -1);
+            x_value(s, type, kv[j], item);
           }
         if (e->many)
           yajl_gen_array_close(s->g);
       }
-      /* the "_key" sibling of primitives with ids or extensions */
-      if (prim && extras) {
+      if (prim && extras) { /* the "_key" sibling of primitives with ids or extensions */
         char ukey[100];
-        snprintf(ukey, sizeof(ukey), "_%s", key);
+        ukey[0] = '_';
+        snprintf(ukey + 1, sizeof(ukey) - 1, "%s", key);
         GEN_STR(s->g, ukey);
         if (e->many)
           yajl_gen_array_open(s->g);
-        for (xmlNodePtr c = node->children; c; c = c->next)
-          if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, BAD_CAST key) && fhir_elem(c)) {
-            if (has_extras(c))
-              x_extras(s, c, sub);
+        for (int j = 0; j < nk; j++)
+          if (ei[j] == i && ki[j] == k) {
+            if (has_extras(kv[j]))
+              x_extras(s, kv[j], sub);
             else
               yajl_gen_null(s->g);
           }
@@ -866,6 +954,12 @@ static void x_members(struct xstate *s, const struct ftype *t, xmlNodePtr node, 
           yajl_gen_array_close(s->g);
       }
     }
+  }
+out:
+  if (kv != kids) {
+    free(kv);
+    free(ei);
+    free(ki);
   }
 }
 

@@ -1,6 +1,7 @@
 #include "codec/hl7v2.h"
 
 #include <ctype.h>
+#include <libxml/dict.h>
 #include <libxml/tree.h>
 #include <libxml/xmlstring.h>
 #include <stdbool.h>
@@ -128,21 +129,25 @@ static xmlNodePtr add_elem(xmlNodePtr parent, const char *name) {
 }
 
 static void add_text(struct pstate *p, xmlNodePtr parent, const char *name, const char *s, const char *e) {
-  const char *v = decode(p, s, e);
-  if (!v) {
-    p->failed = true;
-    return;
-  }
   xmlNodePtr n = xmlNewDocNode(p->doc, NULL, BAD_CAST name, NULL);
   if (!n) {
     p->failed = true;
     return;
   }
-  if (*v) {
-    xmlNodePtr t = xmlNewDocText(p->doc, BAD_CAST v);
-    if (t)
-      xmlAddChild(n, t);
+  xmlNodePtr t;
+  if (!memchr(s, p->d.esc, (size_t)(e - s))) {
+    t = xmlNewDocTextLen(p->doc, BAD_CAST s, (int)(e - s)); /* the common case: nothing to decode */
+  } else {
+    const char *v = decode(p, s, e);
+    if (!v) {
+      xmlFreeNode(n);
+      p->failed = true;
+      return;
+    }
+    t = *v ? xmlNewDocText(p->doc, BAD_CAST v) : NULL;
   }
+  if (t)
+    xmlAddChild(n, t);
   xmlAddChild(parent, n);
 }
 
@@ -386,6 +391,8 @@ int gw_hl7_parse(const char *text, size_t len, const struct gw_hl7_limits *lim, 
     return GW_ERR_INVAL;
   gw_buf_init(&p.tmp, len + 16);
   p.doc = xmlNewDoc(BAD_CAST "1.0");
+  if (p.doc)
+    p.doc->dict = xmlDictCreate(); /* element names are interned, not copied per node */
   xmlNodePtr root = p.doc ? xmlNewDocNode(p.doc, NULL, BAD_CAST "HL7Message", NULL) : NULL;
   if (!root) {
     xmlFreeDoc(p.doc);
