@@ -1,7 +1,6 @@
 #include "codec/hl7v2.h"
 
 #include <ctype.h>
-#include <libxml/dict.h>
 #include <libxml/tree.h>
 #include <libxml/xmlstring.h>
 #include <stdbool.h>
