@@ -1,6 +1,7 @@
 #include "codec/hl7v2.h"
 
 #include <ctype.h>
+#include <libxml/chvalid.h>
 #include <libxml/tree.h>
 #include <libxml/xmlstring.h>
 #include <stdbool.h>
@@ -51,6 +52,21 @@ static struct gw_issue *issue(struct pstate *p, const char *rule, int hl7_code, 
   return i;
 }
 
+/* Text XML can carry: UTF-8 of XML Char code points only (no control bytes but tab). */
+static bool xml_text_ok(const unsigned char *s, size_t n) {
+  while (n) {
+    int len = (int)(n > 4 ? 4 : n);
+    if (s[0] >= 0x80 && (s[0] < 0xC2 || s[0] > 0xF4))
+      return false; /* not a UTF-8 lead byte (xmlGetUTF8Char does not check) */
+    int c = xmlGetUTF8Char(s, &len);
+    if (c < 0 || !xmlIsCharQ(c) || c == '\r' || c == '\n')
+      return false;
+    s += len;
+    n -= (size_t)len;
+  }
+  return true;
+}
+
 static int hexval(char c) {
   if (c >= '0' && c <= '9')
     return c - '0';
@@ -61,6 +77,23 @@ static int hexval(char c) {
   return -1;
 }
 
+/* Length of a formatting escape (\H\, \N\, \.br\, \.sp2\, \Zxx\, \Cxxyy\, \Mxxyyzz\)
+ * starting at |q| (an escape character) within [q, limit), both escape
+ * characters included; 0 when there is none. Its content is short and
+ * alphanumeric, so it can never hide a delimiter. */
+static size_t fmt_escape_len(const char *q, const char *limit, char esc) {
+  const char *end = memchr(q + 1, esc, (size_t)(limit - q - 1));
+  if (!end || end == q + 1 || end - q - 1 > 10)
+    return 0;
+  char c = q[1];
+  if (c != 'H' && c != 'N' && c != '.' && c != 'Z' && c != 'C' && c != 'M')
+    return 0;
+  for (const char *k = q + 2; k < end; k++)
+    if (!isalnum((unsigned char)*k) && *k != '+' && *k != '-')
+      return 0;
+  return (size_t)(end - q + 1);
+}
+
 /* Decodes HL7 escape sequences of [s, e) into p->tmp (NUL-terminated). The
  * delimiter escapes and \Xhh..\ are decoded; formatting escapes (\H\, \N\,
  * \.br\, \Z..\ ...) stay literal so that they survive a round trip. */
@@ -68,6 +101,12 @@ static const char *decode(struct pstate *p, const char *s, const char *e) {
   p->tmp.len = 0;
   const char esc = p->d.esc;
   for (const char *q = s; q < e;) {
+    size_t fl = *q == esc ? fmt_escape_len(q, e, esc) : 0;
+    if (fl) { /* kept as written, closing escape character included */
+      gw_buf_append(&p->tmp, q, fl);
+      q += fl;
+      continue;
+    }
     if (*q == esc) {
       const char *end = memchr(q + 1, esc, (size_t)(e - q - 1));
       if (end && end - q == 2) {
@@ -106,7 +145,8 @@ static const char *decode(struct pstate *p, const char *s, const char *e) {
           char byte = (char)(hi * 16 + lo);
           gw_buf_append(&p->tmp, &byte, 1);
         }
-        if (ok && p->tmp.data && xmlCheckUTF8(p->tmp.data + mark)) {
+        if (ok && p->tmp.data && xmlCheckUTF8(p->tmp.data + mark) &&
+            xml_text_ok(p->tmp.data + mark, p->tmp.len - mark)) {
           q = end + 1;
           continue;
         }
@@ -378,11 +418,26 @@ int gw_hl7_parse(const char *text, size_t len, const struct gw_hl7_limits *lim, 
     return GW_ERR_NOMEM;
   memcpy(copy, text, len);
   copy[len] = 0;
-  if (memchr(text, 0, len) || !xmlCheckUTF8(BAD_CAST copy)) {
+  bool text_ok = !memchr(text, 0, len) && xmlCheckUTF8(BAD_CAST copy);
+  /* control characters cannot travel in XML: only segment terminators and tabs are allowed */
+  for (size_t i = 0; text_ok && i < len; i++) {
+    unsigned char ch = (unsigned char)text[i];
+    if (ch < 0x20 && ch != '\r' && ch != '\n' && ch != '\t')
+      text_ok = false;
+  }
+  if (text_ok) {
+    /* and no code point that XML forbids (U+FFFE, U+FFFF, surrogates) */
+    for (const char *q = copy; text_ok && *q;) {
+      const char *nl = q + strcspn(q, "\r\n");
+      text_ok = xml_text_ok((const unsigned char *)q, (size_t)(nl - q));
+      q = *nl ? nl + 1 : nl;
+    }
+  }
+  if (!text_ok) {
     free(copy);
     p.seg_no = 1;
-    issue(&p, "hl7.encoding", 102, true, "", NULL, "the message is not UTF-8 text%s",
-          "komunikat nie jest tekstem UTF-8%s", "");
+    issue(&p, "hl7.encoding", 102, true, "", NULL, "the message is not UTF-8 text without control characters%s",
+          "komunikat nie jest tekstem UTF-8 bez znaków sterujących%s", "");
     return GW_ERR_INVAL;
   }
   free(copy);
@@ -438,15 +493,6 @@ static void put(struct sstate *s, const void *p, size_t n) {
     s->rv = gw_buf_append(s->out, p, n);
 }
 
-static bool formatting_escape(const char *q, char esc) {
-  /* \H\ \N\ \.br\ \.sp..\ \.in..\ \.ti..\ \.sk..\ \.ce\ \.fi\ \.nf\ \Zxx\ \Cxxyy\ \Mxxyyzz\ */
-  const char *end = strchr(q + 1, esc);
-  if (!end || end == q + 1)
-    return false;
-  char c = q[1];
-  return c == 'H' || c == 'N' || c == '.' || c == 'Z' || c == 'C' || c == 'M';
-}
-
 static void put_escaped(struct sstate *s, const char *v) {
   for (const char *q = v; *q; q++) {
     char c = *q, code = 0;
@@ -458,10 +504,10 @@ static void put_escaped(struct sstate *s, const char *v) {
       code = 'T';
     else if (c == s->d.rep)
       code = 'R';
-    else if (c == s->d.esc && formatting_escape(q, s->d.esc)) {
-      const char *end = strchr(q + 1, s->d.esc); /* copy the whole sequence through */
-      put(s, q, (size_t)(end - q + 1));
-      q = end;
+    else if (c == s->d.esc && fmt_escape_len(q, q + strlen(q), s->d.esc)) {
+      size_t fl = fmt_escape_len(q, q + strlen(q), s->d.esc); /* copy the whole sequence through */
+      put(s, q, fl);
+      q += fl - 1;
       continue;
     } else if (c == s->d.esc)
       code = 'E';

@@ -124,6 +124,25 @@ static void test_errors(void) {
   CU_ASSERT_STRING_EQUAL(rule, "hl7.delimiters");
   CU_ASSERT_EQUAL(first_rule("MSH|^~\\&|A|\xff\xfe|C\r", rule, sizeof(rule), &code, &line), GW_ERR_INVAL);
   CU_ASSERT_STRING_EQUAL(rule, "hl7.encoding");
+  /* control characters cannot be carried in XML */
+  CU_ASSERT_EQUAL(
+      first_rule("MSH|^~\\&|A|B|C|D|2024||SIU^S12|1|P|2.5\rNTE|1||a\x01b\r", rule, sizeof(rule), &code, &line),
+      GW_ERR_INVAL);
+  CU_ASSERT_STRING_EQUAL(rule, "hl7.encoding");
+  /* regressions found by libFuzzer: \Xhh\ giving invalid UTF-8 stays literal; a formatting
+   * escape cannot swallow a delimiter escape that follows it */
+  const char *tricky = "MSH|^~\\&|A|B|C|D|2024||SIU^S12|1|P|2.5\rNTE|1||x \\X4bbbbE20\\ \\.br\\S\\ c\r";
+  xmlDocPtr doc2 = parse_ok(tricky, strlen(tricky));
+  CU_ASSERT_PTR_NOT_NULL_FATAL(doc2);
+  char *v = gw_hl7_get(doc2, "NTE", 3, 1);
+  CU_ASSERT_STRING_EQUAL(v, "x \\X4bbbbE20\\ \\.br\\S\\ c"); /* escapes do not overlap */
+  free(v);
+  struct gw_buf er7;
+  gw_buf_init(&er7, 1 << 16);
+  CU_ASSERT_EQUAL(gw_hl7_serialize(doc2, &er7), GW_OK);
+  CU_ASSERT_PTR_NOT_NULL(strstr((char *)er7.data, "NTE|1||x \\E\\X4bbbbE20\\E\\ \\.br\\S\\E\\ c\r"));
+  gw_buf_cleanup(&er7);
+  xmlFreeDoc(doc2);
   /* limits */
   struct gw_hl7_limits lim = gw_hl7_default_limits;
   lim.max_repetitions = 2;
