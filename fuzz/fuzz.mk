@@ -5,16 +5,16 @@ FUZZ_SECONDS ?= 30
 FZ := build/fuzz
 FCC := clang
 FUZZ_FLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -std=gnu11 -D_GNU_SOURCE -Igateway \
-  $(shell pkg-config --cflags yajl libxml-2.0)
-FUZZ_LIBS := $(shell pkg-config --libs libnghttp2 yajl libxml-2.0) -lhttp_parser -lpthread
+  $(shell pkg-config --cflags yajl libxml-2.0 libxslt)
+FUZZ_LIBS := $(shell pkg-config --libs libnghttp2 yajl libxml-2.0 libxslt libexslt) -lhttp_parser -lpthread
 CORE := gateway/core/buf.c gateway/core/err.c gateway/core/log.c gateway/core/metrics.c gateway/core/diag.c \
   gateway/http/req.c
 
-TARGETS := $(FZ)/fuzz_h1 $(FZ)/fuzz_h2 $(FZ)/fuzz_conf $(FZ)/fuzz_hl7v2 $(FZ)/fuzz_fhir
+TARGETS := $(FZ)/fuzz_h1 $(FZ)/fuzz_h2 $(FZ)/fuzz_conf $(FZ)/fuzz_hl7v2 $(FZ)/fuzz_fhir $(FZ)/fuzz_soap
 
 .PHONY: fuzz-build fuzz-run
 fuzz-run: fuzz-build
-	@for t in h1 h2 conf hl7v2 fhir; do \
+	@for t in h1 h2 conf hl7v2 fhir soap; do \
 	  mkdir -p $(FZ)/corpus-$$t && cp -n fuzz/seeds/$$t/* $(FZ)/corpus-$$t/ 2>/dev/null; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
 	  $(FZ)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -rss_limit_mb=1024 -timeout=10 \
@@ -37,5 +37,9 @@ $(FZ)/fuzz_hl7v2: fuzz/fuzz_hl7v2.c gateway/codec/hl7v2.c $(CORE)
 	@mkdir -p $(FZ)
 	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)
 $(FZ)/fuzz_fhir: fuzz/fuzz_fhir.c gateway/codec/fhir.c $(CORE)
+	@mkdir -p $(FZ)
+	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)
+$(FZ)/fuzz_soap: fuzz/fuzz_soap.c gateway/msg/engine.c gateway/codec/fhir.c gateway/codec/hl7v2.c gateway/codec/xml.c \
+  gateway/xform/xform.c gateway/validate/rules.c $(CORE)
 	@mkdir -p $(FZ)
 	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)

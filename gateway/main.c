@@ -244,9 +244,11 @@ static int cmd_validate(int argc, char **argv) {
     } else {
       for (size_t k = 0; k < d.n; k++) {
         const struct gw_issue *is = &d.items[k];
-        if (is->line)
+        if (is->line && is->col > 0)
           printf("%s:%d:%d: %s %s: %s", argv[i], is->line, is->col, gw_severity_name(is->severity), is->rule,
                  is->msg_en);
+        else if (is->line) /* the input format gave a line but no column */
+          printf("%s:%d: %s %s: %s", argv[i], is->line, gw_severity_name(is->severity), is->rule, is->msg_en);
         else
           printf("%s: %s %s: %s", argv[i], gw_severity_name(is->severity), is->rule, is->msg_en);
         printf(is->location[0] ? " [%s]\n" : "%s\n", is->location);

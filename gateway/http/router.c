@@ -206,6 +206,69 @@ static void translate(struct gw_req *req, struct gw_resp *resp) {
   gw_diag_cleanup(&d);
 }
 
+#define CT_SOAP11 "text/xml; charset=utf-8"
+#define CT_SOAP12 "application/soap+xml; charset=utf-8"
+
+/* GET /soap?wsdl, GET /soap?xsd: the clinic API description. */
+static void soap_description(struct gw_req *req, struct gw_resp *resp) {
+  const char *q = strchr(req->path, '?');
+  size_t len = 0;
+  const char *doc = NULL;
+  if (q && !strcmp(q, "?wsdl"))
+    doc = gw_engine_wsdl(engine, &len);
+  else if (q && !strcmp(q, "?xsd"))
+    doc = gw_engine_xsd(engine, &len);
+  if (!doc) {
+    gw_router_error(resp, 404, "use /soap?wsdl or /soap?xsd");
+    return;
+  }
+  resp->body = malloc(len + 1);
+  if (!resp->body) {
+    gw_router_error(resp, 500, "out of memory");
+    return;
+  }
+  memcpy(resp->body, doc, len);
+  resp->body_len = len;
+  resp->status = 200;
+  resp->content_type = "text/xml; charset=utf-8";
+}
+
+/* POST /soap: ValidateMessage answers; the other operations are checked the
+ * same way and, until delivery exists, refused with a Receiver fault. */
+static void soap(struct gw_req *req, struct gw_resp *resp) {
+  const char *body = (const char *)req->body.data;
+  int version = gw_soap_version(body, req->body.len);
+  const char *ct = version == 12 ? CT_SOAP12 : CT_SOAP11;
+  struct gw_diag d;
+  gw_diag_init(&d, 200);
+  struct gw_check chk = {.caller_rpwdl = caller_rpwdl(req), .now = time(NULL)};
+  xmlDocPtr doc = NULL;
+  int rv = gw_engine_check(engine, body, req->body.len, GW_D_SOAP, &chk, &doc, &d);
+  xmlFreeDoc(doc);
+  bool validate_op = strstr(body, "ValidateMessageRequest") != NULL;
+  struct gw_buf out;
+  gw_buf_init(&out, 8u << 20);
+  bool fatal = false;
+  for (size_t k = 0; k < d.n; k++)
+    fatal |= d.items[k].severity == GW_SEV_FATAL || !strcmp(d.items[k].rule, "soap.envelope");
+  if (validate_op && !fatal) {
+    gw_engine_soap_validate_response(&d, rv == GW_OK, version, &out);
+    take_buf(resp, 200, ct, &out);
+  } else if (rv != GW_OK) {
+    gw_engine_soap_fault(&d, version, "the message was rejected: see the issues in the detail", &out);
+    /* SOAP 1.1 carries every fault with 500; SOAP 1.2 a Sender fault with 400 */
+    take_buf(resp, version == 12 ? 400 : 500, ct, &out);
+  } else {
+    struct gw_diag none;
+    gw_diag_init(&none, 1);
+    gw_engine_soap_fault(&none, version, "valid, but delivery to CeR is not available yet: nothing was accepted", &out);
+    gw_diag_cleanup(&none);
+    take_buf(resp, version == 12 ? 503 : 500, ct, &out);
+  }
+  gw_buf_cleanup(&out);
+  gw_diag_cleanup(&d);
+}
+
 static int path_prefix(const struct gw_req *req, const char *p) { return strncmp(req->path, p, strlen(p)) == 0; }
 
 void gw_router_handle(struct gw_req *req, struct gw_resp *resp) {
@@ -248,6 +311,21 @@ void gw_router_handle(struct gw_req *req, struct gw_resp *resp) {
       metrics(resp);
     else
       method_not_allowed(resp, "GET, HEAD");
+    return;
+  }
+  if (path_is(req, "/soap")) {
+    if (!engine) {
+      gw_router_error(resp, 503, "validation and translation are not loaded");
+      return;
+    }
+    if (get)
+      soap_description(req, resp);
+    else if (strcmp(req->method, "POST") == 0 && req->body.len)
+      soap(req, resp);
+    else if (strcmp(req->method, "POST") == 0)
+      gw_router_error(resp, 400, "the request body is empty");
+    else
+      method_not_allowed(resp, "GET, POST");
     return;
   }
   bool tool = path_is(req, "/fhir/$validate") || path_is(req, "/hl7v2/$validate") || path_is(req, "/$translate") ||

@@ -1,6 +1,7 @@
 #include "msg/engine.h"
 
 #include <libxml/tree.h>
+#include <libxml/xmlschemas.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,11 +16,37 @@
 
 #define MAX_XML_BYTES (4u << 20)
 
+#define SOAP11_NS "http://schemas.xmlsoap.org/soap/envelope/"
+#define SOAP12_NS "http://www.w3.org/2003/05/soap-envelope"
+#define CLINIC_NS "urn:cergw:clinic:v1"
+
 struct gw_engine {
   struct gw_fhir_model *model;
   struct gw_rules *rules;
   struct gw_xform *siu2fhir;
+  struct gw_xform *soap2fhir;
+  xmlSchemaPtr soap_schema;
+  char *wsdl, *xsd;
+  size_t wsdl_len, xsd_len;
 };
+
+static char *slurp(const char *path, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  char *b = malloc(1 << 20);
+  size_t n = b ? fread(b, 1, (1 << 20) - 1, f) : 0;
+  fclose(f);
+  if (b)
+    b[n] = 0;
+  *len = n;
+  return b;
+}
+
+static void schema_error(void *ctx, const xmlError *e) {
+  struct gw_buf *errs = ctx;
+  gw_buf_printf(errs, "%s:%d: %s", e->file ? e->file : "schema", e->line, e->message ? e->message : "error\n");
+}
 
 const char *gw_dialect_name(enum gw_dialect d) {
   switch (d) {
@@ -74,6 +101,24 @@ int gw_engine_new(const char *root, struct gw_engine **out, struct gw_buf *errs)
   snprintf(path, sizeof(path), "%s/mappings/siu-to-fhir.xsl", root);
   if ((rv = gw_xform_load(path, &e->siu2fhir, errs)))
     goto fail;
+  snprintf(path, sizeof(path), "%s/mappings/soap-to-fhir.xsl", root);
+  if ((rv = gw_xform_load(path, &e->soap2fhir, errs)))
+    goto fail;
+  snprintf(path, sizeof(path), "%s/schemas/soap/cergw-clinic.wsdl", root);
+  e->wsdl = slurp(path, &e->wsdl_len);
+  snprintf(path, sizeof(path), "%s/schemas/soap/cergw-clinic.xsd", root);
+  e->xsd = slurp(path, &e->xsd_len);
+  xmlSchemaParserCtxtPtr pc = xmlSchemaNewParserCtxt(path);
+  if (pc) {
+    xmlSchemaSetParserStructuredErrors(pc, (xmlStructuredErrorFunc)schema_error, errs);
+    e->soap_schema = xmlSchemaParse(pc);
+    xmlSchemaFreeParserCtxt(pc);
+  }
+  if (!e->wsdl || !e->xsd || !e->soap_schema) {
+    gw_buf_printf(errs, "%s/schemas/soap: the WSDL or XSD does not load\n", root);
+    rv = GW_ERR_CONF;
+    goto fail;
+  }
   *out = e;
   return GW_OK;
 fail:
@@ -87,6 +132,11 @@ void gw_engine_free(struct gw_engine *e) {
   gw_fhir_model_free(e->model);
   gw_rules_free(e->rules);
   gw_xform_free(e->siu2fhir);
+  gw_xform_free(e->soap2fhir);
+  if (e->soap_schema)
+    xmlSchemaFree(e->soap_schema);
+  free(e->wsdl);
+  free(e->xsd);
   free(e);
 }
 
@@ -97,6 +147,186 @@ static void unsupported(struct gw_diag *diag, const char *what) {
                                    "ten format wejściowy nie jest jeszcze obsługiwany");
   if (i)
     i->hl7_code = 200;
+}
+
+struct vstate {
+  struct gw_diag *diag;
+};
+
+static void schema_issue(void *ctx, const xmlError *err) {
+  struct vstate *v = ctx;
+  char en[256];
+  snprintf(en, sizeof(en), "%s", err->message ? err->message : "does not match the schema");
+  char *nl = strchr(en, '\n');
+  if (nl)
+    *nl = 0;
+  char pl[300];
+  snprintf(pl, sizeof(pl), "niezgodność ze schematem API: %s", en);
+  struct gw_issue *i = gw_diag_add(v->diag, GW_SEV_ERROR, "structure", "soap.schema", en, pl);
+  if (i) {
+    i->line = err->line;
+    xmlNodePtr n = err->node;
+    if (n && n->type == XML_ELEMENT_NODE)
+      snprintf(i->location, sizeof(i->location), "%s", (const char *)n->name);
+  }
+}
+
+/* SOAP 1.1 or 1.2 envelope -> the operation element, validated against the
+ * clinic API schema -> soap-to-fhir.xsl -> FHIR, checked against the model. */
+static int soap_to_fhir(const struct gw_engine *e, const char *text, size_t len, xmlDocPtr *out, struct gw_diag *diag) {
+  xmlDocPtr doc = NULL;
+  int rv = gw_xml_parse(text, len, MAX_XML_BYTES, &doc, diag);
+  if (rv)
+    return rv;
+  xmlNodePtr env = xmlDocGetRootElement(doc), body = NULL, op = NULL;
+  const char *ns = (env && env->ns) ? (const char *)env->ns->href : "";
+  if (env && xmlStrEqual(env->name, BAD_CAST "Envelope") && (!strcmp(ns, SOAP11_NS) || !strcmp(ns, SOAP12_NS))) {
+    for (xmlNodePtr c = env->children; c; c = c->next)
+      if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, BAD_CAST "Body") && c->ns &&
+          xmlStrEqual(c->ns->href, env->ns->href))
+        body = c;
+    for (xmlNodePtr c = body ? body->children : NULL; c; c = c->next)
+      if (c->type == XML_ELEMENT_NODE) {
+        op = c;
+        break;
+      }
+  }
+  if (!op || !op->ns || !xmlStrEqual(op->ns->href, BAD_CAST CLINIC_NS)) {
+    struct gw_issue *i = gw_diag_add(diag, GW_SEV_FATAL, "structure", "soap.envelope",
+                                     "not a SOAP 1.1/1.2 envelope whose Body holds a cergw clinic API operation",
+                                     "to nie jest koperta SOAP 1.1/1.2 z operacją API cergw w Body");
+    if (i && op)
+      i->line = (int)xmlGetLineNo(op);
+    xmlFreeDoc(doc);
+    return GW_ERR_INVAL;
+  }
+  xmlSchemaValidCtxtPtr vc = xmlSchemaNewValidCtxt(e->soap_schema);
+  if (!vc) {
+    xmlFreeDoc(doc);
+    return GW_ERR_NOMEM;
+  }
+  struct vstate vs = {diag};
+  xmlSchemaSetValidStructuredErrors(vc, (xmlStructuredErrorFunc)schema_issue, &vs);
+  int sv = xmlSchemaValidateOneElement(vc, op);
+  xmlSchemaFreeValidCtxt(vc);
+  if (sv != 0) {
+    if (!gw_diag_has_errors(diag))
+      gw_diag_add(diag, GW_SEV_ERROR, "structure", "soap.schema", "the operation does not match the schema",
+                  "operacja nie jest zgodna ze schematem");
+    xmlFreeDoc(doc);
+    return GW_ERR_INVAL;
+  }
+  rv = gw_xform_apply(e->soap2fhir, doc, NULL, out, diag);
+  xmlFreeDoc(doc);
+  if (rv == GW_OK) {
+    struct gw_buf sink;
+    gw_buf_init(&sink, 16u << 20);
+    rv = gw_fhir_xml_to_json(e->model, *out, 0, &sink, diag);
+    gw_buf_cleanup(&sink);
+  }
+  return rv;
+}
+
+int gw_soap_version(const char *text, size_t len) {
+  size_t n = len < 4096 ? len : 4096;
+  for (size_t i = 0; i + sizeof(SOAP12_NS) - 1 <= n; i++)
+    if (!memcmp(text + i, SOAP12_NS, sizeof(SOAP12_NS) - 1))
+      return 12;
+  return 11;
+}
+
+const char *gw_engine_wsdl(const struct gw_engine *e, size_t *len) {
+  *len = e->wsdl_len;
+  return e->wsdl;
+}
+
+const char *gw_engine_xsd(const struct gw_engine *e, size_t *len) {
+  *len = e->xsd_len;
+  return e->xsd;
+}
+
+/* c:Issues with one c:Issue per diagnostic, under |parent|. */
+static void soap_issues(xmlNodePtr parent, xmlNsPtr c, const struct gw_diag *diag) {
+  xmlNodePtr issues = xmlNewChild(parent, c, BAD_CAST "Issues", NULL);
+  for (size_t k = 0; k < diag->n; k++) {
+    const struct gw_issue *i = &diag->items[k];
+    xmlNodePtr is = xmlNewChild(issues, c, BAD_CAST "Issue", NULL);
+    xmlNewTextChild(is, c, BAD_CAST "Severity", BAD_CAST gw_severity_name(i->severity));
+    xmlNewTextChild(is, c, BAD_CAST "Rule", BAD_CAST i->rule);
+    if (i->location[0])
+      xmlNewTextChild(is, c, BAD_CAST "Location", BAD_CAST i->location);
+    char num[16];
+    if (i->line) {
+      snprintf(num, sizeof(num), "%d", i->line);
+      xmlNewTextChild(is, c, BAD_CAST "Line", BAD_CAST num);
+    }
+    if (i->line && i->col > 0) {
+      snprintf(num, sizeof(num), "%d", i->col);
+      xmlNewTextChild(is, c, BAD_CAST "Column", BAD_CAST num);
+    }
+    xmlNodePtr m = xmlNewTextChild(is, c, BAD_CAST "Message", BAD_CAST i->msg_en);
+    xmlSetProp(m, BAD_CAST "lang", BAD_CAST "en");
+    m = xmlNewTextChild(is, c, BAD_CAST "Message", BAD_CAST i->msg_pl);
+    xmlSetProp(m, BAD_CAST "lang", BAD_CAST "pl");
+  }
+}
+
+static xmlDocPtr soap_envelope(int version, xmlNodePtr *body, xmlNsPtr *env) {
+  xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
+  xmlNodePtr e = xmlNewDocNode(doc, NULL, BAD_CAST "Envelope", NULL);
+  xmlDocSetRootElement(doc, e);
+  *env = xmlNewNs(e, BAD_CAST(version == 12 ? SOAP12_NS : SOAP11_NS), BAD_CAST "soap");
+  xmlSetNs(e, *env);
+  *body = xmlNewChild(e, *env, BAD_CAST "Body", NULL);
+  return doc;
+}
+
+int gw_engine_soap_fault(const struct gw_diag *diag, int version, const char *reason, struct gw_buf *out) {
+  xmlNodePtr body;
+  xmlNsPtr env;
+  xmlDocPtr doc = soap_envelope(version, &body, &env);
+  xmlNodePtr f = xmlNewChild(body, env, BAD_CAST "Fault", NULL);
+  xmlNsPtr c = xmlNewNs(f, BAD_CAST CLINIC_NS, BAD_CAST "c");
+  bool client = false;
+  for (size_t k = 0; k < diag->n; k++)
+    client |= diag->items[k].severity <= GW_SEV_ERROR;
+  if (version == 12) {
+    xmlNodePtr code = xmlNewChild(f, env, BAD_CAST "Code", NULL);
+    xmlNewTextChild(code, env, BAD_CAST "Value", BAD_CAST(client ? "soap:Sender" : "soap:Receiver"));
+    xmlNodePtr r = xmlNewChild(f, env, BAD_CAST "Reason", NULL);
+    xmlNodePtr t = xmlNewTextChild(r, env, BAD_CAST "Text", BAD_CAST reason);
+    xmlNodeSetLang(t, BAD_CAST "en");
+    xmlNodePtr d = xmlNewChild(f, env, BAD_CAST "Detail", NULL);
+    soap_issues(d, c, diag);
+  } else {
+    /* SOAP 1.1: faultcode, faultstring and detail are unqualified (xmlNewChild would inherit soap:) */
+    xmlNodePtr fc = xmlNewDocNode(doc, NULL, BAD_CAST "faultcode", BAD_CAST(client ? "soap:Client" : "soap:Server"));
+    xmlNodePtr fs = xmlNewDocNode(doc, NULL, BAD_CAST "faultstring", NULL);
+    xmlNodeAddContent(fs, BAD_CAST reason);
+    xmlNodePtr d = xmlNewDocNode(doc, NULL, BAD_CAST "detail", NULL);
+    xmlAddChild(f, fc);
+    xmlAddChild(f, fs);
+    xmlAddChild(f, d);
+    soap_issues(d, c, diag);
+  }
+  int rv = gw_xml_dump(doc, 1, 1, out);
+  xmlFreeDoc(doc);
+  return rv;
+}
+
+int gw_engine_soap_validate_response(const struct gw_diag *diag, int valid, int version, struct gw_buf *out) {
+  xmlNodePtr body;
+  xmlNsPtr env;
+  xmlDocPtr doc = soap_envelope(version, &body, &env);
+  xmlNodePtr r = xmlNewChild(body, NULL, BAD_CAST "ValidateMessageResponse", NULL);
+  xmlNsPtr c = xmlNewNs(r, BAD_CAST CLINIC_NS, BAD_CAST "c");
+  xmlSetNs(r, c);
+  xmlNewTextChild(r, c, BAD_CAST "Valid", BAD_CAST(valid ? "true" : "false"));
+  if (diag->n)
+    soap_issues(r, c, diag);
+  int rv = gw_xml_dump(doc, 1, 1, out);
+  xmlFreeDoc(doc);
+  return rv;
 }
 
 int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enum gw_dialect d,
@@ -149,8 +379,8 @@ int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enu
     break;
   }
   case GW_D_SOAP:
-    unsupported(diag, "SOAP");
-    return GW_ERR_NOTFOUND;
+    rv = soap_to_fhir(e, text, len, &fhir, diag);
+    break;
   default: {
     struct gw_issue *i =
         gw_diag_add(diag, GW_SEV_FATAL, "structure", "msg.dialect", "not FHIR JSON, FHIR XML, SOAP or HL7 v2 (ER7)",

@@ -42,6 +42,17 @@ int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enu
 int gw_engine_render(const struct gw_engine *e, struct _xmlDoc *fhir, enum gw_dialect to, int pretty,
                      struct gw_buf *out, struct gw_diag *diag);
 
+/* SOAP answers, in the envelope version of the request (11 or 12):
+ * a Fault with c:Issues in its detail (Client/Sender), and the
+ * ValidateMessageResponse. */
+int gw_soap_version(const char *text, size_t len);
+int gw_engine_soap_fault(const struct gw_diag *diag, int version, const char *reason, struct gw_buf *out);
+int gw_engine_soap_validate_response(const struct gw_diag *diag, int valid, int version, struct gw_buf *out);
+
+/* The WSDL and XSD of the clinic SOAP API as loaded at start-up. */
+const char *gw_engine_wsdl(const struct gw_engine *e, size_t *len);
+const char *gw_engine_xsd(const struct gw_engine *e, size_t *len);
+
 /* Renders |diag| as a FHIR OperationOutcome in JSON. */
 int gw_engine_outcome_json(const struct gw_engine *e, const struct gw_diag *diag, int pretty, struct gw_buf *out);
 

@@ -332,7 +332,11 @@ static void check_appointments(struct ev *e) {
       xmlXPathFreeObject(s);
     }
     check_times(e, a, status, true, spec);
-    if (is_booking(status)) {
+    /* a PATCH of a known booking (reschedule) re-sends neither patient nor referral */
+    xmlXPathObjectPtr patch = q(e, "count(ancestor::f:entry/f:request/f:method[@value='PATCH']) > 0", a);
+    bool is_patch = patch && xmlXPathCastToBoolean(patch);
+    xmlXPathFreeObject(patch);
+    if (is_booking(status) && !is_patch) {
       /* 1. contact: the patient's own telecom, or a contact person's, in this message */
       char *sys = str(e,
                       "string(f:participant/f:actor[f:type/@value='Patient' or "

@@ -18,8 +18,8 @@ check() { local n=$1; shift; if "$@"; then ok "$n"; else ko "$n"; fi; }
 
 # ------------------------------------------------------------- golden files
 GOLD_NOW=2026-11-22T08:00:00+01:00
-for f in "$ROOT"/tests/golden/siu/*.hl7; do
-  b=${f%.hl7}
+for f in "$ROOT"/tests/golden/siu/*.hl7 "$ROOT"/tests/golden/soap/*.xml; do
+  b=${f%.*}
   name=$(basename "$f")
   (cd "$(dirname "$f")" && "$GW" translate --to fhir "$name" --now "$GOLD_NOW") >"$T/out.json" 2>"$T/err.txt"
   rc=$?
@@ -64,8 +64,8 @@ for f in "$CORPUS"/hl7v2-siu/SIU-*.hl7; do
   check "corpus $name translates to FHIR (rc=$?)" test -s "$T/$name.json"
 done
 if [ $have_node = 1 ]; then
-  out=$(node "$NODE_TOOLS/fhir-schema-check.js" "$T"/SIU-*.json 2>&1)
-  check "every SIU translation validates against the official FHIR R4 JSON schema (ajv)" test $? -eq 0
+  out=$(node "$NODE_TOOLS/fhir-schema-check.js" "$T"/SIU-*.json "$ROOT"/tests/golden/*/*.fhir.json 2>&1)
+  check "every SIU and SOAP translation validates against the official FHIR R4 JSON schema (ajv)" test $? -eq 0
   echo "$out" | sed 's/^/     /'
   out=$(node "$NODE_TOOLS/compare-ms-s12.js" "$T/SIU-S12-01.json" "$CORPUS/hl7v2-siu/SIU-S12-01.fhir-converter-expected.json" 2>&1)
   check "S12: where our mapping and FHIR-Converter map the same field, the values match" test $? -eq 0

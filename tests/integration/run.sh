@@ -252,6 +252,21 @@ check "POST /fhir/Slot/\$validate: OperationOutcome with rule id and FHIRPath" \
   bash -c "grep -q '\"code\": \"cer.end-after-start\"' '$T/oo.json' && grep -q '\"Slot.end\"' '$T/oo.json'"
 check "POST /fhir/\$validate with something that is not FHIR: fatal issue" \
   bash -c "ccurl() { curl -sS --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key \"\$@\"; }; ccurl -X POST --data-binary 'hello' '$(URL /fhir/\$validate)' | grep -q '\"severity\": \"fatal\"'"
+ccurl clinic-a --http1.1 "$(URL "/soap?wsdl")" >"$T/api.wsdl"
+check "GET /soap?wsdl serves the WSDL with SOAP 1.1 and 1.2 bindings" \
+  bash -c "grep -q 'wsdl:binding name=\"ClinicSoap11\"' '$T/api.wsdl' && grep -q 'wsdl:binding name=\"ClinicSoap12\"' '$T/api.wsdl'"
+check "GET /soap?xsd serves the schema" bash -c "ccurl() { curl -sS --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key \"\$@\"; }; ccurl '$(URL "/soap?xsd")' | grep -q 'targetNamespace=\"urn:cergw:clinic:v1\"'"
+code=$(ccurl clinic-a --http1.1 -w "%{http_code}" -o "$T/fault.xml" -X POST -H 'Content-Type: text/xml; charset=utf-8' \
+  -H 'SOAPAction: "urn:cergw:clinic:v1:BookAppointment"' --data-binary @"$ROOT/tests/golden/soap/book-invalid.xml" "$(URL /soap)")
+check "SOAP 1.1 request breaking the schema: HTTP 500 Client fault with the issues and lines (status $code)" \
+  bash -c "[ $code = 500 ] && grep -q '<faultcode>soap:Client</faultcode>' '$T/fault.xml' && grep -q '<c:Rule>soap.schema</c:Rule>' '$T/fault.xml' && grep -q '<c:Line>11</c:Line>' '$T/fault.xml'"
+printf '<?xml version="1.0"?><env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope"><env:Body><ValidateMessageRequest xmlns="urn:cergw:clinic:v1"><PublishSlotsRequest><Clinic><Rpwdl>000000012345</Rpwdl><Specialty>1100</Specialty></Clinic><ScheduleId>G1</ScheduleId><Slot><Id>S1</Id><Start>%sT09:00:00Z</Start><End>%sT09:20:00Z</End><Status>free</Status></Slot><Slot><Id>S2</Id><Start>%sT09:10:00Z</Start><End>%sT09:30:00Z</End><Status>free</Status></Slot></PublishSlotsRequest></ValidateMessageRequest></env:Body></env:Envelope>' "$iso" "$iso" "$iso" "$iso" >"$T/v12.xml"
+code=$(ccurl clinic-a --http2 -w "%{http_code}" -o "$T/v12.out" -X POST -H 'Content-Type: application/soap+xml; charset=utf-8; action="urn:cergw:clinic:v1:ValidateMessage"' --data-binary @"$T/v12.xml" "$(URL /soap)")
+check "SOAP 1.2 ValidateMessage: 200, Valid false and the overlap rule (status $code)" \
+  bash -c "[ $code = 200 ] && grep -q '<c:Valid>false</c:Valid>' '$T/v12.out' && grep -q 'cer.slot-overlap' '$T/v12.out' && grep -q 'http://www.w3.org/2003/05/soap-envelope' '$T/v12.out'"
+code=$(ccurl clinic-b --http2 -w "%{http_code}" -o "$T/f12.xml" -X POST -H 'Content-Type: application/soap+xml' --data-binary @"$ROOT/tests/golden/soap/cancel-soap12.xml" "$(URL /soap)")
+check "SOAP 1.2 request for another clinic: HTTP 400 Sender fault naming cer.identity-match (status $code)" \
+  bash -c "[ $code = 400 ] && grep -q 'soap:Sender' '$T/f12.xml' && grep -q 'cer.identity-match' '$T/f12.xml'"
 check "GET on a tool endpoint -> 405" test "$(status_of clinic-a --http2 "$(URL /fhir/\$validate)")" = 405
 check "POST /\$translate without ?to= -> 400" test "$(status_of clinic-a --http2 -X POST --data-binary @"$T/ok.hl7" "$(URL "/\$translate")")" = 400
 stop_gw
