@@ -25,7 +25,7 @@ static void usage(FILE *f) {
           "usage: cergw serve [--config FILE] [--listen HOST:PORT]\n"
           "       cergw check-config FILE\n"
           "       cergw validate [--format text|json] [--now INSTANT] FILE...   exit 0 valid, 1 invalid, 2 unreadable\n"
-          "       cergw translate --to fhir|fhir-xml FILE [--now INSTANT]\n"
+          "       cergw translate --to fhir|fhir-xml|hl7v2|soap FILE [--now INSTANT]\n"
           "       cergw identity CERT.pem   show the identity the gateway reads from a certificate\n"
           "       cergw version\n");
 }

@@ -188,7 +188,12 @@ static void translate(struct gw_req *req, struct gw_resp *resp) {
   if (rv == GW_OK)
     rv = gw_engine_render(engine, doc, target, 1, &out, &d);
   if (rv == GW_OK) {
-    take_buf(resp, 200, target == GW_D_FHIR_XML ? CT_FHIR_XML : CT_FHIR_JSON, &out);
+    take_buf(resp, 200,
+             target == GW_D_FHIR_XML ? CT_FHIR_XML
+             : target == GW_D_HL7V2  ? CT_HL7
+             : target == GW_D_SOAP   ? "text/xml; charset=utf-8"
+                                     : CT_FHIR_JSON,
+             &out);
   } else if (from == GW_D_HL7V2) {
     gw_buf_cleanup(&out);
     xmlFreeDoc(doc);

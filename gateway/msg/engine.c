@@ -25,6 +25,8 @@ struct gw_engine {
   struct gw_rules *rules;
   struct gw_xform *siu2fhir;
   struct gw_xform *soap2fhir;
+  struct gw_xform *fhir2siu;
+  struct gw_xform *fhir2soap;
   xmlSchemaPtr soap_schema;
   char *wsdl, *xsd;
   size_t wsdl_len, xsd_len;
@@ -104,6 +106,12 @@ int gw_engine_new(const char *root, struct gw_engine **out, struct gw_buf *errs)
   snprintf(path, sizeof(path), "%s/mappings/soap-to-fhir.xsl", root);
   if ((rv = gw_xform_load(path, &e->soap2fhir, errs)))
     goto fail;
+  snprintf(path, sizeof(path), "%s/mappings/fhir-to-siu.xsl", root);
+  if ((rv = gw_xform_load(path, &e->fhir2siu, errs)))
+    goto fail;
+  snprintf(path, sizeof(path), "%s/mappings/fhir-to-soap.xsl", root);
+  if ((rv = gw_xform_load(path, &e->fhir2soap, errs)))
+    goto fail;
   snprintf(path, sizeof(path), "%s/schemas/soap/cergw-clinic.wsdl", root);
   e->wsdl = slurp(path, &e->wsdl_len);
   snprintf(path, sizeof(path), "%s/schemas/soap/cergw-clinic.xsd", root);
@@ -133,6 +141,8 @@ void gw_engine_free(struct gw_engine *e) {
   gw_rules_free(e->rules);
   gw_xform_free(e->siu2fhir);
   gw_xform_free(e->soap2fhir);
+  gw_xform_free(e->fhir2siu);
+  gw_xform_free(e->fhir2soap);
   if (e->soap_schema)
     xmlSchemaFree(e->soap_schema);
   free(e->wsdl);
@@ -408,7 +418,44 @@ int gw_engine_render(const struct gw_engine *e, struct _xmlDoc *fhir, enum gw_di
     return gw_fhir_xml_to_json(e->model, fhir, pretty, out, diag);
   if (to == GW_D_FHIR_XML)
     return gw_xml_dump(fhir, 1, pretty, out);
-  unsupported(diag, to == GW_D_HL7V2 ? "HL7 v2 output" : "SOAP output");
+  if (to == GW_D_HL7V2) {
+    char stamp[20], ctrl[40];
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
+    snprintf(ctrl, sizeof(ctrl), "CERGW%s", stamp);
+    const char *params[] = {"control_id", ctrl, "now", stamp, NULL};
+    xmlDocPtr v2 = NULL;
+    int rv = gw_xform_apply(e->fhir2siu, fhir, params, &v2, diag);
+    if (rv == GW_OK)
+      rv = gw_hl7_serialize(v2, out);
+    xmlFreeDoc(v2);
+    return rv;
+  }
+  if (to == GW_D_SOAP) {
+    const char *params[] = {"soap_version", "11", "source", "IKP", NULL};
+    xmlDocPtr env = NULL;
+    int rv = gw_xform_apply(e->fhir2soap, fhir, params, &env, diag);
+    if (rv == GW_OK) {
+      /* what we send must satisfy our own published schema */
+      xmlNodePtr body = xmlDocGetRootElement(env) ? xmlFirstElementChild(xmlDocGetRootElement(env)) : NULL;
+      xmlNodePtr op = body ? xmlFirstElementChild(body) : NULL;
+      xmlSchemaValidCtxtPtr vc = op ? xmlSchemaNewValidCtxt(e->soap_schema) : NULL;
+      struct vstate vs = {diag};
+      if (vc)
+        xmlSchemaSetValidStructuredErrors(vc, (xmlStructuredErrorFunc)schema_issue, &vs);
+      if (!vc || xmlSchemaValidateOneElement(vc, op) != 0)
+        rv = GW_ERR_INVAL;
+      if (vc)
+        xmlSchemaFreeValidCtxt(vc);
+      if (rv == GW_OK)
+        rv = gw_xml_dump(env, 1, pretty, out);
+    }
+    xmlFreeDoc(env);
+    return rv;
+  }
+  unsupported(diag, "this output");
   return GW_ERR_NOTFOUND;
 }
 

@@ -31,6 +31,21 @@ for f in "$ROOT"/tests/golden/siu/*.hl7 "$ROOT"/tests/golden/soap/*.xml; do
   fi
 done
 
+# ------------------------------------------------ the way back: FHIR -> SIU, FHIR -> SOAP
+"$GW" translate --to hl7v2 "$ROOT/tests/golden/siu/s12-cardiology.hl7" --now "$GOLD_NOW" >"$T/back.hl7"
+"$GW" translate --to fhir "$T/back.hl7" --now "$GOLD_NOW" >"$T/again.json"
+# AIL-3 keeps only the point of care, so the Location's display is the one thing that does not come back
+check "SIU -> FHIR -> SIU -> FHIR gives the same FHIR (Location display aside)" \
+  bash -c "diff <(grep -v 'Przychodnia Serce KARD1 Gabinet 12' '$ROOT/tests/golden/siu/s12-cardiology.fhir.json') <(grep -v '\"display\": \"KARD1\"' '$T/again.json')"
+check "FHIR -> SIU: MSH-9 SIU^S12, SCH-25 Booked, TQ1 with the urgency" \
+  bash -c "tr '\r' '\n' <'$T/back.hl7' | grep -q '^MSH|.*|SIU^S12^SIU_S12|' && tr '\r' '\n' <'$T/back.hl7' | grep -q '|Booked|2026ABCD1234' && tr '\r' '\n' <'$T/back.hl7' | grep -q '^TQ1|1||||||20261203090000+0100|20261203092000+0100|STABILNY'"
+"$GW" translate --to hl7v2 "$ROOT/tests/golden/siu/s15-cancel.hl7" --now "$GOLD_NOW" >"$T/cancel.hl7"
+check "FHIR -> SIU: a cancellation becomes S15 with SCH-25 Cancelled" \
+  bash -c "tr '\r' '\n' <'$T/cancel.hl7' | grep -q '|SIU^S15^SIU_S12|' && tr '\r' '\n' <'$T/cancel.hl7' | grep -q '|Cancelled'"
+"$GW" translate --to soap "$ROOT/tests/golden/soap/cancel-soap12.xml" --now "$GOLD_NOW" >"$T/notify.xml"; rc=$?
+check "FHIR -> SOAP: an AppointmentNotification valid against the published schema (rc=$rc)" \
+  bash -c "[ $rc = 0 ] && grep -q '<c:Change>cancelled</c:Change>' '$T/notify.xml' && grep -q '<c:Rpwdl>000000012345</c:Rpwdl>' '$T/notify.xml'"
+
 # ------------------------------------------------------------ exit codes
 printf 'MSH|^~\\&|A|B|C|D|20261122||SIU^S12|1|P|2.5.1\rSCH|1\r' >"$T/minimal.hl7"
 "$GW" validate "$T/minimal.hl7" >/dev/null; check "validate: a message breaking rules exits 1 (got $?)" test $? -eq 1

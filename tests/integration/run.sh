@@ -267,6 +267,8 @@ check "SOAP 1.2 ValidateMessage: 200, Valid false and the overlap rule (status $
 code=$(ccurl clinic-b --http2 -w "%{http_code}" -o "$T/f12.xml" -X POST -H 'Content-Type: application/soap+xml' --data-binary @"$ROOT/tests/golden/soap/cancel-soap12.xml" "$(URL /soap)")
 check "SOAP 1.2 request for another clinic: HTTP 400 Sender fault naming cer.identity-match (status $code)" \
   bash -c "[ $code = 400 ] && grep -q 'soap:Sender' '$T/f12.xml' && grep -q 'cer.identity-match' '$T/f12.xml'"
+code=$(ccurl clinic-a --http2 -w "%{http_code}" -o "$T/back.hl7" -X POST --data-binary @"$T/tr.json" "$(URL "/\$translate?to=hl7v2")")
+check "POST /\$translate?to=hl7v2: FHIR -> SIU S12 (status $code)" bash -c "[ $code = 200 ] && tr '\r' '\n' <'$T/back.hl7' | grep -q '^PID|1||85010112345'"
 check "GET on a tool endpoint -> 405" test "$(status_of clinic-a --http2 "$(URL /fhir/\$validate)")" = 405
 check "POST /\$translate without ?to= -> 400" test "$(status_of clinic-a --http2 -X POST --data-binary @"$T/ok.hl7" "$(URL "/\$translate")")" = 400
 stop_gw
