@@ -671,7 +671,8 @@ enum gw_hl7_ack gw_hl7_ack_code_for(const struct gw_diag *diag) {
 /* Appends |v| escaped for ER7 with the standard delimiters. */
 static void put_value(struct sstate *s, const char *v) { put_escaped(s, v ? v : ""); }
 
-/* "PID-3.4.1" or "segment 4" -> ERR-2 "PID^1^3^^4^1" (segment^sequence^field^rep^comp^sub). */
+/* "PID-3.4.1" or "segment 4" -> ERR-2 "PID^1^3^^4^1" (segment^sequence^field^rep^comp^sub),
+ * trailing empty components left out. */
 static void put_location(struct sstate *s, const char *loc) {
   char seg[4] = {0};
   int field = 0, comp = 0, sub = 0;
@@ -682,13 +683,12 @@ static void put_location(struct sstate *s, const char *loc) {
   if (!seg[0])
     return;
   char b[64];
-  int n = snprintf(b, sizeof(b), "%s^1^", seg);
+  int n = snprintf(b, sizeof(b), "%s^1", seg);
   if (field)
-    n += snprintf(b + n, sizeof(b) - (size_t)n, "%d", field);
-  n += snprintf(b + n, sizeof(b) - (size_t)n, "^^");
+    n += snprintf(b + n, sizeof(b) - (size_t)n, "^%d", field);
   if (comp)
-    n += snprintf(b + n, sizeof(b) - (size_t)n, "%d", comp);
-  if (sub)
+    n += snprintf(b + n, sizeof(b) - (size_t)n, "^^%d", comp);
+  if (comp && sub)
     snprintf(b + n, sizeof(b) - (size_t)n, "^%d", sub);
   put(s, b, strlen(b));
 }

@@ -339,6 +339,28 @@ int gw_engine_soap_validate_response(const struct gw_diag *diag, int valid, int 
   return rv;
 }
 
+/* An HL7 sender fixes fields, not FHIRPaths: point rule issues at the field
+ * that siu-to-fhir.xsl read the value from (docs/mappings.md). */
+static void hl7_locations(struct gw_diag *diag, size_t from) {
+  static const struct {
+    const char *rule, *where;
+  } map[] = {
+      {"cer.pesel", "PID-3.1"},         {"cer.contact-present", "PID-13"},  {"cer.cardiology-referral", "SCH-26"},
+      {"cer.horizon", "TQ1-7"},         {"cer.not-past", "TQ1-7"},          {"cer.time-format", "TQ1-7"},
+      {"cer.end-after-start", "TQ1-8"}, {"cer.specialty-covered", "AIS-3"}, {"cer.identity-match", "SCH-1.3"}};
+  for (size_t i = from; i < diag->n; i++)
+    for (size_t k = 0; k < sizeof(map) / sizeof(map[0]); k++)
+      if (!strcmp(diag->items[i].rule, map[k].rule)) {
+        char fhirpath[128];
+        snprintf(fhirpath, sizeof(fhirpath), "%s", diag->items[i].location);
+        snprintf(diag->items[i].location, sizeof(diag->items[i].location), "%s", map[k].where);
+        size_t l = strlen(diag->items[i].msg_en);
+        if (fhirpath[0] && l + strlen(fhirpath) + 8 < sizeof(diag->items[i].msg_en))
+          snprintf(diag->items[i].msg_en + l, sizeof(diag->items[i].msg_en) - l, " (FHIR %s)", fhirpath);
+        break;
+      }
+}
+
 int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enum gw_dialect d,
                     const struct gw_check *chk, struct _xmlDoc **out, struct gw_diag *diag) {
   *out = NULL;
@@ -404,10 +426,13 @@ int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enu
     xmlFreeDoc(fhir);
     return rv ? rv : GW_ERR_INVAL;
   }
+  size_t first_rule_issue = diag->n;
   struct gw_rules_ctx rc = {.caller_rpwdl = chk ? chk->caller_rpwdl : NULL,
                             .now = chk ? chk->now : time(NULL),
                             .xml_lines = d == GW_D_FHIR_XML};
   rv = gw_rules_check(e->rules, fhir, &rc, diag);
+  if (d == GW_D_HL7V2)
+    hl7_locations(diag, first_rule_issue);
   *out = fhir;
   return rv;
 }

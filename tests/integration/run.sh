@@ -240,7 +240,7 @@ out=$(ccurl clinic-a --http2 -X POST --data-binary @"$T/ok.hl7" "$(URL /hl7v2/\$
 check "POST /hl7v2/\$validate: a valid SIU gets ACK AA" grep -q '^MSA|AA|IT-85010112345' <<<"$out"
 out=$(ccurl clinic-a --http1.1 -X POST --data-binary @"$T/badpesel.hl7" "$(URL /hl7v2/\$validate)" | tr '\r' '\n')
 check "POST /hl7v2/\$validate: a bad PESEL gets ACK AE with an ERR naming cer.pesel" \
-  bash -c "grep -q '^MSA|AE|IT-85010112341' <<<'$out' && grep -q '^ERR|||102^Data type error^HL70357|E||||cer.pesel' <<<'$out'"
+  bash -c "grep -q '^MSA|AE|IT-85010112341' <<<'$out' && grep -q '^ERR||PID^1^3^^1|102^Data type error^HL70357|E||||cer.pesel' <<<'$out'"
 code=$(ccurl clinic-a --http2 -w "%{http_code}" -X POST --data-binary @"$T/ok.hl7" -o "$T/tr.json" "$(URL "/\$translate?to=fhir")")
 check "POST /\$translate?to=fhir: SIU -> FHIR Bundle (status $code)" bash -c "[ $code = 200 ] && grep -q '\"resourceType\": \"Appointment\"' '$T/tr.json' && grep -q '\"start\": \"${iso}T09:00:00+00:00\"' '$T/tr.json'"
 code=$(ccurl clinic-b --http2 -w "%{http_code}" -X POST --data-binary @"$T/ok.hl7" -o "$T/tr.txt" "$(URL "/\$translate?to=fhir")")
