@@ -4,6 +4,7 @@
 #      beside xsltproc applying the same stylesheet to the same message (libxslt's floor);
 #   2. FHIR JSON validation (JSON -> canonical XML with the model, CeR rules)
 #      beside @medplum/core's validateResource on the same resources (Node, one thread).
+#   3. SOAP -> FHIR, validated (XSD, XSLT, model, rules) beside xsltproc with the same stylesheet.
 # Runs interleaved rounds and prints the ratios; the last line sums up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,8 @@ siu_now=2026-11-22T08:00:00+01:00
 ./build/bench_translate dump-hl7xml "$siu" >"$T/siu.xml"
 copies=2000
 for _ in $(seq 1 $copies); do echo "$T/siu.xml"; done >"$T/list"
+soapf=tests/golden/soap/book-cardiology.xml
+for _ in $(seq 1 $copies); do echo "$soapf"; done >"$T/slist"
 
 if [ -d "$CORPUS/fhir-r4-examples" ]; then
   fhir=$(ls "$CORPUS"/fhir-r4-examples/*-*.json); fhir_now=2013-12-01T00:00:00Z
@@ -29,7 +32,7 @@ else
 fi
 
 echo "# one core, ${SECS}s per run, $ROUNDS interleaved rounds"
-s_ours=0; s_xslt=0; f_ours=0; f_med=0
+s_ours=0; s_xslt=0; f_ours=0; f_med=0; p_ours=0; p_xslt=0
 for r in $(seq 1 "$ROUNDS"); do
   a=$(NOW=$siu_now $PIN ./build/bench_translate check "$SECS" "$siu" | sed -E 's/.*msgs_per_s=([0-9]+).*/\1/')
   start=$(date +%s%N)
@@ -37,10 +40,14 @@ for r in $(seq 1 "$ROUNDS"); do
   b=$(( copies * 1000000000 / ($(date +%s%N) - start) ))
   c=$(NOW=$fhir_now $PIN ./build/bench_translate check "$SECS" $fhir | sed -E 's/.*msgs_per_s=([0-9]+).*/\1/')
   d=$($PIN node tools/node/medplum-bench.js "$SECS" $fhir 2>/dev/null | sed -E 's/.*resources_per_s=([0-9]+).*/\1/')
-  echo "round $r: SIU->FHIR validated $a/s | xsltproc same stylesheet $b/s | FHIR JSON validation $c/s | medplum validateResource $d/s"
-  s_ours=$((s_ours + a)); s_xslt=$((s_xslt + b)); f_ours=$((f_ours + c)); f_med=$((f_med + d))
+  p=$(NOW=$siu_now $PIN ./build/bench_translate check "$SECS" "$soapf" | sed -E 's/.*msgs_per_s=([0-9]+).*/\1/')
+  start=$(date +%s%N)
+  $PIN xsltproc mappings/soap-to-fhir.xsl $(cat "$T/slist") >/dev/null
+  q=$(( copies * 1000000000 / ($(date +%s%N) - start) ))
+  echo "round $r: SIU->FHIR validated $a/s | xsltproc same stylesheet $b/s | FHIR JSON validation $c/s | medplum validateResource $d/s | SOAP->FHIR validated $p/s | xsltproc $q/s"
+  s_ours=$((s_ours + a)); s_xslt=$((s_xslt + b)); f_ours=$((f_ours + c)); f_med=$((f_med + d)); p_ours=$((p_ours + p)); p_xslt=$((p_xslt + q))
 done
-echo "SOAP -> FHIR: not measured (the SOAP path is not implemented yet)"
+echo "SOAP->FHIR validated: $((p_ours / ROUNDS)) msg/s; xsltproc alone: $((p_xslt / ROUNDS)) msg/s; ratio $(awk -v a=$p_ours -v b=$p_xslt 'BEGIN{printf "%.2f", a/b}')"
 echo "SIU->FHIR validated: $((s_ours / ROUNDS)) msg/s (target 20000); xsltproc alone: $((s_xslt / ROUNDS)) msg/s; ratio $(awk -v a=$s_ours -v b=$s_xslt 'BEGIN{printf "%.2f", a/b}')"
 echo "FHIR JSON validation: $((f_ours / ROUNDS)) res/s vs medplum $((f_med / ROUNDS)) res/s: $(awk -v a=$f_ours -v b=$f_med 'BEGIN{printf "%.2f", a/b}')x (target 5x)"
-echo "translate: siu_fhir=$((s_ours / ROUNDS))/s xsltproc=$((s_xslt / ROUNDS))/s fhir_validate=$((f_ours / ROUNDS))/s medplum=$((f_med / ROUNDS))/s ratio_vs_medplum=$(awk -v a=$f_ours -v b=$f_med 'BEGIN{printf "%.2f", a/b}')"
+echo "translate: siu_fhir=$((s_ours / ROUNDS))/s xsltproc=$((s_xslt / ROUNDS))/s soap_fhir=$((p_ours / ROUNDS))/s fhir_validate=$((f_ours / ROUNDS))/s medplum=$((f_med / ROUNDS))/s ratio_vs_medplum=$(awk -v a=$f_ours -v b=$f_med 'BEGIN{printf "%.2f", a/b}')"
