@@ -332,8 +332,8 @@ static bool xml_text_ok(const char *str) {
   return true;
 }
 
-static void emit_value(struct jstate *s, const char *xmlname, const char *type, yajl_val v, yajl_val ext,
-                       xmlNodePtr parent, const char *path) {
+static void emit_value(struct jstate *s, const char *xmlname, const char *type, const struct ftype *ct, yajl_val v,
+                       yajl_val ext, xmlNodePtr parent, const char *path) {
   char msg[256], msgpl[256];
   if (v && YAJL_IS_STRING(v) && !xml_text_ok(v->u.string)) {
     jerr(s, "value", "fhir.invalid-char", path, "the string holds a control character that FHIR does not allow",
@@ -383,7 +383,6 @@ static void emit_value(struct jstate *s, const char *xmlname, const char *type, 
     xmlFreeDoc(frag);
     return;
   }
-  const struct ftype *ct = find_type(s->m, type);
   if (ct) {
     if (!YAJL_IS_OBJECT(v)) {
       snprintf(msg, sizeof(msg), "%s must be an object (%s)", path, type);
@@ -435,6 +434,8 @@ static void emit_value(struct jstate *s, const char *xmlname, const char *type, 
 static const struct elem *elem_for_key_k(const struct ftype *t, const char *key, int *kk) {
   for (int i = 0; i < t->n; i++) {
     const struct elem *e = &t->elems[i];
+    if (e->name[0] != key[0])
+      continue; /* most names differ in their first letter: skip the call */
     if (!e->choice) {
       if (strcmp(e->name, key) == 0) {
         *kk = 0;
@@ -556,7 +557,8 @@ static void conv_members(struct jstate *s, const struct ftype *t, yajl_val obj, 
         for (size_t j = 0; j < len && !s->failed; j++) {
           char item[540];
           path_join(item, sizeof(item), path, key, (long)j);
-          emit_value(s, key, e->types[k], v ? v->u.array.values[j] : NULL, x ? x->u.array.values[j] : NULL, node, item);
+          emit_value(s, key, e->types[k], e->tdefs[k], v ? v->u.array.values[j] : NULL, x ? x->u.array.values[j] : NULL,
+                     node, item);
         }
       } else {
         if ((v && YAJL_IS_ARRAY(v)) || (x && YAJL_IS_ARRAY(x))) {
@@ -565,7 +567,7 @@ static void conv_members(struct jstate *s, const struct ftype *t, yajl_val obj, 
           jerr(s, "structure", "fhir.not-array", sub, msg, msgpl);
           continue;
         }
-        emit_value(s, key, e->types[k], v, x, node, sub);
+        emit_value(s, key, e->types[k], e->tdefs[k], v, x, node, sub);
       }
     }
     if (found > 1) {
@@ -730,6 +732,7 @@ int gw_fhir_json_to_xml(const struct gw_fhir_model *m, const char *json, size_t 
     yajl_tree_free(root);
     return GW_ERR_NOMEM;
   }
+  s.doc->dict = xmlDictCreate(); /* element and attribute names interned, not copied per node */
   conv_resource(&s, root, NULL, "");
   yajl_tree_free(root);
   if (s.failed) {
