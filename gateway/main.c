@@ -12,6 +12,7 @@
 #include "conf/conf.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "core/file.h"
 #include "core/log.h"
 #include "core/version.h"
 #include "http/router.h"
@@ -164,31 +165,8 @@ static struct gw_engine *load_engine(void) {
   return e;
 }
 
-static char *read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return NULL;
-  size_t cap = 1 << 16, n = 0;
-  char *b = malloc(cap);
-  while (b) {
-    size_t r = fread(b + n, 1, cap - n, f);
-    n += r;
-    if (n < cap)
-      break;
-    if (cap >= (16u << 20)) { /* larger than any message we accept */
-      free(b);
-      b = NULL;
-      break;
-    }
-    char *nb = realloc(b, cap *= 2);
-    if (!nb)
-      free(b);
-    b = nb;
-  }
-  fclose(f);
-  *len = n;
-  return b;
-}
+/* CLI inputs: no message the gateway accepts is larger than this. */
+static char *read_file(const char *path, size_t *len) { return gw_file_read(path, 16u << 20, len, NULL); }
 
 static int cmd_validate(int argc, char **argv) {
   int json = 0, first = 0;

@@ -12,6 +12,7 @@
 #include <yajl/yajl_tree.h>
 
 #include "core/err.h"
+#include "core/file.h"
 
 const struct gw_fhir_limits gw_fhir_default_limits = {
     .max_bytes = 4u << 20,
@@ -133,17 +134,13 @@ static int load_elem(struct elem *e, yajl_val v) {
 
 int gw_fhir_model_load(const char *path, struct gw_fhir_model **out, struct gw_buf *errs) {
   *out = NULL;
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    gw_buf_printf(errs, "%s: cannot open\n", path);
+  size_t n;
+  const char *why;
+  char *text = gw_file_read(path, 1 << 20, &n, &why);
+  if (!text) {
+    gw_buf_printf(errs, "%s: %s\n", path, why);
     return GW_ERR_CONF;
   }
-  char *text = malloc(1 << 20);
-  size_t n = text ? fread(text, 1, (1 << 20) - 1, f) : 0;
-  fclose(f);
-  if (!text)
-    return GW_ERR_NOMEM;
-  text[n] = 0;
   char ebuf[256];
   yajl_val root = yajl_tree_parse(text, ebuf, sizeof(ebuf));
   free(text);

@@ -10,6 +10,7 @@
 
 #include "core/buf.h"
 #include "core/err.h"
+#include "core/file.h"
 
 #define MAX_CONF_BYTES (1024 * 1024)
 #define MAX_DEPTH      8
@@ -392,31 +393,16 @@ int gw_conf_parse(struct gw_conf *c, const char *name, const char *text, size_t 
 }
 
 int gw_conf_load(struct gw_conf *c, const char *path, struct gw_buf *errs) {
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    gw_buf_printf(errs, "%s: cannot open: %s\n", path, strerror(errno));
+  size_t n;
+  const char *why;
+  char *text = gw_file_read(path, MAX_CONF_BYTES, &n, &why);
+  if (!text) {
+    gw_buf_printf(errs, "%s: %s\n", path, why);
     return GW_ERR_CONF;
   }
-  char *text = malloc(MAX_CONF_BYTES + 1);
-  if (!text) {
-    fclose(f);
-    return GW_ERR_NOMEM;
-  }
-  size_t n = fread(text, 1, MAX_CONF_BYTES + 1, f);
-  int rerr = ferror(f);
-  fclose(f);
-  int rv;
-  if (rerr) {
-    gw_buf_printf(errs, "%s: read error\n", path);
-    rv = GW_ERR_CONF;
-  } else if (n > MAX_CONF_BYTES) {
-    gw_buf_printf(errs, "%s: larger than %d bytes\n", path, MAX_CONF_BYTES);
-    rv = GW_ERR_CONF;
-  } else {
-    free(c->path);
-    c->path = strdup(path);
-    rv = c->path ? gw_conf_parse(c, path, text, n, errs) : GW_ERR_NOMEM;
-  }
+  free(c->path);
+  c->path = strdup(path);
+  int rv = c->path ? gw_conf_parse(c, path, text, n, errs) : GW_ERR_NOMEM;
   free(text);
   return rv;
 }

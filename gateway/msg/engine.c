@@ -11,6 +11,7 @@
 #include "codec/hl7v2.h"
 #include "codec/xml.h"
 #include "core/err.h"
+#include "core/file.h"
 #include "validate/rules.h"
 #include "xform/xform.h"
 
@@ -31,19 +32,6 @@ struct gw_engine {
   char *wsdl, *xsd;
   size_t wsdl_len, xsd_len;
 };
-
-static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return NULL;
-  char *b = malloc(1 << 20);
-  size_t n = b ? fread(b, 1, (1 << 20) - 1, f) : 0;
-  fclose(f);
-  if (b)
-    b[n] = 0;
-  *len = n;
-  return b;
-}
 
 static void schema_error(void *ctx, const xmlError *e) {
   struct gw_buf *errs = ctx;
@@ -113,9 +101,9 @@ int gw_engine_new(const char *root, struct gw_engine **out, struct gw_buf *errs)
   if ((rv = gw_xform_load(path, &e->fhir2soap, errs)))
     goto fail;
   snprintf(path, sizeof(path), "%s/schemas/soap/cergw-clinic.wsdl", root);
-  e->wsdl = slurp(path, &e->wsdl_len);
+  e->wsdl = gw_file_read(path, 1 << 20, &e->wsdl_len, NULL);
   snprintf(path, sizeof(path), "%s/schemas/soap/cergw-clinic.xsd", root);
-  e->xsd = slurp(path, &e->xsd_len);
+  e->xsd = gw_file_read(path, 1 << 20, &e->xsd_len, NULL);
   xmlSchemaParserCtxtPtr pc = xmlSchemaNewParserCtxt(path);
   if (pc) {
     xmlSchemaSetParserStructuredErrors(pc, (xmlStructuredErrorFunc)schema_error, errs);

@@ -11,6 +11,7 @@
 
 #include "codec/fhir.h"
 #include "core/err.h"
+#include "core/file.h"
 
 #define OID_PESEL       "urn:oid:2.16.840.1.113883.3.4424.1.1.616"
 #define OID_RPWDL       "urn:oid:2.16.840.1.113883.3.4424.2.3.1"
@@ -50,17 +51,13 @@ static bool safe_template(const char *s) {
 
 int gw_rules_load(const char *path, struct gw_rules **out, struct gw_buf *errs) {
   *out = NULL;
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    gw_buf_printf(errs, "%s: cannot open\n", path);
+  size_t n;
+  const char *why;
+  char *text = gw_file_read(path, 1 << 18, &n, &why);
+  if (!text) {
+    gw_buf_printf(errs, "%s: %s\n", path, why);
     return GW_ERR_CONF;
   }
-  char *text = malloc(1 << 18);
-  size_t n = text ? fread(text, 1, (1 << 18) - 1, f) : 0;
-  fclose(f);
-  if (!text)
-    return GW_ERR_NOMEM;
-  text[n] = 0;
   char ebuf[200];
   yajl_val root = yajl_tree_parse(text, ebuf, sizeof(ebuf));
   free(text);

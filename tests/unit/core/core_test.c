@@ -1,9 +1,11 @@
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../suites.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "core/file.h"
 #include "core/log.h"
 #include "core/metrics.h"
 
@@ -33,9 +35,31 @@ static void test_buf_printf_take(void) {
   free(p);
 }
 
+static void test_file_read(void) {
+  char path[] = "/tmp/cergw-file-XXXXXX";
+  int fd = mkstemp(path);
+  CU_ASSERT_FATAL(fd >= 0);
+  char big[10000];
+  memset(big, 'x', sizeof(big));
+  CU_ASSERT_EQUAL(write(fd, big, sizeof(big)), (ssize_t)sizeof(big));
+  close(fd);
+  size_t len = 0;
+  const char *why = NULL;
+  char *t = gw_file_read(path, 10000, &len, &why);
+  CU_ASSERT_PTR_NOT_NULL(t);
+  CU_ASSERT_EQUAL(len, 10000);
+  CU_ASSERT_EQUAL(t ? t[len] : 1, 0);
+  free(t);
+  CU_ASSERT_PTR_NULL(gw_file_read(path, 9999, &len, &why)); /* one byte over the ceiling */
+  CU_ASSERT_STRING_EQUAL(why, "larger than the limit");
+  CU_ASSERT_PTR_NULL(gw_file_read("/nonexistent/x", 100, &len, &why));
+  CU_ASSERT_STRING_EQUAL(why, "cannot open");
+  unlink(path);
+}
+
 int gw_test_buf_suite(void) {
   CU_pSuite s = CU_add_suite("core/buf", NULL, NULL);
-  return !s || GW_ADD(s, test_buf_ceiling) || GW_ADD(s, test_buf_printf_take);
+  return !s || GW_ADD(s, test_buf_ceiling) || GW_ADD(s, test_buf_printf_take) || GW_ADD(s, test_file_read);
 }
 
 static void test_log_quote(void) {

@@ -1,0 +1,13 @@
+/* Reading whole files with a ceiling (configuration, schemas, mappings, CLI inputs). */
+#ifndef GW_CORE_FILE_H
+#define GW_CORE_FILE_H
+
+#include <stddef.h>
+
+/* Reads |path| into a new NUL-terminated buffer (free() it) and stores its
+ * length in |*len|. Returns NULL when the file cannot be read or is larger
+ * than |max| bytes; |*err| (when not NULL) then says which: "cannot open",
+ * "read error", "larger than the limit" or "out of memory". */
+char *gw_file_read(const char *path, size_t max, size_t *len, const char **err);
+
+#endif
