@@ -20,6 +20,40 @@
 #define MAX_RULES       32
 #define MAX_SPECIALTIES 256
 
+/* Every XPath the rules evaluate, compiled once when the rules load. */
+#define XPATHS(X)                                                                                                      \
+  X(XP_PESEL, "//f:identifier[f:system/@value='" OID_PESEL "']/f:value")                                               \
+  X(XP_SPECIALTY_CODE, "string(f:specialty/f:coding[f:system/@value='" OID_SPECIALTY "']/f:code/@value)")              \
+  X(XP_START, "string(f:start/@value)")                                                                                \
+  X(XP_END, "string(f:end/@value)")                                                                                    \
+  X(XP_START_NODE, "f:start")                                                                                          \
+  X(XP_END_NODE, "f:end")                                                                                              \
+  X(XP_APPOINTMENTS, "//f:Appointment")                                                                                \
+  X(XP_STATUS, "string(f:status/@value)")                                                                              \
+  X(XP_SPECIALTY, "f:specialty")                                                                                       \
+  X(XP_IS_PATCH, "count(ancestor::f:entry/f:request/f:method[@value='PATCH']) > 0")                                    \
+  X(XP_PATIENT_SYS, "string(f:participant/f:actor[f:type/@value='Patient' or "                                         \
+                    "starts-with(f:reference/@value,'Patient/')]/f:identifier/f:system/@value)")                       \
+  X(XP_PATIENT_VAL, "string(f:participant/f:actor[f:type/@value='Patient' or "                                         \
+                    "starts-with(f:reference/@value,'Patient/')]/f:identifier/f:value/@value)")                        \
+  X(XP_CONTACTS, "count(//f:Patient[f:identifier[f:system/@value=$sys and f:value/@value=$val]]"                       \
+                 "[f:telecom/f:value/@value or f:contact/f:telecom/f:value/@value] | "                                 \
+                 "f:contained/f:Patient[f:telecom/f:value/@value or f:contact/f:telecom/f:value/@value])")             \
+  X(XP_PARTICIPANT, "f:participant")                                                                                   \
+  X(XP_FOLLOWUP, "string(f:appointmentType/f:coding/f:code[@value='followup' or @value='KONTYNUACJA']/@value)")        \
+  X(XP_REFERRAL_OK, "count(f:basedOn[f:identifier/f:value/@value or f:reference/@value]) > 0 and "                     \
+                    "count(f:extension[@url='" URGENCY_URL "']/f:valueCode[@value='pilny' or @value='stabilny']) > 0") \
+  X(XP_SLOTS, "//f:Slot")                                                                                              \
+  X(XP_SCHEDULE_KEY, "concat(f:schedule/f:reference/@value, '|', f:schedule/f:identifier/f:value/@value)")             \
+  X(XP_HORIZONS, "//f:Schedule/f:planningHorizon")                                                                     \
+  X(XP_RPWDL_IDS, "//f:identifier[f:system/@value='" OID_RPWDL "']/f:value | "                                         \
+                  "//f:system[starts-with(@value, '" OID_RPWDL ".')]")
+
+#define XP_ENUM(id, text) id,
+#define XP_TEXT(id, text) text,
+enum xp { XPATHS(XP_ENUM) XP__COUNT };
+static const char *const xp_text[XP__COUNT] = {XPATHS(XP_TEXT)};
+
 struct rule {
   char id[48];
   enum gw_severity sev;
@@ -37,6 +71,7 @@ struct gw_rules {
     bool screening;
   } covered[MAX_SPECIALTIES];
   int ncovered;
+  xmlXPathCompExprPtr xp[XP__COUNT];
 };
 
 /* A message template may hold at most two "%s" and no other conversion. */
@@ -102,15 +137,29 @@ int gw_rules_load(const char *path, struct gw_rules **out, struct gw_buf *errs) 
     }
   }
   yajl_tree_free(root);
+  for (int i = 0; rv == GW_OK && i < XP__COUNT; i++) {
+    r->xp[i] = xmlXPathCompile(BAD_CAST xp_text[i]);
+    if (!r->xp[i]) {
+      gw_buf_printf(errs, "rules: XPath %d does not compile\n", i);
+      rv = GW_ERR_CONF;
+    }
+  }
   if (rv) {
-    free(r);
+    gw_rules_free(r);
     return rv;
   }
   *out = r;
   return GW_OK;
 }
 
-void gw_rules_free(struct gw_rules *r) { free(r); }
+void gw_rules_free(struct gw_rules *r) {
+  if (!r)
+    return;
+  for (int i = 0; i < XP__COUNT; i++)
+    if (r->xp[i])
+      xmlXPathFreeCompExpr(r->xp[i]);
+  free(r);
+}
 
 int gw_pesel_valid(const char *p) {
   static const int w[10] = {1, 3, 7, 9, 1, 3, 7, 9, 1, 3};
@@ -239,14 +288,14 @@ static void report(struct ev *e, const char *id, xmlNodePtr at, const char *a1, 
   }
 }
 
-static xmlXPathObjectPtr q(struct ev *e, const char *expr, xmlNodePtr ctx) {
+static xmlXPathObjectPtr q(struct ev *e, enum xp expr, xmlNodePtr ctx) {
   e->x->node = ctx;
-  return xmlXPathEvalExpression(BAD_CAST expr, e->x);
+  return xmlXPathCompiledEval(e->r->xp[expr], e->x);
 }
 
 static int nodes(xmlXPathObjectPtr o) { return (o && o->nodesetval) ? o->nodesetval->nodeNr : 0; }
 
-static char *str(struct ev *e, const char *expr, xmlNodePtr ctx) {
+static char *str(struct ev *e, enum xp expr, xmlNodePtr ctx) {
   xmlXPathObjectPtr o = q(e, expr, ctx);
   xmlChar *s = o ? xmlXPathCastToString(o) : NULL;
   xmlXPathFreeObject(o);
@@ -256,7 +305,7 @@ static char *str(struct ev *e, const char *expr, xmlNodePtr ctx) {
 }
 
 static void check_pesel(struct ev *e) {
-  xmlXPathObjectPtr o = q(e, "//f:identifier[f:system/@value='" OID_PESEL "']/f:value", NULL);
+  xmlXPathObjectPtr o = q(e, XP_PESEL, NULL);
   for (int i = 0; i < nodes(o); i++) {
     xmlNodePtr n = o->nodesetval->nodeTab[i];
     xmlChar *v = xmlGetProp(n, BAD_CAST "value");
@@ -273,7 +322,7 @@ static bool is_booking(const char *status) {
 }
 
 static const char *specialty_of(struct ev *e, xmlNodePtr res, char *buf, size_t n) {
-  char *s = str(e, "string(f:specialty/f:coding[f:system/@value='" OID_SPECIALTY "']/f:code/@value)", res);
+  char *s = str(e, XP_SPECIALTY_CODE, res);
   snprintf(buf, n, "%s", s ? s : "");
   free(s);
   return buf;
@@ -287,8 +336,8 @@ static int covered_kind(const struct gw_rules *r, const char *code) { /* -1 not 
 }
 
 static void check_times(struct ev *e, xmlNodePtr res, const char *kind_status, bool future_rules, const char *spec) {
-  char *start = str(e, "string(f:start/@value)", res), *end = str(e, "string(f:end/@value)", res);
-  xmlXPathObjectPtr sn = q(e, "f:start", res), en = q(e, "f:end", res);
+  char *start = str(e, XP_START, res), *end = str(e, XP_END, res);
+  xmlXPathObjectPtr sn = q(e, XP_START_NODE, res), en = q(e, XP_END_NODE, res);
   xmlNodePtr snode = nodes(sn) ? sn->nodesetval->nodeTab[0] : res, enode = nodes(en) ? en->nodesetval->nodeTab[0] : res;
   time_t ts = 0, te = 0;
   bool have_s = start && *start && gw_instant_parse(start, &ts) == GW_OK;
@@ -317,41 +366,31 @@ static void check_times(struct ev *e, xmlNodePtr res, const char *kind_status, b
 }
 
 static void check_appointments(struct ev *e) {
-  xmlXPathObjectPtr o = q(e, "//f:Appointment", NULL);
+  xmlXPathObjectPtr o = q(e, XP_APPOINTMENTS, NULL);
   for (int i = 0; i < nodes(o); i++) {
     xmlNodePtr a = o->nodesetval->nodeTab[i];
-    char *status = str(e, "string(f:status/@value)", a);
+    char *status = str(e, XP_STATUS, a);
     char spec[16];
     specialty_of(e, a, spec, sizeof(spec));
     if (*spec && covered_kind(e->r, spec) < 0) {
-      xmlXPathObjectPtr s = q(e, "f:specialty", a);
+      xmlXPathObjectPtr s = q(e, XP_SPECIALTY, a);
       report(e, "cer.specialty-covered", nodes(s) ? s->nodesetval->nodeTab[0] : a, spec, NULL);
       xmlXPathFreeObject(s);
     }
     check_times(e, a, status, true, spec);
     /* a PATCH of a known booking (reschedule) re-sends neither patient nor referral */
-    xmlXPathObjectPtr patch = q(e, "count(ancestor::f:entry/f:request/f:method[@value='PATCH']) > 0", a);
+    xmlXPathObjectPtr patch = q(e, XP_IS_PATCH, a);
     bool is_patch = patch && xmlXPathCastToBoolean(patch);
     xmlXPathFreeObject(patch);
     if (is_booking(status) && !is_patch) {
       /* 1. contact: the patient's own telecom, or a contact person's, in this message */
-      char *sys = str(e,
-                      "string(f:participant/f:actor[f:type/@value='Patient' or "
-                      "starts-with(f:reference/@value,'Patient/')]/f:identifier/f:system/@value)",
-                      a);
-      char *val = str(e,
-                      "string(f:participant/f:actor[f:type/@value='Patient' or "
-                      "starts-with(f:reference/@value,'Patient/')]/f:identifier/f:value/@value)",
-                      a);
-      char expr[512];
-      snprintf(expr, sizeof(expr),
-               "count(//f:Patient[f:identifier[f:system/@value='%s' and f:value/@value='%s']]"
-               "[f:telecom/f:value/@value or f:contact/f:telecom/f:value/@value] | "
-               "f:contained/f:Patient[f:telecom/f:value/@value or f:contact/f:telecom/f:value/@value])",
-               sys && !strchr(sys, '\'') ? sys : "", val && !strchr(val, '\'') ? val : "");
-      xmlXPathObjectPtr c = q(e, expr, a);
+      char *sys = str(e, XP_PATIENT_SYS, a), *val = str(e, XP_PATIENT_VAL, a);
+      /* the patient's identifier goes in as XPath variables, never spliced into the expression */
+      xmlXPathRegisterVariable(e->x, BAD_CAST "sys", xmlXPathNewCString(sys ? sys : ""));
+      xmlXPathRegisterVariable(e->x, BAD_CAST "val", xmlXPathNewCString(val ? val : ""));
+      xmlXPathObjectPtr c = q(e, XP_CONTACTS, a);
       if (!c || xmlXPathCastToNumber(c) < 1) {
-        xmlXPathObjectPtr p = q(e, "f:participant", a);
+        xmlXPathObjectPtr p = q(e, XP_PARTICIPANT, a);
         report(e, "cer.contact-present", nodes(p) ? p->nodesetval->nodeTab[0] : a, NULL, NULL);
         xmlXPathFreeObject(p);
       }
@@ -362,14 +401,9 @@ static void check_appointments(struct ev *e) {
       bool cardio = false;
       for (int k = 0; k < e->r->ncardio; k++)
         cardio |= *spec && !strcmp(spec, e->r->cardio[k]);
-      char *followup =
-          str(e, "string(f:appointmentType/f:coding/f:code[@value='followup' or @value='KONTYNUACJA']/@value)", a);
+      char *followup = str(e, XP_FOLLOWUP, a);
       if (cardio && !(followup && *followup)) {
-        xmlXPathObjectPtr ok =
-            q(e,
-              "count(f:basedOn[f:identifier/f:value/@value or f:reference/@value]) > 0 and "
-              "count(f:extension[@url='" URGENCY_URL "']/f:valueCode[@value='pilny' or @value='stabilny']) > 0",
-              a);
+        xmlXPathObjectPtr ok = q(e, XP_REFERRAL_OK, a);
         if (!ok || !xmlXPathCastToBoolean(ok))
           report(e, "cer.cardiology-referral", a, spec, NULL);
         xmlXPathFreeObject(ok);
@@ -382,7 +416,7 @@ static void check_appointments(struct ev *e) {
 }
 
 static void check_slots(struct ev *e) {
-  xmlXPathObjectPtr o = q(e, "//f:Slot", NULL);
+  xmlXPathObjectPtr o = q(e, XP_SLOTS, NULL);
   int n = nodes(o);
   time_t *s = calloc((size_t)n + 1, sizeof(time_t)), *t = calloc((size_t)n + 1, sizeof(time_t));
   char **sched = calloc((size_t)n + 1, sizeof(char *));
@@ -392,15 +426,15 @@ static void check_slots(struct ev *e) {
     specialty_of(e, sl, spec, sizeof(spec));
     if (*spec && covered_kind(e->r, spec) < 0)
       report(e, "cer.specialty-covered", sl, spec, NULL);
-    char *status = str(e, "string(f:status/@value)", sl);
+    char *status = str(e, XP_STATUS, sl);
     check_times(e, sl, status && (!strcmp(status, "free") || !strcmp(status, "busy")) ? "booked" : status, true, spec);
     free(status);
-    char *st = str(e, "string(f:start/@value)", sl), *en = str(e, "string(f:end/@value)", sl);
+    char *st = str(e, XP_START, sl), *en = str(e, XP_END, sl);
     if (!st || !en || gw_instant_parse(st, &s[i]) || gw_instant_parse(en, &t[i]))
       s[i] = t[i] = 0;
     free(st);
     free(en);
-    sched[i] = str(e, "concat(f:schedule/f:reference/@value, '|', f:schedule/f:identifier/f:value/@value)", sl);
+    sched[i] = str(e, XP_SCHEDULE_KEY, sl);
     for (int j = 0; j < i; j++) {
       if (!s[i] || !s[j] || !sched[i] || !sched[j] || strcmp(sched[i], sched[j]))
         continue;
@@ -418,7 +452,7 @@ static void check_slots(struct ev *e) {
   free(t);
   xmlXPathFreeObject(o);
   /* schedules: planning horizon end after start */
-  o = q(e, "//f:Schedule/f:planningHorizon", NULL);
+  o = q(e, XP_HORIZONS, NULL);
   for (int i = 0; i < nodes(o); i++)
     check_times(e, o->nodesetval->nodeTab[i], NULL, false, NULL);
   xmlXPathFreeObject(o);
@@ -428,10 +462,7 @@ static void check_identity(struct ev *e) {
   if (!e->ctx->caller_rpwdl || !*e->ctx->caller_rpwdl)
     return;
   /* RPWDL identifiers, and identifier systems scoped under a clinic's RPWDL OID */
-  xmlXPathObjectPtr o = q(e,
-                          "//f:identifier[f:system/@value='" OID_RPWDL "']/f:value | "
-                          "//f:system[starts-with(@value, '" OID_RPWDL ".')]",
-                          NULL);
+  xmlXPathObjectPtr o = q(e, XP_RPWDL_IDS, NULL);
   for (int i = 0; i < nodes(o); i++) {
     xmlNodePtr n = o->nodesetval->nodeTab[i];
     xmlChar *v = xmlGetProp(n, BAD_CAST "value");
