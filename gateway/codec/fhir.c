@@ -3,6 +3,7 @@
 #include <libxml/chvalid.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -620,6 +621,26 @@ static xmlNodePtr conv_resource(struct jstate *s, yajl_val obj, xmlNodePtr paren
   return node;
 }
 
+static pthread_key_t dict_key;
+static pthread_once_t dict_once = PTHREAD_ONCE_INIT;
+
+static void dict_release(void *d) { xmlDictFree(d); }
+static void dict_key_init(void) { pthread_key_create(&dict_key, dict_release); }
+
+/* The calling thread's name dictionary, with a reference for the new document. */
+static xmlDictPtr thread_dict(void) {
+  pthread_once(&dict_once, dict_key_init);
+  xmlDictPtr d = pthread_getspecific(dict_key);
+  if (!d) {
+    d = xmlDictCreate();
+    if (!d)
+      return NULL;
+    pthread_setspecific(dict_key, d);
+  }
+  xmlDictReference(d);
+  return d;
+}
+
 /* A first pass with the streaming parser bounds depth and size before
  * yajl_tree (whose free is recursive) ever sees the text. */
 struct bounds {
@@ -729,7 +750,9 @@ int gw_fhir_json_to_xml(const struct gw_fhir_model *m, const char *json, size_t 
     yajl_tree_free(root);
     return GW_ERR_NOMEM;
   }
-  s.doc->dict = xmlDictCreate(); /* element and attribute names interned, not copied per node */
+  /* element and attribute names interned in a dictionary that lives as long as the thread:
+   * only model names reach it (unknown keys are refused before any node exists), so it stays small */
+  s.doc->dict = thread_dict();
   conv_resource(&s, root, NULL, "");
   yajl_tree_free(root);
   if (s.failed) {
