@@ -8,7 +8,7 @@
 # Runs interleaved rounds and prints the ratios; the last line sums up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 SECS=${SECS:-4}
 T=$(mktemp -d /tmp/cergw-bt.XXXXXX)
 trap 'rm -rf "$T"' EXIT
