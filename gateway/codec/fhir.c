@@ -641,43 +641,162 @@ static xmlDictPtr thread_dict(void) {
   return d;
 }
 
-/* A first pass with the streaming parser bounds depth and size before
- * yajl_tree (whose free is recursive) ever sees the text. */
-struct bounds {
-  size_t depth, max_depth, values, max_values;
-  bool over;
+/* One pass of yajl's streaming parser builds the JSON tree (yajl_tree's own
+ * value layout, so the converter reads it the same way) in an arena, while
+ * bounding depth and value count: no second parse, no allocation per value,
+ * and one free for the whole tree. */
+struct arena {
+  char *block; /* current block; the first 8 bytes link to the previous one */
+  size_t used, cap;
 };
-static int b_val(void *c) {
-  struct bounds *b = c;
-  if (++b->values > b->max_values)
+
+static void *arena_alloc(struct arena *a, size_t n) {
+  n = (n + 7) & ~(size_t)7;
+  if (!a->block || a->used + n > a->cap) {
+    size_t cap = n + 8 > 65536 ? n + 8 : 65536;
+    char *b = malloc(cap);
+    if (!b)
+      return NULL;
+    *(char **)b = a->block;
+    a->block = b;
+    a->used = 8;
+    a->cap = cap;
+  }
+  void *p = a->block + a->used;
+  a->used += n;
+  return p;
+}
+
+static void arena_free(struct arena *a) {
+  while (a->block) {
+    char *prev = *(char **)a->block;
+    free(a->block);
+    a->block = prev;
+  }
+}
+
+struct frame {
+  yajl_val v;
+  yajl_val *vals;
+  const char **keys;
+  size_t n, cap;
+};
+
+struct builder {
+  struct arena a;
+  size_t depth, max_depth, values, max_values;
+  bool over, nomem;
+  struct frame *stack; /* max_depth + 1 frames; their vectors are reused */
+  const char *key;
+  yajl_val root;
+};
+
+static char *arena_str(struct builder *b, const char *s, size_t n) {
+  char *p = arena_alloc(&b->a, n + 1);
+  if (!p) {
+    b->nomem = true;
+    return NULL;
+  }
+  memcpy(p, s, n);
+  p[n] = 0;
+  return p;
+}
+
+/* Creates a value of |type| and appends it to the open container (or makes it the root). */
+static yajl_val b_new(struct builder *b, yajl_type type) {
+  if (++b->values > b->max_values) {
     b->over = true;
-  return !b->over;
+    return NULL;
+  }
+  yajl_val v = arena_alloc(&b->a, sizeof(*v));
+  if (!v) {
+    b->nomem = true;
+    return NULL;
+  }
+  memset(v, 0, sizeof(*v));
+  v->type = type;
+  if (b->depth == 0) {
+    b->root = v;
+    return v;
+  }
+  struct frame *f = &b->stack[b->depth - 1];
+  if (f->n == f->cap) {
+    size_t cap = f->cap ? f->cap * 2 : 16;
+    yajl_val *nv = realloc(f->vals, cap * sizeof(*nv));
+    const char **nk = nv ? realloc(f->keys, cap * sizeof(*nk)) : NULL;
+    if (nv)
+      f->vals = nv;
+    if (nk)
+      f->keys = nk;
+    if (!nv || !nk) {
+      b->nomem = true;
+      return NULL;
+    }
+    f->cap = cap;
+  }
+  f->keys[f->n] = b->key;
+  f->vals[f->n++] = v;
+  return v;
 }
-static int b_null(void *c) { return b_val(c); }
-static int b_bool(void *c, int v) {
-  (void)v;
-  return b_val(c);
-}
+
+static int b_null(void *c) { return b_new(c, yajl_t_null) != NULL; }
+static int b_bool(void *c, int t) { return b_new(c, t ? yajl_t_true : yajl_t_false) != NULL; }
 static int b_num(void *c, const char *s, size_t l) {
-  (void)s, (void)l;
-  return b_val(c);
+  struct builder *b = c;
+  yajl_val v = b_new(b, yajl_t_number);
+  return v && (v->u.number.r = arena_str(b, s, l)) != NULL;
 }
 static int b_str(void *c, const unsigned char *s, size_t l) {
-  (void)s, (void)l;
-  return b_val(c);
+  struct builder *b = c;
+  yajl_val v = b_new(b, yajl_t_string);
+  return v && (v->u.string = arena_str(b, (const char *)s, l)) != NULL;
 }
-static int b_open(void *c) {
-  struct bounds *b = c;
-  if (++b->depth > b->max_depth)
+static int b_key(void *c, const unsigned char *s, size_t l) {
+  struct builder *b = c;
+  return (b->key = arena_str(b, (const char *)s, l)) != NULL;
+}
+static int b_open(struct builder *b, yajl_type type) {
+  yajl_val v = b_new(b, type);
+  if (!v)
+    return 0;
+  if (b->depth >= b->max_depth) {
     b->over = true;
-  return b_val(c);
-}
-static int b_close(void *c) {
-  ((struct bounds *)c)->depth--;
+    return 0;
+  }
+  struct frame *f = &b->stack[b->depth++];
+  f->v = v;
+  f->n = 0;
   return 1;
 }
-static const yajl_callbacks bounds_cb = {b_null, b_bool, NULL,    NULL,   b_num,  b_str,
-                                         b_open, b_str,  b_close, b_open, b_close};
+static int b_open_map(void *c) { return b_open(c, yajl_t_object); }
+static int b_open_array(void *c) { return b_open(c, yajl_t_array); }
+static int b_close(void *c) {
+  struct builder *b = c;
+  struct frame *f = &b->stack[--b->depth];
+  yajl_val *vals = arena_alloc(&b->a, (f->n ? f->n : 1) * sizeof(*vals));
+  if (!vals) {
+    b->nomem = true;
+    return 0;
+  }
+  memcpy(vals, f->vals, f->n * sizeof(*vals));
+  if (f->v->type == yajl_t_object) {
+    const char **keys = arena_alloc(&b->a, (f->n ? f->n : 1) * sizeof(*keys));
+    if (!keys) {
+      b->nomem = true;
+      return 0;
+    }
+    memcpy(keys, f->keys, f->n * sizeof(*keys));
+    f->v->u.object.keys = keys;
+    f->v->u.object.values = vals;
+    f->v->u.object.len = f->n;
+  } else {
+    f->v->u.array.values = vals;
+    f->v->u.array.len = f->n;
+  }
+  return 1;
+}
+static const yajl_callbacks build_cb = {b_null,     b_bool, NULL,    NULL,         b_num,  b_str,
+                                        b_open_map, b_key,  b_close, b_open_array, b_close};
 
 int gw_fhir_json_to_xml(const struct gw_fhir_model *m, const char *json, size_t len, const struct gw_fhir_limits *lim,
                         struct _xmlDoc **out, struct gw_diag *diag) {
@@ -689,14 +808,20 @@ int gw_fhir_json_to_xml(const struct gw_fhir_model *m, const char *json, size_t 
                 "dokument przekracza dopuszczalny rozmiar");
     return GW_ERR_INVAL;
   }
-  struct bounds b = {.max_depth = lim->max_depth, .max_values = lim->max_values};
-  yajl_handle h = yajl_alloc(&bounds_cb, NULL, &b);
-  if (!h)
-    return GW_ERR_NOMEM;
+  struct builder b = {.max_depth = lim->max_depth, .max_values = lim->max_values};
+  b.stack = calloc(lim->max_depth + 1, sizeof(*b.stack));
+  yajl_handle h = b.stack ? yajl_alloc(&build_cb, NULL, &b) : NULL;
+  int rv = GW_OK;
+  if (!h) {
+    rv = GW_ERR_NOMEM;
+    goto out;
+  }
   yajl_status st = yajl_parse(h, (const unsigned char *)json, len);
   if (st == yajl_status_ok)
     st = yajl_complete_parse(h);
-  if (st != yajl_status_ok) {
+  if (b.nomem) {
+    rv = GW_ERR_NOMEM;
+  } else if (st != yajl_status_ok) {
     struct gw_issue *i;
     if (b.over) {
       i = gw_diag_add(diag, GW_SEV_ERROR, "too-costly", "fhir.too-complex",
@@ -725,42 +850,39 @@ int gw_fhir_json_to_xml(const struct gw_fhir_model *m, const char *json, size_t 
         }
       }
     }
-    yajl_free(h);
-    return GW_ERR_INVAL;
-  }
-  yajl_free(h);
-  char *copy = malloc(len + 1);
-  if (!copy)
-    return GW_ERR_NOMEM;
-  memcpy(copy, json, len);
-  copy[len] = 0;
-  char ebuf[128];
-  yajl_val root = yajl_tree_parse(copy, ebuf, sizeof(ebuf));
-  free(copy);
-  if (!root)
-    return GW_ERR_NOMEM;
-  if (!YAJL_IS_OBJECT(root)) {
-    yajl_tree_free(root);
+    rv = GW_ERR_INVAL;
+  } else if (!b.root || !YAJL_IS_OBJECT(b.root)) {
     gw_diag_add(diag, GW_SEV_ERROR, "structure", "fhir.resource-type", "a FHIR document must be a JSON object",
                 "dokument FHIR musi być obiektem JSON");
-    return GW_ERR_INVAL;
+    rv = GW_ERR_INVAL;
   }
+  yajl_free(h);
+  if (rv)
+    goto out;
+  yajl_val root = b.root;
   struct jstate s = {.m = m, .diag = diag, .doc = xmlNewDoc(BAD_CAST "1.0")};
   if (!s.doc) {
-    yajl_tree_free(root);
-    return GW_ERR_NOMEM;
+    rv = GW_ERR_NOMEM;
+    goto out;
   }
   /* element and attribute names interned in a dictionary that lives as long as the thread:
    * only model names reach it (unknown keys are refused before any node exists), so it stays small */
   s.doc->dict = thread_dict();
   conv_resource(&s, root, NULL, "");
-  yajl_tree_free(root);
   if (s.failed) {
     xmlFreeDoc(s.doc);
-    return GW_ERR_INVAL;
+    rv = GW_ERR_INVAL;
+  } else {
+    *out = s.doc;
   }
-  *out = s.doc;
-  return GW_OK;
+out:
+  for (size_t k = 0; b.stack && k <= lim->max_depth; k++) {
+    free(b.stack[k].vals);
+    free(b.stack[k].keys);
+  }
+  free(b.stack);
+  arena_free(&b.a);
+  return rv;
 }
 
 /* ---- XML -> JSON ---- */
