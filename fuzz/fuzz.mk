@@ -4,7 +4,7 @@
 FUZZ_SECONDS ?= 30
 FZ := build/fuzz
 FCC := clang
-FUZZ_FLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -std=gnu11 -D_GNU_SOURCE -Igateway \
+FUZZ_FLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=gnu11 -D_GNU_SOURCE -Igateway \
   $(shell pkg-config --cflags yajl libxml-2.0 libxslt)
 FUZZ_LIBS := $(shell pkg-config --libs libnghttp2 yajl libxml-2.0 libxslt libexslt) -lhttp_parser -lpthread
 CORE := gateway/core/buf.c gateway/core/err.c gateway/core/log.c gateway/core/metrics.c gateway/core/diag.c gateway/core/file.c \

@@ -778,14 +778,16 @@ static int b_close(void *c) {
     b->nomem = true;
     return 0;
   }
-  memcpy(vals, f->vals, f->n * sizeof(*vals));
+  if (f->n) /* an empty container has no vector yet */
+    memcpy(vals, f->vals, f->n * sizeof(*vals));
   if (f->v->type == yajl_t_object) {
     const char **keys = arena_alloc(&b->a, (f->n ? f->n : 1) * sizeof(*keys));
     if (!keys) {
       b->nomem = true;
       return 0;
     }
-    memcpy(keys, f->keys, f->n * sizeof(*keys));
+    if (f->n)
+      memcpy(keys, f->keys, f->n * sizeof(*keys));
     f->v->u.object.keys = keys;
     f->v->u.object.values = vals;
     f->v->u.object.len = f->n;
