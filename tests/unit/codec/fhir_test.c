@@ -217,6 +217,10 @@ static void test_errors(void) {
   CU_ASSERT_STRING_EQUAL(loc, "Appointment.minutesDuration");
   CU_ASSERT_STRING_EQUAL(first_error("{\"resourceType\":\"MessageHeader\"}", NULL, 0),
                          "fhir.resource-type-unsupported");
+  /* empty containers (a regression: the tree builder copied from a NULL vector) */
+  CU_ASSERT_STRING_EQUAL(first_error("{\"resourceType\":\"Slot\",\"identifier\":[],\"meta\":{}}", loc, sizeof(loc)),
+                         "fhir.empty-array");
+  CU_ASSERT_STRING_EQUAL(loc, "Slot.identifier");
   CU_ASSERT_STRING_EQUAL(first_error("{\"status\":\"x\"}", NULL, 0), "fhir.resource-type");
   CU_ASSERT_STRING_EQUAL(first_error("{\"resourceType\":\"Slot\",", NULL, 0), "fhir.json-syntax");
   CU_ASSERT_STRING_EQUAL(first_error("[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[", NULL, 0),
