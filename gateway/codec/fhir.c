@@ -12,6 +12,7 @@
 #include <yajl/yajl_parse.h>
 #include <yajl/yajl_tree.h>
 
+#include "codec/xml.h"
 #include "core/err.h"
 #include "core/file.h"
 
@@ -313,27 +314,11 @@ static bool json_number_ok(const char *v) {
   return *p == 0;
 }
 
-/* FHIR strings may hold any Unicode but control characters (tab, CR, LF aside): exactly what XML can carry. */
-static bool xml_text_ok(const char *str) {
-  const unsigned char *u = (const unsigned char *)str;
-  size_t n = strlen(str);
-  while (n) {
-    int len = (int)(n > 4 ? 4 : n);
-    if (u[0] >= 0x80 && (u[0] < 0xC2 || u[0] > 0xF4))
-      return false; /* not a UTF-8 lead byte (xmlGetUTF8Char does not check) */
-    int c = xmlGetUTF8Char(u, &len);
-    if (c < 0 || !xmlIsCharQ(c))
-      return false;
-    u += len;
-    n -= (size_t)len;
-  }
-  return true;
-}
-
 static void emit_value(struct jstate *s, const char *xmlname, const char *type, const struct ftype *ct, yajl_val v,
                        yajl_val ext, xmlNodePtr parent, const char *path) {
   char msg[256], msgpl[256];
-  if (v && YAJL_IS_STRING(v) && !xml_text_ok(v->u.string)) {
+  if (v && YAJL_IS_STRING(v) && !gw_xml_text_ok((const unsigned char *)v->u.string, strlen(v->u.string), true)) {
+    /* FHIR strings may hold any Unicode but control characters (tab, CR, LF aside): what XML can carry */
     jerr(s, "value", "fhir.invalid-char", path, "the string holds a control character that FHIR does not allow",
          "tekst zawiera znak sterujący niedozwolony w FHIR");
     return;

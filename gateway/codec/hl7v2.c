@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/xml.h"
 #include "core/err.h"
 
 const struct gw_hl7_limits gw_hl7_default_limits = {
@@ -50,21 +51,6 @@ static struct gw_issue *issue(struct pstate *p, const char *rule, int hl7_code, 
   i->line = p->seg_no;
   i->col = (at && p->seg_start) ? (int)(at - p->seg_start) + 1 : 1;
   return i;
-}
-
-/* Text XML can carry: UTF-8 of XML Char code points only (no control bytes but tab). */
-static bool xml_text_ok(const unsigned char *s, size_t n) {
-  while (n) {
-    int len = (int)(n > 4 ? 4 : n);
-    if (s[0] >= 0x80 && (s[0] < 0xC2 || s[0] > 0xF4))
-      return false; /* not a UTF-8 lead byte (xmlGetUTF8Char does not check) */
-    int c = xmlGetUTF8Char(s, &len);
-    if (c < 0 || !xmlIsCharQ(c) || c == '\r' || c == '\n')
-      return false;
-    s += len;
-    n -= (size_t)len;
-  }
-  return true;
 }
 
 static int hexval(char c) {
@@ -146,7 +132,7 @@ static const char *decode(struct pstate *p, const char *s, const char *e) {
           gw_buf_append(&p->tmp, &byte, 1);
         }
         if (ok && p->tmp.data && xmlCheckUTF8(p->tmp.data + mark) &&
-            xml_text_ok(p->tmp.data + mark, p->tmp.len - mark)) {
+            gw_xml_text_ok(p->tmp.data + mark, p->tmp.len - mark, false)) {
           q = end + 1;
           continue;
         }
@@ -429,7 +415,7 @@ int gw_hl7_parse(const char *text, size_t len, const struct gw_hl7_limits *lim, 
     /* and no code point that XML forbids (U+FFFE, U+FFFF, surrogates) */
     for (const char *q = copy; text_ok && *q;) {
       const char *nl = q + strcspn(q, "\r\n");
-      text_ok = xml_text_ok((const unsigned char *)q, (size_t)(nl - q));
+      text_ok = gw_xml_text_ok((const unsigned char *)q, (size_t)(nl - q), false);
       q = *nl ? nl + 1 : nl;
     }
   }

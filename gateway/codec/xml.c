@@ -1,5 +1,6 @@
 #include "codec/xml.h"
 
+#include <libxml/chvalid.h>
 #include <libxml/parser.h>
 #include <libxml/parserInternals.h>
 #include <libxml/tree.h>
@@ -72,6 +73,20 @@ int gw_xml_parse(const char *text, size_t len, size_t max_bytes, struct _xmlDoc 
   c->myDoc = NULL;
   xmlFreeParserCtxt(c);
   return rv;
+}
+
+bool gw_xml_text_ok(const unsigned char *s, size_t n, bool newlines) {
+  while (n) {
+    int len = (int)(n > 4 ? 4 : n);
+    if (s[0] >= 0x80 && (s[0] < 0xC2 || s[0] > 0xF4))
+      return false; /* not a UTF-8 lead byte (xmlGetUTF8Char does not check) */
+    int c = xmlGetUTF8Char(s, &len);
+    if (c < 0 || !xmlIsCharQ(c) || (!newlines && (c == '\r' || c == '\n')))
+      return false;
+    s += len;
+    n -= (size_t)len;
+  }
+  return true;
 }
 
 static int buf_write(void *ctx, const char *data, int len) { return gw_buf_append(ctx, data, (size_t)len) ? -1 : len; }

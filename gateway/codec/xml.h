@@ -17,6 +17,11 @@ struct _xmlDoc;
  * xml.too-large, xml.dtd-forbidden, xml.syntax. Returns 0 or GW_ERR_INVAL. */
 int gw_xml_parse(const char *text, size_t len, size_t max_bytes, struct _xmlDoc **out, struct gw_diag *diag);
 
+/* True when |n| bytes at |s| are UTF-8 of code points XML can carry (no
+ * control characters but tab, and CR/LF only when |newlines|). */
+#include <stdbool.h>
+bool gw_xml_text_ok(const unsigned char *s, size_t n, bool newlines);
+
 /* Serialises |doc| (no XML declaration when |decl| is 0) to |out|. */
 struct gw_buf;
 int gw_xml_dump(struct _xmlDoc *doc, int decl, int pretty, struct gw_buf *out);

@@ -129,30 +129,30 @@ static void fhir_validate(struct gw_req *req, struct gw_resp *resp, const char *
   gw_diag_cleanup(&d);
 }
 
-/* POST /hl7v2/$validate: an HL7 ACK, AA when valid, AE/AR with ERR segments when not. */
-static void hl7_validate(struct gw_req *req, struct gw_resp *resp) {
-  struct gw_diag d;
-  gw_diag_init(&d, 200);
-  struct gw_check chk = {.caller_rpwdl = caller_rpwdl(req), .now = time(NULL)};
-  xmlDocPtr doc = NULL;
-  int rv = gw_engine_check(engine, (const char *)req->body.data, req->body.len, GW_D_HL7V2, &chk, &doc, &d);
-  xmlFreeDoc(doc);
-  /* the ACK refers to the original MSH: parse it again for the header only */
-  struct gw_diag hd;
-  gw_diag_init(&hd, 4);
-  xmlDocPtr v2 = NULL;
-  gw_hl7_parse((const char *)req->body.data, req->body.len, NULL, &v2, &hd);
-  gw_diag_cleanup(&hd);
+/* An HL7 ACK for a checked message: AA when valid, AE/AR with one ERR per issue. */
+static void hl7_ack_answer(struct gw_req *req, struct gw_resp *resp, int status, xmlDocPtr v2, int rv,
+                           const struct gw_diag *d, const char *ok_text) {
   char stamp[20], ctrl[40];
   utc_stamp(stamp, sizeof(stamp));
   snprintf(ctrl, sizeof(ctrl), "CERGW%s%04u", stamp, (unsigned)(req->stream_id % 10000));
   struct gw_buf out;
   gw_buf_init(&out, 1 << 20);
-  enum gw_hl7_ack code = rv == GW_OK ? GW_ACK_AA : gw_hl7_ack_code_for(&d);
-  gw_hl7_ack(v2, code, rv == GW_OK ? "valid (dry run, not forwarded)" : "invalid", &d, ctrl, stamp, &out);
-  xmlFreeDoc(v2);
-  take_buf(resp, 200, CT_HL7, &out);
+  enum gw_hl7_ack code = rv == GW_OK ? GW_ACK_AA : gw_hl7_ack_code_for(d);
+  gw_hl7_ack(v2, code, rv == GW_OK ? ok_text : "invalid", d, ctrl, stamp, &out);
+  take_buf(resp, status, CT_HL7, &out);
   gw_buf_cleanup(&out);
+}
+
+/* POST /hl7v2/$validate: an HL7 ACK, AA when valid, AE/AR with ERR segments when not. */
+static void hl7_validate(struct gw_req *req, struct gw_resp *resp) {
+  struct gw_diag d;
+  gw_diag_init(&d, 200);
+  xmlDocPtr v2 = NULL, doc = NULL;
+  struct gw_check chk = {.caller_rpwdl = caller_rpwdl(req), .now = time(NULL), .hl7_out = &v2};
+  int rv = gw_engine_check(engine, (const char *)req->body.data, req->body.len, GW_D_HL7V2, &chk, &doc, &d);
+  hl7_ack_answer(req, resp, 200, v2, rv, &d, "valid (dry run, not forwarded)");
+  xmlFreeDoc(doc);
+  xmlFreeDoc(v2);
   gw_diag_cleanup(&d);
 }
 
@@ -180,8 +180,8 @@ static void translate(struct gw_req *req, struct gw_resp *resp) {
   enum gw_dialect from = gw_dialect_detect((const char *)req->body.data, req->body.len);
   struct gw_diag d;
   gw_diag_init(&d, 200);
-  struct gw_check chk = {.caller_rpwdl = caller_rpwdl(req), .now = time(NULL)};
-  xmlDocPtr doc = NULL;
+  xmlDocPtr doc = NULL, v2 = NULL;
+  struct gw_check chk = {.caller_rpwdl = caller_rpwdl(req), .now = time(NULL), .hl7_out = &v2};
   int rv = gw_engine_check(engine, (const char *)req->body.data, req->body.len, from, &chk, &doc, &d);
   struct gw_buf out;
   gw_buf_init(&out, 16u << 20);
@@ -195,12 +195,7 @@ static void translate(struct gw_req *req, struct gw_resp *resp) {
                                      : CT_FHIR_JSON,
              &out);
   } else if (from == GW_D_HL7V2) {
-    gw_buf_cleanup(&out);
-    xmlFreeDoc(doc);
-    gw_diag_cleanup(&d);
-    hl7_validate(req, resp);
-    resp->status = 422;
-    return;
+    hl7_ack_answer(req, resp, 422, v2, rv, &d, "translated"); /* errors for an HL7 sender: an ACK */
   } else {
     out.len = 0;
     gw_engine_outcome_json(engine, &d, 1, &out);
@@ -208,6 +203,7 @@ static void translate(struct gw_req *req, struct gw_resp *resp) {
   }
   gw_buf_cleanup(&out);
   xmlFreeDoc(doc);
+  xmlFreeDoc(v2);
   gw_diag_cleanup(&d);
 }
 

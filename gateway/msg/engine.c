@@ -387,7 +387,10 @@ int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enu
     rv = gw_hl7_parse(text + skip, end - skip, NULL, &v2, diag);
     if (rv == GW_OK) {
       rv = gw_xform_apply(e->siu2fhir, v2, NULL, &fhir, diag);
-      xmlFreeDoc(v2);
+      if (chk && chk->hl7_out)
+        *chk->hl7_out = v2;
+      else
+        xmlFreeDoc(v2);
       if (rv == GW_OK) {
         /* the mapping's output must satisfy the FHIR model too */
         struct gw_buf sink;

@@ -28,6 +28,10 @@ void gw_engine_free(struct gw_engine *e);
 struct gw_check {
   const char *caller_rpwdl; /* NULL offline */
   time_t now;
+  /* optional: for HL7 v2 input, receives the parsed message (or NULL when it
+   * did not parse), so that an ACK can be built without parsing it again.
+   * The caller frees it with xmlFreeDoc. */
+  struct _xmlDoc **hl7_out;
 };
 
 /* Parses |text| of dialect |d| (GW_D_UNKNOWN: detect) into canonical FHIR

@@ -335,6 +335,17 @@ static int covered_kind(const struct gw_rules *r, const char *code) { /* -1 not 
   return -1;
 }
 
+/* The poradnia code of |res| into |buf|; reports cer.specialty-covered, at
+ * the specialty element, when configuration does not cover it. */
+static void checked_specialty(struct ev *e, xmlNodePtr res, char *buf, size_t n) {
+  specialty_of(e, res, buf, n);
+  if (!*buf || covered_kind(e->r, buf) >= 0)
+    return;
+  xmlXPathObjectPtr s = q(e, XP_SPECIALTY, res);
+  report(e, "cer.specialty-covered", nodes(s) ? s->nodesetval->nodeTab[0] : res, buf, NULL);
+  xmlXPathFreeObject(s);
+}
+
 static void check_times(struct ev *e, xmlNodePtr res, const char *kind_status, bool future_rules, const char *spec) {
   char *start = str(e, XP_START, res), *end = str(e, XP_END, res);
   xmlXPathObjectPtr sn = q(e, XP_START_NODE, res), en = q(e, XP_END_NODE, res);
@@ -371,12 +382,7 @@ static void check_appointments(struct ev *e) {
     xmlNodePtr a = o->nodesetval->nodeTab[i];
     char *status = str(e, XP_STATUS, a);
     char spec[16];
-    specialty_of(e, a, spec, sizeof(spec));
-    if (*spec && covered_kind(e->r, spec) < 0) {
-      xmlXPathObjectPtr s = q(e, XP_SPECIALTY, a);
-      report(e, "cer.specialty-covered", nodes(s) ? s->nodesetval->nodeTab[0] : a, spec, NULL);
-      xmlXPathFreeObject(s);
-    }
+    checked_specialty(e, a, spec, sizeof(spec));
     check_times(e, a, status, true, spec);
     /* a PATCH of a known booking (reschedule) re-sends neither patient nor referral */
     xmlXPathObjectPtr patch = q(e, XP_IS_PATCH, a);
@@ -423,9 +429,7 @@ static void check_slots(struct ev *e) {
   for (int i = 0; s && t && sched && i < n; i++) {
     xmlNodePtr sl = o->nodesetval->nodeTab[i];
     char spec[16];
-    specialty_of(e, sl, spec, sizeof(spec));
-    if (*spec && covered_kind(e->r, spec) < 0)
-      report(e, "cer.specialty-covered", sl, spec, NULL);
+    checked_specialty(e, sl, spec, sizeof(spec));
     char *status = str(e, XP_STATUS, sl);
     check_times(e, sl, status && (!strcmp(status, "free") || !strcmp(status, "busy")) ? "booked" : status, true, spec);
     free(status);
