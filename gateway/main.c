@@ -15,9 +15,13 @@
 #include "core/file.h"
 #include "core/log.h"
 #include "core/version.h"
+#include "deliver/deliver.h"
 #include "http/router.h"
+#include "http/write.h"
 #include "msg/engine.h"
 #include "net/server.h"
+#include "sim/sim.h"
+#include "store/store.h"
 #include "tls/tls.h"
 #include "validate/rules.h"
 
@@ -28,6 +32,8 @@ static void usage(FILE *f) {
           "       cergw validate [--format text|json] [--now INSTANT] FILE...   exit 0 valid, 1 invalid, 2 unreadable\n"
           "       cergw translate --to fhir|fhir-xml|hl7v2|soap FILE [--now INSTANT]\n"
           "       cergw identity CERT.pem   show the identity the gateway reads from a certificate\n"
+          "       cergw outbox [--data DIR] list|show|retry|dead|purge ...   the delivery queue\n"
+          "       cergw sim --role p1|simp|apkolce|clinic --listen HOST:PORT [--data DIR]   backend simulator\n"
           "       cergw version\n");
 }
 
@@ -47,6 +53,27 @@ static int load_conf(struct gw_conf *c, const char *path) {
 }
 
 static struct gw_engine *load_engine(void);
+
+static const char *reload_path;
+
+/* SIGHUP: a new routes/backends snapshot; in-flight work keeps the one it started with. */
+static void reload_delivery(void) {
+  struct gw_buf errs;
+  gw_buf_init(&errs, 1 << 20);
+  struct gw_dconf *dc = NULL;
+  if (gw_dconf_load(reload_path, &dc, &errs)) {
+    gw_log(GW_LOG_ERROR, "reload_failed", "delivery=%s detail=\"%.*s\" keeping=previous", reload_path ? reload_path : "-",
+           (int)strcspn(errs.len ? (char *)errs.data : "", "\n"), errs.len ? (char *)errs.data : "");
+  } else {
+    int on = 0;
+    for (int i = 0; i < dc->nr; i++)
+      on += dc->r[i].enabled;
+    gw_dconf_install(dc);
+    gw_log(GW_LOG_INFO, "reloaded", "delivery=%s routes=%d enabled=%d", reload_path ? reload_path : "embedded-defaults",
+           dc->nr, on);
+  }
+  gw_buf_cleanup(&errs);
+}
 
 static int cmd_serve(int argc, char **argv) {
   const char *conf_path = NULL, *listen = NULL;
@@ -78,7 +105,33 @@ static int cmd_serve(int argc, char **argv) {
     return 1;
   }
   gw_router_set_engine(engine);
-  int rv = gw_server_run(&c);
+  struct gw_buf errs;
+  gw_buf_init(&errs, 1 << 20);
+  struct gw_dconf *dc = NULL;
+  struct gw_store *st = NULL;
+  struct gw_dispatch *disp = NULL;
+  if (gw_dconf_load(c.delivery, &dc, &errs) || gw_store_open(c.data_dir, NULL, NULL, &st, &errs) ||
+      gw_dispatch_start(st, &disp)) {
+    fprintf(stderr, "%s", errs.len ? (char *)errs.data : "cannot start delivery\n");
+    gw_buf_cleanup(&errs);
+    gw_dconf_free(dc);
+    gw_store_close(st);
+    gw_engine_free(engine);
+    gw_conf_cleanup(&c);
+    return 1;
+  }
+  gw_buf_cleanup(&errs);
+  gw_dconf_install(dc);
+  gw_store_set_accepted(st, gw_dispatch_accepted, disp);
+  gw_write_init(engine, st);
+  reload_path = c.delivery;
+  gw_log(GW_LOG_INFO, "delivery_ready", "data_dir=%s delivery=%s", c.data_dir,
+         c.delivery ? c.delivery : "embedded-defaults");
+  static const struct gw_app app = {.handle = gw_router_handle, .reload = reload_delivery};
+  int rv = gw_server_run(&c, &app);
+  gw_dispatch_stop(disp);
+  gw_store_close(st);
+  gw_dconf_install(NULL);
   gw_router_set_engine(NULL);
   gw_engine_free(engine);
   gw_conf_cleanup(&c);
@@ -323,6 +376,21 @@ int main(int argc, char **argv) {
     return cmd_translate(argc - 2, argv + 2);
   if (strcmp(cmd, "identity") == 0)
     return cmd_identity(argc - 2, argv + 2);
+  if (strcmp(cmd, "sim") == 0) {
+    struct gw_engine *e = load_engine();
+    int rv = e ? gw_sim_main(e, argc - 2, argv + 2) : 1;
+    gw_engine_free(e);
+    return rv;
+  }
+  if (strcmp(cmd, "outbox") == 0) {
+    const char *dir = "data";
+    int i = 2;
+    if (argc > 3 && strcmp(argv[2], "--data") == 0) {
+      dir = argv[3];
+      i = 4;
+    }
+    return gw_outbox_cmd(dir, argc - i, argv + i);
+  }
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
     printf("cergw %s\n", GW_VERSION);
     return 0;

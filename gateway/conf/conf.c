@@ -16,7 +16,7 @@
 #define MAX_DEPTH      8
 #define MAX_ERRORS     32
 
-enum kind { K_STR, K_PATH, K_U32, K_SIZE, K_LOGLEVEL, K_TLSVER, K_LISTEN, K_OBJ };
+enum kind { K_STR, K_PATH, K_U32, K_SIZE, K_LOGLEVEL, K_TLSVER, K_LISTEN, K_MLLP, K_OBJ };
 
 struct field {
   const char *path; /* dotted */
@@ -29,6 +29,9 @@ struct field {
 #define OFF(m) offsetof(struct gw_conf, m)
 static const struct field fields[] = {
     {"listen", K_LISTEN, 0, 0, 0, "HOST:PORT"},
+    {"mllp_listen", K_MLLP, 0, 0, 0, "HOST:PORT of the MLLP/TLS listener, \"\" = off"},
+    {"data_dir", K_PATH, OFF(data_dir), 0, 0, "durable store directory"},
+    {"delivery", K_PATH, OFF(delivery), 0, 0, "routes, backends and clinics (JSON)"},
     {"workers", K_U32, OFF(workers), 0, 64, "event loops, 0 = one per core"},
     {"log_level", K_LOGLEVEL, OFF(log_level), 0, 0, "debug|info|warn|error"},
     {"tls", K_OBJ, 0, 0, 0, NULL},
@@ -166,6 +169,18 @@ static int set_string(struct pctx *p, const struct field *f, const char *s, size
   if (!v) {
     p->oom = 1;
     return 0;
+  }
+  if (f->kind == K_MLLP) {
+    int rv = n == 0 ? GW_OK : gw_hostport_split(v, &p->c->mllp_host, &p->c->mllp_port);
+    if (n == 0) {
+      free(p->c->mllp_host);
+      free(p->c->mllp_port);
+      p->c->mllp_host = p->c->mllp_port = NULL;
+    } else if (rv) {
+      perr(p, "'%s': expected HOST:PORT or \"\", got \"%s\"", f->path, v);
+    }
+    free(v);
+    return 1;
   }
   if (f->kind == K_LISTEN) {
     int rv = gw_conf_set_listen(p->c, v);
@@ -408,6 +423,10 @@ int gw_conf_load(struct gw_conf *c, const char *path, struct gw_buf *errs) {
 }
 
 int gw_conf_set_listen(struct gw_conf *c, const char *hp) {
+  return gw_hostport_split(hp, &c->listen_host, &c->listen_port);
+}
+
+int gw_hostport_split(const char *hp, char **out_host, char **out_port) {
   const char *host, *port;
   size_t hl;
   if (hp[0] == '[') {
@@ -435,10 +454,15 @@ int gw_conf_set_listen(struct gw_conf *c, const char *hp) {
     free(pt);
     return GW_ERR_NOMEM;
   }
-  free(c->listen_host);
-  free(c->listen_port);
-  c->listen_host = h;
-  c->listen_port = pt;
+  if (!out_host) {
+    free(h);
+    free(pt);
+    return GW_OK;
+  }
+  free(*out_host);
+  free(*out_port);
+  *out_host = h;
+  *out_port = pt;
   return GW_OK;
 }
 
@@ -464,6 +488,9 @@ int gw_conf_defaults(struct gw_conf *c) {
   c->tls.key = strdup("certs/dev/server.key");
   c->tls.ca = strdup("certs/dev/ca.pem");
   c->tls.crl = strdup("certs/dev/crl.pem");
+  c->data_dir = strdup("data");
+  if (!c->data_dir || gw_hostport_split("127.0.0.1:2575", &c->mllp_host, &c->mllp_port))
+    c->tls.cert = NULL;
   if (!c->tls.cert || !c->tls.key || !c->tls.ca || !c->tls.crl || gw_conf_set_listen(c, "127.0.0.1:8443")) {
     gw_conf_cleanup(c);
     return GW_ERR_NOMEM;
@@ -479,5 +506,9 @@ void gw_conf_cleanup(struct gw_conf *c) {
   free(c->tls.key);
   free(c->tls.ca);
   free(c->tls.crl);
+  free(c->mllp_host);
+  free(c->mllp_port);
+  free(c->data_dir);
+  free(c->delivery);
   memset(c, 0, sizeof(*c));
 }

@@ -35,6 +35,9 @@ struct gw_conf {
   char *path; /* file it came from, or NULL for the embedded defaults */
   char *listen_host;
   char *listen_port;
+  char *mllp_host, *mllp_port; /* MLLP over TLS listener; NULL when off */
+  char *data_dir;              /* durable store (SQLite) directory */
+  char *delivery;              /* routes/backends/clinics file; NULL = embedded defaults */
   uint32_t workers; /* event loops; 0 = one per online core */
   enum gw_log_level log_level;
   struct gw_conf_tls tls;
@@ -58,6 +61,10 @@ int gw_conf_load(struct gw_conf *c, const char *path, struct gw_buf *errs);
 
 /* Sets listen_host/listen_port from "HOST:PORT" or "[V6]:PORT". */
 int gw_conf_set_listen(struct gw_conf *c, const char *hostport);
+
+/* Splits "HOST:PORT" or "[V6]:PORT" into fresh strings (replacing *host and
+ * *port); with NULL outputs only checks the syntax. */
+int gw_hostport_split(const char *hp, char **host, char **port);
 
 /* Frees everything |c| owns; |c| may be zeroed memory. */
 void gw_conf_cleanup(struct gw_conf *c);

@@ -9,7 +9,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 
-enum hdr { H_NONE, H_HOST, H_CTYPE, H_EXPECT, H_OTHER };
+enum hdr { H_NONE, H_HOST, H_CTYPE, H_EXPECT, H_IDEM, H_INE, H_AUTH, H_OTHER };
 
 struct gw_h1 {
   http_parser p;
@@ -88,6 +88,12 @@ static void finish_header(struct gw_h1 *h) {
     dst = &h->req.authority;
   else if (h->cur == H_CTYPE)
     dst = &h->req.content_type;
+  else if (h->cur == H_IDEM)
+    dst = &h->req.idem_key;
+  else if (h->cur == H_INE)
+    dst = &h->req.if_none_exist;
+  else if (h->cur == H_AUTH)
+    dst = &h->req.authorization;
   else if (h->cur == H_EXPECT)
     h->req.expect_continue = h->hval.len == 12 && strncasecmp((char *)h->hval.data, "100-continue", 12) == 0;
   if (dst && h->hval.len) {
@@ -136,6 +142,12 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
         h->cur = H_HOST;
       else if (strcasecmp(h->hname, "content-type") == 0)
         h->cur = H_CTYPE;
+      else if (strcasecmp(h->hname, "idempotency-key") == 0)
+        h->cur = H_IDEM;
+      else if (strcasecmp(h->hname, "if-none-exist") == 0)
+        h->cur = H_INE;
+      else if (strcasecmp(h->hname, "authorization") == 0)
+        h->cur = H_AUTH;
       else if (strcasecmp(h->hname, "expect") == 0)
         h->cur = H_EXPECT;
     }
@@ -283,6 +295,10 @@ int gw_h1_respond(struct gw_h1 *h, struct gw_req *req, struct gw_resp *resp) {
     n += snprintf(head + n, sizeof(head) - (size_t)n, "content-type: %s\r\n", resp->content_type);
   for (int i = 0; i < resp->nextra && (size_t)n < sizeof(head); i++)
     n += snprintf(head + n, sizeof(head) - (size_t)n, "%s: %s\r\n", resp->extra[i].name, resp->extra[i].value);
+  if (resp->location[0] && (size_t)n < sizeof(head))
+    n += snprintf(head + n, sizeof(head) - (size_t)n, "location: %s\r\n", resp->location);
+  if (resp->etag[0] && (size_t)n < sizeof(head))
+    n += snprintf(head + n, sizeof(head) - (size_t)n, "etag: %s\r\n", resp->etag);
   if ((size_t)n < sizeof(head))
     n += snprintf(head + n, sizeof(head) - (size_t)n, "%s\r\n", h->closing ? "connection: close\r\n" : "");
   if ((size_t)n >= sizeof(head))
@@ -304,6 +320,12 @@ int gw_h1_respond(struct gw_h1 *h, struct gw_req *req, struct gw_resp *resp) {
 bool gw_h1_should_close(const struct gw_h1 *h) { return h->closing && !h->waiting; }
 
 bool gw_h1_busy(const struct gw_h1 *h) { return h->in_req; }
+
+struct gw_req *gw_h1_pending(struct gw_h1 *h, int32_t ordinal) {
+  return (h->waiting && h->req.stream_id == ordinal) ? &h->req : NULL;
+}
+
+bool gw_h1_waiting(const struct gw_h1 *h) { return h->waiting; }
 
 uint64_t gw_h1_incomplete_since(const struct gw_h1 *h) { return (h->in_req && !h->waiting) ? h->req.start_ns : 0; }
 

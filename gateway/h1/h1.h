@@ -40,6 +40,10 @@ int gw_h1_respond(struct gw_h1 *h, struct gw_req *req, struct gw_resp *resp);
 bool gw_h1_should_close(const struct gw_h1 *h);
 /* True while a request is being received or awaits its answer. */
 bool gw_h1_busy(const struct gw_h1 *h);
+/* The request numbered |ordinal| when it awaits its answer, or NULL. */
+struct gw_req *gw_h1_pending(struct gw_h1 *h, int32_t ordinal);
+/* True while a complete request awaits its answer (input is not parsed meanwhile). */
+bool gw_h1_waiting(const struct gw_h1 *h);
 /* Start (ns) of a request whose bytes are still arriving, or 0. */
 uint64_t gw_h1_incomplete_since(const struct gw_h1 *h);
 /* Graceful stop: close after the current response (or now when idle). */

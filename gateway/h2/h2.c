@@ -135,6 +135,15 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
   } else if (IS("content-type")) {
     free(r->content_type);
     r->content_type = strndup((const char *)value, valuelen);
+  } else if (IS("idempotency-key")) {
+    free(r->idem_key);
+    r->idem_key = strndup((const char *)value, valuelen);
+  } else if (IS("authorization")) {
+    free(r->authorization);
+    r->authorization = strndup((const char *)value, valuelen);
+  } else if (IS("if-none-exist")) {
+    free(r->if_none_exist);
+    r->if_none_exist = strndup((const char *)value, valuelen);
   } else if (IS("content-length")) {
     /* nghttp2 has validated the syntax already (HTTP messaging is on) */
     char tmp[24];
@@ -340,7 +349,7 @@ int gw_h2_respond(struct gw_h2 *h, struct gw_req *req, struct gw_resp *resp) {
   gw_fmt_u64(&f, (uint64_t)(st->resp.status % 1000));
   gw_fmt_init(&f, clen, sizeof(clen));
   gw_fmt_u64(&f, st->resp.body_len);
-  nghttp2_nv nv[4 + GW_RESP_MAX_EXTRA];
+  nghttp2_nv nv[6 + GW_RESP_MAX_EXTRA];
   size_t n = 0;
 #define NV(k, v)                                                                                                       \
   nv[n++] = (nghttp2_nv){(uint8_t *)(k), (uint8_t *)(v), strlen(k), strlen(v), NGHTTP2_NV_FLAG_NO_COPY_NAME}
@@ -350,6 +359,10 @@ int gw_h2_respond(struct gw_h2 *h, struct gw_req *req, struct gw_resp *resp) {
   NV("content-length", clen);
   for (int i = 0; i < st->resp.nextra; i++)
     NV(st->resp.extra[i].name, st->resp.extra[i].value);
+  if (st->resp.location[0])
+    NV("location", st->resp.location);
+  if (st->resp.etag[0])
+    NV("etag", st->resp.etag);
 #undef NV
   bool head = strcmp(req->method, "HEAD") == 0;
   nghttp2_data_provider prd = {.source.ptr = st, .read_callback = body_read};
@@ -379,3 +392,8 @@ uint64_t gw_h2_oldest_incomplete(const struct gw_h2 *h) {
 }
 
 int gw_h2_calm_reason(const struct gw_h2 *h) { return h->calm; }
+
+struct gw_req *gw_h2_pending(struct gw_h2 *h, int32_t stream_id) {
+  struct stream *st = nghttp2_session_get_stream_user_data(h->s, stream_id);
+  return (st && st->dispatched && !st->responded) ? &st->req : NULL;
+}

@@ -60,6 +60,9 @@ uint64_t gw_h2_oldest_incomplete(const struct gw_h2 *h);
 /* Why the session ended itself: 0 not at all, 1 rapid reset, 2 control-frame flood. */
 int gw_h2_calm_reason(const struct gw_h2 *h);
 
+/* The request of |stream_id| when it was handed out and not answered yet, or NULL. */
+struct gw_req *gw_h2_pending(struct gw_h2 *h, int32_t stream_id);
+
 /* Attaches the connection facts copied into every request. Borrowed. */
 void gw_h2_set_peer(struct gw_h2 *h, const struct gw_identity *id, const char *addr, uint64_t conn_id);
 

@@ -15,8 +15,11 @@ void gw_req_cleanup(struct gw_req *r) {
   free(r->path);
   free(r->authority);
   free(r->content_type);
+  free(r->idem_key);
+  free(r->if_none_exist);
+  free(r->authorization);
   gw_buf_cleanup(&r->body);
-  r->path = r->authority = r->content_type = NULL;
+  r->path = r->authority = r->content_type = r->idem_key = r->if_none_exist = r->authorization = NULL;
 }
 
 void gw_resp_cleanup(struct gw_resp *r) {
@@ -63,6 +66,10 @@ const char *gw_http_reason(int s) {
     return "Method Not Allowed";
   case 408:
     return "Request Timeout";
+  case 409:
+    return "Conflict";
+  case 412:
+    return "Precondition Failed";
   case 413:
     return "Content Too Large";
   case 414:

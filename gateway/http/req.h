@@ -13,6 +13,9 @@ struct gw_req {
   char *path;             /* request target as received; owned */
   char *authority;        /* :authority or Host; owned, may be NULL */
   char *content_type;     /* owned, may be NULL */
+  char *idem_key;         /* Idempotency-Key header; owned, may be NULL */
+  char *if_none_exist;    /* If-None-Exist header (FHIR conditional create); owned, may be NULL */
+  char *authorization;    /* Authorization header (the simulators' OAuth check); owned, may be NULL */
   int64_t content_length; /* -1 when absent */
   struct gw_buf body;     /* bounded by limits.max_body_bytes */
   size_t header_bytes;    /* name+value+32 per field, as HTTP/2 counts them */
@@ -25,6 +28,12 @@ struct gw_req {
   const struct gw_identity *peer;
   const char *peer_addr;
   uint64_t conn_id;
+  /* where a deferred answer goes (see gw_reply_post); set by the network layer */
+  struct gw_reply_token {
+    void *worker, *conn;
+    uint64_t conn_id;
+    int32_t stream_id;
+  } reply;
 };
 
 #define GW_RESP_MAX_EXTRA 4
@@ -39,7 +48,18 @@ struct gw_resp {
     const char *name, *value; /* static strings */
   } extra[GW_RESP_MAX_EXTRA];
   int nextra;
+  char location[256]; /* "Location" header when non-empty */
+  char etag[48];      /* "ETag" header when non-empty */
+  /* set by a handler that answers later through gw_reply_post(); the
+   * protocol layer then keeps the request open */
+  int deferred;
 };
+
+/* Delivers the answer to a request whose handler set resp->deferred. Safe
+ * from any thread; takes ownership of |resp->body|. Answers to requests
+ * whose connection or stream has gone are dropped. Implemented by the
+ * network layer. */
+void gw_reply_post(const struct gw_reply_token *t, struct gw_resp *resp);
 
 /* Initialises |r| for a new request with a body ceiling of |max_body|. */
 void gw_req_init(struct gw_req *r, size_t max_body);

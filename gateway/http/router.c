@@ -10,6 +10,8 @@
 #include "core/fmt.h"
 #include "core/metrics.h"
 #include "core/version.h"
+#include "deliver/deliver.h"
+#include "http/write.h"
 #include "msg/engine.h"
 
 #include <libxml/tree.h>
@@ -61,7 +63,7 @@ static void healthz(struct gw_resp *resp) {
 static void metrics(struct gw_resp *resp) {
   struct gw_buf b;
   gw_buf_init(&b, 4u << 20);
-  if (gw_metrics_render(&b, uptime_s())) {
+  if (gw_metrics_render(&b, uptime_s()) || (gw_dispatch_metrics(&b), 0)) {
     gw_buf_cleanup(&b);
     gw_router_error(resp, 500, "metrics exposition failed");
     return;
@@ -314,6 +316,8 @@ void gw_router_handle(struct gw_req *req, struct gw_resp *resp) {
       method_not_allowed(resp, "GET, HEAD");
     return;
   }
+  if (gw_write_handle(req, resp))
+    return;
   if (path_is(req, "/soap")) {
     if (!engine) {
       gw_router_error(resp, 503, "validation and translation are not loaded");

@@ -28,6 +28,7 @@ struct gw_engine {
   struct gw_xform *soap2fhir;
   struct gw_xform *fhir2siu;
   struct gw_xform *fhir2soap;
+  struct gw_xform *fhir2p1, *fhir2simp, *fhir2apkolce;
   xmlSchemaPtr soap_schema;
   char *wsdl, *xsd;
   size_t wsdl_len, xsd_len;
@@ -97,6 +98,15 @@ int gw_engine_new(const char *root, struct gw_engine **out, struct gw_buf *errs)
   snprintf(path, sizeof(path), "%s/mappings/fhir-to-siu.xsl", root);
   if ((rv = gw_xform_load(path, &e->fhir2siu, errs)))
     goto fail;
+  snprintf(path, sizeof(path), "%s/mappings/fhir-to-p1.xsl", root);
+  if ((rv = gw_xform_load(path, &e->fhir2p1, errs)))
+    goto fail;
+  snprintf(path, sizeof(path), "%s/mappings/fhir-to-simp.xsl", root);
+  if ((rv = gw_xform_load(path, &e->fhir2simp, errs)))
+    goto fail;
+  snprintf(path, sizeof(path), "%s/mappings/fhir-to-apkolce.xsl", root);
+  if ((rv = gw_xform_load(path, &e->fhir2apkolce, errs)))
+    goto fail;
   snprintf(path, sizeof(path), "%s/mappings/fhir-to-soap.xsl", root);
   if ((rv = gw_xform_load(path, &e->fhir2soap, errs)))
     goto fail;
@@ -131,6 +141,9 @@ void gw_engine_free(struct gw_engine *e) {
   gw_xform_free(e->soap2fhir);
   gw_xform_free(e->fhir2siu);
   gw_xform_free(e->fhir2soap);
+  gw_xform_free(e->fhir2p1);
+  gw_xform_free(e->fhir2simp);
+  gw_xform_free(e->fhir2apkolce);
   if (e->soap_schema)
     xmlSchemaFree(e->soap_schema);
   free(e->wsdl);
@@ -520,4 +533,48 @@ int gw_engine_outcome_json(const struct gw_engine *e, const struct gw_diag *diag
   gw_diag_cleanup(&d2);
   xmlFreeDoc(doc);
   return rv;
+}
+
+static const char *const outbound_names[GW_OUT__COUNT] = {"p1", "simp", "apkolce", "clinic-soap", "clinic-siu"};
+
+int gw_outbound_parse(const char *name) {
+  for (int i = 0; i < GW_OUT__COUNT; i++)
+    if (strcmp(outbound_names[i], name) == 0)
+      return i;
+  return -1;
+}
+
+const char *gw_outbound_name(int kind) { return kind >= 0 && kind < GW_OUT__COUNT ? outbound_names[kind] : "?"; }
+
+int gw_engine_outbound(const struct gw_engine *e, int kind, struct _xmlDoc *fhir, const char *key, int late_cancel,
+                       struct gw_buf *out, const char **ctype, struct gw_diag *diag) {
+  const char *params[] = {"message_key", key ? key : "", "late_cancel", late_cancel ? "1" : "0", NULL};
+  const struct gw_xform *x = kind == GW_OUT_P1 ? e->fhir2p1 : kind == GW_OUT_SIMP ? e->fhir2simp : e->fhir2apkolce;
+  switch (kind) {
+  case GW_OUT_CLINIC_SOAP:
+    *ctype = "text/xml; charset=utf-8";
+    return gw_engine_render(e, fhir, GW_D_SOAP, 0, out, diag);
+  case GW_OUT_CLINIC_SIU:
+    *ctype = "x-application/hl7-v2+er7; charset=utf-8";
+    return gw_engine_render(e, fhir, GW_D_HL7V2, 0, out, diag);
+  case GW_OUT_P1:
+  case GW_OUT_SIMP:
+  case GW_OUT_APKOLCE: {
+    xmlDocPtr res = NULL;
+    int rv = gw_xform_apply(x, fhir, params, &res, diag);
+    if (rv == GW_OK) {
+      if (kind == GW_OUT_P1) {
+        *ctype = "application/fhir+json";
+        rv = gw_fhir_xml_to_json(e->model, res, 0, out, diag);
+      } else {
+        *ctype = kind == GW_OUT_SIMP ? "application/soap+xml; charset=utf-8" : "application/xml; charset=utf-8";
+        rv = gw_xml_dump(res, 1, 0, out);
+      }
+    }
+    xmlFreeDoc(res);
+    return rv;
+  }
+  }
+  unsupported(diag, "this backend");
+  return GW_ERR_NOTFOUND;
 }

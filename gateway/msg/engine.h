@@ -46,6 +46,17 @@ int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enu
 int gw_engine_render(const struct gw_engine *e, struct _xmlDoc *fhir, enum gw_dialect to, int pretty,
                      struct gw_buf *out, struct gw_diag *diag);
 
+/* What goes to each kind of backend, each produced by a mapping in mappings/:
+ * P1 (fhir-to-p1.xsl, then FHIR JSON), SIMP (fhir-to-simp.xsl, SOAP 1.2),
+ * AP-KOLCE (fhir-to-apkolce.xsl), and a clinic's notification endpoint
+ * (fhir-to-soap.xsl or fhir-to-siu.xsl). |key| is the delivery's idempotency
+ * key; |late_cancel| marks a cancellation less than 48 h before the visit. */
+enum gw_outbound { GW_OUT_P1 = 0, GW_OUT_SIMP, GW_OUT_APKOLCE, GW_OUT_CLINIC_SOAP, GW_OUT_CLINIC_SIU, GW_OUT__COUNT };
+int gw_outbound_parse(const char *name); /* -1 when unknown */
+const char *gw_outbound_name(int kind);
+int gw_engine_outbound(const struct gw_engine *e, int kind, struct _xmlDoc *fhir, const char *key, int late_cancel,
+                       struct gw_buf *out, const char **ctype, struct gw_diag *diag);
+
 /* SOAP answers, in the envelope version of the request (11 or 12):
  * a Fault with c:Issues in its detail (Client/Sender), and the
  * ValidateMessageResponse. */

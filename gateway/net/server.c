@@ -38,8 +38,18 @@
 
 struct server;
 
+struct reply_item {
+  struct reply_item *next;
+  struct gw_reply_token t;
+  struct gw_resp resp;
+};
+
 struct worker {
   struct server *srv;
+  struct evconnlistener *mllp_lis;
+  struct event *reply_ev;
+  struct reply_item *rq_head, *rq_tail; /* under reply_mu */
+  struct conn *zombies;                 /* closed connections still owed deferred answers */
   int idx;
   pthread_t th;
   struct event_base *base;
@@ -57,6 +67,7 @@ struct worker {
 
 struct server {
   const struct gw_conf *conf;
+  const struct gw_app *app;
   struct gw_tls *tls;
   int nworkers;
   struct worker *w;
@@ -65,7 +76,11 @@ struct server {
   struct event_base *main_base;
 };
 
-enum cstate { C_HS, C_H1, C_H2, C_LINGER };
+enum cstate { C_HS, C_H1, C_H2, C_MLLP, C_LINGER };
+
+#define MLLP_SB 0x0b
+#define MLLP_EB 0x1c
+#define MLLP_CR 0x0d
 
 struct conn {
   struct worker *w;
@@ -83,6 +98,13 @@ struct conn {
   struct gw_h2 *h2;
   uint64_t accepted_ns, last_active_ns, linger_until_ns;
   struct conn *prev, *next;
+  int npending;           /* deferred answers not yet received */
+  bool dead;              /* closed; the struct lives on while npending > 0 */
+  bool mllp;              /* accepted on the MLLP listener */
+  struct gw_buf backlog;  /* HTTP/1.1 or MLLP input waiting while a request awaits its answer */
+  bool mwait, in_pump;    /* MLLP: a message awaits its answer; the framing loop is running */
+  struct gw_req mreq;     /* MLLP: the message being answered */
+  int32_t mcount;
   char peer[64];
   char logid[448]; /* "proto=… peer=… role=… cn=… rpwdl=… regon=…", built once per connection */
   size_t logid_len;
@@ -90,6 +112,7 @@ struct conn {
 
 static bool conn_flush(struct conn *c);
 static void conn_free(struct conn *c);
+static int out_append(struct conn *c, const void *data, size_t len);
 
 /* ---- request handling (synchronous for now) ---- */
 
@@ -97,7 +120,7 @@ static void conn_free(struct conn *c);
 static void build_logid(struct conn *c) {
   struct gw_fmt f;
   gw_fmt_init(&f, c->logid, sizeof(c->logid));
-  gw_fmt_str(&f, c->state == C_H2 ? "proto=h2 peer=" : "proto=http/1.1 peer=");
+  gw_fmt_str(&f, c->state == C_H2 ? "proto=h2 peer=" : c->state == C_MLLP ? "proto=mllp peer=" : "proto=http/1.1 peer=");
   gw_fmt_str(&f, c->peer);
   gw_fmt_str(&f, " role=");
   gw_fmt_str(&f, gw_role_name(c->ident.role));
@@ -138,21 +161,129 @@ static void log_request(struct conn *c, const struct gw_req *req, const struct g
   gw_log_fields(GW_LOG_INFO, "request", line, gw_fmt_len(&f, line));
 }
 
-static void answer(struct conn *c, struct gw_req *req) {
-  struct gw_resp resp = {0};
-  gw_router_handle(req, &resp);
+static void mllp_pump(struct conn *c);
+static void h1_feed_backlog(struct conn *c);
+
+/* Sends |resp| for |req| on |c|'s protocol, with metrics and the access log. */
+static void conn_respond(struct conn *c, struct gw_req *req, struct gw_resp *resp) {
   uint64_t now = gw_now_ns();
   c->last_active_ns = now;
-  gw_metrics_request(c->w->m, req->method[0] ? req->method : "OTHER", resp.status, now - req->start_ns);
-  log_request(c, req, &resp, now - req->start_ns);
-  int rv = c->h2 ? gw_h2_respond(c->h2, req, &resp) : gw_h1_respond(c->h1, req, &resp);
-  gw_resp_cleanup(&resp);
+  gw_metrics_request(c->w->m, req->method[0] ? req->method : "OTHER", resp->status, now - req->start_ns);
+  log_request(c, req, resp, now - req->start_ns);
+  int rv = GW_OK;
+  if (c->h2) {
+    rv = gw_h2_respond(c->h2, req, resp);
+  } else if (c->h1) {
+    rv = gw_h1_respond(c->h1, req, resp);
+  } else { /* MLLP: the answer (an ACK) framed */
+    uint8_t sb = MLLP_SB, eb[2] = {MLLP_EB, MLLP_CR};
+    if (out_append(c, &sb, 1) || out_append(c, resp->body, resp->body_len) || out_append(c, eb, 2))
+      rv = GW_ERR_NOMEM;
+    gw_req_cleanup(&c->mreq);
+    c->mwait = false;
+  }
+  gw_resp_cleanup(resp);
   if (rv)
     c->closing = true;
 }
 
+static void answer(struct conn *c, struct gw_req *req) {
+  struct gw_resp resp = {0};
+  req->reply = (struct gw_reply_token){.worker = c->w, .conn = c, .conn_id = c->id, .stream_id = req->stream_id};
+  c->w->srv->app->handle(req, &resp);
+  if (resp.deferred) {
+    c->npending++;
+    return;
+  }
+  conn_respond(c, req, &resp);
+}
+
 static void on_h2_request(void *ud, struct gw_req *req) { answer(ud, req); }
 static void on_h1_request(void *ud, struct gw_req *req) { answer(ud, req); }
+
+/* ---- deferred answers: posted from any thread, sent by the connection's worker ---- */
+
+static pthread_mutex_t reply_mu = PTHREAD_MUTEX_INITIALIZER;
+static bool replies_open;
+
+void gw_reply_post(const struct gw_reply_token *t, struct gw_resp *resp) {
+  struct reply_item *it = calloc(1, sizeof(*it));
+  if (it) {
+    it->t = *t;
+    it->resp = *resp;
+    resp->body = NULL;
+    resp->body_len = 0;
+  }
+  pthread_mutex_lock(&reply_mu);
+  if (!replies_open || !it) {
+    pthread_mutex_unlock(&reply_mu);
+    if (it)
+      gw_resp_cleanup(&it->resp);
+    free(it);
+    gw_resp_cleanup(resp);
+    return;
+  }
+  struct worker *w = t->worker;
+  if (w->rq_tail)
+    w->rq_tail->next = it;
+  else
+    w->rq_head = it;
+  w->rq_tail = it;
+  event_active(w->reply_ev, EV_READ, 0);
+  pthread_mutex_unlock(&reply_mu);
+}
+
+static void zombie_release(struct conn *c) {
+  if (--c->npending > 0)
+    return;
+  struct worker *w = c->w;
+  for (struct conn **pp = &w->zombies; *pp; pp = &(*pp)->next)
+    if (*pp == c) {
+      *pp = c->next;
+      break;
+    }
+  free(c);
+}
+
+static void reply_cb(evutil_socket_t fd, short what, void *arg) {
+  (void)fd;
+  (void)what;
+  struct worker *w = arg;
+  pthread_mutex_lock(&reply_mu);
+  struct reply_item *it = w->rq_head;
+  w->rq_head = w->rq_tail = NULL;
+  pthread_mutex_unlock(&reply_mu);
+  while (it) {
+    struct reply_item *next = it->next;
+    struct conn *c = it->t.conn;
+    if (c->dead) {
+      gw_resp_cleanup(&it->resp);
+      zombie_release(c);
+    } else {
+      c->npending--;
+      struct gw_req *req = NULL;
+      if (c->h2)
+        req = gw_h2_pending(c->h2, it->t.stream_id);
+      else if (c->h1)
+        req = gw_h1_pending(c->h1, it->t.stream_id);
+      else if (c->state == C_MLLP && c->mwait && c->mreq.stream_id == it->t.stream_id)
+        req = &c->mreq;
+      if (req) {
+        conn_respond(c, req, &it->resp);
+        if (c->h1)
+          h1_feed_backlog(c);
+        else if (c->state == C_MLLP)
+          mllp_pump(c);
+      } else {
+        gw_resp_cleanup(&it->resp);
+      }
+      if (!c->dead && c->state != C_LINGER)
+        conn_flush(c);
+    }
+    free(it);
+    it = next;
+  }
+}
 
 static int out_append(struct conn *c, const void *data, size_t len) {
   GW_METRIC_ADD(c->w->m, bytes_out, len);
@@ -204,7 +335,19 @@ static void conn_free(struct conn *c) {
   gw_tls_conn_free(c->tls);
   close(c->fd);
   gw_buf_cleanup(&c->out);
-  free(c);
+  gw_buf_cleanup(&c->backlog);
+  gw_req_cleanup(&c->mreq);
+  if (c->npending > 0) { /* answers are on their way: keep the struct until they arrive */
+    c->dead = true;
+    c->h1 = NULL;
+    c->h2 = NULL;
+    c->tls = NULL;
+    c->rev = c->wev = NULL;
+    c->next = w->zombies;
+    w->zombies = c;
+  } else {
+    free(c);
+  }
   if (w->stopping && w->nconns == 0)
     event_base_loopexit(w->base, NULL);
 }
@@ -216,6 +359,8 @@ static bool conn_done(struct conn *c) {
     return gw_h2_finished(c->h2) || (c->w->stopping && gw_h2_open_streams(c->h2) == 0);
   if (c->state == C_H1)
     return gw_h1_should_close(c->h1);
+  if (c->state == C_MLLP)
+    return c->w->stopping && !c->mwait;
   return false;
 }
 
@@ -301,20 +446,99 @@ static void handshake_failed(struct conn *c) {
   conn_free(c);
 }
 
+/* Input kept while a request awaits its answer is bounded by one request. */
+static size_t backlog_cap(const struct conn *c) {
+  const struct gw_limits *lim = &c->w->srv->conf->limits;
+  return lim->max_body_bytes + lim->max_header_bytes + 65536;
+}
+
 /* Feeds decrypted bytes to the protocol. */
 static int proto_recv(struct conn *c, const uint8_t *d, size_t n) {
   if (c->state == C_H2)
     return gw_h2_recv(c->h2, d, n);
+  if (c->state == C_MLLP) {
+    if (gw_buf_append(&c->backlog, d, n))
+      return GW_ERR_TOOBIG;
+    mllp_pump(c);
+    return GW_OK;
+  }
+  if (c->backlog.len) /* keep the order: older input first */
+    return gw_buf_append(&c->backlog, d, n) ? GW_ERR_TOOBIG : GW_OK;
   size_t used = 0;
   int rv = GW_OK;
   while (used < n && rv == GW_OK && !gw_h1_should_close(c->h1)) {
     size_t consumed = 0;
     rv = gw_h1_recv(c->h1, d + used, n - used, &consumed);
-    if (consumed == 0)
-      break; /* a refused request's remaining bytes are dropped with the connection */
+    if (consumed == 0) {
+      if (gw_h1_waiting(c->h1) && gw_buf_append(&c->backlog, d + used, n - used))
+        rv = GW_ERR_TOOBIG; /* pipelining past one request's size while waiting */
+      break; /* otherwise a refused request's remaining bytes are dropped with the connection */
+    }
     used += consumed;
   }
   return rv;
+}
+
+/* After a deferred HTTP/1.1 answer: parse what arrived meanwhile. */
+static void h1_feed_backlog(struct conn *c) {
+  if (!c->backlog.len || gw_h1_waiting(c->h1))
+    return;
+  size_t len;
+  uint8_t *data = gw_buf_take(&c->backlog, &len);
+  gw_buf_init(&c->backlog, backlog_cap(c));
+  int rv = data ? proto_recv(c, data, len) : GW_ERR_NOMEM;
+  free(data);
+  if (rv)
+    proto_error(c, rv);
+}
+
+/* MLLP framing: <VT> message <FS><CR>, one message answered at a time. */
+static void mllp_pump(struct conn *c) {
+  if (c->in_pump)
+    return;
+  c->in_pump = true;
+  while (!c->mwait && !c->closing && c->backlog.len) {
+    uint8_t *b = c->backlog.data;
+    size_t skip = 0;
+    while (skip < c->backlog.len && (b[skip] == '\r' || b[skip] == '\n'))
+      skip++;
+    if (skip == c->backlog.len) {
+      c->backlog.len = 0;
+      break;
+    }
+    if (b[skip] != MLLP_SB) {
+      conn_cut(c, GW_CUT_PROTOCOL_ERROR, "mllp_framing");
+      c->closing = true;
+      break;
+    }
+    uint8_t *end = NULL;
+    for (size_t i = skip + 1; i + 1 < c->backlog.len; i++)
+      if (b[i] == MLLP_EB && b[i + 1] == MLLP_CR) {
+        end = b + i;
+        break;
+      }
+    if (!end)
+      break; /* incomplete: wait for more (bounded by the backlog's cap) */
+    struct gw_req *r = &c->mreq;
+    gw_req_init(r, c->w->srv->conf->limits.max_body_bytes);
+    snprintf(r->method, sizeof(r->method), "POST");
+    r->path = strdup("/hl7v2");
+    r->proto = 0;
+    r->stream_id = ++c->mcount;
+    r->start_ns = gw_now_ns();
+    r->peer = &c->ident;
+    r->peer_addr = c->peer;
+    r->conn_id = c->id;
+    size_t mlen = (size_t)(end - (b + skip + 1));
+    if (!r->path || gw_buf_append(&r->body, b + skip + 1, mlen))
+      r->early_status = 413;
+    size_t rest = c->backlog.len - (size_t)(end + 2 - b);
+    memmove(b, end + 2, rest);
+    c->backlog.len = rest;
+    c->mwait = true;
+    answer(c, r);
+  }
+  c->in_pump = false;
 }
 
 static void conn_readable(struct conn *c) {
@@ -379,7 +603,7 @@ static void write_cb(evutil_socket_t fd, short what, void *arg) {
     conn_readable(c);
     return;
   }
-  if (c->state == C_H2 || c->state == C_H1)
+  if (c->state == C_H2 || c->state == C_H1 || c->state == C_MLLP)
     conn_flush(c);
   else
     event_del(c->wev);
@@ -396,6 +620,15 @@ static void on_handshake(struct conn *c) {
   }
   c->last_active_ns = gw_now_ns();
   const struct gw_limits *lim = &w->srv->conf->limits;
+  gw_buf_init(&c->backlog, backlog_cap(c));
+  if (c->mllp) {
+    c->state = C_MLLP;
+    build_logid(c);
+    gw_log(GW_LOG_INFO, "tls_accepted", "conn=%lu %s mllp=1 serial=%s", (unsigned long)c->id, c->logid,
+           c->ident.serial);
+    conn_readable(c);
+    return;
+  }
   if (gw_tls_alpn(c->tls) == GW_ALPN_H2) {
     c->state = C_H2;
     c->h2 = gw_h2_new(lim, &h2_hooks, c, w->m);
@@ -426,9 +659,7 @@ static void on_handshake(struct conn *c) {
   conn_readable(c);
 }
 
-static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg) {
-  (void)lis;
-  struct worker *w = arg;
+static void accept_conn(struct worker *w, evutil_socket_t fd, struct sockaddr *sa, int salen, bool mllp) {
   struct server *srv = w->srv;
   GW_METRIC_INC(w->m, conn_accepted);
   char host[INET6_ADDRSTRLEN + 2], port[8];
@@ -469,6 +700,7 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
     return;
   }
   c->w = w;
+  c->mllp = mllp;
   c->id = atomic_fetch_add(&srv->next_id, 1) + 1;
   c->accepted_ns = gw_now_ns();
   gw_buf_init(&c->out, (size_t)8 << 20);
@@ -479,6 +711,17 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
   w->conns = c;
   w->nconns++;
   GW_METRIC_INC(w->m, conn_open);
+}
+
+static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg) {
+  (void)lis;
+  accept_conn(arg, fd, sa, salen, false);
+}
+
+static void accept_mllp_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                           void *arg) {
+  (void)lis;
+  accept_conn(arg, fd, sa, salen, true);
 }
 
 /* ---- timers and shutdown ---- */
@@ -538,6 +781,14 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg) {
       }
       break;
     }
+    case C_MLLP:
+      if (!c->mwait && now - c->last_active_ns > (c->backlog.len ? read_to : idle_to)) {
+        conn_cut(c, c->backlog.len ? GW_CUT_READ_TIMEOUT : GW_CUT_IDLE,
+                 c->backlog.len ? "read_timeout" : "idle_timeout");
+        c->closing = true;
+        conn_flush(c);
+      }
+      break;
     case C_H2: {
       uint64_t since = gw_h2_oldest_incomplete(c->h2);
       if (since && now - since > read_to) {
@@ -568,6 +819,10 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg) {
     evconnlistener_free(w->lis);
     w->lis = NULL;
   }
+  if (w->mllp_lis) {
+    evconnlistener_free(w->mllp_lis);
+    w->mllp_lis = NULL;
+  }
   struct conn *next;
   for (struct conn *c = w->conns; c; c = next) {
     next = c->next;
@@ -597,11 +852,9 @@ static void *worker_main(void *arg) {
   return NULL;
 }
 
-static int make_listener(struct worker *w, const struct addrinfo *ai) {
-  w->lis =
-      evconnlistener_new_bind(w->base, accept_cb, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT,
-                              1024, ai->ai_addr, (int)ai->ai_addrlen);
-  return w->lis ? GW_OK : GW_ERR_IO;
+static struct evconnlistener *make_listener(struct worker *w, const struct addrinfo *ai, evconnlistener_cb cb) {
+  return evconnlistener_new_bind(w->base, cb, w, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT,
+                                 1024, ai->ai_addr, (int)ai->ai_addrlen);
 }
 
 static int workers_count(const struct gw_conf *conf) {
@@ -615,10 +868,10 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg) {
   (void)what;
   struct server *srv = arg;
   if (sig == SIGHUP) {
-    gw_log(GW_LOG_WARN, "reload_unsupported",
-           "signal=%d detail=\"configuration reload is not implemented yet; "
-           "restart to apply changes\"",
-           (int)sig);
+    if (srv->app->reload)
+      srv->app->reload();
+    else
+      gw_log(GW_LOG_WARN, "reload_unsupported", "signal=%d", (int)sig);
     return;
   }
   if (srv->main_base)
@@ -628,8 +881,8 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg) {
     event_active(srv->w[i].stop_ev, EV_READ, 0);
 }
 
-int gw_server_run(const struct gw_conf *conf) {
-  struct server srv = {.conf = conf};
+int gw_server_run(const struct gw_conf *conf, const struct gw_app *app) {
+  struct server srv = {.conf = conf, .app = app};
   int rv = GW_ERR_IO;
   struct gw_buf errs;
   gw_buf_init(&errs, 16384);
@@ -647,15 +900,21 @@ int gw_server_run(const struct gw_conf *conf) {
   }
   gw_buf_cleanup(&errs);
 
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL,
+                  *mai = NULL;
+  struct event_base *main_base = NULL;
   int gai = getaddrinfo(conf->listen_host, conf->listen_port, &hints, &ai);
   if (gai) {
     gw_log(GW_LOG_ERROR, "start_failed", "reason=resolve host=%s detail=\"%s\"", conf->listen_host, gai_strerror(gai));
     goto out_tls;
   }
+  if (conf->mllp_host && (gai = getaddrinfo(conf->mllp_host, conf->mllp_port, &hints, &mai))) {
+    gw_log(GW_LOG_ERROR, "start_failed", "reason=resolve host=%s detail=\"%s\"", conf->mllp_host, gai_strerror(gai));
+    goto out_ai;
+  }
   srv.nworkers = workers_count(conf);
   srv.w = calloc((size_t)srv.nworkers, sizeof(*srv.w));
-  struct event_base *main_base = event_base_new();
+  main_base = event_base_new();
   if (!srv.w || !main_base)
     goto out_ai;
   int started = 0;
@@ -667,17 +926,26 @@ int gw_server_run(const struct gw_conf *conf) {
     w->base = event_base_new();
     if (!w->m || !w->base)
       goto out_workers;
-    if (make_listener(w, ai)) {
+    if (!(w->lis = make_listener(w, ai, accept_cb))) {
       gw_log(GW_LOG_ERROR, "start_failed", "reason=listen address=%s:%s detail=\"%s\"", conf->listen_host,
              conf->listen_port, strerror(errno));
       goto out_workers;
     }
+    if (mai && !(w->mllp_lis = make_listener(w, mai, accept_mllp_cb))) {
+      gw_log(GW_LOG_ERROR, "start_failed", "reason=listen address=%s:%s detail=\"%s\"", conf->mllp_host,
+             conf->mllp_port, strerror(errno));
+      goto out_workers;
+    }
+    w->reply_ev = event_new(w->base, -1, 0, reply_cb, w);
     struct timeval tv = {0, SWEEP_MS * 1000};
     w->sweep_ev = event_new(w->base, -1, EV_PERSIST, sweep_cb, w);
     w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
-    if (!w->sweep_ev || !w->stop_ev || event_add(w->sweep_ev, &tv))
+    if (!w->sweep_ev || !w->stop_ev || !w->reply_ev || event_add(w->sweep_ev, &tv))
       goto out_workers;
   }
+  pthread_mutex_lock(&reply_mu);
+  replies_open = true;
+  pthread_mutex_unlock(&reply_mu);
   struct event *sigterm = evsignal_new(main_base, SIGTERM, signal_cb, &srv);
   struct event *sigint = evsignal_new(main_base, SIGINT, signal_cb, &srv);
   struct event *sighup = evsignal_new(main_base, SIGHUP, signal_cb, &srv);
@@ -697,8 +965,10 @@ int gw_server_run(const struct gw_conf *conf) {
   if (started < srv.nworkers) {
     signal_cb(SIGTERM, 0, &srv);
   } else {
-    gw_log(GW_LOG_INFO, "listening", "address=%s:%s workers=%d cert=%s client_ca=%s crl=%s", conf->listen_host,
-           conf->listen_port, srv.nworkers, conf->tls.cert, conf->tls.ca, conf->tls.crl ? conf->tls.crl : "-");
+    gw_log(GW_LOG_INFO, "listening", "address=%s:%s mllp=%s:%s workers=%d cert=%s client_ca=%s crl=%s",
+           conf->listen_host, conf->listen_port, conf->mllp_host ? conf->mllp_host : "-",
+           conf->mllp_port ? conf->mllp_port : "-", srv.nworkers, conf->tls.cert, conf->tls.ca,
+           conf->tls.crl ? conf->tls.crl : "-");
     /* the first SIGTERM/SIGINT breaks this loop; workers then drain on their own */
     srv.main_base = main_base;
     event_base_dispatch(main_base);
@@ -712,8 +982,26 @@ int gw_server_run(const struct gw_conf *conf) {
   rv = started == srv.nworkers ? GW_OK : GW_ERR_IO;
 
 out_workers:
+  pthread_mutex_lock(&reply_mu);
+  replies_open = false;
+  pthread_mutex_unlock(&reply_mu);
   for (int i = 0; i < srv.nworkers; i++) {
     struct worker *w = &srv.w[i];
+    while (w->rq_head) {
+      struct reply_item *it = w->rq_head;
+      w->rq_head = it->next;
+      gw_resp_cleanup(&it->resp);
+      free(it);
+    }
+    while (w->zombies) {
+      struct conn *z = w->zombies;
+      w->zombies = z->next;
+      free(z);
+    }
+    if (w->reply_ev)
+      event_free(w->reply_ev);
+    if (w->mllp_lis)
+      evconnlistener_free(w->mllp_lis);
     if (w->lis)
       evconnlistener_free(w->lis);
     if (w->sweep_ev)
@@ -728,6 +1016,8 @@ out_ai:
     event_base_free(main_base);
   free(srv.w);
   freeaddrinfo(ai);
+  if (mai)
+    freeaddrinfo(mai);
 out_tls:
   gw_tls_free(srv.tls);
   return rv;

@@ -1,0 +1,361 @@
+/* Delivery configuration: backends, routes, clinics' notification endpoints. */
+#include <libgen.h>
+#include <libxml/tree.h>
+#include <libxml/xpath.h>
+#include <libxml/xpathInternals.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_tree.h>
+
+#include "core/err.h"
+#include "core/file.h"
+#include "deliver/deliver.h"
+#include "msg/engine.h"
+
+#define FHIR_NS "http://hl7.org/fhir"
+
+/* The embedded defaults: the simulated backends started by `make run`. */
+static const char default_conf[] =
+    "{\n"
+    "  \"answer_deadline_ms\": 2000,\n"
+    "  \"client_tls\": {\"cert\": \"certs/dev/gateway-out.pem\", \"key\": \"certs/dev/gateway-out.key\",\n"
+    "                 \"ca\": \"certs/dev/ca.pem\"},\n"
+    "  \"defaults\": {\"timeout_ms\": 5000, \"max_attempts\": 30, \"backoff_ms\": 200, \"max_backoff_ms\": 60000,\n"
+    "               \"concurrency\": 128, \"breaker_failures\": 5, \"breaker_open_ms\": 2000},\n"
+    "  \"backends\": {\n"
+    "    \"p1\": {\"kind\": \"p1\", \"url\": \"https://127.0.0.1:9441/fhir\",\n"
+    "           \"token_url\": \"https://127.0.0.1:9441/oauth2/token\", \"client_id\": \"cergw-dev\"},\n"
+    "    \"simp\": {\"kind\": \"simp\", \"url\": \"https://127.0.0.1:9442/simp\"},\n"
+    "    \"apkolce\": {\"kind\": \"apkolce\", \"url\": \"https://127.0.0.1:9443/apkolce\"}\n"
+    "  },\n"
+    "  \"routes\": [\n"
+    "    {\"name\": \"cer\", \"match\": \"/f:*\", \"backends\": [\"p1\"]},\n"
+    "    {\"name\": \"cardiology-waiting-list\", \"backends\": [\"apkolce\"],\n"
+    "     \"match\": \"//f:specialty/f:coding[f:system/@value = "
+    "'urn:oid:2.16.840.1.113883.3.4424.11.2.4' and f:code/@value >= 1100 and f:code/@value <= 1105]\"},\n"
+    "    {\"name\": \"screening\", \"backends\": [\"simp\"],\n"
+    "     \"match\": \"//f:specialty/f:coding[f:system/@value = "
+    "'urn:oid:2.16.840.1.113883.3.4424.11.2.4' and (f:code/@value = '7910' or f:code/@value = '7912')]\"}\n"
+    "  ],\n"
+    "  \"clinics\": {\n"
+    "    \"000000012345\": {\"notify\": \"clinic-soap\", \"url\": \"https://127.0.0.1:9444/clinic/000000012345\"},\n"
+    "    \"000000067890\": {\"notify\": \"clinic-siu\", \"url\": \"https://127.0.0.1:9444/clinic/000000067890\"}\n"
+    "  }\n"
+    "}\n";
+
+static const char *str_at(yajl_val v, const char *key) {
+  const char *path[] = {key, NULL};
+  yajl_val s = yajl_tree_get(v, path, yajl_t_string);
+  return s ? YAJL_GET_STRING(s) : NULL;
+}
+
+static int num_at(yajl_val v, const char *key, uint32_t *out, struct gw_buf *errs, const char *where) {
+  const char *path[] = {key, NULL};
+  yajl_val n = yajl_tree_get(v, path, yajl_t_any);
+  if (!n)
+    return GW_OK;
+  if (!YAJL_IS_INTEGER(n) || YAJL_GET_INTEGER(n) < 0 || YAJL_GET_INTEGER(n) > 86400000) {
+    gw_buf_printf(errs, "%s.%s: expected a whole number from 0 to 86400000\n", where, key);
+    return GW_ERR_CONF;
+  }
+  *out = (uint32_t)YAJL_GET_INTEGER(n);
+  return GW_OK;
+}
+
+static int bool_at(yajl_val v, const char *key, bool *out) {
+  const char *path[] = {key, NULL};
+  yajl_val b = yajl_tree_get(v, path, yajl_t_any);
+  if (b && YAJL_IS_TRUE(b))
+    *out = true;
+  else if (b && YAJL_IS_FALSE(b))
+    *out = false;
+  else if (b)
+    return GW_ERR_CONF;
+  return GW_OK;
+}
+
+static void resolve(char *dst, size_t n, const char *dir, const char *p) {
+  if (p[0] == '/' || !dir[0])
+    snprintf(dst, n, "%s", p);
+  else
+    snprintf(dst, n, "%s/%s", dir, p);
+}
+
+static int backend_settings(yajl_val v, struct gw_backend_conf *b, struct gw_buf *errs, const char *where) {
+  int rv = GW_OK;
+  rv |= num_at(v, "timeout_ms", &b->timeout_ms, errs, where);
+  rv |= num_at(v, "max_attempts", &b->max_attempts, errs, where);
+  rv |= num_at(v, "backoff_ms", &b->backoff_ms, errs, where);
+  rv |= num_at(v, "max_backoff_ms", &b->max_backoff_ms, errs, where);
+  rv |= num_at(v, "concurrency", &b->concurrency, errs, where);
+  rv |= num_at(v, "breaker_failures", &b->breaker_failures, errs, where);
+  rv |= num_at(v, "breaker_open_ms", &b->breaker_open_ms, errs, where);
+  if (bool_at(v, "enabled", &b->enabled)) {
+    gw_buf_printf(errs, "%s.enabled: expected true or false\n", where);
+    rv = GW_ERR_CONF;
+  }
+  if (b->max_attempts == 0)
+    b->max_attempts = 1;
+  if (b->concurrency == 0)
+    b->concurrency = 1;
+  return rv ? GW_ERR_CONF : GW_OK;
+}
+
+static int find_backend(const struct gw_dconf *c, const char *name) {
+  for (int i = 0; i < c->nb; i++)
+    if (strcmp(c->b[i].name, name) == 0)
+      return i;
+  return -1;
+}
+
+const struct gw_backend_conf *gw_dconf_backend(const struct gw_dconf *c, const char *name) {
+  int i = find_backend(c, name);
+  return i < 0 ? NULL : &c->b[i];
+}
+
+const struct gw_backend_conf *gw_dconf_clinic(const struct gw_dconf *c, const char *rpwdl) {
+  char name[40];
+  snprintf(name, sizeof(name), "clinic-%s", rpwdl);
+  return gw_dconf_backend(c, name);
+}
+
+static int parse(struct gw_dconf *c, const char *name, const char *text, const char *dir, struct gw_buf *errs) {
+  char ebuf[512];
+  yajl_val root = yajl_tree_parse(text, ebuf, sizeof(ebuf));
+  if (!root) {
+    gw_buf_printf(errs, "%s: %s\n", name, ebuf);
+    return GW_ERR_CONF;
+  }
+  int rv = GW_OK;
+  struct gw_backend_conf defaults = {.enabled = true,
+                                     .timeout_ms = 5000,
+                                     .max_attempts = 30,
+                                     .backoff_ms = 200,
+                                     .max_backoff_ms = 60000,
+                                     .concurrency = 128,
+                                     .breaker_failures = 5,
+                                     .breaker_open_ms = 2000};
+  if (!YAJL_IS_OBJECT(root)) {
+    gw_buf_printf(errs, "%s: the top level must be an object\n", name);
+    rv = GW_ERR_CONF;
+    goto out;
+  }
+  c->answer_deadline_ms = 2000;
+  rv |= num_at(root, "answer_deadline_ms", &c->answer_deadline_ms, errs, name);
+  const char *tp[] = {"client_tls", NULL};
+  yajl_val tls = yajl_tree_get(root, tp, yajl_t_object);
+  const char *cert = tls ? str_at(tls, "cert") : NULL, *key = tls ? str_at(tls, "key") : NULL,
+             *ca = tls ? str_at(tls, "ca") : NULL;
+  if (!cert || !key || !ca) {
+    gw_buf_printf(errs, "%s: client_tls needs cert, key and ca\n", name);
+    rv = GW_ERR_CONF;
+    goto out;
+  }
+  resolve(c->cert, sizeof(c->cert), dir, cert);
+  resolve(c->key, sizeof(c->key), dir, key);
+  resolve(c->ca, sizeof(c->ca), dir, ca);
+  const char *dp[] = {"defaults", NULL};
+  yajl_val dv = yajl_tree_get(root, dp, yajl_t_object);
+  if (dv)
+    rv |= backend_settings(dv, &defaults, errs, "defaults");
+  const char *bp[] = {"backends", NULL};
+  yajl_val bv = yajl_tree_get(root, bp, yajl_t_object);
+  for (size_t i = 0; bv && i < YAJL_GET_OBJECT(bv)->len; i++) {
+    const char *bn = YAJL_GET_OBJECT(bv)->keys[i];
+    yajl_val o = YAJL_GET_OBJECT(bv)->values[i];
+    char where[96];
+    snprintf(where, sizeof(where), "backends.%s", bn);
+    const char *kind = YAJL_IS_OBJECT(o) ? str_at(o, "kind") : NULL, *url = YAJL_IS_OBJECT(o) ? str_at(o, "url") : NULL;
+    if (c->nb >= GW_MAX_BK_CONF || strlen(bn) >= sizeof(c->b[0].name) || !kind || !url ||
+        gw_outbound_parse(kind) < 0 || gw_outbound_parse(kind) > GW_OUT_APKOLCE) {
+      gw_buf_printf(errs, "%s: needs kind (p1, simp or apkolce) and url\n", where);
+      rv = GW_ERR_CONF;
+      continue;
+    }
+    struct gw_backend_conf *b = &c->b[c->nb++];
+    *b = defaults;
+    snprintf(b->name, sizeof(b->name), "%s", bn);
+    b->kind = gw_outbound_parse(kind);
+    snprintf(b->url, sizeof(b->url), "%s", url);
+    const char *tu = str_at(o, "token_url"), *cid = str_at(o, "client_id");
+    snprintf(b->token_url, sizeof(b->token_url), "%s", tu ? tu : "");
+    snprintf(b->client_id, sizeof(b->client_id), "%s", cid ? cid : "cergw");
+    rv |= backend_settings(o, b, errs, where);
+  }
+  const char *cp[] = {"clinics", NULL};
+  yajl_val cv = yajl_tree_get(root, cp, yajl_t_object);
+  for (size_t i = 0; cv && i < YAJL_GET_OBJECT(cv)->len; i++) {
+    const char *rp = YAJL_GET_OBJECT(cv)->keys[i];
+    yajl_val o = YAJL_GET_OBJECT(cv)->values[i];
+    const char *notify = YAJL_IS_OBJECT(o) ? str_at(o, "notify") : NULL,
+               *url = YAJL_IS_OBJECT(o) ? str_at(o, "url") : NULL;
+    int kind = notify ? gw_outbound_parse(notify) : -1;
+    if (c->nb >= GW_MAX_BK_CONF || strlen(rp) != 12 || strspn(rp, "0123456789") != 12 || !url ||
+        (kind != GW_OUT_CLINIC_SOAP && kind != GW_OUT_CLINIC_SIU)) {
+      gw_buf_printf(errs, "%s: clinics.%s: the key is the 12-digit RPWDL number; needs notify "
+                          "(clinic-soap or clinic-siu) and url\n",
+                    name, rp);
+      rv = GW_ERR_CONF;
+      continue;
+    }
+    struct gw_backend_conf *b = &c->b[c->nb++];
+    *b = defaults;
+    snprintf(b->name, sizeof(b->name), "clinic-%s", rp);
+    snprintf(b->rpwdl, sizeof(b->rpwdl), "%s", rp);
+    b->kind = kind;
+    snprintf(b->url, sizeof(b->url), "%s", url);
+    rv |= backend_settings(o, b, errs, b->name);
+  }
+  const char *rpth[] = {"routes", NULL};
+  yajl_val rv_ = yajl_tree_get(root, rpth, yajl_t_array);
+  for (size_t i = 0; rv_ && i < YAJL_GET_ARRAY(rv_)->len; i++) {
+    yajl_val o = YAJL_GET_ARRAY(rv_)->values[i];
+    const char *rn = YAJL_IS_OBJECT(o) ? str_at(o, "name") : NULL, *m = YAJL_IS_OBJECT(o) ? str_at(o, "match") : NULL;
+    const char *bk[] = {"backends", NULL};
+    yajl_val arr = YAJL_IS_OBJECT(o) ? yajl_tree_get(o, bk, yajl_t_array) : NULL;
+    if (c->nr >= GW_MAX_ROUTES || !rn || !m || !arr) {
+      gw_buf_printf(errs, "%s: routes[%zu]: needs name, match (XPath) and backends\n", name, i);
+      rv = GW_ERR_CONF;
+      continue;
+    }
+    struct gw_route *r = &c->r[c->nr++];
+    snprintf(r->name, sizeof(r->name), "%s", rn);
+    r->enabled = true;
+    if (bool_at(o, "enabled", &r->enabled))
+      rv = GW_ERR_CONF;
+    r->match = strdup(m);
+    xmlXPathContextPtr x = xmlXPathNewContext(NULL);
+    if (x)
+      xmlXPathRegisterNs(x, BAD_CAST "f", BAD_CAST FHIR_NS);
+    r->xp = (x && r->match) ? xmlXPathCtxtCompile(x, BAD_CAST r->match) : NULL;
+    xmlXPathFreeContext(x);
+    if (!r->xp) {
+      gw_buf_printf(errs, "%s: routes[%zu] (%s): match is not a valid XPath 1.0 expression\n", name, i, rn);
+      rv = GW_ERR_CONF;
+    }
+    for (size_t k = 0; k < YAJL_GET_ARRAY(arr)->len; k++) {
+      const char *bn = YAJL_GET_STRING(YAJL_GET_ARRAY(arr)->values[k]);
+      int bi = bn ? find_backend(c, bn) : -1;
+      if (bi < 0 || r->nb >= GW_MAX_BACKENDS) {
+        gw_buf_printf(errs, "%s: routes[%zu] (%s): unknown backend \"%s\"\n", name, i, rn, bn ? bn : "?");
+        rv = GW_ERR_CONF;
+        continue;
+      }
+      r->backend[r->nb++] = bi;
+    }
+  }
+out:
+  yajl_tree_free(root);
+  return rv ? GW_ERR_CONF : GW_OK;
+}
+
+int gw_dconf_load(const char *path, struct gw_dconf **out, struct gw_buf *errs) {
+  *out = NULL;
+  struct gw_dconf *c = calloc(1, sizeof(*c));
+  if (!c)
+    return GW_ERR_NOMEM;
+  c->refs = 1;
+  char *text = NULL;
+  char dir[1024] = "";
+  if (path) {
+    size_t n;
+    const char *why;
+    text = gw_file_read(path, 1u << 20, &n, &why);
+    if (!text) {
+      gw_buf_printf(errs, "%s: %s\n", path, why);
+      free(c);
+      return GW_ERR_CONF;
+    }
+    char tmp[1024];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    snprintf(dir, sizeof(dir), "%s", dirname(tmp));
+    c->path = strdup(path);
+  }
+  int rv = parse(c, path ? path : "embedded delivery defaults", text ? text : default_conf, dir, errs);
+  free(text);
+  if (rv) {
+    gw_dconf_free(c);
+    return rv;
+  }
+  *out = c;
+  return GW_OK;
+}
+
+void gw_dconf_free(struct gw_dconf *c) {
+  if (!c)
+    return;
+  for (int i = 0; i < c->nr; i++) {
+    free(c->r[i].match);
+    xmlXPathFreeCompExpr(c->r[i].xp);
+  }
+  free(c->path);
+  free(c);
+}
+
+int gw_route_match(const struct gw_dconf *c, xmlDocPtr doc, int *idx, int max, char *why, size_t whylen) {
+  int n = 0;
+  size_t wl = 0;
+  if (whylen)
+    why[0] = 0;
+  xmlXPathContextPtr x = xmlXPathNewContext(doc);
+  if (!x)
+    return GW_ERR_NOMEM;
+  xmlXPathRegisterNs(x, BAD_CAST "f", BAD_CAST FHIR_NS);
+  for (int i = 0; i < c->nr; i++) {
+    const struct gw_route *r = &c->r[i];
+    if (!r->enabled)
+      continue;
+    x->node = (xmlNodePtr)doc;
+    xmlXPathObjectPtr o = xmlXPathCompiledEval(r->xp, x);
+    int hit = o ? xmlXPathCastToBoolean(o) : 0;
+    xmlXPathFreeObject(o);
+    if (!hit)
+      continue;
+    if (wl < whylen)
+      wl += (size_t)snprintf(why + wl, whylen - wl, "%s%s", wl ? "," : "", r->name);
+    for (int k = 0; k < r->nb; k++) {
+      int b = r->backend[k];
+      if (!c->b[b].enabled)
+        continue;
+      bool seen = false;
+      for (int j = 0; j < n; j++)
+        seen |= idx[j] == b;
+      if (!seen && n < max)
+        idx[n++] = b;
+    }
+  }
+  xmlXPathFreeContext(x);
+  return n;
+}
+
+static pthread_mutex_t cur_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct gw_dconf *cur;
+
+struct gw_dconf *gw_dconf_get(void) {
+  pthread_mutex_lock(&cur_mu);
+  struct gw_dconf *c = cur;
+  if (c)
+    c->refs++;
+  pthread_mutex_unlock(&cur_mu);
+  return c;
+}
+
+void gw_dconf_put(struct gw_dconf *c) {
+  if (!c)
+    return;
+  pthread_mutex_lock(&cur_mu);
+  int left = --c->refs;
+  pthread_mutex_unlock(&cur_mu);
+  if (left == 0)
+    gw_dconf_free(c);
+}
+
+void gw_dconf_install(struct gw_dconf *c) {
+  pthread_mutex_lock(&cur_mu);
+  struct gw_dconf *old = cur;
+  cur = c;
+  pthread_mutex_unlock(&cur_mu);
+  gw_dconf_put(old);
+}

@@ -1,0 +1,786 @@
+/* The dispatcher: one thread with a curl multi handle. Deliveries arrive
+ * from the store right after their commit (and from the database at
+ * start-up); each backend has a ready queue, a list waiting for their retry
+ * time, an in-flight limit and a circuit breaker. Deliveries that share an
+ * ordering key on one backend form a chain and go out one after another. */
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <yajl/yajl_tree.h>
+
+#include "core/err.h"
+#include "core/log.h"
+#include "deliver/deliver.h"
+#include "msg/engine.h"
+
+#define MAX_BK        GW_MAX_BK_CONF
+#define CHAIN_BUCKETS 4096
+#define RESP_MAX      (64 * 1024)
+#define TICK_MS       20
+
+struct job;
+
+struct dlv {
+  struct gw_delivery d;
+  struct job *job; /* waiting for this delivery's first outcome, or NULL */
+  int res_idx;
+  struct bkq *bk;
+  struct chain *chain;
+  struct dlv *cnext; /* next in its chain */
+  struct dlv *qnext; /* ready queue or waiting list */
+  CURL *h;
+  struct dlv *iprev, *inext; /* in flight */
+  struct curl_slist *hdrs;
+  struct gw_buf resp;
+  int64_t sent_ms;
+};
+
+struct job {
+  struct gw_submit *s;
+  int outstanding;
+  int64_t deadline_ms;
+  struct dlv *dl[GW_MAX_BACKENDS];
+  struct job *prev, *next;
+};
+
+struct chain {
+  char *key;
+  struct dlv *head, *tail;
+  struct chain *next;
+};
+
+struct bkq {
+  char name[40];
+  struct dlv *rhead, *rtail; /* ready */
+  struct dlv *waiting;       /* eligible, next_ms in the future */
+  int inflight;
+  int consecutive_failures;
+  int64_t open_until_ms;
+  char token[2048];
+  int64_t token_exp_ms;
+  /* metrics */
+  _Atomic int64_t queued, in_flight, delivered, failed, rejected, dead, lat_us_sum, lat_count, breaker_open;
+};
+
+struct gw_dispatch {
+  struct gw_store *st;
+  pthread_t th;
+  pthread_mutex_t mu;
+  struct gw_submit *inbox; /* accepted submits, under mu */
+  bool stop;
+  CURLM *multi;
+  struct bkq bk[MAX_BK];
+  _Atomic int nbk;
+  struct chain *chains[CHAIN_BUCKETS];
+  struct job *jobs;
+  struct dlv *inflight;
+  EVP_PKEY *key;
+  char key_path[512];
+  int64_t last_poll_ms;
+};
+
+static struct gw_dispatch *the; /* for metrics */
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static struct bkq *bk_get(struct gw_dispatch *D, const char *name) {
+  int n = atomic_load(&D->nbk);
+  for (int i = 0; i < n; i++)
+    if (strcmp(D->bk[i].name, name) == 0)
+      return &D->bk[i];
+  if (n >= MAX_BK)
+    return &D->bk[MAX_BK - 1];
+  struct bkq *b = &D->bk[n];
+  snprintf(b->name, sizeof(b->name), "%s", name);
+  atomic_store(&D->nbk, n + 1);
+  return b;
+}
+
+/* ---- chains: per-resource ordering ---- */
+
+static unsigned hash(const char *s) {
+  unsigned h = 2166136261u;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 16777619u;
+  return h;
+}
+
+static void make_ready(struct gw_dispatch *D, struct dlv *v, int64_t now) {
+  (void)D;
+  struct bkq *b = v->bk;
+  v->qnext = NULL;
+  if (v->d.next_ms > now) {
+    v->qnext = b->waiting;
+    b->waiting = v;
+    return;
+  }
+  if (b->rtail)
+    b->rtail->qnext = v;
+  else
+    b->rhead = v;
+  b->rtail = v;
+}
+
+/* Adds |v| to its chain; returns true when it is the head (may go now). */
+static bool chain_add(struct gw_dispatch *D, struct dlv *v) {
+  if (!v->d.rkey[0])
+    return true;
+  char key[256];
+  snprintf(key, sizeof(key), "%s\n%s", v->d.backend, v->d.rkey);
+  unsigned h = hash(key) % CHAIN_BUCKETS;
+  struct chain *c = D->chains[h];
+  while (c && strcmp(c->key, key) != 0)
+    c = c->next;
+  if (!c) {
+    c = calloc(1, sizeof(*c));
+    if (!c || !(c->key = strdup(key))) {
+      free(c);
+      return true; /* without memory for a chain it simply goes unordered */
+    }
+    c->next = D->chains[h];
+    D->chains[h] = c;
+  }
+  v->chain = c;
+  if (c->tail) {
+    c->tail->cnext = v;
+    c->tail = v;
+    return false;
+  }
+  c->head = c->tail = v;
+  return true;
+}
+
+/* |v| is finished: the next of its chain may go. */
+static void chain_done(struct gw_dispatch *D, struct dlv *v, int64_t now) {
+  struct chain *c = v->chain;
+  if (!c)
+    return;
+  c->head = v->cnext;
+  if (c->head) {
+    make_ready(D, c->head, now);
+    return;
+  }
+  unsigned h = hash(c->key) % CHAIN_BUCKETS;
+  for (struct chain **pp = &D->chains[h]; *pp; pp = &(*pp)->next)
+    if (*pp == c) {
+      *pp = c->next;
+      break;
+    }
+  free(c->key);
+  free(c);
+}
+
+/* ---- jobs: answering the caller ---- */
+
+static void job_finish(struct gw_dispatch *D, struct job *j) {
+  for (int i = 0; i < GW_MAX_BACKENDS; i++)
+    if (j->dl[i])
+      j->dl[i]->job = NULL;
+  if (j->prev)
+    j->prev->next = j->next;
+  else
+    D->jobs = j->next;
+  if (j->next)
+    j->next->prev = j->prev;
+  struct gw_submit *s = j->s;
+  free(j);
+  s->done(s);
+}
+
+/* The first outcome of |v| (delivered, rejected, or a failed attempt that will be retried). */
+static void first_outcome(struct gw_dispatch *D, struct dlv *v) {
+  struct job *j = v->job;
+  if (!j)
+    return;
+  struct gw_dresult *r = &j->s->res[v->res_idx];
+  r->state = v->d.state;
+  r->attempts = v->d.attempts;
+  r->last_status = v->d.last_status;
+  snprintf(r->error, sizeof(r->error), "%s", v->d.last_error);
+  j->dl[v->res_idx] = NULL;
+  v->job = NULL;
+  if (--j->outstanding == 0)
+    job_finish(D, j);
+}
+
+static struct dlv *dlv_new(struct gw_dispatch *D, struct gw_delivery *d) {
+  struct dlv *v = calloc(1, sizeof(*v));
+  if (!v)
+    return NULL;
+  v->d = *d;
+  v->bk = bk_get(D, d->backend);
+  gw_buf_init(&v->resp, RESP_MAX);
+  return v;
+}
+
+static void add_delivery(struct gw_dispatch *D, struct dlv *v, int64_t now) {
+  atomic_fetch_add(&v->bk->queued, 1);
+  if (chain_add(D, v))
+    make_ready(D, v, now);
+}
+
+static void take_submit(struct gw_dispatch *D, struct gw_submit *s, int64_t now) {
+  struct job *j = calloc(1, sizeof(*j));
+  if (!j) {
+    s->done(s);
+    return;
+  }
+  j->s = s;
+  j->deadline_ms = s->deadline_ms;
+  s->nres = s->nd;
+  for (int i = 0; i < s->nd; i++) {
+    struct gw_dresult *r = &s->res[i];
+    snprintf(r->backend, sizeof(r->backend), "%s", s->d[i].backend);
+    r->state = GW_DS_QUEUED;
+    struct dlv *v = dlv_new(D, &s->d[i]);
+    if (!v)
+      continue; /* stays queued in the store: delivered after a restart */
+    s->d[i].payload = NULL; /* the dispatcher owns it now */
+    v->job = j;
+    v->res_idx = i;
+    j->dl[i] = v;
+    j->outstanding++;
+    add_delivery(D, v, now);
+  }
+  j->next = D->jobs;
+  if (D->jobs)
+    D->jobs->prev = j;
+  D->jobs = j;
+  if (j->outstanding == 0)
+    job_finish(D, j);
+}
+
+void gw_dispatch_accepted(void *ud, struct gw_submit *s) {
+  struct gw_dispatch *D = ud;
+  pthread_mutex_lock(&D->mu);
+  s->next = D->inbox;
+  D->inbox = s;
+  pthread_mutex_unlock(&D->mu);
+  curl_multi_wakeup(D->multi);
+}
+
+/* ---- OAuth2 client_credentials with a private_key_jwt assertion (P1) ---- */
+
+static void b64url(const unsigned char *in, size_t n, char *out, size_t cap) {
+  unsigned char tmp[4096];
+  if ((n + 2) / 3 * 4 + 1 > sizeof(tmp) || (n + 2) / 3 * 4 + 1 > cap) {
+    out[0] = 0;
+    return;
+  }
+  int len = EVP_EncodeBlock(tmp, in, (int)n);
+  size_t o = 0;
+  for (int i = 0; i < len && tmp[i] != '='; i++)
+    out[o++] = tmp[i] == '+' ? '-' : tmp[i] == '/' ? '_' : (char)tmp[i];
+  out[o] = 0;
+}
+
+static int make_assertion(struct gw_dispatch *D, const struct gw_backend_conf *bc, char *out, size_t cap) {
+  if (!D->key) {
+    FILE *f = fopen(D->key_path, "r");
+    if (!f)
+      return GW_ERR_IO;
+    D->key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!D->key)
+      return GW_ERR_TLS;
+  }
+  unsigned char rnd[16];
+  char jti[33];
+  RAND_bytes(rnd, sizeof(rnd));
+  for (int i = 0; i < 16; i++)
+    snprintf(jti + 2 * i, 3, "%02x", rnd[i]);
+  long now = (long)time(NULL);
+  char claims[1024], hb[64], cb[1500], input[1600];
+  int cl = snprintf(claims, sizeof(claims),
+                    "{\"iss\":\"%s\",\"sub\":\"%s\",\"aud\":\"%s\",\"jti\":\"%s\",\"iat\":%ld,\"exp\":%ld}",
+                    bc->client_id, bc->client_id, bc->token_url, jti, now, now + 120);
+  static const char header[] = "{\"alg\":\"RS256\",\"typ\":\"JWT\"}";
+  b64url((const unsigned char *)header, sizeof(header) - 1, hb, sizeof(hb));
+  b64url((const unsigned char *)claims, (size_t)cl, cb, sizeof(cb));
+  int il = snprintf(input, sizeof(input), "%s.%s", hb, cb);
+  unsigned char sig[1024];
+  size_t sl = sizeof(sig);
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  int ok = md && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, D->key) == 1 &&
+           EVP_DigestSign(md, sig, &sl, (const unsigned char *)input, (size_t)il) == 1;
+  EVP_MD_CTX_free(md);
+  if (!ok)
+    return GW_ERR_TLS;
+  char sb[1500];
+  b64url(sig, sl, sb, sizeof(sb));
+  snprintf(out, cap, "%s.%s", input, sb);
+  return GW_OK;
+}
+
+static size_t collect(char *p, size_t sz, size_t n, void *ud) {
+  struct gw_buf *b = ud;
+  if (gw_buf_append(b, p, sz * n))
+    return 0;
+  return sz * n;
+}
+
+static void tls_opts(struct gw_dispatch *D, CURL *h, const struct gw_dconf *c, uint32_t timeout_ms) {
+  (void)D;
+  curl_easy_setopt(h, CURLOPT_SSLCERT, c->cert);
+  curl_easy_setopt(h, CURLOPT_SSLKEY, c->key);
+  curl_easy_setopt(h, CURLOPT_CAINFO, c->ca);
+  curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)(timeout_ms < 3000 ? timeout_ms : 3000));
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
+}
+
+/* Gets a token when the cached one is missing or about to expire. Blocking,
+ * bounded by the backend's timeout; happens once per token lifetime. */
+static int ensure_token(struct gw_dispatch *D, struct bkq *b, const struct gw_backend_conf *bc,
+                        const struct gw_dconf *c, int64_t now) {
+  if (!bc->token_url[0] || (b->token[0] && now < b->token_exp_ms))
+    return GW_OK;
+  snprintf(D->key_path, sizeof(D->key_path), "%s", c->key);
+  char assertion[4096];
+  if (make_assertion(D, bc, assertion, sizeof(assertion))) {
+    gw_log(GW_LOG_ERROR, "oauth_failed", "backend=%s reason=\"cannot sign the assertion with %s\"", b->name, c->key);
+    return GW_ERR_TLS;
+  }
+  CURL *h = curl_easy_init();
+  if (!h)
+    return GW_ERR_NOMEM;
+  char form[4400];
+  snprintf(form, sizeof(form),
+           "grant_type=client_credentials&client_assertion_type="
+           "urn%%3Aietf%%3Aparams%%3Aoauth%%3Aclient-assertion-type%%3Ajwt-bearer&client_assertion=%s&scope=cer",
+           assertion);
+  struct gw_buf body;
+  gw_buf_init(&body, RESP_MAX);
+  tls_opts(D, h, c, bc->timeout_ms);
+  curl_easy_setopt(h, CURLOPT_URL, bc->token_url);
+  curl_easy_setopt(h, CURLOPT_POSTFIELDS, form);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
+  CURLcode cc = curl_easy_perform(h);
+  long status = 0;
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_cleanup(h);
+  int rv = GW_ERR_PROTO;
+  if (cc == CURLE_OK && status == 200 && body.len) {
+    char eb[128];
+    yajl_val root = yajl_tree_parse((const char *)body.data, eb, sizeof(eb));
+    const char *tp[] = {"access_token", NULL}, *ep[] = {"expires_in", NULL};
+    yajl_val t = root ? yajl_tree_get(root, tp, yajl_t_string) : NULL;
+    yajl_val e = root ? yajl_tree_get(root, ep, yajl_t_number) : NULL;
+    const char *tok = t ? YAJL_GET_STRING(t) : NULL;
+    if (tok && strlen(tok) < sizeof(b->token)) {
+      snprintf(b->token, sizeof(b->token), "%s", tok);
+      long ttl = e && YAJL_IS_INTEGER(e) ? (long)YAJL_GET_INTEGER(e) : 60;
+      /* renew a little before it runs out */
+      b->token_exp_ms = now + (ttl > 60 ? ttl - 30 : ttl / 2) * 1000;
+      rv = GW_OK;
+      gw_log(GW_LOG_INFO, "oauth_token", "backend=%s expires_in=%ld", b->name, ttl);
+    }
+    yajl_tree_free(root);
+  }
+  if (rv)
+    gw_log(GW_LOG_WARN, "oauth_failed", "backend=%s status=%ld curl=\"%s\"", b->name, status, curl_easy_strerror(cc));
+  gw_buf_cleanup(&body);
+  return rv;
+}
+
+/* ---- sending ---- */
+
+static void finish(struct gw_dispatch *D, struct dlv *v, int64_t now) {
+  struct bkq *b = v->bk;
+  atomic_fetch_sub(&b->queued, 1);
+  if (v->d.state == GW_DS_DELIVERED)
+    atomic_fetch_add(&b->delivered, 1);
+  else if (v->d.state == GW_DS_REJECTED)
+    atomic_fetch_add(&b->rejected, 1);
+  else if (v->d.state == GW_DS_DEAD)
+    atomic_fetch_add(&b->dead, 1);
+  gw_store_update(D->st, &v->d);
+  first_outcome(D, v);
+  chain_done(D, v, now);
+  gw_buf_cleanup(&v->resp);
+  free(v->d.payload);
+  free(v);
+}
+
+static void attempt_failed(struct gw_dispatch *D, struct dlv *v, const struct gw_backend_conf *bc, int64_t now) {
+  struct bkq *b = v->bk;
+  atomic_fetch_add(&b->failed, 1);
+  uint32_t max_attempts = bc ? bc->max_attempts : 30, failures = bc ? bc->breaker_failures : 5;
+  if (++b->consecutive_failures >= (int)failures && b->open_until_ms <= now) {
+    b->open_until_ms = now + (bc ? bc->breaker_open_ms : 2000);
+    atomic_store(&b->breaker_open, 1);
+    gw_log(GW_LOG_WARN, "breaker_open", "backend=%s failures=%d open_ms=%u", b->name, b->consecutive_failures,
+           bc ? bc->breaker_open_ms : 2000);
+  }
+  if ((uint32_t)v->d.attempts >= max_attempts) {
+    v->d.state = GW_DS_DEAD;
+    gw_log(GW_LOG_ERROR, "delivery_dead", "delivery=%lld msg=%lld backend=%s attempts=%d last=\"%s\"",
+           (long long)v->d.id, (long long)v->d.msg_id, b->name, v->d.attempts, v->d.last_error);
+    finish(D, v, now);
+    return;
+  }
+  /* exponential backoff with jitter: a random point in the upper half of the window */
+  uint64_t base = bc ? bc->backoff_ms : 200, cap = bc ? bc->max_backoff_ms : 60000;
+  int shift = v->d.attempts - 1 < 20 ? v->d.attempts - 1 : 20;
+  uint64_t delay = base << shift;
+  if (delay > cap)
+    delay = cap;
+  unsigned r = 0;
+  RAND_bytes((unsigned char *)&r, sizeof(r));
+  delay = delay / 2 + (delay / 2 ? r % (delay / 2 + 1) : 0);
+  v->d.next_ms = now + (int64_t)delay;
+  v->d.state = GW_DS_QUEUED;
+  gw_store_update(D->st, &v->d);
+  first_outcome(D, v);
+  make_ready(D, v, now);
+}
+
+static void start(struct gw_dispatch *D, struct dlv *v, const struct gw_backend_conf *bc, const struct gw_dconf *c,
+                  int64_t now) {
+  struct bkq *b = v->bk;
+  CURL *h = curl_easy_init();
+  if (!h) {
+    v->d.attempts++;
+    snprintf(v->d.last_error, sizeof(v->d.last_error), "out of memory");
+    attempt_failed(D, v, bc, now);
+    return;
+  }
+  char url[512], hdr[2200];
+  snprintf(url, sizeof(url), "%s%s", bc->url, v->d.path);
+  tls_opts(D, h, c, bc->timeout_ms);
+  curl_easy_setopt(h, CURLOPT_URL, url);
+  curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
+  curl_easy_setopt(h, CURLOPT_POSTFIELDS, v->d.payload);
+  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)v->d.len);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, &v->resp);
+  curl_easy_setopt(h, CURLOPT_PRIVATE, v);
+  snprintf(hdr, sizeof(hdr), "content-type: %s", v->d.ctype);
+  v->hdrs = curl_slist_append(NULL, hdr);
+  snprintf(hdr, sizeof(hdr), "idempotency-key: %s", v->d.ikey);
+  v->hdrs = curl_slist_append(v->hdrs, hdr);
+  v->hdrs = curl_slist_append(v->hdrs, "expect:");
+  if (bc->kind == GW_OUT_P1 && b->token[0]) {
+    snprintf(hdr, sizeof(hdr), "authorization: Bearer %s", b->token);
+    v->hdrs = curl_slist_append(v->hdrs, hdr);
+  }
+  if (bc->kind == GW_OUT_CLINIC_SOAP)
+    v->hdrs = curl_slist_append(v->hdrs, "soapaction: \"urn:cergw:clinic:v1/AppointmentNotification\"");
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, v->hdrs);
+  v->h = h;
+  v->iprev = NULL;
+  v->inext = D->inflight;
+  if (D->inflight)
+    D->inflight->iprev = v;
+  D->inflight = v;
+  v->sent_ms = now;
+  v->d.attempts++;
+  b->inflight++;
+  atomic_fetch_add(&b->in_flight, 1);
+  curl_multi_add_handle(D->multi, h);
+}
+
+static void completed(struct gw_dispatch *D, CURL *h, CURLcode cc, int64_t now) {
+  struct dlv *v = NULL;
+  curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&v);
+  long status = 0;
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+  curl_multi_remove_handle(D->multi, h);
+  curl_easy_cleanup(h);
+  curl_slist_free_all(v->hdrs);
+  v->h = NULL;
+  v->hdrs = NULL;
+  if (v->iprev)
+    v->iprev->inext = v->inext;
+  else
+    D->inflight = v->inext;
+  if (v->inext)
+    v->inext->iprev = v->iprev;
+  struct bkq *b = v->bk;
+  b->inflight--;
+  atomic_fetch_sub(&b->in_flight, 1);
+  struct gw_dconf *c = gw_dconf_get();
+  const struct gw_backend_conf *bc = c ? gw_dconf_backend(c, v->d.backend) : NULL;
+  v->d.last_status = (int)status;
+  if (cc == CURLE_OK && status >= 200 && status < 300) {
+    b->consecutive_failures = 0;
+    if (b->open_until_ms) {
+      b->open_until_ms = 0;
+      atomic_store(&b->breaker_open, 0);
+      gw_log(GW_LOG_INFO, "breaker_closed", "backend=%s", b->name);
+    }
+    atomic_fetch_add(&b->lat_us_sum, (now - (int64_t)v->d.created_ms) * 1000);
+    atomic_fetch_add(&b->lat_count, 1);
+    v->d.state = GW_DS_DELIVERED;
+    v->d.last_error[0] = 0;
+    finish(D, v, now);
+  } else if (cc == CURLE_OK && status >= 400 && status < 500 && status != 401 && status != 408 && status != 429) {
+    /* the backend refuses this message: resending it as is will not help */
+    b->consecutive_failures = 0;
+    v->d.state = GW_DS_REJECTED;
+    size_t n = v->resp.len < sizeof(v->d.last_error) - 1 ? v->resp.len : sizeof(v->d.last_error) - 1;
+    for (size_t i = 0; i < n; i++) /* one line, printable */
+      v->d.last_error[i] = (v->resp.data[i] < 0x20) ? ' ' : (char)v->resp.data[i];
+    v->d.last_error[n] = 0;
+    gw_log(GW_LOG_WARN, "delivery_rejected", "delivery=%lld msg=%lld backend=%s status=%ld", (long long)v->d.id,
+           (long long)v->d.msg_id, b->name, status);
+    finish(D, v, now);
+  } else {
+    if (status == 401)
+      b->token[0] = 0; /* fetch a new token before the next attempt */
+    if (cc != CURLE_OK)
+      snprintf(v->d.last_error, sizeof(v->d.last_error), "%s", curl_easy_strerror(cc));
+    else
+      snprintf(v->d.last_error, sizeof(v->d.last_error), "HTTP %ld from the backend", status);
+    v->resp.len = 0;
+    attempt_failed(D, v, bc, now);
+  }
+  gw_dconf_put(c);
+}
+
+static void pump(struct gw_dispatch *D, int64_t now) {
+  struct gw_dconf *c = gw_dconf_get();
+  if (!c)
+    return;
+  int n = atomic_load(&D->nbk);
+  for (int i = 0; i < n; i++) {
+    struct bkq *b = &D->bk[i];
+    /* retries whose time has come */
+    struct dlv **pp = &b->waiting;
+    while (*pp) {
+      struct dlv *v = *pp;
+      if (v->d.next_ms <= now) {
+        *pp = v->qnext;
+        v->d.next_ms = 0;
+        make_ready(D, v, now);
+      } else {
+        pp = &v->qnext;
+      }
+    }
+    const struct gw_backend_conf *bc = gw_dconf_backend(c, b->name);
+    if (!bc || !bc->enabled || !b->rhead)
+      continue; /* switched off or removed: deliveries wait in the store */
+    int limit = (int)bc->concurrency;
+    if (b->open_until_ms) {
+      if (now < b->open_until_ms)
+        continue;
+      limit = 1; /* half open: one probe */
+    }
+    if (b->inflight < limit && bc->kind == GW_OUT_P1 && ensure_token(D, b, bc, c, now)) {
+      b->consecutive_failures++;
+      if (b->consecutive_failures >= (int)bc->breaker_failures) {
+        b->open_until_ms = now + bc->breaker_open_ms;
+        atomic_store(&b->breaker_open, 1);
+      }
+      continue;
+    }
+    while (b->inflight < limit && b->rhead) {
+      struct dlv *v = b->rhead;
+      b->rhead = v->qnext;
+      if (!b->rhead)
+        b->rtail = NULL;
+      v->qnext = NULL;
+      start(D, v, bc, c, now);
+    }
+  }
+  gw_dconf_put(c);
+}
+
+static void expire_jobs(struct gw_dispatch *D, int64_t now) {
+  struct job *j = D->jobs, *next;
+  for (; j; j = next) {
+    next = j->next;
+    if (j->deadline_ms <= now)
+      job_finish(D, j);
+  }
+}
+
+static void load_one(void *ud, struct gw_delivery *d) {
+  struct gw_dispatch *D = ud;
+  int64_t now = now_ms();
+  if (d->state == GW_DS_RETRY_REQ) {
+    d->state = GW_DS_QUEUED;
+    d->attempts = 0;
+    d->next_ms = 0;
+    gw_store_update(D->st, d);
+  }
+  struct dlv *v = dlv_new(D, d);
+  if (v) {
+    d->payload = NULL;
+    add_delivery(D, v, now);
+  }
+  gw_delivery_free(d);
+}
+
+static void *dispatch_main(void *arg) {
+  struct gw_dispatch *D = arg;
+  gw_log_buffer_thread(1);
+  for (;;) {
+    pthread_mutex_lock(&D->mu);
+    struct gw_submit *in = D->inbox;
+    D->inbox = NULL;
+    bool stop = D->stop;
+    pthread_mutex_unlock(&D->mu);
+    int64_t now = now_ms();
+    /* the inbox is newest first: reverse it to keep the commit order */
+    struct gw_submit *rev = NULL;
+    while (in) {
+      struct gw_submit *n = in->next;
+      in->next = rev;
+      rev = in;
+      in = n;
+    }
+    while (rev) {
+      struct gw_submit *n = rev->next;
+      take_submit(D, rev, now);
+      rev = n;
+    }
+    if (stop)
+      break;
+    if (now - D->last_poll_ms >= 1000) { /* operators' retry requests (cergw outbox retry) */
+      D->last_poll_ms = now;
+      gw_store_load(D->st, GW_DS_RETRY_REQ, load_one, D);
+    }
+    pump(D, now);
+    int running = 0;
+    curl_multi_perform(D->multi, &running);
+    CURLMsg *m;
+    int left;
+    now = now_ms();
+    while ((m = curl_multi_info_read(D->multi, &left)))
+      if (m->msg == CURLMSG_DONE)
+        completed(D, m->easy_handle, m->data.result, now);
+    expire_jobs(D, now);
+    curl_multi_poll(D->multi, NULL, 0, TICK_MS, NULL);
+    gw_log_flush();
+  }
+  /* stopping: answer whoever still waits (their messages are safe in the store) */
+  while (D->jobs)
+    job_finish(D, D->jobs);
+  gw_log_buffer_thread(0);
+  return NULL;
+}
+
+static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+int gw_dispatch_start(struct gw_store *st, struct gw_dispatch **out) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, curl_init_once);
+  struct gw_dispatch *D = calloc(1, sizeof(*D));
+  if (!D)
+    return GW_ERR_NOMEM;
+  D->st = st;
+  pthread_mutex_init(&D->mu, NULL);
+  D->multi = curl_multi_init();
+  if (!D->multi) {
+    free(D);
+    return GW_ERR_NOMEM;
+  }
+  curl_multi_setopt(D->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+  curl_multi_setopt(D->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 8L);
+  int n = gw_store_load(st, GW_DS_QUEUED, load_one, D);
+  if (n > 0)
+    gw_log(GW_LOG_INFO, "outbox_recovered", "deliveries=%d", n);
+  gw_store_load(st, GW_DS_RETRY_REQ, load_one, D);
+  if (pthread_create(&D->th, NULL, dispatch_main, D)) {
+    curl_multi_cleanup(D->multi);
+    free(D);
+    return GW_ERR_IO;
+  }
+  the = D;
+  *out = D;
+  return GW_OK;
+}
+
+static void free_dlv(struct dlv *v) {
+  gw_buf_cleanup(&v->resp);
+  free(v->d.payload);
+  free(v);
+}
+
+void gw_dispatch_stop(struct gw_dispatch *D) {
+  if (!D)
+    return;
+  pthread_mutex_lock(&D->mu);
+  D->stop = true;
+  pthread_mutex_unlock(&D->mu);
+  curl_multi_wakeup(D->multi);
+  pthread_join(D->th, NULL);
+  the = NULL;
+  /* in-flight and queued deliveries stay queued in the store */
+  int n = atomic_load(&D->nbk);
+  for (int i = 0; i < n; i++) {
+    struct bkq *b = &D->bk[i];
+    for (struct dlv *v = b->rhead, *nx; v; v = nx) {
+      nx = v->qnext;
+      free_dlv(v);
+    }
+    for (struct dlv *v = b->waiting, *nx; v; v = nx) {
+      nx = v->qnext;
+      free_dlv(v);
+    }
+  }
+  for (int i = 0; i < CHAIN_BUCKETS; i++)
+    for (struct chain *c = D->chains[i], *nx; c; c = nx) {
+      nx = c->next;
+      for (struct dlv *v = c->head ? c->head->cnext : NULL, *vn; v; v = vn) {
+        vn = v->cnext; /* members behind the head are in no queue */
+        free_dlv(v);
+      }
+      free(c->key);
+      free(c);
+    }
+  for (struct dlv *v = D->inflight, *nx; v; v = nx) {
+    nx = v->inext;
+    curl_multi_remove_handle(D->multi, v->h);
+    curl_easy_cleanup(v->h);
+    curl_slist_free_all(v->hdrs);
+    free_dlv(v);
+  }
+  curl_multi_cleanup(D->multi);
+  EVP_PKEY_free(D->key);
+  pthread_mutex_destroy(&D->mu);
+  free(D);
+}
+
+void gw_dispatch_metrics(struct gw_buf *o) {
+  struct gw_dispatch *D = the;
+  if (!D)
+    return;
+  int n = atomic_load(&D->nbk);
+  static const char *const names[] = {"queued",   "in_flight", "delivered_total",   "failed_attempts_total",
+                                      "rejected_total", "dead_total", "breaker_open"};
+  for (int k = 0; k < 7; k++) {
+    gw_buf_printf(o, "# TYPE cergw_backend_%s %s\n", names[k], strstr(names[k], "_total") ? "counter" : "gauge");
+    for (int i = 0; i < n; i++) {
+      struct bkq *b = &D->bk[i];
+      _Atomic int64_t *vals[] = {&b->queued, &b->in_flight, &b->delivered, &b->failed,
+                                 &b->rejected, &b->dead,      &b->breaker_open};
+      gw_buf_printf(o, "cergw_backend_%s{backend=\"%s\"} %lld\n", names[k], b->name,
+                    (long long)atomic_load(vals[k]));
+    }
+  }
+  gw_buf_printf(o, "# TYPE cergw_backend_delivery_seconds summary\n");
+  for (int i = 0; i < n; i++) {
+    struct bkq *b = &D->bk[i];
+    gw_buf_printf(o, "cergw_backend_delivery_seconds_sum{backend=\"%s\"} %.6f\n", b->name,
+                  (double)atomic_load(&b->lat_us_sum) / 1e6);
+    gw_buf_printf(o, "cergw_backend_delivery_seconds_count{backend=\"%s\"} %lld\n", b->name,
+                  (long long)atomic_load(&b->lat_count));
+  }
+}

@@ -1,0 +1,804 @@
+#include "http/write.h"
+
+#include <ctype.h>
+#include <libxml/tree.h>
+#include <libxml/xpath.h>
+#include <libxml/xpathInternals.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "codec/fhir.h"
+#include "codec/hl7v2.h"
+#include "codec/xml.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "deliver/deliver.h"
+#include "http/router.h"
+#include "msg/engine.h"
+#include "store/store.h"
+#include "validate/rules.h"
+
+#define CT_FHIR_JSON "application/fhir+json; charset=utf-8"
+#define CT_HL7       "x-application/hl7-v2+er7; charset=utf-8"
+#define CT_SOAP11    "text/xml; charset=utf-8"
+#define CT_SOAP12    "application/soap+xml; charset=utf-8"
+#define FHIR_NS      "http://hl7.org/fhir"
+#define CLINIC_NS    "urn:cergw:clinic:v1"
+#define RPWDL_PREFIX "urn:oid:2.16.840.1.113883.3.4424.2.3.1."
+#define LATE_CANCEL_S (48 * 3600)
+
+static const struct gw_engine *engine;
+static struct gw_store *store;
+
+void gw_write_init(const struct gw_engine *e, struct gw_store *st) {
+  engine = e;
+  store = st;
+}
+
+enum wkind { K_FHIR, K_SOAP, K_HL7, K_NOTIFY };
+
+/* What the answer needs once the store and the dispatcher are done. */
+struct wctx {
+  struct gw_reply_token t;
+  enum wkind kind;
+  int soap_version;
+  char soap_op[48];
+  xmlDocPtr v2; /* HL7: the request, for the ACK */
+  char rtype[32];
+  char rid[96];
+  bool update, bundle;
+  int nentries;
+  char entry_type[16][32];
+  char who[200]; /* audit: identity */
+  char ids[200]; /* audit: resource identifiers */
+  int stream_id;
+};
+
+void gw_mask_pesel(char *s) {
+  for (char *p = s; *p; p++) {
+    size_t n = strspn(p, "0123456789");
+    if (n == 11)
+      memset(p + 6, '*', 5);
+    p += n ? n - 1 : 0;
+  }
+}
+
+static void audit(const struct wctx *w, const char *op, const char *outcome, long long msg_id) {
+  char ids[200];
+  snprintf(ids, sizeof(ids), "%s", w->ids);
+  gw_mask_pesel(ids);
+  char q1[260], q2[260];
+  gw_log(GW_LOG_INFO, "audit", "%s op=%s resource=%s outcome=%s msg=%lld", w->who, op, gw_log_quote(q1, sizeof(q1), ids),
+         gw_log_quote(q2, sizeof(q2), outcome), msg_id);
+}
+
+/* ---- XPath helpers over the canonical document ---- */
+
+static xmlXPathContextPtr xctx(xmlDocPtr doc) {
+  xmlXPathContextPtr x = xmlXPathNewContext(doc);
+  if (x)
+    xmlXPathRegisterNs(x, BAD_CAST "f", BAD_CAST FHIR_NS);
+  return x;
+}
+
+static void xstr(xmlXPathContextPtr x, xmlNodePtr at, const char *expr, char *out, size_t n) {
+  out[0] = 0;
+  x->node = at;
+  xmlXPathObjectPtr o = xmlXPathEvalExpression(BAD_CAST expr, x);
+  xmlChar *s = o ? xmlXPathCastToString(o) : NULL;
+  if (s)
+    snprintf(out, n, "%s", (const char *)s);
+  xmlFree(s);
+  xmlXPathFreeObject(o);
+}
+
+static xmlXPathObjectPtr xnodes(xmlXPathContextPtr x, const char *expr) {
+  x->node = (xmlNodePtr)x->doc;
+  xmlXPathObjectPtr o = xmlXPathEvalExpression(BAD_CAST expr, x);
+  if (o && o->type != XPATH_NODESET) {
+    xmlXPathFreeObject(o);
+    return NULL;
+  }
+  return o;
+}
+
+static int64_t instant_ms(const char *s) {
+  time_t t;
+  return (s[0] && gw_instant_parse(s, &t) == GW_OK) ? (int64_t)t * 1000 : 0;
+}
+
+/* The rules with memory need the Slots a message publishes and the Slots an
+ * Appointment books or frees; the 48-hour rule needs the cancelled visit's start. */
+static void memory_facts(xmlDocPtr doc, struct gw_submit *s, int *late_cancel) {
+  xmlXPathContextPtr x = xctx(doc);
+  if (!x)
+    return;
+  xmlXPathObjectPtr o = xnodes(x, "//f:Slot");
+  int n = (o && o->nodesetval) ? o->nodesetval->nodeNr : 0;
+  if (n > 0 && (s->slots = calloc((size_t)n, sizeof(*s->slots)))) {
+    for (int i = 0; i < n; i++) {
+      xmlNodePtr sl = o->nodesetval->nodeTab[i];
+      struct gw_slotfact *f = &s->slots[s->nslots];
+      char st[40], en[40], status[24];
+      xstr(x, sl, "string((f:identifier/f:value/@value | f:id/@value)[1])", f->ident, sizeof(f->ident));
+      xstr(x, sl, "concat(f:schedule/f:reference/@value, '|', f:schedule/f:identifier/f:value/@value)", f->schedule,
+           sizeof(f->schedule));
+      xstr(x, sl, "string(f:start/@value)", st, sizeof(st));
+      xstr(x, sl, "string(f:end/@value)", en, sizeof(en));
+      xstr(x, sl, "string(f:status/@value)", status, sizeof(status));
+      f->start_ms = instant_ms(st);
+      f->end_ms = instant_ms(en);
+      f->free = strcmp(status, "free") == 0;
+      if (f->ident[0] && f->start_ms && f->end_ms)
+        s->nslots++;
+    }
+  }
+  xmlXPathFreeObject(o);
+  o = xnodes(x, "//f:Appointment");
+  if (o && o->nodesetval && o->nodesetval->nodeNr > 0) {
+    xmlNodePtr a = o->nodesetval->nodeTab[0];
+    char status[24], start[40];
+    xstr(x, a, "string(f:status/@value)", status, sizeof(status));
+    xstr(x, a, "string(f:start/@value)", start, sizeof(start));
+    s->slot_release = !strcmp(status, "cancelled") || !strcmp(status, "noshow") || !strcmp(status, "entered-in-error");
+    int64_t st = instant_ms(start);
+    *late_cancel = !strcmp(status, "cancelled") && st && st - (int64_t)time(NULL) * 1000 < LATE_CANCEL_S * 1000LL;
+    xmlXPathObjectPtr refs = (x->node = a, xmlXPathEvalExpression(BAD_CAST "f:slot", x));
+    for (int i = 0; refs && refs->nodesetval && i < refs->nodesetval->nodeNr && s->nslotrefs < 4; i++) {
+      char id[128];
+      xstr(x, refs->nodesetval->nodeTab[i],
+           "string((f:identifier/f:value/@value | substring-after(f:reference/@value, 'Slot/'))[1])", id, sizeof(id));
+      if (id[0])
+        snprintf(s->slotrefs[s->nslotrefs++], sizeof(s->slotrefs[0]), "%s", id);
+    }
+    xmlXPathFreeObject(refs);
+  }
+  xmlXPathFreeObject(o);
+  xmlXPathFreeContext(x);
+}
+
+/* ---- answers ---- */
+
+static const char *static_ctype(const char *ct) {
+  static const char *const known[] = {CT_FHIR_JSON, CT_HL7, CT_SOAP11, CT_SOAP12};
+  for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+    if (strcmp(known[i], ct) == 0)
+      return known[i];
+  return "application/octet-stream";
+}
+
+static void take(struct gw_resp *r, int status, const char *ct, struct gw_buf *b) {
+  r->status = status;
+  r->content_type = ct;
+  r->body = gw_buf_take(b, &r->body_len);
+}
+
+/* Overall state: rejected by any backend, else queued when any is not delivered yet. */
+static int overall(const struct gw_submit *s) {
+  int st = GW_DS_DELIVERED;
+  for (int i = 0; i < s->nres; i++) {
+    if (s->res[i].state == GW_DS_REJECTED || s->res[i].state == GW_DS_DEAD)
+      return GW_DS_REJECTED;
+    if (s->res[i].state != GW_DS_DELIVERED)
+      st = GW_DS_QUEUED;
+  }
+  return st;
+}
+
+static void res_text(const struct gw_dresult *r, char *out, size_t n) {
+  if (r->state == GW_DS_DELIVERED)
+    snprintf(out, n, "%s: delivered", r->backend);
+  else if (r->state == GW_DS_REJECTED || r->state == GW_DS_DEAD)
+    snprintf(out, n, "%s rejected the message (HTTP %d): %s", r->backend, r->last_status, r->error);
+  else if (r->attempts)
+    snprintf(out, n, "%s: queued for retry after attempt %d (%s)", r->backend, r->attempts, r->error);
+  else
+    snprintf(out, n, "%s: queued, stored durably", r->backend);
+}
+
+static const char *state_word(int st) {
+  return st == GW_DS_DELIVERED ? "delivered" : st == GW_DS_QUEUED ? "queued" : "rejected";
+}
+
+/* The delivery report as a diag: information for delivered/queued, errors for rejections. */
+static void res_diag(const struct gw_submit *s, struct gw_diag *d) {
+  for (int i = 0; i < s->nres; i++) {
+    const struct gw_dresult *r = &s->res[i];
+    char en[400], rule[48];
+    res_text(r, en, sizeof(en));
+    bool bad = r->state == GW_DS_REJECTED || r->state == GW_DS_DEAD;
+    snprintf(rule, sizeof(rule), "delivery.%s", bad ? "rejected" : state_word(r->state));
+    struct gw_issue *is = gw_diag_add(d, bad ? GW_SEV_ERROR : GW_SEV_INFO, bad ? "processing" : "informational",
+                                      rule, en, en);
+    if (is) {
+      is->hl7_code = bad ? 207 : 0;
+      is->resendable = false;
+    }
+  }
+}
+
+static void fhir_answer(struct wctx *w, const struct gw_submit *s, struct gw_resp *r) {
+  struct gw_diag d;
+  gw_diag_init(&d, 32);
+  res_diag(s, &d);
+  if (s->status == GW_SUB_DUPLICATE)
+    gw_diag_add(&d, GW_SEV_INFO, "informational", "delivery.duplicate",
+                "a repeat of an earlier message: nothing was delivered again",
+                "powtórzenie wcześniejszego komunikatu: nic nie zostało wysłane ponownie");
+  int st = overall(s);
+  int status = st == GW_DS_REJECTED ? 422 : st == GW_DS_QUEUED ? 202 : (w->update ? 200 : 201);
+  if (s->status == GW_SUB_DUPLICATE && status != 422)
+    status = 200;
+  struct gw_buf out;
+  gw_buf_init(&out, 1u << 20);
+  gw_engine_outcome_json(engine, &d, 1, &out);
+  take(r, status, CT_FHIR_JSON, &out);
+  if (!w->bundle && status != 422) {
+    if (w->rid[0])
+      snprintf(r->location, sizeof(r->location), "/fhir/%s/%s/_history/1", w->rtype, w->rid);
+    else
+      snprintf(r->location, sizeof(r->location), "/fhir/%s/cergw-%lld/_history/1", w->rtype, (long long)s->msg_id);
+    snprintf(r->etag, sizeof(r->etag), "W/\"1\"");
+  } else if (w->bundle && status != 422) {
+    snprintf(r->location, sizeof(r->location), "/fhir/Bundle/cergw-%lld", (long long)s->msg_id);
+  }
+  gw_buf_cleanup(&out);
+  gw_diag_cleanup(&d);
+}
+
+static void soap_answer(struct wctx *w, const struct gw_submit *s, struct gw_resp *r) {
+  const char *env_ns =
+      w->soap_version == 12 ? "http://www.w3.org/2003/05/soap-envelope" : "http://schemas.xmlsoap.org/soap/envelope/";
+  int st = overall(s);
+  struct gw_buf out;
+  gw_buf_init(&out, 1u << 20);
+  if (st == GW_DS_REJECTED) {
+    struct gw_diag d;
+    gw_diag_init(&d, 32);
+    res_diag(s, &d);
+    gw_engine_soap_fault(&d, w->soap_version, "a backend rejected the message: see the issues in the detail", &out);
+    gw_diag_cleanup(&d);
+    take(r, w->soap_version == 12 ? 400 : 500, w->soap_version == 12 ? CT_SOAP12 : CT_SOAP11, &out);
+    return;
+  }
+  xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
+  xmlNodePtr envn = xmlNewDocNode(doc, NULL, BAD_CAST "Envelope", NULL);
+  xmlDocSetRootElement(doc, envn);
+  xmlNsPtr sns = xmlNewNs(envn, BAD_CAST env_ns, BAD_CAST "soap");
+  xmlNsPtr cns = xmlNewNs(envn, BAD_CAST CLINIC_NS, BAD_CAST "c");
+  xmlSetNs(envn, sns);
+  xmlNodePtr body = xmlNewChild(envn, sns, BAD_CAST "Body", NULL);
+  char opname[80], num[32];
+  snprintf(opname, sizeof(opname), "%sResponse", w->soap_op);
+  xmlNodePtr op = xmlNewChild(body, cns, BAD_CAST opname, NULL);
+  xmlNewTextChild(op, cns, BAD_CAST "Status", BAD_CAST state_word(st));
+  snprintf(num, sizeof(num), "%lld", (long long)s->msg_id);
+  xmlNewTextChild(op, cns, BAD_CAST "MessageId", BAD_CAST num);
+  for (int i = 0; i < s->nres; i++) {
+    xmlNodePtr dn = xmlNewChild(op, cns, BAD_CAST "Delivery", NULL);
+    xmlNewTextChild(dn, cns, BAD_CAST "Backend", BAD_CAST s->res[i].backend);
+    xmlNewTextChild(dn, cns, BAD_CAST "State", BAD_CAST gw_dstate_name(s->res[i].state));
+    char txt[400];
+    res_text(&s->res[i], txt, sizeof(txt));
+    xmlNewTextChild(dn, cns, BAD_CAST "Detail", BAD_CAST txt);
+  }
+  gw_xml_dump(doc, 1, 0, &out);
+  xmlFreeDoc(doc);
+  take(r, st == GW_DS_QUEUED ? 202 : 200, w->soap_version == 12 ? CT_SOAP12 : CT_SOAP11, &out);
+}
+
+static void ack_stamp(char *stamp, size_t sn, char *ctrl, size_t cn, int id) {
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(stamp, sn, "%Y%m%d%H%M%S", &tm);
+  snprintf(ctrl, cn, "CERGW%s%04d", stamp, id % 10000);
+}
+
+static void hl7_answer(struct wctx *w, const struct gw_submit *s, struct gw_resp *r) {
+  char stamp[20], ctrl[40], text[400] = "";
+  ack_stamp(stamp, sizeof(stamp), ctrl, sizeof(ctrl), w->stream_id);
+  int st = overall(s);
+  size_t o = (size_t)snprintf(text, sizeof(text), "%s", s->status == GW_SUB_DUPLICATE ? "duplicate of an earlier "
+                                                                                        "message, not resent: "
+                                                                                      : "accepted: ");
+  for (int i = 0; i < s->nres && o < sizeof(text); i++)
+    o += (size_t)snprintf(text + o, sizeof(text) - o, "%s%s=%s", i ? " " : "", s->res[i].backend,
+                          gw_dstate_name(s->res[i].state));
+  struct gw_diag d;
+  gw_diag_init(&d, 32);
+  if (st == GW_DS_REJECTED)
+    res_diag(s, &d);
+  struct gw_buf out;
+  gw_buf_init(&out, 1u << 20);
+  gw_hl7_ack(w->v2, st == GW_DS_REJECTED ? GW_ACK_AR : GW_ACK_AA, text, &d, ctrl, stamp, &out);
+  take(r, 200, CT_HL7, &out);
+  gw_diag_cleanup(&d);
+}
+
+/* A rule with memory refused the message, or the store failed. */
+static void refusal(struct wctx *w, const struct gw_submit *s, struct gw_resp *r) {
+  struct gw_diag d;
+  gw_diag_init(&d, 4);
+  bool failed = s->status == GW_SUB_FAILED;
+  struct gw_issue *is =
+      failed ? gw_diag_add(&d, GW_SEV_FATAL, "transient", "store.failed",
+                           "the message could not be stored: nothing was accepted, send it again",
+                           "nie udało się zapisać komunikatu: nic nie zostało przyjęte, wyślij go ponownie")
+             : gw_diag_add(&d, GW_SEV_ERROR, "business-rule", s->reject_rule, s->reject_en, s->reject_pl);
+  if (is) {
+    is->hl7_code = failed ? 207 : 204;
+    is->resendable = true;
+    snprintf(is->location, sizeof(is->location), "%s", failed ? "" : "SCH-1");
+  }
+  struct gw_buf out;
+  gw_buf_init(&out, 1u << 20);
+  if (w->kind == K_HL7) {
+    char stamp[20], ctrl[40];
+    ack_stamp(stamp, sizeof(stamp), ctrl, sizeof(ctrl), w->stream_id);
+    gw_hl7_ack(w->v2, GW_ACK_AE, failed ? "not stored" : "rejected", &d, ctrl, stamp, &out);
+    take(r, 200, CT_HL7, &out);
+  } else if (w->kind == K_SOAP) {
+    gw_engine_soap_fault(&d, w->soap_version, failed ? "not stored" : "the message breaks a CeR rule", &out);
+    take(r, failed ? 503 : (w->soap_version == 12 ? 400 : 500), w->soap_version == 12 ? CT_SOAP12 : CT_SOAP11, &out);
+  } else {
+    gw_engine_outcome_json(engine, &d, 1, &out);
+    take(r, failed ? 503 : 422, CT_FHIR_JSON, &out);
+  }
+  gw_buf_cleanup(&out);
+  gw_diag_cleanup(&d);
+}
+
+/* Called once per submit, from the store's or the dispatcher's thread. */
+static void submit_done(struct gw_submit *s) {
+  struct wctx *w = s->ud;
+  struct gw_resp r = {0};
+  bool replay = s->status == GW_SUB_DUPLICATE && s->answer;
+  if (replay) {
+    r.status = s->answer_status;
+    r.content_type = static_ctype(s->answer_ctype);
+    r.body = s->answer;
+    r.body_len = s->answer_len;
+    s->answer = NULL;
+    r.extra[r.nextra].name = "x-cergw-replay";
+    r.extra[r.nextra++].value = "true";
+  } else if (s->status == GW_SUB_REJECTED || s->status == GW_SUB_FAILED) {
+    refusal(w, s, &r);
+  } else if (w->kind == K_SOAP) {
+    soap_answer(w, s, &r);
+  } else if (w->kind == K_HL7) {
+    hl7_answer(w, s, &r);
+  } else {
+    fhir_answer(w, s, &r);
+  }
+  if (s->status == GW_SUB_ACCEPTED && r.body)
+    gw_store_set_answer(store, s->msg_id, r.status, r.content_type, r.body, r.body_len);
+  const char *outcome = s->status == GW_SUB_DUPLICATE  ? "duplicate"
+                        : s->status == GW_SUB_REJECTED ? s->reject_rule
+                        : s->status == GW_SUB_FAILED   ? "store-failed"
+                                                       : state_word(overall(s));
+  audit(w, s->op, outcome, (long long)s->msg_id);
+  gw_reply_post(&w->t, &r);
+  xmlFreeDoc(w->v2);
+  free(w);
+  gw_submit_free(s);
+}
+
+/* ---- accepting ---- */
+
+static void idem(struct gw_submit *s, const char *caller, const char *kind, const char *v) {
+  if (!v || !v[0] || s->idem_key)
+    return;
+  size_t n = strlen(caller) + strlen(kind) + strlen(v) + 3;
+  if (n > 512)
+    return;
+  s->idem_key = malloc(n);
+  if (s->idem_key)
+    snprintf(s->idem_key, n, "%s|%s|%s", caller, kind, v);
+}
+
+static void new_uuid(char *out) {
+  unsigned char r[16];
+  RAND_bytes(r, sizeof(r));
+  r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);
+  r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);
+  static const char hex[] = "0123456789abcdef";
+  int o = 0;
+  for (int i = 0; i < 16; i++) {
+    if (i == 4 || i == 6 || i == 8 || i == 10)
+      out[o++] = '-';
+    out[o++] = hex[r[i] >> 4];
+    out[o++] = hex[r[i] & 15];
+  }
+  out[o] = 0;
+}
+
+/* Immediate answers for messages that fail the checks, in the caller's dialect. */
+static void invalid(struct wctx *w, struct gw_req *req, struct gw_resp *resp, int rv, const struct gw_diag *d) {
+  struct gw_buf out;
+  gw_buf_init(&out, 8u << 20);
+  if (w->kind == K_HL7) {
+    char stamp[20], ctrl[40];
+    ack_stamp(stamp, sizeof(stamp), ctrl, sizeof(ctrl), req->stream_id);
+    gw_hl7_ack(w->v2, gw_hl7_ack_code_for(d), "invalid: not accepted", d, ctrl, stamp, &out);
+    take(resp, req->proto == 0 ? 200 : 422, CT_HL7, &out);
+  } else if (w->kind == K_SOAP) {
+    gw_engine_soap_fault(d, w->soap_version, "the message was rejected: see the issues in the detail", &out);
+    take(resp, w->soap_version == 12 ? 400 : 500, w->soap_version == 12 ? CT_SOAP12 : CT_SOAP11, &out);
+  } else {
+    gw_engine_outcome_json(engine, d, 1, &out);
+    take(resp, rv == GW_ERR_NOTFOUND ? 501 : 422, CT_FHIR_JSON, &out);
+  }
+  gw_buf_cleanup(&out);
+}
+
+static void who(struct wctx *w, const struct gw_req *req) {
+  const struct gw_identity *id = req->peer;
+  char q[160];
+  snprintf(w->who, sizeof(w->who), "role=%s rpwdl=%s cn=%s", id ? gw_role_name(id->role) : "-",
+           id && id->rpwdl[0] ? id->rpwdl : "-", gw_log_quote(q, sizeof(q), id ? id->cn : ""));
+}
+
+/* The resource identifiers named in the message, for the audit log and the ordering key. */
+static void resource_ids(xmlDocPtr doc, char *ids, size_t n, char *rkey, size_t rn) {
+  xmlXPathContextPtr x = xctx(doc);
+  if (!x)
+    return;
+  xstr(x, (xmlNodePtr)doc,
+       "concat(local-name((//f:Appointment | //f:Slot | //f:Schedule)[1]), '/', "
+       "string(((//f:Appointment | //f:Slot | //f:Schedule)[1]/f:identifier/f:value/@value | "
+       "(//f:Appointment | //f:Slot | //f:Schedule)[1]/f:id/@value)[1]))",
+       rkey, rn);
+  if (rkey[0] && rkey[strlen(rkey) - 1] == '/')
+    rkey[0] = 0; /* no identifier: no ordering constraint */
+  xstr(x, (xmlNodePtr)doc,
+       "concat(string((//f:Appointment | //f:Slot | //f:Schedule)[1]/f:identifier/f:value/@value), ' patient=', "
+       "string((//f:identifier[f:system/@value = 'urn:oid:2.16.840.1.113883.3.4424.1.1.616']/f:value/@value)[1]))",
+       ids, n);
+  xmlXPathFreeContext(x);
+}
+
+/* The clinic named by the payload (for notifications): the RPWDL OID suffix. */
+static void payload_rpwdl(xmlDocPtr doc, char *out, size_t n) {
+  xmlXPathContextPtr x = xctx(doc);
+  if (!x)
+    return;
+  xstr(x, (xmlNodePtr)doc,
+       "substring(substring-after((//f:identifier/f:system/@value[starts-with(., '" RPWDL_PREFIX "')])[1], '" RPWDL_PREFIX
+       "'), 1, 12)",
+       out, n);
+  xmlXPathFreeContext(x);
+}
+
+/* Checks, routes, renders, and submits |req|. */
+static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx *w, enum gw_dialect dl,
+                           const char *op) {
+  const char *body = (const char *)req->body.data;
+  struct gw_diag d;
+  gw_diag_init(&d, 200);
+  xmlDocPtr doc = NULL;
+  bool notify = w->kind == K_NOTIFY;
+  const char *caller = (req->peer && req->peer->rpwdl[0]) ? req->peer->rpwdl : (req->peer ? req->peer->cn : "-");
+  struct gw_check chk = {.caller_rpwdl = notify ? NULL : caller, .now = time(NULL),
+                         .hl7_out = w->kind == K_HL7 ? &w->v2 : NULL};
+  int rv = gw_engine_check(engine, body, req->body.len, dl, &chk, &doc, &d);
+  xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
+  if (rv == GW_OK && root) {
+    snprintf(w->rtype, sizeof(w->rtype), "%s", (const char *)root->name);
+    if (w->kind == K_FHIR && w->bundle && strcmp(w->rtype, "Bundle") != 0)
+      gw_diag_add(&d, GW_SEV_ERROR, "invalid", "fhir.resource-type", "POST /fhir takes a transaction or batch Bundle",
+                  "POST /fhir przyjmuje Bundle typu transaction lub batch");
+    else if (w->kind == K_FHIR && !w->bundle && w->entry_type[0][0] && strcmp(w->rtype, w->entry_type[0]) != 0)
+      gw_diag_add(&d, GW_SEV_ERROR, "invalid", "fhir.resource-type", "the resource type does not match the URL",
+                  "typ zasobu nie zgadza się z adresem");
+    if (gw_diag_has_errors(&d))
+      rv = GW_ERR_INVAL;
+  }
+  if (rv != GW_OK) {
+    invalid(w, req, resp, rv, &d);
+    audit(w, op, "invalid", 0);
+    xmlFreeDoc(doc);
+    gw_diag_cleanup(&d);
+    return;
+  }
+  gw_diag_cleanup(&d);
+
+  struct gw_submit *s = gw_submit_new();
+  struct gw_dconf *c = gw_dconf_get();
+  if (!s || !c) {
+    gw_submit_free(s);
+    gw_dconf_put(c);
+    xmlFreeDoc(doc);
+    gw_router_error(resp, 503, "the delivery configuration is not loaded");
+    return;
+  }
+  snprintf(s->caller, sizeof(s->caller), "%s", caller);
+  snprintf(s->dialect, sizeof(s->dialect), "%s", gw_dialect_name(dl));
+  snprintf(s->op, sizeof(s->op), "%s", op);
+  snprintf(s->rtype, sizeof(s->rtype), "%s", w->rtype);
+  snprintf(s->rid, sizeof(s->rid), "%s", w->rid);
+  /* idempotency: the first key the message carries */
+  idem(s, caller, "key", req->idem_key);
+  if (req->if_none_exist) {
+    char ine[600];
+    snprintf(ine, sizeof(ine), "%s?%s", w->rtype, req->if_none_exist);
+    idem(s, caller, "if-none-exist", ine);
+  }
+  if (w->kind == K_HL7 && w->v2) {
+    xmlXPathContextPtr x = xmlXPathNewContext(w->v2);
+    char msh10[200] = "";
+    if (x)
+      xstr(x, (xmlNodePtr)w->v2, "string(//*[local-name() = 'MSH.10'][1])", msh10, sizeof(msh10));
+    xmlXPathFreeContext(x);
+    idem(s, caller, "msh10", msh10);
+  }
+  if (w->kind == K_SOAP) {
+    xmlDocPtr env = NULL;
+    struct gw_diag d2;
+    gw_diag_init(&d2, 4);
+    if (gw_xml_parse(body, req->body.len, req->body.len + 1, &env, &d2) == GW_OK) {
+      xmlXPathContextPtr x = xmlXPathNewContext(env);
+      char mid[300] = "";
+      if (x)
+        xstr(x, (xmlNodePtr)env,
+             "string(//*[local-name() = 'MessageID' and namespace-uri() = 'http://www.w3.org/2005/08/addressing'])",
+             mid, sizeof(mid));
+      xmlXPathFreeContext(x);
+      idem(s, caller, "wsa", mid);
+    }
+    xmlFreeDoc(env);
+    gw_diag_cleanup(&d2);
+  }
+  if (notify && req->idem_key == NULL) {
+    /* P1 numbers its notifications by the appointment and its change */
+  }
+
+  /* where it goes */
+  int idx[GW_MAX_BACKENDS], nb = 0;
+  char why[200] = "";
+  if (notify) {
+    char rp[16] = "";
+    payload_rpwdl(doc, rp, sizeof(rp));
+    const struct gw_backend_conf *bc = rp[0] ? gw_dconf_clinic(c, rp) : NULL;
+    if (!bc || !bc->enabled) {
+      struct gw_diag dd;
+      gw_diag_init(&dd, 2);
+      char en[200];
+      snprintf(en, sizeof(en), "clinic %s has no notification endpoint registered in the configuration",
+               rp[0] ? rp : "(none named)");
+      gw_diag_add(&dd, GW_SEV_ERROR, "not-found", "notify.no-endpoint", en, en);
+      invalid(w, req, resp, GW_ERR_INVAL, &dd);
+      gw_diag_cleanup(&dd);
+      gw_submit_free(s);
+      gw_dconf_put(c);
+      xmlFreeDoc(doc);
+      return;
+    }
+    idx[nb++] = (int)(bc - c->b);
+  } else {
+    nb = gw_route_match(c, doc, idx, GW_MAX_BACKENDS, why, sizeof(why));
+  }
+  int late = 0;
+  if (!notify)
+    memory_facts(doc, s, &late);
+  char rkey[192] = "";
+  resource_ids(doc, w->ids, sizeof(w->ids), rkey, sizeof(rkey));
+  char uuid[40];
+  new_uuid(uuid);
+  struct gw_diag rd;
+  gw_diag_init(&rd, 16);
+  int rrv = GW_OK;
+  for (int i = 0; i < nb && rrv == GW_OK; i++) {
+    const struct gw_backend_conf *bc = &c->b[idx[i]];
+    struct gw_delivery *dv = &s->d[s->nd];
+    snprintf(dv->backend, sizeof(dv->backend), "%s", bc->name);
+    snprintf(dv->ikey, sizeof(dv->ikey), "%s-%s", uuid, bc->name);
+    if (rkey[0])
+      snprintf(dv->rkey, sizeof(dv->rkey), "%s|%s", caller, rkey);
+    if (bc->kind == GW_OUT_P1 && strcmp(w->rtype, "Bundle") != 0)
+      snprintf(dv->path, sizeof(dv->path), "/%s", w->rtype);
+    struct gw_buf out;
+    gw_buf_init(&out, 16u << 20);
+    const char *ct = "";
+    rrv = gw_engine_outbound(engine, bc->kind, doc, dv->ikey, late, &out, &ct, &rd);
+    snprintf(dv->ctype, sizeof(dv->ctype), "%s", ct);
+    dv->payload = gw_buf_take(&out, &dv->len);
+    gw_buf_cleanup(&out);
+    s->nd++;
+    if (rrv == GW_OK && !dv->payload)
+      rrv = GW_ERR_NOMEM;
+  }
+  uint32_t deadline = c->answer_deadline_ms;
+  gw_dconf_put(c);
+  if (rrv != GW_OK) { /* a mapping could not render it for a backend: nothing is accepted */
+    if (!rd.n)
+      gw_diag_add(&rd, GW_SEV_FATAL, "exception", "xform.failed", "a backend mapping failed", "mapowanie nie powiodło się");
+    invalid(w, req, resp, GW_ERR_INVAL, &rd);
+    gw_diag_cleanup(&rd);
+    gw_submit_free(s);
+    xmlFreeDoc(doc);
+    return;
+  }
+  gw_diag_cleanup(&rd);
+  if (nb == 0)
+    gw_log(GW_LOG_WARN, "no_route", "op=%s detail=\"no enabled route matched; stored, delivered nowhere\"", op);
+  s->original = malloc(req->body.len + 1);
+  if (s->original) {
+    memcpy(s->original, body, req->body.len);
+    s->original_len = req->body.len;
+  }
+  struct gw_buf canon;
+  gw_buf_init(&canon, 32u << 20);
+  gw_xml_dump(doc, 0, 0, &canon);
+  s->canonical = gw_buf_take(&canon, &s->canonical_len);
+  gw_buf_cleanup(&canon);
+  xmlFreeDoc(doc);
+  if (!s->original) {
+    gw_submit_free(s);
+    gw_router_error(resp, 500, "out of memory");
+    return;
+  }
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  s->deadline_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + deadline;
+  s->done = submit_done;
+  s->ud = w;
+  w->t = req->reply;
+  w->stream_id = req->stream_id;
+  resp->deferred = 1;
+  gw_store_submit(store, s);
+}
+
+static const char *const soap_ops[] = {"PublishSchedule", "PublishSlots", "BookAppointment", "RescheduleAppointment",
+                                       "CancelAppointment"};
+
+/* The operation of a SOAP request: the local name of the Body's first element, minus "Request". */
+static bool soap_op(const char *body, size_t len, char *op, size_t n) {
+  op[0] = 0;
+  xmlDocPtr env = NULL;
+  struct gw_diag d;
+  gw_diag_init(&d, 4);
+  if (gw_xml_parse(body, len, len + 1, &env, &d) == GW_OK) {
+    xmlNodePtr e = xmlDocGetRootElement(env);
+    xmlNodePtr b = e ? xmlFirstElementChild(e) : NULL;
+    while (b && strcmp((const char *)b->name, "Body") != 0)
+      b = xmlNextElementSibling(b);
+    xmlNodePtr o = b ? xmlFirstElementChild(b) : NULL;
+    if (o) {
+      const char *nm = (const char *)o->name;
+      size_t l = strlen(nm);
+      if (l > 7 && !strcmp(nm + l - 7, "Request"))
+        l -= 7;
+      snprintf(op, n, "%.*s", (int)l, nm);
+    }
+  }
+  xmlFreeDoc(env);
+  gw_diag_cleanup(&d);
+  for (size_t i = 0; i < sizeof(soap_ops) / sizeof(soap_ops[0]); i++)
+    if (!strcmp(op, soap_ops[i]))
+      return true;
+  return false;
+}
+
+static int path_is(const struct gw_req *req, const char *p) {
+  size_t n = strlen(p);
+  return strncmp(req->path, p, n) == 0 && (req->path[n] == 0 || req->path[n] == '?');
+}
+
+static bool forbidden(struct gw_req *req, struct gw_resp *resp, enum gw_role role, const char *msg) {
+  if (req->peer && req->peer->role == role && (role != GW_ROLE_CLINIC || req->peer->rpwdl[0]))
+    return false;
+  gw_router_error(resp, 403, msg);
+  return true;
+}
+
+bool gw_write_handle(struct gw_req *req, struct gw_resp *resp) {
+  bool post = !strcmp(req->method, "POST"), put = !strcmp(req->method, "PUT");
+  enum wkind kind;
+  char type[32] = "", id[96] = "";
+  bool is_bundle = false, update = false;
+  if (path_is(req, "/hl7v2")) {
+    kind = K_HL7;
+  } else if (path_is(req, "/notifications")) {
+    kind = K_NOTIFY;
+  } else if (path_is(req, "/soap")) {
+    kind = K_SOAP;
+  } else if (path_is(req, "/fhir")) {
+    kind = K_FHIR;
+    is_bundle = true;
+  } else if (!strncmp(req->path, "/fhir/", 6) && !strchr(req->path, '$')) {
+    kind = K_FHIR;
+    const char *t = req->path + 6;
+    size_t n = strcspn(t, "/?");
+    if (n == 0 || n >= sizeof(type))
+      return false;
+    memcpy(type, t, n);
+    type[n] = 0;
+    if (strcmp(type, "Schedule") && strcmp(type, "Slot") && strcmp(type, "Appointment"))
+      return false;
+    if (t[n] == '/') {
+      const char *i = t + n + 1;
+      size_t m = strcspn(i, "/?");
+      if (m == 0 || m >= sizeof(id) || (i[m] && i[m] != '?'))
+        return false;
+      memcpy(id, i, m);
+      id[m] = 0;
+      update = true;
+    }
+  } else {
+    return false;
+  }
+  if (kind == K_SOAP && !post)
+    return false; /* GET /soap?wsdl is the router's */
+  if (kind == K_SOAP && strstr((const char *)req->body.data ? (const char *)req->body.data : "", "ValidateMessageRequest"))
+    return false;
+  if ((update && !put) || (!update && !post)) {
+    gw_router_error(resp, 405, update ? "use PUT to update a resource by id" : "use POST to send a message");
+    resp->extra[resp->nextra].name = "allow";
+    resp->extra[resp->nextra++].value = update ? "PUT" : "POST";
+    return true;
+  }
+  if (!engine || !store) {
+    gw_router_error(resp, 503, "delivery is not available");
+    return true;
+  }
+  if (req->body.len == 0) {
+    gw_router_error(resp, 400, "the request body is empty");
+    return true;
+  }
+  if (kind == K_NOTIFY ? forbidden(req, resp, GW_ROLE_P1, "notifications are accepted only from P1's certificate")
+                       : forbidden(req, resp, GW_ROLE_CLINIC,
+                                   "only a clinic certificate with an RPWDL number may send messages"))
+    return true;
+  struct wctx *w = calloc(1, sizeof(*w));
+  if (!w) {
+    gw_router_error(resp, 500, "out of memory");
+    return true;
+  }
+  w->kind = kind;
+  w->bundle = is_bundle;
+  w->update = update;
+  snprintf(w->entry_type[0], sizeof(w->entry_type[0]), "%s", type);
+  snprintf(w->rid, sizeof(w->rid), "%s", id);
+  who(w, req);
+  char op[64];
+  enum gw_dialect dl = GW_D_UNKNOWN;
+  switch (kind) {
+  case K_HL7:
+    dl = GW_D_HL7V2;
+    snprintf(op, sizeof(op), req->proto == 0 ? "hl7.mllp" : "hl7.http");
+    break;
+  case K_SOAP:
+    w->soap_version = gw_soap_version((const char *)req->body.data, req->body.len);
+    dl = GW_D_SOAP;
+    if (!soap_op((const char *)req->body.data, req->body.len, w->soap_op, sizeof(w->soap_op))) {
+      free(w);
+      return false; /* the router answers what is not a delivering operation */
+    }
+    snprintf(op, sizeof(op), "soap.%s", w->soap_op);
+    break;
+  case K_NOTIFY:
+    dl = gw_dialect_detect((const char *)req->body.data, req->body.len);
+    snprintf(op, sizeof(op), "notification");
+    break;
+  case K_FHIR:
+    dl = gw_dialect_detect((const char *)req->body.data, req->body.len);
+    snprintf(op, sizeof(op), "fhir.%s%s%s", update ? "update " : is_bundle ? "transaction" : "create ", type,
+             update ? "" : "");
+    break;
+  }
+  if ((kind == K_FHIR || kind == K_NOTIFY) && dl != GW_D_FHIR_JSON && dl != GW_D_FHIR_XML) {
+    free(w);
+    gw_router_error(resp, 415, "the body must be a FHIR resource in JSON or XML");
+    return true;
+  }
+  accept_message(req, resp, w, dl, op);
+  if (!resp->deferred) {
+    xmlFreeDoc(w->v2);
+    free(w);
+  }
+  return true;
+}

@@ -1,0 +1,585 @@
+/* Backend simulators: stand-ins for P1 (FHIR R4 JSON + OAuth2 token
+ * endpoint + notifications), SIMP (SOAP 1.2), AP-KOLCE (XML) and a clinic's
+ * notification endpoint. They run on the gateway's own TLS/HTTP stack with
+ * client certificates required, validate what they receive, keep it, drop
+ * repeats by idempotency key (remembered on disk across restarts), and can be
+ * told to delay, fail, reject, or go down (the tests kill and restart them). */
+#include "sim/sim.h"
+
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <libxml/tree.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <yajl/yajl_tree.h>
+
+#include "codec/xml.h"
+#include "conf/conf.h"
+#include "core/err.h"
+#include "core/file.h"
+#include "core/log.h"
+#include "http/router.h"
+#include "msg/engine.h"
+#include "net/server.h"
+
+enum role { R_P1, R_SIMP, R_APKOLCE, R_CLINIC };
+enum mode { M_OK, M_FAIL, M_REJECT };
+
+#define KEY_BUCKETS 65536
+#define MAX_TOKENS  16
+
+struct key {
+  char *k;
+  struct key *next;
+};
+
+static struct {
+  enum role role;
+  const struct gw_engine *engine;
+  pthread_mutex_t mu;
+  enum mode mode;
+  int fail_status;
+  int delay_ms;
+  int token_ttl;
+  long received, unique, duplicates, refused, invalid, unauthorized, tokens_issued;
+  struct key *keys[KEY_BUCKETS];
+  int keys_fd;
+  char tokens[MAX_TOKENS][65];
+  time_t token_exp[MAX_TOKENS];
+  int next_token;
+  EVP_PKEY *trust; /* the gateway's public key: verifies private_key_jwt assertions */
+  char gateway_url[256];
+  char p1_cert[512], p1_key[512], ca[512];
+  char last_key[128];
+  uint8_t *last_body;
+  size_t last_len;
+} S = {.mu = PTHREAD_MUTEX_INITIALIZER, .fail_status = 503, .token_ttl = 300, .keys_fd = -1};
+
+static unsigned khash(const char *s) {
+  unsigned h = 2166136261u;
+  for (; *s; s++)
+    h = (h ^ (unsigned char)*s) * 16777619u;
+  return h % KEY_BUCKETS;
+}
+
+/* Under S.mu. Returns true when |k| was new (and remembers it). */
+static bool key_add(const char *k, bool persist) {
+  unsigned h = khash(k);
+  for (struct key *e = S.keys[h]; e; e = e->next)
+    if (!strcmp(e->k, k))
+      return false;
+  struct key *e = malloc(sizeof(*e));
+  if (!e || !(e->k = strdup(k))) {
+    free(e);
+    return true;
+  }
+  e->next = S.keys[h];
+  S.keys[h] = e;
+  if (persist && S.keys_fd >= 0) {
+    char line[300];
+    int n = snprintf(line, sizeof(line), "%s\n", k);
+    if (write(S.keys_fd, line, (size_t)n) != n)
+      gw_log(GW_LOG_WARN, "sim_keys_write_failed", "key=%s", k);
+  }
+  return true;
+}
+
+static void load_keys(const char *path) {
+  FILE *f = fopen(path, "r");
+  if (f) {
+    char line[300];
+    while (fgets(line, sizeof(line), f)) {
+      line[strcspn(line, "\n")] = 0;
+      if (line[0] && key_add(line, false))
+        S.unique++;
+    }
+    fclose(f);
+  }
+  S.keys_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+}
+
+static void set_json(struct gw_resp *r, int status, const char *ct, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void set_json(struct gw_resp *r, int status, const char *ct, const char *fmt, ...) {
+  char body[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(body, sizeof(body), fmt, ap);
+  va_end(ap);
+  gw_resp_set(r, status, ct, body);
+}
+
+static const char *query(const char *path, const char *name, char *out, size_t n) {
+  out[0] = 0;
+  const char *q = strchr(path, '?');
+  size_t nl = strlen(name);
+  for (const char *p = q; p && *p; p = strchr(p + 1, '&')) {
+    if (!strncmp(p + 1, name, nl) && p[1 + nl] == '=') {
+      const char *v = p + 2 + nl;
+      snprintf(out, n, "%.*s", (int)strcspn(v, "&"), v);
+      return out;
+    }
+  }
+  return NULL;
+}
+
+static void stats(struct gw_resp *r) {
+  pthread_mutex_lock(&S.mu);
+  set_json(r, 200, "application/json",
+           "{\"received\":%ld,\"unique\":%ld,\"duplicates\":%ld,\"refused\":%ld,\"invalid\":%ld,"
+           "\"unauthorized\":%ld,\"tokens_issued\":%ld,\"mode\":\"%s\",\"last_key\":\"%s\"}\n",
+           S.received, S.unique, S.duplicates, S.refused, S.invalid, S.unauthorized, S.tokens_issued,
+           S.mode == M_OK ? "ok" : S.mode == M_FAIL ? "fail" : "reject", S.last_key);
+  pthread_mutex_unlock(&S.mu);
+}
+
+static void control(struct gw_req *req, struct gw_resp *r) {
+  char v[32];
+  pthread_mutex_lock(&S.mu);
+  if (query(req->path, "mode", v, sizeof(v)))
+    S.mode = !strcmp(v, "fail") ? M_FAIL : !strcmp(v, "reject") ? M_REJECT : M_OK;
+  if (query(req->path, "status", v, sizeof(v)))
+    S.fail_status = atoi(v) >= 400 && atoi(v) <= 599 ? atoi(v) : 503;
+  if (query(req->path, "delay_ms", v, sizeof(v)))
+    S.delay_ms = atoi(v) >= 0 && atoi(v) <= 60000 ? atoi(v) : 0;
+  if (query(req->path, "token_ttl", v, sizeof(v)))
+    S.token_ttl = atoi(v) > 0 ? atoi(v) : 300;
+  pthread_mutex_unlock(&S.mu);
+  stats(r);
+}
+
+/* ---- OAuth2 token endpoint (P1) ---- */
+
+static int b64url_decode(const char *in, size_t n, unsigned char *out, size_t cap) {
+  char tmp[8192] = "";
+  if (n + 4 > sizeof(tmp) || (n + 3) / 4 * 3 > cap)
+    return -1;
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++)
+    tmp[o++] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i];
+  while (o % 4)
+    tmp[o++] = '=';
+  int len = EVP_DecodeBlock(out, (unsigned char *)tmp, (int)o);
+  if (len < 0)
+    return -1;
+  for (size_t i = o; i > 0 && tmp[i - 1] == '='; i--)
+    len--;
+  return len;
+}
+
+/* Verifies an RS256 JWT from the gateway: signature, expiry, audience. */
+static const char *check_assertion(const char *jwt, size_t n) {
+  const char *d1 = memchr(jwt, '.', n);
+  const char *d2 = d1 ? memchr(d1 + 1, '.', n - (size_t)(d1 + 1 - jwt)) : NULL;
+  if (!d2)
+    return "the assertion is not a JWT";
+  unsigned char claims[2048], sig[1024];
+  int cl = b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), claims, sizeof(claims) - 1);
+  int sl = b64url_decode(d2 + 1, n - (size_t)(d2 + 1 - jwt), sig, sizeof(sig));
+  if (cl < 0 || sl < 0)
+    return "the assertion is not base64url";
+  claims[cl] = 0;
+  if (!S.trust)
+    return "no trusted key configured";
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  int ok = md && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, S.trust) == 1 &&
+           EVP_DigestVerify(md, sig, (size_t)sl, (const unsigned char *)jwt, (size_t)(d2 - jwt)) == 1;
+  EVP_MD_CTX_free(md);
+  if (!ok)
+    return "the assertion's signature does not verify with the gateway's key";
+  char eb[128];
+  yajl_val root = yajl_tree_parse((char *)claims, eb, sizeof(eb));
+  const char *ep[] = {"exp", NULL}, *ap[] = {"aud", NULL};
+  yajl_val exp = root ? yajl_tree_get(root, ep, yajl_t_number) : NULL;
+  yajl_val aud = root ? yajl_tree_get(root, ap, yajl_t_string) : NULL;
+  const char *why = NULL, *audv = NULL;
+  if (!exp || !YAJL_IS_INTEGER(exp) || YAJL_GET_INTEGER(exp) < (long long)time(NULL))
+    why = "the assertion has expired";
+  else if (!aud || !(audv = YAJL_GET_STRING(aud)) || !strstr(audv, "/oauth2/token"))
+    why = "the assertion's audience is not this token endpoint";
+  yajl_tree_free(root);
+  return why;
+}
+
+static void token(struct gw_req *req, struct gw_resp *r) {
+  const char *body = (const char *)req->body.data;
+  const char *a = body ? strstr(body, "client_assertion=") : NULL;
+  const char *why = "client_assertion missing";
+  if (a) {
+    a += strlen("client_assertion=");
+    why = check_assertion(a, strcspn(a, "&"));
+  }
+  if (!body || !strstr(body, "grant_type=client_credentials"))
+    why = "grant_type must be client_credentials";
+  if (why) {
+    set_json(r, 400, "application/json", "{\"error\":\"invalid_client\",\"error_description\":\"%s\"}\n", why);
+    return;
+  }
+  unsigned char rnd[32];
+  RAND_bytes(rnd, sizeof(rnd));
+  char tok[65];
+  for (int i = 0; i < 32; i++)
+    snprintf(tok + 2 * i, 3, "%02x", rnd[i]);
+  pthread_mutex_lock(&S.mu);
+  int slot = S.next_token++ % MAX_TOKENS;
+  snprintf(S.tokens[slot], sizeof(S.tokens[slot]), "%s", tok);
+  S.token_exp[slot] = time(NULL) + S.token_ttl;
+  S.tokens_issued++;
+  int ttl = S.token_ttl;
+  pthread_mutex_unlock(&S.mu);
+  set_json(r, 200, "application/json", "{\"access_token\":\"%s\",\"token_type\":\"Bearer\",\"expires_in\":%d}\n", tok,
+           ttl);
+}
+
+static bool token_ok(const char *auth) {
+  if (!auth || strncmp(auth, "Bearer ", 7) != 0)
+    return false;
+  time_t now = time(NULL);
+  bool ok = false;
+  pthread_mutex_lock(&S.mu);
+  for (int i = 0; i < MAX_TOKENS; i++)
+    ok |= S.tokens[i][0] && !strcmp(S.tokens[i], auth + 7) && S.token_exp[i] > now;
+  pthread_mutex_unlock(&S.mu);
+  return ok;
+}
+
+/* ---- receiving ---- */
+
+/* Checks the payload's format; returns a reason when it is not what this backend takes. */
+static const char *validate(struct gw_req *req) {
+  const char *body = (const char *)req->body.data;
+  size_t len = req->body.len;
+  if (S.role == R_P1) {
+    if (gw_dialect_detect(body, len) != GW_D_FHIR_JSON)
+      return "P1 takes FHIR R4 JSON";
+    struct gw_diag d;
+    gw_diag_init(&d, 20);
+    xmlDocPtr doc = NULL;
+    struct gw_check chk = {.caller_rpwdl = NULL, .now = time(NULL)};
+    int rv = gw_engine_check(S.engine, body, len, GW_D_FHIR_JSON, &chk, &doc, &d);
+    xmlFreeDoc(doc);
+    static __thread char why[300];
+    if (rv != GW_OK)
+      snprintf(why, sizeof(why), "not a valid CeR resource: %s", d.n ? d.items[0].msg_en : "?");
+    gw_diag_cleanup(&d);
+    return rv == GW_OK ? NULL : why;
+  }
+  if (S.role == R_CLINIC && gw_dialect_detect(body, len) == GW_D_HL7V2)
+    return strncmp(body, "MSH|", 4) == 0 ? NULL : "not an HL7 v2 message";
+  xmlDocPtr doc = NULL;
+  struct gw_diag d;
+  gw_diag_init(&d, 4);
+  int rv = gw_xml_parse(body, len, len + 1, &doc, &d);
+  gw_diag_cleanup(&d);
+  if (rv != GW_OK)
+    return "not well-formed XML";
+  xmlNodePtr root = xmlDocGetRootElement(doc);
+  const char *ns = root && root->ns ? (const char *)root->ns->href : "";
+  const char *why = NULL;
+  if (S.role == R_SIMP) {
+    xmlNodePtr b = root ? xmlFirstElementChild(root) : NULL;
+    while (b && strcmp((const char *)b->name, "Body"))
+      b = xmlNextElementSibling(b);
+    xmlNodePtr op = b ? xmlFirstElementChild(b) : NULL;
+    if (strcmp(ns, "http://www.w3.org/2003/05/soap-envelope") || !op || strcmp((const char *)op->name, "ScreeningUpdate"))
+      why = "SIMP takes a SOAP 1.2 envelope with ScreeningUpdate";
+  } else if (S.role == R_APKOLCE) {
+    if (!root || strcmp(ns, "urn:cergw:apkolce:v1") || strcmp((const char *)root->name, "KomunikatKolejki"))
+      why = "AP-KOLCE takes KomunikatKolejki (urn:cergw:apkolce:v1)";
+  } else if (S.role == R_CLINIC) {
+    xmlNodePtr b = root ? xmlFirstElementChild(root) : NULL;
+    while (b && strcmp((const char *)b->name, "Body"))
+      b = xmlNextElementSibling(b);
+    xmlNodePtr op = b ? xmlFirstElementChild(b) : NULL;
+    if (!op || strcmp((const char *)op->name, "AppointmentNotification"))
+      why = "the clinic endpoint takes a SOAP AppointmentNotification or an HL7 v2 message";
+  }
+  xmlFreeDoc(doc);
+  return why;
+}
+
+static void success(struct gw_resp *r, bool dup) {
+  switch (S.role) {
+  case R_P1:
+    set_json(r, dup ? 200 : 201, "application/fhir+json",
+             "{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":\"information\",\"code\":"
+             "\"informational\",\"diagnostics\":\"%s\"}]}\n",
+             dup ? "repeat: already received" : "stored in CeR (simulator)");
+    break;
+  case R_SIMP:
+  case R_CLINIC:
+    set_json(r, 200, S.role == R_SIMP ? "application/soap+xml" : "text/xml",
+             "<?xml version=\"1.0\"?><env:Envelope xmlns:env=\"%s\"><env:Body><Received>%s</Received></env:Body>"
+             "</env:Envelope>\n",
+             S.role == R_SIMP ? "http://www.w3.org/2003/05/soap-envelope" : "http://schemas.xmlsoap.org/soap/envelope/",
+             dup ? "repeat" : "true");
+    break;
+  case R_APKOLCE:
+    set_json(r, 200, "application/xml", "<Potwierdzenie xmlns=\"urn:cergw:apkolce:v1\"><Status>%s</Status></Potwierdzenie>\n",
+             dup ? "powtorzenie" : "przyjety");
+    break;
+  }
+}
+
+struct delayed {
+  struct gw_reply_token t;
+  struct gw_resp r;
+  int ms;
+};
+
+static void *delay_main(void *arg) {
+  struct delayed *d = arg;
+  struct timespec ts = {d->ms / 1000, (long)(d->ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+  gw_reply_post(&d->t, &d->r);
+  free(d);
+  return NULL;
+}
+
+static void receive(struct gw_req *req, struct gw_resp *r) {
+  pthread_mutex_lock(&S.mu);
+  S.received++;
+  enum mode mode = S.mode;
+  int fail = S.fail_status, delay = S.delay_ms;
+  pthread_mutex_unlock(&S.mu);
+  if (mode == M_FAIL) {
+    pthread_mutex_lock(&S.mu);
+    S.refused++;
+    pthread_mutex_unlock(&S.mu);
+    set_json(r, fail, "application/json", "{\"error\":\"simulated failure\"}\n");
+  } else if (mode == M_REJECT) {
+    pthread_mutex_lock(&S.mu);
+    S.refused++;
+    pthread_mutex_unlock(&S.mu);
+    set_json(r, 422, "application/json", "{\"error\":\"rejected by the simulator: business rule\"}\n");
+  } else if (!req->idem_key || !req->idem_key[0]) {
+    set_json(r, 400, "application/json", "{\"error\":\"Idempotency-Key header missing\"}\n");
+  } else {
+    const char *why = validate(req);
+    bool dup = false;
+    pthread_mutex_lock(&S.mu);
+    if (why) {
+      S.invalid++;
+    } else if (key_add(req->idem_key, true)) {
+      S.unique++;
+      snprintf(S.last_key, sizeof(S.last_key), "%s", req->idem_key);
+      uint8_t *copy = malloc(req->body.len + 1);
+      if (copy) {
+        memcpy(copy, req->body.data, req->body.len);
+        copy[req->body.len] = 0;
+        free(S.last_body);
+        S.last_body = copy;
+        S.last_len = req->body.len;
+      }
+    } else {
+      S.duplicates++;
+      dup = true;
+    }
+    pthread_mutex_unlock(&S.mu);
+    if (why) {
+      char esc[400];
+      gw_log_quote(esc, sizeof(esc), why);
+      set_json(r, 400, "application/json", "{\"error\":%s}\n", esc);
+    } else {
+      success(r, dup);
+    }
+  }
+  if (delay > 0) {
+    struct delayed *d = calloc(1, sizeof(*d));
+    pthread_t th;
+    if (d) {
+      d->t = req->reply;
+      d->r = *r;
+      d->ms = delay;
+      r->body = NULL;
+      r->body_len = 0;
+      if (pthread_create(&th, NULL, delay_main, d) == 0) {
+        pthread_detach(th);
+        r->deferred = 1;
+      } else {
+        *r = d->r;
+        free(d);
+      }
+    }
+  }
+}
+
+/* P1 only: sends |req|'s body to the gateway's /notifications as P1 would. */
+static size_t sink(char *p, size_t sz, size_t n, void *ud) {
+  gw_buf_append(ud, p, sz * n);
+  return sz * n;
+}
+
+static void notify(struct gw_req *req, struct gw_resp *r) {
+  CURL *h = curl_easy_init();
+  struct gw_buf out;
+  gw_buf_init(&out, 1 << 20);
+  char url[320], hdr[200];
+  snprintf(url, sizeof(url), "%s/notifications", S.gateway_url);
+  struct curl_slist *hs = curl_slist_append(NULL, "content-type: application/fhir+json");
+  char ik[80];
+  if (query(req->path, "key", ik, sizeof(ik))) {
+    snprintf(hdr, sizeof(hdr), "idempotency-key: %s", ik);
+    hs = curl_slist_append(hs, hdr);
+  }
+  curl_easy_setopt(h, CURLOPT_URL, url);
+  curl_easy_setopt(h, CURLOPT_SSLCERT, S.p1_cert);
+  curl_easy_setopt(h, CURLOPT_SSLKEY, S.p1_key);
+  curl_easy_setopt(h, CURLOPT_CAINFO, S.ca);
+  curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body.data);
+  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body.len);
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, hs);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, &out);
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 10000L);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+  CURLcode cc = curl_easy_perform(h);
+  long status = 0;
+  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+  curl_easy_cleanup(h);
+  curl_slist_free_all(hs);
+  if (cc != CURLE_OK) {
+    set_json(r, 502, "application/json", "{\"error\":\"gateway unreachable: %s\"}\n", curl_easy_strerror(cc));
+  } else {
+    r->status = (int)status;
+    r->content_type = "application/fhir+json";
+    r->body = gw_buf_take(&out, &r->body_len);
+  }
+  gw_buf_cleanup(&out);
+}
+
+static void last(struct gw_resp *r) {
+  pthread_mutex_lock(&S.mu);
+  if (S.last_body)
+    gw_resp_set(r, 200, "application/octet-stream", (const char *)S.last_body);
+  else
+    gw_router_error(r, 404, "nothing received yet");
+  pthread_mutex_unlock(&S.mu);
+}
+
+static void sim_handle(struct gw_req *req, struct gw_resp *r) {
+  if (req->early_status || !req->path) {
+    gw_router_handle(req, r);
+    return;
+  }
+  bool post = !strcmp(req->method, "POST");
+  if (!strncmp(req->path, "/_sim/stats", 11))
+    stats(r);
+  else if (!strncmp(req->path, "/_sim/control", 13) && post)
+    control(req, r);
+  else if (!strncmp(req->path, "/_sim/last", 10))
+    last(r);
+  else if (!strncmp(req->path, "/_sim/notify", 12) && post && S.role == R_P1)
+    notify(req, r);
+  else if (!strncmp(req->path, "/oauth2/token", 13) && post && S.role == R_P1)
+    token(req, r);
+  else if (!strcmp(req->path, "/healthz"))
+    gw_router_handle(req, r);
+  else if (post) {
+    if (S.role == R_P1 && !token_ok(req->authorization)) {
+      pthread_mutex_lock(&S.mu);
+      S.unauthorized++;
+      pthread_mutex_unlock(&S.mu);
+      set_json(r, 401, "application/json", "{\"error\":\"invalid_token\"}\n");
+      return;
+    }
+    receive(req, r);
+  } else {
+    gw_router_error(r, 404, "no such resource");
+  }
+}
+
+int gw_sim_main(const struct gw_engine *e, int argc, char **argv) {
+  const char *role = NULL, *listen = NULL, *data = NULL, *trust = "certs/dev/gateway-out.pem";
+  const char *gateway = "https://127.0.0.1:8443";
+  for (int i = 0; i + 1 < argc; i += 2) {
+    if (!strcmp(argv[i], "--role"))
+      role = argv[i + 1];
+    else if (!strcmp(argv[i], "--listen"))
+      listen = argv[i + 1];
+    else if (!strcmp(argv[i], "--data"))
+      data = argv[i + 1];
+    else if (!strcmp(argv[i], "--trust"))
+      trust = argv[i + 1];
+    else if (!strcmp(argv[i], "--gateway"))
+      gateway = argv[i + 1];
+    else
+      role = NULL, i = argc;
+  }
+  if (!role || !listen || (argc % 2)) {
+    fprintf(stderr, "usage: cergw sim --role p1|simp|apkolce|clinic --listen HOST:PORT [--data DIR]\n"
+                    "                 [--trust GATEWAY-CERT.pem] [--gateway https://HOST:PORT]\n");
+    return 2;
+  }
+  if (!strcmp(role, "p1"))
+    S.role = R_P1;
+  else if (!strcmp(role, "simp"))
+    S.role = R_SIMP;
+  else if (!strcmp(role, "apkolce"))
+    S.role = R_APKOLCE;
+  else if (!strcmp(role, "clinic"))
+    S.role = R_CLINIC;
+  else {
+    fprintf(stderr, "sim: unknown role %s\n", role);
+    return 2;
+  }
+  S.engine = e;
+  snprintf(S.gateway_url, sizeof(S.gateway_url), "%s", gateway);
+  snprintf(S.p1_cert, sizeof(S.p1_cert), "certs/dev/p1.pem");
+  snprintf(S.p1_key, sizeof(S.p1_key), "certs/dev/p1.key");
+  snprintf(S.ca, sizeof(S.ca), "certs/dev/ca.pem");
+  FILE *f = fopen(trust, "r");
+  X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+  if (f)
+    fclose(f);
+  S.trust = x ? X509_get_pubkey(x) : NULL;
+  X509_free(x);
+  if (S.role == R_P1 && !S.trust) {
+    fprintf(stderr, "sim: cannot read the gateway's certificate %s\n", trust);
+    return 1;
+  }
+  char dir[512], keys[600];
+  snprintf(dir, sizeof(dir), "%s", data ? data : "data");
+  mkdir(dir, 0700);
+  snprintf(keys, sizeof(keys), "%s/sim-%s.keys", dir, role);
+  load_keys(keys);
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  struct gw_conf c;
+  if (gw_conf_defaults(&c) || gw_conf_set_listen(&c, listen)) {
+    fprintf(stderr, "sim: bad --listen %s\n", listen);
+    gw_conf_cleanup(&c);
+    return 2;
+  }
+  free(c.mllp_host);
+  free(c.mllp_port);
+  c.mllp_host = c.mllp_port = NULL;
+  c.workers = 1;
+  c.log_level = GW_LOG_WARN;
+  gw_log_set_level(GW_LOG_WARN);
+  static const struct gw_app app = {.handle = sim_handle, .reload = NULL};
+  gw_log(GW_LOG_WARN, "sim_started", "role=%s listen=%s keys=%ld", role, listen, S.unique);
+  int rv = gw_server_run(&c, &app);
+  gw_conf_cleanup(&c);
+  EVP_PKEY_free(S.trust);
+  if (S.keys_fd >= 0)
+    close(S.keys_fd);
+  for (int i = 0; i < KEY_BUCKETS; i++)
+    for (struct key *k = S.keys[i], *n; k; k = n) {
+      n = k->next;
+      free(k->k);
+      free(k);
+    }
+  free(S.last_body);
+  curl_global_cleanup();
+  return rv ? 1 : 0;
+}

@@ -1,0 +1,721 @@
+#include "store/store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "core/err.h"
+#include "core/log.h"
+
+#define BATCH_MAX 1024
+
+static const char *const state_names[] = {"queued", "delivered", "rejected", "dead", "retry-requested"};
+
+const char *gw_dstate_name(int s) {
+  return (s >= 0 && s < (int)(sizeof(state_names) / sizeof(state_names[0]))) ? state_names[s] : "unknown";
+}
+
+int gw_dstate_parse(const char *name) {
+  for (int i = 0; i < (int)(sizeof(state_names) / sizeof(state_names[0])); i++)
+    if (strcmp(state_names[i], name) == 0)
+      return i;
+  return -1;
+}
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct gw_submit *gw_submit_new(void) { return calloc(1, sizeof(struct gw_submit)); }
+
+void gw_submit_free(struct gw_submit *s) {
+  if (!s)
+    return;
+  free(s->idem_key);
+  free(s->original);
+  free(s->canonical);
+  for (int i = 0; i < s->nd; i++)
+    free(s->d[i].payload);
+  free(s->slots);
+  free(s->answer);
+  free(s);
+}
+
+void gw_delivery_free(struct gw_delivery *d) {
+  if (d) {
+    free(d->payload);
+    free(d);
+  }
+}
+
+/* Items for the writer: a submit, a delivery update or an answer. */
+enum witem_kind { W_SUBMIT, W_UPDATE, W_ANSWER };
+struct witem {
+  enum witem_kind kind;
+  struct witem *next;
+  struct gw_submit *s;    /* W_SUBMIT */
+  struct gw_delivery d;   /* W_UPDATE: id, state, attempts, next_ms, last_status, last_error */
+  int64_t msg_id;         /* W_ANSWER */
+  int status;
+  char ctype[64];
+  uint8_t *body;
+  size_t len;
+};
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS messages("
+    " id INTEGER PRIMARY KEY, received_ms INTEGER NOT NULL, caller TEXT NOT NULL, dialect TEXT NOT NULL,"
+    " op TEXT NOT NULL, idem_key TEXT UNIQUE, rtype TEXT, rid TEXT, original BLOB NOT NULL, canonical BLOB,"
+    " answer_status INTEGER, answer_ctype TEXT, answer BLOB);"
+    "CREATE TABLE IF NOT EXISTS deliveries("
+    " id INTEGER PRIMARY KEY, msg_id INTEGER NOT NULL REFERENCES messages(id), backend TEXT NOT NULL,"
+    " rkey TEXT NOT NULL, path TEXT NOT NULL, ctype TEXT NOT NULL, payload BLOB NOT NULL,"
+    " state INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_ms INTEGER NOT NULL DEFAULT 0,"
+    " last_status INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '', created_ms INTEGER NOT NULL,"
+    " done_ms INTEGER, ikey TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries(state, id);"
+    "CREATE INDEX IF NOT EXISTS deliveries_msg ON deliveries(msg_id);"
+    "CREATE TABLE IF NOT EXISTS slots("
+    " caller TEXT NOT NULL, ident TEXT NOT NULL, schedule TEXT NOT NULL, start_ms INTEGER NOT NULL,"
+    " end_ms INTEGER NOT NULL, free INTEGER NOT NULL, msg_id INTEGER NOT NULL, PRIMARY KEY(caller, ident));"
+    "CREATE INDEX IF NOT EXISTS slots_sched ON slots(caller, schedule, start_ms);";
+
+enum stmt {
+  S_FIND_IDEM,
+  S_INS_MSG,
+  S_INS_DEL,
+  S_UPD_DEL,
+  S_UPD_ANS,
+  S_DEL_STATES,
+  S_SLOT_OVERLAP,
+  S_SLOT_PUT,
+  S_SLOT_GET,
+  S_SLOT_SETFREE,
+  S__COUNT
+};
+
+static const char *const stmt_sql[S__COUNT] = {
+    [S_FIND_IDEM] = "SELECT id, answer_status, answer_ctype, answer FROM messages WHERE idem_key = ?1",
+    [S_INS_MSG] = "INSERT INTO messages(received_ms, caller, dialect, op, idem_key, rtype, rid, original, canonical)"
+                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [S_INS_DEL] = "INSERT INTO deliveries(msg_id, backend, rkey, path, ctype, payload, state, created_ms, ikey)"
+                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8)",
+    [S_UPD_DEL] = "UPDATE deliveries SET state = ?2, attempts = ?3, next_ms = ?4, last_status = ?5,"
+                  " last_error = ?6, done_ms = CASE WHEN ?2 IN (1, 2, 3) THEN ?7 ELSE NULL END WHERE id = ?1",
+    [S_UPD_ANS] = "UPDATE messages SET answer_status = ?2, answer_ctype = ?3, answer = ?4 WHERE id = ?1",
+    [S_DEL_STATES] = "SELECT backend, state, attempts, last_status, last_error FROM deliveries WHERE msg_id = ?1"
+                     " ORDER BY id",
+    [S_SLOT_OVERLAP] = "SELECT ident, start_ms, end_ms FROM slots WHERE caller = ?1 AND schedule = ?2 AND"
+                       " ident <> ?3 AND start_ms < ?5 AND end_ms > ?4 LIMIT 1",
+    [S_SLOT_PUT] = "INSERT OR REPLACE INTO slots(caller, ident, schedule, start_ms, end_ms, free, msg_id)"
+                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_SLOT_GET] = "SELECT free FROM slots WHERE caller = ?1 AND ident = ?2",
+    [S_SLOT_SETFREE] = "UPDATE slots SET free = ?3 WHERE caller = ?1 AND ident = ?2",
+};
+
+struct gw_store {
+  sqlite3 *w; /* the writer's connection */
+  sqlite3 *r; /* readers (startup load) */
+  sqlite3_stmt *st[S__COUNT];
+  pthread_t th;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  struct witem *head, *tail;
+  bool stop;
+  gw_store_accepted_fn on_accepted;
+  void *ud;
+};
+
+static int open_db(const char *path, sqlite3 **db, struct gw_buf *err) {
+  int rc = sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK) {
+    gw_buf_printf(err, "%s: %s\n", path, *db ? sqlite3_errmsg(*db) : sqlite3_errstr(rc));
+    return GW_ERR_IO;
+  }
+  sqlite3_busy_timeout(*db, 10000);
+  /* WAL, and every commit synced: an acknowledged message survives power loss */
+  char *msg = NULL;
+  rc = sqlite3_exec(*db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL,
+                    &msg);
+  if (rc != SQLITE_OK) {
+    gw_buf_printf(err, "%s: %s\n", path, msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return GW_ERR_IO;
+  }
+  return GW_OK;
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v) {
+  if (v)
+    sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(s, i);
+}
+
+static void load_states(struct gw_store *st, struct gw_submit *s) {
+  sqlite3_stmt *q = st->st[S_DEL_STATES];
+  sqlite3_bind_int64(q, 1, s->msg_id);
+  s->nres = 0;
+  while (sqlite3_step(q) == SQLITE_ROW && s->nres < GW_MAX_BACKENDS) {
+    struct gw_dresult *r = &s->res[s->nres++];
+    snprintf(r->backend, sizeof(r->backend), "%s", (const char *)sqlite3_column_text(q, 0));
+    r->state = sqlite3_column_int(q, 1);
+    r->attempts = sqlite3_column_int(q, 2);
+    r->last_status = sqlite3_column_int(q, 3);
+    snprintf(r->error, sizeof(r->error), "%s", (const char *)sqlite3_column_text(q, 4));
+  }
+  sqlite3_reset(q);
+}
+
+/* An idempotent repeat: the first message's id, answer and delivery states. */
+static bool find_dup(struct gw_store *st, struct gw_submit *s) {
+  if (!s->idem_key)
+    return false;
+  sqlite3_stmt *q = st->st[S_FIND_IDEM];
+  bind_text(q, 1, s->idem_key);
+  bool found = false;
+  if (sqlite3_step(q) == SQLITE_ROW) {
+    found = true;
+    s->msg_id = sqlite3_column_int64(q, 0);
+    if (sqlite3_column_type(q, 3) != SQLITE_NULL) {
+      s->answer_status = sqlite3_column_int(q, 1);
+      snprintf(s->answer_ctype, sizeof(s->answer_ctype), "%s", (const char *)sqlite3_column_text(q, 2));
+      int n = sqlite3_column_bytes(q, 3);
+      s->answer = malloc((size_t)n + 1);
+      if (s->answer) {
+        memcpy(s->answer, sqlite3_column_blob(q, 3), (size_t)n);
+        s->answer[n] = 0;
+        s->answer_len = (size_t)n;
+      }
+    }
+  }
+  sqlite3_reset(q);
+  if (found) {
+    s->status = GW_SUB_DUPLICATE;
+    load_states(st, s);
+  }
+  return found;
+}
+
+static void reject(struct gw_submit *s, const char *rule, const char *en, const char *pl) {
+  s->status = GW_SUB_REJECTED;
+  snprintf(s->reject_rule, sizeof(s->reject_rule), "%s", rule);
+  snprintf(s->reject_en, sizeof(s->reject_en), "%s", en);
+  snprintf(s->reject_pl, sizeof(s->reject_pl), "%s", pl);
+}
+
+/* The rules that need the gateway's memory. Returns false when |s| is rejected. */
+static bool memory_rules(struct gw_store *st, struct gw_submit *s) {
+  for (int i = 0; i < s->nslots; i++) {
+    const struct gw_slotfact *f = &s->slots[i];
+    if (!f->free || !f->ident[0])
+      continue;
+    sqlite3_stmt *q = st->st[S_SLOT_OVERLAP];
+    bind_text(q, 1, s->caller);
+    bind_text(q, 2, f->schedule);
+    bind_text(q, 3, f->ident);
+    sqlite3_bind_int64(q, 4, f->start_ms);
+    sqlite3_bind_int64(q, 5, f->end_ms);
+    if (sqlite3_step(q) == SQLITE_ROW) {
+      char en[256], pl[256];
+      snprintf(en, sizeof(en), "slot %s overlaps slot %s accepted earlier for the same practitioner and place",
+               f->ident, (const char *)sqlite3_column_text(q, 0));
+      snprintf(pl, sizeof(pl), "termin %s nakłada się na przyjęty wcześniej termin %s tego samego lekarza i miejsca",
+               f->ident, (const char *)sqlite3_column_text(q, 0));
+      sqlite3_reset(q);
+      reject(s, "cer.slot-overlap-stored", en, pl);
+      return false;
+    }
+    sqlite3_reset(q);
+  }
+  for (int i = 0; i < s->nslotrefs; i++) {
+    sqlite3_stmt *q = st->st[S_SLOT_GET];
+    bind_text(q, 1, s->caller);
+    bind_text(q, 2, s->slotrefs[i]);
+    int rc = sqlite3_step(q);
+    int is_free = rc == SQLITE_ROW ? sqlite3_column_int(q, 0) : -1;
+    sqlite3_reset(q);
+    if (!s->slot_release && is_free != 1) {
+      char en[256], pl[256];
+      snprintf(en, sizeof(en), "the appointment names slot %s, which is %s", s->slotrefs[i],
+               is_free < 0 ? "not known to the gateway" : "already taken");
+      snprintf(pl, sizeof(pl), "wizyta wskazuje termin %s, który %s", s->slotrefs[i],
+               is_free < 0 ? "nie jest znany bramce" : "jest już zajęty");
+      reject(s, "cer.slot-known-free", en, pl);
+      return false;
+    }
+  }
+  return true;
+}
+
+static void remember_slots(struct gw_store *st, struct gw_submit *s) {
+  for (int i = 0; i < s->nslots; i++) {
+    const struct gw_slotfact *f = &s->slots[i];
+    if (!f->ident[0])
+      continue;
+    sqlite3_stmt *q = st->st[S_SLOT_PUT];
+    bind_text(q, 1, s->caller);
+    bind_text(q, 2, f->ident);
+    bind_text(q, 3, f->schedule);
+    sqlite3_bind_int64(q, 4, f->start_ms);
+    sqlite3_bind_int64(q, 5, f->end_ms);
+    sqlite3_bind_int(q, 6, f->free);
+    sqlite3_bind_int64(q, 7, s->msg_id);
+    sqlite3_step(q);
+    sqlite3_reset(q);
+  }
+  for (int i = 0; i < s->nslotrefs; i++) {
+    sqlite3_stmt *q = st->st[S_SLOT_SETFREE];
+    bind_text(q, 1, s->caller);
+    bind_text(q, 2, s->slotrefs[i]);
+    sqlite3_bind_int(q, 3, s->slot_release ? 1 : 0);
+    sqlite3_step(q);
+    sqlite3_reset(q);
+  }
+}
+
+static int exec(sqlite3 *db, const char *sql) { return sqlite3_exec(db, sql, NULL, NULL, NULL); }
+
+/* Inserts |s| inside the open transaction. Returns SQLITE_OK or the error. */
+static int insert_submit(struct gw_store *st, struct gw_submit *s, int64_t now) {
+  if (find_dup(st, s))
+    return SQLITE_OK;
+  exec(st->w, "SAVEPOINT sub");
+  if (!memory_rules(st, s)) {
+    exec(st->w, "ROLLBACK TO sub; RELEASE sub");
+    return SQLITE_OK;
+  }
+  sqlite3_stmt *q = st->st[S_INS_MSG];
+  sqlite3_bind_int64(q, 1, now);
+  bind_text(q, 2, s->caller);
+  bind_text(q, 3, s->dialect);
+  bind_text(q, 4, s->op);
+  bind_text(q, 5, s->idem_key);
+  bind_text(q, 6, s->rtype);
+  bind_text(q, 7, s->rid[0] ? s->rid : NULL);
+  sqlite3_bind_blob(q, 8, s->original, (int)s->original_len, SQLITE_STATIC);
+  sqlite3_bind_blob(q, 9, s->canonical, (int)s->canonical_len, SQLITE_STATIC);
+  int rc = sqlite3_step(q);
+  sqlite3_reset(q);
+  if (rc != SQLITE_DONE) {
+    exec(st->w, "ROLLBACK TO sub; RELEASE sub");
+    return rc;
+  }
+  s->msg_id = sqlite3_last_insert_rowid(st->w);
+  for (int i = 0; i < s->nd; i++) {
+    struct gw_delivery *d = &s->d[i];
+    q = st->st[S_INS_DEL];
+    sqlite3_bind_int64(q, 1, s->msg_id);
+    bind_text(q, 2, d->backend);
+    bind_text(q, 3, d->rkey);
+    bind_text(q, 4, d->path);
+    bind_text(q, 5, d->ctype);
+    sqlite3_bind_blob(q, 6, d->payload, (int)d->len, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 7, now);
+    bind_text(q, 8, d->ikey);
+    rc = sqlite3_step(q);
+    sqlite3_reset(q);
+    if (rc != SQLITE_DONE) {
+      exec(st->w, "ROLLBACK TO sub; RELEASE sub");
+      return rc;
+    }
+    d->id = sqlite3_last_insert_rowid(st->w);
+    d->msg_id = s->msg_id;
+    d->created_ms = now;
+    d->state = GW_DS_QUEUED;
+  }
+  remember_slots(st, s);
+  exec(st->w, "RELEASE sub");
+  s->status = GW_SUB_ACCEPTED;
+  return SQLITE_OK;
+}
+
+static void apply_update(struct gw_store *st, const struct witem *it, int64_t now) {
+  sqlite3_stmt *q;
+  if (it->kind == W_UPDATE) {
+    q = st->st[S_UPD_DEL];
+    sqlite3_bind_int64(q, 1, it->d.id);
+    sqlite3_bind_int(q, 2, it->d.state);
+    sqlite3_bind_int(q, 3, it->d.attempts);
+    sqlite3_bind_int64(q, 4, it->d.next_ms);
+    sqlite3_bind_int(q, 5, it->d.last_status);
+    bind_text(q, 6, it->d.last_error);
+    sqlite3_bind_int64(q, 7, now);
+  } else {
+    q = st->st[S_UPD_ANS];
+    sqlite3_bind_int64(q, 1, it->msg_id);
+    sqlite3_bind_int(q, 2, it->status);
+    bind_text(q, 3, it->ctype);
+    sqlite3_bind_blob(q, 4, it->body, (int)it->len, SQLITE_STATIC);
+  }
+  sqlite3_step(q);
+  sqlite3_reset(q);
+}
+
+static void *writer_main(void *arg) {
+  struct gw_store *st = arg;
+  for (;;) {
+    pthread_mutex_lock(&st->mu);
+    while (!st->head && !st->stop)
+      pthread_cond_wait(&st->cv, &st->mu);
+    if (!st->head && st->stop) {
+      pthread_mutex_unlock(&st->mu);
+      break;
+    }
+    struct witem *batch = st->head, *last = batch;
+    int n = 1;
+    while (last->next && n < BATCH_MAX) {
+      last = last->next;
+      n++;
+    }
+    st->head = last->next;
+    if (!st->head)
+      st->tail = NULL;
+    last->next = NULL;
+    pthread_mutex_unlock(&st->mu);
+
+    int64_t now = now_ms();
+    int rc = exec(st->w, "BEGIN IMMEDIATE");
+    for (struct witem *it = batch; it && rc == SQLITE_OK; it = it->next) {
+      if (it->kind == W_SUBMIT) {
+        int r = insert_submit(st, it->s, now);
+        if (r != SQLITE_OK) {
+          it->s->status = GW_SUB_FAILED;
+          gw_log(GW_LOG_ERROR, "store_insert_failed", "detail=\"%s\"", sqlite3_errstr(r));
+        }
+      } else {
+        apply_update(st, it, now);
+      }
+    }
+    if (rc == SQLITE_OK)
+      rc = exec(st->w, "COMMIT");
+    if (rc != SQLITE_OK) {
+      gw_log(GW_LOG_ERROR, "store_commit_failed", "detail=\"%s\" items=%d", sqlite3_errmsg(st->w), n);
+      exec(st->w, "ROLLBACK");
+    }
+    /* only now, with the data on disk, does anybody hear of it */
+    for (struct witem *it = batch, *next; it; it = next) {
+      next = it->next;
+      if (it->kind == W_SUBMIT) {
+        struct gw_submit *s = it->s;
+        if (rc != SQLITE_OK)
+          s->status = GW_SUB_FAILED;
+        if (s->status == GW_SUB_ACCEPTED && st->on_accepted)
+          st->on_accepted(st->ud, s);
+        else
+          s->done(s);
+      }
+      free(it->body);
+      free(it);
+    }
+  }
+  return NULL;
+}
+
+static void enqueue(struct gw_store *st, struct witem *it) {
+  pthread_mutex_lock(&st->mu);
+  if (st->tail)
+    st->tail->next = it;
+  else
+    st->head = it;
+  st->tail = it;
+  pthread_cond_signal(&st->cv);
+  pthread_mutex_unlock(&st->mu);
+}
+
+void gw_store_submit(struct gw_store *st, struct gw_submit *s) {
+  struct witem *it = calloc(1, sizeof(*it));
+  if (!it) {
+    s->status = GW_SUB_FAILED;
+    s->done(s);
+    return;
+  }
+  it->kind = W_SUBMIT;
+  it->s = s;
+  enqueue(st, it);
+}
+
+void gw_store_update(struct gw_store *st, const struct gw_delivery *d) {
+  struct witem *it = calloc(1, sizeof(*it));
+  if (!it)
+    return; /* the row keeps its older state: at worst one more attempt after a restart */
+  it->kind = W_UPDATE;
+  it->d.id = d->id;
+  it->d.state = d->state;
+  it->d.attempts = d->attempts;
+  it->d.next_ms = d->next_ms;
+  it->d.last_status = d->last_status;
+  memcpy(it->d.last_error, d->last_error, sizeof(it->d.last_error));
+  enqueue(st, it);
+}
+
+void gw_store_set_answer(struct gw_store *st, int64_t msg_id, int status, const char *ctype, const uint8_t *body,
+                         size_t len) {
+  struct witem *it = calloc(1, sizeof(*it));
+  if (!it || !(it->body = malloc(len ? len : 1))) {
+    free(it);
+    return;
+  }
+  it->kind = W_ANSWER;
+  it->msg_id = msg_id;
+  it->status = status;
+  snprintf(it->ctype, sizeof(it->ctype), "%s", ctype ? ctype : "");
+  memcpy(it->body, body, len);
+  it->len = len;
+  enqueue(st, it);
+}
+
+static struct gw_delivery *row_delivery(sqlite3_stmt *q) {
+  struct gw_delivery *d = calloc(1, sizeof(*d));
+  if (!d)
+    return NULL;
+  d->id = sqlite3_column_int64(q, 0);
+  d->msg_id = sqlite3_column_int64(q, 1);
+  snprintf(d->backend, sizeof(d->backend), "%s", (const char *)sqlite3_column_text(q, 2));
+  snprintf(d->rkey, sizeof(d->rkey), "%s", (const char *)sqlite3_column_text(q, 3));
+  snprintf(d->path, sizeof(d->path), "%s", (const char *)sqlite3_column_text(q, 4));
+  snprintf(d->ctype, sizeof(d->ctype), "%s", (const char *)sqlite3_column_text(q, 5));
+  int n = sqlite3_column_bytes(q, 6);
+  d->payload = malloc((size_t)n + 1);
+  if (!d->payload) {
+    free(d);
+    return NULL;
+  }
+  memcpy(d->payload, sqlite3_column_blob(q, 6), (size_t)n);
+  d->payload[n] = 0;
+  d->len = (size_t)n;
+  d->state = sqlite3_column_int(q, 7);
+  d->attempts = sqlite3_column_int(q, 8);
+  d->next_ms = sqlite3_column_int64(q, 9);
+  d->last_status = sqlite3_column_int(q, 10);
+  snprintf(d->last_error, sizeof(d->last_error), "%s", (const char *)sqlite3_column_text(q, 11));
+  d->created_ms = sqlite3_column_int64(q, 12);
+  snprintf(d->ikey, sizeof(d->ikey), "%s", (const char *)sqlite3_column_text(q, 13));
+  return d;
+}
+
+#define DELIVERY_COLS "id, msg_id, backend, rkey, path, ctype, payload, state, attempts, next_ms, last_status, " \
+                      "last_error, created_ms, ikey"
+
+int gw_store_load(struct gw_store *st, int state, void (*fn)(void *ud, struct gw_delivery *d), void *ud) {
+  sqlite3_stmt *q;
+  if (sqlite3_prepare_v2(st->r, "SELECT " DELIVERY_COLS " FROM deliveries WHERE state = ?1 ORDER BY id", -1, &q,
+                         NULL) != SQLITE_OK)
+    return GW_ERR_IO;
+  sqlite3_bind_int(q, 1, state);
+  int n = 0;
+  while (sqlite3_step(q) == SQLITE_ROW) {
+    struct gw_delivery *d = row_delivery(q);
+    if (d) {
+      fn(ud, d);
+      n++;
+    }
+  }
+  sqlite3_finalize(q);
+  return n;
+}
+
+static int make_dir(const char *dir, struct gw_buf *err) {
+  if (mkdir(dir, 0700) && errno != EEXIST) {
+    gw_buf_printf(err, "%s: %s\n", dir, strerror(errno));
+    return GW_ERR_IO;
+  }
+  return GW_OK;
+}
+
+int gw_store_open(const char *dir, gw_store_accepted_fn on_accepted, void *ud, struct gw_store **out,
+                  struct gw_buf *err) {
+  *out = NULL;
+  if (make_dir(dir, err))
+    return GW_ERR_IO;
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/cergw.db", dir);
+  struct gw_store *st = calloc(1, sizeof(*st));
+  if (!st)
+    return GW_ERR_NOMEM;
+  st->on_accepted = on_accepted;
+  st->ud = ud;
+  pthread_mutex_init(&st->mu, NULL);
+  pthread_cond_init(&st->cv, NULL);
+  int rv = open_db(path, &st->w, err);
+  if (!rv) {
+    char *msg = NULL;
+    if (sqlite3_exec(st->w, schema, NULL, NULL, &msg) != SQLITE_OK) {
+      gw_buf_printf(err, "%s: %s\n", path, msg ? msg : "schema");
+      rv = GW_ERR_IO;
+    }
+    sqlite3_free(msg);
+  }
+  for (int i = 0; !rv && i < S__COUNT; i++)
+    if (sqlite3_prepare_v3(st->w, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->st[i], NULL) != SQLITE_OK) {
+      gw_buf_printf(err, "%s: %s\n", path, sqlite3_errmsg(st->w));
+      rv = GW_ERR_IO;
+    }
+  if (!rv)
+    rv = open_db(path, &st->r, err);
+  if (!rv && pthread_create(&st->th, NULL, writer_main, st))
+    rv = GW_ERR_IO;
+  if (rv) {
+    for (int i = 0; i < S__COUNT; i++)
+      sqlite3_finalize(st->st[i]);
+    sqlite3_close(st->w);
+    sqlite3_close(st->r);
+    free(st);
+    return rv;
+  }
+  *out = st;
+  return GW_OK;
+}
+
+void gw_store_set_accepted(struct gw_store *st, gw_store_accepted_fn fn, void *ud) {
+  pthread_mutex_lock(&st->mu);
+  st->on_accepted = fn;
+  st->ud = ud;
+  pthread_mutex_unlock(&st->mu);
+}
+
+void gw_store_close(struct gw_store *st) {
+  if (!st)
+    return;
+  pthread_mutex_lock(&st->mu);
+  st->stop = true;
+  pthread_cond_signal(&st->cv);
+  pthread_mutex_unlock(&st->mu);
+  pthread_join(st->th, NULL);
+  for (int i = 0; i < S__COUNT; i++)
+    sqlite3_finalize(st->st[i]);
+  sqlite3_close(st->w);
+  sqlite3_close(st->r);
+  pthread_mutex_destroy(&st->mu);
+  pthread_cond_destroy(&st->cv);
+  free(st);
+}
+
+/* ---- cergw outbox ---- */
+
+static void print_delivery_row(sqlite3_stmt *q) {
+  time_t t = (time_t)(sqlite3_column_int64(q, 6) / 1000);
+  struct tm tm;
+  char when[32];
+  gmtime_r(&t, &tm);
+  strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  printf("%-8lld %-8lld %-10s %-16s %-3d %-4d %-20s %s\n", (long long)sqlite3_column_int64(q, 0),
+         (long long)sqlite3_column_int64(q, 1), (const char *)sqlite3_column_text(q, 2),
+         gw_dstate_name(sqlite3_column_int(q, 3)), sqlite3_column_int(q, 4), sqlite3_column_int(q, 5), when,
+         (const char *)sqlite3_column_text(q, 7));
+}
+
+static int outbox_usage(void) {
+  fprintf(stderr, "usage: cergw outbox [--data DIR] list [--state queued|delivered|rejected|dead] [--limit N]\n"
+                  "       cergw outbox [--data DIR] show DELIVERY-ID\n"
+                  "       cergw outbox [--data DIR] retry DELIVERY-ID|--all-dead\n"
+                  "       cergw outbox [--data DIR] dead\n"
+                  "       cergw outbox [--data DIR] purge --older-than DAYS\n");
+  return 2;
+}
+
+int gw_outbox_cmd(const char *dir, int argc, char **argv) {
+  if (argc < 1)
+    return outbox_usage();
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/cergw.db", dir);
+  sqlite3 *db = NULL;
+  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+    fprintf(stderr, "%s: %s\n", path, db ? sqlite3_errmsg(db) : "cannot open");
+    sqlite3_close(db);
+    return 2;
+  }
+  sqlite3_busy_timeout(db, 10000);
+  const char *cmd = argv[0];
+  int rv = 0;
+  sqlite3_stmt *q = NULL;
+  if (!strcmp(cmd, "list") || !strcmp(cmd, "dead")) {
+    int state = !strcmp(cmd, "dead") ? GW_DS_DEAD : -1;
+    long limit = 100;
+    for (int i = 1; i < argc; i++) {
+      if (!strcmp(argv[i], "--state") && i + 1 < argc && (state = gw_dstate_parse(argv[++i])) >= 0)
+        continue;
+      if (!strcmp(argv[i], "--limit") && i + 1 < argc && (limit = strtol(argv[++i], NULL, 10)) > 0)
+        continue;
+      sqlite3_close(db);
+      return outbox_usage();
+    }
+    sqlite3_prepare_v2(db,
+                       "SELECT d.id, d.msg_id, d.backend, d.state, d.attempts, d.last_status, d.created_ms,"
+                       " d.last_error FROM deliveries d WHERE ?1 < 0 OR d.state = ?1 ORDER BY d.id DESC LIMIT ?2",
+                       -1, &q, NULL);
+    sqlite3_bind_int(q, 1, state);
+    sqlite3_bind_int64(q, 2, limit);
+    printf("%-8s %-8s %-10s %-16s %-3s %-4s %-20s %s\n", "ID", "MSG", "BACKEND", "STATE", "TRY", "HTTP", "CREATED",
+           "LAST ERROR");
+    while (sqlite3_step(q) == SQLITE_ROW)
+      print_delivery_row(q);
+  } else if (!strcmp(cmd, "show") && argc == 2) {
+    sqlite3_prepare_v2(db,
+                       "SELECT d.id, d.msg_id, d.backend, d.state, d.attempts, d.last_status, d.created_ms,"
+                       " d.last_error, m.caller, m.op, m.idem_key, d.rkey, d.ctype, d.payload, m.original"
+                       " FROM deliveries d JOIN messages m ON m.id = d.msg_id WHERE d.id = ?1",
+                       -1, &q, NULL);
+    sqlite3_bind_int64(q, 1, strtoll(argv[1], NULL, 10));
+    if (sqlite3_step(q) == SQLITE_ROW) {
+      print_delivery_row(q);
+      printf("caller: %s\nop: %s\nidempotency key: %s\nordering key: %s\ncontent type: %s\n--- payload ---\n%.*s\n"
+             "--- original ---\n%.*s\n",
+             (const char *)sqlite3_column_text(q, 8), (const char *)sqlite3_column_text(q, 9),
+             sqlite3_column_text(q, 10) ? (const char *)sqlite3_column_text(q, 10) : "-",
+             (const char *)sqlite3_column_text(q, 11), (const char *)sqlite3_column_text(q, 12),
+             sqlite3_column_bytes(q, 13), (const char *)sqlite3_column_blob(q, 13), sqlite3_column_bytes(q, 14),
+             (const char *)sqlite3_column_blob(q, 14));
+    } else {
+      fprintf(stderr, "no delivery %s\n", argv[1]);
+      rv = 1;
+    }
+  } else if (!strcmp(cmd, "retry") && argc == 2) {
+    /* the running gateway picks these up within a second */
+    if (!strcmp(argv[1], "--all-dead")) {
+      sqlite3_prepare_v2(db, "UPDATE deliveries SET state = 4 WHERE state = 3", -1, &q, NULL);
+    } else {
+      sqlite3_prepare_v2(db, "UPDATE deliveries SET state = 4 WHERE id = ?1 AND state IN (2, 3)", -1, &q, NULL);
+      sqlite3_bind_int64(q, 1, strtoll(argv[1], NULL, 10));
+    }
+    sqlite3_step(q);
+    int n = sqlite3_changes(db);
+    printf("%d deliver%s queued for retry\n", n, n == 1 ? "y" : "ies");
+    rv = n ? 0 : 1;
+  } else if (!strcmp(cmd, "purge") && argc == 3 && !strcmp(argv[1], "--older-than")) {
+    long days = strtol(argv[2], NULL, 10);
+    int64_t cut = now_ms() - (int64_t)days * 86400000;
+    sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+    sqlite3_prepare_v2(db,
+                       "DELETE FROM deliveries WHERE msg_id IN (SELECT m.id FROM messages m WHERE m.received_ms < ?1"
+                       " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.state IN (0, 4)))",
+                       -1, &q, NULL);
+    sqlite3_bind_int64(q, 1, cut);
+    sqlite3_step(q);
+    int nd = sqlite3_changes(db);
+    sqlite3_finalize(q);
+    sqlite3_prepare_v2(db,
+                       "DELETE FROM messages WHERE received_ms < ?1 AND NOT EXISTS"
+                       " (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id)"
+                       " AND NOT EXISTS (SELECT 1 FROM slots s WHERE s.msg_id = messages.id)",
+                       -1, &q, NULL);
+    sqlite3_bind_int64(q, 1, cut);
+    sqlite3_step(q);
+    int nm = sqlite3_changes(db);
+    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    printf("purged %d messages and %d finished deliveries older than %ld days\n", nm, nd, days);
+  } else {
+    rv = outbox_usage();
+  }
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  return rv;
+}

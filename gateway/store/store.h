@@ -1,0 +1,134 @@
+/* The durable store: one SQLite database in WAL mode under the data
+ * directory. Every accepted message is committed here before anybody is told
+ * it was accepted: its original bytes, its canonical form, the caller, and one
+ * delivery row per backend with that delivery's state. One writer thread
+ * owns the write connection and commits whatever has queued up in one
+ * transaction (group commit), so fsync does not cap throughput. The only
+ * folder that includes sqlite3.h. */
+#ifndef GW_STORE_STORE_H
+#define GW_STORE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+
+#define GW_MAX_BACKENDS 8
+
+/* Delivery states, as stored (numbers are on disk: append only). */
+enum gw_dstate {
+  GW_DS_QUEUED = 0,    /* waiting for its first or next attempt */
+  GW_DS_DELIVERED = 1, /* the backend answered 2xx */
+  GW_DS_REJECTED = 2,  /* the backend refused it (4xx): resending as is will not help */
+  GW_DS_DEAD = 3,      /* attempts exhausted: dead letter, needs an operator */
+  GW_DS_RETRY_REQ = 4, /* an operator asked for a retry (cergw outbox retry) */
+};
+const char *gw_dstate_name(int s);
+int gw_dstate_parse(const char *name); /* -1 when unknown */
+
+/* A time slot the gateway has accepted, for the rules with memory. */
+struct gw_slotfact {
+  char ident[128];    /* the slot's business identifier (or id) */
+  char schedule[160]; /* practitioner and place: the schedule it belongs to */
+  int64_t start_ms, end_ms;
+  int free; /* status free */
+};
+
+/* One backend's copy of an accepted message. */
+struct gw_delivery {
+  int64_t id, msg_id;
+  char backend[32];
+  char rkey[192]; /* ordering key: deliveries with the same key go out in order */
+  char path[96];  /* appended to the backend URL */
+  char ikey[80];  /* idempotency key sent with every attempt */
+  char ctype[64];
+  uint8_t *payload;
+  size_t len;
+  int state, attempts, last_status;
+  int64_t next_ms, created_ms;
+  char last_error[256];
+};
+
+/* The per-backend result of an accepted message, as answered to the caller. */
+struct gw_dresult {
+  char backend[32];
+  int state;       /* enum gw_dstate */
+  int attempts;    /* 0: not tried yet */
+  int last_status; /* HTTP status of the last attempt, 0 none */
+  char error[256]; /* the backend's error (translated text), or "" */
+};
+
+enum gw_submit_status { GW_SUB_ACCEPTED = 0, GW_SUB_DUPLICATE, GW_SUB_REJECTED, GW_SUB_FAILED };
+
+struct gw_submit {
+  /* --- filled by the caller, owned by the submit --- */
+  char caller[64]; /* certificate identity (RPWDL or CN) */
+  char dialect[16];
+  char op[48];       /* e.g. "fhir.create", "soap.BookAppointment", "hl7.SIU^S12", "notification" */
+  char *idem_key;    /* NULL: none. Scoped by the caller already. */
+  char rtype[32];    /* resource type of the canonical root */
+  char rid[96];      /* resource id given by the caller (PUT), or "" */
+  uint8_t *original; /* received bytes */
+  size_t original_len;
+  uint8_t *canonical; /* canonical FHIR XML */
+  size_t canonical_len;
+  int nd;
+  struct gw_delivery d[GW_MAX_BACKENDS]; /* backend, rkey, path, ctype, payload */
+  int nslots;
+  struct gw_slotfact *slots; /* Slots carried by the message (memory rules) */
+  int nslotrefs;
+  char slotrefs[4][128]; /* slots an Appointment books */
+  int slot_release;      /* the Appointment cancels: its slots become free again */
+  /* --- results, filled by the store (and the dispatcher) --- */
+  enum gw_submit_status status;
+  int64_t msg_id;
+  char reject_rule[48], reject_en[256], reject_pl[256]; /* REJECTED by a memory rule */
+  int nres;
+  struct gw_dresult res[GW_MAX_BACKENDS];
+  uint8_t *answer; /* DUPLICATE: the answer first given, when it was stored */
+  size_t answer_len;
+  int answer_status;
+  char answer_ctype[64];
+  /* --- completion: called exactly once, from a store or dispatcher thread --- */
+  void (*done)(struct gw_submit *s);
+  void *ud;
+  int64_t deadline_ms; /* answer at the latest then (dispatcher) */
+  struct gw_submit *next;
+};
+
+struct gw_submit *gw_submit_new(void);
+void gw_submit_free(struct gw_submit *s);
+
+struct gw_store;
+
+/* Receives accepted submits right after their commit (their deliveries have
+ * ids). The receiver now owns |s| and must call s->done eventually. */
+typedef void (*gw_store_accepted_fn)(void *ud, struct gw_submit *s);
+
+/* Opens (creating) DIR/cergw.db, starts the writer thread. */
+int gw_store_open(const char *dir, gw_store_accepted_fn on_accepted, void *ud, struct gw_store **out,
+                  struct gw_buf *err);
+/* Sets (or replaces) the hook that receives accepted submits. */
+void gw_store_set_accepted(struct gw_store *st, gw_store_accepted_fn fn, void *ud);
+/* Commits what is queued, stops the writer and closes. */
+void gw_store_close(struct gw_store *st);
+
+/* Queues |s| for the next group commit. Ownership passes to the store. */
+void gw_store_submit(struct gw_store *st, struct gw_submit *s);
+/* Queues a delivery state change (batched into the next commit). */
+void gw_store_update(struct gw_store *st, const struct gw_delivery *d);
+/* Queues the answer given for |msg_id| (replayed to idempotent repeats). */
+void gw_store_set_answer(struct gw_store *st, int64_t msg_id, int status, const char *ctype, const uint8_t *body,
+                         size_t len);
+
+/* Loads deliveries in |state| (ordered by id) for the dispatcher; each is
+ * handed to |fn|, which owns it. Synchronous, on a reader connection. */
+int gw_store_load(struct gw_store *st, int state, void (*fn)(void *ud, struct gw_delivery *d), void *ud);
+
+/* Frees a delivery from gw_store_load. */
+void gw_delivery_free(struct gw_delivery *d);
+
+/* ---- the operator's view (cergw outbox): opens the database directly ---- */
+int gw_outbox_cmd(const char *dir, int argc, char **argv);
+
+#endif
