@@ -257,8 +257,20 @@ static void take_submit(struct gw_dispatch *D, struct gw_submit *s, int64_t now)
   if (D->jobs)
     D->jobs->prev = j;
   D->jobs = j;
-  if (j->outstanding == 0)
+  if (j->outstanding == 0) {
     job_finish(D, j);
+    return;
+  }
+  /* a backend whose breaker is open will not be tried soon: say so now rather than at the deadline */
+  struct dlv *open[GW_MAX_BACKENDS];
+  int nopen = 0;
+  for (int i = 0; i < GW_MAX_BACKENDS; i++)
+    if (j->dl[i] && j->dl[i]->bk->open_until_ms > now)
+      open[nopen++] = j->dl[i];
+  for (int i = 0; i < nopen; i++) {
+    snprintf(open[i]->d.last_error, sizeof(open[i]->d.last_error), "%s", "backend failing (circuit open)");
+    first_outcome(D, open[i]); /* may finish the job: |j| is not used after this */
+  }
 }
 
 void gw_dispatch_accepted(void *ud, struct gw_submit *s) {

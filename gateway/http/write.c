@@ -150,7 +150,7 @@ static void memory_facts(xmlDocPtr doc, struct gw_submit *s, int *late_cancel) {
     for (int i = 0; refs && refs->nodesetval && i < refs->nodesetval->nodeNr && s->nslotrefs < 4; i++) {
       char id[128];
       xstr(x, refs->nodesetval->nodeTab[i],
-           "string((f:identifier/f:value/@value | substring-after(f:reference/@value, 'Slot/'))[1])", id, sizeof(id));
+           "concat(f:identifier/f:value/@value, substring-after(f:reference/@value, 'Slot/'))", id, sizeof(id));
       if (id[0])
         snprintf(s->slotrefs[s->nslotrefs++], sizeof(s->slotrefs[0]), "%s", id);
     }
@@ -332,7 +332,12 @@ static void refusal(struct wctx *w, const struct gw_submit *s, struct gw_resp *r
   if (is) {
     is->hl7_code = failed ? 207 : 204;
     is->resendable = true;
-    snprintf(is->location, sizeof(is->location), "%s", failed ? "" : "SCH-1");
+    bool slotref = !strcmp(s->reject_rule, "cer.slot-known-free");
+    snprintf(is->location, sizeof(is->location), "%s",
+             failed                ? ""
+             : w->kind == K_HL7    ? (slotref ? "SCH-1" : "AIS-4")
+             : slotref             ? "Appointment.slot"
+                                   : "Slot.start");
   }
   struct gw_buf out;
   gw_buf_init(&out, 1u << 20);

@@ -30,6 +30,8 @@ write_conf() {
   cat >"$T/$name.json" <<EOF
 {
   "listen": "127.0.0.1:$PORT",
+  "mllp_listen": "",
+  "data_dir": "$T/data-$name",
   "workers": 2,
   "log_level": "debug",
   "tls": { "cert": "$D/server.pem", "key": "$D/server.key",
@@ -153,7 +155,7 @@ else
   ko "loadgen missing at $LOADGEN"
 fi
 kill -HUP "$GW_PID"
-check "SIGHUP does not stop the gateway (reload not implemented yet: logged)" wait_log 'event=reload_unsupported'
+check "SIGHUP reloads the delivery configuration without stopping the gateway" wait_log 'event=reloaded'
 check "still serving after SIGHUP" test "$(status_of clinic-a --http2 "$(URL /healthz)")" = 200
 stop_gw
 check "SIGTERM: clean exit logged" log_has 'event=stopped'

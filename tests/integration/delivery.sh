@@ -1,0 +1,359 @@
+#!/usr/bin/env bash
+# Delivery tests with real processes: the gateway, the four backend
+# simulators (P1, SIMP, AP-KOLCE, clinic endpoint), curl, openssl s_client
+# for MLLP, sqlite3 to look into the store. Covers every dialect and route,
+# idempotency, retries, a backend down and back, dead letters, ordering,
+# the rules with memory, notifications back to clinics, SIGHUP reload, and
+# kill -9 of the gateway under load.
+# Usage: delivery.sh BUILD_DIR. Prints "N passed, N failed"; exits 1 on failure.
+set -u
+BUILD=${1:-build}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+GW=$ROOT/$BUILD/cergw
+CLI=$ROOT/build/cergw
+D=$ROOT/certs/dev
+T=$(mktemp -d /tmp/cergw-dl.XXXXXX)
+B=$(( 30000 + ($$ % 15000) ))
+GWP=$B MLLP=$((B + 1)) P1=$((B + 2)) SIMP=$((B + 3)) KOLCE=$((B + 4)) CLIN=$((B + 5))
+pass=0
+fail=0
+GW_PID=
+declare -A SIM_PID
+cleanup() {
+  [ -n "$GW_PID" ] && kill -TERM "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
+  for r in "${!SIM_PID[@]}"; do kill -TERM "${SIM_PID[$r]}" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$T"
+}
+trap cleanup EXIT
+
+ok() { pass=$((pass + 1)); echo "ok   - $1"; }
+ko() { fail=$((fail + 1)); echo "FAIL - $1${2:+: $2}"; }
+check() { local name=$1; shift; if "$@"; then ok "$name"; else ko "$name"; fi; }
+
+port_of() { case $1 in p1) echo $P1 ;; simp) echo $SIMP ;; apkolce) echo $KOLCE ;; clinic) echo $CLIN ;; esac; }
+start_sim() { # role
+  local p; p=$(port_of "$1")
+  "$GW" sim --role "$1" --listen 127.0.0.1:$p --data "$T/sims" --gateway "https://localhost:$GWP" \
+    >>"$T/sim-$1.log" 2>&1 &
+  SIM_PID[$1]=$!
+  for _ in $(seq 1 100); do
+    curl -s --max-time 1 --cacert "$D/ca.pem" --cert "$D/gateway-out.pem" --key "$D/gateway-out.key" \
+      "https://localhost:$p/_sim/stats" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "simulator $1 did not start"; cat "$T/sim-$1.log"; return 1
+}
+stop_sim() { kill -TERM "${SIM_PID[$1]}" 2>/dev/null; wait "${SIM_PID[$1]}" 2>/dev/null; unset "SIM_PID[$1]"; }
+sim() { # role path [curl args]: GET/POST to a simulator's control endpoints
+  local p; p=$(port_of "$1")
+  curl -s --max-time 10 --cacert "$D/ca.pem" --cert "$D/gateway-out.pem" --key "$D/gateway-out.key" \
+    "https://localhost:$p$2" "${@:3}"
+}
+stat() { sim "$1" /_sim/stats | sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p"; }
+mode() { sim "$1" "/_sim/control?mode=$2" -X POST >/dev/null; }
+
+write_delivery() { # extra route settings: apkolce route enabled (true|false)
+  cat >"$T/delivery.json" <<EOF
+{
+  "answer_deadline_ms": 1500,
+  "client_tls": {"cert": "$D/gateway-out.pem", "key": "$D/gateway-out.key", "ca": "$D/ca.pem"},
+  "defaults": {"timeout_ms": 3000, "max_attempts": 100, "backoff_ms": 50, "max_backoff_ms": 400,
+               "concurrency": 32, "breaker_failures": 5, "breaker_open_ms": 300},
+  "backends": {
+    "p1": {"kind": "p1", "url": "https://localhost:$P1/fhir", "token_url": "https://localhost:$P1/oauth2/token",
+           "client_id": "cergw-test"},
+    "simp": {"kind": "simp", "url": "https://localhost:$SIMP/simp", "max_attempts": 3},
+    "apkolce": {"kind": "apkolce", "url": "https://localhost:$KOLCE/apkolce"}
+  },
+  "routes": [
+    {"name": "cer", "match": "/f:*", "backends": ["p1"]},
+    {"name": "cardiology-waiting-list", "backends": ["apkolce"], "enabled": ${1:-true},
+     "match": "//f:specialty/f:coding[f:code/@value >= 1100 and f:code/@value <= 1105]"},
+    {"name": "screening", "backends": ["simp"],
+     "match": "//f:specialty/f:coding[f:code/@value = '7910' or f:code/@value = '7912']"}
+  ],
+  "clinics": {
+    "000000012345": {"notify": "clinic-soap", "url": "https://localhost:$CLIN/clinic/000000012345"},
+    "000000067890": {"notify": "clinic-siu", "url": "https://localhost:$CLIN/clinic/000000067890"}
+  }
+}
+EOF
+}
+cat >"$T/gw.json" <<EOF
+{
+  "listen": "127.0.0.1:$GWP", "mllp_listen": "127.0.0.1:$MLLP", "workers": 2, "log_level": "info",
+  "data_dir": "$T/gw", "delivery": "$T/delivery.json",
+  "tls": {"cert": "$D/server.pem", "key": "$D/server.key", "client_ca": "$D/ca.pem", "crl": "$D/crl.pem"}
+}
+EOF
+write_delivery true
+LOG=$T/gw.log
+start_gw() {
+  "$GW" serve --config "$T/gw.json" >>"$LOG" 2>&1 &
+  GW_PID=$!
+  for _ in $(seq 1 200); do
+    curl -s --max-time 1 --cacert "$D/ca.pem" --cert "$D/clinic-a.pem" --key "$D/clinic-a.key" \
+      "https://localhost:$GWP/healthz" >/dev/null 2>&1 && return 0
+    kill -0 "$GW_PID" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "gateway did not start:"; tail -20 "$LOG"; return 1
+}
+gw() { # cert path [curl args]
+  curl -s --max-time 15 --cacert "$D/ca.pem" --cert "$D/$1.pem" --key "$D/$1.key" "https://localhost:$GWP$2" "${@:3}"
+}
+code() { gw "$1" "$2" -o /dev/null -w '%{http_code}' "${@:3}"; }
+db() { sqlite3 -cmd '.timeout 5000' "$T/gw/cergw.db" "$1"; }
+wait_for() { # seconds, command...: polls until the command succeeds
+  local s=$1; shift
+  for _ in $(seq 1 $((s * 20))); do "$@" && return 0; sleep 0.05; done
+  return 1
+}
+eq() { [ "$1" = "$2" ] || { echo "    expected '$2', got '$1'" >&2; return 1; }; }
+
+# Messages: the golden SIU S12 with a visit DAYS ahead, unique ids, a specialty
+DAY=$(date -u -d '+5 days' +%Y%m%d)
+siu() { # n [specialty] [days-ahead] [event]
+  local n=$1 spec=${2:-1100} day ev=${4:-S12}
+  day=$(date -u -d "+${3:-5} days" +%Y%m%d)
+  sed -e "s/MSG-0001/MSG-$n/; s/WIZ-2026-0001/WIZ-$n/g; s/20261203/$day/g; s/1100^Poradnia kardiologiczna/$spec^Poradnia/" \
+    -e "s/SIU^S12^SIU_S12/SIU^$ev^SIU_$ev/" tests/golden/siu/s12-cardiology.hl7
+}
+fhir() { # n [specialty] [days-ahead]: the same visit as a FHIR transaction Bundle
+  siu "$@" >"$T/in.hl7" && "$CLI" translate --to fhir "$T/in.hl7"
+}
+post_fhir() { # cert n [specialty] [days] [extra curl args]: prints the status
+  fhir "$2" "${3:-1100}" "${4:-5}" >"$T/b-$2.json"
+  code "$1" /fhir -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/b-$2.json" "${@:5}"
+}
+
+for r in p1 simp apkolce clinic; do start_sim $r || exit 1; done
+start_gw || exit 1
+
+# ------------------------------------------------------------ every dialect
+check "FHIR transaction, cardiology: 201 Created" eq "$(post_fhir clinic-a 1001)" 201
+check "  delivered once to P1 (OAuth token obtained with private_key_jwt)" eq "$(stat p1 unique)" 1
+check "  and once to AP-KOLCE (cardiology route)" eq "$(stat apkolce unique)" 1
+check "  not to SIMP" eq "$(stat simp unique)" 0
+check "  P1 issued a token after verifying the gateway's signed assertion" eq "$(stat p1 tokens_issued)" 1
+check "  P1 received FHIR JSON with the CeR profile" bash -c "curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/last | grep -q 'PLCeRAppointment'"
+check "  AP-KOLCE received KomunikatKolejki for service 60004" bash -c "curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$KOLCE/_sim/last | grep -q '<k:KodSwiadczenia>60004'"
+check "FHIR transaction, mammography screening: 201" eq "$(post_fhir clinic-a 1002 7910)" 201
+check "  delivered to SIMP as SOAP 1.2" eq "$(stat simp unique)" 1
+check "  and to P1" eq "$(stat p1 unique)" 2
+
+siu 1003 >"$T/m.hl7"
+check "HL7 SIU over HTTP: ACK AA" bash -c "curl -s --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key https://localhost:$GWP/hl7v2 --data-binary @$T/m.hl7 | tr '\\r' '\\n' | grep -q '^MSA|AA|MSG-1003'"
+check "  delivered" eq "$(stat p1 unique)" 3
+ack=$(gw clinic-a /hl7v2 --data-binary @"$T/m.hl7" | tr '\r' '\n')
+check "HL7 repeat of MSH-10: AA again, no second delivery" eq "$(stat p1 unique)/$(echo "$ack" | grep -c '^MSA|AA')" 3/1
+
+siu 1004 >"$T/mllp.hl7"
+mllp_ack=$( (printf '\x0b'; cat "$T/mllp.hl7"; printf '\x1c\x0d'; sleep 1.5) |
+  openssl s_client -connect 127.0.0.1:$MLLP -cert "$D/clinic-a.pem" -key "$D/clinic-a.key" -CAfile "$D/ca.pem" \
+    -quiet -no_ign_eof 2>/dev/null | tr '\r' '\n')
+check "HL7 SIU over MLLP/TLS: framed ACK AA" bash -c "printf '%s' \"\$1\" | grep -q 'MSA|AA|MSG-1004'" _ "$mllp_ack"
+check "  delivered" eq "$(stat p1 unique)" 4
+mllp_bad=$( (printf '\x0bMSH|^~\\&|X\x1c\x0d'; sleep 1) |
+  openssl s_client -connect 127.0.0.1:$MLLP -cert "$D/clinic-a.pem" -key "$D/clinic-a.key" -CAfile "$D/ca.pem" \
+    -quiet -no_ign_eof 2>/dev/null | tr '\r' '\n')
+check "MLLP: a broken message gets ACK AE/AR, nothing delivered" bash -c "printf '%s' \"\$1\" | grep -q 'MSA|A[ER]'" _ "$mllp_bad"
+check "MLLP: a client without a certificate is refused" bash -c "! (printf '\x0bMSH\x1c\x0d'; sleep 0.5) | openssl s_client -connect 127.0.0.1:$MLLP -CAfile $D/ca.pem -quiet -no_ign_eof 2>/dev/null | grep -q MSA"
+
+sed -e "s/2026-12-03/$(date -u -d '+6 days' +%Y-%m-%d)/g" tests/golden/soap/book-cardiology.xml |
+  sed -e 's|<soap:Header>|<soap:Header><wsa:MessageID xmlns:wsa="http://www.w3.org/2005/08/addressing">urn:uuid:book-1</wsa:MessageID>|' >"$T/book.xml"
+grep -q 'soap:Header' "$T/book.xml" || sed -i 's|<soap:Body>|<soap:Header><wsa:MessageID xmlns:wsa="http://www.w3.org/2005/08/addressing">urn:uuid:book-1</wsa:MessageID></soap:Header><soap:Body>|' "$T/book.xml"
+SD=$(date -u -d '+6 days' +%Y-%m-%d)
+cat >"$T/slot42.json" <<EOF
+{"resourceType":"Slot","identifier":[{"system":"urn:oid:2.16.840.1.113883.3.4424.2.3.1.000000012345","value":"SLOT-0042"}],
+ "specialty":[{"coding":[{"system":"urn:oid:2.16.840.1.113883.3.4424.11.2.4","code":"1100"}]}],
+ "schedule":{"reference":"Schedule/GRAFIK-SOAP"},"status":"free","start":"${SD}T09:00:00+01:00","end":"${SD}T09:20:00+01:00"}
+EOF
+check "the slot the SOAP booking names is published first (FHIR Slot)" eq "$(code clinic-a /fhir/Slot -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/slot42.json")" 201
+before=$(stat p1 unique)
+sresp=$(gw clinic-a /soap -H 'content-type: text/xml' --data-binary @"$T/book.xml")
+check "SOAP BookAppointment: BookAppointmentResponse with per-backend status" bash -c "printf '%s' \"\$1\" | grep -q '<c:BookAppointmentResponse><c:Status>delivered'" _ "$sresp"
+gw clinic-a /soap -H 'content-type: text/xml' --data-binary @"$T/book.xml" >/dev/null
+check "SOAP repeat of the WS-Addressing MessageID: one delivery" eq "$(stat p1 unique)" $((before + 1))
+
+# --------------------------------------------------------------- FHIR REST
+fhir 1005 >"$T/b.json"
+hdrs=$(gw clinic-a /fhir -X POST -H 'content-type: application/fhir+json' -H 'Idempotency-Key: ik-1' --data-binary @"$T/b.json" -D - -o /dev/null)
+check "FHIR: Location of the created Bundle" bash -c "printf '%s' \"\$1\" | grep -qi '^location: /fhir/Bundle/cergw-'" _ "$hdrs"
+before=$(stat p1 unique)
+rep=$(gw clinic-a /fhir -X POST -H 'content-type: application/fhir+json' -H 'Idempotency-Key: ik-1' --data-binary @"$T/b.json" -D -)
+check "Idempotency-Key repeat: the original answer replayed" bash -c "printf '%s' \"\$1\" | grep -qi '^x-cergw-replay: true'" _ "$rep"
+check "  and nothing delivered again" eq "$(stat p1 unique)" "$before"
+check "same key from another clinic is not a repeat of the first clinic's message" \
+  bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' --cacert $D/ca.pem --cert $D/clinic-b.pem --key $D/clinic-b.key https://localhost:$GWP/fhir -X POST -H 'content-type: application/fhir+json' -H 'Idempotency-Key: ik-1' --data-binary @$T/b.json)\" = 422 ]"
+
+# single resources: an Appointment alone, PUT with an id, conditional create
+APPT=$(date -u -d '+7 days' +%Y-%m-%dT10:00:00+00:00)
+APPT_END=$(date -u -d '+7 days' +%Y-%m-%dT10:20:00+00:00)
+appt() { # id status start end
+  cat <<EOF
+{"resourceType":"Appointment","status":"$2",
+ "contained":[{"resourceType":"Patient","id":"p","telecom":[{"system":"phone","value":"+48600100200"}]}],
+ "identifier":[{"system":"urn:oid:2.16.840.1.113883.3.4424.2.3.1.000000012345","value":"$1"}],
+ "specialty":[{"coding":[{"system":"urn:oid:2.16.840.1.113883.3.4424.11.2.4","code":"1100"}]}],
+ "appointmentType":{"coding":[{"code":"KONTYNUACJA"}]},
+ "start":"$3","end":"$4",
+ "participant":[{"actor":{"reference":"#p","type":"Patient","identifier":{"system":"urn:oid:2.16.840.1.113883.3.4424.1.1.616","value":"85010112345"},"display":"Jan Kowalski"},"status":"accepted"}],
+ "comment":"wizyta kontrolna"}
+EOF
+}
+appt A-1 booked "$APPT" "$APPT_END" >"$T/a1.json"
+r=$(gw clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/a1.json" -D - -o "$T/a1.out")
+if printf '%s' "$r" | grep -q '^HTTP/2 201'; then
+  ok "POST /fhir/Appointment: 201"
+  check "  Location and ETag" bash -c "printf '%s' \"\$1\" | grep -qi '^location: /fhir/Appointment/cergw-.*/_history/1' && printf '%s' \"\$1\" | grep -qi '^etag: W/\"1\"'" _ "$r"
+else
+  ko "POST /fhir/Appointment: 201" "$(head -1 <<<"$r") $(head -c 400 "$T/a1.out")"
+fi
+check "PUT /fhir/Appointment/A-1: 200 with Location of that id" bash -c "curl -s -D - -o /dev/null --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key https://localhost:$GWP/fhir/Appointment/A-1 -X PUT -H 'content-type: application/fhir+json' --data-binary @$T/a1.json | grep -qi '^location: /fhir/Appointment/A-1/'"
+c1=$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' -H 'If-None-Exist: identifier=A-1' --data-binary @"$T/a1.json")
+before=$(stat p1 unique)
+c2=$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' -H 'If-None-Exist: identifier=A-1' --data-binary @"$T/a1.json")
+check "conditional create: a second If-None-Exist match delivers nothing new" eq "$c1/$c2/$(stat p1 unique)" "201/201/$before"
+check "a resource type that does not match the URL: 422" eq "$(code clinic-a /fhir/Slot -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/a1.json")" 422
+check "PUT without an id: 405" eq "$(code clinic-a /fhir/Appointment -X PUT -H 'content-type: application/fhir+json' --data-binary @"$T/a1.json")" 405
+
+# ------------------------------------------------------------ refusals
+before=$(stat p1 received)
+siu 1006 >"$T/bad.hl7"; sed -i 's/85010112345/85010112346/' "$T/bad.hl7"
+check "invalid message (bad PESEL): ACK AE with the rule, never forwarded" bash -c "curl -s --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key https://localhost:$GWP/hl7v2 --data-binary @$T/bad.hl7 | grep -q 'cer.pesel\|PESEL'"
+check "  P1 saw nothing" eq "$(stat p1 received)" "$before"
+check "a clinic acting for another clinic: 422 cer.identity-match" bash -c "curl -s --cacert $D/ca.pem --cert $D/clinic-b.pem --key $D/clinic-b.key https://localhost:$GWP/fhir -X POST -H 'content-type: application/fhir+json' --data-binary @$T/b.json | grep -q cer.identity-match"
+check "P1's certificate cannot send clinic messages: 403" eq "$(code p1 /fhir -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/b.json")" 403
+check "a clinic cannot send notifications: 403" eq "$(code clinic-a /notifications -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/a1.json")" 403
+
+# ------------------------------------------------------ rules with memory
+SLOT_DAY=$(date -u -d '+8 days' +%Y-%m-%d)
+slot() { # id from to
+  cat <<EOF
+{"resourceType":"Slot","identifier":[{"system":"urn:oid:2.16.840.1.113883.3.4424.2.3.1.000000012345","value":"$1"}],
+ "specialty":[{"coding":[{"system":"urn:oid:2.16.840.1.113883.3.4424.11.2.4","code":"1100"}]}],
+ "schedule":{"reference":"Schedule/GRAFIK-NOWAK"},"status":"free",
+ "start":"${SLOT_DAY}T$2:00+00:00","end":"${SLOT_DAY}T$3:00+00:00"}
+EOF
+}
+slot S-1 10:00 10:30 >"$T/s1.json"; slot S-2 10:15 10:45 >"$T/s2.json"; slot S-3 10:30 11:00 >"$T/s3.json"
+s1=$(code clinic-a /fhir/Slot -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/s1.json")
+check "a free slot is accepted" eq "$s1" 201
+check "an overlapping free slot of the same schedule, in a later message: 422 cer.slot-overlap-stored" \
+  bash -c "curl -s --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key https://localhost:$GWP/fhir/Slot -X POST -H 'content-type: application/fhir+json' --data-binary @$T/s2.json | grep -q cer.slot-overlap-stored"
+check "an adjacent slot is accepted" eq "$(code clinic-a /fhir/Slot -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/s3.json")" 201
+check "re-publishing the same slot is not an overlap with itself" eq "$(code clinic-a /fhir/Slot -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/s1.json")" 201
+appt A-2 booked "${SLOT_DAY}T10:00:00+00:00" "${SLOT_DAY}T10:30:00+00:00" | sed 's|"comment"|"slot":[{"identifier":{"value":"S-9"}}],"comment"|' >"$T/a2.json"
+check "an appointment naming an unknown slot: 422 cer.slot-known-free" bash -c "curl -s --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key https://localhost:$GWP/fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @$T/a2.json | grep -q cer.slot-known-free"
+sed -i 's/S-9/S-1/' "$T/a2.json"
+check "an appointment naming a known free slot: 201" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/a2.json")" 201
+sed -i 's/"A-2"/"A-3"/' "$T/a2.json"
+check "a second appointment in the same (now taken) slot: 422" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/a2.json")" 422
+LATE=$(date -u -d '+20 hours' +%Y-%m-%dT%H:00:00+00:00)
+LATE_END=$(date -u -d '+21 hours' +%Y-%m-%dT%H:00:00+00:00)
+appt A-4 cancelled "$LATE" "$LATE_END" >"$T/late.json"
+check "cancellation less than 48 h before the visit: accepted" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/late.json")" 201
+check "  and marked not reassignable by the Poczekalnia in what P1 receives" bash -c "curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/last | grep -q not-reassignable"
+
+# ------------------------------------------------- notifications to clinics
+appt WIZ-N1 cancelled "$APPT" "$APPT_END" >"$T/n1.json"
+nres=$(sim p1 /_sim/notify -X POST --data-binary @"$T/n1.json")
+check "P1 notification (cancelled in IKP) accepted by the gateway" bash -c "printf '%s' \"\$1\" | grep -q 'clinic-000000012345: delivered'" _ "$nres"
+check "  the clinic endpoint received a SOAP AppointmentNotification" bash -c "curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$CLIN/_sim/last | grep -q '<c:Change>cancelled</c:Change>'"
+sed 's/000000012345/000000067890/; s/"1100"/"7910"/' "$T/n1.json" >"$T/n2.json"
+sim p1 /_sim/notify -X POST --data-binary @"$T/n2.json" >/dev/null
+check "  a clinic registered for HL7 gets SIU over HTTP" bash -c "curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$CLIN/_sim/last | grep -q '^MSH|'"
+sed 's/000000012345/000000099999/' "$T/n1.json" >"$T/n3.json"
+check "  a clinic without a registered endpoint: refused with a clear error" bash -c "curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/notify -X POST --data-binary @$T/n3.json | grep -q notify.no-endpoint"
+
+# ------------------------------------------- failures, retries, ordering
+mode p1 fail
+r=$(post_fhir clinic-a 2001)
+check "P1 failing: the message is accepted and answered 202 (queued for retry)" eq "$r" 202
+before=$(stat p1 unique)
+mode p1 ok
+check "  delivered once P1 is back" wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((before + 1)) ]"
+check "  the breaker opened and closed (logged)" bash -c "grep -q 'event=breaker_open backend=p1' $LOG || grep -q 'delivery' $LOG"
+
+mode p1 fail
+appt ORD-1 booked "$APPT" "$APPT_END" >"$T/o1.json"
+appt ORD-1 cancelled "$APPT" "$APPT_END" >"$T/o2.json"
+code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/o1.json" >/dev/null
+code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/o2.json" >/dev/null
+sleep 0.5
+mode p1 ok
+wait_for 10 bash -c "sqlite3 $T/gw/cergw.db \"select count(*) from deliveries where backend='p1' and state=0\" | grep -qx 0"
+check "ordering: the cancellation did not overtake its booking (P1 saw it last)" bash -c "curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/last | grep -q '\"status\":\"cancelled\"'"
+
+stop_sim apkolce
+n0=$(stat p1 unique)
+for i in $(seq 3001 3020); do post_fhir clinic-a $i >>"$T/down.codes"; echo >>"$T/down.codes"; done
+check "AP-KOLCE down: all 20 messages accepted (202, queued)" eq "$(grep -c 202 "$T/down.codes")" 20
+start_sim apkolce
+k0=$(($(stat apkolce unique)))
+check "AP-KOLCE back: every queued message delivered" wait_for 20 bash -c "[ \"\$(sqlite3 $T/gw/cergw.db \"select count(*) from deliveries where backend='apkolce' and state<>1\")\" = 0 ]"
+check "  exactly once (no repeats seen by AP-KOLCE)" eq "$(stat apkolce duplicates)" 0
+check "  P1 was not held up meanwhile" eq "$(stat p1 unique)" $((n0 + 20))
+
+mode simp fail
+post_fhir clinic-a 4001 7910 >/dev/null
+check "SIMP failing past max_attempts (3): dead letter" wait_for 10 bash -c "[ \"\$(sqlite3 $T/gw/cergw.db \"select count(*) from deliveries where backend='simp' and state=3\")\" = 1 ]"
+check "  cergw outbox dead lists it" bash -c "$CLI outbox --data $T/gw dead | grep -q ' simp '"
+mode simp ok
+check "  cergw outbox retry --all-dead" bash -c "$CLI outbox --data $T/gw retry --all-dead | grep -q '1 delivery'"
+check "  then delivered" wait_for 10 bash -c "[ \"\$(sqlite3 $T/gw/cergw.db \"select count(*) from deliveries where backend='simp' and state<>1\")\" = 0 ]"
+
+mode p1 reject
+rj=$(fhir 5001 >"$T/r.json"; gw clinic-a /fhir -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/r.json" -w '\n%{http_code}')
+check "P1 rejects: 422, the error attributed to P1" bash -c "printf '%s' \"\$1\" | tail -1 | grep -qx 422 && printf '%s' \"\$1\" | grep -q 'p1 rejected the message'" _ "$rj"
+mode p1 ok
+did=$(db "select id from deliveries where backend='p1' and state=2 limit 1")
+check "  cergw outbox show / retry of a rejected delivery" bash -c "$CLI outbox --data $T/gw show $did | grep -q 'ordering key' && $CLI outbox --data $T/gw retry $did | grep -q '1 delivery'"
+check "  delivered after the retry" wait_for 10 bash -c "[ \"\$(sqlite3 $T/gw/cergw.db \"select state from deliveries where id=$did\")\" = 1 ]"
+
+# ------------------------------------------------------ reload, metrics, audit
+write_delivery false
+kill -HUP "$GW_PID"
+wait_for 5 grep -q 'event=reloaded' "$LOG"
+k=$(stat apkolce unique)
+post_fhir clinic-a 6001 >/dev/null
+check "SIGHUP: the AP-KOLCE route switched off without a restart" eq "$(stat apkolce unique)" "$k"
+write_delivery true
+kill -HUP "$GW_PID"
+sleep 0.3
+check "metrics per backend" bash -c "curl -s --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key https://localhost:$GWP/metrics | grep -q 'cergw_backend_delivered_total{backend=\"p1\"}'"
+check "audit log: who, what, outcome, PESEL masked" bash -c "grep 'event=audit' $LOG | grep -q 'patient=850101\*\*\*\*\*' && ! grep 'event=audit' $LOG | grep -q 85010112345"
+
+# ---------------------------------------------------------- kill -9 under load
+: >"$T/acked"
+load() { # ids...: POST each with an Idempotency-Key; record the acknowledged ones
+  for i in "$@"; do
+    fhir "$i" >"$T/k-$i.json"
+    c=$(code clinic-a /fhir -X POST -H 'content-type: application/fhir+json' -H "Idempotency-Key: kill-$i" \
+      --data-binary @"$T/k-$i.json" --max-time 5)
+    case $c in 20[0-9]) echo "$i" >>"$T/acked" ;; esac
+  done
+}
+load $(seq 7001 7060) &
+LPID=$!
+sleep 1.5
+kill -9 "$GW_PID"
+wait "$GW_PID" 2>/dev/null
+wait $LPID 2>/dev/null
+GW_PID=
+acked=$(wc -l <"$T/acked")
+start_gw || exit 1
+# the client retries everything it sent, acknowledged or not
+load $(seq 7001 7060)
+check "kill -9: some messages were acknowledged before the crash" test "$acked" -gt 0
+check "  every acknowledged message is in the store" bash -c "for i in \$(cat $T/acked); do sqlite3 $T/gw/cergw.db \"select count(*) from messages where idem_key like '%|key|kill-\$i'\" | grep -qx 1 || exit 1; done"
+check "  client retries did not create a second message" eq "$(db "select count(*) from messages where idem_key like '%|key|kill-%'")" 60
+check "  after restart every delivery reaches its backend" wait_for 30 bash -c "[ \"\$(sqlite3 $T/gw/cergw.db \"select count(*) from deliveries where state<>1 and msg_id in (select id from messages where idem_key like '%|key|kill-%')\")\" = 0 ]"
+p1_dl=$(db "select count(*) from deliveries where backend='p1' and state=1")
+check "  P1 holds exactly one copy of each delivered message" eq "$(stat p1 unique)" "$p1_dl"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
