@@ -62,8 +62,9 @@ static void reload_delivery(void) {
   gw_buf_init(&errs, 1 << 20);
   struct gw_dconf *dc = NULL;
   if (gw_dconf_load(reload_path, &dc, &errs)) {
-    gw_log(GW_LOG_ERROR, "reload_failed", "delivery=%s detail=\"%.*s\" keeping=previous", reload_path ? reload_path : "-",
-           (int)strcspn(errs.len ? (char *)errs.data : "", "\n"), errs.len ? (char *)errs.data : "");
+    gw_log(GW_LOG_ERROR, "reload_failed", "delivery=%s detail=\"%.*s\" keeping=previous",
+           reload_path ? reload_path : "-", (int)strcspn(errs.len ? (char *)errs.data : "", "\n"),
+           errs.len ? (char *)errs.data : "");
   } else {
     int on = 0;
     for (int i = 0; i < dc->nr; i++)

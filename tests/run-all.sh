@@ -28,8 +28,10 @@ step "fuzz smoke: every libFuzzer target from its seeds (${FUZZ_SECONDS:-10} s e
   make --no-print-directory -f fuzz/fuzz.mk fuzz-run FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
 step "integration tests (release)" ./tests/integration/run.sh build
 step "offline tools, mappings, corpus (release)" ./tests/integration/cli.sh build
+step "delivery: gateway + simulators end to end (release)" ./tests/integration/delivery.sh build
 step "integration tests (asan+ubsan)" ./tests/integration/run.sh build/asan
 step "offline tools, mappings, corpus (asan+ubsan)" ./tests/integration/cli.sh build/asan
+step "delivery: gateway + simulators end to end (asan+ubsan)" ./tests/integration/delivery.sh build/asan
 echo "=== summary"
 printf '%s\n' "${results[@]}"
 echo "$passed passed, $failed failed"

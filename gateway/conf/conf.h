@@ -38,7 +38,7 @@ struct gw_conf {
   char *mllp_host, *mllp_port; /* MLLP over TLS listener; NULL when off */
   char *data_dir;              /* durable store (SQLite) directory */
   char *delivery;              /* routes/backends/clinics file; NULL = embedded defaults */
-  uint32_t workers; /* event loops; 0 = one per online core */
+  uint32_t workers;            /* event loops; 0 = one per online core */
   enum gw_log_level log_level;
   struct gw_conf_tls tls;
   struct gw_limits limits;

@@ -168,8 +168,8 @@ static int parse(struct gw_dconf *c, const char *name, const char *text, const c
     char where[96];
     snprintf(where, sizeof(where), "backends.%s", bn);
     const char *kind = YAJL_IS_OBJECT(o) ? str_at(o, "kind") : NULL, *url = YAJL_IS_OBJECT(o) ? str_at(o, "url") : NULL;
-    if (c->nb >= GW_MAX_BK_CONF || strlen(bn) >= sizeof(c->b[0].name) || !kind || !url ||
-        gw_outbound_parse(kind) < 0 || gw_outbound_parse(kind) > GW_OUT_APKOLCE) {
+    if (c->nb >= GW_MAX_BK_CONF || strlen(bn) >= sizeof(c->b[0].name) || !kind || !url || gw_outbound_parse(kind) < 0 ||
+        gw_outbound_parse(kind) > GW_OUT_APKOLCE) {
       gw_buf_printf(errs, "%s: needs kind (p1, simp or apkolce) and url\n", where);
       rv = GW_ERR_CONF;
       continue;
@@ -194,8 +194,9 @@ static int parse(struct gw_dconf *c, const char *name, const char *text, const c
     int kind = notify ? gw_outbound_parse(notify) : -1;
     if (c->nb >= GW_MAX_BK_CONF || strlen(rp) != 12 || strspn(rp, "0123456789") != 12 || !url ||
         (kind != GW_OUT_CLINIC_SOAP && kind != GW_OUT_CLINIC_SIU)) {
-      gw_buf_printf(errs, "%s: clinics.%s: the key is the 12-digit RPWDL number; needs notify "
-                          "(clinic-soap or clinic-siu) and url\n",
+      gw_buf_printf(errs,
+                    "%s: clinics.%s: the key is the 12-digit RPWDL number; needs notify "
+                    "(clinic-soap or clinic-siu) and url\n",
                     name, rp);
       rv = GW_ERR_CONF;
       continue;

@@ -241,11 +241,11 @@ static void take_submit(struct gw_dispatch *D, struct gw_submit *s, int64_t now)
   s->nres = s->nd;
   for (int i = 0; i < s->nd; i++) {
     struct gw_dresult *r = &s->res[i];
-    snprintf(r->backend, sizeof(r->backend), "%s", s->d[i].backend);
+    memcpy(r->backend, s->d[i].backend, sizeof(r->backend));
     r->state = GW_DS_QUEUED;
     struct dlv *v = dlv_new(D, &s->d[i]);
     if (!v)
-      continue; /* stays queued in the store: delivered after a restart */
+      continue;             /* stays queued in the store: delivered after a restart */
     s->d[i].payload = NULL; /* the dispatcher owns it now */
     v->job = j;
     v->res_idx = i;
@@ -775,16 +775,15 @@ void gw_dispatch_metrics(struct gw_buf *o) {
   if (!D)
     return;
   int n = atomic_load(&D->nbk);
-  static const char *const names[] = {"queued",   "in_flight", "delivered_total",   "failed_attempts_total",
+  static const char *const names[] = {"queued",         "in_flight",  "delivered_total", "failed_attempts_total",
                                       "rejected_total", "dead_total", "breaker_open"};
   for (int k = 0; k < 7; k++) {
     gw_buf_printf(o, "# TYPE cergw_backend_%s %s\n", names[k], strstr(names[k], "_total") ? "counter" : "gauge");
     for (int i = 0; i < n; i++) {
       struct bkq *b = &D->bk[i];
-      _Atomic int64_t *vals[] = {&b->queued, &b->in_flight, &b->delivered, &b->failed,
+      _Atomic int64_t *vals[] = {&b->queued,   &b->in_flight, &b->delivered,   &b->failed,
                                  &b->rejected, &b->dead,      &b->breaker_open};
-      gw_buf_printf(o, "cergw_backend_%s{backend=\"%s\"} %lld\n", names[k], b->name,
-                    (long long)atomic_load(vals[k]));
+      gw_buf_printf(o, "cergw_backend_%s{backend=\"%s\"} %lld\n", names[k], b->name, (long long)atomic_load(vals[k]));
     }
   }
   gw_buf_printf(o, "# TYPE cergw_backend_delivery_seconds summary\n");

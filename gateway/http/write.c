@@ -21,13 +21,13 @@
 #include "store/store.h"
 #include "validate/rules.h"
 
-#define CT_FHIR_JSON "application/fhir+json; charset=utf-8"
-#define CT_HL7       "x-application/hl7-v2+er7; charset=utf-8"
-#define CT_SOAP11    "text/xml; charset=utf-8"
-#define CT_SOAP12    "application/soap+xml; charset=utf-8"
-#define FHIR_NS      "http://hl7.org/fhir"
-#define CLINIC_NS    "urn:cergw:clinic:v1"
-#define RPWDL_PREFIX "urn:oid:2.16.840.1.113883.3.4424.2.3.1."
+#define CT_FHIR_JSON  "application/fhir+json; charset=utf-8"
+#define CT_HL7        "x-application/hl7-v2+er7; charset=utf-8"
+#define CT_SOAP11     "text/xml; charset=utf-8"
+#define CT_SOAP12     "application/soap+xml; charset=utf-8"
+#define FHIR_NS       "http://hl7.org/fhir"
+#define CLINIC_NS     "urn:cergw:clinic:v1"
+#define RPWDL_PREFIX  "urn:oid:2.16.840.1.113883.3.4424.2.3.1."
 #define LATE_CANCEL_S (48 * 3600)
 
 static const struct gw_engine *engine;
@@ -71,8 +71,8 @@ static void audit(const struct wctx *w, const char *op, const char *outcome, lon
   snprintf(ids, sizeof(ids), "%s", w->ids);
   gw_mask_pesel(ids);
   char q1[260], q2[260];
-  gw_log(GW_LOG_INFO, "audit", "%s op=%s resource=%s outcome=%s msg=%lld", w->who, op, gw_log_quote(q1, sizeof(q1), ids),
-         gw_log_quote(q2, sizeof(q2), outcome), msg_id);
+  gw_log(GW_LOG_INFO, "audit", "%s op=%s resource=%s outcome=%s msg=%lld", w->who, op,
+         gw_log_quote(q1, sizeof(q1), ids), gw_log_quote(q2, sizeof(q2), outcome), msg_id);
 }
 
 /* ---- XPath helpers over the canonical document ---- */
@@ -211,8 +211,8 @@ static void res_diag(const struct gw_submit *s, struct gw_diag *d) {
     res_text(r, en, sizeof(en));
     bool bad = r->state == GW_DS_REJECTED || r->state == GW_DS_DEAD;
     snprintf(rule, sizeof(rule), "delivery.%s", bad ? "rejected" : state_word(r->state));
-    struct gw_issue *is = gw_diag_add(d, bad ? GW_SEV_ERROR : GW_SEV_INFO, bad ? "processing" : "informational",
-                                      rule, en, en);
+    struct gw_issue *is =
+        gw_diag_add(d, bad ? GW_SEV_ERROR : GW_SEV_INFO, bad ? "processing" : "informational", rule, en, en);
     if (is) {
       is->hl7_code = bad ? 207 : 0;
       is->resendable = false;
@@ -302,9 +302,10 @@ static void hl7_answer(struct wctx *w, const struct gw_submit *s, struct gw_resp
   char stamp[20], ctrl[40], text[400] = "";
   ack_stamp(stamp, sizeof(stamp), ctrl, sizeof(ctrl), w->stream_id);
   int st = overall(s);
-  size_t o = (size_t)snprintf(text, sizeof(text), "%s", s->status == GW_SUB_DUPLICATE ? "duplicate of an earlier "
-                                                                                        "message, not resent: "
-                                                                                      : "accepted: ");
+  size_t o = (size_t)snprintf(text, sizeof(text), "%s",
+                              s->status == GW_SUB_DUPLICATE ? "duplicate of an earlier "
+                                                              "message, not resent: "
+                                                            : "accepted: ");
   for (int i = 0; i < s->nres && o < sizeof(text); i++)
     o += (size_t)snprintf(text + o, sizeof(text) - o, "%s%s=%s", i ? " " : "", s->res[i].backend,
                           gw_dstate_name(s->res[i].state));
@@ -334,10 +335,10 @@ static void refusal(struct wctx *w, const struct gw_submit *s, struct gw_resp *r
     is->resendable = true;
     bool slotref = !strcmp(s->reject_rule, "cer.slot-known-free");
     snprintf(is->location, sizeof(is->location), "%s",
-             failed                ? ""
-             : w->kind == K_HL7    ? (slotref ? "SCH-1" : "AIS-4")
-             : slotref             ? "Appointment.slot"
-                                   : "Slot.start");
+             failed             ? ""
+             : w->kind == K_HL7 ? (slotref ? "SCH-1" : "AIS-4")
+             : slotref          ? "Appointment.slot"
+                                : "Slot.start");
   }
   struct gw_buf out;
   gw_buf_init(&out, 1u << 20);
@@ -472,8 +473,8 @@ static void payload_rpwdl(xmlDocPtr doc, char *out, size_t n) {
   if (!x)
     return;
   xstr(x, (xmlNodePtr)doc,
-       "substring(substring-after((//f:identifier/f:system/@value[starts-with(., '" RPWDL_PREFIX "')])[1], '" RPWDL_PREFIX
-       "'), 1, 12)",
+       "substring(substring-after((//f:identifier/f:system/@value[starts-with(., '" RPWDL_PREFIX
+       "')])[1], '" RPWDL_PREFIX "'), 1, 12)",
        out, n);
   xmlXPathFreeContext(x);
 }
@@ -487,8 +488,8 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
   xmlDocPtr doc = NULL;
   bool notify = w->kind == K_NOTIFY;
   const char *caller = (req->peer && req->peer->rpwdl[0]) ? req->peer->rpwdl : (req->peer ? req->peer->cn : "-");
-  struct gw_check chk = {.caller_rpwdl = notify ? NULL : caller, .now = time(NULL),
-                         .hl7_out = w->kind == K_HL7 ? &w->v2 : NULL};
+  struct gw_check chk = {
+      .caller_rpwdl = notify ? NULL : caller, .now = time(NULL), .hl7_out = w->kind == K_HL7 ? &w->v2 : NULL};
   int rv = gw_engine_check(engine, body, req->body.len, dl, &chk, &doc, &d);
   xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
   if (rv == GW_OK && root) {
@@ -620,7 +621,8 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
   gw_dconf_put(c);
   if (rrv != GW_OK) { /* a mapping could not render it for a backend: nothing is accepted */
     if (!rd.n)
-      gw_diag_add(&rd, GW_SEV_FATAL, "exception", "xform.failed", "a backend mapping failed", "mapowanie nie powiodło się");
+      gw_diag_add(&rd, GW_SEV_FATAL, "exception", "xform.failed", "a backend mapping failed",
+                  "mapowanie nie powiodło się");
     invalid(w, req, resp, GW_ERR_INVAL, &rd);
     gw_diag_cleanup(&rd);
     gw_submit_free(s);
@@ -738,7 +740,8 @@ bool gw_write_handle(struct gw_req *req, struct gw_resp *resp) {
   }
   if (kind == K_SOAP && !post)
     return false; /* GET /soap?wsdl is the router's */
-  if (kind == K_SOAP && strstr((const char *)req->body.data ? (const char *)req->body.data : "", "ValidateMessageRequest"))
+  if (kind == K_SOAP &&
+      strstr((const char *)req->body.data ? (const char *)req->body.data : "", "ValidateMessageRequest"))
     return false;
   if ((update && !put) || (!update && !post)) {
     gw_router_error(resp, 405, update ? "use PUT to update a resource by id" : "use POST to send a message");
@@ -754,9 +757,9 @@ bool gw_write_handle(struct gw_req *req, struct gw_resp *resp) {
     gw_router_error(resp, 400, "the request body is empty");
     return true;
   }
-  if (kind == K_NOTIFY ? forbidden(req, resp, GW_ROLE_P1, "notifications are accepted only from P1's certificate")
-                       : forbidden(req, resp, GW_ROLE_CLINIC,
-                                   "only a clinic certificate with an RPWDL number may send messages"))
+  if (kind == K_NOTIFY
+          ? forbidden(req, resp, GW_ROLE_P1, "notifications are accepted only from P1's certificate")
+          : forbidden(req, resp, GW_ROLE_CLINIC, "only a clinic certificate with an RPWDL number may send messages"))
     return true;
   struct wctx *w = calloc(1, sizeof(*w));
   if (!w) {
@@ -791,8 +794,11 @@ bool gw_write_handle(struct gw_req *req, struct gw_resp *resp) {
     break;
   case K_FHIR:
     dl = gw_dialect_detect((const char *)req->body.data, req->body.len);
-    snprintf(op, sizeof(op), "fhir.%s%s%s", update ? "update " : is_bundle ? "transaction" : "create ", type,
-             update ? "" : "");
+    snprintf(op, sizeof(op), "fhir.%s%s%s",
+             update      ? "update "
+             : is_bundle ? "transaction"
+                         : "create ",
+             type, update ? "" : "");
     break;
   }
   if ((kind == K_FHIR || kind == K_NOTIFY) && dl != GW_D_FHIR_JSON && dl != GW_D_FHIR_XML) {

@@ -98,12 +98,12 @@ struct conn {
   struct gw_h2 *h2;
   uint64_t accepted_ns, last_active_ns, linger_until_ns;
   struct conn *prev, *next;
-  int npending;           /* deferred answers not yet received */
-  bool dead;              /* closed; the struct lives on while npending > 0 */
-  bool mllp;              /* accepted on the MLLP listener */
-  struct gw_buf backlog;  /* HTTP/1.1 or MLLP input waiting while a request awaits its answer */
-  bool mwait, in_pump;    /* MLLP: a message awaits its answer; the framing loop is running */
-  struct gw_req mreq;     /* MLLP: the message being answered */
+  int npending;          /* deferred answers not yet received */
+  bool dead;             /* closed; the struct lives on while npending > 0 */
+  bool mllp;             /* accepted on the MLLP listener */
+  struct gw_buf backlog; /* HTTP/1.1 or MLLP input waiting while a request awaits its answer */
+  bool mwait, in_pump;   /* MLLP: a message awaits its answer; the framing loop is running */
+  struct gw_req mreq;    /* MLLP: the message being answered */
   int32_t mcount;
   char peer[64];
   char logid[448]; /* "proto=… peer=… role=… cn=… rpwdl=… regon=…", built once per connection */
@@ -120,7 +120,9 @@ static int out_append(struct conn *c, const void *data, size_t len);
 static void build_logid(struct conn *c) {
   struct gw_fmt f;
   gw_fmt_init(&f, c->logid, sizeof(c->logid));
-  gw_fmt_str(&f, c->state == C_H2 ? "proto=h2 peer=" : c->state == C_MLLP ? "proto=mllp peer=" : "proto=http/1.1 peer=");
+  gw_fmt_str(&f, c->state == C_H2     ? "proto=h2 peer="
+                 : c->state == C_MLLP ? "proto=mllp peer="
+                                      : "proto=http/1.1 peer=");
   gw_fmt_str(&f, c->peer);
   gw_fmt_str(&f, " role=");
   gw_fmt_str(&f, gw_role_name(c->ident.role));
@@ -472,7 +474,7 @@ static int proto_recv(struct conn *c, const uint8_t *d, size_t n) {
     if (consumed == 0) {
       if (gw_h1_waiting(c->h1) && gw_buf_append(&c->backlog, d + used, n - used))
         rv = GW_ERR_TOOBIG; /* pipelining past one request's size while waiting */
-      break; /* otherwise a refused request's remaining bytes are dropped with the connection */
+      break;                /* otherwise a refused request's remaining bytes are dropped with the connection */
     }
     used += consumed;
   }
@@ -718,8 +720,7 @@ static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct soc
   accept_conn(arg, fd, sa, salen, false);
 }
 
-static void accept_mllp_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, int salen,
-                           void *arg) {
+static void accept_mllp_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg) {
   (void)lis;
   accept_conn(arg, fd, sa, salen, true);
 }

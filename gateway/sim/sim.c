@@ -138,7 +138,10 @@ static void stats(struct gw_resp *r) {
            "{\"received\":%ld,\"unique\":%ld,\"duplicates\":%ld,\"refused\":%ld,\"invalid\":%ld,"
            "\"unauthorized\":%ld,\"tokens_issued\":%ld,\"mode\":\"%s\",\"last_key\":\"%s\"}\n",
            S.received, S.unique, S.duplicates, S.refused, S.invalid, S.unauthorized, S.tokens_issued,
-           S.mode == M_OK ? "ok" : S.mode == M_FAIL ? "fail" : "reject", S.last_key);
+           S.mode == M_OK     ? "ok"
+           : S.mode == M_FAIL ? "fail"
+                              : "reject",
+           S.last_key);
   pthread_mutex_unlock(&S.mu);
 }
 
@@ -290,7 +293,8 @@ static const char *validate(struct gw_req *req) {
     while (b && strcmp((const char *)b->name, "Body"))
       b = xmlNextElementSibling(b);
     xmlNodePtr op = b ? xmlFirstElementChild(b) : NULL;
-    if (strcmp(ns, "http://www.w3.org/2003/05/soap-envelope") || !op || strcmp((const char *)op->name, "ScreeningUpdate"))
+    if (strcmp(ns, "http://www.w3.org/2003/05/soap-envelope") || !op ||
+        strcmp((const char *)op->name, "ScreeningUpdate"))
       why = "SIMP takes a SOAP 1.2 envelope with ScreeningUpdate";
   } else if (S.role == R_APKOLCE) {
     if (!root || strcmp(ns, "urn:cergw:apkolce:v1") || strcmp((const char *)root->name, "KomunikatKolejki"))
@@ -324,7 +328,8 @@ static void success(struct gw_resp *r, bool dup) {
              dup ? "repeat" : "true");
     break;
   case R_APKOLCE:
-    set_json(r, 200, "application/xml", "<Potwierdzenie xmlns=\"urn:cergw:apkolce:v1\"><Status>%s</Status></Potwierdzenie>\n",
+    set_json(r, 200, "application/xml",
+             "<Potwierdzenie xmlns=\"urn:cergw:apkolce:v1\"><Status>%s</Status></Potwierdzenie>\n",
              dup ? "powtorzenie" : "przyjety");
     break;
   }

@@ -34,7 +34,9 @@ static int64_t now_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-struct gw_submit *gw_submit_new(void) { return calloc(1, sizeof(struct gw_submit)); }
+struct gw_submit *gw_submit_new(void) {
+  return calloc(1, sizeof(struct gw_submit));
+}
 
 void gw_submit_free(struct gw_submit *s) {
   if (!s)
@@ -61,9 +63,9 @@ enum witem_kind { W_SUBMIT, W_UPDATE, W_ANSWER };
 struct witem {
   enum witem_kind kind;
   struct witem *next;
-  struct gw_submit *s;    /* W_SUBMIT */
-  struct gw_delivery d;   /* W_UPDATE: id, state, attempts, next_ms, last_status, last_error */
-  int64_t msg_id;         /* W_ANSWER */
+  struct gw_submit *s;  /* W_SUBMIT */
+  struct gw_delivery d; /* W_UPDATE: id, state, attempts, next_ms, last_status, last_error */
+  int64_t msg_id;       /* W_ANSWER */
   int status;
   char ctype[64];
   uint8_t *body;
@@ -143,8 +145,7 @@ static int open_db(const char *path, sqlite3 **db, struct gw_buf *err) {
   sqlite3_busy_timeout(*db, 10000);
   /* WAL, and every commit synced: an acknowledged message survives power loss */
   char *msg = NULL;
-  rc = sqlite3_exec(*db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL,
-                    &msg);
+  rc = sqlite3_exec(*db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL, &msg);
   if (rc != SQLITE_OK) {
     gw_buf_printf(err, "%s: %s\n", path, msg ? msg : sqlite3_errstr(rc));
     sqlite3_free(msg);
@@ -502,8 +503,9 @@ static struct gw_delivery *row_delivery(sqlite3_stmt *q) {
   return d;
 }
 
-#define DELIVERY_COLS "id, msg_id, backend, rkey, path, ctype, payload, state, attempts, next_ms, last_status, " \
-                      "last_error, created_ms, ikey"
+#define DELIVERY_COLS                                                                                                  \
+  "id, msg_id, backend, rkey, path, ctype, payload, state, attempts, next_ms, last_status, "                           \
+  "last_error, created_ms, ikey"
 
 int gw_store_load(struct gw_store *st, int state, void (*fn)(void *ud, struct gw_delivery *d), void *ud) {
   sqlite3_stmt *q;

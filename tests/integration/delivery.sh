@@ -355,5 +355,13 @@ check "  after restart every delivery reaches its backend" wait_for 30 bash -c "
 p1_dl=$(db "select count(*) from deliveries where backend='p1' and state=1")
 check "  P1 holds exactly one copy of each delivered message" eq "$(stat p1 unique)" "$p1_dl"
 
+kill -TERM "$GW_PID"; wait "$GW_PID"; rc=$?; GW_PID=
+check "the gateway stops cleanly on SIGTERM (exit 0; under ASan: no leak)" eq "$rc" 0
+for r in p1 simp apkolce clinic; do
+  kill -TERM "${SIM_PID[$r]}"; wait "${SIM_PID[$r]}"; rc=$?; unset "SIM_PID[$r]"
+  check "simulator $r stops cleanly" eq "$rc" 0
+done
+grep -h 'ERROR: AddressSanitizer\|runtime error' "$LOG" "$T"/sim-*.log && ko "sanitizer reports in the logs"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
