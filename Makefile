@@ -77,7 +77,7 @@ certs:
 
 run: deps
 	@$(MAKE) --no-print-directory all certs
-	./$(B)/cergw serve
+	@./tools/run-dev.sh
 
 test: deps
 	@$(MAKE) --no-print-directory all asan $(B)/unit-tests $(B)/asan/unit-tests certs fuzz-build

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# `make run`: the four backend simulators (P1 with its OAuth token endpoint,
+# SIMP, AP-KOLCE, a clinic notification endpoint) in the background, then the
+# gateway in the foreground on the embedded defaults (HTTPS 127.0.0.1:8443,
+# MLLP/TLS 127.0.0.1:2575, store in data/). Ctrl-C stops everything.
+set -u
+cd "$(dirname "$0")/.."
+GW=./build/cergw
+mkdir -p data
+pids=()
+stop() { kill -TERM "${pids[@]}" 2>/dev/null; wait 2>/dev/null; }
+trap stop EXIT INT TERM
+for s in p1:9441 simp:9442 apkolce:9443 clinic:9444; do
+  "$GW" sim --role "${s%%:*}" --listen "127.0.0.1:${s##*:}" --data data >>"data/sim-${s%%:*}.log" 2>&1 &
+  pids+=($!)
+  echo "simulator ${s%%:*} on https://127.0.0.1:${s##*:} (log: data/sim-${s%%:*}.log)"
+done
+echo "gateway on https://127.0.0.1:8443 and MLLP/TLS 127.0.0.1:2575; try:"
+echo "  curl --cert certs/dev/clinic-a.pem --key certs/dev/clinic-a.key --cacert certs/dev/ca.pem \\"
+echo "       https://localhost:8443/hl7v2 --data-binary @tests/golden/siu/s12-cardiology.hl7"
+"$GW" serve &
+gw=$!
+pids+=($gw)
+wait "$gw"
