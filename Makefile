@@ -46,7 +46,7 @@ endef
 $(eval $(call variant,$(B),$(REL_FLAGS)))
 $(eval $(call variant,$(B)/asan,$(ASAN_FLAGS)))
 
-.PHONY: all asan deps certs run test test-unit test-integration bench-transport bench-translate bench-loadgen-check fuzz fuzz-build \
+.PHONY: all asan deps certs run test bench test-unit test-integration bench-transport bench-translate bench-loadgen-check fuzz fuzz-build \
   valgrind format format-check clean check-deps
 
 all: check-deps $(B)/cergw $(B)/loadgen $(B)/bench_translate
@@ -88,6 +88,11 @@ test-unit: $(B)/unit-tests certs
 
 test-integration: all certs
 	./tests/integration/run.sh $(B)/cergw
+
+# make bench: the full delivery path beside the transport baseline (bench/full.sh)
+bench: deps
+	@$(MAKE) --no-print-directory all certs
+	@./bench/full.sh
 
 bench-transport: deps
 	@$(MAKE) --no-print-directory all certs

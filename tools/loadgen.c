@@ -76,7 +76,15 @@ struct stream_ctx {
   struct timespec start;
   int status;
   size_t body_off;
+  uint8_t *own; /* this request's body when the template has a sequence mark */
 };
+
+/* A body holding SEQ_MARK gets a unique number there on every request, so
+ * that a load of messages is a load of different messages. */
+#define SEQ_MARK "SEQ0000000"
+static size_t seq_off[8];
+static int nseq;
+static _Atomic uint64_t seq_next;
 struct thr {
   pthread_t th;
   struct event_base *base;
@@ -110,7 +118,7 @@ static ssize_t data_read(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t l
   (void)ud;
   struct stream_ctx *sc = src->ptr;
   size_t n = body_len - sc->body_off < len ? body_len - sc->body_off : len;
-  memcpy(buf, body + sc->body_off, n);
+  memcpy(buf, (sc->own ? sc->own : body) + sc->body_off, n);
   sc->body_off += n;
   if (sc->body_off == body_len)
     *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -122,6 +130,13 @@ static void submit_one(struct lconn *c) {
   if (!sc)
     return;
   clock_gettime(CLOCK_MONOTONIC, &sc->start);
+  if (body && nseq && (sc->own = malloc(body_len))) {
+    char num[16];
+    snprintf(num, sizeof(num), "%010llu", (unsigned long long)(atomic_fetch_add(&seq_next, 1) % 10000000000ull));
+    memcpy(sc->own, body, body_len);
+    for (int i = 0; i < nseq; i++)
+      memcpy(sc->own + seq_off[i], num, 10);
+  }
   char clen[24];
   snprintf(clen, sizeof(clen), "%zu", body_len);
   nghttp2_nv nv[6];
@@ -139,6 +154,7 @@ static void submit_one(struct lconn *c) {
   nghttp2_data_provider prd = {.source.ptr = sc, .read_callback = data_read};
   int32_t id = nghttp2_submit_request(c->s, NULL, nv, n, body ? &prd : NULL, sc);
   if (id < 0) {
+    free(sc->own);
     free(sc);
     atomic_fetch_add(&done_err, 1);
     return;
@@ -186,6 +202,7 @@ static int on_close(nghttp2_session *s, int32_t sid, uint32_t code, void *ud) {
   } else {
     atomic_fetch_add(&done_err, 1);
   }
+  free(sc->own);
   free(sc);
   c->active--;
   return 0;
@@ -437,6 +454,12 @@ int main(int argc, char **argv) {
     fseek(f, 0, SEEK_SET);
     body = malloc(sz > 0 ? (size_t)sz : 1);
     body_len = fread(body, 1, (size_t)(sz > 0 ? sz : 0), f);
+    for (uint8_t *m = body; nseq < 8 && (m = memmem(m, body_len - (size_t)(m - body), SEQ_MARK, strlen(SEQ_MARK)));
+         m += strlen(SEQ_MARK))
+      seq_off[nseq++] = (size_t)(m - body);
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    seq_next = (uint64_t)now.tv_sec % 100000 * 100000; /* distinct between runs */
     fclose(f);
   }
   struct addrinfo hints = {.ai_socktype = SOCK_STREAM};

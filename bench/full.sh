@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# make bench: the full path against the transport baseline, side by side in
+# one invocation. Full path = HL7 v2 SIU S12 over HTTP/2 + mutual TLS ->
+# parse, validate (CeR rules), translate (siu-to-fhir.xsl), route, render for
+# each backend (fhir-to-p1.xsl + FHIR JSON, fhir-to-apkolce.xsl), commit to
+# SQLite (WAL, synchronous=FULL, group commit), answer after the backends
+# answered (or at the deadline), fan out over HTTP/2 + mutual TLS to the
+# P1 (with OAuth2) and AP-KOLCE simulators. Every message is different
+# (loadgen numbers MSH-10 and the appointment id).
+# Baseline = GET /healthz on the same gateway, same connections and streams.
+# Not a test. Last line: the ratio of delivered messages/s to the baseline.
+#
+# Environment: DURATION seconds per run (10), CONNS (8), STREAMS (32),
+# LIGHT_CONNS (1), LIGHT_STREAMS (4) for the latency run at lower load,
+# SOAK seconds (0 = off; 300 for the memory-flat check, RSS sampled every 10 s).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+D=$ROOT/certs/dev
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-8}
+STREAMS=${STREAMS:-32}
+LIGHT_CONNS=${LIGHT_CONNS:-1}
+LIGHT_STREAMS=${LIGHT_STREAMS:-4}
+SOAK=${SOAK:-0}
+BASE=${BASE_PORT:-29440}
+GWP=$BASE P1=$((BASE + 1)) SIMP=$((BASE + 2)) KOLCE=$((BASE + 3))
+T=$(mktemp -d /tmp/cergw-bench-full.XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
+trap cleanup EXIT
+ulimit -n 8192 || true
+
+for s in p1:$P1 simp:$SIMP apkolce:$KOLCE; do
+  ./build/cergw sim --role "${s%%:*}" --listen "127.0.0.1:${s##*:}" --data "$T/sims" >"$T/sim-${s%%:*}.log" 2>&1 &
+  pids+=($!)
+done
+cat >"$T/delivery.json" <<EOF
+{ "answer_deadline_ms": 2000,
+  "client_tls": {"cert": "$D/gateway-out.pem", "key": "$D/gateway-out.key", "ca": "$D/ca.pem"},
+  "defaults": {"timeout_ms": 5000, "concurrency": 256},
+  "backends": {
+    "p1": {"kind": "p1", "url": "https://localhost:$P1/fhir", "token_url": "https://localhost:$P1/oauth2/token"},
+    "simp": {"kind": "simp", "url": "https://localhost:$SIMP/simp"},
+    "apkolce": {"kind": "apkolce", "url": "https://localhost:$KOLCE/apkolce"} },
+  "routes": [
+    {"name": "cer", "match": "/f:*", "backends": ["p1"]},
+    {"name": "cardiology-waiting-list", "backends": ["apkolce"],
+     "match": "//f:specialty/f:coding[f:code/@value >= 1100 and f:code/@value <= 1105]"},
+    {"name": "screening", "backends": ["simp"],
+     "match": "//f:specialty/f:coding[f:code/@value = '7910' or f:code/@value = '7912']"} ] }
+EOF
+cat >"$T/gw.json" <<EOF
+{ "listen": "127.0.0.1:$GWP", "mllp_listen": "", "workers": 2, "log_level": "info",
+  "data_dir": "$T/gw", "delivery": "$T/delivery.json",
+  "tls": { "cert": "$D/server.pem", "key": "$D/server.key", "client_ca": "$D/ca.pem", "crl": "$D/crl.pem" },
+  "limits": { "max_connections": 20000, "idle_timeout_ms": 600000 } }
+EOF
+./build/cergw serve --config "$T/gw.json" >"$T/gw.log" 2>&1 &
+GW_PID=$!
+pids+=("$GW_PID")
+for _ in $(seq 1 100); do grep -q event=listening "$T/gw.log" && break; sleep 0.05; done
+sleep 0.5
+
+DAY=$(date -u -d '+5 days' +%Y%m%d)
+sed -e "s/MSG-0001/MSG-SEQ0000000/; s/WIZ-2026-0001/WIZ-SEQ0000000/g; s/20261203/$DAY/g" \
+  tests/golden/siu/s12-cardiology.hl7 >"$T/s12.hl7"
+
+LG="./build/loadgen --port $GWP --cert $D/clinic-a.pem --key $D/clinic-a.key --cacert $D/ca.pem"
+rss_kib() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
+db() { sqlite3 -cmd '.timeout 10000' "$T/gw/cergw.db" "$1"; }
+delivered_msgs() {
+  db "select count(*) from messages m where not exists (select 1 from deliveries d where d.msg_id = m.id and d.state <> 1)"
+}
+
+echo "# cergw full path vs transport baseline on the same gateway; $CONNS conns x $STREAMS streams, ${DURATION}s each"
+# warm up: OAuth token, connections to the backends, page cache
+$LG -c 2 -m 4 -n 200 --path /hl7v2 --data "$T/s12.hl7" >/dev/null
+rss0=$(rss_kib "$GW_PID")
+
+base=$($LG -c "$CONNS" -m "$STREAMS" -D "$DURATION" --path /healthz | tail -1)
+echo "baseline  GET /healthz:           $base"
+
+m0=$(db "select count(*) from messages")
+d0=$(delivered_msgs)
+t0=$(date +%s.%N)
+full=$($LG -c "$CONNS" -m "$STREAMS" -D "$DURATION" --path /hl7v2 --data "$T/s12.hl7" | tail -1)
+t1=$(date +%s.%N)
+echo "full path POST /hl7v2 (S12):      $full"
+# wait until the backlog is delivered (bounded), then count
+for _ in $(seq 1 600); do
+  left=$(db "select count(*) from deliveries where state = 0")
+  [ "$left" = 0 ] && break
+  sleep 0.1
+done
+t2=$(date +%s.%N)
+m1=$(db "select count(*) from messages")
+d1=$(delivered_msgs)
+dl=$(db "select count(*) from deliveries where state = 1")
+acc=$((m1 - m0))
+del=$((d1 - d0))
+acc_rate=$(awk -v n="$acc" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", n/(b-a)}')
+del_rate=$(awk -v n="$del" -v a="$t0" -v b="$t2" 'BEGIN{printf "%.0f", n/(b-a)}')
+echo "accepted (committed) messages:   $acc in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')s = $acc_rate msg/s"
+echo "delivered messages (all backends): $del, backlog drained $(awk -v a="$t1" -v b="$t2" 'BEGIN{printf "%.1f", b-a}')s after the load = $del_rate msg/s"
+echo "deliveries in total (P1 + AP-KOLCE): $dl; P1 simulator: $(curl -s --cacert "$D/ca.pem" --cert "$D/gateway-out.pem" --key "$D/gateway-out.key" "https://localhost:$P1/_sim/stats")"
+
+light=$($LG -c "$LIGHT_CONNS" -m "$LIGHT_STREAMS" -D "$DURATION" --path /hl7v2 --data "$T/s12.hl7" | tail -1)
+echo "lighter load ($LIGHT_CONNS conn x $LIGHT_STREAMS streams): $light"
+
+if [ "$SOAK" -gt 0 ]; then
+  echo "# soak: ${SOAK}s at the lighter load, gateway RSS every 10 s (KiB)"
+  end=$(( $(date +%s) + SOAK ))
+  $LG -c "$LIGHT_CONNS" -m "$LIGHT_STREAMS" -D "$SOAK" --path /hl7v2 --data "$T/s12.hl7" >"$T/soak.out" &
+  lp=$!
+  while [ "$(date +%s)" -lt "$end" ]; do printf '%s ' "$(rss_kib "$GW_PID")"; sleep 10; done
+  wait $lp; echo; tail -1 "$T/soak.out"
+fi
+rss1=$(rss_kib "$GW_PID")
+echo "gateway RSS: ${rss0} KiB after warm-up, ${rss1} KiB at the end"
+b_rps=$(sed -n 's/.*rps=\([0-9]*\).*/\1/p' <<<"$base")
+echo "RESULT accepted_per_s=$acc_rate delivered_per_s=$del_rate $(sed -n 's/.*\(p50_ms=[0-9.]*\) \(p99_ms=[0-9.]*\).*/\1 \2/p' <<<"$full") light_$(sed -n 's/.*\(p99_ms=[0-9.]*\).*/\1/p' <<<"$light") baseline_rps=$b_rps ratio_delivered_to_baseline=$(awk -v a="$del_rate" -v b="$b_rps" 'BEGIN{printf "%.3f", a/b}')"
