@@ -690,6 +690,66 @@ static bool soap_op(const char *body, size_t len, char *op, size_t n) {
   return false;
 }
 
+/* GetAppointmentStatus: what the gateway last accepted for that appointment, and how far it got. */
+static void soap_status(struct gw_req *req, struct gw_resp *resp, struct wctx *w) {
+  struct gw_diag d;
+  gw_diag_init(&d, 50);
+  xmlDocPtr doc = NULL;
+  const char *caller = req->peer->rpwdl;
+  struct gw_check chk = {.caller_rpwdl = caller, .now = time(NULL)};
+  int rv = gw_engine_check(engine, (const char *)req->body.data, req->body.len, GW_D_SOAP, &chk, &doc, &d);
+  char id[128] = "", status[64] = "", summary[256] = "";
+  if (rv == GW_OK) {
+    xmlXPathContextPtr x = xctx(doc);
+    if (x)
+      xstr(x, (xmlNodePtr)doc, "string(//f:valueIdentifier/f:value/@value)", id, sizeof(id));
+    xmlXPathFreeContext(x);
+    char rkey[200], *canon = NULL;
+    snprintf(rkey, sizeof(rkey), "%s|Appointment/%s", caller, id);
+    if (gw_store_latest(store, rkey, &canon, summary, sizeof(summary)) == GW_OK) {
+      xmlDocPtr c = NULL;
+      if (gw_xml_parse(canon, strlen(canon), strlen(canon) + 1, &c, &d) == GW_OK && (x = xctx(c))) {
+        xstr(x, (xmlNodePtr)c, "string((//f:Appointment)[1]/f:status/@value)", status, sizeof(status));
+        xmlXPathFreeContext(x);
+      }
+      xmlFreeDoc(c);
+    } else {
+      char en[300];
+      snprintf(en, sizeof(en), "appointment %s of clinic %s is not known to the gateway", id, caller);
+      gw_diag_add(&d, GW_SEV_ERROR, "not-found", "soap.unknown-appointment", en, en);
+      rv = GW_ERR_NOTFOUND;
+    }
+    free(canon);
+  }
+  xmlFreeDoc(doc);
+  if (rv != GW_OK) {
+    invalid(w, req, resp, GW_ERR_INVAL, &d);
+    gw_diag_cleanup(&d);
+    return;
+  }
+  gw_diag_cleanup(&d);
+  const char *env_ns =
+      w->soap_version == 12 ? "http://www.w3.org/2003/05/soap-envelope" : "http://schemas.xmlsoap.org/soap/envelope/";
+  xmlDocPtr out = xmlNewDoc(BAD_CAST "1.0");
+  xmlNodePtr envn = xmlNewDocNode(out, NULL, BAD_CAST "Envelope", NULL);
+  xmlDocSetRootElement(out, envn);
+  xmlNsPtr sns = xmlNewNs(envn, BAD_CAST env_ns, BAD_CAST "soap");
+  xmlNsPtr cns = xmlNewNs(envn, BAD_CAST CLINIC_NS, BAD_CAST "c");
+  xmlSetNs(envn, sns);
+  xmlNodePtr op = xmlNewChild(xmlNewChild(envn, sns, BAD_CAST "Body", NULL), cns,
+                              BAD_CAST "GetAppointmentStatusResponse", NULL);
+  xmlNewTextChild(op, cns, BAD_CAST "AppointmentId", BAD_CAST id);
+  char st[400];
+  snprintf(st, sizeof(st), "%s (%s)", status[0] ? status : "unknown", summary);
+  xmlNewTextChild(op, cns, BAD_CAST "Status", BAD_CAST st);
+  struct gw_buf b;
+  gw_buf_init(&b, 1 << 20);
+  gw_xml_dump(out, 1, 0, &b);
+  xmlFreeDoc(out);
+  take(resp, 200, w->soap_version == 12 ? CT_SOAP12 : CT_SOAP11, &b);
+  gw_buf_cleanup(&b);
+}
+
 static int path_is(const struct gw_req *req, const char *p) {
   size_t n = strlen(p);
   return strncmp(req->path, p, n) == 0 && (req->path[n] == 0 || req->path[n] == '?');
@@ -783,6 +843,12 @@ bool gw_write_handle(struct gw_req *req, struct gw_resp *resp) {
     w->soap_version = gw_soap_version((const char *)req->body.data, req->body.len);
     dl = GW_D_SOAP;
     if (!soap_op((const char *)req->body.data, req->body.len, w->soap_op, sizeof(w->soap_op))) {
+      if (!strcmp(w->soap_op, "GetAppointmentStatus")) {
+        soap_status(req, resp, w);
+        audit(w, "soap.GetAppointmentStatus", "answered", 0);
+        free(w);
+        return true;
+      }
       free(w);
       return false; /* the router answers what is not a delivering operation */
     }

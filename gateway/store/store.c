@@ -126,6 +126,8 @@ static const char *const stmt_sql[S__COUNT] = {
 struct gw_store {
   sqlite3 *w; /* the writer's connection */
   sqlite3 *r; /* readers (startup load) */
+  sqlite3 *q; /* lookups from the workers, under qmu */
+  pthread_mutex_t qmu;
   sqlite3_stmt *st[S__COUNT];
   pthread_t th;
   pthread_mutex_t mu;
@@ -525,6 +527,44 @@ int gw_store_load(struct gw_store *st, int state, void (*fn)(void *ud, struct gw
   return n;
 }
 
+int gw_store_latest(struct gw_store *st, const char *rkey, char **canonical, char *summary, size_t n) {
+  *canonical = NULL;
+  summary[0] = 0;
+  pthread_mutex_lock(&st->qmu);
+  sqlite3_stmt *q = NULL;
+  int rv = GW_ERR_IO;
+  if (sqlite3_prepare_v2(st->q,
+                         "SELECT m.id, m.canonical FROM deliveries d JOIN messages m ON m.id = d.msg_id"
+                         " WHERE d.rkey = ?1 ORDER BY d.id DESC LIMIT 1",
+                         -1, &q, NULL) == SQLITE_OK) {
+    sqlite3_bind_text(q, 1, rkey, -1, SQLITE_STATIC);
+    rv = GW_ERR_NOTFOUND;
+    if (sqlite3_step(q) == SQLITE_ROW) {
+      int64_t id = sqlite3_column_int64(q, 0);
+      int len = sqlite3_column_bytes(q, 1);
+      *canonical = malloc((size_t)len + 1);
+      if (*canonical) {
+        memcpy(*canonical, sqlite3_column_blob(q, 1), (size_t)len);
+        (*canonical)[len] = 0;
+        rv = GW_OK;
+      }
+      sqlite3_finalize(q);
+      q = NULL;
+      if (sqlite3_prepare_v2(st->q, "SELECT backend, state FROM deliveries WHERE msg_id = ?1 ORDER BY id", -1, &q,
+                             NULL) == SQLITE_OK) {
+        sqlite3_bind_int64(q, 1, id);
+        size_t o = 0;
+        while (sqlite3_step(q) == SQLITE_ROW && o < n)
+          o += (size_t)snprintf(summary + o, n - o, "%s%s=%s", o ? " " : "", (const char *)sqlite3_column_text(q, 0),
+                                gw_dstate_name(sqlite3_column_int(q, 1)));
+      }
+    }
+  }
+  sqlite3_finalize(q);
+  pthread_mutex_unlock(&st->qmu);
+  return rv;
+}
+
 static int make_dir(const char *dir, struct gw_buf *err) {
   if (mkdir(dir, 0700) && errno != EEXIST) {
     gw_buf_printf(err, "%s: %s\n", dir, strerror(errno));
@@ -563,6 +603,9 @@ int gw_store_open(const char *dir, gw_store_accepted_fn on_accepted, void *ud, s
     }
   if (!rv)
     rv = open_db(path, &st->r, err);
+  if (!rv)
+    rv = open_db(path, &st->q, err);
+  pthread_mutex_init(&st->qmu, NULL);
   if (!rv && pthread_create(&st->th, NULL, writer_main, st))
     rv = GW_ERR_IO;
   if (rv) {
@@ -570,6 +613,7 @@ int gw_store_open(const char *dir, gw_store_accepted_fn on_accepted, void *ud, s
       sqlite3_finalize(st->st[i]);
     sqlite3_close(st->w);
     sqlite3_close(st->r);
+    sqlite3_close(st->q);
     free(st);
     return rv;
   }
@@ -596,6 +640,8 @@ void gw_store_close(struct gw_store *st) {
     sqlite3_finalize(st->st[i]);
   sqlite3_close(st->w);
   sqlite3_close(st->r);
+  sqlite3_close(st->q);
+  pthread_mutex_destroy(&st->qmu);
   pthread_mutex_destroy(&st->mu);
   pthread_cond_destroy(&st->cv);
   free(st);

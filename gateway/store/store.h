@@ -125,6 +125,12 @@ void gw_store_set_answer(struct gw_store *st, int64_t msg_id, int status, const 
  * handed to |fn|, which owns it. Synchronous, on a reader connection. */
 int gw_store_load(struct gw_store *st, int state, void (*fn)(void *ud, struct gw_delivery *d), void *ud);
 
+/* The latest accepted message that carried resource |rkey| (as in
+ * gw_delivery.rkey): its canonical form (malloc'd, NUL-terminated) and a
+ * summary of its deliveries ("p1=delivered apkolce=queued"). Synchronous.
+ * Returns 0, GW_ERR_NOTFOUND or GW_ERR_IO. */
+int gw_store_latest(struct gw_store *st, const char *rkey, char **canonical, char *summary, size_t n);
+
 /* Frees a delivery from gw_store_load. */
 void gw_delivery_free(struct gw_delivery *d);
 

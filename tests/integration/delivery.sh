@@ -177,6 +177,15 @@ sresp=$(gw clinic-a /soap -H 'content-type: text/xml' --data-binary @"$T/book.xm
 check "SOAP BookAppointment: BookAppointmentResponse with per-backend status" bash -c "printf '%s' \"\$1\" | grep -q '<c:BookAppointmentResponse><c:Status>delivered'" _ "$sresp"
 gw clinic-a /soap -H 'content-type: text/xml' --data-binary @"$T/book.xml" >/dev/null
 check "SOAP repeat of the WS-Addressing MessageID: one delivery" eq "$(stat p1 unique)" $((before + 1))
+APPT_ID=$(sed -n 's/.*<c:AppointmentId>\([^<]*\)<.*/\1/p' "$T/book.xml" | head -1)
+cat >"$T/status.xml" <<EOF
+<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:c="urn:cergw:clinic:v1"><soap:Body>
+<c:GetAppointmentStatusRequest><c:Clinic><c:Rpwdl>000000012345</c:Rpwdl><c:Specialty>1100</c:Specialty></c:Clinic>
+<c:AppointmentId>$APPT_ID</c:AppointmentId></c:GetAppointmentStatusRequest></soap:Body></soap:Envelope>
+EOF
+check "SOAP GetAppointmentStatus: the status last accepted and its deliveries" bash -c "curl -s --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key https://localhost:$GWP/soap -H 'content-type: text/xml' --data-binary @$T/status.xml | grep -q '<c:Status>booked (p1=delivered apkolce=delivered)'"
+sed -i "s/$APPT_ID/NO-SUCH-1/" "$T/status.xml"
+check "SOAP GetAppointmentStatus of an unknown appointment: a Client fault" bash -c "curl -s --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key https://localhost:$GWP/soap -H 'content-type: text/xml' --data-binary @$T/status.xml | grep -q soap.unknown-appointment"
 
 # --------------------------------------------------------------- FHIR REST
 fhir 1005 >"$T/b.json"
