@@ -51,7 +51,7 @@ struct wctx {
   char rid[96];
   bool update, bundle;
   int nentries;
-  char entry_type[16][32];
+  char entry_type[16][160]; /* the URL's type (single resources), or each entry's location (Bundles) */
   char who[200]; /* audit: identity */
   char ids[200]; /* audit: resource identifiers */
   int stream_id;
@@ -234,7 +234,18 @@ static void fhir_answer(struct wctx *w, const struct gw_submit *s, struct gw_res
     status = 200;
   struct gw_buf out;
   gw_buf_init(&out, 1u << 20);
-  gw_engine_outcome_json(engine, &d, 1, &out);
+  if (w->bundle && status != 422) {
+    /* a transaction answers with a transaction-response Bundle, one entry per entry sent */
+    const char *locs[16];
+    for (int i = 0; i < w->nentries; i++)
+      locs[i] = w->entry_type[i];
+    gw_engine_tx_response_json(engine, &d, w->nentries, locs, status == 202 ? "202 Accepted" : "201 Created", 1,
+                               &out);
+    if (status != 202)
+      status = 200;
+  } else {
+    gw_engine_outcome_json(engine, &d, 1, &out);
+  }
   take(r, status, CT_FHIR_JSON, &out);
   if (!w->bundle && status != 422) {
     if (w->rid[0])
@@ -242,8 +253,6 @@ static void fhir_answer(struct wctx *w, const struct gw_submit *s, struct gw_res
     else
       snprintf(r->location, sizeof(r->location), "/fhir/%s/cergw-%lld/_history/1", w->rtype, (long long)s->msg_id);
     snprintf(r->etag, sizeof(r->etag), "W/\"1\"");
-  } else if (w->bundle && status != 422) {
-    snprintf(r->location, sizeof(r->location), "/fhir/Bundle/cergw-%lld", (long long)s->msg_id);
   }
   gw_buf_cleanup(&out);
   gw_diag_cleanup(&d);
@@ -592,6 +601,19 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
     memory_facts(doc, s, &late);
   char rkey[192] = "";
   resource_ids(doc, w->ids, sizeof(w->ids), rkey, sizeof(rkey));
+  if (w->bundle) { /* where each entry will be, for the transaction-response */
+    xmlXPathContextPtr x = xctx(doc);
+    xmlXPathObjectPtr es = x ? xnodes(x, "/f:Bundle/f:entry/f:resource/*") : NULL;
+    for (int i = 0; es && es->nodesetval && i < es->nodesetval->nodeNr && i < 16; i++) {
+      xmlNodePtr rn = es->nodesetval->nodeTab[i];
+      char rid[100];
+      xstr(x, rn, "string((f:id/@value | f:identifier/f:value/@value)[1])", rid, sizeof(rid));
+      snprintf(w->entry_type[i], sizeof(w->entry_type[i]), "%s/%s/_history/1", (const char *)rn->name, rid);
+      w->nentries = i + 1;
+    }
+    xmlXPathFreeObject(es);
+    xmlXPathFreeContext(x);
+  }
   char uuid[40];
   new_uuid(uuid);
   struct gw_diag rd;

@@ -493,10 +493,13 @@ static void add_text(xmlNodePtr parent, const char *name, const char *value) {
   xmlSetProp(n, BAD_CAST "value", BAD_CAST value);
 }
 
-int gw_engine_outcome_json(const struct gw_engine *e, const struct gw_diag *diag, int pretty, struct gw_buf *out) {
-  xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
+/* An OperationOutcome for |diag|: the document's root when |parent| is NULL, else its child. */
+static void outcome_node(xmlDocPtr doc, xmlNodePtr parent, const struct gw_diag *diag) {
   xmlNodePtr oo = xmlNewDocNode(doc, NULL, BAD_CAST "OperationOutcome", NULL);
-  xmlDocSetRootElement(doc, oo);
+  if (parent)
+    xmlAddChild(parent, oo);
+  else
+    xmlDocSetRootElement(doc, oo);
   xmlSetNs(oo, xmlNewNs(oo, BAD_CAST GW_FHIR_NS, NULL));
   size_t n = diag->n;
   for (size_t k = 0; k < n || (k == 0 && n == 0); k++) {
@@ -527,6 +530,11 @@ int gw_engine_outcome_json(const struct gw_engine *e, const struct gw_diag *diag
       add_text(is, hl7 ? "location" : "expression", i->location);
     }
   }
+}
+
+int gw_engine_outcome_json(const struct gw_engine *e, const struct gw_diag *diag, int pretty, struct gw_buf *out) {
+  xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
+  outcome_node(doc, NULL, diag);
   struct gw_diag d2;
   gw_diag_init(&d2, 4);
   int rv = gw_fhir_xml_to_json(e->model, doc, pretty, out, &d2);
@@ -577,4 +585,29 @@ int gw_engine_outbound(const struct gw_engine *e, int kind, struct _xmlDoc *fhir
   }
   unsupported(diag, "this backend");
   return GW_ERR_NOTFOUND;
+}
+
+int gw_engine_tx_response_json(const struct gw_engine *e, const struct gw_diag *diag, int n,
+                               const char *const *locations, const char *status, int pretty, struct gw_buf *out) {
+  xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
+  xmlNodePtr b = xmlNewDocNode(doc, NULL, BAD_CAST "Bundle", NULL);
+  xmlDocSetRootElement(doc, b);
+  xmlSetNs(b, xmlNewNs(b, BAD_CAST GW_FHIR_NS, NULL));
+  add_text(b, "type", "transaction-response");
+  for (int i = 0; i < n; i++) {
+    xmlNodePtr r = xmlNewChild(xmlNewChild(b, NULL, BAD_CAST "entry", NULL), NULL, BAD_CAST "response", NULL);
+    add_text(r, "status", status);
+    if (locations[i] && locations[i][0]) {
+      add_text(r, "location", locations[i]);
+      add_text(r, "etag", "W/\"1\"");
+    }
+    if (i == 0) /* the delivery report once, with the first entry */
+      outcome_node(doc, xmlNewChild(r, NULL, BAD_CAST "outcome", NULL), diag);
+  }
+  struct gw_diag d2;
+  gw_diag_init(&d2, 4);
+  int rv = gw_fhir_xml_to_json(e->model, doc, pretty, out, &d2);
+  gw_diag_cleanup(&d2);
+  xmlFreeDoc(doc);
+  return rv;
 }
