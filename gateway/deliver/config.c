@@ -45,6 +45,12 @@ static const char default_conf[] =
     "  }\n"
     "}\n";
 
+/* Bad XPath in a route is reported as a configuration error, not on stderr. */
+static void quiet(void *ud, xmlErrorPtr e) {
+  (void)ud;
+  (void)e;
+}
+
 static const char *str_at(yajl_val v, const char *key) {
   const char *path[] = {key, NULL};
   yajl_val s = yajl_tree_get(v, path, yajl_t_string);
@@ -228,8 +234,10 @@ static int parse(struct gw_dconf *c, const char *name, const char *text, const c
       rv = GW_ERR_CONF;
     r->match = strdup(m);
     xmlXPathContextPtr x = xmlXPathNewContext(NULL);
-    if (x)
+    if (x) {
       xmlXPathRegisterNs(x, BAD_CAST "f", BAD_CAST FHIR_NS);
+      x->error = quiet;
+    }
     r->xp = (x && r->match) ? xmlXPathCtxtCompile(x, BAD_CAST r->match) : NULL;
     xmlXPathFreeContext(x);
     if (!r->xp) {

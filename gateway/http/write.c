@@ -52,8 +52,8 @@ struct wctx {
   bool update, bundle;
   int nentries;
   char entry_type[16][160]; /* the URL's type (single resources), or each entry's location (Bundles) */
-  char who[200]; /* audit: identity */
-  char ids[200]; /* audit: resource identifiers */
+  char who[200];            /* audit: identity */
+  char ids[200];            /* audit: resource identifiers */
   int stream_id;
 };
 
@@ -239,8 +239,7 @@ static void fhir_answer(struct wctx *w, const struct gw_submit *s, struct gw_res
     const char *locs[16];
     for (int i = 0; i < w->nentries; i++)
       locs[i] = w->entry_type[i];
-    gw_engine_tx_response_json(engine, &d, w->nentries, locs, status == 202 ? "202 Accepted" : "201 Created", 1,
-                               &out);
+    gw_engine_tx_response_json(engine, &d, w->nentries, locs, status == 202 ? "202 Accepted" : "201 Created", 1, &out);
     if (status != 202)
       status = 200;
   } else {
@@ -758,8 +757,8 @@ static void soap_status(struct gw_req *req, struct gw_resp *resp, struct wctx *w
   xmlNsPtr sns = xmlNewNs(envn, BAD_CAST env_ns, BAD_CAST "soap");
   xmlNsPtr cns = xmlNewNs(envn, BAD_CAST CLINIC_NS, BAD_CAST "c");
   xmlSetNs(envn, sns);
-  xmlNodePtr op = xmlNewChild(xmlNewChild(envn, sns, BAD_CAST "Body", NULL), cns,
-                              BAD_CAST "GetAppointmentStatusResponse", NULL);
+  xmlNodePtr op =
+      xmlNewChild(xmlNewChild(envn, sns, BAD_CAST "Body", NULL), cns, BAD_CAST "GetAppointmentStatusResponse", NULL);
   xmlNewTextChild(op, cns, BAD_CAST "AppointmentId", BAD_CAST id);
   char st[400];
   snprintf(st, sizeof(st), "%s (%s)", status[0] ? status : "unknown", summary);

@@ -1,0 +1,279 @@
+/* The durable store (group commit, idempotency, rules with memory, state
+ * updates, recovery) and the delivery configuration (parsing, errors,
+ * routes as XPath). */
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../suites.h"
+#include "core/err.h"
+#include "deliver/deliver.h"
+#include "http/write.h"
+#include "store/store.h"
+
+static char dir[64];
+
+static void rm_dir(void) {
+  char cmd[128];
+  snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+  if (system(cmd) != 0)
+    fprintf(stderr, "could not remove %s\n", dir);
+}
+
+static int setup(void) {
+  snprintf(dir, sizeof(dir), "/tmp/cergw-unit-store.XXXXXX");
+  return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void) {
+  rm_dir();
+  return 0;
+}
+
+/* completion: collects results, signals the waiting test */
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int ndone;
+static struct gw_submit *done_list[64];
+
+static void on_done(struct gw_submit *s) {
+  pthread_mutex_lock(&mu);
+  done_list[ndone++] = s;
+  pthread_cond_signal(&cv);
+  pthread_mutex_unlock(&mu);
+}
+
+/* the store's accepted hook stands in for the dispatcher: completes at once */
+static void on_accepted(void *ud, struct gw_submit *s) {
+  (void)ud;
+  s->nres = s->nd;
+  for (int i = 0; i < s->nd; i++)
+    memcpy(s->res[i].backend, s->d[i].backend, sizeof(s->res[i].backend));
+  s->done(s);
+}
+
+static void wait_done(int n) {
+  pthread_mutex_lock(&mu);
+  while (ndone < n)
+    pthread_cond_wait(&cv, &mu);
+  pthread_mutex_unlock(&mu);
+}
+
+static void reset_done(void) {
+  for (int i = 0; i < ndone; i++)
+    gw_submit_free(done_list[i]);
+  ndone = 0;
+}
+
+static struct gw_submit *msg(const char *idem, const char *body) {
+  struct gw_submit *s = gw_submit_new();
+  snprintf(s->caller, sizeof(s->caller), "000000012345");
+  snprintf(s->dialect, sizeof(s->dialect), "fhir-json");
+  snprintf(s->op, sizeof(s->op), "test");
+  s->idem_key = idem ? strdup(idem) : NULL;
+  s->original = (uint8_t *)strdup(body);
+  s->original_len = strlen(body);
+  s->nd = 2;
+  for (int i = 0; i < 2; i++) {
+    snprintf(s->d[i].backend, sizeof(s->d[i].backend), "%s", i ? "apkolce" : "p1");
+    snprintf(s->d[i].ikey, sizeof(s->d[i].ikey), "k-%s-%d", body, i);
+    snprintf(s->d[i].ctype, sizeof(s->d[i].ctype), "text/plain");
+    s->d[i].payload = (uint8_t *)strdup(body);
+    s->d[i].len = strlen(body);
+  }
+  s->done = on_done;
+  return s;
+}
+
+static int count_loaded;
+static void count_one(void *ud, struct gw_delivery *d) {
+  (void)ud;
+  count_loaded++;
+  gw_delivery_free(d);
+}
+
+static void test_commit_dup_recover(void) {
+  struct gw_store *st = NULL;
+  struct gw_buf err;
+  gw_buf_init(&err, 4096);
+  CU_ASSERT_EQUAL_FATAL(gw_store_open(dir, on_accepted, NULL, &st, &err), GW_OK);
+  reset_done();
+  /* many at once: one group commit or a few */
+  for (int i = 0; i < 40; i++) {
+    char b[32], k[32];
+    snprintf(b, sizeof(b), "m%d", i);
+    snprintf(k, sizeof(k), "key-%d", i % 30); /* ten repeats */
+    gw_store_submit(st, msg(k, b));
+  }
+  wait_done(40);
+  int acc = 0, dup = 0;
+  for (int i = 0; i < ndone; i++) {
+    acc += done_list[i]->status == GW_SUB_ACCEPTED;
+    dup += done_list[i]->status == GW_SUB_DUPLICATE;
+    if (done_list[i]->status == GW_SUB_ACCEPTED) {
+      CU_ASSERT(done_list[i]->msg_id > 0);
+      CU_ASSERT(done_list[i]->d[0].id > 0);
+    }
+  }
+  CU_ASSERT_EQUAL(acc, 30);
+  CU_ASSERT_EQUAL(dup, 10);
+  /* the first answer is replayed to a repeat */
+  int64_t first = done_list[0]->msg_id;
+  gw_store_set_answer(st, first, 201, "application/fhir+json", (const uint8_t *)"{\"ok\":1}", 8);
+  reset_done();
+  gw_store_submit(st, msg("key-0", "again"));
+  wait_done(1);
+  CU_ASSERT_EQUAL(done_list[0]->status, GW_SUB_DUPLICATE);
+  CU_ASSERT_EQUAL(done_list[0]->msg_id, first);
+  CU_ASSERT_EQUAL(done_list[0]->answer_status, 201);
+  CU_ASSERT_PTR_NOT_NULL(done_list[0]->answer);
+  CU_ASSERT_EQUAL(done_list[0]->nres, 2);
+  reset_done();
+  /* a delivered one is not loaded again; queued ones are (restart recovery) */
+  struct gw_delivery d = {.id = 1, .state = GW_DS_DELIVERED, .attempts = 1, .last_status = 201};
+  gw_store_update(st, &d);
+  gw_store_close(st);
+  st = NULL;
+  CU_ASSERT_EQUAL_FATAL(gw_store_open(dir, on_accepted, NULL, &st, &err), GW_OK);
+  count_loaded = 0;
+  CU_ASSERT_EQUAL(gw_store_load(st, GW_DS_QUEUED, count_one, NULL), 59);
+  CU_ASSERT_EQUAL(count_loaded, 59);
+  char *canon = NULL, sum[128];
+  CU_ASSERT_EQUAL(gw_store_latest(st, "nothing|Appointment/x", &canon, sum, sizeof(sum)), GW_ERR_NOTFOUND);
+  gw_store_close(st);
+  gw_buf_cleanup(&err);
+}
+
+static void test_memory_rules(void) {
+  struct gw_store *st = NULL;
+  struct gw_buf err;
+  gw_buf_init(&err, 4096);
+  char sub[96];
+  snprintf(sub, sizeof(sub), "%s/mem", dir);
+  CU_ASSERT_EQUAL_FATAL(gw_store_open(sub, on_accepted, NULL, &st, &err), GW_OK);
+  reset_done();
+  struct gw_submit *a = msg(NULL, "slot-a");
+  a->slots = calloc(1, sizeof(*a->slots));
+  a->nslots = 1;
+  *a->slots =
+      (struct gw_slotfact){.ident = "S-1", .schedule = "Schedule/1|", .start_ms = 1000, .end_ms = 2000, .free = 1};
+  gw_store_submit(st, a);
+  wait_done(1);
+  CU_ASSERT_EQUAL(done_list[0]->status, GW_SUB_ACCEPTED);
+  /* overlapping slot of the same schedule */
+  struct gw_submit *b = msg(NULL, "slot-b");
+  b->slots = calloc(1, sizeof(*b->slots));
+  b->nslots = 1;
+  *b->slots =
+      (struct gw_slotfact){.ident = "S-2", .schedule = "Schedule/1|", .start_ms = 1500, .end_ms = 2500, .free = 1};
+  gw_store_submit(st, b);
+  /* the same times in another schedule are fine */
+  struct gw_submit *c = msg(NULL, "slot-c");
+  c->slots = calloc(1, sizeof(*c->slots));
+  c->nslots = 1;
+  *c->slots =
+      (struct gw_slotfact){.ident = "S-3", .schedule = "Schedule/2|", .start_ms = 1500, .end_ms = 2500, .free = 1};
+  gw_store_submit(st, c);
+  /* booking a known free slot, then the same slot again */
+  struct gw_submit *e = msg(NULL, "appt-1");
+  e->nslotrefs = 1;
+  snprintf(e->slotrefs[0], sizeof(e->slotrefs[0]), "S-1");
+  gw_store_submit(st, e);
+  struct gw_submit *f = msg(NULL, "appt-2");
+  f->nslotrefs = 1;
+  snprintf(f->slotrefs[0], sizeof(f->slotrefs[0]), "S-1");
+  gw_store_submit(st, f);
+  struct gw_submit *g = msg(NULL, "appt-3");
+  g->nslotrefs = 1;
+  snprintf(g->slotrefs[0], sizeof(g->slotrefs[0]), "S-404");
+  gw_store_submit(st, g);
+  wait_done(6);
+  CU_ASSERT_EQUAL(done_list[1]->status, GW_SUB_REJECTED);
+  CU_ASSERT_STRING_EQUAL(done_list[1]->reject_rule, "cer.slot-overlap-stored");
+  CU_ASSERT_EQUAL(done_list[2]->status, GW_SUB_ACCEPTED);
+  CU_ASSERT_EQUAL(done_list[3]->status, GW_SUB_ACCEPTED);
+  CU_ASSERT_EQUAL(done_list[4]->status, GW_SUB_REJECTED);
+  CU_ASSERT_STRING_EQUAL(done_list[4]->reject_rule, "cer.slot-known-free");
+  CU_ASSERT_EQUAL(done_list[5]->status, GW_SUB_REJECTED);
+  CU_ASSERT_PTR_NOT_NULL(strstr(done_list[5]->reject_en, "not known"));
+  reset_done();
+  gw_store_close(st);
+  gw_buf_cleanup(&err);
+}
+
+static const char *const dconf_text =
+    "{\"client_tls\": {\"cert\": \"c.pem\", \"key\": \"k.pem\", \"ca\": \"ca.pem\"},\n"
+    " \"backends\": {\"p1\": {\"kind\": \"p1\", \"url\": \"https://x/fhir\"},\n"
+    "              \"k\": {\"kind\": \"apkolce\", \"url\": \"https://y\", \"enabled\": false}},\n"
+    " \"routes\": [{\"name\": \"all\", \"match\": \"/f:*\", \"backends\": [\"p1\"]},\n"
+    "            {\"name\": \"card\", \"match\": \"//f:code[@value = '1100']\", \"backends\": [\"p1\", \"k\"]}]}\n";
+
+static int write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "w");
+  if (!f)
+    return -1;
+  fputs(text, f);
+  return fclose(f);
+}
+
+static void test_dconf_and_routes(void) {
+  struct gw_dconf *c = NULL;
+  struct gw_buf err;
+  gw_buf_init(&err, 8192);
+  /* the embedded defaults */
+  CU_ASSERT_EQUAL_FATAL(gw_dconf_load(NULL, &c, &err), GW_OK);
+  CU_ASSERT_PTR_NOT_NULL(gw_dconf_backend(c, "p1"));
+  CU_ASSERT_PTR_NOT_NULL(gw_dconf_backend(c, "simp"));
+  CU_ASSERT_PTR_NOT_NULL(gw_dconf_clinic(c, "000000012345"));
+  CU_ASSERT_EQUAL(c->nr, 3);
+  gw_dconf_free(c);
+  char path[128];
+  snprintf(path, sizeof(path), "%s/d.json", dir);
+  CU_ASSERT_EQUAL_FATAL(write_file(path, dconf_text), 0);
+  CU_ASSERT_EQUAL_FATAL(gw_dconf_load(path, &c, &err), GW_OK);
+  CU_ASSERT_PTR_NOT_NULL(strstr(c->cert, "/c.pem")); /* relative to the file */
+  xmlDocPtr doc = xmlReadMemory("<Appointment xmlns='http://hl7.org/fhir'><specialty><coding><code value='1100'/>"
+                                "</coding></specialty></Appointment>",
+                                120, NULL, NULL, XML_PARSE_NONET);
+  int idx[8];
+  char why[64];
+  CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
+  int n = gw_route_match(c, doc, idx, 8, why, sizeof(why));
+  CU_ASSERT_EQUAL(n, 1); /* p1 once; k matched but is switched off */
+  CU_ASSERT_STRING_EQUAL(c->b[idx[0]].name, "p1");
+  CU_ASSERT_STRING_EQUAL(why, "all,card");
+  xmlFreeDoc(doc);
+  gw_dconf_free(c);
+  /* errors: unknown backend, bad XPath, bad kind */
+  CU_ASSERT_EQUAL(write_file(path, "{\"client_tls\": {\"cert\": \"c\", \"key\": \"k\", \"ca\": \"a\"},"
+                                   " \"backends\": {\"x\": {\"kind\": \"fax\", \"url\": \"u\"}},"
+                                   " \"routes\": [{\"name\": \"r\", \"match\": \"//[\", \"backends\": [\"nope\"]}]}"),
+                  0);
+  err.len = 0;
+  CU_ASSERT_EQUAL(gw_dconf_load(path, &c, &err), GW_ERR_CONF);
+  CU_ASSERT_PTR_NOT_NULL(strstr((char *)err.data, "backends.x: needs kind"));
+  CU_ASSERT_PTR_NOT_NULL(strstr((char *)err.data, "not a valid XPath"));
+  CU_ASSERT_PTR_NOT_NULL(strstr((char *)err.data, "unknown backend \"nope\""));
+  err.len = 0;
+  CU_ASSERT_EQUAL(write_file(path, "{\"routes\": ["), 0);
+  CU_ASSERT_EQUAL(gw_dconf_load(path, &c, &err), GW_ERR_CONF);
+  gw_buf_cleanup(&err);
+}
+
+static void test_mask_pesel(void) {
+  char s[] = "WIZ-1 patient=85010112345 tel 600100200 nr 123456789012";
+  gw_mask_pesel(s);
+  CU_ASSERT_STRING_EQUAL(s, "WIZ-1 patient=850101***** tel 600100200 nr 123456789012");
+}
+
+int gw_test_store_suite(void) {
+  CU_pSuite s = CU_add_suite("store", setup, teardown);
+  if (!s)
+    return -1;
+  return GW_ADD(s, test_commit_dup_recover) || GW_ADD(s, test_memory_rules) || GW_ADD(s, test_dconf_and_routes) ||
+         GW_ADD(s, test_mask_pesel);
+}
