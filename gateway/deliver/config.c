@@ -260,6 +260,21 @@ out:
   return rv ? GW_ERR_CONF : GW_OK;
 }
 
+int gw_dconf_parse(const char *text, const char *name, struct gw_dconf **out, struct gw_buf *errs) {
+  *out = NULL;
+  struct gw_dconf *c = calloc(1, sizeof(*c));
+  if (!c)
+    return GW_ERR_NOMEM;
+  c->refs = 1;
+  int rv = parse(c, name, text, "", errs);
+  if (rv) {
+    gw_dconf_free(c);
+    return rv;
+  }
+  *out = c;
+  return GW_OK;
+}
+
 int gw_dconf_load(const char *path, struct gw_dconf **out, struct gw_buf *errs) {
   *out = NULL;
   struct gw_dconf *c = calloc(1, sizeof(*c));

@@ -53,6 +53,8 @@ struct gw_dconf {
 /* Loads |path| (NULL: the embedded defaults). Relative file names are taken
  * from the current directory for the defaults, else from the file's. */
 int gw_dconf_load(const char *path, struct gw_dconf **out, struct gw_buf *errs);
+/* Parses |text| (NUL-terminated JSON) named |name| in messages. */
+int gw_dconf_parse(const char *text, const char *name, struct gw_dconf **out, struct gw_buf *errs);
 void gw_dconf_free(struct gw_dconf *c);
 const struct gw_backend_conf *gw_dconf_backend(const struct gw_dconf *c, const char *name);
 /* The notification endpoint of clinic |rpwdl|, or NULL. */
