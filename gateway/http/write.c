@@ -257,9 +257,21 @@ static void fhir_answer(struct wctx *w, const struct gw_submit *s, struct gw_res
   gw_diag_cleanup(&d);
 }
 
-static void soap_answer(struct wctx *w, const struct gw_submit *s, struct gw_resp *r) {
+/* A SOAP envelope of |version| with an empty Body; returns the operation element |op| inside it. */
+static xmlNodePtr soap_envelope(int version, const char *op, xmlDocPtr *out, xmlNsPtr *cns) {
   const char *env_ns =
-      w->soap_version == 12 ? "http://www.w3.org/2003/05/soap-envelope" : "http://schemas.xmlsoap.org/soap/envelope/";
+      version == 12 ? "http://www.w3.org/2003/05/soap-envelope" : "http://schemas.xmlsoap.org/soap/envelope/";
+  xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
+  xmlNodePtr envn = xmlNewDocNode(doc, NULL, BAD_CAST "Envelope", NULL);
+  xmlDocSetRootElement(doc, envn);
+  xmlNsPtr sns = xmlNewNs(envn, BAD_CAST env_ns, BAD_CAST "soap");
+  *cns = xmlNewNs(envn, BAD_CAST CLINIC_NS, BAD_CAST "c");
+  xmlSetNs(envn, sns);
+  *out = doc;
+  return xmlNewChild(xmlNewChild(envn, sns, BAD_CAST "Body", NULL), *cns, BAD_CAST op, NULL);
+}
+
+static void soap_answer(struct wctx *w, const struct gw_submit *s, struct gw_resp *r) {
   int st = overall(s);
   struct gw_buf out;
   gw_buf_init(&out, 1u << 20);
@@ -272,16 +284,11 @@ static void soap_answer(struct wctx *w, const struct gw_submit *s, struct gw_res
     take(r, w->soap_version == 12 ? 400 : 500, w->soap_version == 12 ? CT_SOAP12 : CT_SOAP11, &out);
     return;
   }
-  xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
-  xmlNodePtr envn = xmlNewDocNode(doc, NULL, BAD_CAST "Envelope", NULL);
-  xmlDocSetRootElement(doc, envn);
-  xmlNsPtr sns = xmlNewNs(envn, BAD_CAST env_ns, BAD_CAST "soap");
-  xmlNsPtr cns = xmlNewNs(envn, BAD_CAST CLINIC_NS, BAD_CAST "c");
-  xmlSetNs(envn, sns);
-  xmlNodePtr body = xmlNewChild(envn, sns, BAD_CAST "Body", NULL);
   char opname[80], num[32];
   snprintf(opname, sizeof(opname), "%sResponse", w->soap_op);
-  xmlNodePtr op = xmlNewChild(body, cns, BAD_CAST opname, NULL);
+  xmlDocPtr doc;
+  xmlNsPtr cns;
+  xmlNodePtr op = soap_envelope(w->soap_version, opname, &doc, &cns);
   xmlNewTextChild(op, cns, BAD_CAST "Status", BAD_CAST state_word(st));
   snprintf(num, sizeof(num), "%lld", (long long)s->msg_id);
   xmlNewTextChild(op, cns, BAD_CAST "MessageId", BAD_CAST num);
@@ -296,6 +303,7 @@ static void soap_answer(struct wctx *w, const struct gw_submit *s, struct gw_res
   gw_xml_dump(doc, 1, 0, &out);
   xmlFreeDoc(doc);
   take(r, st == GW_DS_QUEUED ? 202 : 200, w->soap_version == 12 ? CT_SOAP12 : CT_SOAP11, &out);
+  gw_buf_cleanup(&out);
 }
 
 static void ack_stamp(char *stamp, size_t sn, char *ctrl, size_t cn, int id) {
@@ -749,16 +757,9 @@ static void soap_status(struct gw_req *req, struct gw_resp *resp, struct wctx *w
     return;
   }
   gw_diag_cleanup(&d);
-  const char *env_ns =
-      w->soap_version == 12 ? "http://www.w3.org/2003/05/soap-envelope" : "http://schemas.xmlsoap.org/soap/envelope/";
-  xmlDocPtr out = xmlNewDoc(BAD_CAST "1.0");
-  xmlNodePtr envn = xmlNewDocNode(out, NULL, BAD_CAST "Envelope", NULL);
-  xmlDocSetRootElement(out, envn);
-  xmlNsPtr sns = xmlNewNs(envn, BAD_CAST env_ns, BAD_CAST "soap");
-  xmlNsPtr cns = xmlNewNs(envn, BAD_CAST CLINIC_NS, BAD_CAST "c");
-  xmlSetNs(envn, sns);
-  xmlNodePtr op =
-      xmlNewChild(xmlNewChild(envn, sns, BAD_CAST "Body", NULL), cns, BAD_CAST "GetAppointmentStatusResponse", NULL);
+  xmlDocPtr out;
+  xmlNsPtr cns;
+  xmlNodePtr op = soap_envelope(w->soap_version, "GetAppointmentStatusResponse", &out, &cns);
   xmlNewTextChild(op, cns, BAD_CAST "AppointmentId", BAD_CAST id);
   char st[400];
   snprintf(st, sizeof(st), "%s (%s)", status[0] ? status : "unknown", summary);

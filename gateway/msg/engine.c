@@ -89,27 +89,17 @@ int gw_engine_new(const char *root, struct gw_engine **out, struct gw_buf *errs)
   snprintf(path, sizeof(path), "%s/schemas/cer/rules.json", root);
   if ((rv = gw_rules_load(path, &e->rules, errs)))
     goto fail;
-  snprintf(path, sizeof(path), "%s/mappings/siu-to-fhir.xsl", root);
-  if ((rv = gw_xform_load(path, &e->siu2fhir, errs)))
-    goto fail;
-  snprintf(path, sizeof(path), "%s/mappings/soap-to-fhir.xsl", root);
-  if ((rv = gw_xform_load(path, &e->soap2fhir, errs)))
-    goto fail;
-  snprintf(path, sizeof(path), "%s/mappings/fhir-to-siu.xsl", root);
-  if ((rv = gw_xform_load(path, &e->fhir2siu, errs)))
-    goto fail;
-  snprintf(path, sizeof(path), "%s/mappings/fhir-to-p1.xsl", root);
-  if ((rv = gw_xform_load(path, &e->fhir2p1, errs)))
-    goto fail;
-  snprintf(path, sizeof(path), "%s/mappings/fhir-to-simp.xsl", root);
-  if ((rv = gw_xform_load(path, &e->fhir2simp, errs)))
-    goto fail;
-  snprintf(path, sizeof(path), "%s/mappings/fhir-to-apkolce.xsl", root);
-  if ((rv = gw_xform_load(path, &e->fhir2apkolce, errs)))
-    goto fail;
-  snprintf(path, sizeof(path), "%s/mappings/fhir-to-soap.xsl", root);
-  if ((rv = gw_xform_load(path, &e->fhir2soap, errs)))
-    goto fail;
+  const struct {
+    const char *file;
+    struct gw_xform **x;
+  } maps[] = {{"siu-to-fhir", &e->siu2fhir},  {"soap-to-fhir", &e->soap2fhir}, {"fhir-to-siu", &e->fhir2siu},
+              {"fhir-to-p1", &e->fhir2p1},    {"fhir-to-simp", &e->fhir2simp}, {"fhir-to-apkolce", &e->fhir2apkolce},
+              {"fhir-to-soap", &e->fhir2soap}};
+  for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
+    snprintf(path, sizeof(path), "%s/mappings/%s.xsl", root, maps[i].file);
+    if ((rv = gw_xform_load(path, maps[i].x, errs)))
+      goto fail;
+  }
   snprintf(path, sizeof(path), "%s/schemas/soap/cergw-clinic.wsdl", root);
   e->wsdl = gw_file_read(path, 1 << 20, &e->wsdl_len, NULL);
   snprintf(path, sizeof(path), "%s/schemas/soap/cergw-clinic.xsd", root);
