@@ -522,15 +522,20 @@ static void outcome_node(xmlDocPtr doc, xmlNodePtr parent, const struct gw_diag 
   }
 }
 
-int gw_engine_outcome_json(const struct gw_engine *e, const struct gw_diag *diag, int pretty, struct gw_buf *out) {
-  xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
-  outcome_node(doc, NULL, diag);
+/* Renders a document the engine built itself (always valid FHIR) as JSON, and frees it. */
+static int answer_json(const struct gw_engine *e, xmlDocPtr doc, int pretty, struct gw_buf *out) {
   struct gw_diag d2;
   gw_diag_init(&d2, 4);
   int rv = gw_fhir_xml_to_json(e->model, doc, pretty, out, &d2);
   gw_diag_cleanup(&d2);
   xmlFreeDoc(doc);
   return rv;
+}
+
+int gw_engine_outcome_json(const struct gw_engine *e, const struct gw_diag *diag, int pretty, struct gw_buf *out) {
+  xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
+  outcome_node(doc, NULL, diag);
+  return answer_json(e, doc, pretty, out);
 }
 
 static const char *const outbound_names[GW_OUT__COUNT] = {"p1", "simp", "apkolce", "clinic-soap", "clinic-siu"};
@@ -594,10 +599,5 @@ int gw_engine_tx_response_json(const struct gw_engine *e, const struct gw_diag *
     if (i == 0) /* the delivery report once, with the first entry */
       outcome_node(doc, xmlNewChild(r, NULL, BAD_CAST "outcome", NULL), diag);
   }
-  struct gw_diag d2;
-  gw_diag_init(&d2, 4);
-  int rv = gw_fhir_xml_to_json(e->model, doc, pretty, out, &d2);
-  gw_diag_cleanup(&d2);
-  xmlFreeDoc(doc);
-  return rv;
+  return answer_json(e, doc, pretty, out);
 }
