@@ -119,7 +119,12 @@ check "metrics: connections by protocol, streams, bytes" bash -c "grep -q 'cergw
 # ------------------------------------------------------------------ size limits
 head -c 70000 /dev/zero | tr '\0' 'a' >"$T/big.bin"
 for proto in --http2 --http1.1; do
-  check "oversized body $proto -> 413" test "$(status_of clinic-a $proto -X POST --data-binary @"$T/big.bin" "$(URL /healthz)")" = 413
+  # the gateway answers 413 as soon as Content-Length says too much, then resets the stream
+  # (RST_STREAM NO_ERROR, RFC 9113 8.1); curl 7.88 sometimes reports that reset (exit 92) instead of
+  # the answer it already received when it is still sending: one retry tells that race from a real failure
+  s413=$(status_of clinic-a $proto -X POST --data-binary @"$T/big.bin" "$(URL /healthz)" 2>/dev/null)
+  [ "$s413" = 413 ] || s413=$(status_of clinic-a $proto -X POST --data-binary @"$T/big.bin" "$(URL /healthz)")
+  check "oversized body $proto -> 413" test "$s413" = 413
   check "oversized chunked body $proto -> 413" test "$(status_of clinic-a $proto -X POST -H 'Transfer-Encoding: chunked' -H 'Content-Length:' --data-binary @"$T/big.bin" "$(URL /healthz)" 2>/dev/null)" = 413
   big=$(head -c 9000 /dev/zero | tr '\0' 'h')
   check "oversized header list $proto -> 431" test "$(status_of clinic-a $proto -H "X-Big: $big" "$(URL /healthz)")" = 431

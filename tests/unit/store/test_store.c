@@ -236,9 +236,9 @@ static void test_dconf_and_routes(void) {
   CU_ASSERT_EQUAL_FATAL(write_file(path, dconf_text), 0);
   CU_ASSERT_EQUAL_FATAL(gw_dconf_load(path, &c, &err), GW_OK);
   CU_ASSERT_PTR_NOT_NULL(strstr(c->cert, "/c.pem")); /* relative to the file */
-  xmlDocPtr doc = xmlReadMemory("<Appointment xmlns='http://hl7.org/fhir'><specialty><coding><code value='1100'/>"
-                                "</coding></specialty></Appointment>",
-                                120, NULL, NULL, XML_PARSE_NONET);
+  static const char appt[] = "<Appointment xmlns='http://hl7.org/fhir'><specialty><coding><code value='1100'/>"
+                             "</coding></specialty></Appointment>";
+  xmlDocPtr doc = xmlReadMemory(appt, (int)sizeof(appt) - 1, NULL, NULL, XML_PARSE_NONET);
   int idx[8];
   char why[64];
   CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
