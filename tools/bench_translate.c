@@ -67,6 +67,17 @@ int main(int argc, char **argv) {
   if (getenv("NOW"))
     gw_instant_parse(getenv("NOW"), &chk.now);
   int render = strcmp(argv[1], "render") == 0;
+  /* outbound: one checked document rendered for P1 and AP-KOLCE over and over */
+  int outbound = strcmp(argv[1], "outbound") == 0;
+  xmlDocPtr odoc = NULL;
+  if (outbound) {
+    struct gw_diag d;
+    gw_diag_init(&d, 64);
+    gw_engine_check(e, texts[0], lens[0], GW_D_UNKNOWN, &chk, &odoc, &d);
+    gw_diag_cleanup(&d);
+    if (!odoc)
+      return 2;
+  }
   double secs = atof(argv[2]), t0 = now_s(), t;
   long n = 0, bad = 0;
   struct gw_buf out;
@@ -77,6 +88,16 @@ int main(int argc, char **argv) {
       gw_diag_init(&d, 64);
       xmlDocPtr doc = NULL;
       int fi = (int)(n % nfiles);
+      if (outbound) {
+        const char *ct;
+        out.len = 0;
+        gw_engine_outbound(e, GW_OUT_P1, odoc, "k", 0, &out, &ct, &d);
+        out.len = 0;
+        gw_engine_outbound(e, GW_OUT_APKOLCE, odoc, "k", 0, &out, &ct, &d);
+        gw_diag_cleanup(&d);
+        n++;
+        continue;
+      }
       if (gw_engine_check(e, texts[fi], lens[fi], GW_D_UNKNOWN, &chk, &doc, &d) != GW_OK)
         bad++;
       if (render && doc) {
@@ -91,6 +112,7 @@ int main(int argc, char **argv) {
   } while (t < secs);
   printf("RESULT mode=%s files=%d msgs=%ld rejected=%ld msgs_per_s=%.0f\n", argv[1], nfiles, n, bad, (double)n / t);
   gw_buf_cleanup(&out);
+  xmlFreeDoc(odoc);
   gw_engine_free(e);
   for (int i = 0; i < nfiles; i++)
     free(texts[i]);

@@ -545,8 +545,38 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
   /* idempotency: the first key the message carries */
   idem(s, caller, "key", req->idem_key);
   if (req->if_none_exist) {
+    /* conditional create: identifier=[system|]value matches what this clinic sent before for that
+     * resource (the store remembers each delivery's resource key); a match answers 200 with the
+     * existing resource's location and creates nothing. Other criteria count as an idempotency key. */
+    const char *crit = req->if_none_exist;
+    if (!strncmp(crit, "identifier=", 11)) {
+      const char *v = crit + 11, *bar = strchr(v, '|');
+      char rkey[200], *canon = NULL, summary[200];
+      snprintf(rkey, sizeof(rkey), "%s|%s/%.*s", caller, w->rtype, (int)strcspn(bar ? bar + 1 : v, "&"),
+               bar ? bar + 1 : v);
+      if (gw_store_latest(store, rkey, &canon, summary, sizeof(summary)) == GW_OK) {
+        free(canon);
+        char en[300];
+        snprintf(en, sizeof(en), "a %s matching %s exists already (%s): nothing was created", w->rtype, crit, summary);
+        struct gw_diag dd;
+        gw_diag_init(&dd, 2);
+        gw_diag_add(&dd, GW_SEV_INFO, "informational", "fhir.conditional-match", en, en);
+        struct gw_buf out;
+        gw_buf_init(&out, 1 << 20);
+        gw_engine_outcome_json(engine, &dd, 1, &out);
+        take(resp, 200, CT_FHIR_JSON, &out);
+        snprintf(resp->location, sizeof(resp->location), "/fhir/%s", strchr(rkey, '|') + 1);
+        gw_buf_cleanup(&out);
+        gw_diag_cleanup(&dd);
+        audit(w, op, "conditional-match", 0);
+        gw_submit_free(s);
+        gw_dconf_put(c);
+        xmlFreeDoc(doc);
+        return;
+      }
+    }
     char ine[600];
-    snprintf(ine, sizeof(ine), "%s?%s", w->rtype, req->if_none_exist);
+    snprintf(ine, sizeof(ine), "%s?%s", w->rtype, crit);
     idem(s, caller, "if-none-exist", ine);
   }
   if (w->kind == K_HL7 && w->v2) {

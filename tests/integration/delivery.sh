@@ -222,10 +222,14 @@ else
   ko "POST /fhir/Appointment: 201" "$(head -1 <<<"$r") $(head -c 400 "$T/a1.out")"
 fi
 check "PUT /fhir/Appointment/A-1: 200 with Location of that id" bash -c "curl -s -D - -o /dev/null --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key https://localhost:$GWP/fhir/Appointment/A-1 -X PUT -H 'content-type: application/fhir+json' --data-binary @$T/a1.json | grep -qi '^location: /fhir/Appointment/A-1/'"
-c1=$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' -H 'If-None-Exist: identifier=A-1' --data-binary @"$T/a1.json")
 before=$(stat p1 unique)
-c2=$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' -H 'If-None-Exist: identifier=A-1' --data-binary @"$T/a1.json")
-check "conditional create: a second If-None-Exist match delivers nothing new" eq "$c1/$c2/$(stat p1 unique)" "201/201/$before"
+cm=$(gw clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' -H 'If-None-Exist: identifier=urn:oid:2.16.840.1.113883.3.4424.2.3.1.000000012345|A-1' --data-binary @"$T/a1.json" -D - )
+check "conditional create matching an appointment sent before: 200, its location, nothing delivered" bash -c "printf '%s' \"\$1\" | grep -q '^HTTP/2 200' && printf '%s' \"\$1\" | grep -qi '^location: /fhir/Appointment/A-1' && printf '%s' \"\$1\" | grep -q fhir.conditional-match" _ "$cm"
+check "  (P1 saw nothing new)" eq "$(stat p1 unique)" "$before"
+appt A-5 booked "$APPT" "$APPT_END" >"$T/a5.json"
+c1=$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' -H 'If-None-Exist: identifier=A-5' --data-binary @"$T/a5.json")
+c2=$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' -H 'If-None-Exist: identifier=A-5' --data-binary @"$T/a5.json")
+check "conditional create without a match creates (201), then matches (200)" eq "$c1/$c2/$(stat p1 unique)" "201/200/$((before + 1))"
 check "a resource type that does not match the URL: 422" eq "$(code clinic-a /fhir/Slot -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/a1.json")" 422
 check "PUT without an id: 405" eq "$(code clinic-a /fhir/Appointment -X PUT -H 'content-type: application/fhir+json' --data-binary @"$T/a1.json")" 405
 
