@@ -121,8 +121,8 @@ head -c 70000 /dev/zero | tr '\0' 'a' >"$T/big.bin"
 for proto in --http2 --http1.1; do
   # the gateway answers 413 as soon as Content-Length says too much, then resets the stream
   # (RST_STREAM NO_ERROR, RFC 9113 8.1); curl 7.88 sometimes reports that reset (exit 92) instead of
-  # the answer it already received when it is still sending: one retry tells that race from a real failure
-  # (under load that race can repeat, so when curl reports it, the gateway's log must show the 413 it sent)
+  # the answer it already received when it is still sending. When curl reports that, the gateway's
+  # access log must show the 413 it sent for this request.
   n413=$(grep -c 'status=413' "$LOG")
   s413=$(status_of clinic-a $proto -X POST --data-binary @"$T/big.bin" "$(URL /healthz)" 2>/dev/null)
   if [ "$s413" != 413 ] && wait_log "status=413"; then
