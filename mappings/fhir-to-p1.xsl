@@ -17,19 +17,51 @@
   <xsl:param name="late_cancel" select="''"/>
   <xsl:variable name="PROFILE_BASE" select="'https://ezdrowie.gov.pl/fhir/StructureDefinition/PLCeR'"/>
 
-  <xsl:template match="@*|node()">
-    <xsl:copy><xsl:apply-templates select="@*|node()"/></xsl:copy>
+  <!-- Only the resources CeR keeps are rebuilt; everything else is copied whole with xsl:copy-of
+       (libxslt copies a subtree in one call instead of matching a template per node). -->
+  <xsl:template match="/">
+    <xsl:apply-templates select="*"/>
   </xsl:template>
 
-  <!-- the resources CeR keeps get a profile and a source; the Patient rides along unchanged -->
+  <xsl:template match="f:Bundle">
+    <xsl:copy>
+      <xsl:copy-of select="@*"/>
+      <xsl:for-each select="node()">
+        <xsl:choose>
+          <xsl:when test="self::f:entry"><xsl:apply-templates select="."/></xsl:when>
+          <xsl:otherwise><xsl:copy-of select="."/></xsl:otherwise>
+        </xsl:choose>
+      </xsl:for-each>
+    </xsl:copy>
+  </xsl:template>
+
+  <xsl:template match="f:entry">
+    <xsl:copy>
+      <xsl:copy-of select="@*"/>
+      <xsl:for-each select="node()">
+        <xsl:choose>
+          <xsl:when test="self::f:resource">
+            <xsl:copy><xsl:copy-of select="@*"/><xsl:apply-templates select="*"/></xsl:copy>
+          </xsl:when>
+          <xsl:otherwise><xsl:copy-of select="."/></xsl:otherwise>
+        </xsl:choose>
+      </xsl:for-each>
+    </xsl:copy>
+  </xsl:template>
+
+  <!-- the Patient and anything else rides along unchanged -->
+  <xsl:template match="*">
+    <xsl:copy-of select="."/>
+  </xsl:template>
+
+  <!-- the resources CeR keeps get a profile and a source -->
   <xsl:template match="f:Schedule|f:Slot|f:Appointment">
     <xsl:copy>
-      <xsl:apply-templates select="@*|f:id"/>
+      <xsl:copy-of select="@*|f:id"/>
       <meta xmlns="http://hl7.org/fhir">
         <xsl:if test="$message_key != ''"><source value="urn:cergw:{$message_key}"/></xsl:if>
         <profile value="{$PROFILE_BASE}{local-name()}"/>
-        <xsl:apply-templates select="f:meta/f:profile[not(starts-with(@value, $PROFILE_BASE))]|f:meta/f:security"/>
-        <xsl:apply-templates select="f:meta/f:tag"/>
+        <xsl:copy-of select="f:meta/f:profile[not(starts-with(@value, $PROFILE_BASE))]|f:meta/f:security|f:meta/f:tag"/>
         <xsl:if test="$late_cancel = '1' and self::f:Appointment and f:status/@value = 'cancelled'">
           <tag>
             <system value="http://cergw.pl/fhir/CodeSystem/poczekalnia"/>
@@ -38,7 +70,7 @@
           </tag>
         </xsl:if>
       </meta>
-      <xsl:apply-templates select="node()[not(self::f:id or self::f:meta)]"/>
+      <xsl:copy-of select="node()[not(self::f:id or self::f:meta)]"/>
     </xsl:copy>
   </xsl:template>
 </xsl:stylesheet>
