@@ -6,7 +6,9 @@
 # SQLite (WAL, synchronous=FULL, group commit), answer after the backends
 # answered (or at the deadline), fan out over HTTP/2 + mutual TLS to the
 # P1 (with OAuth2) and AP-KOLCE simulators. Every message is different
-# (loadgen numbers MSH-10 and the appointment id).
+# (loadgen numbers MSH-10 and the appointment id). The same visit as a FHIR
+# JSON transaction Bundle (POST /fhir) runs too, for the dialect that skips
+# the SIU mapping.
 # Baseline = GET /healthz on the same gateway, same connections and streams.
 # Not a test. Last line: the ratio of delivered messages/s to the baseline.
 #
@@ -81,29 +83,37 @@ rss0=$(rss_kib "$GW_PID")
 base=$($LG -c "$CONNS" -m "$STREAMS" -D "$DURATION" --path /healthz | tail -1)
 echo "baseline  GET /healthz:           $base"
 
-m0=$(db "select count(*) from messages")
-d0=$(delivered_msgs)
-t0=$(date +%s.%N)
-full=$($LG -c "$CONNS" -m "$STREAMS" -D "$DURATION" --path /hl7v2 --data "$T/s12.hl7" | tail -1)
-t1=$(date +%s.%N)
-echo "full path POST /hl7v2 (S12):      $full"
-# wait until the backlog is delivered (bounded), then count
-for _ in $(seq 1 600); do
-  left=$(db "select count(*) from deliveries where state = 0")
-  [ "$left" = 0 ] && break
-  sleep 0.1
-done
-t2=$(date +%s.%N)
-m1=$(db "select count(*) from messages")
-d1=$(delivered_msgs)
-dl=$(db "select count(*) from deliveries where state = 1")
-acc=$((m1 - m0))
-del=$((d1 - d0))
-acc_rate=$(awk -v n="$acc" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", n/(b-a)}')
-del_rate=$(awk -v n="$del" -v a="$t0" -v b="$t2" 'BEGIN{printf "%.0f", n/(b-a)}')
-echo "accepted (committed) messages:   $acc in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')s = $acc_rate msg/s"
-echo "delivered messages (all backends): $del, backlog drained $(awk -v a="$t1" -v b="$t2" 'BEGIN{printf "%.1f", b-a}')s after the load = $del_rate msg/s"
-echo "deliveries in total (P1 + AP-KOLCE): $dl; P1 simulator: $(curl -s --cacert "$D/ca.pem" --cert "$D/gateway-out.pem" --key "$D/gateway-out.key" "https://localhost:$P1/_sim/stats")"
+# full NAME PATH BODY: one full-path run; sets acc_rate del_rate res
+full() {
+  local m0 d0 t0 t1 t2 m1 d1 acc del
+  m0=$(db "select count(*) from messages")
+  d0=$(delivered_msgs)
+  t0=$(date +%s.%N)
+  res=$($LG -c "$CONNS" -m "$STREAMS" -D "$DURATION" --path "$2" --data "$3" | tail -1)
+  t1=$(date +%s.%N)
+  # wait until the backlog is delivered (bounded), then count
+  for _ in $(seq 1 600); do
+    [ "$(db "select count(*) from deliveries where state = 0")" = 0 ] && break
+    sleep 0.1
+  done
+  t2=$(date +%s.%N)
+  m1=$(db "select count(*) from messages")
+  d1=$(delivered_msgs)
+  acc=$((m1 - m0))
+  del=$((d1 - d0))
+  acc_rate=$(awk -v n="$acc" -v a="$t0" -v b="$t1" 'BEGIN{printf "%.0f", n/(b-a)}')
+  del_rate=$(awk -v n="$del" -v a="$t0" -v b="$t2" 'BEGIN{printf "%.0f", n/(b-a)}')
+  echo "$1:"
+  echo "  loadgen:                       $res"
+  echo "  accepted (committed):          $acc in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')s = $acc_rate msg/s"
+  echo "  delivered to every backend:    $del = $del_rate msg/s (backlog drained $(awk -v a="$t1" -v b="$t2" 'BEGIN{printf "%.1f", b-a}')s after the load)"
+}
+"$ROOT/build/cergw" translate --to fhir "$T/s12.hl7" >"$T/s12.json"
+full "full path, FHIR JSON transaction (POST /fhir)" /fhir "$T/s12.json"
+fhir_acc=$acc_rate fhir_del=$del_rate
+full "full path, HL7 v2 SIU S12 (POST /hl7v2)" /hl7v2 "$T/s12.hl7"
+full_res=$res
+echo "deliveries in total: $(db "select count(*) from deliveries where state = 1"); P1 simulator: $(curl -s --cacert "$D/ca.pem" --cert "$D/gateway-out.pem" --key "$D/gateway-out.key" "https://localhost:$P1/_sim/stats")"
 
 light=$($LG -c "$LIGHT_CONNS" -m "$LIGHT_STREAMS" -D "$DURATION" --path /hl7v2 --data "$T/s12.hl7" | tail -1)
 echo "lighter load ($LIGHT_CONNS conn x $LIGHT_STREAMS streams): $light"
@@ -119,4 +129,4 @@ fi
 rss1=$(rss_kib "$GW_PID")
 echo "gateway RSS: ${rss0} KiB after warm-up, ${rss1} KiB at the end"
 b_rps=$(sed -n 's/.*rps=\([0-9]*\).*/\1/p' <<<"$base")
-echo "RESULT accepted_per_s=$acc_rate delivered_per_s=$del_rate $(sed -n 's/.*\(p50_ms=[0-9.]*\) \(p99_ms=[0-9.]*\).*/\1 \2/p' <<<"$full") light_$(sed -n 's/.*\(p99_ms=[0-9.]*\).*/\1/p' <<<"$light") baseline_rps=$b_rps ratio_delivered_to_baseline=$(awk -v a="$del_rate" -v b="$b_rps" 'BEGIN{printf "%.3f", a/b}')"
+echo "RESULT hl7_accepted_per_s=$acc_rate hl7_delivered_per_s=$del_rate fhir_delivered_per_s=$fhir_del $(sed -n 's/.*\(p50_ms=[0-9.]*\) \(p99_ms=[0-9.]*\).*/\1 \2/p' <<<"$full_res") light_$(sed -n 's/.*\(p99_ms=[0-9.]*\).*/\1/p' <<<"$light") baseline_rps=$b_rps ratio_delivered_to_baseline=$(awk -v a="$del_rate" -v b="$b_rps" 'BEGIN{printf "%.3f", a/b}')"
