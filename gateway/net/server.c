@@ -27,6 +27,7 @@
 #include "h1/h1.h"
 #include "h2/h2.h"
 #include "http/router.h"
+#include "mllp/mllp.h"
 #include "tls/tls.h"
 
 #define SWEEP_MS         100
@@ -77,10 +78,6 @@ struct server {
 };
 
 enum cstate { C_HS, C_H1, C_H2, C_MLLP, C_LINGER };
-
-#define MLLP_SB 0x0b
-#define MLLP_EB 0x1c
-#define MLLP_CR 0x0d
 
 struct conn {
   struct worker *w;
@@ -178,7 +175,7 @@ static void conn_respond(struct conn *c, struct gw_req *req, struct gw_resp *res
   } else if (c->h1) {
     rv = gw_h1_respond(c->h1, req, resp);
   } else { /* MLLP: the answer (an ACK) framed */
-    uint8_t sb = MLLP_SB, eb[2] = {MLLP_EB, MLLP_CR};
+    uint8_t sb = GW_MLLP_SB, eb[2] = {GW_MLLP_EB, GW_MLLP_CR};
     if (out_append(c, &sb, 1) || out_append(c, resp->body, resp->body_len) || out_append(c, eb, 2))
       rv = GW_ERR_NOMEM;
     gw_req_cleanup(&c->mreq);
@@ -501,26 +498,18 @@ static void mllp_pump(struct conn *c) {
   c->in_pump = true;
   while (!c->mwait && !c->closing && c->backlog.len) {
     uint8_t *b = c->backlog.data;
-    size_t skip = 0;
-    while (skip < c->backlog.len && (b[skip] == '\r' || b[skip] == '\n'))
-      skip++;
-    if (skip == c->backlog.len) {
-      c->backlog.len = 0;
-      break;
-    }
-    if (b[skip] != MLLP_SB) {
+    size_t mstart, mlen, used;
+    enum gw_mllp_result fr = gw_mllp_next(b, c->backlog.len, &mstart, &mlen, &used);
+    if (fr == GW_MLLP_BAD) {
       conn_cut(c, GW_CUT_PROTOCOL_ERROR, "mllp_framing");
       c->closing = true;
       break;
     }
-    uint8_t *end = NULL;
-    for (size_t i = skip + 1; i + 1 < c->backlog.len; i++)
-      if (b[i] == MLLP_EB && b[i + 1] == MLLP_CR) {
-        end = b + i;
-        break;
-      }
-    if (!end)
+    if (fr == GW_MLLP_MORE) {
+      memmove(b, b + used, c->backlog.len - used); /* drop line ends between frames */
+      c->backlog.len -= used;
       break; /* incomplete: wait for more (bounded by the backlog's cap) */
+    }
     struct gw_req *r = &c->mreq;
     gw_req_init(r, c->w->srv->conf->limits.max_body_bytes);
     snprintf(r->method, sizeof(r->method), "POST");
@@ -531,12 +520,10 @@ static void mllp_pump(struct conn *c) {
     r->peer = &c->ident;
     r->peer_addr = c->peer;
     r->conn_id = c->id;
-    size_t mlen = (size_t)(end - (b + skip + 1));
-    if (!r->path || gw_buf_append(&r->body, b + skip + 1, mlen))
+    if (!r->path || gw_buf_append(&r->body, b + mstart, mlen))
       r->early_status = 413;
-    size_t rest = c->backlog.len - (size_t)(end + 2 - b);
-    memmove(b, end + 2, rest);
-    c->backlog.len = rest;
+    memmove(b, b + used, c->backlog.len - used);
+    c->backlog.len -= used;
     c->mwait = true;
     answer(c, r);
   }
