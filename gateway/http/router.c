@@ -276,6 +276,20 @@ static int path_prefix(const struct gw_req *req, const char *p) { return strncmp
 
 void gw_router_handle(struct gw_req *req, struct gw_resp *resp) {
   int get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
+  if (req->early_status && req->proto == 0) { /* MLLP: the sender understands only an ACK */
+    struct gw_diag d;
+    gw_diag_init(&d, 2);
+    struct gw_issue *is =
+        gw_diag_add(&d, GW_SEV_FATAL, "too-costly", "mllp.too-large", "the message exceeds limits.max_body_bytes",
+                    "komunikat przekracza limit rozmiaru");
+    if (is) {
+      is->hl7_code = 207;
+      is->resendable = false; /* the same bytes will be refused again: AR */
+    }
+    hl7_ack_answer(req, resp, 200, NULL, GW_ERR_TOOBIG, &d, "");
+    gw_diag_cleanup(&d);
+    return;
+  }
   if (req->early_status) {
     const char *msg = "request refused";
     switch (req->early_status) {

@@ -85,7 +85,8 @@ cat >"$T/gw.json" <<EOF
 {
   "listen": "127.0.0.1:$GWP", "mllp_listen": "127.0.0.1:$MLLP", "workers": 2, "log_level": "info",
   "data_dir": "$T/gw", "delivery": "$T/delivery.json",
-  "tls": {"cert": "$D/server.pem", "key": "$D/server.key", "client_ca": "$D/ca.pem", "crl": "$D/crl.pem"}
+  "tls": {"cert": "$D/server.pem", "key": "$D/server.key", "client_ca": "$D/ca.pem", "crl": "$D/crl.pem"},
+  "limits": {"max_body_bytes": 65536}
 }
 EOF
 write_delivery true
@@ -160,6 +161,10 @@ mllp_bad=$( (printf '\x0bMSH|^~\\&|X\x1c\x0d'; sleep 1) |
   openssl s_client -connect 127.0.0.1:$MLLP -cert "$D/clinic-a.pem" -key "$D/clinic-a.key" -CAfile "$D/ca.pem" \
     -quiet -no_ign_eof 2>/dev/null | tr '\r' '\n')
 check "MLLP: a broken message gets ACK AE/AR, nothing delivered" bash -c "printf '%s' \"\$1\" | grep -q 'MSA|A[ER]'" _ "$mllp_bad"
+mllp_big=$( (printf '\x0bMSH|^~\\&|X|Y|Z|W|20261122||SIU^S12|BIG|P|2.5.1\r'; head -c 70000 /dev/zero | tr '\0' 'a'; printf '\x1c\x0d'; sleep 1) |
+  openssl s_client -connect 127.0.0.1:$MLLP -cert "$D/clinic-a.pem" -key "$D/clinic-a.key" -CAfile "$D/ca.pem" \
+    -quiet -no_ign_eof 2>/dev/null | tr '\r' '\n')
+check "MLLP: a message over the size limit gets ACK AR (mllp.too-large), not a dropped connection" bash -c "printf '%s' \"\$1\" | grep -q 'MSA|AR'" _ "$mllp_big"
 check "MLLP: a client without a certificate is refused" bash -c "! (printf '\x0bMSH\x1c\x0d'; sleep 0.5) | openssl s_client -connect 127.0.0.1:$MLLP -CAfile $D/ca.pem -quiet -no_ign_eof 2>/dev/null | grep -q MSA"
 
 sed -e "s/2026-12-03/$(date -u -d '+6 days' +%Y-%m-%d)/g" tests/golden/soap/book-cardiology.xml |
