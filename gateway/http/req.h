@@ -23,7 +23,7 @@ struct gw_req {
   int expect_continue;    /* HTTP/1.1 "Expect: 100-continue" */
   uint64_t start_ns;
   int32_t stream_id; /* HTTP/2 stream, or the request's ordinal on an HTTP/1.1 connection */
-  int proto;         /* 1 or 2 */
+  int proto;         /* 1 (HTTP/1.1), 2 (HTTP/2) or GW_PROTO_MLLP */
   /* borrowed from the connection; valid while the request lives */
   const struct gw_identity *peer;
   const char *peer_addr;
@@ -35,6 +35,8 @@ struct gw_req {
     int32_t stream_id;
   } reply;
 };
+
+#define GW_PROTO_MLLP 3 /* an HL7 v2 message framed by MLLP: answered with the ACK alone */
 
 #define GW_RESP_MAX_EXTRA 4
 

@@ -276,7 +276,7 @@ static int path_prefix(const struct gw_req *req, const char *p) { return strncmp
 
 void gw_router_handle(struct gw_req *req, struct gw_resp *resp) {
   int get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
-  if (req->early_status && req->proto == 0) { /* MLLP: the sender understands only an ACK */
+  if (req->early_status && req->proto == GW_PROTO_MLLP) { /* MLLP: the sender understands only an ACK */
     struct gw_diag d;
     gw_diag_init(&d, 2);
     struct gw_issue *is =

@@ -446,7 +446,7 @@ static void invalid(struct wctx *w, struct gw_req *req, struct gw_resp *resp, in
     char stamp[20], ctrl[40];
     ack_stamp(stamp, sizeof(stamp), ctrl, sizeof(ctrl), req->stream_id);
     gw_hl7_ack(w->v2, gw_hl7_ack_code_for(d), "invalid: not accepted", d, ctrl, stamp, &out);
-    take(resp, req->proto == 0 ? 200 : 422, CT_HL7, &out);
+    take(resp, req->proto == GW_PROTO_MLLP ? 200 : 422, CT_HL7, &out);
   } else if (w->kind == K_SOAP) {
     gw_engine_soap_fault(d, w->soap_version, "the message was rejected: see the issues in the detail", &out);
     take(resp, w->soap_version == 12 ? 400 : 500, w->soap_version == 12 ? CT_SOAP12 : CT_SOAP11, &out);
@@ -889,7 +889,7 @@ bool gw_write_handle(struct gw_req *req, struct gw_resp *resp) {
   switch (kind) {
   case K_HL7:
     dl = GW_D_HL7V2;
-    snprintf(op, sizeof(op), req->proto == 0 ? "hl7.mllp" : "hl7.http");
+    snprintf(op, sizeof(op), req->proto == GW_PROTO_MLLP ? "hl7.mllp" : "hl7.http");
     break;
   case K_SOAP:
     w->soap_version = gw_soap_version((const char *)req->body.data, req->body.len);

@@ -514,7 +514,7 @@ static void mllp_pump(struct conn *c) {
     gw_req_init(r, c->w->srv->conf->limits.max_body_bytes);
     snprintf(r->method, sizeof(r->method), "POST");
     r->path = strdup("/hl7v2");
-    r->proto = 0;
+    r->proto = GW_PROTO_MLLP;
     r->stream_id = ++c->mcount;
     r->start_ns = gw_now_ns();
     r->peer = &c->ident;
