@@ -98,6 +98,7 @@ static int backend_settings(yajl_val v, struct gw_backend_conf *b, struct gw_buf
   rv |= num_at(v, "concurrency", &b->concurrency, errs, where);
   rv |= num_at(v, "breaker_failures", &b->breaker_failures, errs, where);
   rv |= num_at(v, "breaker_open_ms", &b->breaker_open_ms, errs, where);
+  rv |= num_at(v, "memory_queue", &b->memory_queue, errs, where);
   if (bool_at(v, "enabled", &b->enabled)) {
     gw_buf_printf(errs, "%s.enabled: expected true or false\n", where);
     rv = GW_ERR_CONF;
@@ -106,6 +107,8 @@ static int backend_settings(yajl_val v, struct gw_backend_conf *b, struct gw_buf
     b->max_attempts = 1;
   if (b->concurrency == 0)
     b->concurrency = 1;
+  if (b->memory_queue == 0)
+    b->memory_queue = 1;
   return rv ? GW_ERR_CONF : GW_OK;
 }
 
@@ -142,7 +145,8 @@ static int parse(struct gw_dconf *c, const char *name, const char *text, const c
                                      .max_backoff_ms = 60000,
                                      .concurrency = 128,
                                      .breaker_failures = 5,
-                                     .breaker_open_ms = 2000};
+                                     .breaker_open_ms = 2000,
+                                     .memory_queue = 20000};
   if (!YAJL_IS_OBJECT(root)) {
     gw_buf_printf(errs, "%s: the top level must be an object\n", name);
     rv = GW_ERR_CONF;

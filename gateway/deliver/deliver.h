@@ -27,6 +27,7 @@ struct gw_backend_conf {
   char rpwdl[16]; /* clinic notification endpoints: the clinic */
   bool enabled;
   uint32_t timeout_ms, max_attempts, backoff_ms, max_backoff_ms, concurrency, breaker_failures, breaker_open_ms;
+  uint32_t memory_queue; /* deliveries held in memory; beyond it they wait in the store only */
 };
 
 struct gw_route {

@@ -65,6 +65,11 @@ struct bkq {
   int64_t open_until_ms;
   char token[2048];
   int64_t token_exp_ms;
+  /* bounded memory: past memory_queue deliveries wait in the store only ("spilled"); the ones
+   * skipped have ids in [cursor, spill_max] and are loaded back in id order as room appears */
+  int64_t mem;
+  bool spilled;
+  int64_t cursor, spill_max;
   /* metrics */
   _Atomic int64_t queued, in_flight, delivered, failed, rejected, dead, lat_us_sum, lat_count, breaker_open;
 };
@@ -226,8 +231,34 @@ static struct dlv *dlv_new(struct gw_dispatch *D, struct gw_delivery *d) {
 
 static void add_delivery(struct gw_dispatch *D, struct dlv *v, int64_t now) {
   atomic_fetch_add(&v->bk->queued, 1);
+  v->bk->mem++;
   if (chain_add(D, v))
     make_ready(D, v, now);
+}
+
+static uint32_t memory_cap(const char *backend) {
+  struct gw_dconf *c = gw_dconf_get();
+  const struct gw_backend_conf *bc = c ? gw_dconf_backend(c, backend) : NULL;
+  uint32_t cap = bc ? bc->memory_queue : 20000;
+  gw_dconf_put(c);
+  return cap;
+}
+
+/* Leaves delivery |id| of |b| in the store only when memory for that backend is full
+ * (or earlier ones already wait there). Returns true when it was left there. */
+static bool spill(struct bkq *b, int64_t id) {
+  if (!b->spilled && b->mem < (int64_t)memory_cap(b->name))
+    return false;
+  if (!b->spilled) {
+    b->spilled = true;
+    b->cursor = id;
+    gw_log(GW_LOG_WARN, "backlog_spilled", "backend=%s in_memory=%lld from_delivery=%lld", b->name, (long long)b->mem,
+           (long long)id);
+  }
+  if (id > b->spill_max)
+    b->spill_max = id;
+  atomic_fetch_add(&b->queued, 1);
+  return true;
 }
 
 static void take_submit(struct gw_dispatch *D, struct gw_submit *s, int64_t now) {
@@ -243,6 +274,10 @@ static void take_submit(struct gw_dispatch *D, struct gw_submit *s, int64_t now)
     struct gw_dresult *r = &s->res[i];
     memcpy(r->backend, s->d[i].backend, sizeof(r->backend));
     r->state = GW_DS_QUEUED;
+    if (spill(bk_get(D, s->d[i].backend), s->d[i].id)) {
+      snprintf(r->error, sizeof(r->error), "%s", "queued in the store behind a backlog");
+      continue;
+    }
     struct dlv *v = dlv_new(D, &s->d[i]);
     if (!v)
       continue;             /* stays queued in the store: delivered after a restart */
@@ -414,6 +449,7 @@ static int ensure_token(struct gw_dispatch *D, struct bkq *b, const struct gw_ba
 static void finish(struct gw_dispatch *D, struct dlv *v, int64_t now) {
   struct bkq *b = v->bk;
   atomic_fetch_sub(&b->queued, 1);
+  b->mem--;
   if (v->d.state == GW_DS_DELIVERED)
     atomic_fetch_add(&b->delivered, 1);
   else if (v->d.state == GW_DS_REJECTED)
@@ -625,11 +661,19 @@ static void expire_jobs(struct gw_dispatch *D, int64_t now) {
 static void load_one(void *ud, struct gw_delivery *d) {
   struct gw_dispatch *D = ud;
   int64_t now = now_ms();
+  struct bkq *b = bk_get(D, d->backend);
   if (d->state == GW_DS_RETRY_REQ) {
+    if (b->spilled) { /* taken up once the backlog is back in memory */
+      gw_delivery_free(d);
+      return;
+    }
     d->state = GW_DS_QUEUED;
     d->attempts = 0;
     d->next_ms = 0;
     gw_store_update(D->st, d);
+  } else if (spill(b, d->id)) { /* start-up recovery of more than fits */
+    gw_delivery_free(d);
+    return;
   }
   struct dlv *v = dlv_new(D, d);
   if (v) {
@@ -637,6 +681,36 @@ static void load_one(void *ud, struct gw_delivery *d) {
     add_delivery(D, v, now);
   }
   gw_delivery_free(d);
+}
+
+static void refill_one(void *ud, struct gw_delivery *d) {
+  struct gw_dispatch *D = ud;
+  struct bkq *b = bk_get(D, d->backend);
+  b->cursor = d->id + 1;
+  atomic_fetch_sub(&b->queued, 1); /* counted when it was spilled */
+  struct dlv *v = dlv_new(D, d);
+  if (v) {
+    d->payload = NULL;
+    add_delivery(D, v, now_ms());
+  }
+  gw_delivery_free(d);
+}
+
+/* Brings spilled deliveries back, oldest first, when half the room is free. */
+static void refill(struct gw_dispatch *D) {
+  int n = atomic_load(&D->nbk);
+  for (int i = 0; i < n; i++) {
+    struct bkq *b = &D->bk[i];
+    int64_t cap = (int64_t)memory_cap(b->name);
+    if (!b->spilled || b->mem > cap / 2)
+      continue;
+    int room = (int)(cap - b->mem);
+    int got = gw_store_load_range(D->st, b->name, b->cursor, b->spill_max, room, refill_one, D);
+    if (got >= 0 && got < room) { /* everything up to spill_max is back */
+      b->spilled = false;
+      gw_log(GW_LOG_INFO, "backlog_back_in_memory", "backend=%s in_memory=%lld", b->name, (long long)b->mem);
+    }
+  }
 }
 
 static void *dispatch_main(void *arg) {
@@ -668,6 +742,7 @@ static void *dispatch_main(void *arg) {
       D->last_poll_ms = now;
       gw_store_load(D->st, GW_DS_RETRY_REQ, load_one, D);
     }
+    refill(D);
     pump(D, now);
     int running = 0;
     curl_multi_perform(D->multi, &running);

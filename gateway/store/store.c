@@ -565,6 +565,30 @@ int gw_store_latest(struct gw_store *st, const char *rkey, char **canonical, cha
   return rv;
 }
 
+int gw_store_load_range(struct gw_store *st, const char *backend, int64_t from, int64_t to, int limit,
+                        void (*fn)(void *ud, struct gw_delivery *d), void *ud) {
+  sqlite3_stmt *q;
+  if (sqlite3_prepare_v2(st->r,
+                         "SELECT " DELIVERY_COLS " FROM deliveries WHERE backend = ?1 AND state = 0 AND id BETWEEN ?2"
+                         " AND ?3 ORDER BY id LIMIT ?4",
+                         -1, &q, NULL) != SQLITE_OK)
+    return GW_ERR_IO;
+  sqlite3_bind_text(q, 1, backend, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(q, 2, from);
+  sqlite3_bind_int64(q, 3, to);
+  sqlite3_bind_int(q, 4, limit);
+  int n = 0;
+  while (sqlite3_step(q) == SQLITE_ROW) {
+    struct gw_delivery *d = row_delivery(q);
+    if (d) {
+      fn(ud, d);
+      n++;
+    }
+  }
+  sqlite3_finalize(q);
+  return n;
+}
+
 static int make_dir(const char *dir, struct gw_buf *err) {
   if (mkdir(dir, 0700) && errno != EEXIST) {
     gw_buf_printf(err, "%s: %s\n", dir, strerror(errno));

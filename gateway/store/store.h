@@ -125,6 +125,11 @@ void gw_store_set_answer(struct gw_store *st, int64_t msg_id, int status, const 
  * handed to |fn|, which owns it. Synchronous, on a reader connection. */
 int gw_store_load(struct gw_store *st, int state, void (*fn)(void *ud, struct gw_delivery *d), void *ud);
 
+/* Loads up to |limit| queued deliveries of |backend| with ids in [from, to],
+ * in id order (the dispatcher's refill after a backlog spilled to disk). */
+int gw_store_load_range(struct gw_store *st, const char *backend, int64_t from, int64_t to, int limit,
+                        void (*fn)(void *ud, struct gw_delivery *d), void *ud);
+
 /* The latest accepted message that carried resource |rkey| (as in
  * gw_delivery.rkey): its canonical form (malloc'd, NUL-terminated) and a
  * summary of its deliveries ("p1=delivered apkolce=queued"). Synchronous.

@@ -65,7 +65,7 @@ write_delivery() { # extra route settings: apkolce route enabled (true|false)
     "p1": {"kind": "p1", "url": "https://localhost:$P1/fhir", "token_url": "https://localhost:$P1/oauth2/token",
            "client_id": "cergw-test"},
     "simp": {"kind": "simp", "url": "https://localhost:$SIMP/simp", "max_attempts": 3},
-    "apkolce": {"kind": "apkolce", "url": "https://localhost:$KOLCE/apkolce"}
+    "apkolce": {"kind": "apkolce", "url": "https://localhost:$KOLCE/apkolce", "memory_queue": 5}
   },
   "routes": [
     {"name": "cer", "match": "/f:*", "backends": ["p1"]},
@@ -314,6 +314,8 @@ start_sim apkolce
 k0=$(($(stat apkolce unique)))
 check "AP-KOLCE back: every queued message delivered" wait_for 20 bash -c "[ \"\$(sqlite3 $T/gw/cergw.db \"select count(*) from deliveries where backend='apkolce' and state<>1\")\" = 0 ]"
 check "  exactly once (no repeats seen by AP-KOLCE)" eq "$(stat apkolce duplicates)" 0
+check "  the backlog beyond memory_queue (5) waited in the store only and was loaded back from it" \
+  bash -c "grep -q 'event=backlog_spilled backend=apkolce' $LOG && grep -q 'event=backlog_back_in_memory backend=apkolce' $LOG"
 check "  P1 was not held up meanwhile" eq "$(stat p1 unique)" $((n0 + 20))
 
 mode simp fail
