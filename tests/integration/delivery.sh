@@ -342,8 +342,14 @@ k=$(stat apkolce unique)
 post_fhir clinic-a 6001 >/dev/null
 check "SIGHUP: the AP-KOLCE route switched off without a restart" eq "$(stat apkolce unique)" "$k"
 write_delivery true
+mode p1 fail
+before=$(stat p1 unique)
+check "a message queued for retry while P1 fails" eq "$(post_fhir clinic-a 6002)" 202
 kill -HUP "$GW_PID"
 sleep 0.3
+mode p1 ok
+check "SIGHUP with work in flight: the queued message is still delivered after the reload" \
+  wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((before + 1)) ]"
 check "metrics per backend" bash -c "curl -s --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key https://localhost:$GWP/metrics | grep -q 'cergw_backend_delivered_total{backend=\"p1\"}'"
 check "audit log: who, what, outcome, PESEL masked" bash -c "grep 'event=audit' $LOG | grep -q 'patient=850101\*\*\*\*\*' && ! grep 'event=audit' $LOG | grep -q 85010112345"
 
