@@ -516,6 +516,20 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
     else if (w->kind == K_FHIR && !w->bundle && w->entry_type[0][0] && strcmp(w->rtype, w->entry_type[0]) != 0)
       gw_diag_add(&d, GW_SEV_ERROR, "invalid", "fhir.resource-type", "the resource type does not match the URL",
                   "typ zasobu nie zgadza się z adresem");
+    if (w->kind == K_FHIR && w->update) { /* PUT: the body's id, when given, must be the URL's */
+      xmlXPathContextPtr x = xctx(doc);
+      char bid[100] = "";
+      if (x)
+        xstr(x, root, "string(f:id/@value)", bid, sizeof(bid));
+      xmlXPathFreeContext(x);
+      if (bid[0] && strcmp(bid, w->rid) != 0) {
+        struct gw_issue *is =
+            gw_diag_add(&d, GW_SEV_ERROR, "invalid", "fhir.id-mismatch",
+                        "the resource's id differs from the id in the URL", "id zasobu różni się od id w adresie");
+        if (is)
+          snprintf(is->location, sizeof(is->location), "%s.id", w->rtype);
+      }
+    }
     if (gw_diag_has_errors(&d))
       rv = GW_ERR_INVAL;
   }
@@ -604,10 +618,6 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
     xmlFreeDoc(env);
     gw_diag_cleanup(&d2);
   }
-  if (notify && req->idem_key == NULL) {
-    /* P1 numbers its notifications by the appointment and its change */
-  }
-
   /* where it goes */
   int idx[GW_MAX_BACKENDS], nb = 0;
   char why[200] = "";
@@ -912,11 +922,7 @@ bool gw_write_handle(struct gw_req *req, struct gw_resp *resp) {
     break;
   case K_FHIR:
     dl = gw_dialect_detect((const char *)req->body.data, req->body.len);
-    snprintf(op, sizeof(op), "fhir.%s%s%s",
-             update      ? "update "
-             : is_bundle ? "transaction"
-                         : "create ",
-             type, update ? "" : "");
+    snprintf(op, sizeof(op), "fhir.%s%s", update ? "update " : is_bundle ? "transaction" : "create ", type);
     break;
   }
   if ((kind == K_FHIR || kind == K_NOTIFY) && dl != GW_D_FHIR_JSON && dl != GW_D_FHIR_XML) {

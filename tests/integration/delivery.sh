@@ -236,6 +236,8 @@ c1=$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+
 c2=$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' -H 'If-None-Exist: identifier=A-5' --data-binary @"$T/a5.json")
 check "conditional create without a match creates (201), then matches (200)" eq "$c1/$c2/$(stat p1 unique)" "201/200/$((before + 1))"
 check "a resource type that does not match the URL: 422" eq "$(code clinic-a /fhir/Slot -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/a1.json")" 422
+sed 's/"resourceType":"Appointment",/"resourceType":"Appointment","id":"OTHER",/' "$T/a1.json" >"$T/a1-other.json"
+check "PUT whose body names another id: 422 fhir.id-mismatch" bash -c "curl -s --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key https://localhost:$GWP/fhir/Appointment/A-1 -X PUT -H 'content-type: application/fhir+json' --data-binary @$T/a1-other.json | grep -q fhir.id-mismatch"
 check "PUT without an id: 405" eq "$(code clinic-a /fhir/Appointment -X PUT -H 'content-type: application/fhir+json' --data-binary @"$T/a1.json")" 405
 
 # ------------------------------------------------------------ refusals
