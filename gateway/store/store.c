@@ -509,12 +509,8 @@ static struct gw_delivery *row_delivery(sqlite3_stmt *q) {
   "id, msg_id, backend, rkey, path, ctype, payload, state, attempts, next_ms, last_status, "                           \
   "last_error, created_ms, ikey"
 
-int gw_store_load(struct gw_store *st, int state, void (*fn)(void *ud, struct gw_delivery *d), void *ud) {
-  sqlite3_stmt *q;
-  if (sqlite3_prepare_v2(st->r, "SELECT " DELIVERY_COLS " FROM deliveries WHERE state = ?1 ORDER BY id", -1, &q,
-                         NULL) != SQLITE_OK)
-    return GW_ERR_IO;
-  sqlite3_bind_int(q, 1, state);
+/* Hands every row of |q| (prepared and bound) to |fn| as a delivery, then finalizes |q|. */
+static int each_delivery(sqlite3_stmt *q, void (*fn)(void *ud, struct gw_delivery *d), void *ud) {
   int n = 0;
   while (sqlite3_step(q) == SQLITE_ROW) {
     struct gw_delivery *d = row_delivery(q);
@@ -525,6 +521,15 @@ int gw_store_load(struct gw_store *st, int state, void (*fn)(void *ud, struct gw
   }
   sqlite3_finalize(q);
   return n;
+}
+
+int gw_store_load(struct gw_store *st, int state, void (*fn)(void *ud, struct gw_delivery *d), void *ud) {
+  sqlite3_stmt *q;
+  if (sqlite3_prepare_v2(st->r, "SELECT " DELIVERY_COLS " FROM deliveries WHERE state = ?1 ORDER BY id", -1, &q,
+                         NULL) != SQLITE_OK)
+    return GW_ERR_IO;
+  sqlite3_bind_int(q, 1, state);
+  return each_delivery(q, fn, ud);
 }
 
 int gw_store_latest(struct gw_store *st, const char *rkey, char **canonical, char *summary, size_t n) {
@@ -577,16 +582,7 @@ int gw_store_load_range(struct gw_store *st, const char *backend, int64_t from, 
   sqlite3_bind_int64(q, 2, from);
   sqlite3_bind_int64(q, 3, to);
   sqlite3_bind_int(q, 4, limit);
-  int n = 0;
-  while (sqlite3_step(q) == SQLITE_ROW) {
-    struct gw_delivery *d = row_delivery(q);
-    if (d) {
-      fn(ud, d);
-      n++;
-    }
-  }
-  sqlite3_finalize(q);
-  return n;
+  return each_delivery(q, fn, ud);
 }
 
 static int make_dir(const char *dir, struct gw_buf *err) {
