@@ -182,6 +182,15 @@ sresp=$(gw clinic-a /soap -H 'content-type: text/xml' --data-binary @"$T/book.xm
 check "SOAP BookAppointment: BookAppointmentResponse with per-backend status" bash -c "printf '%s' \"\$1\" | grep -q '<c:BookAppointmentResponse><c:Status>delivered'" _ "$sresp"
 gw clinic-a /soap -H 'content-type: text/xml' --data-binary @"$T/book.xml" >/dev/null
 check "SOAP repeat of the WS-Addressing MessageID: one delivery" eq "$(stat p1 unique)" $((before + 1))
+# legacy SOAP stacks speak HTTP/1.1: two deferred answers on one keep-alive connection
+sed -e 's/urn:uuid:book-1/urn:uuid:book-h1a/; s|<c:SlotId>[^<]*</c:SlotId>||; s/WIZ-2026-0100/WIZ-H1A/g' "$T/book.xml" >"$T/book-h1a.xml"
+sed -e 's/urn:uuid:book-1/urn:uuid:book-h1b/; s|<c:SlotId>[^<]*</c:SlotId>||; s/WIZ-2026-0100/WIZ-H1B/g' "$T/book.xml" >"$T/book-h1b.xml"
+h1=$(curl -s --http1.1 --cacert "$D/ca.pem" --cert "$D/clinic-a.pem" --key "$D/clinic-a.key" -H 'content-type: text/xml' \
+  --data-binary @"$T/book-h1a.xml" "https://localhost:$GWP/soap" --next --http1.1 --cacert "$D/ca.pem" \
+  --cert "$D/clinic-a.pem" --key "$D/clinic-a.key" -H 'content-type: text/xml' --data-binary @"$T/book-h1b.xml" \
+  "https://localhost:$GWP/soap" -w '\n%{num_connects}\n')
+check "SOAP over HTTP/1.1: two deferred answers in order on one connection" \
+  bash -c "[ \"\$(printf '%s' \"\$1\" | grep -o 'BookAppointmentResponse><c:Status>' | wc -l)\" = 2 ] && printf '%s' \"\$1\" | tail -1 | grep -qx 0" _ "$h1"
 APPT_ID=$(sed -n 's/.*<c:AppointmentId>\([^<]*\)<.*/\1/p' "$T/book.xml" | head -1)
 cat >"$T/status.xml" <<EOF
 <soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:c="urn:cergw:clinic:v1"><soap:Body>
