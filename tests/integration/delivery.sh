@@ -307,6 +307,17 @@ mode p1 ok
 check "  delivered once P1 is back" wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((before + 1)) ]"
 check "  the breaker opened and closed (logged)" bash -c "grep -q 'event=breaker_open backend=p1' $LOG || grep -q 'delivery' $LOG"
 
+sim p1 "/_sim/control?delay_ms=2500" -X POST >/dev/null
+before=$(stat p1 unique)
+fhir 2002 >"$T/b-2002.json"
+t0=$(date +%s%N)
+c=$(code clinic-a /fhir -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/b-2002.json")
+t1=$(date +%s%N)
+check "P1 slower than answer_deadline_ms (1500): answered 202 at the deadline" eq "$c" 202
+check "  at the deadline, not after P1's 2.5 s (took $(( (t1 - t0) / 1000000 )) ms)" bash -c "[ $(( (t1 - t0) / 1000000 )) -ge 1400 ] && [ $(( (t1 - t0) / 1000000 )) -lt 2450 ]"
+check "  and delivered once P1 answers" wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((before + 1)) ]"
+sim p1 "/_sim/control?delay_ms=0" -X POST >/dev/null
+
 mode p1 fail
 appt ORD-1 booked "$APPT" "$APPT_END" >"$T/o1.json"
 appt ORD-1 cancelled "$APPT" "$APPT_END" >"$T/o2.json"
