@@ -65,6 +65,8 @@ struct bkq {
   int64_t open_until_ms;
   char token[2048];
   int64_t token_exp_ms;
+  int64_t token_next_ms; /* after a failed token request: not before this */
+  int token_failures;
   /* bounded memory: past memory_queue deliveries wait in the store only ("spilled"); the ones
    * skipped have ids in [cursor, spill_max] and are loaded back in id order as room appears */
   int64_t mem;
@@ -434,6 +436,7 @@ static int ensure_token(struct gw_dispatch *D, struct bkq *b, const struct gw_ba
       /* renew a little before it runs out */
       b->token_exp_ms = now + (ttl > 60 ? ttl - 30 : ttl / 2) * 1000;
       rv = GW_OK;
+      b->token_failures = 0;
       gw_log(GW_LOG_INFO, "oauth_token", "backend=%s expires_in=%ld", b->name, ttl);
     }
     yajl_tree_free(root);
@@ -629,7 +632,13 @@ static void pump(struct gw_dispatch *D, int64_t now) {
         continue;
       limit = 1; /* half open: one probe */
     }
+    if (bc->kind == GW_OUT_P1 && now < b->token_next_ms)
+      continue; /* the token endpoint failed lately: do not hold the other backends up asking again */
     if (b->inflight < limit && bc->kind == GW_OUT_P1 && ensure_token(D, b, bc, c, now)) {
+      /* the request blocks this thread for up to timeout_ms: back off 1 s, 2 s, ... 60 s */
+      int shift = b->token_failures < 6 ? b->token_failures : 6;
+      b->token_failures++;
+      b->token_next_ms = now_ms() + (1000LL << shift > 60000 ? 60000 : 1000LL << shift);
       b->consecutive_failures++;
       if (b->consecutive_failures >= (int)bc->breaker_failures) {
         b->open_until_ms = now + bc->breaker_open_ms;

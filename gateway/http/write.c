@@ -883,6 +883,10 @@ bool gw_write_handle(struct gw_req *req, struct gw_resp *resp) {
           ? forbidden(req, resp, GW_ROLE_P1, "notifications are accepted only from P1's certificate")
           : forbidden(req, resp, GW_ROLE_CLINIC, "only a clinic certificate with an RPWDL number may send messages"))
     return true;
+  if ((req->idem_key && strlen(req->idem_key) > 200) || (req->if_none_exist && strlen(req->if_none_exist) > 400)) {
+    gw_router_error(resp, 400, "Idempotency-Key is limited to 200 characters and If-None-Exist to 400");
+    return true;
+  }
   struct wctx *w = calloc(1, sizeof(*w));
   if (!w) {
     gw_router_error(resp, 500, "out of memory");

@@ -209,6 +209,8 @@ before=$(stat p1 unique)
 rep=$(gw clinic-a /fhir -X POST -H 'content-type: application/fhir+json' -H 'Idempotency-Key: ik-1' --data-binary @"$T/b.json" -D -)
 check "Idempotency-Key repeat: the original answer replayed" bash -c "printf '%s' \"\$1\" | grep -qi '^x-cergw-replay: true'" _ "$rep"
 check "  and nothing delivered again" eq "$(stat p1 unique)" "$before"
+long_key=$(head -c 300 /dev/zero | tr '\0' k)
+check "an Idempotency-Key over 200 characters: 400, not silently ignored" eq "$(code clinic-a /fhir -X POST -H 'content-type: application/fhir+json' -H "Idempotency-Key: $long_key" --data-binary @"$T/b.json")" 400
 check "same key from another clinic is not a repeat of the first clinic's message" \
   bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' --cacert $D/ca.pem --cert $D/clinic-b.pem --key $D/clinic-b.key https://localhost:$GWP/fhir -X POST -H 'content-type: application/fhir+json' -H 'Idempotency-Key: ik-1' --data-binary @$T/b.json)\" = 422 ]"
 
