@@ -33,10 +33,14 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 ulimit -n 8192 || true
 
+SIM_PIDS=()
 for s in p1:$P1 simp:$SIMP apkolce:$KOLCE; do
   ./build/cergw sim --role "${s%%:*}" --listen "127.0.0.1:${s##*:}" --data "$T/sims" >"$T/sim-${s%%:*}.log" 2>&1 &
   pids+=($!)
+  SIM_PIDS+=($!)
 done
+HZ=$(getconf CLK_TCK)
+cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
 cat >"$T/delivery.json" <<EOF
 { "answer_deadline_ms": 2000,
   "client_tls": {"cert": "$D/gateway-out.pem", "key": "$D/gateway-out.key", "ca": "$D/ca.pem"},
@@ -88,6 +92,9 @@ full() {
   local m0 d0 t0 t1 t2 m1 d1 acc del
   m0=$(db "select count(*) from messages")
   d0=$(delivered_msgs)
+  local g0 s0 g1 s1
+  g0=$(cpu_ticks "$GW_PID")
+  s0=$(cpu_ticks "${SIM_PIDS[@]}")
   t0=$(date +%s.%N)
   res=$($LG -c "$CONNS" -m "$STREAMS" -D "$DURATION" --path "$2" --data "$3" | tail -1)
   t1=$(date +%s.%N)
@@ -97,6 +104,8 @@ full() {
     sleep 0.1
   done
   t2=$(date +%s.%N)
+  g1=$(cpu_ticks "$GW_PID")
+  s1=$(cpu_ticks "${SIM_PIDS[@]}")
   m1=$(db "select count(*) from messages")
   d1=$(delivered_msgs)
   acc=$((m1 - m0))
@@ -107,6 +116,7 @@ full() {
   echo "  loadgen:                       $res"
   echo "  accepted (committed):          $acc in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')s = $acc_rate msg/s"
   echo "  delivered to every backend:    $del = $del_rate msg/s (backlog drained $(awk -v a="$t1" -v b="$t2" 'BEGIN{printf "%.1f", b-a}')s after the load)"
+  echo "  CPU per message:               gateway $(awk -v t=$((g1 - g0)) -v n="$del" -v hz="$HZ" 'BEGIN{printf "%.0f", t / hz / n * 1e6}') us, simulators $(awk -v t=$((s1 - s0)) -v n="$del" -v hz="$HZ" 'BEGIN{printf "%.0f", t / hz / n * 1e6}') us (the rest of the 2 cores: load generator, kernel, other tenants)"
 }
 "$ROOT/build/cergw" translate --to fhir "$T/s12.hl7" >"$T/s12.json"
 full "full path, FHIR JSON transaction (POST /fhir)" /fhir "$T/s12.json"

@@ -5,6 +5,8 @@
 #include <libxml/xpath.h>
 #include <libxml/xpathInternals.h>
 #include <openssl/rand.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,10 +86,45 @@ static xmlXPathContextPtr xctx(xmlDocPtr doc) {
   return x;
 }
 
+/* The expressions below are fixed strings: each is compiled once, on first use, and shared by
+ * every worker (evaluating a compiled expression does not change it). */
+#define XCACHE_MAX 64
+static struct {
+  const char *src;
+  xmlXPathCompExprPtr comp;
+} xcache[XCACHE_MAX];
+static _Atomic int xcache_n;
+static pthread_mutex_t xcache_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static xmlXPathCompExprPtr compiled(const char *expr) {
+  int n = atomic_load_explicit(&xcache_n, memory_order_acquire);
+  for (int i = 0; i < n; i++)
+    if (xcache[i].src == expr || strcmp(xcache[i].src, expr) == 0)
+      return xcache[i].comp;
+  pthread_mutex_lock(&xcache_mu);
+  xmlXPathCompExprPtr c = NULL;
+  n = atomic_load(&xcache_n);
+  for (int i = 0; i < n && !c; i++)
+    if (strcmp(xcache[i].src, expr) == 0)
+      c = xcache[i].comp;
+  if (!c && n < XCACHE_MAX && (c = xmlXPathCompile(BAD_CAST expr))) {
+    xcache[n].src = expr;
+    xcache[n].comp = c;
+    atomic_store_explicit(&xcache_n, n + 1, memory_order_release);
+  }
+  pthread_mutex_unlock(&xcache_mu);
+  return c;
+}
+
+static xmlXPathObjectPtr xeval(xmlXPathContextPtr x, xmlNodePtr at, const char *expr) {
+  x->node = at;
+  xmlXPathCompExprPtr c = compiled(expr);
+  return c ? xmlXPathCompiledEval(c, x) : xmlXPathEvalExpression(BAD_CAST expr, x);
+}
+
 static void xstr(xmlXPathContextPtr x, xmlNodePtr at, const char *expr, char *out, size_t n) {
   out[0] = 0;
-  x->node = at;
-  xmlXPathObjectPtr o = xmlXPathEvalExpression(BAD_CAST expr, x);
+  xmlXPathObjectPtr o = xeval(x, at, expr);
   xmlChar *s = o ? xmlXPathCastToString(o) : NULL;
   if (s)
     snprintf(out, n, "%s", (const char *)s);
@@ -96,8 +133,7 @@ static void xstr(xmlXPathContextPtr x, xmlNodePtr at, const char *expr, char *ou
 }
 
 static xmlXPathObjectPtr xnodes(xmlXPathContextPtr x, const char *expr) {
-  x->node = (xmlNodePtr)x->doc;
-  xmlXPathObjectPtr o = xmlXPathEvalExpression(BAD_CAST expr, x);
+  xmlXPathObjectPtr o = xeval(x, (xmlNodePtr)x->doc, expr);
   if (o && o->type != XPATH_NODESET) {
     xmlXPathFreeObject(o);
     return NULL;
@@ -146,7 +182,7 @@ static void memory_facts(xmlDocPtr doc, struct gw_submit *s, int *late_cancel) {
     s->slot_release = !strcmp(status, "cancelled") || !strcmp(status, "noshow") || !strcmp(status, "entered-in-error");
     int64_t st = instant_ms(start);
     *late_cancel = !strcmp(status, "cancelled") && st && st - (int64_t)time(NULL) * 1000 < LATE_CANCEL_S * 1000LL;
-    xmlXPathObjectPtr refs = (x->node = a, xmlXPathEvalExpression(BAD_CAST "f:slot", x));
+    xmlXPathObjectPtr refs = xeval(x, a, "f:slot");
     for (int i = 0; refs && refs->nodesetval && i < refs->nodesetval->nodeNr && s->nslotrefs < 4; i++) {
       char id[128];
       xstr(x, refs->nodesetval->nodeTab[i],

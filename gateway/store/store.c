@@ -136,6 +136,7 @@ struct gw_store {
   bool stop;
   gw_store_accepted_fn on_accepted;
   void *ud;
+  bool synced_full; /* the writer connection's current synchronous mode */
 };
 
 static int open_db(const char *path, sqlite3 **db, struct gw_buf *err) {
@@ -386,6 +387,17 @@ static void *writer_main(void *arg) {
     pthread_mutex_unlock(&st->mu);
 
     int64_t now = now_ms();
+    /* A batch with new messages is synced to disk before anybody hears of them. A batch of
+     * delivery-state changes and stored answers only is not: losing one to a power cut means a
+     * delivery is attempted again with the same idempotency key, or an answer is rebuilt from
+     * the states; the next synced commit makes them durable anyway. */
+    bool has_submit = false;
+    for (struct witem *it = batch; it && !has_submit; it = it->next)
+      has_submit = it->kind == W_SUBMIT;
+    if (has_submit != st->synced_full) {
+      exec(st->w, has_submit ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+      st->synced_full = has_submit;
+    }
     int rc = exec(st->w, "BEGIN IMMEDIATE");
     for (struct witem *it = batch; it && rc == SQLITE_OK; it = it->next) {
       if (it->kind == W_SUBMIT) {
@@ -626,6 +638,7 @@ int gw_store_open(const char *dir, gw_store_accepted_fn on_accepted, void *ud, s
   if (!rv)
     rv = open_db(path, &st->q, err);
   pthread_mutex_init(&st->qmu, NULL);
+  st->synced_full = true; /* open_db sets synchronous=FULL */
   if (!rv && pthread_create(&st->th, NULL, writer_main, st))
     rv = GW_ERR_IO;
   if (rv) {
