@@ -264,13 +264,16 @@ out:
   return rv ? GW_ERR_CONF : GW_OK;
 }
 
-int gw_dconf_parse(const char *text, const char *name, struct gw_dconf **out, struct gw_buf *errs) {
+/* A new snapshot from |text|; relative file names are taken from |dir| ("" = as given). */
+static int build(const char *text, const char *name, const char *dir, const char *path, struct gw_dconf **out,
+                 struct gw_buf *errs) {
   *out = NULL;
   struct gw_dconf *c = calloc(1, sizeof(*c));
   if (!c)
     return GW_ERR_NOMEM;
   c->refs = 1;
-  int rv = parse(c, name, text, "", errs);
+  c->path = path ? strdup(path) : NULL;
+  int rv = parse(c, name, text, dir, errs);
   if (rv) {
     gw_dconf_free(c);
     return rv;
@@ -279,36 +282,26 @@ int gw_dconf_parse(const char *text, const char *name, struct gw_dconf **out, st
   return GW_OK;
 }
 
+int gw_dconf_parse(const char *text, const char *name, struct gw_dconf **out, struct gw_buf *errs) {
+  return build(text, name, "", NULL, out, errs);
+}
+
 int gw_dconf_load(const char *path, struct gw_dconf **out, struct gw_buf *errs) {
   *out = NULL;
-  struct gw_dconf *c = calloc(1, sizeof(*c));
-  if (!c)
-    return GW_ERR_NOMEM;
-  c->refs = 1;
-  char *text = NULL;
-  char dir[1024] = "";
-  if (path) {
-    size_t n;
-    const char *why;
-    text = gw_file_read(path, 1u << 20, &n, &why);
-    if (!text) {
-      gw_buf_printf(errs, "%s: %s\n", path, why);
-      free(c);
-      return GW_ERR_CONF;
-    }
-    char tmp[1024];
-    snprintf(tmp, sizeof(tmp), "%s", path);
-    snprintf(dir, sizeof(dir), "%s", dirname(tmp));
-    c->path = strdup(path);
+  if (!path)
+    return build(default_conf, "embedded delivery defaults", "", NULL, out, errs);
+  size_t n;
+  const char *why;
+  char *text = gw_file_read(path, 1u << 20, &n, &why);
+  if (!text) {
+    gw_buf_printf(errs, "%s: %s\n", path, why);
+    return GW_ERR_CONF;
   }
-  int rv = parse(c, path ? path : "embedded delivery defaults", text ? text : default_conf, dir, errs);
+  char tmp[1024];
+  snprintf(tmp, sizeof(tmp), "%s", path);
+  int rv = build(text, path, dirname(tmp), path, out, errs);
   free(text);
-  if (rv) {
-    gw_dconf_free(c);
-    return rv;
-  }
-  *out = c;
-  return GW_OK;
+  return rv;
 }
 
 void gw_dconf_free(struct gw_dconf *c) {

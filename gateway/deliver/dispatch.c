@@ -15,6 +15,7 @@
 #include <time.h>
 #include <yajl/yajl_tree.h>
 
+#include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "deliver/deliver.h"
@@ -69,7 +70,7 @@ struct bkq {
   int token_failures;
   /* bounded memory: past memory_queue deliveries wait in the store only ("spilled"); the ones
    * skipped have ids in [cursor, spill_max] and are loaded back in id order as room appears */
-  int64_t mem;
+  int64_t mem, cap; /* cap: the backend's memory_queue, refreshed from the configuration by pump() */
   bool spilled;
   int64_t cursor, spill_max;
   /* metrics */
@@ -95,12 +96,6 @@ struct gw_dispatch {
 
 static struct gw_dispatch *the; /* for metrics */
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static struct bkq *bk_get(struct gw_dispatch *D, const char *name) {
   int n = atomic_load(&D->nbk);
   for (int i = 0; i < n; i++)
@@ -110,6 +105,10 @@ static struct bkq *bk_get(struct gw_dispatch *D, const char *name) {
     return &D->bk[MAX_BK - 1];
   struct bkq *b = &D->bk[n];
   snprintf(b->name, sizeof(b->name), "%s", name);
+  struct gw_dconf *c = gw_dconf_get(); /* once per backend; pump() keeps it current */
+  const struct gw_backend_conf *bc = c ? gw_dconf_backend(c, name) : NULL;
+  b->cap = bc ? bc->memory_queue : 20000;
+  gw_dconf_put(c);
   atomic_store(&D->nbk, n + 1);
   return b;
 }
@@ -238,18 +237,10 @@ static void add_delivery(struct gw_dispatch *D, struct dlv *v, int64_t now) {
     make_ready(D, v, now);
 }
 
-static uint32_t memory_cap(const char *backend) {
-  struct gw_dconf *c = gw_dconf_get();
-  const struct gw_backend_conf *bc = c ? gw_dconf_backend(c, backend) : NULL;
-  uint32_t cap = bc ? bc->memory_queue : 20000;
-  gw_dconf_put(c);
-  return cap;
-}
-
 /* Leaves delivery |id| of |b| in the store only when memory for that backend is full
  * (or earlier ones already wait there). Returns true when it was left there. */
 static bool spill(struct bkq *b, int64_t id) {
-  if (!b->spilled && b->mem < (int64_t)memory_cap(b->name))
+  if (!b->spilled && b->mem < b->cap)
     return false;
   if (!b->spilled) {
     b->spilled = true;
@@ -624,6 +615,8 @@ static void pump(struct gw_dispatch *D, int64_t now) {
       }
     }
     const struct gw_backend_conf *bc = gw_dconf_backend(c, b->name);
+    if (bc)
+      b->cap = bc->memory_queue;
     if (!bc || !bc->enabled || !b->rhead)
       continue; /* switched off or removed: deliveries wait in the store */
     int limit = (int)bc->concurrency;
@@ -638,7 +631,7 @@ static void pump(struct gw_dispatch *D, int64_t now) {
       /* the request blocks this thread for up to timeout_ms: back off 1 s, 2 s, ... 60 s */
       int shift = b->token_failures < 6 ? b->token_failures : 6;
       b->token_failures++;
-      b->token_next_ms = now_ms() + (1000LL << shift > 60000 ? 60000 : 1000LL << shift);
+      b->token_next_ms = gw_wall_ms() + (1000LL << shift > 60000 ? 60000 : 1000LL << shift);
       b->consecutive_failures++;
       if (b->consecutive_failures >= (int)bc->breaker_failures) {
         b->open_until_ms = now + bc->breaker_open_ms;
@@ -669,7 +662,7 @@ static void expire_jobs(struct gw_dispatch *D, int64_t now) {
 
 static void load_one(void *ud, struct gw_delivery *d) {
   struct gw_dispatch *D = ud;
-  int64_t now = now_ms();
+  int64_t now = gw_wall_ms();
   struct bkq *b = bk_get(D, d->backend);
   if (d->state == GW_DS_RETRY_REQ) {
     if (b->spilled) { /* taken up once the backlog is back in memory */
@@ -700,7 +693,7 @@ static void refill_one(void *ud, struct gw_delivery *d) {
   struct dlv *v = dlv_new(D, d);
   if (v) {
     d->payload = NULL;
-    add_delivery(D, v, now_ms());
+    add_delivery(D, v, gw_wall_ms());
   }
   gw_delivery_free(d);
 }
@@ -710,10 +703,9 @@ static void refill(struct gw_dispatch *D) {
   int n = atomic_load(&D->nbk);
   for (int i = 0; i < n; i++) {
     struct bkq *b = &D->bk[i];
-    int64_t cap = (int64_t)memory_cap(b->name);
-    if (!b->spilled || b->mem > cap / 2)
+    if (!b->spilled || b->mem > b->cap / 2)
       continue;
-    int room = (int)(cap - b->mem);
+    int room = (int)(b->cap - b->mem);
     int got = gw_store_load_range(D->st, b->name, b->cursor, b->spill_max, room, refill_one, D);
     if (got >= 0 && got < room) { /* everything up to spill_max is back */
       b->spilled = false;
@@ -731,7 +723,7 @@ static void *dispatch_main(void *arg) {
     D->inbox = NULL;
     bool stop = D->stop;
     pthread_mutex_unlock(&D->mu);
-    int64_t now = now_ms();
+    int64_t now = gw_wall_ms();
     /* the inbox is newest first: reverse it to keep the commit order */
     struct gw_submit *rev = NULL;
     while (in) {
@@ -757,7 +749,7 @@ static void *dispatch_main(void *arg) {
     curl_multi_perform(D->multi, &running);
     CURLMsg *m;
     int left;
-    now = now_ms();
+    now = gw_wall_ms();
     while ((m = curl_multi_info_read(D->multi, &left)))
       if (m->msg == CURLMSG_DONE)
         completed(D, m->easy_handle, m->data.result, now);

@@ -236,8 +236,8 @@ static void soap_description(struct gw_req *req, struct gw_resp *resp) {
   resp->content_type = "text/xml; charset=utf-8";
 }
 
-/* POST /soap: ValidateMessage answers; the other operations are checked the
- * same way and, until delivery exists, refused with a Receiver fault. */
+/* POST /soap for what write.c leaves here: ValidateMessage (a dry run), and
+ * anything that is not one of the clinic port's operations (a Fault). */
 static void soap(struct gw_req *req, struct gw_resp *resp) {
   const char *body = (const char *)req->body.data;
   int version = gw_soap_version(body, req->body.len);
@@ -264,9 +264,10 @@ static void soap(struct gw_req *req, struct gw_resp *resp) {
   } else {
     struct gw_diag none;
     gw_diag_init(&none, 1);
-    gw_engine_soap_fault(&none, version, "valid, but delivery to CeR is not available yet: nothing was accepted", &out);
+    gw_engine_soap_fault(&none, version, "this operation is not offered on the clinic port: nothing was accepted",
+                         &out);
     gw_diag_cleanup(&none);
-    take_buf(resp, version == 12 ? 503 : 500, ct, &out);
+    take_buf(resp, version == 12 ? 400 : 500, ct, &out);
   }
   gw_buf_cleanup(&out);
   gw_diag_cleanup(&d);

@@ -15,6 +15,7 @@
 #include "codec/fhir.h"
 #include "codec/hl7v2.h"
 #include "codec/xml.h"
+#include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "deliver/deliver.h"
@@ -48,7 +49,8 @@ struct wctx {
   enum wkind kind;
   int soap_version;
   char soap_op[48];
-  xmlDocPtr v2; /* HL7: the request, for the ACK */
+  char soap_mid[256]; /* WS-Addressing MessageID, "" when absent */
+  xmlDocPtr v2;       /* HL7: the request, for the ACK */
   char rtype[32];
   char rid[96];
   bool update, bundle;
@@ -148,10 +150,7 @@ static int64_t instant_ms(const char *s) {
 
 /* The rules with memory need the Slots a message publishes and the Slots an
  * Appointment books or frees; the 48-hour rule needs the cancelled visit's start. */
-static void memory_facts(xmlDocPtr doc, struct gw_submit *s, int *late_cancel) {
-  xmlXPathContextPtr x = xctx(doc);
-  if (!x)
-    return;
+static void memory_facts(xmlXPathContextPtr x, struct gw_submit *s, int *late_cancel) {
   xmlXPathObjectPtr o = xnodes(x, "//f:Slot");
   int n = (o && o->nodesetval) ? o->nodesetval->nodeNr : 0;
   if (n > 0 && (s->slots = calloc((size_t)n, sizeof(*s->slots)))) {
@@ -193,7 +192,6 @@ static void memory_facts(xmlDocPtr doc, struct gw_submit *s, int *late_cancel) {
     xmlXPathFreeObject(refs);
   }
   xmlXPathFreeObject(o);
-  xmlXPathFreeContext(x);
 }
 
 /* ---- answers ---- */
@@ -293,20 +291,6 @@ static void fhir_answer(struct wctx *w, const struct gw_submit *s, struct gw_res
   gw_diag_cleanup(&d);
 }
 
-/* A SOAP envelope of |version| with an empty Body; returns the operation element |op| inside it. */
-static xmlNodePtr soap_envelope(int version, const char *op, xmlDocPtr *out, xmlNsPtr *cns) {
-  const char *env_ns =
-      version == 12 ? "http://www.w3.org/2003/05/soap-envelope" : "http://schemas.xmlsoap.org/soap/envelope/";
-  xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
-  xmlNodePtr envn = xmlNewDocNode(doc, NULL, BAD_CAST "Envelope", NULL);
-  xmlDocSetRootElement(doc, envn);
-  xmlNsPtr sns = xmlNewNs(envn, BAD_CAST env_ns, BAD_CAST "soap");
-  *cns = xmlNewNs(envn, BAD_CAST CLINIC_NS, BAD_CAST "c");
-  xmlSetNs(envn, sns);
-  *out = doc;
-  return xmlNewChild(xmlNewChild(envn, sns, BAD_CAST "Body", NULL), *cns, BAD_CAST op, NULL);
-}
-
 static void soap_answer(struct wctx *w, const struct gw_submit *s, struct gw_resp *r) {
   int st = overall(s);
   struct gw_buf out;
@@ -320,24 +304,13 @@ static void soap_answer(struct wctx *w, const struct gw_submit *s, struct gw_res
     take(r, w->soap_version == 12 ? 400 : 500, w->soap_version == 12 ? CT_SOAP12 : CT_SOAP11, &out);
     return;
   }
-  char opname[80], num[32];
-  snprintf(opname, sizeof(opname), "%sResponse", w->soap_op);
-  xmlDocPtr doc;
-  xmlNsPtr cns;
-  xmlNodePtr op = soap_envelope(w->soap_version, opname, &doc, &cns);
-  xmlNewTextChild(op, cns, BAD_CAST "Status", BAD_CAST state_word(st));
-  snprintf(num, sizeof(num), "%lld", (long long)s->msg_id);
-  xmlNewTextChild(op, cns, BAD_CAST "MessageId", BAD_CAST num);
+  struct gw_soap_delivery d[GW_MAX_BACKENDS];
+  char txt[GW_MAX_BACKENDS][400];
   for (int i = 0; i < s->nres; i++) {
-    xmlNodePtr dn = xmlNewChild(op, cns, BAD_CAST "Delivery", NULL);
-    xmlNewTextChild(dn, cns, BAD_CAST "Backend", BAD_CAST s->res[i].backend);
-    xmlNewTextChild(dn, cns, BAD_CAST "State", BAD_CAST gw_dstate_name(s->res[i].state));
-    char txt[400];
-    res_text(&s->res[i], txt, sizeof(txt));
-    xmlNewTextChild(dn, cns, BAD_CAST "Detail", BAD_CAST txt);
+    res_text(&s->res[i], txt[i], sizeof(txt[i]));
+    d[i] = (struct gw_soap_delivery){s->res[i].backend, gw_dstate_name(s->res[i].state), txt[i]};
   }
-  gw_xml_dump(doc, 1, 0, &out);
-  xmlFreeDoc(doc);
+  gw_engine_soap_accepted(w->soap_version, w->soap_op, state_word(st), (long long)s->msg_id, s->nres, d, &out);
   take(r, st == GW_DS_QUEUED ? 202 : 200, w->soap_version == 12 ? CT_SOAP12 : CT_SOAP11, &out);
   gw_buf_cleanup(&out);
 }
@@ -501,34 +474,30 @@ static void who(struct wctx *w, const struct gw_req *req) {
 }
 
 /* The resource identifiers named in the message, for the audit log and the ordering key. */
-static void resource_ids(xmlDocPtr doc, char *ids, size_t n, char *rkey, size_t rn) {
-  xmlXPathContextPtr x = xctx(doc);
-  if (!x)
-    return;
-  xstr(x, (xmlNodePtr)doc,
-       "concat(local-name((//f:Appointment | //f:Slot | //f:Schedule)[1]), '/', "
-       "string(((//f:Appointment | //f:Slot | //f:Schedule)[1]/f:identifier/f:value/@value | "
-       "(//f:Appointment | //f:Slot | //f:Schedule)[1]/f:id/@value)[1]))",
-       rkey, rn);
-  if (rkey[0] && rkey[strlen(rkey) - 1] == '/')
-    rkey[0] = 0; /* no identifier: no ordering constraint */
-  xstr(x, (xmlNodePtr)doc,
-       "concat(string((//f:Appointment | //f:Slot | //f:Schedule)[1]/f:identifier/f:value/@value), ' patient=', "
-       "string((//f:identifier[f:system/@value = 'urn:oid:2.16.840.1.113883.3.4424.1.1.616']/f:value/@value)[1]))",
-       ids, n);
-  xmlXPathFreeContext(x);
+static void resource_ids(xmlXPathContextPtr x, char *ids, size_t n, char *rkey, size_t rn) {
+  rkey[0] = ids[0] = 0;
+  xmlXPathObjectPtr o = xnodes(x, "(//f:Appointment | //f:Slot | //f:Schedule)[1]");
+  xmlNodePtr r = (o && o->nodesetval && o->nodesetval->nodeNr) ? o->nodesetval->nodeTab[0] : NULL;
+  char id[128] = "", pesel[16] = "";
+  if (r) {
+    xstr(x, r, "string((f:identifier/f:value/@value | f:id/@value)[1])", id, sizeof(id));
+    if (id[0]) /* no identifier: no ordering constraint */
+      snprintf(rkey, rn, "%s/%s", (const char *)r->name, id);
+    xstr(x, r, "string(f:identifier/f:value/@value)", id, sizeof(id));
+  }
+  xmlXPathFreeObject(o);
+  xstr(x, (xmlNodePtr)x->doc,
+       "string((//f:identifier[f:system/@value = 'urn:oid:2.16.840.1.113883.3.4424.1.1.616']/f:value/@value)[1])",
+       pesel, sizeof(pesel));
+  snprintf(ids, n, "%s patient=%s", id, pesel);
 }
 
 /* The clinic named by the payload (for notifications): the RPWDL OID suffix. */
-static void payload_rpwdl(xmlDocPtr doc, char *out, size_t n) {
-  xmlXPathContextPtr x = xctx(doc);
-  if (!x)
-    return;
-  xstr(x, (xmlNodePtr)doc,
+static void payload_rpwdl(xmlXPathContextPtr x, char *out, size_t n) {
+  xstr(x, (xmlNodePtr)x->doc,
        "substring(substring-after((//f:identifier/f:system/@value[starts-with(., '" RPWDL_PREFIX
        "')])[1], '" RPWDL_PREFIX "'), 1, 12)",
        out, n);
-  xmlXPathFreeContext(x);
 }
 
 /* Checks, routes, renders, and submits |req|. */
@@ -544,6 +513,10 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
       .caller_rpwdl = notify ? NULL : caller, .now = time(NULL), .hl7_out = w->kind == K_HL7 ? &w->v2 : NULL};
   int rv = gw_engine_check(engine, body, req->body.len, dl, &chk, &doc, &d);
   xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
+  /* one XPath context for everything read from the canonical document below */
+  xmlXPathContextPtr x = doc ? xctx(doc) : NULL;
+  if (rv == GW_OK && root && !x)
+    rv = GW_ERR_NOMEM;
   if (rv == GW_OK && root) {
     snprintf(w->rtype, sizeof(w->rtype), "%s", (const char *)root->name);
     if (w->kind == K_FHIR && w->bundle && strcmp(w->rtype, "Bundle") != 0)
@@ -553,11 +526,8 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
       gw_diag_add(&d, GW_SEV_ERROR, "invalid", "fhir.resource-type", "the resource type does not match the URL",
                   "typ zasobu nie zgadza się z adresem");
     if (w->kind == K_FHIR && w->update) { /* PUT: the body's id, when given, must be the URL's */
-      xmlXPathContextPtr x = xctx(doc);
       char bid[100] = "";
-      if (x)
-        xstr(x, root, "string(f:id/@value)", bid, sizeof(bid));
-      xmlXPathFreeContext(x);
+      xstr(x, root, "string(f:id/@value)", bid, sizeof(bid));
       if (bid[0] && strcmp(bid, w->rid) != 0) {
         struct gw_issue *is =
             gw_diag_add(&d, GW_SEV_ERROR, "invalid", "fhir.id-mismatch",
@@ -572,6 +542,7 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
   if (rv != GW_OK) {
     invalid(w, req, resp, rv, &d);
     audit(w, op, "invalid", 0);
+    xmlXPathFreeContext(x);
     xmlFreeDoc(doc);
     gw_diag_cleanup(&d);
     return;
@@ -583,6 +554,7 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
   if (!s || !c) {
     gw_submit_free(s);
     gw_dconf_put(c);
+    xmlXPathFreeContext(x);
     xmlFreeDoc(doc);
     gw_router_error(resp, 503, "the delivery configuration is not loaded");
     return;
@@ -621,6 +593,7 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
         audit(w, op, "conditional-match", 0);
         gw_submit_free(s);
         gw_dconf_put(c);
+        xmlXPathFreeContext(x);
         xmlFreeDoc(doc);
         return;
       }
@@ -630,36 +603,18 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
     idem(s, caller, "if-none-exist", ine);
   }
   if (w->kind == K_HL7 && w->v2) {
-    xmlXPathContextPtr x = xmlXPathNewContext(w->v2);
-    char msh10[200] = "";
-    if (x)
-      xstr(x, (xmlNodePtr)w->v2, "string(//*[local-name() = 'MSH.10'][1])", msh10, sizeof(msh10));
-    xmlXPathFreeContext(x);
+    char *msh10 = gw_hl7_get(w->v2, "MSH", 10, 0);
     idem(s, caller, "msh10", msh10);
+    free(msh10);
   }
-  if (w->kind == K_SOAP) {
-    xmlDocPtr env = NULL;
-    struct gw_diag d2;
-    gw_diag_init(&d2, 4);
-    if (gw_xml_parse(body, req->body.len, req->body.len + 1, &env, &d2) == GW_OK) {
-      xmlXPathContextPtr x = xmlXPathNewContext(env);
-      char mid[300] = "";
-      if (x)
-        xstr(x, (xmlNodePtr)env,
-             "string(//*[local-name() = 'MessageID' and namespace-uri() = 'http://www.w3.org/2005/08/addressing'])",
-             mid, sizeof(mid));
-      xmlXPathFreeContext(x);
-      idem(s, caller, "wsa", mid);
-    }
-    xmlFreeDoc(env);
-    gw_diag_cleanup(&d2);
-  }
+  if (w->kind == K_SOAP)
+    idem(s, caller, "wsa", w->soap_mid);
   /* where it goes */
   int idx[GW_MAX_BACKENDS], nb = 0;
   char why[200] = "";
   if (notify) {
     char rp[16] = "";
-    payload_rpwdl(doc, rp, sizeof(rp));
+    payload_rpwdl(x, rp, sizeof(rp));
     const struct gw_backend_conf *bc = rp[0] ? gw_dconf_clinic(c, rp) : NULL;
     if (!bc || !bc->enabled) {
       struct gw_diag dd;
@@ -672,6 +627,7 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
       gw_diag_cleanup(&dd);
       gw_submit_free(s);
       gw_dconf_put(c);
+      xmlXPathFreeContext(x);
       xmlFreeDoc(doc);
       return;
     }
@@ -681,12 +637,11 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
   }
   int late = 0;
   if (!notify)
-    memory_facts(doc, s, &late);
+    memory_facts(x, s, &late);
   char rkey[192] = "";
-  resource_ids(doc, w->ids, sizeof(w->ids), rkey, sizeof(rkey));
+  resource_ids(x, w->ids, sizeof(w->ids), rkey, sizeof(rkey));
   if (w->bundle) { /* where each entry will be, for the transaction-response */
-    xmlXPathContextPtr x = xctx(doc);
-    xmlXPathObjectPtr es = x ? xnodes(x, "/f:Bundle/f:entry/f:resource/*") : NULL;
+    xmlXPathObjectPtr es = xnodes(x, "/f:Bundle/f:entry/f:resource/*");
     for (int i = 0; es && es->nodesetval && i < es->nodesetval->nodeNr && i < 16; i++) {
       xmlNodePtr rn = es->nodesetval->nodeTab[i];
       char rid[100];
@@ -695,7 +650,6 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
       w->nentries = i + 1;
     }
     xmlXPathFreeObject(es);
-    xmlXPathFreeContext(x);
   }
   char uuid[40];
   new_uuid(uuid);
@@ -731,6 +685,7 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
     invalid(w, req, resp, GW_ERR_INVAL, &rd);
     gw_diag_cleanup(&rd);
     gw_submit_free(s);
+    xmlXPathFreeContext(x);
     xmlFreeDoc(doc);
     return;
   }
@@ -747,15 +702,14 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
   gw_xml_dump(doc, 0, 0, &canon);
   s->canonical = gw_buf_take(&canon, &s->canonical_len);
   gw_buf_cleanup(&canon);
+  xmlXPathFreeContext(x);
   xmlFreeDoc(doc);
   if (!s->original) {
     gw_submit_free(s);
     gw_router_error(resp, 500, "out of memory");
     return;
   }
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  s->deadline_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + deadline;
+  s->deadline_ms = gw_wall_ms() + deadline;
   s->done = submit_done;
   s->ud = w;
   w->t = req->reply;
@@ -764,36 +718,9 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
   gw_store_submit(store, s);
 }
 
+/* The SOAP operations that deliver (the WSDL's clinic port, besides GetAppointmentStatus and ValidateMessage). */
 static const char *const soap_ops[] = {"PublishSchedule", "PublishSlots", "BookAppointment", "RescheduleAppointment",
                                        "CancelAppointment"};
-
-/* The operation of a SOAP request: the local name of the Body's first element, minus "Request". */
-static bool soap_op(const char *body, size_t len, char *op, size_t n) {
-  op[0] = 0;
-  xmlDocPtr env = NULL;
-  struct gw_diag d;
-  gw_diag_init(&d, 4);
-  if (gw_xml_parse(body, len, len + 1, &env, &d) == GW_OK) {
-    xmlNodePtr e = xmlDocGetRootElement(env);
-    xmlNodePtr b = e ? xmlFirstElementChild(e) : NULL;
-    while (b && strcmp((const char *)b->name, "Body") != 0)
-      b = xmlNextElementSibling(b);
-    xmlNodePtr o = b ? xmlFirstElementChild(b) : NULL;
-    if (o) {
-      const char *nm = (const char *)o->name;
-      size_t l = strlen(nm);
-      if (l > 7 && !strcmp(nm + l - 7, "Request"))
-        l -= 7;
-      snprintf(op, n, "%.*s", (int)l, nm);
-    }
-  }
-  xmlFreeDoc(env);
-  gw_diag_cleanup(&d);
-  for (size_t i = 0; i < sizeof(soap_ops) / sizeof(soap_ops[0]); i++)
-    if (!strcmp(op, soap_ops[i]))
-      return true;
-  return false;
-}
 
 /* GetAppointmentStatus: what the gateway last accepted for that appointment, and how far it got. */
 static void soap_status(struct gw_req *req, struct gw_resp *resp, struct wctx *w) {
@@ -833,17 +760,11 @@ static void soap_status(struct gw_req *req, struct gw_resp *resp, struct wctx *w
     return;
   }
   gw_diag_cleanup(&d);
-  xmlDocPtr out;
-  xmlNsPtr cns;
-  xmlNodePtr op = soap_envelope(w->soap_version, "GetAppointmentStatusResponse", &out, &cns);
-  xmlNewTextChild(op, cns, BAD_CAST "AppointmentId", BAD_CAST id);
   char st[400];
   snprintf(st, sizeof(st), "%s (%s)", status[0] ? status : "unknown", summary);
-  xmlNewTextChild(op, cns, BAD_CAST "Status", BAD_CAST st);
   struct gw_buf b;
   gw_buf_init(&b, 1 << 20);
-  gw_xml_dump(out, 1, 0, &b);
-  xmlFreeDoc(out);
+  gw_engine_soap_status(w->soap_version, id, st, &b);
   take(resp, 200, w->soap_version == 12 ? CT_SOAP12 : CT_SOAP11, &b);
   gw_buf_cleanup(&b);
 }
@@ -898,9 +819,17 @@ bool gw_write_handle(struct gw_req *req, struct gw_resp *resp) {
   }
   if (kind == K_SOAP && !post)
     return false; /* GET /soap?wsdl is the router's */
-  if (kind == K_SOAP &&
-      strstr((const char *)req->body.data ? (const char *)req->body.data : "", "ValidateMessageRequest"))
-    return false;
+  /* SOAP: which operation, from one parse; ValidateMessage, faults for what is not an envelope and
+   * operations we do not offer are the router's */
+  char sop[48] = "", smid[256] = "";
+  if (kind == K_SOAP) {
+    gw_soap_operation((const char *)req->body.data, req->body.len, sop, sizeof(sop), smid, sizeof(smid));
+    bool known = !strcmp(sop, "GetAppointmentStatus");
+    for (size_t i = 0; i < sizeof(soap_ops) / sizeof(soap_ops[0]); i++)
+      known |= !strcmp(sop, soap_ops[i]);
+    if (!known)
+      return false;
+  }
   if ((update && !put) || (!update && !post)) {
     gw_router_error(resp, 405, update ? "use PUT to update a resource by id" : "use POST to send a message");
     resp->extra[resp->nextra].name = "allow";
@@ -944,15 +873,13 @@ bool gw_write_handle(struct gw_req *req, struct gw_resp *resp) {
   case K_SOAP:
     w->soap_version = gw_soap_version((const char *)req->body.data, req->body.len);
     dl = GW_D_SOAP;
-    if (!soap_op((const char *)req->body.data, req->body.len, w->soap_op, sizeof(w->soap_op))) {
-      if (!strcmp(w->soap_op, "GetAppointmentStatus")) {
-        soap_status(req, resp, w);
-        audit(w, "soap.GetAppointmentStatus", "answered", 0);
-        free(w);
-        return true;
-      }
+    snprintf(w->soap_op, sizeof(w->soap_op), "%s", sop);
+    snprintf(w->soap_mid, sizeof(w->soap_mid), "%s", smid);
+    if (!strcmp(sop, "GetAppointmentStatus")) {
+      soap_status(req, resp, w);
+      audit(w, "soap.GetAppointmentStatus", "answered", 0);
       free(w);
-      return false; /* the router answers what is not a delivering operation */
+      return true;
     }
     snprintf(op, sizeof(op), "soap.%s", w->soap_op);
     break;

@@ -19,6 +19,7 @@
 
 #define SOAP11_NS "http://schemas.xmlsoap.org/soap/envelope/"
 #define SOAP12_NS "http://www.w3.org/2003/05/soap-envelope"
+#define WSA_NS    "http://www.w3.org/2005/08/addressing"
 #define CLINIC_NS "urn:cergw:clinic:v1"
 
 struct gw_engine {
@@ -172,6 +173,51 @@ static void schema_issue(void *ctx, const xmlError *err) {
   }
 }
 
+/* The first element of a SOAP 1.1 or 1.2 envelope's Body, or NULL. */
+static xmlNodePtr soap_operation_node(xmlDocPtr doc) {
+  xmlNodePtr env = xmlDocGetRootElement(doc), body = NULL;
+  const char *ns = (env && env->ns) ? (const char *)env->ns->href : "";
+  if (!env || !xmlStrEqual(env->name, BAD_CAST "Envelope") || (strcmp(ns, SOAP11_NS) && strcmp(ns, SOAP12_NS)))
+    return NULL;
+  for (xmlNodePtr c = env->children; c; c = c->next)
+    if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, BAD_CAST "Body") && c->ns &&
+        xmlStrEqual(c->ns->href, env->ns->href))
+      body = c;
+  for (xmlNodePtr c = body ? body->children : NULL; c; c = c->next)
+    if (c->type == XML_ELEMENT_NODE)
+      return c;
+  return NULL;
+}
+
+int gw_soap_operation(const char *text, size_t len, char *op, size_t opn, char *mid, size_t midn) {
+  op[0] = mid[0] = 0;
+  xmlDocPtr doc = NULL;
+  struct gw_diag d;
+  gw_diag_init(&d, 4);
+  int rv = gw_xml_parse(text, len, MAX_XML_BYTES, &doc, &d);
+  gw_diag_cleanup(&d);
+  xmlNodePtr o = rv ? NULL : soap_operation_node(doc);
+  if (o) {
+    const char *nm = (const char *)o->name;
+    size_t l = strlen(nm);
+    if (l > 7 && !strcmp(nm + l - 7, "Request"))
+      l -= 7;
+    snprintf(op, opn, "%.*s", (int)l, nm);
+    /* WS-Addressing MessageID: a child of the Header, a sibling of the Body */
+    for (xmlNodePtr h = o->parent->parent->children; h; h = h->next)
+      if (h->type == XML_ELEMENT_NODE && xmlStrEqual(h->name, BAD_CAST "Header"))
+        for (xmlNodePtr c = h->children; c; c = c->next)
+          if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, BAD_CAST "MessageID") && c->ns &&
+              xmlStrEqual(c->ns->href, BAD_CAST WSA_NS)) {
+            xmlChar *v = xmlNodeGetContent(c);
+            snprintf(mid, midn, "%s", v ? (const char *)v : "");
+            xmlFree(v);
+          }
+  }
+  xmlFreeDoc(doc);
+  return o ? GW_OK : GW_ERR_INVAL;
+}
+
 /* SOAP 1.1 or 1.2 envelope -> the operation element, validated against the
  * clinic API schema -> soap-to-fhir.xsl -> FHIR, checked against the model. */
 static int soap_to_fhir(const struct gw_engine *e, const char *text, size_t len, xmlDocPtr *out, struct gw_diag *diag) {
@@ -179,19 +225,7 @@ static int soap_to_fhir(const struct gw_engine *e, const char *text, size_t len,
   int rv = gw_xml_parse(text, len, MAX_XML_BYTES, &doc, diag);
   if (rv)
     return rv;
-  xmlNodePtr env = xmlDocGetRootElement(doc), body = NULL, op = NULL;
-  const char *ns = (env && env->ns) ? (const char *)env->ns->href : "";
-  if (env && xmlStrEqual(env->name, BAD_CAST "Envelope") && (!strcmp(ns, SOAP11_NS) || !strcmp(ns, SOAP12_NS))) {
-    for (xmlNodePtr c = env->children; c; c = c->next)
-      if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, BAD_CAST "Body") && c->ns &&
-          xmlStrEqual(c->ns->href, env->ns->href))
-        body = c;
-    for (xmlNodePtr c = body ? body->children : NULL; c; c = c->next)
-      if (c->type == XML_ELEMENT_NODE) {
-        op = c;
-        break;
-      }
-  }
+  xmlNodePtr op = soap_operation_node(doc);
   if (!op || !op->ns || !xmlStrEqual(op->ns->href, BAD_CAST CLINIC_NS)) {
     struct gw_issue *i = gw_diag_add(diag, GW_SEV_FATAL, "structure", "soap.envelope",
                                      "not a SOAP 1.1/1.2 envelope whose Body holds a cergw clinic API operation",
@@ -311,6 +345,42 @@ int gw_engine_soap_fault(const struct gw_diag *diag, int version, const char *re
     soap_issues(d, c, diag);
   }
   int rv = gw_xml_dump(doc, 1, 1, out);
+  xmlFreeDoc(doc);
+  return rv;
+}
+
+int gw_engine_soap_accepted(int version, const char *op, const char *status, long long msg_id, int n,
+                            const struct gw_soap_delivery *d, struct gw_buf *out) {
+  xmlNodePtr body;
+  xmlNsPtr env;
+  xmlDocPtr doc = soap_envelope(version, &body, &env);
+  char name[80], num[32];
+  snprintf(name, sizeof(name), "%sResponse", op);
+  xmlNsPtr c = xmlNewNs(xmlDocGetRootElement(doc), BAD_CAST CLINIC_NS, BAD_CAST "c");
+  xmlNodePtr r = xmlNewChild(body, c, BAD_CAST name, NULL);
+  xmlNewTextChild(r, c, BAD_CAST "Status", BAD_CAST status);
+  snprintf(num, sizeof(num), "%lld", msg_id);
+  xmlNewTextChild(r, c, BAD_CAST "MessageId", BAD_CAST num);
+  for (int i = 0; i < n; i++) {
+    xmlNodePtr dn = xmlNewChild(r, c, BAD_CAST "Delivery", NULL);
+    xmlNewTextChild(dn, c, BAD_CAST "Backend", BAD_CAST d[i].backend);
+    xmlNewTextChild(dn, c, BAD_CAST "State", BAD_CAST d[i].state);
+    xmlNewTextChild(dn, c, BAD_CAST "Detail", BAD_CAST d[i].detail);
+  }
+  int rv = gw_xml_dump(doc, 1, 0, out);
+  xmlFreeDoc(doc);
+  return rv;
+}
+
+int gw_engine_soap_status(int version, const char *id, const char *status, struct gw_buf *out) {
+  xmlNodePtr body;
+  xmlNsPtr env;
+  xmlDocPtr doc = soap_envelope(version, &body, &env);
+  xmlNsPtr c = xmlNewNs(xmlDocGetRootElement(doc), BAD_CAST CLINIC_NS, BAD_CAST "c");
+  xmlNodePtr r = xmlNewChild(body, c, BAD_CAST "GetAppointmentStatusResponse", NULL);
+  xmlNewTextChild(r, c, BAD_CAST "AppointmentId", BAD_CAST id);
+  xmlNewTextChild(r, c, BAD_CAST "Status", BAD_CAST status);
+  int rv = gw_xml_dump(doc, 1, 0, out);
   xmlFreeDoc(doc);
   return rv;
 }

@@ -62,6 +62,21 @@ int gw_engine_outbound(const struct gw_engine *e, int kind, struct _xmlDoc *fhir
  * ValidateMessageResponse. */
 int gw_soap_version(const char *text, size_t len);
 int gw_engine_soap_fault(const struct gw_diag *diag, int version, const char *reason, struct gw_buf *out);
+/* What a SOAP request asks for: the local name of the Body's operation without
+ * "Request" (e.g. "BookAppointment") and the WS-Addressing MessageID ("" when
+ * absent), from one parse. Returns 0, or GW_ERR_INVAL when |text| is not a
+ * SOAP 1.1/1.2 envelope with a Body. */
+int gw_soap_operation(const char *text, size_t len, char *op, size_t opn, char *mid, size_t midn);
+
+/* The answer to an accepted operation |op| ("BookAppointment" ->
+ * BookAppointmentResponse): overall status, the gateway's message number and
+ * one Delivery per backend; and the GetAppointmentStatus answer. */
+struct gw_soap_delivery {
+  const char *backend, *state, *detail;
+};
+int gw_engine_soap_accepted(int version, const char *op, const char *status, long long msg_id, int n,
+                            const struct gw_soap_delivery *d, struct gw_buf *out);
+int gw_engine_soap_status(int version, const char *id, const char *status, struct gw_buf *out);
 int gw_engine_soap_validate_response(const struct gw_diag *diag, int valid, int version, struct gw_buf *out);
 
 /* The WSDL and XSD of the clinic SOAP API as loaded at start-up. */

@@ -278,6 +278,16 @@ static const char *validate(struct gw_req *req) {
   }
   if (S.role == R_CLINIC && gw_dialect_detect(body, len) == GW_D_HL7V2)
     return strncmp(body, "MSH|", 4) == 0 ? NULL : "not an HL7 v2 message";
+  if (S.role == R_SIMP || S.role == R_CLINIC) {
+    char op[48], mid[256];
+    bool soap = gw_soap_operation(body, len, op, sizeof(op), mid, sizeof(mid)) == GW_OK;
+    if (S.role == R_SIMP && (!soap || gw_soap_version(body, len) != 12 || strcmp(op, "ScreeningUpdate")))
+      return "SIMP takes a SOAP 1.2 envelope with ScreeningUpdate";
+    if (S.role == R_CLINIC && (!soap || strcmp(op, "AppointmentNotification")))
+      return "the clinic endpoint takes a SOAP AppointmentNotification or an HL7 v2 message";
+    return NULL;
+  }
+  /* AP-KOLCE */
   xmlDocPtr doc = NULL;
   struct gw_diag d;
   gw_diag_init(&d, 4);
@@ -287,28 +297,9 @@ static const char *validate(struct gw_req *req) {
     return "not well-formed XML";
   xmlNodePtr root = xmlDocGetRootElement(doc);
   const char *ns = root && root->ns ? (const char *)root->ns->href : "";
-  const char *why = NULL;
-  if (S.role == R_SIMP) {
-    xmlNodePtr b = root ? xmlFirstElementChild(root) : NULL;
-    while (b && strcmp((const char *)b->name, "Body"))
-      b = xmlNextElementSibling(b);
-    xmlNodePtr op = b ? xmlFirstElementChild(b) : NULL;
-    if (strcmp(ns, "http://www.w3.org/2003/05/soap-envelope") || !op ||
-        strcmp((const char *)op->name, "ScreeningUpdate"))
-      why = "SIMP takes a SOAP 1.2 envelope with ScreeningUpdate";
-  } else if (S.role == R_APKOLCE) {
-    if (!root || strcmp(ns, "urn:cergw:apkolce:v1") || strcmp((const char *)root->name, "KomunikatKolejki"))
-      why = "AP-KOLCE takes KomunikatKolejki (urn:cergw:apkolce:v1)";
-  } else if (S.role == R_CLINIC) {
-    xmlNodePtr b = root ? xmlFirstElementChild(root) : NULL;
-    while (b && strcmp((const char *)b->name, "Body"))
-      b = xmlNextElementSibling(b);
-    xmlNodePtr op = b ? xmlFirstElementChild(b) : NULL;
-    if (!op || strcmp((const char *)op->name, "AppointmentNotification"))
-      why = "the clinic endpoint takes a SOAP AppointmentNotification or an HL7 v2 message";
-  }
+  bool ok = root && !strcmp(ns, "urn:cergw:apkolce:v1") && !strcmp((const char *)root->name, "KomunikatKolejki");
   xmlFreeDoc(doc);
-  return why;
+  return ok ? NULL : "AP-KOLCE takes KomunikatKolejki (urn:cergw:apkolce:v1)";
 }
 
 static void success(struct gw_resp *r, bool dup) {

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
 
@@ -26,12 +27,6 @@ int gw_dstate_parse(const char *name) {
     if (strcmp(state_names[i], name) == 0)
       return i;
   return -1;
-}
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 struct gw_submit *gw_submit_new(void) {
@@ -386,7 +381,7 @@ static void *writer_main(void *arg) {
     last->next = NULL;
     pthread_mutex_unlock(&st->mu);
 
-    int64_t now = now_ms();
+    int64_t now = gw_wall_ms();
     /* A batch with new messages is synced to disk before anybody hears of them. A batch of
      * delivery-state changes and stored answers only is not: losing one to a power cut means a
      * delivery is attempted again with the same idempotency key, or an answer is rebuilt from
@@ -773,7 +768,7 @@ int gw_outbox_cmd(const char *dir, int argc, char **argv) {
     rv = n ? 0 : 1;
   } else if (!strcmp(cmd, "purge") && argc == 3 && !strcmp(argv[1], "--older-than")) {
     long days = strtol(argv[2], NULL, 10);
-    int64_t cut = now_ms() - (int64_t)days * 86400000;
+    int64_t cut = gw_wall_ms() - (int64_t)days * 86400000;
     sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
     sqlite3_prepare_v2(db,
                        "DELETE FROM deliveries WHERE msg_id IN (SELECT m.id FROM messages m WHERE m.received_ms < ?1"
