@@ -137,12 +137,9 @@ static int load_elem(struct elem *e, yajl_val v) {
 int gw_fhir_model_load(const char *path, struct gw_fhir_model **out, struct gw_buf *errs) {
   *out = NULL;
   size_t n;
-  const char *why;
-  char *text = gw_file_read(path, 1 << 20, &n, &why);
-  if (!text) {
-    gw_buf_printf(errs, "%s: %s\n", path, why);
+  char *text = gw_file_read_conf(path, 1 << 20, &n, errs);
+  if (!text)
     return GW_ERR_CONF;
-  }
   char ebuf[256];
   yajl_val root = yajl_tree_parse(text, ebuf, sizeof(ebuf));
   free(text);

@@ -409,12 +409,9 @@ int gw_conf_parse(struct gw_conf *c, const char *name, const char *text, size_t 
 
 int gw_conf_load(struct gw_conf *c, const char *path, struct gw_buf *errs) {
   size_t n;
-  const char *why;
-  char *text = gw_file_read(path, MAX_CONF_BYTES, &n, &why);
-  if (!text) {
-    gw_buf_printf(errs, "%s: %s\n", path, why);
+  char *text = gw_file_read_conf(path, MAX_CONF_BYTES, &n, errs);
+  if (!text)
     return GW_ERR_CONF;
-  }
   free(c->path);
   c->path = strdup(path);
   int rv = c->path ? gw_conf_parse(c, path, text, n, errs) : GW_ERR_NOMEM;

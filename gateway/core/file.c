@@ -48,3 +48,11 @@ out:
     *err = e;
   return buf;
 }
+
+char *gw_file_read_conf(const char *path, size_t max, size_t *len, struct gw_buf *errs) {
+  const char *why = NULL;
+  char *text = gw_file_read(path, max, len, &why);
+  if (!text)
+    gw_buf_printf(errs, "%s: %s\n", path, why);
+  return text;
+}

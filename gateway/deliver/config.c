@@ -291,12 +291,9 @@ int gw_dconf_load(const char *path, struct gw_dconf **out, struct gw_buf *errs) 
   if (!path)
     return build(default_conf, "embedded delivery defaults", "", NULL, out, errs);
   size_t n;
-  const char *why;
-  char *text = gw_file_read(path, 1u << 20, &n, &why);
-  if (!text) {
-    gw_buf_printf(errs, "%s: %s\n", path, why);
+  char *text = gw_file_read_conf(path, 1u << 20, &n, errs);
+  if (!text)
     return GW_ERR_CONF;
-  }
   char tmp[1024];
   snprintf(tmp, sizeof(tmp), "%s", path);
   int rv = build(text, path, dirname(tmp), path, out, errs);

@@ -1,6 +1,7 @@
 #include "validate/rules.h"
 
 #include <libxml/tree.h>
+#include <libxml/xmlschemas.h>
 #include <libxml/xpath.h>
 #include <libxml/xpathInternals.h>
 #include <stdbool.h>
@@ -72,6 +73,7 @@ struct gw_rules {
   } covered[MAX_SPECIALTIES];
   int ncovered;
   xmlXPathCompExprPtr xp[XP__COUNT];
+  xmlSchemaPtr profile; /* the CeR profile (profile_xsd), or NULL when rules.json names none */
 };
 
 /* A message template may hold at most two "%s" and no other conversion. */
@@ -84,15 +86,43 @@ static bool safe_template(const char *s) {
   return true;
 }
 
+static void profile_load_error(void *ctx, const xmlError *err) {
+  gw_buf_printf(ctx, "%s:%d: %s", err->file ? err->file : "profile", err->line, err->message ? err->message : "?\n");
+}
+
+/* The CeR profile XSD, |name| relative to the directory of rules.json. It is
+ * parsed from memory, so it can neither include nor import anything. */
+static int load_profile(struct gw_rules *r, const char *rules_path, const char *name, struct gw_buf *errs) {
+  char path[4096];
+  const char *slash = strrchr(rules_path, '/');
+  if (name[0] == '/' || !slash)
+    snprintf(path, sizeof(path), "%s", name);
+  else
+    snprintf(path, sizeof(path), "%.*s/%s", (int)(slash - rules_path), rules_path, name);
+  size_t n;
+  char *text = gw_file_read_conf(path, 1 << 20, &n, errs);
+  if (!text)
+    return GW_ERR_CONF;
+  xmlSchemaParserCtxtPtr pc = xmlSchemaNewMemParserCtxt(text, (int)n);
+  if (pc) {
+    xmlSchemaSetParserStructuredErrors(pc, (xmlStructuredErrorFunc)profile_load_error, errs);
+    r->profile = xmlSchemaParse(pc);
+    xmlSchemaFreeParserCtxt(pc);
+  }
+  free(text);
+  if (!r->profile) {
+    gw_buf_printf(errs, "%s: the CeR profile does not load\n", path);
+    return GW_ERR_CONF;
+  }
+  return GW_OK;
+}
+
 int gw_rules_load(const char *path, struct gw_rules **out, struct gw_buf *errs) {
   *out = NULL;
   size_t n;
-  const char *why;
-  char *text = gw_file_read(path, 1 << 18, &n, &why);
-  if (!text) {
-    gw_buf_printf(errs, "%s: %s\n", path, why);
+  char *text = gw_file_read_conf(path, 1 << 18, &n, errs);
+  if (!text)
     return GW_ERR_CONF;
-  }
   char ebuf[200];
   yajl_val root = yajl_tree_parse(text, ebuf, sizeof(ebuf));
   free(text);
@@ -102,7 +132,7 @@ int gw_rules_load(const char *path, struct gw_rules **out, struct gw_buf *errs) 
     gw_buf_printf(errs, "%s: not a JSON object: %s\n", path, ebuf);
   const char *p_hv[] = {"horizon_visit_days", NULL}, *p_hs[] = {"horizon_screening_days", NULL};
   const char *p_rules[] = {"rules", NULL}, *p_cardio[] = {"cardiology_first_visit_specialties", NULL};
-  const char *p_cov[] = {"covered_specialties", NULL};
+  const char *p_cov[] = {"covered_specialties", NULL}, *p_xsd[] = {"profile_xsd", NULL};
   yajl_val v;
   if (!rv) {
     r->horizon_visit = (v = yajl_tree_get(root, p_hv, yajl_t_number)) ? (int)YAJL_GET_INTEGER(v) : 40;
@@ -136,6 +166,9 @@ int gw_rules_load(const char *path, struct gw_rules **out, struct gw_buf *errs) 
           YAJL_IS_STRING(cov->u.object.values[i]) && strcmp(cov->u.object.values[i]->u.string, "screening") == 0;
     }
   }
+  yajl_val xsd = rv ? NULL : yajl_tree_get(root, p_xsd, yajl_t_string);
+  if (xsd && load_profile(r, path, xsd->u.string, errs))
+    rv = GW_ERR_CONF;
   yajl_tree_free(root);
   for (int i = 0; rv == GW_OK && i < XP__COUNT; i++) {
     r->xp[i] = xmlXPathCompile(BAD_CAST xp_text[i]);
@@ -158,6 +191,8 @@ void gw_rules_free(struct gw_rules *r) {
   for (int i = 0; i < XP__COUNT; i++)
     if (r->xp[i])
       xmlXPathFreeCompExpr(r->xp[i]);
+  if (r->profile)
+    xmlSchemaFree(r->profile);
   free(r);
 }
 
@@ -264,10 +299,10 @@ static void fhirpath(xmlNodePtr n, char *out, size_t len) {
     o += (size_t)snprintf(out + o, len - o, "%s%s", i == k - 1 ? "" : ".", parts[i]);
 }
 
-static void report(struct ev *e, const char *id, xmlNodePtr at, const char *a1, const char *a2) {
+static struct gw_issue *report(struct ev *e, const char *id, xmlNodePtr at, const char *a1, const char *a2) {
   const struct rule *ru = rule_by_id(e->r, id);
   if (!ru)
-    return; /* a rule not listed in rules.json is switched off */
+    return NULL; /* a rule not listed in rules.json is switched off */
   char en[512], pl[512];
   snprintf(en, sizeof(en), ru->en, a1 ? a1 : "", a2 ? a2 : "");
   snprintf(pl, sizeof(pl), ru->pl, a1 ? a1 : "", a2 ? a2 : "");
@@ -286,6 +321,7 @@ static void report(struct ev *e, const char *id, xmlNodePtr at, const char *a1, 
     i->hl7_code = !strcmp(code, "required") ? 101 : !strcmp(code, "value") ? 102 : 207;
     i->resendable = strcmp(id, "cer.identity-match") != 0; /* acting for another clinic: do not resend as is */
   }
+  return i;
 }
 
 static xmlXPathObjectPtr q(struct ev *e, enum xp expr, xmlNodePtr ctx) {
@@ -482,12 +518,132 @@ static void check_identity(struct ev *e) {
   xmlXPathFreeObject(o);
 }
 
+/* ---- the CeR profile ---- */
+
+struct pstate {
+  struct ev *e;
+  const void *last_node; /* libxml2 may report one bad value twice (facet, then type): keep the first */
+};
+
+static void profile_issue(void *ctx, const xmlError *err) {
+  struct pstate *ps = ctx;
+  xmlNodePtr at = err->node;
+  if (at && at == ps->last_node)
+    return;
+  ps->last_node = at;
+  /* libxml2's message without the FHIR namespace in every element name, on one line */
+  char msg[256];
+  size_t o = 0;
+  static const char ns[] = "{" GW_FHIR_NS "}";
+  for (const char *p = err->message ? err->message : "does not match"; *p && o + 1 < sizeof(msg); p++) {
+    if (strncmp(p, ns, sizeof(ns) - 1) == 0) {
+      p += sizeof(ns) - 2;
+      continue;
+    }
+    if (*p != '\n')
+      msg[o++] = *p;
+  }
+  msg[o] = 0;
+  char *pat = strstr(msg, " by the pattern '");
+  if (pat) /* the FHIR regular expressions are long: name what failed, not the whole pattern */
+    snprintf(pat, sizeof(msg) - (size_t)(pat - msg), " as the lexical form of its FHIR type.");
+  bool missing = strstr(msg, "Missing child") != NULL;
+  struct gw_issue *i = report(ps->e, "cer.profile", at && at->type == XML_ELEMENT_NODE ? at : NULL, msg, NULL);
+  if (!i)
+    return;
+  switch (err->code) {
+  case XML_SCHEMAV_CVC_ENUMERATION_VALID: /* a code outside its value set */
+    snprintf(i->code, sizeof(i->code), "code-invalid");
+    i->hl7_code = 103; /* table value not found */
+    break;
+  case XML_SCHEMAV_ELEMENT_CONTENT:
+    snprintf(i->code, sizeof(i->code), missing ? "required" : "structure");
+    i->hl7_code = missing ? 101 : 100;
+    break;
+  case XML_SCHEMAV_CVC_COMPLEX_TYPE_2_4: /* a required element is missing */
+  case XML_SCHEMAV_CVC_COMPLEX_TYPE_4:   /* a required attribute is missing */
+    snprintf(i->code, sizeof(i->code), "required");
+    i->hl7_code = 101;
+    break;
+  case XML_SCHEMAV_CVC_PATTERN_VALID:
+  case XML_SCHEMAV_CVC_MINLENGTH_VALID:
+  case XML_SCHEMAV_CVC_MAXLENGTH_VALID:
+  case XML_SCHEMAV_CVC_DATATYPE_VALID_1_2_1:
+  case XML_SCHEMAV_CVC_ATTRIBUTE_3:
+    snprintf(i->code, sizeof(i->code), "value");
+    i->hl7_code = 102; /* data type error */
+    break;
+  default:
+    snprintf(i->code, sizeof(i->code), "structure");
+    i->hl7_code = 100;
+    break;
+  }
+}
+
+static bool is_cer_resource(xmlNodePtr n) {
+  return n->type == XML_ELEMENT_NODE && n->ns && xmlStrEqual(n->ns->href, BAD_CAST GW_FHIR_NS) &&
+         (xmlStrEqual(n->name, BAD_CAST "Appointment") || xmlStrEqual(n->name, BAD_CAST "Slot") ||
+          xmlStrEqual(n->name, BAD_CAST "Schedule"));
+}
+
+/* Every Schedule, Slot and Appointment against the CeR profile XSD: the
+ * outermost ones (the profile checks what they contain), found by one walk
+ * of the document in document order without recursion. */
+static int check_profile(struct ev *e, xmlDocPtr doc) {
+  if (!e->r->profile)
+    return GW_OK;
+  xmlSchemaValidCtxtPtr vc = NULL;
+  struct pstate ps = {.e = e};
+  xmlNodePtr root = xmlDocGetRootElement(doc);
+  for (xmlNodePtr n = root; n;) {
+    bool descend = true;
+    if (is_cer_resource(n)) {
+      descend = false;
+      if (!vc && !(vc = xmlSchemaNewValidCtxt(e->r->profile)))
+        return GW_ERR_NOMEM;
+      xmlSchemaSetValidStructuredErrors(vc, (xmlStructuredErrorFunc)profile_issue, &ps);
+      size_t before = e->diag->n + e->diag->dropped;
+      if (xmlSchemaValidateOneElement(vc, n) != 0 && e->diag->n + e->diag->dropped == before)
+        report(e, "cer.profile", n, "the resource could not be checked", NULL); /* no reason came through */
+    }
+    /* next element in document order, never leaving the root */
+    xmlNodePtr c = descend ? n->children : NULL;
+    while (c && c->type != XML_ELEMENT_NODE)
+      c = c->next;
+    if (c) {
+      n = c;
+      continue;
+    }
+    for (;;) {
+      if (n == root) {
+        n = NULL;
+        break;
+      }
+      xmlNodePtr s = n->next;
+      while (s && s->type != XML_ELEMENT_NODE)
+        s = s->next;
+      if (s) {
+        n = s;
+        break;
+      }
+      n = n->parent;
+    }
+  }
+  if (vc)
+    xmlSchemaFreeValidCtxt(vc);
+  return GW_OK;
+}
+
 int gw_rules_check(const struct gw_rules *r, struct _xmlDoc *fhir, const struct gw_rules_ctx *ctx,
                    struct gw_diag *diag) {
   struct ev e = {.r = r, .ctx = ctx, .diag = diag, .x = xmlXPathNewContext(fhir)};
   if (!e.x)
     return GW_ERR_NOMEM;
   xmlXPathRegisterNs(e.x, BAD_CAST "f", BAD_CAST GW_FHIR_NS);
+  if (check_profile(&e, fhir)) {
+    xmlXPathFreeContext(e.x);
+    return GW_ERR_NOMEM;
+  }
   check_pesel(&e);
   check_appointments(&e);
   check_slots(&e);

@@ -62,6 +62,14 @@ check "validate --format json prints an OperationOutcome with rule ids" \
 printf '{"resourceType": "Slot",\n  "status": "free",\n  "start": "2026-12-01T09:00:00+01:00" "end": 1}\n' >"$T/bad.json"
 out=$("$GW" validate "$T/bad.json")
 check "validate: JSON syntax error reported as file:line:col" grep -q "bad.json:3:[0-9]*: fatal fhir.json-syntax" <<<"$out"
+# the CeR profile (schemas/cer/cer-profile.xsd): a Slot status outside its value set, in FHIR XML (line known)
+printf '<Slot xmlns="http://hl7.org/fhir">\n  <schedule><reference value="Schedule/1"/></schedule>\n  <status value="open"/>\n  <start value="2026-12-01T09:00:00+01:00"/>\n  <end value="2026-12-01T09:20:00+01:00"/>\n</Slot>\n' >"$T/slot.xml"
+out=$("$GW" validate --now "$GOLD_NOW" "$T/slot.xml"); rc=$?
+check "validate: a Slot status outside the value set breaks cer.profile at slot.xml:3, Slot.status (rc=$rc)" \
+  bash -c "[ $rc = 1 ] && grep -q \"slot.xml:3: error cer.profile: .*'open'.* \\[Slot.status\\]\" <<<\"\$1\"" _ "$out"
+"$GW" validate --format json --now "$GOLD_NOW" "$T/slot.xml" >"$T/slot-oo.json"
+check "validate --format json: the profile issue is code-invalid with its FHIRPath" \
+  bash -c "grep -q '\"code\": \"code-invalid\"' '$T/slot-oo.json' && grep -q '\"code\": \"cer.profile\"' '$T/slot-oo.json' && grep -q '\"Slot.status\"' '$T/slot-oo.json'"
 
 if [ ! -d "$CORPUS" ]; then
   echo "shared corpus not found at $CORPUS: corpus checks skipped"

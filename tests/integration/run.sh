@@ -262,6 +262,10 @@ printf '{"resourceType":"Slot","schedule":{"reference":"Schedule/1"},"status":"f
 ccurl clinic-a --http2 -X POST -H 'Content-Type: application/fhir+json' --data-binary @"$T/slot.json" "$(URL /fhir/Slot/\$validate)" >"$T/oo.json"
 check "POST /fhir/Slot/\$validate: OperationOutcome with rule id and FHIRPath" \
   bash -c "grep -q '\"code\": \"cer.end-after-start\"' '$T/oo.json' && grep -q '\"Slot.end\"' '$T/oo.json'"
+printf '{"resourceType":"Appointment","status":"confirmed","participant":[{"status":"accepted"}]}' >"$T/appt-profile.json"
+ccurl clinic-a --http2 -X POST -H 'Content-Type: application/fhir+json' --data-binary @"$T/appt-profile.json" "$(URL /fhir/Appointment/\$validate)" >"$T/oo2.json"
+check "POST /fhir/Appointment/\$validate: a status outside the value set breaks the CeR profile" \
+  bash -c "grep -q '\"code\": \"cer.profile\"' '$T/oo2.json' && grep -q '\"Appointment.status\"' '$T/oo2.json' && grep -q \"'confirmed'\" '$T/oo2.json'"
 check "POST /fhir/\$validate with something that is not FHIR: fatal issue" \
   bash -c "ccurl() { curl -sS --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key \"\$@\"; }; ccurl -X POST --data-binary 'hello' '$(URL /fhir/\$validate)' | grep -q '\"severity\": \"fatal\"'"
 ccurl clinic-a --http1.1 "$(URL "/soap?wsdl")" >"$T/api.wsdl"

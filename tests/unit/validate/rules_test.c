@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../suites.h"
 #include "core/err.h"
@@ -158,9 +159,110 @@ static void test_identity(void) {
   CU_ASSERT_STRING_EQUAL(rules_of(j, NULL, NULL, 0), ""); /* offline: no caller */
 }
 
+/* The first issue of |json| (static copy). */
+static struct gw_issue first_issue(const char *json) {
+  static struct gw_issue out;
+  struct gw_diag d;
+  gw_diag_init(&d, 32);
+  struct gw_check chk = {.now = now};
+  xmlDocPtr doc = NULL;
+  gw_engine_check(eng, json, strlen(json), GW_D_UNKNOWN, &chk, &doc, &d);
+  memset(&out, 0, sizeof(out));
+  if (d.n)
+    out = d.items[0];
+  xmlFreeDoc(doc);
+  gw_diag_cleanup(&d);
+  return out;
+}
+
+#define SLOT(status, extra)                                                                                            \
+  "{\"resourceType\":\"Slot\"," extra "\"schedule\":{\"reference\":\"Schedule/1\"},\"status\":\"" status "\","         \
+  "\"start\":\"2026-12-01T09:00:00+01:00\",\"end\":\"2026-12-01T09:20:00+01:00\"}"
+
+/* schemas/cer/cer-profile.xsd: value sets, lexical forms, CeR's required parts */
+static void test_profile(void) {
+  CU_ASSERT_STRING_EQUAL(rules_of(SLOT("free", ""), NULL, NULL, 0), "");
+  struct gw_issue i = first_issue(SLOT("open", ""));
+  CU_ASSERT_STRING_EQUAL(i.rule, "cer.profile");
+  CU_ASSERT_STRING_EQUAL(i.location, "Slot.status");
+  CU_ASSERT_STRING_EQUAL(i.code, "code-invalid");
+  CU_ASSERT_EQUAL(i.hl7_code, 103);
+  CU_ASSERT_PTR_NOT_NULL(strstr(i.msg_en, "'open'"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(i.msg_pl, "profilem CeR"));
+  CU_ASSERT_PTR_NULL(strstr(i.msg_en, "{http://hl7.org/fhir}"));
+  i = first_issue(SLOT("free", "\"identifier\":[{\"system\":\"urn:oid:1.2.3\"}],"));
+  CU_ASSERT_STRING_EQUAL(i.rule, "cer.profile");
+  CU_ASSERT_STRING_EQUAL(i.location, "Slot.identifier[0]");
+  CU_ASSERT_STRING_EQUAL(i.code, "required");
+  i = first_issue(SLOT("free", "\"id\":\"no spaces allowed\","));
+  CU_ASSERT_STRING_EQUAL(i.location, "Slot.id");
+  CU_ASSERT_STRING_EQUAL(i.code, "value");
+  CU_ASSERT_EQUAL(i.hl7_code, 102);
+  /* one issue per bad value, although libxml2 reports the facet and the type */
+  CU_ASSERT_STRING_EQUAL(rules_of(SLOT("free", "\"id\":\"a b\","), NULL, NULL, 0), "cer.profile");
+  struct gw_diag d;
+  gw_diag_init(&d, 32);
+  struct gw_check chk = {.now = now};
+  xmlDocPtr doc = NULL;
+  const char *two = SLOT("free", "\"id\":\"a b\",\"comment\":\"\",");
+  gw_engine_check(eng, two, strlen(two), GW_D_UNKNOWN, &chk, &doc, &d);
+  CU_ASSERT_EQUAL(d.n, 1); /* the empty comment is refused by the model first: one issue */
+  xmlFreeDoc(doc);
+  gw_diag_cleanup(&d);
+  /* Appointment: participant status and required from their value sets, minutesDuration positive, created a dateTime */
+  CU_ASSERT_STRING_EQUAL(rules_of(APPT(WHEN "\"minutesDuration\":0,"), NULL, NULL, 0), "cer.profile");
+  CU_ASSERT_STRING_EQUAL(rules_of(APPT(WHEN "\"created\":\"2026-13-01\","), NULL, NULL, 0), "cer.profile");
+  CU_ASSERT_STRING_EQUAL(rules_of(APPT(WHEN "\"created\":\"2026-11\","), NULL, NULL, 0), "");
+  const char *appt = "{\"resourceType\":\"Appointment\",\"status\":\"proposed\",\"participant\":"
+                     "[{\"required\":\"yes\",\"status\":\"maybe\"}]}";
+  CU_ASSERT_STRING_EQUAL(rules_of(appt, NULL, NULL, 0), "cer.profile,cer.contact-present");
+  /* a Slot contained in a Schedule is checked with it */
+  const char *sched = "{\"resourceType\":\"Schedule\",\"contained\":[" SLOT(
+      "closed", "") "],"
+                    "\"actor\":[{\"reference\":\"Practitioner/1\"}]}";
+  char loc[200];
+  CU_ASSERT_STRING_EQUAL(rules_of(sched, NULL, loc, sizeof(loc)), "cer.profile");
+  CU_ASSERT_STRING_EQUAL(loc, "Schedule.contained.status");
+}
+
+/* rules.json without profile_xsd: no profile; one naming a broken XSD: a configuration error */
+static void test_profile_load(void) {
+  char dir[] = "/tmp/cergw-rules-XXXXXX";
+  CU_ASSERT_PTR_NOT_NULL_FATAL(mkdtemp(dir));
+  char rules[300], xsd[300];
+  snprintf(rules, sizeof(rules), "%s/rules.json", dir);
+  snprintf(xsd, sizeof(xsd), "%s/p.xsd", dir);
+  FILE *f = fopen(rules, "w");
+  fputs("{\"rules\": []}", f);
+  fclose(f);
+  struct gw_buf errs;
+  gw_buf_init(&errs, 1 << 16);
+  struct gw_rules *r = NULL;
+  CU_ASSERT_EQUAL(gw_rules_load(rules, &r, &errs), GW_OK);
+  gw_rules_free(r);
+  f = fopen(rules, "w");
+  fputs("{\"profile_xsd\": \"p.xsd\", \"rules\": []}", f);
+  fclose(f);
+  f = fopen(xsd, "w");
+  fputs("<xs:schema xmlns:xs=\"http://www.w3.org/2001/XMLSchema\"><xs:element name=\"a\" type=\"nope\"/></xs:schema>",
+        f);
+  fclose(f);
+  r = NULL;
+  CU_ASSERT_EQUAL(gw_rules_load(rules, &r, &errs), GW_ERR_CONF);
+  CU_ASSERT_PTR_NULL(r);
+  CU_ASSERT_PTR_NOT_NULL(strstr(errs.data ? (char *)errs.data : "", "p.xsd"));
+  remove(xsd);
+  r = NULL;
+  CU_ASSERT_EQUAL(gw_rules_load(rules, &r, &errs), GW_ERR_CONF); /* missing file */
+  gw_buf_cleanup(&errs);
+  remove(rules);
+  rmdir(dir);
+}
+
 int gw_test_rules_suite(void) {
   CU_pSuite s = CU_add_suite("validate/rules", setup, teardown);
   return !s || GW_ADD(s, test_valid_booking) || GW_ADD(s, test_pesel) || GW_ADD(s, test_contact) ||
          GW_ADD(s, test_cardiology) || GW_ADD(s, test_times) || GW_ADD(s, test_specialty_covered) ||
-         GW_ADD(s, test_slot_overlap) || GW_ADD(s, test_identity);
+         GW_ADD(s, test_slot_overlap) || GW_ADD(s, test_identity) || GW_ADD(s, test_profile) ||
+         GW_ADD(s, test_profile_load);
 }
