@@ -5,6 +5,8 @@
 #   2. FHIR JSON validation (JSON -> canonical XML with the model, CeR rules)
 #      beside @medplum/core's validateResource on the same resources (Node, one thread).
 #   3. SOAP -> FHIR, validated (XSD, XSLT, model, rules) beside xsltproc with the same stylesheet.
+#   4. libxslt's own floor, in process (bench_translate xslt-floor): siu-to-fhir.xsl beside a
+#      stylesheet that writes the same Bundle literally (no logic) and a trivial one.
 # Runs interleaved rounds and prints the ratios; the last line sums up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +34,7 @@ else
 fi
 
 echo "# one core, ${SECS}s per run, $ROUNDS interleaved rounds"
-s_ours=0; s_xslt=0; f_ours=0; f_med=0; p_ours=0; p_xslt=0
+s_ours=0; s_xslt=0; f_ours=0; f_med=0; p_ours=0; p_xslt=0; x_triv=0; x_lit=0; x_map=0
 for r in $(seq 1 "$ROUNDS"); do
   a=$(NOW=$siu_now $PIN ./build/bench_translate check "$SECS" "$siu" | sed -E 's/.*msgs_per_s=([0-9]+).*/\1/')
   start=$(date +%s%N)
@@ -44,10 +46,16 @@ for r in $(seq 1 "$ROUNDS"); do
   start=$(date +%s%N)
   $PIN xsltproc mappings/soap-to-fhir.xsl $(cat "$T/slist") >/dev/null
   q=$(( copies * 1000000000 / ($(date +%s%N) - start) ))
+  fl=$($PIN ./build/bench_translate xslt-floor "$SECS" tests/golden/siu/s12-cardiology.hl7)
+  xt=$(sed -E 's/.*trivial_per_s=([0-9]+).*/\1/' <<<"$fl"); xl=$(sed -E 's/.*literal_per_s=([0-9]+).*/\1/' <<<"$fl")
+  xm=$(sed -E 's/.*mapping_per_s=([0-9]+).*/\1/' <<<"$fl")
+  x_triv=$((x_triv + xt)); x_lit=$((x_lit + xl)); x_map=$((x_map + xm))
+  echo "round $r: libxslt in process: trivial stylesheet $xt/s | the same Bundle written literally $xl/s | siu-to-fhir.xsl $xm/s"
   echo "round $r: SIU->FHIR validated $a/s | xsltproc same stylesheet $b/s | FHIR JSON validation $c/s | medplum validateResource $d/s | SOAP->FHIR validated $p/s | xsltproc $q/s"
   s_ours=$((s_ours + a)); s_xslt=$((s_xslt + b)); f_ours=$((f_ours + c)); f_med=$((f_med + d)); p_ours=$((p_ours + p)); p_xslt=$((p_xslt + q))
 done
 echo "SOAP->FHIR validated: $((p_ours / ROUNDS)) msg/s; xsltproc alone: $((p_xslt / ROUNDS)) msg/s; ratio $(awk -v a=$p_ours -v b=$p_xslt 'BEGIN{printf "%.2f", a/b}')"
+echo "libxslt alone, one core: a stylesheet writing the S12 Bundle literally (no XPath, no logic) $((x_lit / ROUNDS))/s, a trivial one $((x_triv / ROUNDS))/s, siu-to-fhir.xsl $((x_map / ROUNDS))/s"
 echo "SIU->FHIR validated: $((s_ours / ROUNDS)) msg/s (target 20000); xsltproc alone: $((s_xslt / ROUNDS)) msg/s; ratio $(awk -v a=$s_ours -v b=$s_xslt 'BEGIN{printf "%.2f", a/b}')"
 echo "FHIR JSON validation: $((f_ours / ROUNDS)) res/s vs medplum $((f_med / ROUNDS)) res/s: $(awk -v a=$f_ours -v b=$f_med 'BEGIN{printf "%.2f", a/b}')x (target 5x)"
-echo "translate: siu_fhir=$((s_ours / ROUNDS))/s xsltproc=$((s_xslt / ROUNDS))/s soap_fhir=$((p_ours / ROUNDS))/s fhir_validate=$((f_ours / ROUNDS))/s medplum=$((f_med / ROUNDS))/s ratio_vs_medplum=$(awk -v a=$f_ours -v b=$f_med 'BEGIN{printf "%.2f", a/b}')"
+echo "translate: siu_fhir=$((s_ours / ROUNDS))/s xsltproc=$((s_xslt / ROUNDS))/s libxslt_literal_floor=$((x_lit / ROUNDS))/s soap_fhir=$((p_ours / ROUNDS))/s fhir_validate=$((f_ours / ROUNDS))/s medplum=$((f_med / ROUNDS))/s ratio_vs_medplum=$(awk -v a=$f_ours -v b=$f_med 'BEGIN{printf "%.2f", a/b}')"

@@ -4,6 +4,8 @@
 #include <libxml/xmlschemas.h>
 #include <libxml/xpath.h>
 #include <libxml/xpathInternals.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,7 +76,47 @@ struct gw_rules {
   int ncovered;
   xmlXPathCompExprPtr xp[XP__COUNT];
   xmlSchemaPtr profile; /* the CeR profile (profile_xsd), or NULL when rules.json names none */
+  unsigned long serial; /* tells this rule set from others in the per-thread cache */
 };
+
+/* Per thread, what every check needs and is costly to make afresh: an XPath
+ * context (libxml2 fills a hash of every XPath function into each new one)
+ * and a validation context for the profile of the rule set used last. */
+struct tcache {
+  xmlXPathContextPtr x;
+  xmlSchemaValidCtxtPtr vc;
+  unsigned long vc_serial;
+};
+static pthread_key_t tcache_key;
+static pthread_once_t tcache_once = PTHREAD_ONCE_INIT;
+static atomic_ulong rules_serial;
+
+static void tcache_release(void *p) {
+  struct tcache *c = p;
+  if (c->x)
+    xmlXPathFreeContext(c->x);
+  if (c->vc)
+    xmlSchemaFreeValidCtxt(c->vc);
+  free(c);
+}
+static void tcache_key_init(void) { pthread_key_create(&tcache_key, tcache_release); }
+
+static struct tcache *thread_cache(void) {
+  pthread_once(&tcache_once, tcache_key_init);
+  struct tcache *c = pthread_getspecific(tcache_key);
+  if (!c) {
+    c = calloc(1, sizeof(*c));
+    if (!c)
+      return NULL;
+    pthread_setspecific(tcache_key, c);
+  }
+  if (!c->x) {
+    c->x = xmlXPathNewContext(NULL);
+    if (!c->x || xmlXPathRegisterNs(c->x, BAD_CAST "f", BAD_CAST GW_FHIR_NS))
+      return NULL;
+  }
+  return c;
+}
 
 /* A message template may hold at most two "%s" and no other conversion. */
 static bool safe_template(const char *s) {
@@ -127,6 +169,8 @@ int gw_rules_load(const char *path, struct gw_rules **out, struct gw_buf *errs) 
   yajl_val root = yajl_tree_parse(text, ebuf, sizeof(ebuf));
   free(text);
   struct gw_rules *r = calloc(1, sizeof(*r));
+  if (r)
+    r->serial = atomic_fetch_add(&rules_serial, 1) + 1;
   int rv = (root && YAJL_IS_OBJECT(root) && r) ? GW_OK : GW_ERR_CONF;
   if (rv)
     gw_buf_printf(errs, "%s: not a JSON object: %s\n", path, ebuf);
@@ -589,18 +633,25 @@ static bool is_cer_resource(xmlNodePtr n) {
 /* Every Schedule, Slot and Appointment against the CeR profile XSD: the
  * outermost ones (the profile checks what they contain), found by one walk
  * of the document in document order without recursion. */
-static int check_profile(struct ev *e, xmlDocPtr doc) {
+static int check_profile(struct ev *e, struct tcache *tc, xmlDocPtr doc) {
   if (!e->r->profile)
     return GW_OK;
-  xmlSchemaValidCtxtPtr vc = NULL;
+  if (tc->vc && tc->vc_serial != e->r->serial) { /* made for another rule set's profile */
+    xmlSchemaFreeValidCtxt(tc->vc);
+    tc->vc = NULL;
+  }
+  xmlSchemaValidCtxtPtr vc = tc->vc;
   struct pstate ps = {.e = e};
   xmlNodePtr root = xmlDocGetRootElement(doc);
   for (xmlNodePtr n = root; n;) {
     bool descend = true;
     if (is_cer_resource(n)) {
       descend = false;
-      if (!vc && !(vc = xmlSchemaNewValidCtxt(e->r->profile)))
-        return GW_ERR_NOMEM;
+      if (!vc) {
+        if (!(vc = tc->vc = xmlSchemaNewValidCtxt(e->r->profile)))
+          return GW_ERR_NOMEM;
+        tc->vc_serial = e->r->serial;
+      }
       xmlSchemaSetValidStructuredErrors(vc, (xmlStructuredErrorFunc)profile_issue, &ps);
       size_t before = e->diag->n + e->diag->dropped;
       if (xmlSchemaValidateOneElement(vc, n) != 0 && e->diag->n + e->diag->dropped == before)
@@ -630,24 +681,25 @@ static int check_profile(struct ev *e, xmlDocPtr doc) {
     }
   }
   if (vc)
-    xmlSchemaFreeValidCtxt(vc);
+    xmlSchemaSetValidStructuredErrors(vc, NULL, NULL); /* |ps| lives on this stack frame only */
   return GW_OK;
 }
 
 int gw_rules_check(const struct gw_rules *r, struct _xmlDoc *fhir, const struct gw_rules_ctx *ctx,
                    struct gw_diag *diag) {
-  struct ev e = {.r = r, .ctx = ctx, .diag = diag, .x = xmlXPathNewContext(fhir)};
-  if (!e.x)
+  struct tcache *tc = thread_cache();
+  if (!tc)
     return GW_ERR_NOMEM;
-  xmlXPathRegisterNs(e.x, BAD_CAST "f", BAD_CAST GW_FHIR_NS);
-  if (check_profile(&e, fhir)) {
-    xmlXPathFreeContext(e.x);
-    return GW_ERR_NOMEM;
+  struct ev e = {.r = r, .ctx = ctx, .diag = diag, .x = tc->x};
+  e.x->doc = fhir;
+  int rv = check_profile(&e, tc, fhir);
+  if (rv == GW_OK) {
+    check_pesel(&e);
+    check_appointments(&e);
+    check_slots(&e);
+    check_identity(&e);
   }
-  check_pesel(&e);
-  check_appointments(&e);
-  check_slots(&e);
-  check_identity(&e);
-  xmlXPathFreeContext(e.x);
-  return e.failed ? GW_ERR_INVAL : GW_OK;
+  e.x->doc = NULL; /* the cached context must not keep the document */
+  e.x->node = NULL;
+  return rv ? rv : e.failed ? GW_ERR_INVAL : GW_OK;
 }
