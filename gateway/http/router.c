@@ -212,6 +212,8 @@ static void translate(struct gw_req *req, struct gw_resp *resp) {
 #define CT_SOAP11 "text/xml; charset=utf-8"
 #define CT_SOAP12 "application/soap+xml; charset=utf-8"
 
+static void schema_answer(struct gw_resp *resp, const char *doc, size_t len);
+
 /* GET /soap?wsdl, GET /soap?xsd: the clinic API description. */
 static void soap_description(struct gw_req *req, struct gw_resp *resp) {
   const char *q = strchr(req->path, '?');
@@ -225,6 +227,11 @@ static void soap_description(struct gw_req *req, struct gw_resp *resp) {
     gw_router_error(resp, 404, "use /soap?wsdl or /soap?xsd");
     return;
   }
+  schema_answer(resp, doc, len);
+}
+
+/* 200 with a copy of a schema document the engine holds. */
+static void schema_answer(struct gw_resp *resp, const char *doc, size_t len) {
   resp->body = malloc(len + 1);
   if (!resp->body) {
     gw_router_error(resp, 500, "out of memory");
@@ -329,6 +336,17 @@ void gw_router_handle(struct gw_req *req, struct gw_resp *resp) {
       metrics(resp);
     else
       method_not_allowed(resp, "GET, HEAD");
+    return;
+  }
+  if (path_is(req, "/fhir/cer-profile.xsd")) { /* the CeR profile the gateway checks against */
+    size_t len = 0;
+    const char *doc = engine ? gw_engine_profile_xsd(engine, &len) : NULL;
+    if (!get)
+      method_not_allowed(resp, "GET, HEAD");
+    else if (!doc)
+      gw_router_error(resp, 404, "no CeR profile is configured (profile_xsd in rules.json)");
+    else
+      schema_answer(resp, doc, len);
     return;
   }
   if (gw_write_handle(req, resp))

@@ -280,6 +280,8 @@ const char *gw_engine_xsd(const struct gw_engine *e, size_t *len) {
   return e->xsd;
 }
 
+const char *gw_engine_profile_xsd(const struct gw_engine *e, size_t *len) { return gw_rules_profile(e->rules, len); }
+
 /* c:Issues with one c:Issue per diagnostic, under |parent|. */
 static void soap_issues(xmlNodePtr parent, xmlNsPtr c, const struct gw_diag *diag) {
   xmlNodePtr issues = xmlNewChild(parent, c, BAD_CAST "Issues", NULL);

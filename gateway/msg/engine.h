@@ -82,6 +82,8 @@ int gw_engine_soap_validate_response(const struct gw_diag *diag, int valid, int 
 /* The WSDL and XSD of the clinic SOAP API as loaded at start-up. */
 const char *gw_engine_wsdl(const struct gw_engine *e, size_t *len);
 const char *gw_engine_xsd(const struct gw_engine *e, size_t *len);
+/* The CeR profile of Schedule, Slot and Appointment (schemas/cer/cer-profile.xsd), or NULL. */
+const char *gw_engine_profile_xsd(const struct gw_engine *e, size_t *len);
 
 /* A transaction-response Bundle: one entry per entry of the request, each
  * with |status| ("201 Created", "202 Accepted") and its location (may be

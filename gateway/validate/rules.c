@@ -76,6 +76,8 @@ struct gw_rules {
   int ncovered;
   xmlXPathCompExprPtr xp[XP__COUNT];
   xmlSchemaPtr profile; /* the CeR profile (profile_xsd), or NULL when rules.json names none */
+  char *profile_text;   /* its text, as published at GET /fhir/cer-profile.xsd */
+  size_t profile_len;
   unsigned long serial; /* tells this rule set from others in the per-thread cache */
 };
 
@@ -151,7 +153,8 @@ static int load_profile(struct gw_rules *r, const char *rules_path, const char *
     r->profile = xmlSchemaParse(pc);
     xmlSchemaFreeParserCtxt(pc);
   }
-  free(text);
+  r->profile_text = text;
+  r->profile_len = n;
   if (!r->profile) {
     gw_buf_printf(errs, "%s: the CeR profile does not load\n", path);
     return GW_ERR_CONF;
@@ -237,7 +240,13 @@ void gw_rules_free(struct gw_rules *r) {
       xmlXPathFreeCompExpr(r->xp[i]);
   if (r->profile)
     xmlSchemaFree(r->profile);
+  free(r->profile_text);
   free(r);
+}
+
+const char *gw_rules_profile(const struct gw_rules *r, size_t *len) {
+  *len = r->profile_len;
+  return r->profile ? r->profile_text : NULL;
 }
 
 int gw_pesel_valid(const char *p) {

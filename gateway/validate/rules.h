@@ -5,6 +5,7 @@
 #ifndef GW_VALIDATE_RULES_H
 #define GW_VALIDATE_RULES_H
 
+#include <stddef.h>
 #include <time.h>
 
 #include "core/buf.h"
@@ -21,6 +22,8 @@ struct gw_rules_ctx {
 
 int gw_rules_load(const char *path, struct gw_rules **out, struct gw_buf *errs);
 void gw_rules_free(struct gw_rules *r);
+/* The CeR profile XSD's text (|*len| bytes), or NULL when the rules name none. */
+const char *gw_rules_profile(const struct gw_rules *r, size_t *len);
 
 /* Applies every rule to |fhir|; issues go to |diag|. Returns 0, or
  * GW_ERR_INVAL when an error-severity rule failed. */

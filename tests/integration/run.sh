@@ -271,6 +271,10 @@ check "POST /fhir/\$validate with something that is not FHIR: fatal issue" \
 ccurl clinic-a --http1.1 "$(URL "/soap?wsdl")" >"$T/api.wsdl"
 check "GET /soap?wsdl serves the WSDL with SOAP 1.1 and 1.2 bindings" \
   bash -c "grep -q 'wsdl:binding name=\"ClinicSoap11\"' '$T/api.wsdl' && grep -q 'wsdl:binding name=\"ClinicSoap12\"' '$T/api.wsdl'"
+ccurl clinic-a --http2 "$(URL /fhir/cer-profile.xsd)" >"$T/profile.xsd"
+check "GET /fhir/cer-profile.xsd serves the CeR profile the gateway checks against (byte for byte)" \
+  cmp -s "$T/profile.xsd" "$ROOT/schemas/cer/cer-profile.xsd"
+check "POST /fhir/cer-profile.xsd -> 405" test "$(ccurl clinic-a --http2 -o /dev/null -w '%{http_code}' -X POST -d x "$(URL /fhir/cer-profile.xsd)")" = 405
 check "GET /soap?xsd serves the schema" bash -c "ccurl() { curl -sS --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key \"\$@\"; }; ccurl '$(URL "/soap?xsd")' | grep -q 'targetNamespace=\"urn:cergw:clinic:v1\"'"
 code=$(ccurl clinic-a --http1.1 -w "%{http_code}" -o "$T/fault.xml" -X POST -H 'Content-Type: text/xml; charset=utf-8' \
   -H 'SOAPAction: "urn:cergw:clinic:v1:BookAppointment"' --data-binary @"$ROOT/tests/golden/soap/book-invalid.xml" "$(URL /soap)")
