@@ -50,7 +50,8 @@ static struct {
   int fail_status;
   int delay_ms;
   int token_ttl;
-  long received, unique, duplicates, refused, invalid, unauthorized, tokens_issued;
+  bool token_fail; /* the token endpoint answers fail_status */
+  long received, unique, duplicates, refused, invalid, unauthorized, tokens_issued, tokens_refused;
   struct key *keys[KEY_BUCKETS];
   int keys_fd;
   char tokens[MAX_TOKENS][65];
@@ -136,8 +137,8 @@ static void stats(struct gw_resp *r) {
   pthread_mutex_lock(&S.mu);
   set_json(r, 200, "application/json",
            "{\"received\":%ld,\"unique\":%ld,\"duplicates\":%ld,\"refused\":%ld,\"invalid\":%ld,"
-           "\"unauthorized\":%ld,\"tokens_issued\":%ld,\"mode\":\"%s\",\"last_key\":\"%s\"}\n",
-           S.received, S.unique, S.duplicates, S.refused, S.invalid, S.unauthorized, S.tokens_issued,
+           "\"unauthorized\":%ld,\"tokens_issued\":%ld,\"tokens_refused\":%ld,\"mode\":\"%s\",\"last_key\":\"%s\"}\n",
+           S.received, S.unique, S.duplicates, S.refused, S.invalid, S.unauthorized, S.tokens_issued, S.tokens_refused,
            S.mode == M_OK     ? "ok"
            : S.mode == M_FAIL ? "fail"
                               : "reject",
@@ -156,6 +157,10 @@ static void control(struct gw_req *req, struct gw_resp *r) {
     S.delay_ms = atoi(v) >= 0 && atoi(v) <= 60000 ? atoi(v) : 0;
   if (query(req->path, "token_ttl", v, sizeof(v)))
     S.token_ttl = atoi(v) > 0 ? atoi(v) : 300;
+  if (query(req->path, "token", v, sizeof(v))) /* token=fail: the token endpoint fails; token=ok */
+    S.token_fail = !strcmp(v, "fail");
+  if (query(req->path, "revoke", v, sizeof(v)) && !strcmp(v, "1")) /* every token issued so far stops working */
+    memset(S.tokens, 0, sizeof(S.tokens));
   pthread_mutex_unlock(&S.mu);
   stats(r);
 }
@@ -225,6 +230,15 @@ static void token(struct gw_req *req, struct gw_resp *r) {
     why = "grant_type must be client_credentials";
   if (why) {
     set_json(r, 400, "application/json", "{\"error\":\"invalid_client\",\"error_description\":\"%s\"}\n", why);
+    return;
+  }
+  pthread_mutex_lock(&S.mu);
+  bool fail = S.token_fail;
+  int fail_status = S.fail_status;
+  S.tokens_refused += fail;
+  pthread_mutex_unlock(&S.mu);
+  if (fail) {
+    set_json(r, fail_status, "application/json", "{\"error\":\"temporarily_unavailable\"}\n");
     return;
   }
   unsigned char rnd[32];
