@@ -10,11 +10,11 @@ FUZZ_LIBS := $(shell pkg-config --libs libnghttp2 yajl libxml-2.0 libxslt libexs
 CORE := gateway/core/buf.c gateway/core/err.c gateway/core/log.c gateway/core/metrics.c gateway/core/diag.c gateway/core/file.c \
   gateway/http/req.c
 
-TARGETS := $(FZ)/fuzz_h1 $(FZ)/fuzz_h2 $(FZ)/fuzz_conf $(FZ)/fuzz_hl7v2 $(FZ)/fuzz_fhir $(FZ)/fuzz_soap $(FZ)/fuzz_dconf $(FZ)/fuzz_mllp
+TARGETS := $(FZ)/fuzz_h1 $(FZ)/fuzz_h2 $(FZ)/fuzz_conf $(FZ)/fuzz_hl7v2 $(FZ)/fuzz_fhir $(FZ)/fuzz_soap $(FZ)/fuzz_dconf $(FZ)/fuzz_mllp $(FZ)/fuzz_cer
 
 .PHONY: fuzz-build fuzz-run
 fuzz-run: fuzz-build
-	@for t in h1 h2 conf hl7v2 fhir soap dconf mllp; do \
+	@for t in h1 h2 conf hl7v2 fhir soap dconf mllp cer; do \
 	  mkdir -p $(FZ)/corpus-$$t && cp -n fuzz/seeds/$$t/* $(FZ)/corpus-$$t/ 2>/dev/null; \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
 	  $(FZ)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -rss_limit_mb=1024 -timeout=10 \
@@ -40,6 +40,10 @@ $(FZ)/fuzz_fhir: fuzz/fuzz_fhir.c gateway/codec/fhir.c gateway/codec/xml.c $(COR
 	@mkdir -p $(FZ)
 	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)
 $(FZ)/fuzz_soap: fuzz/fuzz_soap.c gateway/msg/engine.c gateway/codec/fhir.c gateway/codec/hl7v2.c gateway/codec/xml.c \
+  gateway/xform/xform.c gateway/validate/rules.c $(CORE)
+	@mkdir -p $(FZ)
+	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)
+$(FZ)/fuzz_cer: fuzz/fuzz_cer.c gateway/msg/engine.c gateway/codec/fhir.c gateway/codec/hl7v2.c gateway/codec/xml.c \
   gateway/xform/xform.c gateway/validate/rules.c $(CORE)
 	@mkdir -p $(FZ)
 	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)

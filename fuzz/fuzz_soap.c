@@ -1,32 +1,19 @@
 /* libFuzzer target: the SOAP path of the engine (safe XML parse, envelope
  * checks, XSD validation, soap-to-fhir.xsl, FHIR model, CeR rules) and the
  * SOAP Fault rendering of whatever issues come out. Run from the project root. */
-#include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "core/err.h"
-#include "msg/engine.h"
-
-static struct gw_engine *engine;
+#include "fuzz_engine.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  if (!engine) {
-    xmlInitParser();
-    struct gw_buf errs;
-    gw_buf_init(&errs, 1 << 16);
-    if (gw_engine_new(".", &engine, &errs)) {
-      fprintf(stderr, "run from the project root: %s\n", errs.data ? (char *)errs.data : "");
-      abort();
-    }
-    gw_buf_cleanup(&errs);
-  }
+  struct gw_engine *engine = fuzz_engine();
   struct gw_diag d;
   gw_diag_init(&d, 64);
-  struct gw_check chk = {.now = 1795852800}; /* 2026-11-28: inside the seeds' horizon */
+  struct gw_check chk = {.now = FUZZ_NOW};
   xmlDocPtr doc = NULL;
   int rv = gw_engine_check(engine, (const char *)data, size, GW_D_SOAP, &chk, &doc, &d);
   struct gw_buf out;
