@@ -39,9 +39,12 @@
                     "starts-with(f:reference/@value,'Patient/')]/f:identifier/f:system/@value)")                       \
   X(XP_PATIENT_VAL, "string(f:participant/f:actor[f:type/@value='Patient' or "                                         \
                     "starts-with(f:reference/@value,'Patient/')]/f:identifier/f:value/@value)")                        \
-  X(XP_CONTACTS, "count(//f:Patient[f:identifier[f:system/@value=$sys and f:value/@value=$val]]"                       \
-                 "[f:telecom/f:value/@value or f:contact/f:telecom/f:value/@value] | "                                 \
-                 "f:contained/f:Patient[f:telecom/f:value/@value or f:contact/f:telecom/f:value/@value])")             \
+  X(XP_REACHABLE_IDS, "//f:Patient[f:telecom/f:value/@value or f:contact/f:telecom/f:value/@value]"                    \
+                      "/f:identifier[f:system/@value and f:value/@value]")                                             \
+  X(XP_CONTAINED_CONTACT, "count(f:contained/f:Patient[f:telecom/f:value/@value or "                                   \
+                          "f:contact/f:telecom/f:value/@value]) > 0")                                                  \
+  X(XP_SYSTEM, "string(f:system/@value)")                                                                              \
+  X(XP_VALUE, "string(f:value/@value)")                                                                                \
   X(XP_PARTICIPANT, "f:participant")                                                                                   \
   X(XP_FOLLOWUP, "string(f:appointmentType/f:coding/f:code[@value='followup' or @value='KONTYNUACJA']/@value)")        \
   X(XP_REFERRAL_OK, "count(f:basedOn[f:identifier/f:value/@value or f:reference/@value]) > 0 and "                     \
@@ -465,8 +468,48 @@ static void check_times(struct ev *e, xmlNodePtr res, const char *kind_status, b
   free(end);
 }
 
+/* "system|value" of every identifier of a Patient with a phone or e-mail (own or a contact
+ * person's) anywhere in the document, sorted: one pass for the whole message, then one
+ * binary search per appointment (a search of the document per appointment made a Bundle
+ * of thousands of appointments cost seconds). */
+struct keyset {
+  char **k;
+  int n;
+};
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static void reachable_patients(struct ev *e, struct keyset *ks) {
+  ks->k = NULL;
+  ks->n = 0;
+  xmlXPathObjectPtr o = q(e, XP_REACHABLE_IDS, NULL);
+  if (nodes(o) && (ks->k = calloc((size_t)nodes(o), sizeof(char *)))) {
+    for (int i = 0; i < nodes(o); i++) {
+      char *sys = str(e, XP_SYSTEM, o->nodesetval->nodeTab[i]), *val = str(e, XP_VALUE, o->nodesetval->nodeTab[i]);
+      if (sys && val && asprintf(&ks->k[ks->n], "%s|%s", sys, val) >= 0)
+        ks->n++;
+      free(sys);
+      free(val);
+    }
+    qsort(ks->k, (size_t)ks->n, sizeof(char *), cmp_str);
+  }
+  xmlXPathFreeObject(o);
+}
+
+static bool keyset_has(const struct keyset *ks, const char *sys, const char *val) {
+  char *key = NULL;
+  if (!ks->n || asprintf(&key, "%s|%s", sys ? sys : "", val ? val : "") < 0)
+    return false;
+  bool found = bsearch(&key, ks->k, (size_t)ks->n, sizeof(char *), cmp_str) != NULL;
+  free(key);
+  return found;
+}
+
 static void check_appointments(struct ev *e) {
   xmlXPathObjectPtr o = q(e, XP_APPOINTMENTS, NULL);
+  struct keyset reach = {NULL, 0};
+  if (nodes(o))
+    reachable_patients(e, &reach);
   for (int i = 0; i < nodes(o); i++) {
     xmlNodePtr a = o->nodesetval->nodeTab[i];
     char *status = str(e, XP_STATUS, a);
@@ -480,16 +523,14 @@ static void check_appointments(struct ev *e) {
     if (is_booking(status) && !is_patch) {
       /* 1. contact: the patient's own telecom, or a contact person's, in this message */
       char *sys = str(e, XP_PATIENT_SYS, a), *val = str(e, XP_PATIENT_VAL, a);
-      /* the patient's identifier goes in as XPath variables, never spliced into the expression */
-      xmlXPathRegisterVariable(e->x, BAD_CAST "sys", xmlXPathNewCString(sys ? sys : ""));
-      xmlXPathRegisterVariable(e->x, BAD_CAST "val", xmlXPathNewCString(val ? val : ""));
-      xmlXPathObjectPtr c = q(e, XP_CONTACTS, a);
-      if (!c || xmlXPathCastToNumber(c) < 1) {
+      xmlXPathObjectPtr c = q(e, XP_CONTAINED_CONTACT, a);
+      bool reachable = keyset_has(&reach, sys, val) || (c && xmlXPathCastToBoolean(c));
+      xmlXPathFreeObject(c);
+      if (!reachable) {
         xmlXPathObjectPtr p = q(e, XP_PARTICIPANT, a);
         report(e, "cer.contact-present", nodes(p) ? p->nodesetval->nodeTab[0] : a, NULL, NULL);
         xmlXPathFreeObject(p);
       }
-      xmlXPathFreeObject(c);
       free(sys);
       free(val);
       /* 2. first cardiology visits: e-referral and urgency */
@@ -507,15 +548,39 @@ static void check_appointments(struct ev *e) {
     }
     free(status);
   }
+  for (int i = 0; i < reach.n; i++)
+    free(reach.k[i]);
+  free(reach.k);
   xmlXPathFreeObject(o);
+}
+
+/* Slots of one schedule, sorted by start: overlaps are found by a sweep, not by
+ * comparing every pair (a message of thousands of slots stays linear-logarithmic). */
+struct slot_at {
+  int i; /* document order */
+  time_t s, t;
+  const char *sched;
+};
+
+static int cmp_slot(const void *a, const void *b) {
+  const struct slot_at *x = a, *y = b;
+  int c = strcmp(x->sched, y->sched);
+  if (c)
+    return c;
+  return x->s < y->s ? -1 : x->s > y->s ? 1 : x->i - y->i;
+}
+
+static int cmp_pair(const void *a, const void *b) {
+  const int *x = a, *y = b; /* {earlier, later} in document order: by the later, then the earlier */
+  return x[1] != y[1] ? x[1] - y[1] : x[0] - y[0];
 }
 
 static void check_slots(struct ev *e) {
   xmlXPathObjectPtr o = q(e, XP_SLOTS, NULL);
-  int n = nodes(o);
-  time_t *s = calloc((size_t)n + 1, sizeof(time_t)), *t = calloc((size_t)n + 1, sizeof(time_t));
+  int n = nodes(o), m = 0;
+  struct slot_at *at = calloc((size_t)n + 1, sizeof(*at));
   char **sched = calloc((size_t)n + 1, sizeof(char *));
-  for (int i = 0; s && t && sched && i < n; i++) {
+  for (int i = 0; at && sched && i < n; i++) {
     xmlNodePtr sl = o->nodesetval->nodeTab[i];
     char spec[16];
     checked_specialty(e, sl, spec, sizeof(spec));
@@ -523,26 +588,36 @@ static void check_slots(struct ev *e) {
     check_times(e, sl, status && (!strcmp(status, "free") || !strcmp(status, "busy")) ? "booked" : status, true, spec);
     free(status);
     char *st = str(e, XP_START, sl), *en = str(e, XP_END, sl);
-    if (!st || !en || gw_instant_parse(st, &s[i]) || gw_instant_parse(en, &t[i]))
-      s[i] = t[i] = 0;
+    time_t a = 0, b = 0;
+    sched[i] = str(e, XP_SCHEDULE_KEY, sl);
+    if (st && en && !gw_instant_parse(st, &a) && !gw_instant_parse(en, &b) && a && sched[i])
+      at[m++] = (struct slot_at){.i = i, .s = a, .t = b, .sched = sched[i]};
     free(st);
     free(en);
-    sched[i] = str(e, XP_SCHEDULE_KEY, sl);
-    for (int j = 0; j < i; j++) {
-      if (!s[i] || !s[j] || !sched[i] || !sched[j] || strcmp(sched[i], sched[j]))
-        continue;
-      if (s[i] < t[j] && s[j] < t[i]) {
-        char other[64];
-        snprintf(other, sizeof(other), "Slot %d and %d", j, i);
-        report(e, "cer.slot-overlap", sl, other, NULL);
-      }
-    }
   }
+  /* pairs {earlier, later} that overlap, as many as the issue list can still take */
+  size_t room = e->diag->max > e->diag->n ? e->diag->max - e->diag->n : 0, np = 0;
+  int(*pairs)[2] = at && room ? calloc(room, sizeof(*pairs)) : NULL;
+  if (pairs)
+    qsort(at, (size_t)m, sizeof(*at), cmp_slot);
+  for (int k = 0; pairs && k < m && np < room; k++)
+    for (int j = k + 1; j < m && np < room && !strcmp(at[j].sched, at[k].sched) && at[j].s < at[k].t; j++)
+      if (at[k].s < at[j].t) {
+        pairs[np][0] = at[k].i < at[j].i ? at[k].i : at[j].i;
+        pairs[np++][1] = at[k].i < at[j].i ? at[j].i : at[k].i;
+      }
+  if (pairs)
+    qsort(pairs, np, sizeof(*pairs), cmp_pair);
+  for (size_t k = 0; k < np; k++) {
+    char other[64];
+    snprintf(other, sizeof(other), "Slot %d and %d", pairs[k][0], pairs[k][1]);
+    report(e, "cer.slot-overlap", o->nodesetval->nodeTab[pairs[k][1]], other, NULL);
+  }
+  free(pairs);
   for (int i = 0; sched && i < n; i++)
     free(sched[i]);
   free(sched);
-  free(s);
-  free(t);
+  free(at);
   xmlXPathFreeObject(o);
   /* schedules: planning horizon end after start */
   o = q(e, XP_HORIZONS, NULL);

@@ -159,18 +159,23 @@ static void test_identity(void) {
   CU_ASSERT_STRING_EQUAL(rules_of(j, NULL, NULL, 0), ""); /* offline: no caller */
 }
 
+/* Checks |len| bytes of |j| with the test clock into |d| (initialised here, holding 32). */
+static void run_check(const char *j, size_t len, struct gw_diag *d) {
+  gw_diag_init(d, 32);
+  struct gw_check chk = {.now = now};
+  xmlDocPtr doc = NULL;
+  gw_engine_check(eng, j, len, GW_D_UNKNOWN, &chk, &doc, d);
+  xmlFreeDoc(doc);
+}
+
 /* The first issue of |json| (static copy). */
 static struct gw_issue first_issue(const char *json) {
   static struct gw_issue out;
   struct gw_diag d;
-  gw_diag_init(&d, 32);
-  struct gw_check chk = {.now = now};
-  xmlDocPtr doc = NULL;
-  gw_engine_check(eng, json, strlen(json), GW_D_UNKNOWN, &chk, &doc, &d);
+  run_check(json, strlen(json), &d);
   memset(&out, 0, sizeof(out));
   if (d.n)
     out = d.items[0];
-  xmlFreeDoc(doc);
   gw_diag_cleanup(&d);
   return out;
 }
@@ -201,13 +206,9 @@ static void test_profile(void) {
   /* one issue per bad value, although libxml2 reports the facet and the type */
   CU_ASSERT_STRING_EQUAL(rules_of(SLOT("free", "\"id\":\"a b\","), NULL, NULL, 0), "cer.profile");
   struct gw_diag d;
-  gw_diag_init(&d, 32);
-  struct gw_check chk = {.now = now};
-  xmlDocPtr doc = NULL;
   const char *two = SLOT("free", "\"id\":\"a b\",\"comment\":\"\",");
-  gw_engine_check(eng, two, strlen(two), GW_D_UNKNOWN, &chk, &doc, &d);
+  run_check(two, strlen(two), &d);
   CU_ASSERT_EQUAL(d.n, 1); /* the empty comment is refused by the model first: one issue */
-  xmlFreeDoc(doc);
   gw_diag_cleanup(&d);
   /* Appointment: participant status and required from their value sets, minutesDuration positive, created a dateTime */
   CU_ASSERT_STRING_EQUAL(rules_of(APPT(WHEN "\"minutesDuration\":0,"), NULL, NULL, 0), "cer.profile");
@@ -259,10 +260,71 @@ static void test_profile_load(void) {
   rmdir(dir);
 }
 
+#define PT(pesel, telecom)                                                                                             \
+  "{\"resource\":{\"resourceType\":\"Patient\",\"identifier\":[{\"system\":"                                           \
+  "\"urn:oid:2.16.840.1.113883.3.4424.1.1.616\",\"value\":\"" pesel "\"}]" telecom "}},"
+#define TEL ",\"telecom\":[{\"system\":\"phone\",\"value\":\"+48600100200\"}]"
+#define BOOKING(pesel, contained)                                                                                      \
+  "{\"resource\":{\"resourceType\":\"Appointment\",\"status\":\"booked\"," contained WHEN                              \
+  "\"participant\":[{\"actor\":{\"type\":\"Patient\",\"identifier\":{\"system\":"                                      \
+  "\"urn:oid:2.16.840.1.113883.3.4424.1.1.616\",\"value\":\"" pesel "\"}},\"status\":\"accepted\"}]}}"
+
+/* Several bookings in one Bundle: each finds its own patient's contact (in another entry or
+ * contained), and a patient without one is reported at that booking only. */
+static void test_contact_many(void) {
+  const char *j = "{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":[" PT("85010112345", TEL)
+      PT("02270803624", "") BOOKING("85010112345", "") "," BOOKING("02270803624", "") "," BOOKING(
+          "02270803624", "\"contained\":[{\"resourceType\":\"Patient\",\"id\":\"p\"" TEL "}],") "]}";
+  struct gw_diag d;
+  run_check(j, strlen(j), &d);
+  CU_ASSERT_EQUAL_FATAL(d.n, 1);
+  CU_ASSERT_STRING_EQUAL(d.items[0].rule, "cer.contact-present");
+  CU_ASSERT_STRING_EQUAL(d.items[0].location, "Bundle.entry[3].resource.participant[0]");
+  gw_diag_cleanup(&d);
+}
+
+#define SLOTAT(sched, from, to)                                                                                        \
+  "{\"resource\":{\"resourceType\":\"Slot\",\"schedule\":{\"reference\":\"Schedule/" sched "\"},\"status\":\"free\","  \
+  "\"start\":\"2026-12-01T" from ":00+01:00\",\"end\":\"2026-12-01T" to ":00+01:00\"}}"
+
+/* Overlaps among many slots: every overlapping pair of one schedule, in document order,
+ * at the later slot; touching slots and other schedules do not overlap. */
+static void test_slot_overlap_many(void) {
+  /* clang-format off */
+  const char *j = "{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":["
+                  SLOTAT("a", "11:00", "12:00") ","  /* 0 */
+                  SLOTAT("a", "09:00", "10:00") ","  /* 1 */
+                  SLOTAT("b", "09:00", "10:00") ","  /* 2: another schedule */
+                  SLOTAT("a", "09:50", "10:10") ","  /* 3: overlaps 1 */
+                  SLOTAT("a", "09:30", "09:40") ","  /* 4: inside 1, not touching 3 */
+                  SLOTAT("a", "10:10", "11:00") "]}"; /* 5: touches 3 and 0 */
+  /* clang-format on */
+  struct gw_diag d;
+  run_check(j, strlen(j), &d);
+  CU_ASSERT_EQUAL_FATAL(d.n, 2);
+  CU_ASSERT_PTR_NOT_NULL(strstr(d.items[0].msg_en, "(Slot 1 and 3)"));
+  CU_ASSERT_STRING_EQUAL(d.items[0].location, "Bundle.entry[3].resource");
+  CU_ASSERT_PTR_NOT_NULL(strstr(d.items[1].msg_en, "(Slot 1 and 4)"));
+  CU_ASSERT_STRING_EQUAL(d.items[1].location, "Bundle.entry[4].resource");
+  gw_diag_cleanup(&d);
+  /* more overlaps than the issue list holds: it fills, the rest is counted, nothing more */
+  struct gw_buf big;
+  gw_buf_init(&big, 1 << 22);
+  gw_buf_printf(&big, "{\"resourceType\":\"Bundle\",\"type\":\"batch\",\"entry\":[");
+  for (int i = 0; i < 400; i++)
+    gw_buf_printf(&big, "%s" SLOTAT("a", "09:00", "10:00"), i ? "," : "");
+  gw_buf_printf(&big, "]}");
+  run_check((const char *)big.data, big.len, &d);
+  CU_ASSERT_EQUAL(d.n, 32);
+  CU_ASSERT_STRING_EQUAL(d.items[0].rule, "cer.slot-overlap");
+  gw_diag_cleanup(&d);
+  gw_buf_cleanup(&big);
+}
+
 int gw_test_rules_suite(void) {
   CU_pSuite s = CU_add_suite("validate/rules", setup, teardown);
   return !s || GW_ADD(s, test_valid_booking) || GW_ADD(s, test_pesel) || GW_ADD(s, test_contact) ||
          GW_ADD(s, test_cardiology) || GW_ADD(s, test_times) || GW_ADD(s, test_specialty_covered) ||
          GW_ADD(s, test_slot_overlap) || GW_ADD(s, test_identity) || GW_ADD(s, test_profile) ||
-         GW_ADD(s, test_profile_load);
+         GW_ADD(s, test_profile_load) || GW_ADD(s, test_contact_many) || GW_ADD(s, test_slot_overlap_many);
 }
