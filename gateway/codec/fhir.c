@@ -464,6 +464,9 @@ static void path_join(char *out, size_t n, const char *base, const char *key, lo
 }
 
 #define MAX_MEMBERS 512
+/* Child elements of one element, in both directions: JSON arrays of one object together
+ * may not hold more items than the XML side would accept as children. */
+#define MAX_CHILDREN 4096
 
 static void conv_members(struct jstate *s, const struct ftype *t, yajl_val obj, xmlNodePtr node, const char *path,
                          bool resource) {
@@ -471,6 +474,16 @@ static void conv_members(struct jstate *s, const struct ftype *t, yajl_val obj, 
   size_t nk = obj->u.object.len;
   if (nk > MAX_MEMBERS) {
     jerr(s, "too-costly", "fhir.too-complex", path, "an object has too many members", "obiekt ma zbyt wiele pól");
+    return;
+  }
+  size_t items = 0;
+  for (size_t i = 0; i < nk; i++) {
+    yajl_val v = obj->u.object.values[i];
+    items += YAJL_IS_ARRAY(v) ? v->u.array.len : 1;
+  }
+  if (items > MAX_CHILDREN) {
+    jerr(s, "too-costly", "fhir.too-complex", path, "an element has too many children (over 4096 items)",
+         "element ma zbyt wiele dzieci (ponad 4096)");
     return;
   }
   /* 1. every key must be known, once; remember which element (and type) it is */
@@ -990,8 +1003,6 @@ static void x_value(struct xstate *s, const char *type, xmlNodePtr c, const char
   }
   x_primitive_value(s, type, c, path);
 }
-
-#define MAX_CHILDREN 4096
 
 static void x_members(struct xstate *s, const struct ftype *t, xmlNodePtr node, const char *path, bool resource) {
   char sub[512];

@@ -54,10 +54,16 @@ struct wctx {
   char rtype[32];
   char rid[96];
   bool update, bundle;
-  int nentries;
-  char entry_type[16][160]; /* the URL's type (single resources), or each entry's location (Bundles) */
-  char who[200];            /* audit: identity */
-  char ids[200];            /* audit: resource identifiers */
+  char url_type[32]; /* the resource type the URL names (single resources) */
+  bool batch;        /* a batch Bundle (answered with a batch-response), not a transaction */
+  int nentries;      /* Bundles: one per entry sent, for the transaction-response */
+  struct entry_loc {
+    char type[32]; /* the entry's resource type ("" when the entry has no resource) */
+    char id[100];  /* its id or first identifier value; "" when it has neither */
+    char url[160]; /* request.url, for an entry without a resource */
+  } * entries;
+  char who[200]; /* audit: identity */
+  char ids[200]; /* audit: resource identifiers */
   int stream_id;
 };
 
@@ -254,6 +260,27 @@ static void res_diag(const struct gw_submit *s, struct gw_diag *d) {
   }
 }
 
+static void wctx_free(struct wctx *w) {
+  if (!w)
+    return;
+  xmlFreeDoc(w->v2);
+  free(w->entries);
+  free(w);
+}
+
+/* Where entry |i| of a Bundle now lives: its id or identifier, else an id the gateway
+ * gives it from the message (cergw-{message}-{entry}); an entry without a resource
+ * keeps its request URL. */
+static void entry_location(const struct wctx *w, long long msg_id, int i, char *out, size_t n) {
+  const struct entry_loc *e = &w->entries[i];
+  if (!e->type[0])
+    snprintf(out, n, "%s", e->url);
+  else if (e->id[0])
+    snprintf(out, n, "%s/%s/_history/1", e->type, e->id);
+  else
+    snprintf(out, n, "%s/cergw-%lld-%d/_history/1", e->type, msg_id, i);
+}
+
 static void fhir_answer(struct wctx *w, const struct gw_submit *s, struct gw_resp *r) {
   struct gw_diag d;
   gw_diag_init(&d, 32);
@@ -270,10 +297,19 @@ static void fhir_answer(struct wctx *w, const struct gw_submit *s, struct gw_res
   gw_buf_init(&out, 1u << 20);
   if (w->bundle && status != 422) {
     /* a transaction answers with a transaction-response Bundle, one entry per entry sent */
-    const char *locs[16];
-    for (int i = 0; i < w->nentries; i++)
-      locs[i] = w->entry_type[i];
-    gw_engine_tx_response_json(engine, &d, w->nentries, locs, status == 202 ? "202 Accepted" : "201 Created", 1, &out);
+    char(*buf)[200] = calloc((size_t)w->nentries + 1, sizeof(*buf));
+    const char **locs = calloc((size_t)w->nentries + 1, sizeof(*locs));
+    for (int i = 0; buf && locs && i < w->nentries; i++) {
+      entry_location(w, (long long)s->msg_id, i, buf[i], sizeof(buf[i]));
+      locs[i] = buf[i];
+    }
+    if (buf && locs)
+      gw_engine_tx_response_json(engine, &d, w->nentries, locs, status == 202 ? "202 Accepted" : "201 Created",
+                                 w->batch, 1, &out);
+    else
+      gw_engine_outcome_json(engine, &d, 1, &out);
+    free(buf);
+    free(locs);
     if (status != 202)
       status = 200;
   } else {
@@ -413,8 +449,7 @@ static void submit_done(struct gw_submit *s) {
                                                        : state_word(overall(s));
   audit(w, s->op, outcome, (long long)s->msg_id);
   gw_reply_post(&w->t, &r);
-  xmlFreeDoc(w->v2);
-  free(w);
+  wctx_free(w);
   gw_submit_free(s);
 }
 
@@ -522,7 +557,7 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
     if (w->kind == K_FHIR && w->bundle && strcmp(w->rtype, "Bundle") != 0)
       gw_diag_add(&d, GW_SEV_ERROR, "invalid", "fhir.resource-type", "POST /fhir takes a transaction or batch Bundle",
                   "POST /fhir przyjmuje Bundle typu transaction lub batch");
-    else if (w->kind == K_FHIR && !w->bundle && w->entry_type[0][0] && strcmp(w->rtype, w->entry_type[0]) != 0)
+    else if (w->kind == K_FHIR && !w->bundle && w->url_type[0] && strcmp(w->rtype, w->url_type) != 0)
       gw_diag_add(&d, GW_SEV_ERROR, "invalid", "fhir.resource-type", "the resource type does not match the URL",
                   "typ zasobu nie zgadza się z adresem");
     if (w->kind == K_FHIR && w->update) { /* PUT: the body's id, when given, must be the URL's */
@@ -640,13 +675,25 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
     memory_facts(x, s, &late);
   char rkey[192] = "";
   resource_ids(x, w->ids, sizeof(w->ids), rkey, sizeof(rkey));
-  if (w->bundle) { /* where each entry will be, for the transaction-response */
-    xmlXPathObjectPtr es = xnodes(x, "/f:Bundle/f:entry/f:resource/*");
-    for (int i = 0; es && es->nodesetval && i < es->nodesetval->nodeNr && i < 16; i++) {
-      xmlNodePtr rn = es->nodesetval->nodeTab[i];
-      char rid[100];
-      xstr(x, rn, "string((f:id/@value | f:identifier/f:value/@value)[1])", rid, sizeof(rid));
-      snprintf(w->entry_type[i], sizeof(w->entry_type[i]), "%s/%s/_history/1", (const char *)rn->name, rid);
+  if (w->bundle) { /* what each entry is, for the transaction-response (one per entry sent) */
+    char btype[16] = "";
+    xstr(x, root, "string(f:type/@value)", btype, sizeof(btype));
+    w->batch = strcmp(btype, "batch") == 0;
+    xmlXPathObjectPtr es = xnodes(x, "/f:Bundle/f:entry");
+    int n = es && es->nodesetval ? es->nodesetval->nodeNr : 0;
+    w->entries = n ? calloc((size_t)n, sizeof(*w->entries)) : NULL;
+    for (int i = 0; w->entries && i < n; i++) {
+      xmlNodePtr en = es->nodesetval->nodeTab[i], rn = NULL;
+      for (xmlNodePtr k = en->children; k && !rn; k = k->next)
+        if (k->type == XML_ELEMENT_NODE && xmlStrEqual(k->name, BAD_CAST "resource"))
+          rn = xmlFirstElementChild(k);
+      struct entry_loc *el = &w->entries[i];
+      if (rn) {
+        snprintf(el->type, sizeof(el->type), "%s", (const char *)rn->name);
+        xstr(x, rn, "string((f:id/@value | f:identifier/f:value/@value)[1])", el->id, sizeof(el->id));
+      } else {
+        xstr(x, en, "string(f:request/f:url/@value)", el->url, sizeof(el->url));
+      }
       w->nentries = i + 1;
     }
     xmlXPathFreeObject(es);
@@ -860,7 +907,7 @@ bool gw_write_handle(struct gw_req *req, struct gw_resp *resp) {
   w->kind = kind;
   w->bundle = is_bundle;
   w->update = update;
-  snprintf(w->entry_type[0], sizeof(w->entry_type[0]), "%s", type);
+  snprintf(w->url_type, sizeof(w->url_type), "%s", type);
   snprintf(w->rid, sizeof(w->rid), "%s", id);
   who(w, req);
   char op[64];
@@ -878,7 +925,7 @@ bool gw_write_handle(struct gw_req *req, struct gw_resp *resp) {
     if (!strcmp(sop, "GetAppointmentStatus")) {
       soap_status(req, resp, w);
       audit(w, "soap.GetAppointmentStatus", "answered", 0);
-      free(w);
+      wctx_free(w);
       return true;
     }
     snprintf(op, sizeof(op), "soap.%s", w->soap_op);
@@ -893,14 +940,12 @@ bool gw_write_handle(struct gw_req *req, struct gw_resp *resp) {
     break;
   }
   if ((kind == K_FHIR || kind == K_NOTIFY) && dl != GW_D_FHIR_JSON && dl != GW_D_FHIR_XML) {
-    free(w);
+    wctx_free(w);
     gw_router_error(resp, 415, "the body must be a FHIR resource in JSON or XML");
     return true;
   }
   accept_message(req, resp, w, dl, op);
-  if (!resp->deferred) {
-    xmlFreeDoc(w->v2);
-    free(w);
-  }
+  if (!resp->deferred)
+    wctx_free(w);
   return true;
 }

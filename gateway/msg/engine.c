@@ -655,12 +655,13 @@ int gw_engine_outbound(const struct gw_engine *e, int kind, struct _xmlDoc *fhir
 }
 
 int gw_engine_tx_response_json(const struct gw_engine *e, const struct gw_diag *diag, int n,
-                               const char *const *locations, const char *status, int pretty, struct gw_buf *out) {
+                               const char *const *locations, const char *status, int batch, int pretty,
+                               struct gw_buf *out) {
   xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
   xmlNodePtr b = xmlNewDocNode(doc, NULL, BAD_CAST "Bundle", NULL);
   xmlDocSetRootElement(doc, b);
   xmlSetNs(b, xmlNewNs(b, BAD_CAST GW_FHIR_NS, NULL));
-  add_text(b, "type", "transaction-response");
+  add_text(b, "type", batch ? "batch-response" : "transaction-response");
   for (int i = 0; i < n; i++) {
     xmlNodePtr r = xmlNewChild(xmlNewChild(b, NULL, BAD_CAST "entry", NULL), NULL, BAD_CAST "response", NULL);
     add_text(r, "status", status);

@@ -85,11 +85,13 @@ const char *gw_engine_xsd(const struct gw_engine *e, size_t *len);
 /* The CeR profile of Schedule, Slot and Appointment (schemas/cer/cer-profile.xsd), or NULL. */
 const char *gw_engine_profile_xsd(const struct gw_engine *e, size_t *len);
 
-/* A transaction-response Bundle: one entry per entry of the request, each
- * with |status| ("201 Created", "202 Accepted") and its location (may be
- * ""), the delivery report |diag| as the first entry's outcome. */
+/* A transaction-response Bundle (|batch|: a batch-response): one entry per
+ * entry of the request, each with |status| ("201 Created", "202 Accepted")
+ * and its location (may be ""), the delivery report |diag| as the first
+ * entry's outcome. */
 int gw_engine_tx_response_json(const struct gw_engine *e, const struct gw_diag *diag, int n,
-                               const char *const *locations, const char *status, int pretty, struct gw_buf *out);
+                               const char *const *locations, const char *status, int batch, int pretty,
+                               struct gw_buf *out);
 
 /* Renders |diag| as a FHIR OperationOutcome in JSON. */
 int gw_engine_outcome_json(const struct gw_engine *e, const struct gw_diag *diag, int pretty, struct gw_buf *out);

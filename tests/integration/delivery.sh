@@ -205,6 +205,21 @@ check "SOAP GetAppointmentStatus of an unknown appointment: a Client fault" bash
 fhir 1005 >"$T/b.json"
 gw clinic-a /fhir -X POST -H 'content-type: application/fhir+json' -H 'Idempotency-Key: ik-1' --data-binary @"$T/b.json" -o "$T/tx.out"
 check "FHIR transaction-response: each entry 201 Created with its location and ETag" bash -c "grep -q '\"status\": \"201 Created\"' $T/tx.out && grep -q '\"location\": \"Appointment/WIZ-1005/_history/1\"' $T/tx.out && grep -q '\"etag\": \"W/' $T/tx.out && grep -q 'transaction-response' $T/tx.out"
+# a batch of 20 slots (more than fit a fixed table), the last without an identifier
+SDAY=$(date -u -d '+20 days' +%Y-%m-%d)
+{
+  printf '{"resourceType":"Bundle","type":"batch","entry":['
+  for i in $(seq 1 20); do
+    ident='"identifier":[{"system":"urn:oid:2.16.840.1.113883.3.4424.2.3.1.000000012345","value":"TXS-'$i'"}],'
+    [ "$i" = 20 ] && ident=
+    printf '%s{"resource":{"resourceType":"Slot",%s"schedule":{"reference":"Schedule/tx-many"},"status":"free","start":"%sT%02d:00:00Z","end":"%sT%02d:30:00Z"},"request":{"method":"POST","url":"Slot"}}' \
+      "$([ "$i" = 1 ] || echo ,)" "$ident" "$SDAY" $((i + 1)) "$SDAY" $((i + 1))
+  done
+  printf ']}'
+} >"$T/batch20.json"
+gw clinic-a /fhir -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/batch20.json" -o "$T/batch20.out"
+check "a batch of 20: a batch-response with 20 entries, in order" bash -c "grep -q '\"type\": \"batch-response\"' $T/batch20.out && [ \$(grep -c '\"status\": \"20[12] ' $T/batch20.out) = 20 ] && grep -o '\"location\": \"Slot/TXS-[0-9]*' $T/batch20.out | sed 's/.*TXS-//' | paste -sd, | grep -qx \"\$(seq -s, 1 19)\""
+check "  an entry without id or identifier gets a location the gateway assigns" grep -q '"location": "Slot/cergw-[0-9]*-19/_history/1"' "$T/batch20.out"
 before=$(stat p1 unique)
 rep=$(gw clinic-a /fhir -X POST -H 'content-type: application/fhir+json' -H 'Idempotency-Key: ik-1' --data-binary @"$T/b.json" -D -)
 check "Idempotency-Key repeat: the original answer replayed" bash -c "printf '%s' \"\$1\" | grep -qi '^x-cergw-replay: true'" _ "$rep"

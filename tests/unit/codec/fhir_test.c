@@ -233,6 +233,16 @@ static void test_errors(void) {
                                      "\"deceasedDateTime\":\"2020\"}",
                                      NULL, 0),
                          "fhir.choice");
+  /* more children than the XML side takes (4,096): refused on the way in, so validate and the gateway agree */
+  struct gw_buf big;
+  gw_buf_init(&big, 1 << 20);
+  gw_buf_printf(&big, "{\"resourceType\":\"Schedule\",\"actor\":[{\"display\":\"a\"}],\"identifier\":[");
+  for (int i = 0; i < 4100; i++)
+    gw_buf_printf(&big, "%s{\"value\":\"%d\"}", i ? "," : "", i);
+  gw_buf_printf(&big, "]}");
+  CU_ASSERT_STRING_EQUAL(first_error((const char *)big.data, loc, sizeof(loc)), "fhir.too-complex");
+  CU_ASSERT_STRING_EQUAL(loc, "Schedule");
+  gw_buf_cleanup(&big);
 }
 
 static void test_corpus_roundtrip(void) {
