@@ -4,6 +4,7 @@
 #include <libxml/xpath.h>
 #include <libxml/xpathInternals.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include "core/err.h"
 #include "core/file.h"
 #include "deliver/deliver.h"
+#include "mllp/mllp.h"
 #include "msg/engine.h"
 
 #define FHIR_NS "http://hl7.org/fhir"
@@ -208,6 +210,14 @@ static int parse(struct gw_dconf *c, const char *name, const char *text, const c
                     "%s: clinics.%s: the key is the 12-digit RPWDL number; needs notify "
                     "(clinic-soap or clinic-siu) and url\n",
                     name, rp);
+      rv = GW_ERR_CONF;
+      continue;
+    }
+    char mh[256], mp[16];
+    bool mllp = !strncmp(url, "mllp://", 7);
+    if ((mllp && (kind != GW_OUT_CLINIC_SIU || gw_mllp_url(url, mh, sizeof(mh), mp, sizeof(mp)))) ||
+        (!mllp && strncmp(url, "https://", 8))) {
+      gw_buf_printf(errs, "%s: clinics.%s: url must be https://… or, for clinic-siu, mllp://HOST:PORT\n", name, rp);
       rv = GW_ERR_CONF;
       continue;
     }

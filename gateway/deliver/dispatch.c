@@ -4,6 +4,7 @@
  * time, an in-flight limit and a circuit breaker. Deliveries that share an
  * ordering key on one backend form a chain and go out one after another. */
 #include <curl/curl.h>
+#include <libxml/tree.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -15,16 +16,21 @@
 #include <time.h>
 #include <yajl/yajl_tree.h>
 
+#include "codec/hl7v2.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "deliver/deliver.h"
+#include "mllp/client.h"
+#include "mllp/mllp.h"
 #include "msg/engine.h"
+#include "tls/tls.h"
 
 #define MAX_BK        GW_MAX_BK_CONF
 #define CHAIN_BUCKETS 4096
 #define RESP_MAX      (64 * 1024)
 #define TICK_MS       20
+#define MAX_MLLP_POLL 64 /* MLLP exchanges whose sockets wake the dispatcher; more are stepped each tick */
 
 struct job;
 
@@ -41,6 +47,8 @@ struct dlv {
   struct curl_slist *hdrs;
   struct gw_buf resp;
   int64_t sent_ms;
+  struct gw_mllp_call *mc; /* an MLLP exchange in flight (clinics with an mllp:// endpoint) */
+  struct dlv *mnext;
 };
 
 struct job {
@@ -89,6 +97,9 @@ struct gw_dispatch {
   struct chain *chains[CHAIN_BUCKETS];
   struct job *jobs;
   struct dlv *inflight;
+  struct dlv *mllp;    /* MLLP exchanges in flight */
+  struct gw_tls *mtls; /* the client TLS context for them, built for the files in mtls_id */
+  char mtls_id[1600];
   EVP_PKEY *key;
   char key_path[512];
   int64_t last_poll_ms;
@@ -491,9 +502,147 @@ static void attempt_failed(struct gw_dispatch *D, struct dlv *v, const struct gw
   make_ready(D, v, now);
 }
 
+static void delivered(struct gw_dispatch *D, struct dlv *v, int64_t now) {
+  struct bkq *b = v->bk;
+  b->consecutive_failures = 0;
+  if (b->open_until_ms) {
+    b->open_until_ms = 0;
+    atomic_store(&b->breaker_open, 0);
+    gw_log(GW_LOG_INFO, "breaker_closed", "backend=%s", b->name);
+  }
+  atomic_fetch_add(&b->lat_us_sum, (now - (int64_t)v->d.created_ms) * 1000);
+  atomic_fetch_add(&b->lat_count, 1);
+  v->d.state = GW_DS_DELIVERED;
+  v->d.last_error[0] = 0;
+  finish(D, v, now);
+}
+
+/* The backend refused this message for good; |why| (|n| bytes, its answer) is kept as the error. */
+static void rejected(struct gw_dispatch *D, struct dlv *v, const char *why, size_t n, int64_t now) {
+  struct bkq *b = v->bk;
+  b->consecutive_failures = 0;
+  v->d.state = GW_DS_REJECTED;
+  if (n > sizeof(v->d.last_error) - 1)
+    n = sizeof(v->d.last_error) - 1;
+  for (size_t i = 0; i < n; i++) /* one line, printable */
+    v->d.last_error[i] = ((unsigned char)why[i] < 0x20) ? ' ' : why[i];
+  v->d.last_error[n] = 0;
+  gw_log(GW_LOG_WARN, "delivery_rejected", "delivery=%lld msg=%lld backend=%s status=%d", (long long)v->d.id,
+         (long long)v->d.msg_id, b->name, v->d.last_status);
+  finish(D, v, now);
+}
+
+static void mark_sent(struct dlv *v, int64_t now) {
+  v->sent_ms = now;
+  v->d.attempts++;
+  v->bk->inflight++;
+  atomic_fetch_add(&v->bk->in_flight, 1);
+}
+
+static void mark_back(struct dlv *v) {
+  v->bk->inflight--;
+  atomic_fetch_sub(&v->bk->in_flight, 1);
+}
+
+/* An SIU to a clinic's MLLP endpoint (mllp://HOST:PORT): over TLS with the gateway's
+ * client certificate, one frame out, one ACK back. */
+static void mllp_start(struct gw_dispatch *D, struct dlv *v, const struct gw_backend_conf *bc, const struct gw_dconf *c,
+                       int64_t now) {
+  char id[sizeof(D->mtls_id)], host[256], port[16];
+  snprintf(id, sizeof(id), "%s|%s|%s", c->cert, c->key, c->ca);
+  if (!D->mtls || strcmp(id, D->mtls_id) != 0) { /* first use, or the files changed with a reload */
+    struct gw_buf errs;
+    gw_buf_init(&errs, 4096);
+    struct gw_tls *t = gw_tls_client_new(c->cert, c->key, c->ca, &errs);
+    if (t) {
+      gw_tls_free(D->mtls);
+      D->mtls = t;
+      snprintf(D->mtls_id, sizeof(D->mtls_id), "%s", id);
+    } else {
+      gw_log(GW_LOG_ERROR, "mllp_tls_failed", "backend=%s reason=\"%s\"", v->bk->name,
+             errs.data ? (char *)errs.data : "?");
+    }
+    gw_buf_cleanup(&errs);
+  }
+  if (gw_mllp_url(bc->url, host, sizeof(host), port, sizeof(port)) || !D->mtls ||
+      !(v->mc = gw_mllp_call_new(D->mtls, host, port, v->d.payload, v->d.len, now + (int64_t)bc->timeout_ms))) {
+    v->d.attempts++;
+    snprintf(v->d.last_error, sizeof(v->d.last_error), "%s",
+             D->mtls ? "cannot start the MLLP exchange" : "no client TLS context (see the log)");
+    attempt_failed(D, v, bc, now);
+    return;
+  }
+  mark_sent(v, now);
+  v->mnext = D->mllp;
+  D->mllp = v;
+}
+
+/* An MLLP exchange ended: ACK AA/CA delivered; AE/AR/CE/CR rejected (the clinic refused
+ * this message: resending it as is will not help); no ACK at all: another attempt. */
+static void mllp_completed(struct gw_dispatch *D, struct dlv *v, enum gw_mllp_call_state st, int64_t now) {
+  mark_back(v);
+  struct gw_dconf *c = gw_dconf_get();
+  const struct gw_backend_conf *bc = c ? gw_dconf_backend(c, v->d.backend) : NULL;
+  char code[8] = "";
+  xmlDocPtr ack = NULL;
+  if (st == GW_MLLP_CALL_DONE) {
+    size_t len;
+    const char *a = gw_mllp_call_answer(v->mc, &len);
+    struct gw_diag d;
+    gw_diag_init(&d, 4);
+    char *c1 = gw_hl7_parse(a, len, NULL, &ack, &d) == GW_OK ? gw_hl7_get(ack, "MSA", 1, 0) : NULL;
+    snprintf(code, sizeof(code), "%s", c1 ? c1 : "");
+    free(c1);
+    gw_diag_cleanup(&d);
+  }
+  v->d.last_status = 0;
+  if (!strcmp(code, "AA") || !strcmp(code, "CA")) {
+    delivered(D, v, now);
+  } else if (code[0] == 'A' || code[0] == 'C') {
+    char *text = gw_hl7_get(ack, "MSA", 3, 0), *err = gw_hl7_get(ack, "ERR", 8, 0);
+    char why[300];
+    snprintf(why, sizeof(why), "ACK %s: %s%s%s", code, text ? text : "", err ? " " : "", err ? err : "");
+    free(text);
+    free(err);
+    rejected(D, v, why, strlen(why), now);
+  } else {
+    snprintf(v->d.last_error, sizeof(v->d.last_error), "%s",
+             st == GW_MLLP_CALL_FAILED ? gw_mllp_call_error(v->mc) : "the answer is not an HL7 ACK");
+    attempt_failed(D, v, bc, now);
+  }
+  xmlFreeDoc(ack);
+  gw_dconf_put(c);
+}
+
+/* Steps every MLLP exchange; fills |fds| (at most |cap|) with the sockets to wait on. */
+static int mllp_pump(struct gw_dispatch *D, int64_t now, struct curl_waitfd *fds, int cap) {
+  int n = 0;
+  for (struct dlv **pp = &D->mllp; *pp;) {
+    struct dlv *v = *pp;
+    enum gw_mllp_call_state st = gw_mllp_call_step(v->mc, now);
+    if (st == GW_MLLP_CALL_PENDING) {
+      short ev;
+      int fd = gw_mllp_call_fd(v->mc, &ev);
+      if (fd >= 0 && n < cap)
+        fds[n++] = (struct curl_waitfd){.fd = fd, .events = ev, .revents = 0};
+      pp = &v->mnext;
+      continue;
+    }
+    *pp = v->mnext; /* out of the list, then its outcome (which may free it) */
+    struct gw_mllp_call *mc = v->mc;
+    mllp_completed(D, v, st, now);
+    gw_mllp_call_free(mc);
+  }
+  return n;
+}
+
 static void start(struct gw_dispatch *D, struct dlv *v, const struct gw_backend_conf *bc, const struct gw_dconf *c,
                   int64_t now) {
   struct bkq *b = v->bk;
+  if (!strncmp(bc->url, "mllp://", 7)) {
+    mllp_start(D, v, bc, c, now);
+    return;
+  }
   CURL *h = curl_easy_init();
   if (!h) {
     v->d.attempts++;
@@ -530,10 +679,7 @@ static void start(struct gw_dispatch *D, struct dlv *v, const struct gw_backend_
   if (D->inflight)
     D->inflight->iprev = v;
   D->inflight = v;
-  v->sent_ms = now;
-  v->d.attempts++;
-  b->inflight++;
-  atomic_fetch_add(&b->in_flight, 1);
+  mark_sent(v, now);
   curl_multi_add_handle(D->multi, h);
 }
 
@@ -554,34 +700,15 @@ static void completed(struct gw_dispatch *D, CURL *h, CURLcode cc, int64_t now) 
   if (v->inext)
     v->inext->iprev = v->iprev;
   struct bkq *b = v->bk;
-  b->inflight--;
-  atomic_fetch_sub(&b->in_flight, 1);
+  mark_back(v);
   struct gw_dconf *c = gw_dconf_get();
   const struct gw_backend_conf *bc = c ? gw_dconf_backend(c, v->d.backend) : NULL;
   v->d.last_status = (int)status;
   if (cc == CURLE_OK && status >= 200 && status < 300) {
-    b->consecutive_failures = 0;
-    if (b->open_until_ms) {
-      b->open_until_ms = 0;
-      atomic_store(&b->breaker_open, 0);
-      gw_log(GW_LOG_INFO, "breaker_closed", "backend=%s", b->name);
-    }
-    atomic_fetch_add(&b->lat_us_sum, (now - (int64_t)v->d.created_ms) * 1000);
-    atomic_fetch_add(&b->lat_count, 1);
-    v->d.state = GW_DS_DELIVERED;
-    v->d.last_error[0] = 0;
-    finish(D, v, now);
+    delivered(D, v, now);
   } else if (cc == CURLE_OK && status >= 400 && status < 500 && status != 401 && status != 408 && status != 429) {
     /* the backend refuses this message: resending it as is will not help */
-    b->consecutive_failures = 0;
-    v->d.state = GW_DS_REJECTED;
-    size_t n = v->resp.len < sizeof(v->d.last_error) - 1 ? v->resp.len : sizeof(v->d.last_error) - 1;
-    for (size_t i = 0; i < n; i++) /* one line, printable */
-      v->d.last_error[i] = (v->resp.data[i] < 0x20) ? ' ' : (char)v->resp.data[i];
-    v->d.last_error[n] = 0;
-    gw_log(GW_LOG_WARN, "delivery_rejected", "delivery=%lld msg=%lld backend=%s status=%ld", (long long)v->d.id,
-           (long long)v->d.msg_id, b->name, status);
-    finish(D, v, now);
+    rejected(D, v, (const char *)v->resp.data, v->resp.len, now);
   } else {
     if (status == 401)
       b->token[0] = 0; /* fetch a new token before the next attempt */
@@ -753,8 +880,10 @@ static void *dispatch_main(void *arg) {
     while ((m = curl_multi_info_read(D->multi, &left)))
       if (m->msg == CURLMSG_DONE)
         completed(D, m->easy_handle, m->data.result, now);
+    struct curl_waitfd fds[MAX_MLLP_POLL];
+    int nfds = mllp_pump(D, now, fds, MAX_MLLP_POLL);
     expire_jobs(D, now);
-    curl_multi_poll(D->multi, NULL, 0, TICK_MS, NULL);
+    curl_multi_poll(D->multi, fds, (unsigned)nfds, TICK_MS, NULL);
     gw_log_flush();
   }
   /* stopping: answer whoever still waits (their messages are safe in the store) */
@@ -840,6 +969,12 @@ void gw_dispatch_stop(struct gw_dispatch *D) {
     curl_slist_free_all(v->hdrs);
     free_dlv(v);
   }
+  for (struct dlv *v = D->mllp, *nx; v; v = nx) {
+    nx = v->mnext;
+    gw_mllp_call_free(v->mc);
+    free_dlv(v);
+  }
+  gw_tls_free(D->mtls);
   curl_multi_cleanup(D->multi);
   EVP_PKEY_free(D->key);
   pthread_mutex_destroy(&D->mu);

@@ -231,8 +231,10 @@ static int overall(const struct gw_submit *s) {
 static void res_text(const struct gw_dresult *r, char *out, size_t n) {
   if (r->state == GW_DS_DELIVERED)
     snprintf(out, n, "%s: delivered", r->backend);
-  else if (r->state == GW_DS_REJECTED || r->state == GW_DS_DEAD)
+  else if ((r->state == GW_DS_REJECTED || r->state == GW_DS_DEAD) && r->last_status)
     snprintf(out, n, "%s rejected the message (HTTP %d): %s", r->backend, r->last_status, r->error);
+  else if (r->state == GW_DS_REJECTED || r->state == GW_DS_DEAD) /* no HTTP status: MLLP, or no answer at all */
+    snprintf(out, n, "%s rejected the message: %s", r->backend, r->error);
   else if (r->attempts)
     snprintf(out, n, "%s: queued for retry after attempt %d (%s)", r->backend, r->attempts, r->error);
   else

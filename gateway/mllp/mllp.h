@@ -19,4 +19,7 @@ enum gw_mllp_result {
 /* Finds the first frame in |buf|. CR and LF between frames are tolerated. */
 enum gw_mllp_result gw_mllp_next(const uint8_t *buf, size_t len, size_t *start, size_t *mlen, size_t *consumed);
 
+/* Splits "mllp://HOST:PORT" (a bracketed IPv6 host allowed). Returns 0 or -1. */
+int gw_mllp_url(const char *url, char *host, size_t hn, char *port, size_t pn);
+
 #endif

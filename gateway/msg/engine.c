@@ -503,27 +503,32 @@ int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enu
   return rv;
 }
 
+/* FHIR -> SIU (ER7). MSH-10 is |control_id|, or CERGW and the time when NULL. */
+static int render_siu(const struct gw_engine *e, xmlDocPtr fhir, const char *control_id, struct gw_buf *out,
+                      struct gw_diag *diag) {
+  char stamp[20], ctrl[40];
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
+  snprintf(ctrl, sizeof(ctrl), "CERGW%s", stamp);
+  const char *params[] = {"control_id", control_id ? control_id : ctrl, "now", stamp, NULL};
+  xmlDocPtr v2 = NULL;
+  int rv = gw_xform_apply(e->fhir2siu, fhir, params, &v2, diag);
+  if (rv == GW_OK)
+    rv = gw_hl7_serialize(v2, out);
+  xmlFreeDoc(v2);
+  return rv;
+}
+
 int gw_engine_render(const struct gw_engine *e, struct _xmlDoc *fhir, enum gw_dialect to, int pretty,
                      struct gw_buf *out, struct gw_diag *diag) {
   if (to == GW_D_FHIR_JSON)
     return gw_fhir_xml_to_json(e->model, fhir, pretty, out, diag);
   if (to == GW_D_FHIR_XML)
     return gw_xml_dump(fhir, 1, pretty, out);
-  if (to == GW_D_HL7V2) {
-    char stamp[20], ctrl[40];
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
-    snprintf(ctrl, sizeof(ctrl), "CERGW%s", stamp);
-    const char *params[] = {"control_id", ctrl, "now", stamp, NULL};
-    xmlDocPtr v2 = NULL;
-    int rv = gw_xform_apply(e->fhir2siu, fhir, params, &v2, diag);
-    if (rv == GW_OK)
-      rv = gw_hl7_serialize(v2, out);
-    xmlFreeDoc(v2);
-    return rv;
-  }
+  if (to == GW_D_HL7V2)
+    return render_siu(e, fhir, NULL, out, diag);
   if (to == GW_D_SOAP) {
     const char *params[] = {"soap_version", "11", "source", "IKP", NULL};
     xmlDocPtr env = NULL;
@@ -629,9 +634,9 @@ int gw_engine_outbound(const struct gw_engine *e, int kind, struct _xmlDoc *fhir
   case GW_OUT_CLINIC_SOAP:
     *ctype = "text/xml; charset=utf-8";
     return gw_engine_render(e, fhir, GW_D_SOAP, 0, out, diag);
-  case GW_OUT_CLINIC_SIU:
+  case GW_OUT_CLINIC_SIU: /* MSH-10 is the delivery's key: unique per message, the same on every attempt */
     *ctype = "x-application/hl7-v2+er7; charset=utf-8";
-    return gw_engine_render(e, fhir, GW_D_HL7V2, 0, out, diag);
+    return render_siu(e, fhir, key && *key ? key : NULL, out, diag);
   case GW_OUT_P1:
   case GW_OUT_SIMP:
   case GW_OUT_APKOLCE: {

@@ -22,6 +22,7 @@
 #include <unistd.h>
 #include <yajl/yajl_tree.h>
 
+#include "codec/hl7v2.h"
 #include "codec/xml.h"
 #include "conf/conf.h"
 #include "core/err.h"
@@ -477,7 +478,67 @@ static void last(struct gw_resp *r) {
   pthread_mutex_unlock(&S.mu);
 }
 
+/* A clinic's MLLP endpoint: an SIU in, an ACK out. ok: AA (a repeated MSH-10 is counted
+ * as a duplicate and acknowledged again); reject: AE; fail: an answer that is no ACK. */
+static void mllp_receive(struct gw_req *req, struct gw_resp *r) {
+  pthread_mutex_lock(&S.mu);
+  S.received++;
+  enum mode mode = S.mode;
+  pthread_mutex_unlock(&S.mu);
+  if (mode == M_FAIL) {
+    pthread_mutex_lock(&S.mu);
+    S.refused++;
+    pthread_mutex_unlock(&S.mu);
+    gw_resp_set(r, 200, "text/plain", "simulated failure");
+    return;
+  }
+  struct gw_diag d;
+  gw_diag_init(&d, 8);
+  xmlDocPtr v2 = NULL;
+  int rv = gw_hl7_parse((const char *)req->body.data, req->body.len, NULL, &v2, &d);
+  char *ctrl = rv == GW_OK ? gw_hl7_get(v2, "MSH", 10, 0) : NULL;
+  enum gw_hl7_ack code = GW_ACK_AA;
+  const char *text = "received";
+  pthread_mutex_lock(&S.mu);
+  if (rv != GW_OK || !ctrl || !*ctrl) {
+    S.invalid++;
+    code = GW_ACK_AR;
+    text = "not an HL7 v2 message with MSH-10";
+  } else if (mode == M_REJECT) {
+    S.refused++;
+    code = GW_ACK_AE;
+    text = "rejected by the simulator: business rule";
+  } else if (key_add(ctrl, true)) {
+    S.unique++;
+    snprintf(S.last_key, sizeof(S.last_key), "%s", ctrl);
+    free(S.last_body);
+    S.last_body = (uint8_t *)strndup((const char *)req->body.data, req->body.len);
+    S.last_len = req->body.len;
+  } else {
+    S.duplicates++;
+    text = "repeat: already received";
+  }
+  pthread_mutex_unlock(&S.mu);
+  struct gw_buf out;
+  gw_buf_init(&out, 1 << 16);
+  char stamp[20];
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
+  gw_hl7_ack(v2, code, text, &d, "SIMACK", stamp, &out);
+  gw_resp_set(r, 200, "x-application/hl7-v2+er7", out.data ? (const char *)out.data : "");
+  gw_buf_cleanup(&out);
+  free(ctrl);
+  xmlFreeDoc(v2);
+  gw_diag_cleanup(&d);
+}
+
 static void sim_handle(struct gw_req *req, struct gw_resp *r) {
+  if (req->proto == GW_PROTO_MLLP && !req->early_status) {
+    mllp_receive(req, r);
+    return;
+  }
   if (req->early_status || !req->path) {
     gw_router_handle(req, r);
     return;
@@ -511,7 +572,7 @@ static void sim_handle(struct gw_req *req, struct gw_resp *r) {
 
 int gw_sim_main(const struct gw_engine *e, int argc, char **argv) {
   const char *role = NULL, *listen = NULL, *data = NULL, *trust = "certs/dev/gateway-out.pem";
-  const char *gateway = "https://127.0.0.1:8443";
+  const char *gateway = "https://127.0.0.1:8443", *mllp = NULL;
   for (int i = 0; i + 1 < argc; i += 2) {
     if (!strcmp(argv[i], "--role"))
       role = argv[i + 1];
@@ -523,12 +584,15 @@ int gw_sim_main(const struct gw_engine *e, int argc, char **argv) {
       trust = argv[i + 1];
     else if (!strcmp(argv[i], "--gateway"))
       gateway = argv[i + 1];
+    else if (!strcmp(argv[i], "--mllp"))
+      mllp = argv[i + 1];
     else
       role = NULL, i = argc;
   }
   if (!role || !listen || (argc % 2)) {
     fprintf(stderr, "usage: cergw sim --role p1|simp|apkolce|clinic --listen HOST:PORT [--data DIR]\n"
-                    "                 [--trust GATEWAY-CERT.pem] [--gateway https://HOST:PORT]\n");
+                    "                 [--trust GATEWAY-CERT.pem] [--gateway https://HOST:PORT]\n"
+                    "                 [--mllp HOST:PORT]   (clinic: also take SIU over MLLP/TLS there)\n");
     return 2;
   }
   if (!strcmp(role, "p1"))
@@ -573,6 +637,11 @@ int gw_sim_main(const struct gw_engine *e, int argc, char **argv) {
   free(c.mllp_host);
   free(c.mllp_port);
   c.mllp_host = c.mllp_port = NULL;
+  if (mllp && (S.role != R_CLINIC || gw_hostport_split(mllp, &c.mllp_host, &c.mllp_port))) {
+    fprintf(stderr, "sim: --mllp HOST:PORT is for the clinic role\n");
+    gw_conf_cleanup(&c);
+    return 2;
+  }
   c.workers = 1;
   c.log_level = GW_LOG_WARN;
   gw_log_set_level(GW_LOG_WARN);

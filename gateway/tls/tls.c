@@ -1,10 +1,12 @@
 #include "tls/tls.h"
 
+#include <arpa/inet.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -186,6 +188,39 @@ fail_alloc:
   return NULL;
 }
 
+struct gw_tls *gw_tls_client_new(const char *cert, const char *key, const char *ca, struct gw_buf *errs) {
+  struct gw_tls *t = calloc(1, sizeof(*t));
+  SSL_CTX *ctx = t ? SSL_CTX_new(TLS_client_method()) : NULL;
+  if (!ctx) {
+    ssl_errors(errs, "tls", "client context");
+    free(t);
+    return NULL;
+  }
+  t->ctx = ctx;
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
+  if (!SSL_CTX_set_cipher_list(ctx, cipher_list_12) || !SSL_CTX_set_ciphersuites(ctx, cipher_suites_13)) {
+    ssl_errors(errs, "tls", "ciphers");
+    goto fail;
+  }
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+    ssl_errors(errs, "client_tls.cert", cert);
+    goto fail;
+  }
+  if (load_key_wiped(ctx, key, errs))
+    goto fail;
+  if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+    ssl_errors(errs, "client_tls.ca", ca);
+    goto fail;
+  }
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+  SSL_CTX_set_verify_depth(ctx, 5);
+  return t;
+fail:
+  gw_tls_free(t);
+  return NULL;
+}
+
 void gw_tls_free(struct gw_tls *t) {
   if (!t)
     return;
@@ -212,6 +247,39 @@ struct gw_tls_conn *gw_tls_conn_new(struct gw_tls *t, int fd) {
   }
   SSL_set_accept_state(c->ssl);
   return c;
+}
+
+struct gw_tls_conn *gw_tls_client_conn_new(struct gw_tls *t, int fd, const char *host) {
+  struct gw_tls_conn *c = calloc(1, sizeof(*c));
+  if (!c)
+    return NULL;
+  c->ssl = SSL_new(t->ctx);
+  /* the server's certificate must name |host|: an IP address in its IP SANs, a DNS name
+   * in its DNS SANs (and sent as SNI, which never carries an address) */
+  unsigned char addr[16];
+  bool ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+  if (!c->ssl || !SSL_set_fd(c->ssl, fd) ||
+      (ip ? !X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), host)
+          : (!SSL_set_tlsext_host_name(c->ssl, host) || !SSL_set1_host(c->ssl, host)))) {
+    SSL_free(c->ssl);
+    free(c);
+    ERR_clear_error();
+    return NULL;
+  }
+  SSL_set_connect_state(c->ssl);
+  return c;
+}
+
+const char *gw_tls_verify_error(struct gw_tls_conn *c) {
+  long v = SSL_get_verify_result(c->ssl);
+  if (v != X509_V_OK)
+    return X509_verify_cert_error_string(v);
+  if (c->err) {
+    static __thread char buf[160];
+    ERR_error_string_n(c->err, buf, sizeof(buf));
+    return buf;
+  }
+  return c->eof ? "the peer closed the connection" : "handshake failed";
 }
 
 void gw_tls_conn_free(struct gw_tls_conn *c) {

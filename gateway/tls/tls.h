@@ -27,6 +27,17 @@ enum gw_alpn { GW_ALPN_HTTP11 = 0, GW_ALPN_H2 = 1 };
 struct gw_tls *gw_tls_server_new(const struct gw_conf_tls *c, struct gw_buf *errs);
 void gw_tls_free(struct gw_tls *t);
 
+/* Builds a client context (the gateway calling a peer): TLS 1.2/1.3, AEAD
+ * suites only, the certificate chain |cert| with its |key|, the peer verified
+ * against |ca|. Problems are appended to |errs|; NULL on failure. */
+struct gw_tls *gw_tls_client_new(const char *cert, const char *key, const char *ca, struct gw_buf *errs);
+/* Starts a client-side TLS connection to |host| (SNI; the peer's certificate
+ * must name it) on the connecting non-blocking socket |fd| (borrowed). */
+struct gw_tls_conn *gw_tls_client_conn_new(struct gw_tls *t, int fd, const char *host);
+/* After a failed client handshake: why, in words (certificate verification
+ * first). The text lives until the thread's next call. */
+const char *gw_tls_verify_error(struct gw_tls_conn *c);
+
 /* Starts a server-side TLS connection on the connected non-blocking socket
  * |fd| (borrowed: the caller closes it after gw_tls_conn_free). NULL when
  * out of memory. */

@@ -15,7 +15,7 @@ CLI=$ROOT/build/cergw
 D=$ROOT/certs/dev
 T=$(mktemp -d /tmp/cergw-dl.XXXXXX)
 B=$(( 30000 + ($$ % 15000) ))
-GWP=$B MLLP=$((B + 1)) P1=$((B + 2)) SIMP=$((B + 3)) KOLCE=$((B + 4)) CLIN=$((B + 5))
+GWP=$B MLLP=$((B + 1)) P1=$((B + 2)) SIMP=$((B + 3)) KOLCE=$((B + 4)) CLIN=$((B + 5)) CLIN2=$((B + 6)) CLINM=$((B + 7))
 pass=0
 fail=0
 GW_PID=
@@ -32,10 +32,12 @@ ok() { pass=$((pass + 1)); echo "ok   - $1"; }
 ko() { fail=$((fail + 1)); echo "FAIL - $1${2:+: $2}"; }
 check() { local name=$1; shift; if "$@"; then ok "$name"; else ko "$name"; fi; }
 
-port_of() { case $1 in p1) echo $P1 ;; simp) echo $SIMP ;; apkolce) echo $KOLCE ;; clinic) echo $CLIN ;; esac; }
-start_sim() { # role
+port_of() { case $1 in p1) echo $P1 ;; simp) echo $SIMP ;; apkolce) echo $KOLCE ;; clinic) echo $CLIN ;; mllpclinic) echo $CLIN2 ;; esac; }
+start_sim() { # role (mllpclinic: a second clinic endpoint that also takes SIU over MLLP/TLS)
   local p; p=$(port_of "$1")
-  "$GW" sim --role "$1" --listen 127.0.0.1:$p --data "$T/sims" --gateway "https://localhost:$GWP" \
+  local role=$1 extra=() data=$T/sims
+  [ "$1" = mllpclinic ] && role=clinic extra=(--mllp "127.0.0.1:$CLINM") data=$T/sims-mllp
+  "$GW" sim --role "$role" --listen 127.0.0.1:$p --data "$data" --gateway "https://localhost:$GWP" "${extra[@]}" \
     >>"$T/sim-$1.log" 2>&1 &
   SIM_PID[$1]=$!
   for _ in $(seq 1 100); do
@@ -76,7 +78,8 @@ write_delivery() { # extra route settings: apkolce route enabled (true|false)
   ],
   "clinics": {
     "000000012345": {"notify": "clinic-soap", "url": "https://localhost:$CLIN/clinic/000000012345"},
-    "000000067890": {"notify": "clinic-siu", "url": "https://localhost:$CLIN/clinic/000000067890"}
+    "000000067890": {"notify": "clinic-siu", "url": "https://localhost:$CLIN/clinic/000000067890"},
+    "000000011111": {"notify": "clinic-siu", "url": "mllp://127.0.0.1:$CLINM", "backoff_ms": 50, "max_attempts": 100}
   }
 }
 EOF
@@ -130,7 +133,7 @@ post_fhir() { # cert n [specialty] [days] [extra curl args]: prints the status
   code "$1" /fhir -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/b-$2.json" "${@:5}"
 }
 
-for r in p1 simp apkolce clinic; do start_sim $r || exit 1; done
+for r in p1 simp apkolce clinic mllpclinic; do start_sim $r || exit 1; done
 start_gw || exit 1
 
 # ------------------------------------------------------------ every dialect
@@ -312,6 +315,22 @@ check "  the clinic endpoint received a SOAP AppointmentNotification" bash -c "c
 sed 's/000000012345/000000067890/; s/"1100"/"7910"/' "$T/n1.json" >"$T/n2.json"
 sim p1 /_sim/notify -X POST --data-binary @"$T/n2.json" >/dev/null
 check "  a clinic registered for HL7 gets SIU over HTTP" bash -c "curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$CLIN/_sim/last | grep -q '^MSH|'"
+# a clinic registered with an MLLP endpoint: SIU over MLLP/TLS, its ACK decides
+sed 's/000000012345/000000011111/; s/"1100"/"7910"/' "$T/n1.json" >"$T/n4.json"
+nres=$(sim p1 /_sim/notify -X POST --data-binary @"$T/n4.json")
+check "  a clinic registered for MLLP gets the SIU over MLLP/TLS, ACK AA: delivered" bash -c "printf '%s' \"\$1\" | grep -q 'clinic-000000011111: delivered'" _ "$nres"
+check "    the clinic holds it once, MSH-10 the delivery's key" bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$CLIN2/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = 1 ] && curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$CLIN2/_sim/last | grep -q '^MSH|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*||SIU^S15[^|]*|[0-9a-f-]*-clinic-000000011111|'"
+mode mllpclinic reject
+sed 's/WIZ-N1/WIZ-N4/' "$T/n4.json" >"$T/n5.json"
+nres=$(sim p1 /_sim/notify -X POST --data-binary @"$T/n5.json")
+check "    an ACK AE from the clinic: rejected, the ACK's text kept" bash -c "printf '%s' \"\$1\" | grep -q 'clinic-000000011111 rejected the message: ACK AE: rejected by the simulator' && [ \"\$(sqlite3 -cmd '.timeout 5000' $T/gw/cergw.db \"select count(*) from deliveries where backend='clinic-000000011111' and state=2 and last_error like 'ACK AE: rejected by the simulator%'\")\" = 1 ]" _ "$nres"
+mode mllpclinic fail
+u0=$(stat mllpclinic unique)
+sed 's/WIZ-N1/WIZ-N5/' "$T/n4.json" >"$T/n6.json"
+sim p1 /_sim/notify -X POST --data-binary @"$T/n6.json" >/dev/null
+check "    an answer that is no ACK: attempted again (not an ACK, logged as a failed attempt)" wait_for 10 bash -c "[ \"\$(sqlite3 -cmd '.timeout 5000' $T/gw/cergw.db \"select count(*) from deliveries where backend='clinic-000000011111' and state=0 and attempts>=2 and last_error like '%not an HL7 ACK%'\")\" = 1 ]"
+mode mllpclinic ok
+check "    then delivered once the clinic acknowledges" wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$CLIN2/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((u0 + 1)) ]"
 sed 's/000000012345/000000099999/' "$T/n1.json" >"$T/n3.json"
 check "  a clinic without a registered endpoint: refused with a clear error" bash -c "curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/notify -X POST --data-binary @$T/n3.json | grep -q notify.no-endpoint"
 

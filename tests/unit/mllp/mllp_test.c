@@ -35,9 +35,26 @@ static void test_partial_and_bad(void) {
   CU_ASSERT_EQUAL(next("", 0, &st, &ml, &used), GW_MLLP_MORE);
 }
 
+static void test_url(void) {
+  char h[64], p[8];
+  CU_ASSERT_EQUAL(gw_mllp_url("mllp://127.0.0.1:2575", h, sizeof(h), p, sizeof(p)), 0);
+  CU_ASSERT_STRING_EQUAL(h, "127.0.0.1");
+  CU_ASSERT_STRING_EQUAL(p, "2575");
+  CU_ASSERT_EQUAL(gw_mllp_url("mllp://[::1]:2575", h, sizeof(h), p, sizeof(p)), 0);
+  CU_ASSERT_STRING_EQUAL(h, "::1");
+  CU_ASSERT_EQUAL(gw_mllp_url("mllp://his.example.pl:6661", h, sizeof(h), p, sizeof(p)), 0);
+  CU_ASSERT_STRING_EQUAL(h, "his.example.pl");
+  CU_ASSERT_EQUAL(gw_mllp_url("mllp://host", h, sizeof(h), p, sizeof(p)), -1);      /* no port */
+  CU_ASSERT_EQUAL(gw_mllp_url("mllp://host:12ab", h, sizeof(h), p, sizeof(p)), -1); /* not a number */
+  CU_ASSERT_EQUAL(gw_mllp_url("mllp://:2575", h, sizeof(h), p, sizeof(p)), -1);     /* no host */
+  CU_ASSERT_EQUAL(gw_mllp_url("mllp://[::1]2575", h, sizeof(h), p, sizeof(p)), -1);
+  CU_ASSERT_EQUAL(gw_mllp_url("https://host:443", h, sizeof(h), p, sizeof(p)), -1);
+  CU_ASSERT_EQUAL(gw_mllp_url("mllp://host:123456789", h, sizeof(h), p, sizeof(p)), -1); /* too long for |p| */
+}
+
 int gw_test_mllp_suite(void) {
   CU_pSuite s = CU_add_suite("mllp", NULL, NULL);
   if (!s)
     return -1;
-  return GW_ADD(s, test_frames) || GW_ADD(s, test_partial_and_bad);
+  return GW_ADD(s, test_frames) || GW_ADD(s, test_partial_and_bad) || GW_ADD(s, test_url);
 }

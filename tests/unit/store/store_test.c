@@ -261,6 +261,25 @@ static void test_dconf_and_routes(void) {
   err.len = 0;
   CU_ASSERT_EQUAL(write_file(path, "{\"routes\": ["), 0);
   CU_ASSERT_EQUAL(gw_dconf_load(path, &c, &err), GW_ERR_CONF);
+  /* clinics: an MLLP endpoint is for SIU clinics only, and must name a host and a port */
+#define TLS "\"client_tls\": {\"cert\": \"c\", \"key\": \"k\", \"ca\": \"a\"}, "
+  CU_ASSERT_EQUAL(write_file(path, "{" TLS "\"clinics\": {\"000000011111\": {\"notify\": \"clinic-siu\", "
+                                   "\"url\": \"mllp://127.0.0.1:2576\"}}}"),
+                  0);
+  CU_ASSERT_EQUAL_FATAL(gw_dconf_load(path, &c, &err), GW_OK);
+  CU_ASSERT_STRING_EQUAL(gw_dconf_clinic(c, "000000011111")->url, "mllp://127.0.0.1:2576");
+  gw_dconf_free(c);
+  static const char *const bad[] = {
+      "{" TLS "\"clinics\": {\"000000011111\": {\"notify\": \"clinic-soap\", \"url\": \"mllp://127.0.0.1:2576\"}}}",
+      "{" TLS "\"clinics\": {\"000000011111\": {\"notify\": \"clinic-siu\", \"url\": \"mllp://127.0.0.1\"}}}",
+      "{" TLS "\"clinics\": {\"000000011111\": {\"notify\": \"clinic-siu\", \"url\": \"http://127.0.0.1:80/x\"}}}"};
+#undef TLS
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    err.len = 0;
+    CU_ASSERT_EQUAL(write_file(path, bad[i]), 0);
+    CU_ASSERT_EQUAL(gw_dconf_load(path, &c, &err), GW_ERR_CONF);
+    CU_ASSERT_PTR_NOT_NULL(err.data && strstr((char *)err.data, "mllp://HOST:PORT"));
+  }
   gw_buf_cleanup(&err);
 }
 
