@@ -11,9 +11,11 @@ pids=()
 stop() { kill -TERM "${pids[@]}" 2>/dev/null; wait 2>/dev/null; }
 trap stop EXIT INT TERM
 for s in p1:9441 simp:9442 apkolce:9443 clinic:9444; do
-  "$GW" sim --role "${s%%:*}" --listen "127.0.0.1:${s##*:}" --data data >>"data/sim-${s%%:*}.log" 2>&1 &
+  extra=()
+  [ "${s%%:*}" = clinic ] && extra=(--mllp 127.0.0.1:9445) # clinic 000000011111 takes notifications over MLLP/TLS
+  "$GW" sim --role "${s%%:*}" --listen "127.0.0.1:${s##*:}" --data data "${extra[@]}" >>"data/sim-${s%%:*}.log" 2>&1 &
   pids+=($!)
-  echo "simulator ${s%%:*} on https://127.0.0.1:${s##*:} (log: data/sim-${s%%:*}.log)"
+  echo "simulator ${s%%:*} on https://127.0.0.1:${s##*:}${extra[1]:+ and mllp://${extra[1]}} (log: data/sim-${s%%:*}.log)"
 done
 echo "gateway on https://127.0.0.1:8443 and MLLP/TLS 127.0.0.1:2575; try:"
 echo "  curl --cert certs/dev/clinic-a.pem --key certs/dev/clinic-a.key --cacert certs/dev/ca.pem \\"

@@ -43,7 +43,8 @@ static const char default_conf[] =
     "  ],\n"
     "  \"clinics\": {\n"
     "    \"000000012345\": {\"notify\": \"clinic-soap\", \"url\": \"https://127.0.0.1:9444/clinic/000000012345\"},\n"
-    "    \"000000067890\": {\"notify\": \"clinic-siu\", \"url\": \"https://127.0.0.1:9444/clinic/000000067890\"}\n"
+    "    \"000000067890\": {\"notify\": \"clinic-siu\", \"url\": \"https://127.0.0.1:9444/clinic/000000067890\"},\n"
+    "    \"000000011111\": {\"notify\": \"clinic-siu\", \"url\": \"mllp://127.0.0.1:9445\"}\n"
     "  }\n"
     "}\n";
 
