@@ -591,8 +591,14 @@ static void mllp_completed(struct gw_dispatch *D, struct dlv *v, enum gw_mllp_ca
     struct gw_diag d;
     gw_diag_init(&d, 4);
     char *c1 = gw_hl7_parse(a, len, NULL, &ack, &d) == GW_OK ? gw_hl7_get(ack, "MSA", 1, 0) : NULL;
-    snprintf(code, sizeof(code), "%s", c1 ? c1 : "");
+    char *c2 = c1 ? gw_hl7_get(ack, "MSA", 2, 0) : NULL;
+    /* an ACK counts only for the message sent: MSA-2 must be its MSH-10 (the delivery key) */
+    if (c1 && (!c2 || strcmp(c2, v->d.ikey) != 0))
+      snprintf(code, sizeof(code), "?");
+    else
+      snprintf(code, sizeof(code), "%s", c1 ? c1 : "");
     free(c1);
+    free(c2);
     gw_diag_cleanup(&d);
   }
   v->d.last_status = 0;
@@ -607,7 +613,9 @@ static void mllp_completed(struct gw_dispatch *D, struct dlv *v, enum gw_mllp_ca
     rejected(D, v, why, strlen(why), now);
   } else {
     snprintf(v->d.last_error, sizeof(v->d.last_error), "%s",
-             st == GW_MLLP_CALL_FAILED ? gw_mllp_call_error(v->mc) : "the answer is not an HL7 ACK");
+             st == GW_MLLP_CALL_FAILED ? gw_mllp_call_error(v->mc)
+             : code[0] == '?'          ? "an ACK for another message (MSA-2 is not this message's MSH-10)"
+                                       : "the answer is not an HL7 ACK");
     attempt_failed(D, v, bc, now);
   }
   xmlFreeDoc(ack);

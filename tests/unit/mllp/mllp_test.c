@@ -1,8 +1,18 @@
 /* MLLP framing: frames, partial input, line ends between frames, junk. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "../suites.h"
+#include "core/buf.h"
+#include "core/clock.h"
+#include "mllp/client.h"
 #include "mllp/mllp.h"
+#include "tls/tls.h"
 
 static enum gw_mllp_result next(const char *s, size_t len, size_t *start, size_t *mlen, size_t *used) {
   return gw_mllp_next((const uint8_t *)s, len, start, mlen, used);
@@ -35,6 +45,66 @@ static void test_partial_and_bad(void) {
   CU_ASSERT_EQUAL(next("", 0, &st, &ml, &used), GW_MLLP_MORE);
 }
 
+/* A listening socket on 127.0.0.1 (never accepting); its port in |port|. */
+static int listener(char *port, size_t n) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t al = sizeof(a);
+  if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) || listen(fd, 4) ||
+      getsockname(fd, (struct sockaddr *)&a, &al)) {
+    if (fd >= 0)
+      close(fd);
+    return -1;
+  }
+  snprintf(port, n, "%u", (unsigned)ntohs(a.sin_port));
+  return fd;
+}
+
+/* Steps |c| (polling its socket) until it ends; returns the end state. */
+static enum gw_mllp_call_state run_call(struct gw_mllp_call *c) {
+  for (int i = 0; i < 500; i++) {
+    enum gw_mllp_call_state st = gw_mllp_call_step(c, gw_wall_ms());
+    if (st != GW_MLLP_CALL_PENDING)
+      return st;
+    short ev;
+    struct pollfd pf = {.fd = gw_mllp_call_fd(c, &ev)};
+    pf.events = ev;
+    poll(&pf, 1, 10);
+  }
+  return GW_MLLP_CALL_PENDING;
+}
+
+/* The client's failures end the call with a reason, never hang it: a refused connection, and
+ * a peer that takes the connection but never answers the TLS handshake (the deadline). */
+static void test_client_failures(void) {
+  struct gw_buf errs;
+  gw_buf_init(&errs, 4096);
+  struct gw_tls *t =
+      gw_tls_client_new("certs/dev/gateway-out.pem", "certs/dev/gateway-out.key", "certs/dev/ca.pem", &errs);
+  gw_buf_cleanup(&errs);
+  if (!t) {
+    fprintf(stderr, "\n  (certs/dev missing: run make certs; MLLP client checks skipped)\n");
+    return;
+  }
+  char port[16];
+  int fd = listener(port, sizeof(port));
+  CU_ASSERT_FATAL(fd >= 0);
+  close(fd); /* nobody listens there now */
+  struct gw_mllp_call *c = gw_mllp_call_new(t, "127.0.0.1", port, "MSH|^~\\&|A", 11, gw_wall_ms() + 2000);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+  CU_ASSERT_EQUAL(run_call(c), GW_MLLP_CALL_FAILED);
+  CU_ASSERT_PTR_NOT_NULL(strstr(gw_mllp_call_error(c), "cannot connect"));
+  gw_mllp_call_free(c);
+  fd = listener(port, sizeof(port));
+  CU_ASSERT_FATAL(fd >= 0);
+  c = gw_mllp_call_new(t, "127.0.0.1", port, "MSH|^~\\&|A", 11, gw_wall_ms() + 300);
+  CU_ASSERT_EQUAL(run_call(c), GW_MLLP_CALL_FAILED);
+  CU_ASSERT_STRING_EQUAL(gw_mllp_call_error(c), "no answer in time");
+  gw_mllp_call_free(c);
+  close(fd);
+  gw_tls_free(t);
+}
+
 static void test_url(void) {
   char h[64], p[8];
   CU_ASSERT_EQUAL(gw_mllp_url("mllp://127.0.0.1:2575", h, sizeof(h), p, sizeof(p)), 0);
@@ -56,5 +126,6 @@ int gw_test_mllp_suite(void) {
   CU_pSuite s = CU_add_suite("mllp", NULL, NULL);
   if (!s)
     return -1;
-  return GW_ADD(s, test_frames) || GW_ADD(s, test_partial_and_bad) || GW_ADD(s, test_url);
+  return GW_ADD(s, test_frames) || GW_ADD(s, test_partial_and_bad) || GW_ADD(s, test_url) ||
+         GW_ADD(s, test_client_failures);
 }
