@@ -69,7 +69,8 @@ struct worker {
 struct server {
   const struct gw_conf *conf;
   const struct gw_app *app;
-  struct gw_tls *tls;
+  struct gw_tls *tls;     /* swapped by SIGHUP under tls_mu; connections keep the context they began with */
+  pthread_mutex_t tls_mu; /* held only while a worker starts a connection and while the pointer is swapped */
   int nworkers;
   struct worker *w;
   _Atomic uint32_t nconns;
@@ -671,7 +672,9 @@ static void accept_conn(struct worker *w, evutil_socket_t fd, struct sockaddr *s
   struct conn *c = calloc(1, sizeof(*c));
   if (c) {
     c->fd = fd;
-    c->tls = gw_tls_conn_new(srv->tls, fd);
+    pthread_mutex_lock(&srv->tls_mu);
+    c->tls = gw_tls_conn_new(srv->tls, fd); /* the connection holds its own reference to the context */
+    pthread_mutex_unlock(&srv->tls_mu);
     c->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, read_cb, c);
     c->wev = event_new(w->base, fd, EV_WRITE | EV_PERSIST, write_cb, c);
   }
@@ -852,14 +855,36 @@ static int workers_count(const struct gw_conf *conf) {
   return n < 1 ? 1 : (n > 64 ? 64 : (int)n);
 }
 
+/* SIGHUP: the certificate, key, CA bundle and CRLs read again into a new context for new
+ * connections (a fresh CRL applies without a restart); a file that does not load keeps the
+ * old context. Connections already open keep theirs. */
+static void reload_tls(struct server *srv) {
+  struct gw_buf errs;
+  gw_buf_init(&errs, 16384);
+  struct gw_tls *t = gw_tls_server_new(&srv->conf->tls, &errs);
+  if (!t) {
+    gw_log(GW_LOG_ERROR, "tls_reload_failed", "detail=\"%.*s\" keeping=previous",
+           (int)strcspn(errs.data ? (char *)errs.data : "", "\n"), errs.data ? (char *)errs.data : "");
+    gw_buf_cleanup(&errs);
+    return;
+  }
+  gw_buf_cleanup(&errs);
+  pthread_mutex_lock(&srv->tls_mu);
+  struct gw_tls *old = srv->tls;
+  srv->tls = t;
+  pthread_mutex_unlock(&srv->tls_mu);
+  gw_tls_free(old); /* open connections hold references of their own */
+  gw_log(GW_LOG_INFO, "tls_reloaded", "cert=%s client_ca=%s crl=%s", srv->conf->tls.cert, srv->conf->tls.ca,
+         srv->conf->tls.crl ? srv->conf->tls.crl : "-");
+}
+
 static void signal_cb(evutil_socket_t sig, short what, void *arg) {
   (void)what;
   struct server *srv = arg;
   if (sig == SIGHUP) {
+    reload_tls(srv);
     if (srv->app->reload)
       srv->app->reload();
-    else
-      gw_log(GW_LOG_WARN, "reload_unsupported", "signal=%d", (int)sig);
     return;
   }
   if (srv->main_base)
@@ -870,7 +895,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg) {
 }
 
 int gw_server_run(const struct gw_conf *conf, const struct gw_app *app) {
-  struct server srv = {.conf = conf, .app = app};
+  struct server srv = {.conf = conf, .app = app, .tls_mu = PTHREAD_MUTEX_INITIALIZER};
   int rv = GW_ERR_IO;
   struct gw_buf errs;
   gw_buf_init(&errs, 16384);

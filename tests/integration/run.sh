@@ -170,6 +170,38 @@ check "still serving after SIGHUP" test "$(status_of clinic-a --http2 "$(URL /he
 stop_gw
 check "SIGTERM: clean exit logged" log_has 'event=stopped'
 
+# ------------------------------------------------ SIGHUP re-reads the TLS files (a fresh CRL)
+# a CRL of the development CA that revokes nothing, made with the CA key (openssl ca -gencrl)
+mkdir -p "$T/ca" && : >"$T/ca/index.txt" && echo 2000 >"$T/ca/crlnumber"
+cat >"$T/ca/ca.cnf" <<EOF
+[ ca ]
+default_ca = dev
+[ dev ]
+database = $T/ca/index.txt
+crlnumber = $T/ca/crlnumber
+certificate = $D/ca.pem
+private_key = $D/ca.key
+default_md = sha256
+default_crl_days = 30
+EOF
+openssl ca -batch -config "$T/ca/ca.cnf" -gencrl -out "$T/crl.pem" 2>/dev/null
+write_conf crlreload
+sed -i "s|\"crl\": \"$D/crl.pem\"|\"crl\": \"$T/crl.pem\"|" "$CONF"
+start_gw "$CONF" || exit 1
+check "a CRL that revokes nothing: the revoked certificate gets in" test "$(status_of revoked --http2 "$(URL /healthz)")" = 200
+cp "$D/crl.pem" "$T/crl.pem"
+kill -HUP "$GW_PID"
+check "SIGHUP with the CA's current CRL: reloaded (logged)" wait_log 'event=tls_reloaded'
+check "  the revoked certificate is refused from then on, without a restart" \
+  bash -c "! curl -sS --max-time 10 --cacert $D/ca.pem --cert $D/revoked.pem --key $D/revoked.key $(URL /healthz) >/dev/null 2>&1"
+check "  clinic-a still gets in" test "$(status_of clinic-a --http2 "$(URL /healthz)")" = 200
+echo "not a CRL" >"$T/crl.pem"
+kill -HUP "$GW_PID"
+check "SIGHUP with a broken CRL file: refused, the previous TLS context kept (logged)" wait_log 'event=tls_reload_failed .*keeping=previous'
+check "  clinic-a still gets in, the revoked certificate still does not" \
+  bash -c "[ \"\$(curl -sS --max-time 10 -o /dev/null -w '%{http_code}' --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key $(URL /healthz))\" = 200 ] && ! curl -sS --max-time 10 --cacert $D/ca.pem --cert $D/revoked.pem --key $D/revoked.key $(URL /healthz) >/dev/null 2>&1"
+stop_gw
+
 # ------------------------------------------------------------------- timeouts
 write_conf timeouts '"read_timeout_ms": 800, "idle_timeout_ms": 800, "handshake_timeout_ms": 500'; start_gw "$CONF" || exit 1
 start=$(date +%s%N)
