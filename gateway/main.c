@@ -139,8 +139,10 @@ static int cmd_serve(int argc, char **argv) {
   return rv ? 1 : 0;
 }
 
-/* Validates a configuration completely: syntax, keys, types, ranges, and
- * that the TLS material loads (certificate, key, CA bundle, CRL). */
+/* Validates a configuration completely: syntax, keys, types, ranges, that
+ * the TLS material loads (certificate, key, CA bundle, CRL), and the delivery
+ * file it names (routes, backends, clinics) with the gateway's outbound TLS
+ * material: what SIGHUP would load, checked before sending it. */
 static int cmd_check_config(int argc, char **argv) {
   if (argc != 1) {
     usage(stderr);
@@ -157,6 +159,19 @@ static int cmd_check_config(int argc, char **argv) {
       rv = GW_ERR_CONF;
     }
     gw_tls_free(t);
+    t = NULL;
+    errs.len = 0;
+    struct gw_dconf *dc = NULL;
+    if (gw_dconf_load(c.delivery, &dc, &errs)) {
+      fprintf(stderr, "%s: the delivery configuration does not load:\n%s", argv[0], errs.len ? (char *)errs.data : "");
+      rv = GW_ERR_CONF;
+    } else if (!(t = gw_tls_client_new(dc->cert, dc->key, dc->ca, &errs))) {
+      fprintf(stderr, "%s: the delivery's client_tls material does not load:\n%s", argv[0],
+              errs.len ? (char *)errs.data : "");
+      rv = GW_ERR_CONF;
+    }
+    gw_tls_free(t);
+    gw_dconf_free(dc);
     gw_buf_cleanup(&errs);
   }
   if (rv == GW_OK)

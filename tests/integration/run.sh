@@ -349,6 +349,16 @@ check "check-config: syntax error with line" grep -q "syntax.json:2:.*JSON synta
 sed "s#$D/server.key#$D/clinic-a.key#" "$good" >"$T/wrongkey.json"
 out=$("$GW" check-config "$T/wrongkey.json" 2>&1)
 check "check-config: key that does not match the certificate" grep -q "tls.key" <<<"$out"
+cat >"$T/delivery-bad.json" <<EOF
+{"client_tls": {"cert": "$D/gateway-out.pem", "key": "$D/gateway-out.key", "ca": "$D/ca.pem"},
+ "clinics": {"000000012345": {"notify": "clinic-soap", "url": "mllp://127.0.0.1:2576"}}}
+EOF
+sed "s#\"data_dir\"#\"delivery\": \"$T/delivery-bad.json\", \"data_dir\"#" "$good" >"$T/withdelivery.json"
+out=$("$GW" check-config "$T/withdelivery.json" 2>&1); rc=$?
+check "check-config also loads the delivery file it names (rc=$rc): an MLLP url for a SOAP clinic is refused" \
+  bash -c "[ $rc = 1 ] && grep -q 'clinics.000000012345: url must be' <<<\"\$1\"" _ "$out"
+sed -i 's#"clinic-soap", "url": "mllp://127.0.0.1:2576"#"clinic-siu", "url": "mllp://127.0.0.1:2576"#' "$T/delivery-bad.json"
+check "  and accepts it once the clinic takes SIU" "$GW" check-config "$T/withdelivery.json"
 
 if grep -lE 'Sanitizer|runtime error:' "$T"/gw-*.log >/dev/null 2>&1; then
   ko "sanitizer reports in gateway logs" "$(grep -hE -A20 'Sanitizer|runtime error:' "$T"/gw-*.log | head -60)"
