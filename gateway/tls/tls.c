@@ -234,40 +234,40 @@ struct gw_tls_conn {
   int eof;           /* the peer closed the transport during the handshake */
 };
 
-struct gw_tls_conn *gw_tls_conn_new(struct gw_tls *t, int fd) {
+/* A connection on |fd| with |t|'s settings; |host|: a client's peer name (NULL: server side). */
+static struct gw_tls_conn *conn_new(struct gw_tls *t, int fd, const char *host) {
   struct gw_tls_conn *c = calloc(1, sizeof(*c));
   if (!c)
     return NULL;
   c->ssl = SSL_new(t->ctx);
-  if (!c->ssl || !SSL_set_fd(c->ssl, fd)) {
+  bool ok = c->ssl && SSL_set_fd(c->ssl, fd);
+  if (ok && host) {
+    /* the server's certificate must name |host|: an IP address in its IP SANs, a DNS name
+     * in its DNS SANs (and sent as SNI, which never carries an address) */
+    unsigned char addr[16];
+    bool ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+    ok = ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), host) == 1
+            : SSL_set_tlsext_host_name(c->ssl, host) == 1 && SSL_set1_host(c->ssl, host) == 1;
+  }
+  if (!ok) {
     SSL_free(c->ssl);
     free(c);
     ERR_clear_error();
     return NULL;
   }
-  SSL_set_accept_state(c->ssl);
+  if (host)
+    SSL_set_connect_state(c->ssl);
+  else
+    SSL_set_accept_state(c->ssl);
   return c;
 }
 
+struct gw_tls_conn *gw_tls_conn_new(struct gw_tls *t, int fd) {
+  return conn_new(t, fd, NULL);
+}
+
 struct gw_tls_conn *gw_tls_client_conn_new(struct gw_tls *t, int fd, const char *host) {
-  struct gw_tls_conn *c = calloc(1, sizeof(*c));
-  if (!c)
-    return NULL;
-  c->ssl = SSL_new(t->ctx);
-  /* the server's certificate must name |host|: an IP address in its IP SANs, a DNS name
-   * in its DNS SANs (and sent as SNI, which never carries an address) */
-  unsigned char addr[16];
-  bool ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
-  if (!c->ssl || !SSL_set_fd(c->ssl, fd) ||
-      (ip ? !X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), host)
-          : (!SSL_set_tlsext_host_name(c->ssl, host) || !SSL_set1_host(c->ssl, host)))) {
-    SSL_free(c->ssl);
-    free(c);
-    ERR_clear_error();
-    return NULL;
-  }
-  SSL_set_connect_state(c->ssl);
-  return c;
+  return conn_new(t, fd, host);
 }
 
 const char *gw_tls_verify_error(struct gw_tls_conn *c) {
