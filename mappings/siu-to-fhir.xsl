@@ -189,11 +189,11 @@
       <xsl:if test="$start != ''"><start value="{$start}"/></xsl:if>
       <xsl:if test="$end != ''"><end value="{$end}"/></xsl:if>
       <xsl:if test="$minutes &gt; 0"><minutesDuration value="{$minutes}"/></xsl:if>
-      <xsl:variable name="notes" select="/HL7Message/NTE[preceding-sibling::*[not(self::NTE)][1][self::SCH or self::TQ1]]/NTE.3"/>
-      <xsl:if test="$notes">
-        <comment>
-          <xsl:attribute name="value"><xsl:for-each select="$notes"><xsl:if test="position() &gt; 1"><xsl:text>&#10;</xsl:text></xsl:if><xsl:value-of select="."/></xsl:for-each></xsl:attribute>
-        </comment>
+      <!-- every NTE-3 of the NTE segments right after an SCH or TQ1, one per line; each run of
+           NTEs is walked forward from its segment, so a long run costs linear time -->
+      <xsl:variable name="notes"><xsl:apply-templates mode="note" select="/HL7Message/*[self::SCH or self::TQ1]/following-sibling::*[1][self::NTE]"/></xsl:variable>
+      <xsl:if test="string($notes) != ''">
+        <comment value="{substring($notes, 2)}"/>
       </xsl:if>
       <!-- the e-referral (e-skierowanie) from SCH-26 placer order number: basedOn by business identifier -->
       <xsl:for-each select="$sch/SCH.26[SCH.26.1 != ''][1]">
@@ -245,6 +245,12 @@
         </participant>
       </xsl:for-each>
     </Appointment>
+  </xsl:template>
+
+  <!-- a run of NTE segments: a new line and NTE-3 for each repetition, then the next segment if it is an NTE -->
+  <xsl:template match="NTE" mode="note">
+    <xsl:for-each select="NTE.3"><xsl:text>&#10;</xsl:text><xsl:value-of select="."/></xsl:for-each>
+    <xsl:apply-templates mode="note" select="following-sibling::*[1][self::NTE]"/>
   </xsl:template>
 
   <!-- SCH-25 filler status via table 0278, else from the trigger event -->
