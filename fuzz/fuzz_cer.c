@@ -12,20 +12,17 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  struct gw_engine *engine = fuzz_engine();
   struct gw_diag d;
-  gw_diag_init(&d, 64);
-  struct gw_check chk = {.now = FUZZ_NOW};
-  xmlDocPtr doc = NULL;
-  int rv = gw_engine_check(engine, (const char *)data, size, GW_D_FHIR_JSON, &chk, &doc, &d);
+  xmlDocPtr doc;
+  int rv = fuzz_check(data, size, GW_D_FHIR_JSON, &d, &doc);
   struct gw_buf out;
   gw_buf_init(&out, 8u << 20);
-  if (rv != GW_OK && gw_engine_outcome_json(engine, &d, 0, &out) != GW_OK)
+  if (rv != GW_OK && gw_engine_outcome_json(fuzz_engine(), &d, 0, &out) != GW_OK)
     abort(); /* every refusal must be answerable */
   if (rv == GW_OK && doc) {
     const char *ct;
     out.len = 0;
-    gw_engine_outbound(engine, GW_OUT_P1, doc, "fuzz", 0, &out, &ct, &d);
+    gw_engine_outbound(fuzz_engine(), GW_OUT_P1, doc, "fuzz", 0, &out, &ct, &d);
   }
   gw_buf_cleanup(&out);
   xmlFreeDoc(doc);

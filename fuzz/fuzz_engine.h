@@ -4,6 +4,8 @@
 #define GW_FUZZ_ENGINE_H
 
 #include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -27,5 +29,14 @@ static struct gw_engine *fuzz_engine(void) {
 
 /* A clock inside the seeds' publication horizon: 2026-11-28. */
 #define FUZZ_NOW 1795852800
+
+/* The engine's check of |data| as dialect |dl| on that clock: issues to |d| (initialised
+ * here, up to 64), the canonical document to |*doc|. */
+static int fuzz_check(const uint8_t *data, size_t size, enum gw_dialect dl, struct gw_diag *d, xmlDocPtr *doc) {
+  gw_diag_init(d, 64);
+  struct gw_check chk = {.now = FUZZ_NOW};
+  *doc = NULL;
+  return gw_engine_check(fuzz_engine(), (const char *)data, size, dl, &chk, doc, d);
+}
 
 #endif

@@ -10,12 +10,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  struct gw_engine *engine = fuzz_engine();
   struct gw_diag d;
-  gw_diag_init(&d, 64);
-  struct gw_check chk = {.now = FUZZ_NOW};
-  xmlDocPtr doc = NULL;
-  int rv = gw_engine_check(engine, (const char *)data, size, GW_D_SOAP, &chk, &doc, &d);
+  xmlDocPtr doc;
+  int rv = fuzz_check(data, size, GW_D_SOAP, &d, &doc);
   struct gw_buf out;
   gw_buf_init(&out, 8u << 20);
   if (rv != GW_OK && gw_engine_soap_fault(&d, gw_soap_version((const char *)data, size), "rejected", &out) != GW_OK)

@@ -3,6 +3,8 @@
 #include <libxml/chvalid.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <libxml/xpath.h>
+#include <libxml/xpathInternals.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -634,6 +636,30 @@ static xmlDictPtr thread_dict(void) {
   }
   xmlDictReference(d);
   return d;
+}
+
+static pthread_key_t xpath_key;
+static pthread_once_t xpath_once = PTHREAD_ONCE_INIT;
+
+static void xpath_release(void *x) { xmlXPathFreeContext(x); }
+static void xpath_key_init(void) { pthread_key_create(&xpath_key, xpath_release); }
+
+struct _xmlXPathContext *gw_fhir_xpath(struct _xmlDoc *doc) {
+  pthread_once(&xpath_once, xpath_key_init);
+  xmlXPathContextPtr x = pthread_getspecific(xpath_key);
+  if (!x) {
+    x = xmlXPathNewContext(NULL);
+    if (!x)
+      return NULL;
+    if (xmlXPathRegisterNs(x, BAD_CAST "f", BAD_CAST GW_FHIR_NS)) {
+      xmlXPathFreeContext(x);
+      return NULL;
+    }
+    pthread_setspecific(xpath_key, x);
+  }
+  x->doc = doc;
+  x->node = NULL;
+  return x;
 }
 
 /* One pass of yajl's streaming parser builds the JSON tree (yajl_tree's own

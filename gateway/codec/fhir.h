@@ -45,4 +45,10 @@ int gw_fhir_json_to_xml(const struct gw_fhir_model *m, const char *json, size_t 
 int gw_fhir_xml_to_json(const struct gw_fhir_model *m, struct _xmlDoc *doc, int pretty, struct gw_buf *out,
                         struct gw_diag *diag);
 
+/* The calling thread's XPath context, set to |doc|, with the FHIR namespace as
+ * prefix "f". Made once per thread (libxml2 fills every new context with a hash
+ * of all XPath functions, a cost not to pay per message); valid until the
+ * thread's next call; not to be freed. NULL when out of memory. */
+struct _xmlXPathContext *gw_fhir_xpath(struct _xmlDoc *doc);
+
 #endif

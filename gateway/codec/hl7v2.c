@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "codec/xml.h"
 #include "core/err.h"
@@ -770,4 +771,11 @@ int gw_hl7_ack(struct _xmlDoc *msg, enum gw_hl7_ack code, const char *text, cons
     free(f[i]);
   free(event);
   return s.rv;
+}
+
+void gw_hl7_now(char *out, size_t n) {
+  time_t t = time(NULL);
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(out, n, "%Y%m%d%H%M%S", &tm);
 }

@@ -51,6 +51,9 @@ int gw_hl7_parse(const char *text, size_t len, const struct gw_hl7_limits *lim, 
  * HL7 v2 XML message, or GW_ERR_TOOBIG. */
 int gw_hl7_serialize(struct _xmlDoc *doc, struct gw_buf *out);
 
+/* The current time as an HL7 DTM in UTC, YYYYMMDDHHMMSS (|n| >= 15). */
+void gw_hl7_now(char *out, size_t n);
+
 /* Acknowledgment codes (MSA-1). */
 enum gw_hl7_ack { GW_ACK_AA, GW_ACK_AE, GW_ACK_AR };
 

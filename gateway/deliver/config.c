@@ -4,19 +4,19 @@
 #include <libxml/xpath.h>
 #include <libxml/xpathInternals.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yajl/yajl_tree.h>
 
+#include "codec/fhir.h"
 #include "core/err.h"
 #include "core/file.h"
 #include "deliver/deliver.h"
 #include "mllp/mllp.h"
 #include "msg/engine.h"
-
-#define FHIR_NS "http://hl7.org/fhir"
 
 /* The embedded defaults: the simulated backends started by `make run`. */
 static const char default_conf[] =
@@ -250,7 +250,7 @@ static int parse(struct gw_dconf *c, const char *name, const char *text, const c
     r->match = strdup(m);
     xmlXPathContextPtr x = xmlXPathNewContext(NULL);
     if (x) {
-      xmlXPathRegisterNs(x, BAD_CAST "f", BAD_CAST FHIR_NS);
+      xmlXPathRegisterNs(x, BAD_CAST "f", BAD_CAST GW_FHIR_NS);
       x->error = quiet;
     }
     r->xp = (x && r->match) ? xmlXPathCtxtCompile(x, BAD_CAST r->match) : NULL;
@@ -282,7 +282,9 @@ static int build(const char *text, const char *name, const char *dir, const char
   struct gw_dconf *c = calloc(1, sizeof(*c));
   if (!c)
     return GW_ERR_NOMEM;
+  static atomic_ulong serials;
   c->refs = 1;
+  c->serial = atomic_fetch_add(&serials, 1) + 1;
   c->path = path ? strdup(path) : NULL;
   int rv = parse(c, name, text, dir, errs);
   if (rv) {
@@ -328,10 +330,9 @@ int gw_route_match(const struct gw_dconf *c, xmlDocPtr doc, int *idx, int max, c
   size_t wl = 0;
   if (whylen)
     why[0] = 0;
-  xmlXPathContextPtr x = xmlXPathNewContext(doc);
+  xmlXPathContextPtr x = gw_fhir_xpath(doc);
   if (!x)
     return GW_ERR_NOMEM;
-  xmlXPathRegisterNs(x, BAD_CAST "f", BAD_CAST FHIR_NS);
   for (int i = 0; i < c->nr; i++) {
     const struct gw_route *r = &c->r[i];
     if (!r->enabled)
@@ -355,7 +356,6 @@ int gw_route_match(const struct gw_dconf *c, xmlDocPtr doc, int *idx, int max, c
         idx[n++] = b;
     }
   }
-  xmlXPathFreeContext(x);
   return n;
 }
 

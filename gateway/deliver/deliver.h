@@ -41,7 +41,8 @@ struct gw_route {
 
 /* One immutable snapshot of the delivery configuration; SIGHUP swaps it. */
 struct gw_dconf {
-  int refs; /* under the holder's lock */
+  int refs;             /* under the holder's lock */
+  unsigned long serial; /* one per snapshot loaded: tells a reload from the snapshot before */
   char *path;
   uint32_t answer_deadline_ms;
   char cert[512], key[512], ca[512]; /* the gateway's outbound identity */

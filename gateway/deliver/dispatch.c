@@ -98,8 +98,8 @@ struct gw_dispatch {
   struct job *jobs;
   struct dlv *inflight;
   struct dlv *mllp;    /* MLLP exchanges in flight */
-  struct gw_tls *mtls; /* the client TLS context for them, built for the files in mtls_id */
-  char mtls_id[1600];
+  struct gw_tls *mtls; /* the client TLS context for them, built from the snapshot mtls_serial */
+  unsigned long mtls_serial;
   EVP_PKEY *key;
   char key_path[512];
   int64_t last_poll_ms;
@@ -548,16 +548,15 @@ static void mark_back(struct dlv *v) {
  * client certificate, one frame out, one ACK back. */
 static void mllp_start(struct gw_dispatch *D, struct dlv *v, const struct gw_backend_conf *bc, const struct gw_dconf *c,
                        int64_t now) {
-  char id[sizeof(D->mtls_id)], host[256], port[16];
-  snprintf(id, sizeof(id), "%s|%s|%s", c->cert, c->key, c->ca);
-  if (!D->mtls || strcmp(id, D->mtls_id) != 0) { /* first use, or the files changed with a reload */
+  char host[256], port[16];
+  if (!D->mtls || D->mtls_serial != c->serial) { /* first use, or a reload (SIGHUP): read the files again */
     struct gw_buf errs;
     gw_buf_init(&errs, 4096);
     struct gw_tls *t = gw_tls_client_new(c->cert, c->key, c->ca, &errs);
     if (t) {
       gw_tls_free(D->mtls);
       D->mtls = t;
-      snprintf(D->mtls_id, sizeof(D->mtls_id), "%s", id);
+      D->mtls_serial = c->serial;
     } else {
       gw_log(GW_LOG_ERROR, "mllp_tls_failed", "backend=%s reason=\"%s\"", v->bk->name,
              errs.data ? (char *)errs.data : "?");

@@ -94,13 +94,6 @@ static const char *caller_rpwdl(const struct gw_req *req) {
   return (req->peer && req->peer->rpwdl[0]) ? req->peer->rpwdl : NULL;
 }
 
-static void utc_stamp(char *out, size_t n) {
-  time_t t = time(NULL);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(out, n, "%Y%m%d%H%M%S", &tm);
-}
-
 /* POST /fhir/$validate, /fhir/{type}/$validate: always an OperationOutcome. */
 static void fhir_validate(struct gw_req *req, struct gw_resp *resp, const char *type) {
   struct gw_diag d;
@@ -135,7 +128,7 @@ static void fhir_validate(struct gw_req *req, struct gw_resp *resp, const char *
 static void hl7_ack_answer(struct gw_req *req, struct gw_resp *resp, int status, xmlDocPtr v2, int rv,
                            const struct gw_diag *d, const char *ok_text) {
   char stamp[20], ctrl[40];
-  utc_stamp(stamp, sizeof(stamp));
+  gw_hl7_now(stamp, sizeof(stamp));
   snprintf(ctrl, sizeof(ctrl), "CERGW%s%04u", stamp, (unsigned)(req->stream_id % 10000));
   struct gw_buf out;
   gw_buf_init(&out, 1 << 20);

@@ -28,7 +28,6 @@
 #define CT_HL7        "x-application/hl7-v2+er7; charset=utf-8"
 #define CT_SOAP11     "text/xml; charset=utf-8"
 #define CT_SOAP12     "application/soap+xml; charset=utf-8"
-#define FHIR_NS       "http://hl7.org/fhir"
 #define CLINIC_NS     "urn:cergw:clinic:v1"
 #define RPWDL_PREFIX  "urn:oid:2.16.840.1.113883.3.4424.2.3.1."
 #define LATE_CANCEL_S (48 * 3600)
@@ -86,13 +85,6 @@ static void audit(const struct wctx *w, const char *op, const char *outcome, lon
 }
 
 /* ---- XPath helpers over the canonical document ---- */
-
-static xmlXPathContextPtr xctx(xmlDocPtr doc) {
-  xmlXPathContextPtr x = xmlXPathNewContext(doc);
-  if (x)
-    xmlXPathRegisterNs(x, BAD_CAST "f", BAD_CAST FHIR_NS);
-  return x;
-}
 
 /* The expressions below are fixed strings: each is compiled once, on first use, and shared by
  * every worker (evaluating a compiled expression does not change it). */
@@ -270,17 +262,26 @@ static void wctx_free(struct wctx *w) {
   free(w);
 }
 
-/* Where entry |i| of a Bundle now lives: its id or identifier, else an id the gateway
- * gives it from the message (cergw-{message}-{entry}); an entry without a resource
- * keeps its request URL. */
+/* Where a resource now lives: {prefix}{type}/{id}/_history/1 with its id (or identifier),
+ * else an id the gateway gives it from the message: cergw-{message}, and for entry |entry|
+ * of a Bundle cergw-{message}-{entry} (|entry| < 0: a single resource). */
+static void location(char *out, size_t n, const char *prefix, const char *type, const char *id, long long msg_id,
+                     int entry) {
+  if (id[0])
+    snprintf(out, n, "%s%s/%s/_history/1", prefix, type, id);
+  else if (entry < 0)
+    snprintf(out, n, "%s%s/cergw-%lld/_history/1", prefix, type, msg_id);
+  else
+    snprintf(out, n, "%s%s/cergw-%lld-%d/_history/1", prefix, type, msg_id, entry);
+}
+
+/* Entry |i| of a Bundle: where its resource lives; an entry without a resource keeps its request URL. */
 static void entry_location(const struct wctx *w, long long msg_id, int i, char *out, size_t n) {
   const struct entry_loc *e = &w->entries[i];
   if (!e->type[0])
     snprintf(out, n, "%s", e->url);
-  else if (e->id[0])
-    snprintf(out, n, "%s/%s/_history/1", e->type, e->id);
   else
-    snprintf(out, n, "%s/cergw-%lld-%d/_history/1", e->type, msg_id, i);
+    location(out, n, "", e->type, e->id, msg_id, i);
 }
 
 static void fhir_answer(struct wctx *w, const struct gw_submit *s, struct gw_resp *r) {
@@ -319,10 +320,7 @@ static void fhir_answer(struct wctx *w, const struct gw_submit *s, struct gw_res
   }
   take(r, status, CT_FHIR_JSON, &out);
   if (!w->bundle && status != 422) {
-    if (w->rid[0])
-      snprintf(r->location, sizeof(r->location), "/fhir/%s/%s/_history/1", w->rtype, w->rid);
-    else
-      snprintf(r->location, sizeof(r->location), "/fhir/%s/cergw-%lld/_history/1", w->rtype, (long long)s->msg_id);
+    location(r->location, sizeof(r->location), "/fhir/", w->rtype, w->rid, (long long)s->msg_id, -1);
     snprintf(r->etag, sizeof(r->etag), "W/\"1\"");
   }
   gw_buf_cleanup(&out);
@@ -354,10 +352,7 @@ static void soap_answer(struct wctx *w, const struct gw_submit *s, struct gw_res
 }
 
 static void ack_stamp(char *stamp, size_t sn, char *ctrl, size_t cn, int id) {
-  time_t t = time(NULL);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(stamp, sn, "%Y%m%d%H%M%S", &tm);
+  gw_hl7_now(stamp, sn);
   snprintf(ctrl, cn, "CERGW%s%04d", stamp, id % 10000);
 }
 
@@ -551,7 +546,7 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
   int rv = gw_engine_check(engine, body, req->body.len, dl, &chk, &doc, &d);
   xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
   /* one XPath context for everything read from the canonical document below */
-  xmlXPathContextPtr x = doc ? xctx(doc) : NULL;
+  xmlXPathContextPtr x = doc ? gw_fhir_xpath(doc) : NULL;
   if (rv == GW_OK && root && !x)
     rv = GW_ERR_NOMEM;
   if (rv == GW_OK && root) {
@@ -579,7 +574,6 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
   if (rv != GW_OK) {
     invalid(w, req, resp, rv, &d);
     audit(w, op, "invalid", 0);
-    xmlXPathFreeContext(x);
     xmlFreeDoc(doc);
     gw_diag_cleanup(&d);
     return;
@@ -591,7 +585,6 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
   if (!s || !c) {
     gw_submit_free(s);
     gw_dconf_put(c);
-    xmlXPathFreeContext(x);
     xmlFreeDoc(doc);
     gw_router_error(resp, 503, "the delivery configuration is not loaded");
     return;
@@ -630,7 +623,6 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
         audit(w, op, "conditional-match", 0);
         gw_submit_free(s);
         gw_dconf_put(c);
-        xmlXPathFreeContext(x);
         xmlFreeDoc(doc);
         return;
       }
@@ -664,7 +656,6 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
       gw_diag_cleanup(&dd);
       gw_submit_free(s);
       gw_dconf_put(c);
-      xmlXPathFreeContext(x);
       xmlFreeDoc(doc);
       return;
     }
@@ -734,7 +725,6 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
     invalid(w, req, resp, GW_ERR_INVAL, &rd);
     gw_diag_cleanup(&rd);
     gw_submit_free(s);
-    xmlXPathFreeContext(x);
     xmlFreeDoc(doc);
     return;
   }
@@ -751,7 +741,6 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
   gw_xml_dump(doc, 0, 0, &canon);
   s->canonical = gw_buf_take(&canon, &s->canonical_len);
   gw_buf_cleanup(&canon);
-  xmlXPathFreeContext(x);
   xmlFreeDoc(doc);
   if (!s->original) {
     gw_submit_free(s);
@@ -781,17 +770,15 @@ static void soap_status(struct gw_req *req, struct gw_resp *resp, struct wctx *w
   int rv = gw_engine_check(engine, (const char *)req->body.data, req->body.len, GW_D_SOAP, &chk, &doc, &d);
   char id[128] = "", status[64] = "", summary[256] = "";
   if (rv == GW_OK) {
-    xmlXPathContextPtr x = xctx(doc);
+    xmlXPathContextPtr x = gw_fhir_xpath(doc);
     if (x)
       xstr(x, (xmlNodePtr)doc, "string(//f:valueIdentifier/f:value/@value)", id, sizeof(id));
-    xmlXPathFreeContext(x);
     char rkey[200], *canon = NULL;
     snprintf(rkey, sizeof(rkey), "%s|Appointment/%s", caller, id);
     if (gw_store_latest(store, rkey, &canon, summary, sizeof(summary)) == GW_OK) {
       xmlDocPtr c = NULL;
-      if (gw_xml_parse(canon, strlen(canon), strlen(canon) + 1, &c, &d) == GW_OK && (x = xctx(c))) {
+      if (gw_xml_parse(canon, strlen(canon), strlen(canon) + 1, &c, &d) == GW_OK && (x = gw_fhir_xpath(c))) {
         xstr(x, (xmlNodePtr)c, "string((//f:Appointment)[1]/f:status/@value)", status, sizeof(status));
-        xmlXPathFreeContext(x);
       }
       xmlFreeDoc(c);
     } else {

@@ -507,10 +507,7 @@ int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enu
 static int render_siu(const struct gw_engine *e, xmlDocPtr fhir, const char *control_id, struct gw_buf *out,
                       struct gw_diag *diag) {
   char stamp[20], ctrl[40];
-  time_t t = time(NULL);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
+  gw_hl7_now(stamp, sizeof(stamp));
   snprintf(ctrl, sizeof(ctrl), "CERGW%s", stamp);
   const char *params[] = {"control_id", control_id ? control_id : ctrl, "now", stamp, NULL};
   xmlDocPtr v2 = NULL;

@@ -356,6 +356,21 @@ static void *delay_main(void *arg) {
   return NULL;
 }
 
+/* A message seen for the first time (its key new): counted, and kept as the last one
+ * received (GET /_sim/last). Under S.mu. */
+static void keep_new(const char *key, const struct gw_req *req) {
+  S.unique++;
+  snprintf(S.last_key, sizeof(S.last_key), "%s", key);
+  uint8_t *copy = malloc(req->body.len + 1);
+  if (copy) {
+    memcpy(copy, req->body.data, req->body.len);
+    copy[req->body.len] = 0;
+    free(S.last_body);
+    S.last_body = copy;
+    S.last_len = req->body.len;
+  }
+}
+
 static void receive(struct gw_req *req, struct gw_resp *r) {
   pthread_mutex_lock(&S.mu);
   S.received++;
@@ -381,16 +396,7 @@ static void receive(struct gw_req *req, struct gw_resp *r) {
     if (why) {
       S.invalid++;
     } else if (key_add(req->idem_key, true)) {
-      S.unique++;
-      snprintf(S.last_key, sizeof(S.last_key), "%s", req->idem_key);
-      uint8_t *copy = malloc(req->body.len + 1);
-      if (copy) {
-        memcpy(copy, req->body.data, req->body.len);
-        copy[req->body.len] = 0;
-        free(S.last_body);
-        S.last_body = copy;
-        S.last_len = req->body.len;
-      }
+      keep_new(req->idem_key, req);
     } else {
       S.duplicates++;
       dup = true;
@@ -509,11 +515,7 @@ static void mllp_receive(struct gw_req *req, struct gw_resp *r) {
     code = GW_ACK_AE;
     text = "rejected by the simulator: business rule";
   } else if (key_add(ctrl, true)) {
-    S.unique++;
-    snprintf(S.last_key, sizeof(S.last_key), "%s", ctrl);
-    free(S.last_body);
-    S.last_body = (uint8_t *)strndup((const char *)req->body.data, req->body.len);
-    S.last_len = req->body.len;
+    keep_new(ctrl, req);
   } else {
     S.duplicates++;
     text = "repeat: already received";
@@ -522,10 +524,7 @@ static void mllp_receive(struct gw_req *req, struct gw_resp *r) {
   struct gw_buf out;
   gw_buf_init(&out, 1 << 16);
   char stamp[20];
-  time_t t = time(NULL);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(stamp, sizeof(stamp), "%Y%m%d%H%M%S", &tm);
+  gw_hl7_now(stamp, sizeof(stamp));
   gw_hl7_ack(v2, code, text, &d, "SIMACK", stamp, &out);
   gw_resp_set(r, 200, "x-application/hl7-v2+er7", out.data ? (const char *)out.data : "");
   gw_buf_cleanup(&out);

@@ -129,6 +129,31 @@ static int load_key_wiped(SSL_CTX *ctx, const char *path, struct gw_buf *errs) {
   return GW_OK;
 }
 
+/* What both sides load: AEAD suites only, our certificate chain and key, and the CA
+ * bundle the peer is verified against. |where| names the settings in messages
+ * ("tls" for the server, "client_tls" for calls out). */
+static int load_identity(SSL_CTX *ctx, const char *where, const char *cert, const char *key, const char *ca,
+                         struct gw_buf *errs) {
+  char what[32];
+  if (!SSL_CTX_set_cipher_list(ctx, cipher_list_12) || !SSL_CTX_set_ciphersuites(ctx, cipher_suites_13)) {
+    ssl_errors(errs, where, "ciphers");
+    return GW_ERR_CONF;
+  }
+  snprintf(what, sizeof(what), "%s.cert", where);
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+    ssl_errors(errs, what, cert);
+    return GW_ERR_CONF;
+  }
+  if (load_key_wiped(ctx, key, errs))
+    return GW_ERR_CONF;
+  snprintf(what, sizeof(what), "%s.%s", where, strcmp(where, "tls") ? "ca" : "client_ca");
+  if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+    ssl_errors(errs, what, ca);
+    return GW_ERR_CONF;
+  }
+  return GW_OK;
+}
+
 struct gw_tls *gw_tls_server_new(const struct gw_conf_tls *c, struct gw_buf *errs) {
   struct gw_tls *t = calloc(1, sizeof(*t));
   if (!t)
@@ -144,20 +169,8 @@ struct gw_tls *gw_tls_server_new(const struct gw_conf_tls *c, struct gw_buf *err
   SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   /* idle connections give their read/write buffers back (memory per idle connection) */
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  if (!SSL_CTX_set_cipher_list(ctx, cipher_list_12) || !SSL_CTX_set_ciphersuites(ctx, cipher_suites_13)) {
-    ssl_errors(errs, "tls", "ciphers");
+  if (load_identity(ctx, "tls", c->cert, c->key, c->ca, errs))
     goto fail;
-  }
-  if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1) {
-    ssl_errors(errs, "tls.cert", c->cert);
-    goto fail;
-  }
-  if (load_key_wiped(ctx, c->key, errs))
-    goto fail;
-  if (SSL_CTX_load_verify_locations(ctx, c->ca, NULL) != 1) {
-    ssl_errors(errs, "tls.client_ca", c->ca);
-    goto fail;
-  }
   STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(c->ca);
   if (!names) {
     ssl_errors(errs, "tls.client_ca", c->ca);
@@ -199,20 +212,8 @@ struct gw_tls *gw_tls_client_new(const char *cert, const char *key, const char *
   t->ctx = ctx;
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
   SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION);
-  if (!SSL_CTX_set_cipher_list(ctx, cipher_list_12) || !SSL_CTX_set_ciphersuites(ctx, cipher_suites_13)) {
-    ssl_errors(errs, "tls", "ciphers");
+  if (load_identity(ctx, "client_tls", cert, key, ca, errs))
     goto fail;
-  }
-  if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
-    ssl_errors(errs, "client_tls.cert", cert);
-    goto fail;
-  }
-  if (load_key_wiped(ctx, key, errs))
-    goto fail;
-  if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
-    ssl_errors(errs, "client_tls.ca", ca);
-    goto fail;
-  }
   SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
   SSL_CTX_set_verify_depth(ctx, 5);
   return t;

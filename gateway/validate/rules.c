@@ -84,11 +84,9 @@ struct gw_rules {
   unsigned long serial; /* tells this rule set from others in the per-thread cache */
 };
 
-/* Per thread, what every check needs and is costly to make afresh: an XPath
- * context (libxml2 fills a hash of every XPath function into each new one)
- * and a validation context for the profile of the rule set used last. */
+/* Per thread, a validation context for the profile of the rule set used last
+ * (the XPath context is the thread's shared one: gw_fhir_xpath). */
 struct tcache {
-  xmlXPathContextPtr x;
   xmlSchemaValidCtxtPtr vc;
   unsigned long vc_serial;
 };
@@ -98,8 +96,6 @@ static atomic_ulong rules_serial;
 
 static void tcache_release(void *p) {
   struct tcache *c = p;
-  if (c->x)
-    xmlXPathFreeContext(c->x);
   if (c->vc)
     xmlSchemaFreeValidCtxt(c->vc);
   free(c);
@@ -114,11 +110,6 @@ static struct tcache *thread_cache(void) {
     if (!c)
       return NULL;
     pthread_setspecific(tcache_key, c);
-  }
-  if (!c->x) {
-    c->x = xmlXPathNewContext(NULL);
-    if (!c->x || xmlXPathRegisterNs(c->x, BAD_CAST "f", BAD_CAST GW_FHIR_NS))
-      return NULL;
   }
   return c;
 }
@@ -772,10 +763,9 @@ static int check_profile(struct ev *e, struct tcache *tc, xmlDocPtr doc) {
 int gw_rules_check(const struct gw_rules *r, struct _xmlDoc *fhir, const struct gw_rules_ctx *ctx,
                    struct gw_diag *diag) {
   struct tcache *tc = thread_cache();
-  if (!tc)
+  struct ev e = {.r = r, .ctx = ctx, .diag = diag, .x = gw_fhir_xpath(fhir)};
+  if (!tc || !e.x)
     return GW_ERR_NOMEM;
-  struct ev e = {.r = r, .ctx = ctx, .diag = diag, .x = tc->x};
-  e.x->doc = fhir;
   int rv = check_profile(&e, tc, fhir);
   if (rv == GW_OK) {
     check_pesel(&e);
@@ -783,7 +773,5 @@ int gw_rules_check(const struct gw_rules *r, struct _xmlDoc *fhir, const struct 
     check_slots(&e);
     check_identity(&e);
   }
-  e.x->doc = NULL; /* the cached context must not keep the document */
-  e.x->node = NULL;
   return rv ? rv : e.failed ? GW_ERR_INVAL : GW_OK;
 }
