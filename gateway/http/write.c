@@ -180,7 +180,10 @@ static void memory_facts(xmlXPathContextPtr x, struct gw_submit *s, int *late_ca
     int64_t st = instant_ms(start);
     *late_cancel = !strcmp(status, "cancelled") && st && st - (int64_t)time(NULL) * 1000 < LATE_CANCEL_S * 1000LL;
     xmlXPathObjectPtr refs = xeval(x, a, "f:slot");
-    for (int i = 0; refs && refs->nodesetval && i < refs->nodesetval->nodeNr && s->nslotrefs < 4; i++) {
+    int nr = refs && refs->nodesetval ? refs->nodesetval->nodeNr : 0;
+    if (nr > 0 && !(s->slotrefs = calloc((size_t)nr, sizeof(*s->slotrefs))))
+      nr = 0; /* the caller checks: an Appointment whose slots cannot be held is not accepted */
+    for (int i = 0; i < nr; i++) {
       char id[128];
       xstr(x, refs->nodesetval->nodeTab[i],
            "concat(f:identifier/f:value/@value, substring-after(f:reference/@value, 'Slot/'))", id, sizeof(id));
@@ -388,15 +391,13 @@ static void refusal(struct wctx *w, const struct gw_submit *s, struct gw_resp *r
                            "the message could not be stored: nothing was accepted, send it again",
                            "nie udało się zapisać komunikatu: nic nie zostało przyjęte, wyślij go ponownie")
              : gw_diag_add(&d, GW_SEV_ERROR, "business-rule", s->reject_rule, s->reject_en, s->reject_pl);
+  const struct gw_rule_info *ri = failed ? NULL : gw_rules_info(gw_engine_rules(engine), s->reject_rule);
   if (is) {
-    is->hl7_code = failed ? 207 : 204;
-    is->resendable = true;
-    bool slotref = !strcmp(s->reject_rule, "cer.slot-known-free");
-    snprintf(is->location, sizeof(is->location), "%s",
-             failed             ? ""
-             : w->kind == K_HL7 ? (slotref ? "SCH-1" : "AIS-4")
-             : slotref          ? "Appointment.slot"
-                                : "Slot.start");
+    is->hl7_code = ri ? ri->hl7_code : 207;
+    is->resendable = ri ? ri->resendable : true;
+    snprintf(is->location, sizeof(is->location), "%s", !ri ? "" : w->kind == K_HL7 ? ri->loc_hl7 : ri->loc_fhir);
+    if (ri)
+      snprintf(is->code, sizeof(is->code), "%s", ri->code);
   }
   struct gw_buf out;
   gw_buf_init(&out, 1u << 20);

@@ -280,6 +280,8 @@ const char *gw_engine_xsd(const struct gw_engine *e, size_t *len) {
   return e->xsd;
 }
 
+const struct gw_rules *gw_engine_rules(const struct gw_engine *e) { return e->rules; }
+
 const char *gw_engine_profile_xsd(const struct gw_engine *e, size_t *len) { return gw_rules_profile(e->rules, len); }
 
 /* c:Issues with one c:Issue per diagnostic, under |parent|. */

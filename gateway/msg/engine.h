@@ -15,6 +15,7 @@
 
 struct _xmlDoc;
 struct gw_engine;
+struct gw_rules;
 
 enum gw_dialect { GW_D_UNKNOWN = 0, GW_D_FHIR_JSON, GW_D_FHIR_XML, GW_D_SOAP, GW_D_HL7V2 };
 const char *gw_dialect_name(enum gw_dialect d);
@@ -78,6 +79,9 @@ int gw_engine_soap_accepted(int version, const char *op, const char *status, lon
                             const struct gw_soap_delivery *d, struct gw_buf *out);
 int gw_engine_soap_status(int version, const char *id, const char *status, struct gw_buf *out);
 int gw_engine_soap_validate_response(const struct gw_diag *diag, int valid, int version, struct gw_buf *out);
+
+/* The rule registry the engine applies (schemas/cer/rules.json). */
+const struct gw_rules *gw_engine_rules(const struct gw_engine *e);
 
 /* The WSDL and XSD of the clinic SOAP API as loaded at start-up. */
 const char *gw_engine_wsdl(const struct gw_engine *e, size_t *len);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@ void gw_submit_free(struct gw_submit *s) {
   for (int i = 0; i < s->nd; i++)
     free(s->d[i].payload);
   free(s->slots);
+  free(s->slotrefs);
   free(s->answer);
   free(s);
 }
@@ -67,7 +69,13 @@ struct witem {
   size_t len;
 };
 
-static const char schema[] =
+/* The schema, as forward migrations: migrations[v] takes a database of version v
+ * to v + 1 (PRAGMA user_version). Version 0 is a new file, or a database
+ * written before versions were recorded (commit 9135849 and earlier), whose
+ * tables migration 0 leaves as they are. Append only: never edit a migration
+ * that has shipped. */
+static const char *const migrations[GW_STORE_SCHEMA_VERSION] = {
+    /* 0 -> 1: the schema of the first releases */
     "CREATE TABLE IF NOT EXISTS messages("
     " id INTEGER PRIMARY KEY, received_ms INTEGER NOT NULL, caller TEXT NOT NULL, dialect TEXT NOT NULL,"
     " op TEXT NOT NULL, idem_key TEXT UNIQUE, rtype TEXT, rid TEXT, original BLOB NOT NULL, canonical BLOB,"
@@ -83,7 +91,53 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS slots("
     " caller TEXT NOT NULL, ident TEXT NOT NULL, schedule TEXT NOT NULL, start_ms INTEGER NOT NULL,"
     " end_ms INTEGER NOT NULL, free INTEGER NOT NULL, msg_id INTEGER NOT NULL, PRIMARY KEY(caller, ident));"
-    "CREATE INDEX IF NOT EXISTS slots_sched ON slots(caller, schedule, start_ms);";
+    "CREATE INDEX IF NOT EXISTS slots_sched ON slots(caller, schedule, start_ms);",
+    /* 1 -> 2: the latest message of a resource (conditional create, GetAppointmentStatus) by index, not by
+     * scanning every delivery */
+    "CREATE INDEX IF NOT EXISTS deliveries_rkey ON deliveries(rkey, id);",
+};
+
+static int user_version(sqlite3 *db) {
+  sqlite3_stmt *q = NULL;
+  int v = -1;
+  if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+    v = sqlite3_column_int(q, 0);
+  sqlite3_finalize(q);
+  return v;
+}
+
+/* Brings |db| to GW_STORE_SCHEMA_VERSION, each step in its own transaction with its version. */
+static int migrate(sqlite3 *db, const char *path, struct gw_buf *err) {
+  int v = user_version(db);
+  if (v < 0 || v > GW_STORE_SCHEMA_VERSION) {
+    gw_buf_printf(err, "%s: schema version %d is %s (this build writes version %d)\n", path, v,
+                  v < 0 ? "unreadable" : "newer than this build knows", GW_STORE_SCHEMA_VERSION);
+    return GW_ERR_IO;
+  }
+  int from = v;
+  for (; v < GW_STORE_SCHEMA_VERSION; v++) {
+    char *msg = NULL, bump[64];
+    snprintf(bump, sizeof(bump), "PRAGMA user_version = %d;", v + 1);
+    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
+    if (rc == SQLITE_OK)
+      rc = sqlite3_exec(db, migrations[v], NULL, NULL, &msg);
+    if (rc == SQLITE_OK)
+      rc = sqlite3_exec(db, bump, NULL, NULL, &msg);
+    if (rc == SQLITE_OK)
+      rc = sqlite3_exec(db, "COMMIT", NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+      gw_buf_printf(err, "%s: migration to schema version %d failed: %s\n", path, v + 1,
+                    msg ? msg : sqlite3_errstr(rc));
+      sqlite3_free(msg);
+      sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+      return GW_ERR_IO;
+    }
+  }
+  if (from != GW_STORE_SCHEMA_VERSION)
+    gw_log(GW_LOG_INFO, "store_migrated", "path=\"%s\" from_version=%d to_version=%d", path, from,
+           GW_STORE_SCHEMA_VERSION);
+  return GW_OK;
+}
 
 enum stmt {
   S_FIND_IDEM,
@@ -131,7 +185,9 @@ struct gw_store {
   bool stop;
   gw_store_accepted_fn on_accepted;
   void *ud;
-  bool synced_full; /* the writer connection's current synchronous mode */
+  bool synced_full;    /* the writer connection's current synchronous mode */
+  gw_memory_fn memory; /* the rules with memory, or NULL */
+  void *memory_ud;
 };
 
 static int open_db(const char *path, sqlite3 **db, struct gw_buf *err) {
@@ -159,11 +215,40 @@ static void bind_text(sqlite3_stmt *s, int i, const char *v) {
     sqlite3_bind_null(s, i);
 }
 
-static void load_states(struct gw_store *st, struct gw_submit *s) {
+int gw_store_schema_version(struct gw_store *st) {
+  pthread_mutex_lock(&st->qmu);
+  int v = user_version(st->q);
+  pthread_mutex_unlock(&st->qmu);
+  return v;
+}
+
+/* Every SQLite failure is counted here (cergw_store_errors_total) and logged once where it happens. */
+static _Atomic long long store_errors;
+
+static int failed_step(sqlite3 *db, const char *what, int rc) {
+  atomic_fetch_add(&store_errors, 1);
+  gw_log(GW_LOG_ERROR, "store_error", "op=%s detail=\"%s\"", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  return GW_ERR_IO;
+}
+
+/* Steps |q| once and resets it: SQLITE_DONE (or a row) is GW_OK, anything else an error. */
+static int step_done(sqlite3 *db, sqlite3_stmt *q, const char *what) {
+  int rc = sqlite3_step(q);
+  sqlite3_reset(q);
+  return (rc == SQLITE_DONE || rc == SQLITE_ROW) ? GW_OK : failed_step(db, what, rc);
+}
+
+void gw_store_metrics(struct gw_buf *o) {
+  gw_buf_printf(o, "# TYPE cergw_store_errors_total counter\ncergw_store_errors_total %lld\n",
+                (long long)atomic_load(&store_errors));
+}
+
+static int load_states(struct gw_store *st, struct gw_submit *s) {
   sqlite3_stmt *q = st->st[S_DEL_STATES];
   sqlite3_bind_int64(q, 1, s->msg_id);
   s->nres = 0;
-  while (sqlite3_step(q) == SQLITE_ROW && s->nres < GW_MAX_BACKENDS) {
+  int rc;
+  while ((rc = sqlite3_step(q)) == SQLITE_ROW && s->nres < GW_MAX_BACKENDS) {
     struct gw_dresult *r = &s->res[s->nres++];
     snprintf(r->backend, sizeof(r->backend), "%s", (const char *)sqlite3_column_text(q, 0));
     r->state = sqlite3_column_int(q, 1);
@@ -172,17 +257,18 @@ static void load_states(struct gw_store *st, struct gw_submit *s) {
     snprintf(r->error, sizeof(r->error), "%s", (const char *)sqlite3_column_text(q, 4));
   }
   sqlite3_reset(q);
+  return (rc == SQLITE_DONE || rc == SQLITE_ROW) ? GW_OK : failed_step(st->w, "load_states", rc);
 }
 
-/* An idempotent repeat: the first message's id, answer and delivery states. */
-static bool find_dup(struct gw_store *st, struct gw_submit *s) {
+/* An idempotent repeat: the first message's id, answer and delivery states.
+ * Returns 1 found, 0 not, GW_ERR_IO. */
+static int find_dup(struct gw_store *st, struct gw_submit *s) {
   if (!s->idem_key)
-    return false;
+    return 0;
   sqlite3_stmt *q = st->st[S_FIND_IDEM];
   bind_text(q, 1, s->idem_key);
-  bool found = false;
-  if (sqlite3_step(q) == SQLITE_ROW) {
-    found = true;
+  int rc = sqlite3_step(q);
+  if (rc == SQLITE_ROW) {
     s->msg_id = sqlite3_column_int64(q, 0);
     if (sqlite3_column_type(q, 3) != SQLITE_NULL) {
       s->answer_status = sqlite3_column_int(q, 1);
@@ -197,101 +283,112 @@ static bool find_dup(struct gw_store *st, struct gw_submit *s) {
     }
   }
   sqlite3_reset(q);
-  if (found) {
-    s->status = GW_SUB_DUPLICATE;
-    load_states(st, s);
-  }
-  return found;
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return failed_step(st->w, "find_idempotency_key", rc);
+  if (rc != SQLITE_ROW)
+    return 0;
+  s->status = GW_SUB_DUPLICATE;
+  return load_states(st, s) == GW_OK ? 1 : GW_ERR_IO;
 }
 
-static void reject(struct gw_submit *s, const char *rule, const char *en, const char *pl) {
-  s->status = GW_SUB_REJECTED;
-  snprintf(s->reject_rule, sizeof(s->reject_rule), "%s", rule);
-  snprintf(s->reject_en, sizeof(s->reject_en), "%s", en);
-  snprintf(s->reject_pl, sizeof(s->reject_pl), "%s", pl);
+/* ---- the narrow query interface of the rules with memory ---- */
+
+struct gw_memq {
+  struct gw_store *st;
+};
+
+int gw_memq_slot_overlap(struct gw_memq *m, const char *caller, const struct gw_slotfact *f, char *other, size_t n) {
+  sqlite3_stmt *q = m->st->st[S_SLOT_OVERLAP];
+  bind_text(q, 1, caller);
+  bind_text(q, 2, f->schedule);
+  bind_text(q, 3, f->ident);
+  sqlite3_bind_int64(q, 4, f->start_ms);
+  sqlite3_bind_int64(q, 5, f->end_ms);
+  int rc = sqlite3_step(q);
+  if (rc == SQLITE_ROW)
+    snprintf(other, n, "%s", (const char *)sqlite3_column_text(q, 0));
+  sqlite3_reset(q);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return failed_step(m->st->w, "slot_overlap", rc);
+  return rc == SQLITE_ROW;
 }
 
-/* The rules that need the gateway's memory. Returns false when |s| is rejected. */
-static bool memory_rules(struct gw_store *st, struct gw_submit *s) {
-  for (int i = 0; i < s->nslots; i++) {
-    const struct gw_slotfact *f = &s->slots[i];
-    if (!f->free || !f->ident[0])
-      continue;
-    sqlite3_stmt *q = st->st[S_SLOT_OVERLAP];
-    bind_text(q, 1, s->caller);
-    bind_text(q, 2, f->schedule);
-    bind_text(q, 3, f->ident);
-    sqlite3_bind_int64(q, 4, f->start_ms);
-    sqlite3_bind_int64(q, 5, f->end_ms);
-    if (sqlite3_step(q) == SQLITE_ROW) {
-      char en[256], pl[256];
-      snprintf(en, sizeof(en), "slot %s overlaps slot %s accepted earlier for the same practitioner and place",
-               f->ident, (const char *)sqlite3_column_text(q, 0));
-      snprintf(pl, sizeof(pl), "termin %s nakłada się na przyjęty wcześniej termin %s tego samego lekarza i miejsca",
-               f->ident, (const char *)sqlite3_column_text(q, 0));
-      sqlite3_reset(q);
-      reject(s, "cer.slot-overlap-stored", en, pl);
-      return false;
-    }
-    sqlite3_reset(q);
-  }
-  for (int i = 0; i < s->nslotrefs; i++) {
-    sqlite3_stmt *q = st->st[S_SLOT_GET];
-    bind_text(q, 1, s->caller);
-    bind_text(q, 2, s->slotrefs[i]);
-    int rc = sqlite3_step(q);
-    int is_free = rc == SQLITE_ROW ? sqlite3_column_int(q, 0) : -1;
-    sqlite3_reset(q);
-    if (!s->slot_release && is_free != 1) {
-      char en[256], pl[256];
-      snprintf(en, sizeof(en), "the appointment names slot %s, which is %s", s->slotrefs[i],
-               is_free < 0 ? "not known to the gateway" : "already taken");
-      snprintf(pl, sizeof(pl), "wizyta wskazuje termin %s, który %s", s->slotrefs[i],
-               is_free < 0 ? "nie jest znany bramce" : "jest już zajęty");
-      reject(s, "cer.slot-known-free", en, pl);
-      return false;
-    }
-  }
-  return true;
+int gw_memq_slot_state(struct gw_memq *m, const char *caller, const char *ident) {
+  sqlite3_stmt *q = m->st->st[S_SLOT_GET];
+  bind_text(q, 1, caller);
+  bind_text(q, 2, ident);
+  int rc = sqlite3_step(q);
+  int is_free = rc == SQLITE_ROW ? sqlite3_column_int(q, 0) != 0 : GW_ERR_NOTFOUND;
+  sqlite3_reset(q);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return failed_step(m->st->w, "slot_state", rc);
+  return is_free;
 }
 
-static void remember_slots(struct gw_store *st, struct gw_submit *s) {
-  for (int i = 0; i < s->nslots; i++) {
-    const struct gw_slotfact *f = &s->slots[i];
-    if (!f->ident[0])
-      continue;
-    sqlite3_stmt *q = st->st[S_SLOT_PUT];
-    bind_text(q, 1, s->caller);
-    bind_text(q, 2, f->ident);
-    bind_text(q, 3, f->schedule);
-    sqlite3_bind_int64(q, 4, f->start_ms);
-    sqlite3_bind_int64(q, 5, f->end_ms);
-    sqlite3_bind_int(q, 6, f->free);
-    sqlite3_bind_int64(q, 7, s->msg_id);
-    sqlite3_step(q);
-    sqlite3_reset(q);
-  }
-  for (int i = 0; i < s->nslotrefs; i++) {
-    sqlite3_stmt *q = st->st[S_SLOT_SETFREE];
-    bind_text(q, 1, s->caller);
-    bind_text(q, 2, s->slotrefs[i]);
-    sqlite3_bind_int(q, 3, s->slot_release ? 1 : 0);
-    sqlite3_step(q);
-    sqlite3_reset(q);
-  }
+int gw_memq_slot_put(struct gw_memq *m, const char *caller, const struct gw_slotfact *f, int64_t msg_id) {
+  sqlite3_stmt *q = m->st->st[S_SLOT_PUT];
+  bind_text(q, 1, caller);
+  bind_text(q, 2, f->ident);
+  bind_text(q, 3, f->schedule);
+  sqlite3_bind_int64(q, 4, f->start_ms);
+  sqlite3_bind_int64(q, 5, f->end_ms);
+  sqlite3_bind_int(q, 6, f->free);
+  sqlite3_bind_int64(q, 7, msg_id);
+  return step_done(m->st->w, q, "slot_put");
 }
 
-static int exec(sqlite3 *db, const char *sql) { return sqlite3_exec(db, sql, NULL, NULL, NULL); }
+int gw_memq_slot_set_free(struct gw_memq *m, const char *caller, const char *ident, int is_free) {
+  sqlite3_stmt *q = m->st->st[S_SLOT_SETFREE];
+  bind_text(q, 1, caller);
+  bind_text(q, 2, ident);
+  sqlite3_bind_int(q, 3, is_free ? 1 : 0);
+  return step_done(m->st->w, q, "slot_set_free");
+}
 
-/* Inserts |s| inside the open transaction. Returns SQLITE_OK or the error. */
+void gw_store_set_memory(struct gw_store *st, gw_memory_fn fn, void *ud) {
+  pthread_mutex_lock(&st->mu);
+  st->memory = fn;
+  st->memory_ud = ud;
+  pthread_mutex_unlock(&st->mu);
+}
+
+static int exec(sqlite3 *db, const char *sql) {
+  int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+  if (rc != SQLITE_OK)
+    failed_step(db, sql, rc);
+  return rc;
+}
+
+static int insert_deliveries(struct gw_store *st, struct gw_submit *s, int64_t now) {
+  for (int i = 0; i < s->nd; i++) {
+    struct gw_delivery *d = &s->d[i];
+    sqlite3_stmt *q = st->st[S_INS_DEL];
+    sqlite3_bind_int64(q, 1, s->msg_id);
+    bind_text(q, 2, d->backend);
+    bind_text(q, 3, d->rkey);
+    bind_text(q, 4, d->path);
+    bind_text(q, 5, d->ctype);
+    sqlite3_bind_blob(q, 6, d->payload, (int)d->len, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 7, now);
+    bind_text(q, 8, d->ikey);
+    if (step_done(st->w, q, "insert_delivery"))
+      return GW_ERR_IO;
+    d->id = sqlite3_last_insert_rowid(st->w);
+    d->msg_id = s->msg_id;
+    d->created_ms = now;
+    d->state = GW_DS_QUEUED;
+  }
+  return GW_OK;
+}
+
+/* Inserts |s| inside the open transaction. Returns GW_OK (accepted, a
+ * duplicate or refused by a rule with memory: see s->status) or GW_ERR_IO. */
 static int insert_submit(struct gw_store *st, struct gw_submit *s, int64_t now) {
-  if (find_dup(st, s))
-    return SQLITE_OK;
-  exec(st->w, "SAVEPOINT sub");
-  if (!memory_rules(st, s)) {
-    exec(st->w, "ROLLBACK TO sub; RELEASE sub");
-    return SQLITE_OK;
-  }
+  int dup = find_dup(st, s);
+  if (dup)
+    return dup > 0 ? GW_OK : GW_ERR_IO;
+  if (exec(st->w, "SAVEPOINT sub") != SQLITE_OK)
+    return GW_ERR_IO;
   sqlite3_stmt *q = st->st[S_INS_MSG];
   sqlite3_bind_int64(q, 1, now);
   bind_text(q, 2, s->caller);
@@ -302,42 +399,34 @@ static int insert_submit(struct gw_store *st, struct gw_submit *s, int64_t now) 
   bind_text(q, 7, s->rid[0] ? s->rid : NULL);
   sqlite3_bind_blob(q, 8, s->original, (int)s->original_len, SQLITE_STATIC);
   sqlite3_bind_blob(q, 9, s->canonical, (int)s->canonical_len, SQLITE_STATIC);
-  int rc = sqlite3_step(q);
-  sqlite3_reset(q);
-  if (rc != SQLITE_DONE) {
-    exec(st->w, "ROLLBACK TO sub; RELEASE sub");
-    return rc;
+  int rv = step_done(st->w, q, "insert_message");
+  if (rv == GW_OK) {
+    s->msg_id = sqlite3_last_insert_rowid(st->w);
+    rv = insert_deliveries(st, s, now);
   }
-  s->msg_id = sqlite3_last_insert_rowid(st->w);
-  for (int i = 0; i < s->nd; i++) {
-    struct gw_delivery *d = &s->d[i];
-    q = st->st[S_INS_DEL];
-    sqlite3_bind_int64(q, 1, s->msg_id);
-    bind_text(q, 2, d->backend);
-    bind_text(q, 3, d->rkey);
-    bind_text(q, 4, d->path);
-    bind_text(q, 5, d->ctype);
-    sqlite3_bind_blob(q, 6, d->payload, (int)d->len, SQLITE_STATIC);
-    sqlite3_bind_int64(q, 7, now);
-    bind_text(q, 8, d->ikey);
-    rc = sqlite3_step(q);
-    sqlite3_reset(q);
-    if (rc != SQLITE_DONE) {
-      exec(st->w, "ROLLBACK TO sub; RELEASE sub");
-      return rc;
+  if (rv == GW_OK && st->memory) {
+    struct gw_memq m = {st};
+    rv = st->memory(st->memory_ud, &m, s);
+  }
+  if (rv != GW_OK) { /* refused by a rule with memory, or the database failed: nothing of it is kept */
+    exec(st->w, "ROLLBACK TO sub");
+    exec(st->w, "RELEASE sub");
+    if (rv == GW_ERR_INVAL) {
+      s->status = GW_SUB_REJECTED;
+      s->msg_id = 0;
+      for (int i = 0; i < s->nd; i++)
+        s->d[i].id = 0;
+      return GW_OK;
     }
-    d->id = sqlite3_last_insert_rowid(st->w);
-    d->msg_id = s->msg_id;
-    d->created_ms = now;
-    d->state = GW_DS_QUEUED;
+    return GW_ERR_IO;
   }
-  remember_slots(st, s);
-  exec(st->w, "RELEASE sub");
+  if (exec(st->w, "RELEASE sub") != SQLITE_OK)
+    return GW_ERR_IO;
   s->status = GW_SUB_ACCEPTED;
-  return SQLITE_OK;
+  return GW_OK;
 }
 
-static void apply_update(struct gw_store *st, const struct witem *it, int64_t now) {
+static int apply_update(struct gw_store *st, const struct witem *it, int64_t now) {
   sqlite3_stmt *q;
   if (it->kind == W_UPDATE) {
     q = st->st[S_UPD_DEL];
@@ -355,8 +444,7 @@ static void apply_update(struct gw_store *st, const struct witem *it, int64_t no
     bind_text(q, 3, it->ctype);
     sqlite3_bind_blob(q, 4, it->body, (int)it->len, SQLITE_STATIC);
   }
-  sqlite3_step(q);
-  sqlite3_reset(q);
+  return step_done(st->w, q, it->kind == W_UPDATE ? "update_delivery" : "store_answer");
 }
 
 static void *writer_main(void *arg) {
@@ -396,20 +484,21 @@ static void *writer_main(void *arg) {
     int rc = exec(st->w, "BEGIN IMMEDIATE");
     for (struct witem *it = batch; it && rc == SQLITE_OK; it = it->next) {
       if (it->kind == W_SUBMIT) {
-        int r = insert_submit(st, it->s, now);
-        if (r != SQLITE_OK) {
-          it->s->status = GW_SUB_FAILED;
-          gw_log(GW_LOG_ERROR, "store_insert_failed", "detail=\"%s\"", sqlite3_errstr(r));
-        }
+        if (insert_submit(st, it->s, now) != GW_OK)
+          it->s->status = GW_SUB_FAILED; /* logged where it failed; the others of the batch stand */
       } else {
-        apply_update(st, it, now);
+        apply_update(st, it, now); /* a failure is counted and logged; the row keeps its older state */
       }
+      if (sqlite3_get_autocommit(st->w))
+        rc = SQLITE_ABORT; /* SQLite rolled the whole transaction back (disk full, I/O): the batch failed */
     }
     if (rc == SQLITE_OK)
       rc = exec(st->w, "COMMIT");
     if (rc != SQLITE_OK) {
+      atomic_fetch_add(&store_errors, 1);
       gw_log(GW_LOG_ERROR, "store_commit_failed", "detail=\"%s\" items=%d", sqlite3_errmsg(st->w), n);
-      exec(st->w, "ROLLBACK");
+      if (!sqlite3_get_autocommit(st->w))
+        exec(st->w, "ROLLBACK");
     }
     /* only now, with the data on disk, does anybody hear of it */
     for (struct witem *it = batch, *next; it; it = next) {
@@ -517,16 +606,20 @@ static struct gw_delivery *row_delivery(sqlite3_stmt *q) {
   "last_error, created_ms, ikey"
 
 /* Hands every row of |q| (prepared and bound) to |fn| as a delivery, then finalizes |q|. */
-static int each_delivery(sqlite3_stmt *q, void (*fn)(void *ud, struct gw_delivery *d), void *ud) {
-  int n = 0;
-  while (sqlite3_step(q) == SQLITE_ROW) {
+static int each_delivery(sqlite3 *db, sqlite3_stmt *q, void (*fn)(void *ud, struct gw_delivery *d), void *ud) {
+  int n = 0, rc;
+  while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
     struct gw_delivery *d = row_delivery(q);
-    if (d) {
-      fn(ud, d);
-      n++;
+    if (!d) { /* out of memory: stop here; the rest stays queued in the store */
+      rc = SQLITE_NOMEM;
+      break;
     }
+    fn(ud, d);
+    n++;
   }
   sqlite3_finalize(q);
+  if (rc != SQLITE_DONE)
+    return n ? n : failed_step(db, "load_deliveries", rc);
   return n;
 }
 
@@ -534,9 +627,25 @@ int gw_store_load(struct gw_store *st, int state, void (*fn)(void *ud, struct gw
   sqlite3_stmt *q;
   if (sqlite3_prepare_v2(st->r, "SELECT " DELIVERY_COLS " FROM deliveries WHERE state = ?1 ORDER BY id", -1, &q,
                          NULL) != SQLITE_OK)
-    return GW_ERR_IO;
+    return failed_step(st->r, "load_deliveries", 0);
   sqlite3_bind_int(q, 1, state);
-  return each_delivery(q, fn, ud);
+  return each_delivery(st->r, q, fn, ud);
+}
+
+/* "p1=delivered apkolce=queued" for message |id|, into |summary|. */
+static int summarize(sqlite3 *db, int64_t id, char *summary, size_t n) {
+  sqlite3_stmt *q = NULL;
+  if (sqlite3_prepare_v2(db, "SELECT backend, state FROM deliveries WHERE msg_id = ?1 ORDER BY id", -1, &q, NULL) !=
+      SQLITE_OK)
+    return failed_step(db, "summary", 0);
+  sqlite3_bind_int64(q, 1, id);
+  size_t o = 0;
+  int rc;
+  while ((rc = sqlite3_step(q)) == SQLITE_ROW && o < n)
+    o += (size_t)snprintf(summary + o, n - o, "%s%s=%s", o ? " " : "", (const char *)sqlite3_column_text(q, 0),
+                          gw_dstate_name(sqlite3_column_int(q, 1)));
+  sqlite3_finalize(q);
+  return (rc == SQLITE_DONE || rc == SQLITE_ROW) ? GW_OK : failed_step(db, "summary", rc);
 }
 
 int gw_store_latest(struct gw_store *st, const char *rkey, char **canonical, char *summary, size_t n) {
@@ -544,34 +653,34 @@ int gw_store_latest(struct gw_store *st, const char *rkey, char **canonical, cha
   summary[0] = 0;
   pthread_mutex_lock(&st->qmu);
   sqlite3_stmt *q = NULL;
-  int rv = GW_ERR_IO;
+  int rv;
   if (sqlite3_prepare_v2(st->q,
                          "SELECT m.id, m.canonical FROM deliveries d JOIN messages m ON m.id = d.msg_id"
                          " WHERE d.rkey = ?1 ORDER BY d.id DESC LIMIT 1",
-                         -1, &q, NULL) == SQLITE_OK) {
-    sqlite3_bind_text(q, 1, rkey, -1, SQLITE_STATIC);
-    rv = GW_ERR_NOTFOUND;
-    if (sqlite3_step(q) == SQLITE_ROW) {
-      int64_t id = sqlite3_column_int64(q, 0);
-      int len = sqlite3_column_bytes(q, 1);
-      *canonical = malloc((size_t)len + 1);
-      if (*canonical) {
-        memcpy(*canonical, sqlite3_column_blob(q, 1), (size_t)len);
-        (*canonical)[len] = 0;
-        rv = GW_OK;
-      }
-      sqlite3_finalize(q);
-      q = NULL;
-      if (sqlite3_prepare_v2(st->q, "SELECT backend, state FROM deliveries WHERE msg_id = ?1 ORDER BY id", -1, &q,
-                             NULL) == SQLITE_OK) {
-        sqlite3_bind_int64(q, 1, id);
-        size_t o = 0;
-        while (sqlite3_step(q) == SQLITE_ROW && o < n)
-          o += (size_t)snprintf(summary + o, n - o, "%s%s=%s", o ? " " : "", (const char *)sqlite3_column_text(q, 0),
-                                gw_dstate_name(sqlite3_column_int(q, 1)));
-      }
-    }
+                         -1, &q, NULL) != SQLITE_OK) {
+    rv = failed_step(st->q, "latest", 0);
+    goto out;
   }
+  sqlite3_bind_text(q, 1, rkey, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(q);
+  if (rc != SQLITE_ROW) {
+    rv = rc == SQLITE_DONE ? GW_ERR_NOTFOUND : failed_step(st->q, "latest", rc);
+    goto out;
+  }
+  int64_t id = sqlite3_column_int64(q, 0);
+  int len = sqlite3_column_bytes(q, 1);
+  if (!(*canonical = malloc((size_t)len + 1))) {
+    rv = GW_ERR_NOMEM;
+    goto out;
+  }
+  memcpy(*canonical, sqlite3_column_blob(q, 1), (size_t)len);
+  (*canonical)[len] = 0;
+  rv = summarize(st->q, id, summary, n);
+  if (rv) {
+    free(*canonical);
+    *canonical = NULL;
+  }
+out:
   sqlite3_finalize(q);
   pthread_mutex_unlock(&st->qmu);
   return rv;
@@ -584,12 +693,12 @@ int gw_store_load_range(struct gw_store *st, const char *backend, int64_t from, 
                          "SELECT " DELIVERY_COLS " FROM deliveries WHERE backend = ?1 AND state = 0 AND id BETWEEN ?2"
                          " AND ?3 ORDER BY id LIMIT ?4",
                          -1, &q, NULL) != SQLITE_OK)
-    return GW_ERR_IO;
+    return failed_step(st->r, "load_range", 0);
   sqlite3_bind_text(q, 1, backend, -1, SQLITE_STATIC);
   sqlite3_bind_int64(q, 2, from);
   sqlite3_bind_int64(q, 3, to);
   sqlite3_bind_int(q, 4, limit);
-  return each_delivery(q, fn, ud);
+  return each_delivery(st->r, q, fn, ud);
 }
 
 static int make_dir(const char *dir, struct gw_buf *err) {
@@ -615,14 +724,8 @@ int gw_store_open(const char *dir, gw_store_accepted_fn on_accepted, void *ud, s
   pthread_mutex_init(&st->mu, NULL);
   pthread_cond_init(&st->cv, NULL);
   int rv = open_db(path, &st->w, err);
-  if (!rv) {
-    char *msg = NULL;
-    if (sqlite3_exec(st->w, schema, NULL, NULL, &msg) != SQLITE_OK) {
-      gw_buf_printf(err, "%s: %s\n", path, msg ? msg : "schema");
-      rv = GW_ERR_IO;
-    }
-    sqlite3_free(msg);
-  }
+  if (!rv)
+    rv = migrate(st->w, path, err);
   for (int i = 0; !rv && i < S__COUNT; i++)
     if (sqlite3_prepare_v3(st->w, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->st[i], NULL) != SQLITE_OK) {
       gw_buf_printf(err, "%s: %s\n", path, sqlite3_errmsg(st->w));
@@ -698,6 +801,20 @@ static int outbox_usage(void) {
   return 2;
 }
 
+/* An outbox command's database error, on stderr; returns the exit status. */
+static int outbox_failed(const char *path, sqlite3 *db) {
+  fprintf(stderr, "%s: %s\n", path, sqlite3_errmsg(db));
+  return 2;
+}
+
+/* Prepares |sql| into |*q| (NULL on failure, said on stderr). */
+static int prep(sqlite3 *db, const char *sql, int len, sqlite3_stmt **q, const char **tail) {
+  int rc = sqlite3_prepare_v2(db, sql, len, q, tail);
+  if (rc != SQLITE_OK)
+    fprintf(stderr, "cergw outbox: %s\n", sqlite3_errmsg(db));
+  return rc;
+}
+
 int gw_outbox_cmd(const char *dir, int argc, char **argv) {
   if (argc < 1)
     return outbox_usage();
@@ -724,22 +841,25 @@ int gw_outbox_cmd(const char *dir, int argc, char **argv) {
       sqlite3_close(db);
       return outbox_usage();
     }
-    sqlite3_prepare_v2(db,
-                       "SELECT d.id, d.msg_id, d.backend, d.state, d.attempts, d.last_status, d.created_ms,"
-                       " d.last_error FROM deliveries d WHERE ?1 < 0 OR d.state = ?1 ORDER BY d.id DESC LIMIT ?2",
-                       -1, &q, NULL);
+    prep(db,
+         "SELECT d.id, d.msg_id, d.backend, d.state, d.attempts, d.last_status, d.created_ms,"
+         " d.last_error FROM deliveries d WHERE ?1 < 0 OR d.state = ?1 ORDER BY d.id DESC LIMIT ?2",
+         -1, &q, NULL);
     sqlite3_bind_int(q, 1, state);
     sqlite3_bind_int64(q, 2, limit);
     printf("%-8s %-8s %-10s %-16s %-3s %-4s %-20s %s\n", "ID", "MSG", "BACKEND", "STATE", "TRY", "HTTP", "CREATED",
            "LAST ERROR");
-    while (sqlite3_step(q) == SQLITE_ROW)
+    int rc;
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
       print_delivery_row(q);
+    if (rc != SQLITE_DONE)
+      rv = outbox_failed(path, db);
   } else if (!strcmp(cmd, "show") && argc == 2) {
-    sqlite3_prepare_v2(db,
-                       "SELECT d.id, d.msg_id, d.backend, d.state, d.attempts, d.last_status, d.created_ms,"
-                       " d.last_error, m.caller, m.op, m.idem_key, d.rkey, d.ctype, d.payload, m.original"
-                       " FROM deliveries d JOIN messages m ON m.id = d.msg_id WHERE d.id = ?1",
-                       -1, &q, NULL);
+    prep(db,
+         "SELECT d.id, d.msg_id, d.backend, d.state, d.attempts, d.last_status, d.created_ms,"
+         " d.last_error, m.caller, m.op, m.idem_key, d.rkey, d.ctype, d.payload, m.original"
+         " FROM deliveries d JOIN messages m ON m.id = d.msg_id WHERE d.id = ?1",
+         -1, &q, NULL);
     sqlite3_bind_int64(q, 1, strtoll(argv[1], NULL, 10));
     if (sqlite3_step(q) == SQLITE_ROW) {
       print_delivery_row(q);
@@ -757,36 +877,51 @@ int gw_outbox_cmd(const char *dir, int argc, char **argv) {
   } else if (!strcmp(cmd, "retry") && argc == 2) {
     /* the running gateway picks these up within a second */
     if (!strcmp(argv[1], "--all-dead")) {
-      sqlite3_prepare_v2(db, "UPDATE deliveries SET state = 4 WHERE state = 3", -1, &q, NULL);
+      prep(db, "UPDATE deliveries SET state = 4 WHERE state = 3", -1, &q, NULL);
     } else {
-      sqlite3_prepare_v2(db, "UPDATE deliveries SET state = 4 WHERE id = ?1 AND state IN (2, 3)", -1, &q, NULL);
+      prep(db, "UPDATE deliveries SET state = 4 WHERE id = ?1 AND state IN (2, 3)", -1, &q, NULL);
       sqlite3_bind_int64(q, 1, strtoll(argv[1], NULL, 10));
     }
-    sqlite3_step(q);
+    if (!q || sqlite3_step(q) != SQLITE_DONE) {
+      rv = outbox_failed(path, db);
+      sqlite3_finalize(q);
+      sqlite3_close(db);
+      return rv;
+    }
     int n = sqlite3_changes(db);
     printf("%d deliver%s queued for retry\n", n, n == 1 ? "y" : "ies");
     rv = n ? 0 : 1;
   } else if (!strcmp(cmd, "purge") && argc == 3 && !strcmp(argv[1], "--older-than")) {
     long days = strtol(argv[2], NULL, 10);
     int64_t cut = gw_wall_ms() - (int64_t)days * 86400000;
-    sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-    sqlite3_prepare_v2(db,
-                       "DELETE FROM deliveries WHERE msg_id IN (SELECT m.id FROM messages m WHERE m.received_ms < ?1"
-                       " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.state IN (0, 4)))",
-                       -1, &q, NULL);
+    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+      rv = outbox_failed(path, db);
+      sqlite3_close(db);
+      return rv;
+    }
+    prep(db,
+         "DELETE FROM deliveries WHERE msg_id IN (SELECT m.id FROM messages m WHERE m.received_ms < ?1"
+         " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.state IN (0, 4)))",
+         -1, &q, NULL);
     sqlite3_bind_int64(q, 1, cut);
-    sqlite3_step(q);
+    int ok = q && sqlite3_step(q) == SQLITE_DONE;
     int nd = sqlite3_changes(db);
     sqlite3_finalize(q);
-    sqlite3_prepare_v2(db,
-                       "DELETE FROM messages WHERE received_ms < ?1 AND NOT EXISTS"
-                       " (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id)"
-                       " AND NOT EXISTS (SELECT 1 FROM slots s WHERE s.msg_id = messages.id)",
-                       -1, &q, NULL);
+    prep(db,
+         "DELETE FROM messages WHERE received_ms < ?1 AND NOT EXISTS"
+         " (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id)"
+         " AND NOT EXISTS (SELECT 1 FROM slots s WHERE s.msg_id = messages.id)",
+         -1, &q, NULL);
     sqlite3_bind_int64(q, 1, cut);
-    sqlite3_step(q);
+    ok = ok && q && sqlite3_step(q) == SQLITE_DONE;
     int nm = sqlite3_changes(db);
-    sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+    if (!ok || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+      fprintf(stderr, "%s: purge failed, nothing removed: %s\n", path, sqlite3_errmsg(db));
+      sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+      sqlite3_finalize(q);
+      sqlite3_close(db);
+      return 2;
+    }
     printf("purged %d messages and %d finished deliveries older than %ld days\n", nm, nd, days);
   } else {
     rv = outbox_usage();

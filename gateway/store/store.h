@@ -13,7 +13,11 @@
 
 #include "core/buf.h"
 
-#define GW_MAX_BACKENDS 8
+/* The most backends one message can go to. A delivery configuration with more
+ * backends than this is refused at load (naming the limit), so a fan-out is
+ * never cut; clinics' notification endpoints are not counted (a notification
+ * goes to one clinic). */
+#define GW_MAX_BACKENDS 16
 
 /* Delivery states, as stored (numbers are on disk: append only). */
 enum gw_dstate {
@@ -77,7 +81,7 @@ struct gw_submit {
   int nslots;
   struct gw_slotfact *slots; /* Slots carried by the message (memory rules) */
   int nslotrefs;
-  char slotrefs[4][128]; /* slots an Appointment books */
+  char (*slotrefs)[128]; /* slots an Appointment books (nslotrefs of them, malloc'd) */
   int slot_release;      /* the Appointment cancels: its slots become free again */
   /* --- results, filled by the store (and the dispatcher) --- */
   enum gw_submit_status status;
@@ -104,6 +108,39 @@ struct gw_store;
 /* Receives accepted submits right after their commit (their deliveries have
  * ids). The receiver now owns |s| and must call s->done eventually. */
 typedef void (*gw_store_accepted_fn)(void *ud, struct gw_submit *s);
+
+/* ---- the rules with memory reach the store only through this ----
+ * The store knows nothing of CeR: for each new message, inside the writer's
+ * transaction (after the message row is written, so s->msg_id is set), it
+ * calls the memory hook, which asks and records facts through these queries.
+ * Each returns GW_ERR_IO when the database fails; the submit then fails as a
+ * whole (nothing of it is kept) and the caller is told to resend. */
+struct gw_memq;
+/* A slot of |caller| in |schedule|, other than |ident|, overlapping
+ * [start_ms, end_ms): 1 (its identifier in |other|), 0 none, or GW_ERR_IO. */
+int gw_memq_slot_overlap(struct gw_memq *q, const char *caller, const struct gw_slotfact *f, char *other, size_t n);
+/* Slot |ident| of |caller|: 1 free, 0 taken, GW_ERR_NOTFOUND unknown, GW_ERR_IO. */
+int gw_memq_slot_state(struct gw_memq *q, const char *caller, const char *ident);
+/* Records slot |f| of |caller| as published by message |msg_id|. GW_OK or GW_ERR_IO. */
+int gw_memq_slot_put(struct gw_memq *q, const char *caller, const struct gw_slotfact *f, int64_t msg_id);
+/* Marks slot |ident| of |caller| free (1) or taken (0). GW_OK or GW_ERR_IO. */
+int gw_memq_slot_set_free(struct gw_memq *q, const char *caller, const char *ident, int is_free);
+
+/* Decides |s| and records its facts. Returns GW_OK (accept), GW_ERR_INVAL
+ * (refused: s->reject_* filled; nothing of |s| is kept) or GW_ERR_IO. */
+typedef int (*gw_memory_fn)(void *ud, struct gw_memq *q, struct gw_submit *s);
+/* Sets the memory hook (NULL: no rules with memory). Before any submit. */
+void gw_store_set_memory(struct gw_store *st, gw_memory_fn fn, void *ud);
+
+/* The schema version this build writes (PRAGMA user_version). A database of
+ * an older version is migrated forward at open, in one transaction; a newer
+ * one is refused. */
+#define GW_STORE_SCHEMA_VERSION 2
+/* Prometheus lines of the store (errors counted since start). */
+void gw_store_metrics(struct gw_buf *out);
+
+/* The schema version of an open store. */
+int gw_store_schema_version(struct gw_store *st);
 
 /* Opens (creating) DIR/cergw.db, starts the writer thread. */
 int gw_store_open(const char *dir, gw_store_accepted_fn on_accepted, void *ud, struct gw_store **out,

@@ -61,14 +61,20 @@ enum xp { XPATHS(XP_ENUM) XP__COUNT };
 static const char *const xp_text[XP__COUNT] = {XPATHS(XP_TEXT)};
 
 struct rule {
-  char id[48];
-  enum gw_severity sev;
+  struct gw_rule_info info;
   char en[256], pl[256];
+};
+
+#define MAX_PHRASES 32
+struct phrase {
+  char id[48], en[128], pl[128];
 };
 
 struct gw_rules {
   struct rule rules[MAX_RULES];
   int n;
+  struct phrase phrases[MAX_PHRASES];
+  int nphrases;
   int horizon_visit, horizon_screening;
   char cardio[16][8];
   int ncardio;
@@ -156,6 +162,43 @@ static int load_profile(struct gw_rules *r, const char *rules_path, const char *
   return GW_OK;
 }
 
+static const char *jstr(yajl_val o, const char *key) {
+  const char *k[] = {key, NULL};
+  yajl_val v = yajl_tree_get(o, k, yajl_t_string);
+  return v ? v->u.string : NULL;
+}
+
+static int jbool(yajl_val o, const char *key, bool dflt) {
+  const char *k[] = {key, NULL};
+  yajl_val v = yajl_tree_get(o, k, yajl_t_any);
+  return v ? YAJL_IS_TRUE(v) : dflt;
+}
+
+/* One registry entry: id, severity, en and pl, and the codes it is answered with in each dialect. */
+static int parse_rule(yajl_val o, struct rule *ru, const char *path, size_t i, struct gw_buf *errs) {
+  const char *id = jstr(o, "id"), *sev = jstr(o, "severity"), *en = jstr(o, "en"), *pl = jstr(o, "pl");
+  const char *code = jstr(o, "code");
+  const char *k_hl7[] = {"hl7", NULL}, *k_fhir[] = {"location", "fhir", NULL}, *k_v2[] = {"location", "hl7", NULL};
+  yajl_val hl7 = yajl_tree_get(o, k_hl7, yajl_t_number);
+  if (!id || !sev || !en || !pl || !safe_template(en) || !safe_template(pl)) {
+    gw_buf_printf(errs, "%s: rule %zu needs id, severity, en and pl (messages with at most two %%s)\n", path, i + 1);
+    return GW_ERR_CONF;
+  }
+  struct gw_rule_info *f = &ru->info;
+  snprintf(f->id, sizeof(f->id), "%s", id);
+  f->sev = strcmp(sev, "warning") == 0 ? GW_SEV_WARNING : GW_SEV_ERROR;
+  snprintf(f->code, sizeof(f->code), "%s", code ? code : "business-rule");
+  f->hl7_code = hl7 && YAJL_IS_INTEGER(hl7) ? (int)YAJL_GET_INTEGER(hl7) : 207;
+  f->resendable = jbool(o, "resend", true);
+  f->memory = jbool(o, "memory", false);
+  yajl_val lf = yajl_tree_get(o, k_fhir, yajl_t_string), lv = yajl_tree_get(o, k_v2, yajl_t_string);
+  snprintf(f->loc_fhir, sizeof(f->loc_fhir), "%s", lf ? lf->u.string : "");
+  snprintf(f->loc_hl7, sizeof(f->loc_hl7), "%s", lv ? lv->u.string : "");
+  snprintf(ru->en, sizeof(ru->en), "%s", en);
+  snprintf(ru->pl, sizeof(ru->pl), "%s", pl);
+  return GW_OK;
+}
+
 int gw_rules_load(const char *path, struct gw_rules **out, struct gw_buf *errs) {
   *out = NULL;
   size_t n;
@@ -179,22 +222,25 @@ int gw_rules_load(const char *path, struct gw_rules **out, struct gw_buf *errs) 
     r->horizon_visit = (v = yajl_tree_get(root, p_hv, yajl_t_number)) ? (int)YAJL_GET_INTEGER(v) : 40;
     r->horizon_screening = (v = yajl_tree_get(root, p_hs, yajl_t_number)) ? (int)YAJL_GET_INTEGER(v) : 90;
     yajl_val rules = yajl_tree_get(root, p_rules, yajl_t_array);
-    for (size_t i = 0; rules && i < rules->u.array.len && r->n < MAX_RULES; i++) {
-      yajl_val o = rules->u.array.values[i];
-      const char *k_id[] = {"id", NULL}, *k_sev[] = {"severity", NULL}, *k_en[] = {"en", NULL}, *k_pl[] = {"pl", NULL};
-      yajl_val id = yajl_tree_get(o, k_id, yajl_t_string), sev = yajl_tree_get(o, k_sev, yajl_t_string);
-      yajl_val en = yajl_tree_get(o, k_en, yajl_t_string), pl = yajl_tree_get(o, k_pl, yajl_t_string);
-      if (!id || !sev || !en || !pl || !safe_template(en->u.string) || !safe_template(pl->u.string)) {
-        gw_buf_printf(errs, "%s: rule %zu needs id, severity, en and pl (messages with at most two %%s)\n", path,
-                      i + 1);
+    for (size_t i = 0; rules && i < rules->u.array.len && rv == GW_OK; i++) {
+      if (r->n >= MAX_RULES) {
+        gw_buf_printf(errs, "%s: more than %d rules (the registry's limit)\n", path, MAX_RULES);
         rv = GW_ERR_CONF;
         break;
       }
-      struct rule *ru = &r->rules[r->n++];
-      snprintf(ru->id, sizeof(ru->id), "%s", id->u.string);
-      ru->sev = strcmp(sev->u.string, "warning") == 0 ? GW_SEV_WARNING : GW_SEV_ERROR;
-      snprintf(ru->en, sizeof(ru->en), "%s", en->u.string);
-      snprintf(ru->pl, sizeof(ru->pl), "%s", pl->u.string);
+      rv = parse_rule(rules->u.array.values[i], &r->rules[r->n], path, i, errs);
+      r->n += rv == GW_OK;
+    }
+    const char *p_ph[] = {"phrases", NULL};
+    yajl_val ph = yajl_tree_get(root, p_ph, yajl_t_object);
+    for (size_t i = 0; ph && i < ph->u.object.len && r->nphrases < MAX_PHRASES; i++) {
+      const char *k_en[] = {"en", NULL}, *k_pl[] = {"pl", NULL};
+      yajl_val en = yajl_tree_get(ph->u.object.values[i], k_en, yajl_t_string);
+      yajl_val pl = yajl_tree_get(ph->u.object.values[i], k_pl, yajl_t_string);
+      struct phrase *f = &r->phrases[r->nphrases++];
+      snprintf(f->id, sizeof(f->id), "%s", ph->u.object.keys[i]);
+      snprintf(f->en, sizeof(f->en), "%s", en ? en->u.string : ph->u.object.keys[i]);
+      snprintf(f->pl, sizeof(f->pl), "%s", pl ? pl->u.string : f->en);
     }
     yajl_val c = yajl_tree_get(root, p_cardio, yajl_t_array);
     for (size_t i = 0; c && i < c->u.array.len && r->ncardio < 16; i++)
@@ -303,9 +349,37 @@ struct ev {
 
 static const struct rule *rule_by_id(const struct gw_rules *r, const char *id) {
   for (int i = 0; i < r->n; i++)
-    if (strcmp(r->rules[i].id, id) == 0)
+    if (strcmp(r->rules[i].info.id, id) == 0)
       return &r->rules[i];
   return NULL;
+}
+
+const struct gw_rule_info *gw_rules_info(const struct gw_rules *r, const char *id) {
+  const struct rule *ru = r ? rule_by_id(r, id) : NULL;
+  return ru ? &ru->info : NULL;
+}
+
+/* An argument "@name" is phrase |name| of the registry, in the language asked. */
+static const char *arg(const struct gw_rules *r, const char *a, bool pl) {
+  if (!a)
+    return "";
+  for (int i = 0; a[0] == '@' && i < r->nphrases; i++)
+    if (strcmp(r->phrases[i].id, a + 1) == 0)
+      return pl ? r->phrases[i].pl : r->phrases[i].en;
+  return a;
+}
+
+int gw_rules_text(const struct gw_rules *r, const char *id, const char *a1, const char *a2, char *en, size_t enn,
+                  char *pl, size_t pln) {
+  const struct rule *ru = r ? rule_by_id(r, id) : NULL;
+  if (!ru) {
+    snprintf(en, enn, "%s", id);
+    snprintf(pl, pln, "%s", id);
+    return GW_ERR_NOTFOUND;
+  }
+  snprintf(en, enn, ru->en, arg(r, a1, false), arg(r, a2, false));
+  snprintf(pl, pln, ru->pl, arg(r, a1, true), arg(r, a2, true));
+  return GW_OK;
 }
 
 /* FHIRPath-like location of |n|: Bundle.entry[1].resource.participant[0] */
@@ -348,25 +422,20 @@ static void fhirpath(xmlNodePtr n, char *out, size_t len) {
 
 static struct gw_issue *report(struct ev *e, const char *id, xmlNodePtr at, const char *a1, const char *a2) {
   const struct rule *ru = rule_by_id(e->r, id);
-  if (!ru)
+  if (!ru || ru->info.memory)
     return NULL; /* a rule not listed in rules.json is switched off */
   char en[512], pl[512];
-  snprintf(en, sizeof(en), ru->en, a1 ? a1 : "", a2 ? a2 : "");
-  snprintf(pl, sizeof(pl), ru->pl, a1 ? a1 : "", a2 ? a2 : "");
-  const char *code = !strcmp(id, "cer.contact-present") || !strcmp(id, "cer.cardiology-referral") ? "required"
-                     : !strcmp(id, "cer.identity-match")                                          ? "security"
-                     : !strcmp(id, "cer.pesel") || !strcmp(id, "cer.time-format")                 ? "value"
-                                                                                                  : "business-rule";
-  struct gw_issue *i = gw_diag_add(e->diag, ru->sev, code, ru->id, en, pl);
-  if (ru->sev <= GW_SEV_ERROR)
+  gw_rules_text(e->r, id, a1, a2, en, sizeof(en), pl, sizeof(pl));
+  struct gw_issue *i = gw_diag_add(e->diag, ru->info.sev, ru->info.code, ru->info.id, en, pl);
+  if (ru->info.sev <= GW_SEV_ERROR)
     e->failed = true;
   if (i && at) {
     fhirpath(at, i->location, sizeof(i->location));
     i->line = (e->ctx->xml_lines && xmlGetLineNo(at) > 0) ? (int)xmlGetLineNo(at) : 0;
   }
   if (i) {
-    i->hl7_code = !strcmp(code, "required") ? 101 : !strcmp(code, "value") ? 102 : 207;
-    i->resendable = strcmp(id, "cer.identity-match") != 0; /* acting for another clinic: do not resend as is */
+    i->hl7_code = ru->info.hl7_code;
+    i->resendable = ru->info.resendable;
   }
   return i;
 }

@@ -5,6 +5,7 @@
 #ifndef GW_VALIDATE_RULES_H
 #define GW_VALIDATE_RULES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -20,7 +21,32 @@ struct gw_rules_ctx {
   int xml_lines; /* the document was parsed from the caller's XML: node line numbers mean something */
 };
 
+/* One entry of the rule registry: how a rule is answered in every dialect. */
+struct gw_rule_info {
+  char id[48];
+  enum gw_severity sev;
+  char code[24];     /* OperationOutcome issue type */
+  int hl7_code;      /* HL7 table 0357 */
+  bool resendable;   /* HL7 AE (fix and resend) rather than AR */
+  bool memory;       /* decided in the store's transaction (gw_rules_memory), not by gw_rules_check */
+  char loc_fhir[64]; /* where a rule with memory points, per dialect ("" for the others: they point at a node) */
+  char loc_hl7[16];
+};
+
 int gw_rules_load(const char *path, struct gw_rules **out, struct gw_buf *errs);
+/* The registry entry of rule |id|, or NULL when the rule set does not list it. */
+const struct gw_rule_info *gw_rules_info(const struct gw_rules *r, const char *id);
+/* The English and Polish texts of rule |id| with its arguments; an argument
+ * "@name" is the registry's phrase |name| in each language. */
+int gw_rules_text(const struct gw_rules *r, const char *id, const char *a1, const char *a2, char *en, size_t enn,
+                  char *pl, size_t pln);
+
+struct gw_memq;
+struct gw_submit;
+/* The rules with memory, as the store's memory hook (gw_store_set_memory;
+ * |ud| is the rule set): overlapping slots, booking a slot not known to be
+ * free; records the slots a message publishes, books or frees. */
+int gw_rules_memory(void *ud, struct gw_memq *q, struct gw_submit *s);
 void gw_rules_free(struct gw_rules *r);
 /* The CeR profile XSD's text (|*len| bytes), or NULL when the rules name none. */
 const char *gw_rules_profile(const struct gw_rules *r, size_t *len);

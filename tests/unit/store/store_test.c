@@ -4,9 +4,11 @@
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../suites.h"
@@ -14,6 +16,7 @@
 #include "deliver/deliver.h"
 #include "http/write.h"
 #include "store/store.h"
+#include "validate/rules.h"
 
 static char dir[64];
 
@@ -89,6 +92,13 @@ static struct gw_submit *msg(const char *idem, const char *body) {
   return s;
 }
 
+/* |s| books slot |ident| */
+static void book(struct gw_submit *s, const char *ident) {
+  s->slotrefs = calloc(1, sizeof(*s->slotrefs));
+  snprintf(s->slotrefs[0], sizeof(s->slotrefs[0]), "%s", ident);
+  s->nslotrefs = 1;
+}
+
 static int count_loaded;
 static void count_one(void *ud, struct gw_delivery *d) {
   (void)ud;
@@ -155,6 +165,9 @@ static void test_memory_rules(void) {
   char sub[96];
   snprintf(sub, sizeof(sub), "%s/mem", dir);
   CU_ASSERT_EQUAL_FATAL(gw_store_open(sub, on_accepted, NULL, &st, &err), GW_OK);
+  struct gw_rules *rules = NULL;
+  CU_ASSERT_EQUAL_FATAL(gw_rules_load("schemas/cer/rules.json", &rules, &err), GW_OK);
+  gw_store_set_memory(st, gw_rules_memory, rules);
   reset_done();
   struct gw_submit *a = msg(NULL, "slot-a");
   a->slots = calloc(1, sizeof(*a->slots));
@@ -180,16 +193,13 @@ static void test_memory_rules(void) {
   gw_store_submit(st, c);
   /* booking a known free slot, then the same slot again */
   struct gw_submit *e = msg(NULL, "appt-1");
-  e->nslotrefs = 1;
-  snprintf(e->slotrefs[0], sizeof(e->slotrefs[0]), "S-1");
+  book(e, "S-1");
   gw_store_submit(st, e);
   struct gw_submit *f = msg(NULL, "appt-2");
-  f->nslotrefs = 1;
-  snprintf(f->slotrefs[0], sizeof(f->slotrefs[0]), "S-1");
+  book(f, "S-1");
   gw_store_submit(st, f);
   struct gw_submit *g = msg(NULL, "appt-3");
-  g->nslotrefs = 1;
-  snprintf(g->slotrefs[0], sizeof(g->slotrefs[0]), "S-404");
+  book(g, "S-404");
   gw_store_submit(st, g);
   wait_done(6);
   CU_ASSERT_EQUAL(done_list[1]->status, GW_SUB_REJECTED);
@@ -200,8 +210,86 @@ static void test_memory_rules(void) {
   CU_ASSERT_STRING_EQUAL(done_list[4]->reject_rule, "cer.slot-known-free");
   CU_ASSERT_EQUAL(done_list[5]->status, GW_SUB_REJECTED);
   CU_ASSERT_PTR_NOT_NULL(strstr(done_list[5]->reject_en, "not known"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(done_list[5]->reject_pl, "nie jest znany bramce")); /* the registry's phrase */
+  CU_ASSERT_PTR_NOT_NULL(strstr(done_list[4]->reject_pl, "jest już zajęty"));
+  /* a refused message leaves nothing: no message row, no delivery, no slot */
+  CU_ASSERT_EQUAL(done_list[1]->msg_id, 0);
+  CU_ASSERT_EQUAL(done_list[1]->d[0].id, 0);
+  reset_done();
+  /* a cancellation frees the slot it names; then it can be booked again */
+  struct gw_submit *h = msg(NULL, "cancel-1");
+  book(h, "S-1");
+  h->slot_release = 1;
+  gw_store_submit(st, h);
+  struct gw_submit *k = msg(NULL, "appt-4");
+  book(k, "S-1");
+  gw_store_submit(st, k);
+  wait_done(2);
+  CU_ASSERT_EQUAL(done_list[0]->status, GW_SUB_ACCEPTED);
+  CU_ASSERT_EQUAL(done_list[1]->status, GW_SUB_ACCEPTED);
+  reset_done();
+  /* the registry answers each dialect: 0357 code 204, a location per dialect */
+  const struct gw_rule_info *ri = gw_rules_info(rules, "cer.slot-known-free");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(ri);
+  CU_ASSERT_EQUAL(ri->hl7_code, 204);
+  CU_ASSERT(ri->memory);
+  CU_ASSERT_STRING_EQUAL(ri->loc_hl7, "SCH-1");
+  CU_ASSERT_STRING_EQUAL(ri->loc_fhir, "Appointment.slot");
+  CU_ASSERT_FALSE(gw_rules_info(rules, "cer.identity-match")->resendable);
+  gw_store_close(st);
+  gw_rules_free(rules);
+  gw_buf_cleanup(&err);
+}
+
+/* A database written by the main of 2026-12-07 (schema version 0, tests/fixtures/store-v0.sql) is
+ * migrated forward at open and keeps its queued deliveries; a newer version than this build knows is
+ * refused and left untouched. */
+static void test_migration(void) {
+  char sub[96], path[128];
+  snprintf(sub, sizeof(sub), "%s/v0", dir);
+  snprintf(path, sizeof(path), "%s/cergw.db", sub);
+  CU_ASSERT_EQUAL_FATAL(mkdir(sub, 0700), 0);
+  FILE *f = fopen("tests/fixtures/store-v0.sql", "r");
+  CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+  static char sql[1 << 16];
+  size_t n = fread(sql, 1, sizeof(sql) - 1, f);
+  fclose(f);
+  sql[n] = 0;
+  sqlite3 *db = NULL;
+  CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+  CU_ASSERT_EQUAL_FATAL(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  struct gw_store *st = NULL;
+  struct gw_buf err;
+  gw_buf_init(&err, 4096);
+  CU_ASSERT_EQUAL_FATAL(gw_store_open(sub, on_accepted, NULL, &st, &err), GW_OK);
+  CU_ASSERT_EQUAL(gw_store_schema_version(st), GW_STORE_SCHEMA_VERSION);
+  count_loaded = 0;
+  CU_ASSERT_EQUAL(gw_store_load(st, GW_DS_QUEUED, count_one, NULL), 4); /* two messages x (p1, apkolce) */
+  char *canon = NULL, sum[128];
+  CU_ASSERT_EQUAL(gw_store_latest(st, "000000012345|Appointment/WIZ-2", &canon, sum, sizeof(sum)), GW_OK);
+  CU_ASSERT_STRING_EQUAL(sum, "p1=queued apkolce=queued");
+  CU_ASSERT_PTR_NOT_NULL(canon && strstr(canon, "WIZ-2"));
+  free(canon);
+  /* and it takes new messages after the old ones */
+  reset_done();
+  gw_store_submit(st, msg("after-migration", "m-new"));
+  wait_done(1);
+  CU_ASSERT_EQUAL(done_list[0]->status, GW_SUB_ACCEPTED);
+  CU_ASSERT(done_list[0]->msg_id > 2);
   reset_done();
   gw_store_close(st);
+  /* opening again changes nothing */
+  CU_ASSERT_EQUAL_FATAL(gw_store_open(sub, on_accepted, NULL, &st, &err), GW_OK);
+  CU_ASSERT_EQUAL(gw_store_load(st, GW_DS_QUEUED, count_one, NULL), 6);
+  gw_store_close(st);
+  /* a database from a later build is refused, not rewritten */
+  CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+  CU_ASSERT_EQUAL(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  err.len = 0;
+  CU_ASSERT_EQUAL(gw_store_open(sub, on_accepted, NULL, &st, &err), GW_ERR_IO);
+  CU_ASSERT_PTR_NOT_NULL(err.data && strstr((char *)err.data, "schema version 99 is newer"));
   gw_buf_cleanup(&err);
 }
 
@@ -293,6 +381,6 @@ int gw_test_store_suite(void) {
   CU_pSuite s = CU_add_suite("store", setup, teardown);
   if (!s)
     return -1;
-  return GW_ADD(s, test_commit_dup_recover) || GW_ADD(s, test_memory_rules) || GW_ADD(s, test_dconf_and_routes) ||
-         GW_ADD(s, test_mask_pesel);
+  return GW_ADD(s, test_commit_dup_recover) || GW_ADD(s, test_memory_rules) || GW_ADD(s, test_migration) ||
+         GW_ADD(s, test_dconf_and_routes) || GW_ADD(s, test_mask_pesel);
 }
