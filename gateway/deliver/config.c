@@ -14,6 +14,7 @@
 #include "codec/fhir.h"
 #include "core/err.h"
 #include "core/file.h"
+#include "core/log.h"
 #include "deliver/deliver.h"
 #include "mllp/mllp.h"
 #include "msg/engine.h"
@@ -122,15 +123,192 @@ static int find_backend(const struct gw_dconf *c, const char *name) {
   return -1;
 }
 
+static int cmp_clinic(const void *a, const void *b) {
+  return strcmp(((const struct gw_backend_conf *)a)->rpwdl, ((const struct gw_backend_conf *)b)->rpwdl);
+}
+
+const struct gw_backend_conf *gw_dconf_clinic(const struct gw_dconf *c, const char *rpwdl) {
+  struct gw_backend_conf key;
+  snprintf(key.rpwdl, sizeof(key.rpwdl), "%s", rpwdl);
+  return c->nclinics ? bsearch(&key, c->clinics, (size_t)c->nclinics, sizeof(key), cmp_clinic) : NULL;
+}
+
 const struct gw_backend_conf *gw_dconf_backend(const struct gw_dconf *c, const char *name) {
+  if (!strncmp(name, "clinic-", 7))
+    return gw_dconf_clinic(c, name + 7);
   int i = find_backend(c, name);
   return i < 0 ? NULL : &c->b[i];
 }
 
-const struct gw_backend_conf *gw_dconf_clinic(const struct gw_dconf *c, const char *rpwdl) {
-  char name[40];
-  snprintf(name, sizeof(name), "clinic-%s", rpwdl);
-  return gw_dconf_backend(c, name);
+struct pctx { /* what every part of the parse needs */
+  struct gw_dconf *c;
+  const char *name, *dir;
+  struct gw_backend_conf defaults;
+  struct gw_buf *errs;
+};
+
+static int parse_tls(struct pctx *p, yajl_val root) {
+  const char *tp[] = {"client_tls", NULL};
+  yajl_val tls = yajl_tree_get(root, tp, yajl_t_object);
+  const char *cert = tls ? str_at(tls, "cert") : NULL, *key = tls ? str_at(tls, "key") : NULL,
+             *ca = tls ? str_at(tls, "ca") : NULL;
+  if (!cert || !key || !ca) {
+    gw_buf_printf(p->errs, "%s: client_tls needs cert, key and ca\n", p->name);
+    return GW_ERR_CONF;
+  }
+  resolve(p->c->cert, sizeof(p->c->cert), p->dir, cert);
+  resolve(p->c->key, sizeof(p->c->key), p->dir, key);
+  resolve(p->c->ca, sizeof(p->c->ca), p->dir, ca);
+  return GW_OK;
+}
+
+static int parse_backend(struct pctx *p, const char *bn, yajl_val o) {
+  char where[96];
+  snprintf(where, sizeof(where), "%s: backends.%s", p->name, bn);
+  const char *kind = YAJL_IS_OBJECT(o) ? str_at(o, "kind") : NULL, *url = YAJL_IS_OBJECT(o) ? str_at(o, "url") : NULL;
+  const struct gw_backend_kind *k = kind ? gw_backend_kind(gw_outbound_parse(kind)) : NULL;
+  if (p->c->nb >= GW_MAX_BACKENDS) {
+    gw_buf_printf(p->errs, "%s: more than %d backends (GW_MAX_BACKENDS, the most one message can go to)\n", where,
+                  GW_MAX_BACKENDS);
+    return GW_ERR_CONF;
+  }
+  if (strlen(bn) >= sizeof(p->c->b[0].name) - 8 || !strncmp(bn, "clinic-", 7)) {
+    gw_buf_printf(p->errs, "%s: a backend's name has at most %zu characters and does not start with \"clinic-\"\n",
+                  where, sizeof(p->c->b[0].name) - 9);
+    return GW_ERR_CONF;
+  }
+  if (!k || k->clinic || !url) {
+    gw_buf_printf(p->errs, "%s: needs kind (p1, simp or apkolce) and url\n", where);
+    return GW_ERR_CONF;
+  }
+  struct gw_backend_conf *b = &p->c->b[p->c->nb++];
+  *b = p->defaults;
+  snprintf(b->name, sizeof(b->name), "%s", bn);
+  b->kind = gw_outbound_parse(kind);
+  snprintf(b->url, sizeof(b->url), "%s", url);
+  const char *tu = str_at(o, "token_url"), *cid = str_at(o, "client_id");
+  snprintf(b->token_url, sizeof(b->token_url), "%s", tu ? tu : "");
+  snprintf(b->client_id, sizeof(b->client_id), "%s", cid ? cid : "cergw");
+  return backend_settings(o, b, p->errs, where);
+}
+
+static int parse_clinic(struct pctx *p, const char *rp, yajl_val o, struct gw_backend_conf *b) {
+  const char *notify = YAJL_IS_OBJECT(o) ? str_at(o, "notify") : NULL,
+             *url = YAJL_IS_OBJECT(o) ? str_at(o, "url") : NULL;
+  int kind = notify ? gw_outbound_parse(notify) : -1;
+  const struct gw_backend_kind *k = gw_backend_kind(kind);
+  if (strlen(rp) != 12 || strspn(rp, "0123456789") != 12 || !url || !k || !k->clinic) {
+    gw_buf_printf(p->errs,
+                  "%s: clinics.%s: the key is the 12-digit RPWDL number; needs notify "
+                  "(clinic-soap or clinic-siu) and url\n",
+                  p->name, rp);
+    return GW_ERR_CONF;
+  }
+  char mh[256], mp[16];
+  bool mllp = !strncmp(url, "mllp://", 7);
+  if ((mllp && (k->transport != GW_TRANSPORT_MLLP_OR_HTTPS || gw_mllp_url(url, mh, sizeof(mh), mp, sizeof(mp)))) ||
+      (!mllp && strncmp(url, "https://", 8))) {
+    gw_buf_printf(p->errs, "%s: clinics.%s: url must be https://… or, for clinic-siu, mllp://HOST:PORT\n", p->name, rp);
+    return GW_ERR_CONF;
+  }
+  *b = p->defaults;
+  snprintf(b->name, sizeof(b->name), "clinic-%s", rp);
+  snprintf(b->rpwdl, sizeof(b->rpwdl), "%s", rp);
+  b->kind = kind;
+  snprintf(b->url, sizeof(b->url), "%s", url);
+  return backend_settings(o, b, p->errs, b->name);
+}
+
+/* The clinics map: every clinic's endpoint, sorted by RPWDL, each RPWDL once. */
+static int parse_clinics(struct pctx *p, yajl_val cv) {
+  size_t n = cv ? YAJL_GET_OBJECT(cv)->len : 0;
+  if (n > GW_MAX_CLINICS) {
+    gw_buf_printf(p->errs, "%s: clinics: %zu clinics, more than %d (GW_MAX_CLINICS)\n", p->name, n, GW_MAX_CLINICS);
+    return GW_ERR_CONF;
+  }
+  if (n && !(p->c->clinics = calloc(n, sizeof(*p->c->clinics))))
+    return GW_ERR_NOMEM;
+  int rv = GW_OK;
+  for (size_t i = 0; i < n; i++)
+    if (parse_clinic(p, YAJL_GET_OBJECT(cv)->keys[i], YAJL_GET_OBJECT(cv)->values[i], &p->c->clinics[p->c->nclinics]) ==
+        GW_OK)
+      p->c->nclinics++;
+    else
+      rv = GW_ERR_CONF;
+  qsort(p->c->clinics, (size_t)p->c->nclinics, sizeof(*p->c->clinics), cmp_clinic);
+  for (int i = 1; i < p->c->nclinics; i++)
+    if (!strcmp(p->c->clinics[i].rpwdl, p->c->clinics[i - 1].rpwdl)) {
+      gw_buf_printf(p->errs, "%s: clinics.%s: listed twice\n", p->name, p->c->clinics[i].rpwdl);
+      rv = GW_ERR_CONF;
+    }
+  return rv;
+}
+
+static int compile_match(struct gw_route *r) {
+  xmlXPathContextPtr x = xmlXPathNewContext(NULL);
+  if (x) {
+    xmlXPathRegisterNs(x, BAD_CAST "f", BAD_CAST GW_FHIR_NS);
+    x->error = quiet;
+  }
+  r->xp = (x && r->match) ? xmlXPathCtxtCompile(x, BAD_CAST r->match) : NULL;
+  xmlXPathFreeContext(x);
+  return r->xp ? GW_OK : GW_ERR_CONF;
+}
+
+static int parse_route(struct pctx *p, size_t i, yajl_val o) {
+  const char *rn = YAJL_IS_OBJECT(o) ? str_at(o, "name") : NULL, *m = YAJL_IS_OBJECT(o) ? str_at(o, "match") : NULL;
+  const char *bk[] = {"backends", NULL};
+  yajl_val arr = YAJL_IS_OBJECT(o) ? yajl_tree_get(o, bk, yajl_t_array) : NULL;
+  if (p->c->nr >= GW_MAX_ROUTES) {
+    gw_buf_printf(p->errs, "%s: routes[%zu]: more than %d routes (GW_MAX_ROUTES)\n", p->name, i, GW_MAX_ROUTES);
+    return GW_ERR_CONF;
+  }
+  if (!rn || !m || !arr) {
+    gw_buf_printf(p->errs, "%s: routes[%zu]: needs name, match (XPath) and backends\n", p->name, i);
+    return GW_ERR_CONF;
+  }
+  struct gw_route *r = &p->c->r[p->c->nr++];
+  snprintf(r->name, sizeof(r->name), "%s", rn);
+  r->enabled = true;
+  int rv = bool_at(o, "enabled", &r->enabled);
+  r->match = strdup(m);
+  if (compile_match(r)) {
+    gw_buf_printf(p->errs, "%s: routes[%zu] (%s): match is not a valid XPath 1.0 expression\n", p->name, i, rn);
+    rv = GW_ERR_CONF;
+  }
+  for (size_t k = 0; k < YAJL_GET_ARRAY(arr)->len; k++) {
+    const char *bn = YAJL_GET_STRING(YAJL_GET_ARRAY(arr)->values[k]);
+    int bi = bn ? find_backend(p->c, bn) : -1;
+    bool dup = false;
+    for (int j = 0; j < r->nb; j++)
+      dup |= r->backend[j] == bi;
+    if (bi < 0) {
+      gw_buf_printf(p->errs, "%s: routes[%zu] (%s): unknown backend \"%s\"\n", p->name, i, rn, bn ? bn : "?");
+      rv = GW_ERR_CONF;
+    } else if (!dup) { /* at most every backend once: r->nb <= nb <= GW_MAX_BACKENDS */
+      r->backend[r->nb++] = bi;
+    }
+  }
+  return rv ? GW_ERR_CONF : GW_OK;
+}
+
+static int parse_root(struct pctx *p, yajl_val root) {
+  int rv = num_at(root, "answer_deadline_ms", &p->c->answer_deadline_ms, p->errs, p->name);
+  if (parse_tls(p, root))
+    return GW_ERR_CONF;
+  const char *dp[] = {"defaults", NULL}, *bp[] = {"backends", NULL}, *cp[] = {"clinics", NULL};
+  const char *rpth[] = {"routes", NULL};
+  yajl_val dv = yajl_tree_get(root, dp, yajl_t_object);
+  if (dv)
+    rv |= backend_settings(dv, &p->defaults, p->errs, "defaults");
+  yajl_val bv = yajl_tree_get(root, bp, yajl_t_object);
+  for (size_t i = 0; bv && i < YAJL_GET_OBJECT(bv)->len; i++)
+    rv |= parse_backend(p, YAJL_GET_OBJECT(bv)->keys[i], YAJL_GET_OBJECT(bv)->values[i]);
+  rv |= parse_clinics(p, yajl_tree_get(root, cp, yajl_t_object));
+  yajl_val ra = yajl_tree_get(root, rpth, yajl_t_array);
+  for (size_t i = 0; ra && i < YAJL_GET_ARRAY(ra)->len; i++)
+    rv |= parse_route(p, i, YAJL_GET_ARRAY(ra)->values[i]);
+  return rv ? GW_ERR_CONF : GW_OK;
 }
 
 static int parse(struct gw_dconf *c, const char *name, const char *text, const char *dir, struct gw_buf *errs) {
@@ -140,139 +318,27 @@ static int parse(struct gw_dconf *c, const char *name, const char *text, const c
     gw_buf_printf(errs, "%s: %s\n", name, ebuf);
     return GW_ERR_CONF;
   }
-  int rv = GW_OK;
-  struct gw_backend_conf defaults = {.enabled = true,
-                                     .timeout_ms = 5000,
-                                     .max_attempts = 30,
-                                     .backoff_ms = 200,
-                                     .max_backoff_ms = 60000,
-                                     .concurrency = 128,
-                                     .breaker_failures = 5,
-                                     .breaker_open_ms = 2000,
-                                     .memory_queue = 20000};
-  if (!YAJL_IS_OBJECT(root)) {
-    gw_buf_printf(errs, "%s: the top level must be an object\n", name);
-    rv = GW_ERR_CONF;
-    goto out;
-  }
+  struct pctx p = {.c = c,
+                   .name = name,
+                   .dir = dir,
+                   .errs = errs,
+                   .defaults = {.enabled = true,
+                                .timeout_ms = 5000,
+                                .max_attempts = 30,
+                                .backoff_ms = 200,
+                                .max_backoff_ms = 60000,
+                                .concurrency = 128,
+                                .breaker_failures = 5,
+                                .breaker_open_ms = 2000,
+                                .memory_queue = 20000}};
   c->answer_deadline_ms = 2000;
-  rv |= num_at(root, "answer_deadline_ms", &c->answer_deadline_ms, errs, name);
-  const char *tp[] = {"client_tls", NULL};
-  yajl_val tls = yajl_tree_get(root, tp, yajl_t_object);
-  const char *cert = tls ? str_at(tls, "cert") : NULL, *key = tls ? str_at(tls, "key") : NULL,
-             *ca = tls ? str_at(tls, "ca") : NULL;
-  if (!cert || !key || !ca) {
-    gw_buf_printf(errs, "%s: client_tls needs cert, key and ca\n", name);
-    rv = GW_ERR_CONF;
-    goto out;
-  }
-  resolve(c->cert, sizeof(c->cert), dir, cert);
-  resolve(c->key, sizeof(c->key), dir, key);
-  resolve(c->ca, sizeof(c->ca), dir, ca);
-  const char *dp[] = {"defaults", NULL};
-  yajl_val dv = yajl_tree_get(root, dp, yajl_t_object);
-  if (dv)
-    rv |= backend_settings(dv, &defaults, errs, "defaults");
-  const char *bp[] = {"backends", NULL};
-  yajl_val bv = yajl_tree_get(root, bp, yajl_t_object);
-  for (size_t i = 0; bv && i < YAJL_GET_OBJECT(bv)->len; i++) {
-    const char *bn = YAJL_GET_OBJECT(bv)->keys[i];
-    yajl_val o = YAJL_GET_OBJECT(bv)->values[i];
-    char where[96];
-    snprintf(where, sizeof(where), "backends.%s", bn);
-    const char *kind = YAJL_IS_OBJECT(o) ? str_at(o, "kind") : NULL, *url = YAJL_IS_OBJECT(o) ? str_at(o, "url") : NULL;
-    if (c->nb >= GW_MAX_BK_CONF || strlen(bn) >= sizeof(c->b[0].name) || !kind || !url || gw_outbound_parse(kind) < 0 ||
-        gw_outbound_parse(kind) > GW_OUT_APKOLCE) {
-      gw_buf_printf(errs, "%s: needs kind (p1, simp or apkolce) and url\n", where);
-      rv = GW_ERR_CONF;
-      continue;
-    }
-    struct gw_backend_conf *b = &c->b[c->nb++];
-    *b = defaults;
-    snprintf(b->name, sizeof(b->name), "%s", bn);
-    b->kind = gw_outbound_parse(kind);
-    snprintf(b->url, sizeof(b->url), "%s", url);
-    const char *tu = str_at(o, "token_url"), *cid = str_at(o, "client_id");
-    snprintf(b->token_url, sizeof(b->token_url), "%s", tu ? tu : "");
-    snprintf(b->client_id, sizeof(b->client_id), "%s", cid ? cid : "cergw");
-    rv |= backend_settings(o, b, errs, where);
-  }
-  const char *cp[] = {"clinics", NULL};
-  yajl_val cv = yajl_tree_get(root, cp, yajl_t_object);
-  for (size_t i = 0; cv && i < YAJL_GET_OBJECT(cv)->len; i++) {
-    const char *rp = YAJL_GET_OBJECT(cv)->keys[i];
-    yajl_val o = YAJL_GET_OBJECT(cv)->values[i];
-    const char *notify = YAJL_IS_OBJECT(o) ? str_at(o, "notify") : NULL,
-               *url = YAJL_IS_OBJECT(o) ? str_at(o, "url") : NULL;
-    int kind = notify ? gw_outbound_parse(notify) : -1;
-    if (c->nb >= GW_MAX_BK_CONF || strlen(rp) != 12 || strspn(rp, "0123456789") != 12 || !url ||
-        (kind != GW_OUT_CLINIC_SOAP && kind != GW_OUT_CLINIC_SIU)) {
-      gw_buf_printf(errs,
-                    "%s: clinics.%s: the key is the 12-digit RPWDL number; needs notify "
-                    "(clinic-soap or clinic-siu) and url\n",
-                    name, rp);
-      rv = GW_ERR_CONF;
-      continue;
-    }
-    char mh[256], mp[16];
-    bool mllp = !strncmp(url, "mllp://", 7);
-    if ((mllp && (kind != GW_OUT_CLINIC_SIU || gw_mllp_url(url, mh, sizeof(mh), mp, sizeof(mp)))) ||
-        (!mllp && strncmp(url, "https://", 8))) {
-      gw_buf_printf(errs, "%s: clinics.%s: url must be https://… or, for clinic-siu, mllp://HOST:PORT\n", name, rp);
-      rv = GW_ERR_CONF;
-      continue;
-    }
-    struct gw_backend_conf *b = &c->b[c->nb++];
-    *b = defaults;
-    snprintf(b->name, sizeof(b->name), "clinic-%s", rp);
-    snprintf(b->rpwdl, sizeof(b->rpwdl), "%s", rp);
-    b->kind = kind;
-    snprintf(b->url, sizeof(b->url), "%s", url);
-    rv |= backend_settings(o, b, errs, b->name);
-  }
-  const char *rpth[] = {"routes", NULL};
-  yajl_val rv_ = yajl_tree_get(root, rpth, yajl_t_array);
-  for (size_t i = 0; rv_ && i < YAJL_GET_ARRAY(rv_)->len; i++) {
-    yajl_val o = YAJL_GET_ARRAY(rv_)->values[i];
-    const char *rn = YAJL_IS_OBJECT(o) ? str_at(o, "name") : NULL, *m = YAJL_IS_OBJECT(o) ? str_at(o, "match") : NULL;
-    const char *bk[] = {"backends", NULL};
-    yajl_val arr = YAJL_IS_OBJECT(o) ? yajl_tree_get(o, bk, yajl_t_array) : NULL;
-    if (c->nr >= GW_MAX_ROUTES || !rn || !m || !arr) {
-      gw_buf_printf(errs, "%s: routes[%zu]: needs name, match (XPath) and backends\n", name, i);
-      rv = GW_ERR_CONF;
-      continue;
-    }
-    struct gw_route *r = &c->r[c->nr++];
-    snprintf(r->name, sizeof(r->name), "%s", rn);
-    r->enabled = true;
-    if (bool_at(o, "enabled", &r->enabled))
-      rv = GW_ERR_CONF;
-    r->match = strdup(m);
-    xmlXPathContextPtr x = xmlXPathNewContext(NULL);
-    if (x) {
-      xmlXPathRegisterNs(x, BAD_CAST "f", BAD_CAST GW_FHIR_NS);
-      x->error = quiet;
-    }
-    r->xp = (x && r->match) ? xmlXPathCtxtCompile(x, BAD_CAST r->match) : NULL;
-    xmlXPathFreeContext(x);
-    if (!r->xp) {
-      gw_buf_printf(errs, "%s: routes[%zu] (%s): match is not a valid XPath 1.0 expression\n", name, i, rn);
-      rv = GW_ERR_CONF;
-    }
-    for (size_t k = 0; k < YAJL_GET_ARRAY(arr)->len; k++) {
-      const char *bn = YAJL_GET_STRING(YAJL_GET_ARRAY(arr)->values[k]);
-      int bi = bn ? find_backend(c, bn) : -1;
-      if (bi < 0 || r->nb >= GW_MAX_BACKENDS) {
-        gw_buf_printf(errs, "%s: routes[%zu] (%s): unknown backend \"%s\"\n", name, i, rn, bn ? bn : "?");
-        rv = GW_ERR_CONF;
-        continue;
-      }
-      r->backend[r->nb++] = bi;
-    }
-  }
-out:
+  int rv = GW_ERR_CONF;
+  if (!YAJL_IS_OBJECT(root))
+    gw_buf_printf(errs, "%s: the top level must be an object\n", name);
+  else
+    rv = parse_root(&p, root);
   yajl_tree_free(root);
-  return rv ? GW_ERR_CONF : GW_OK;
+  return rv;
 }
 
 /* A new snapshot from |text|; relative file names are taken from |dir| ("" = as given). */
@@ -321,11 +387,12 @@ void gw_dconf_free(struct gw_dconf *c) {
     free(c->r[i].match);
     xmlXPathFreeCompExpr(c->r[i].xp);
   }
+  free(c->clinics);
   free(c->path);
   free(c);
 }
 
-int gw_route_match(const struct gw_dconf *c, xmlDocPtr doc, int *idx, int max, char *why, size_t whylen) {
+int gw_route_match(const struct gw_dconf *c, xmlDocPtr doc, int *idx, char *why, size_t whylen) {
   int n = 0;
   size_t wl = 0;
   if (whylen)
@@ -339,7 +406,11 @@ int gw_route_match(const struct gw_dconf *c, xmlDocPtr doc, int *idx, int max, c
       continue;
     x->node = (xmlNodePtr)doc;
     xmlXPathObjectPtr o = xmlXPathCompiledEval(r->xp, x);
-    int hit = o ? xmlXPathCastToBoolean(o) : 0;
+    if (!o) { /* not "no match": a route that cannot be decided must not silently drop a backend */
+      gw_log(GW_LOG_ERROR, "route_failed", "route=%s detail=\"the match expression failed on this message\"", r->name);
+      return GW_ERR_INVAL;
+    }
+    int hit = xmlXPathCastToBoolean(o);
     xmlXPathFreeObject(o);
     if (!hit)
       continue;
@@ -347,12 +418,10 @@ int gw_route_match(const struct gw_dconf *c, xmlDocPtr doc, int *idx, int max, c
       wl += (size_t)snprintf(why + wl, whylen - wl, "%s%s", wl ? "," : "", r->name);
     for (int k = 0; k < r->nb; k++) {
       int b = r->backend[k];
-      if (!c->b[b].enabled)
-        continue;
-      bool seen = false;
+      bool seen = !c->b[b].enabled;
       for (int j = 0; j < n; j++)
         seen |= idx[j] == b;
-      if (!seen && n < max)
+      if (!seen) /* each backend once, and there are at most GW_MAX_BACKENDS */
         idx[n++] = b;
     }
   }

@@ -11,16 +11,20 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "msg/engine.h"
 #include "store/store.h"
 
 struct _xmlDoc;
 
-#define GW_MAX_ROUTES  32
-#define GW_MAX_BK_CONF 48
+/* Limits of one delivery configuration; a file past any of them is refused
+ * at load with a message naming the limit (docs/operations.md). */
+#define GW_MAX_ROUTES  32    /* routes */
+#define GW_MAX_CLINICS 60000 /* clinics' notification endpoints (each gets its queue on first use) */
+/* backends: GW_MAX_BACKENDS (store.h), the most one message can go to */
 
 struct gw_backend_conf {
   char name[40];
-  int kind; /* enum gw_outbound */
+  int kind; /* a row of the backend kind table (gw_backend_kind) */
   char url[256];
   char token_url[256]; /* P1: OAuth2 token endpoint */
   char client_id[96];
@@ -36,7 +40,7 @@ struct gw_route {
   void *xp;    /* compiled */
   bool enabled;
   int nb;
-  int backend[GW_MAX_BACKENDS]; /* indexes into gw_dconf.b */
+  int backend[GW_MAX_BACKENDS]; /* indexes into gw_dconf.b, each at most once */
 };
 
 /* One immutable snapshot of the delivery configuration; SIGHUP swaps it. */
@@ -47,7 +51,9 @@ struct gw_dconf {
   uint32_t answer_deadline_ms;
   char cert[512], key[512], ca[512]; /* the gateway's outbound identity */
   int nb;
-  struct gw_backend_conf b[GW_MAX_BK_CONF];
+  struct gw_backend_conf b[GW_MAX_BACKENDS]; /* the routed backends (P1, SIMP, AP-KOLCE ...) */
+  int nclinics;
+  struct gw_backend_conf *clinics; /* clinics' notification endpoints, sorted by RPWDL (a map) */
   int nr;
   struct gw_route r[GW_MAX_ROUTES];
 };
@@ -58,8 +64,9 @@ int gw_dconf_load(const char *path, struct gw_dconf **out, struct gw_buf *errs);
 /* Parses |text| (NUL-terminated JSON) named |name| in messages. */
 int gw_dconf_parse(const char *text, const char *name, struct gw_dconf **out, struct gw_buf *errs);
 void gw_dconf_free(struct gw_dconf *c);
+/* The backend called |name|: a routed backend, or "clinic-RPWDL" for a clinic's endpoint. */
 const struct gw_backend_conf *gw_dconf_backend(const struct gw_dconf *c, const char *name);
-/* The notification endpoint of clinic |rpwdl|, or NULL. */
+/* The notification endpoint of clinic |rpwdl|, or NULL (binary search). */
 const struct gw_backend_conf *gw_dconf_clinic(const struct gw_dconf *c, const char *rpwdl);
 
 /* Current snapshot, with a reference; gw_dconf_put() when done. */
@@ -69,8 +76,11 @@ void gw_dconf_put(struct gw_dconf *c);
 void gw_dconf_install(struct gw_dconf *c);
 
 /* The backends of every enabled route that matches |doc|, deduplicated,
- * enabled backends only; names of the routes that matched go to |why|. */
-int gw_route_match(const struct gw_dconf *c, struct _xmlDoc *doc, int *idx, int max, char *why, size_t whylen);
+ * enabled backends only, into |idx| (room for GW_MAX_BACKENDS); names of the
+ * routes that matched go to |why|. Returns how many (0: no route matched),
+ * or GW_ERR_NOMEM / GW_ERR_INVAL (a route's XPath failed on this document,
+ * logged with the route's name): the message must then not be accepted. */
+int gw_route_match(const struct gw_dconf *c, struct _xmlDoc *doc, int *idx, char *why, size_t whylen);
 
 struct gw_dispatch;
 /* Starts the dispatcher over |st| (loads pending deliveries from it). */

@@ -1,15 +1,17 @@
-/* The dispatcher: one thread with a curl multi handle. Deliveries arrive
- * from the store right after their commit (and from the database at
- * start-up); each backend has a ready queue, a list waiting for their retry
- * time, an in-flight limit and a circuit breaker. Deliveries that share an
- * ordering key on one backend form a chain and go out one after another. */
+/* The dispatcher: the I/O around the scheduler (sched.c). One thread with a
+ * curl multi handle. Deliveries arrive from the store right after their
+ * commit (and from the database at start-up) and are handed to the
+ * scheduler; what it says may go now is sent — over HTTPS by libcurl, or as
+ * an MLLP/TLS exchange whose socket joins libcurl's poll — and each outcome
+ * goes back to the scheduler, to the store and to the caller still waiting
+ * for its answer. OAuth2 tokens (private_key_jwt) are fetched as one more
+ * transfer on the same multi handle: a slow token endpoint holds up only its
+ * own backend. The only file that includes curl (besides the simulators). */
 #include <curl/curl.h>
 #include <libxml/tree.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,34 +23,48 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "deliver/deliver.h"
+#include "deliver/sched.h"
 #include "mllp/client.h"
 #include "mllp/mllp.h"
-#include "msg/engine.h"
+#include "tls/jwt.h"
 #include "tls/tls.h"
 
-#define MAX_BK        GW_MAX_BK_CONF
-#define CHAIN_BUCKETS 4096
 #define RESP_MAX      (64 * 1024)
 #define TICK_MS       20
 #define MAX_MLLP_POLL 64 /* MLLP exchanges whose sockets wake the dispatcher; more are stepped each tick */
 
+enum xfer_kind { X_DELIVERY, X_TOKEN };
+struct xfer { /* what a curl handle's CURLOPT_PRIVATE points at */
+  enum xfer_kind kind;
+};
+
 struct job;
 
 struct dlv {
-  struct gw_delivery d;
+  struct gw_sched_item it; /* first: the scheduler's view */
+  struct xfer x;
   struct job *job; /* waiting for this delivery's first outcome, or NULL */
   int res_idx;
-  struct bkq *bk;
-  struct chain *chain;
-  struct dlv *cnext; /* next in its chain */
-  struct dlv *qnext; /* ready queue or waiting list */
   CURL *h;
-  struct dlv *iprev, *inext; /* in flight */
+  struct dlv *iprev, *inext; /* HTTPS in flight */
   struct curl_slist *hdrs;
   struct gw_buf resp;
-  int64_t sent_ms;
   struct gw_mllp_call *mc; /* an MLLP exchange in flight (clinics with an mllp:// endpoint) */
   struct dlv *mnext;
+};
+
+#define DLV(item) ((struct dlv *)(void *)((char *)(item)-offsetof(struct dlv, it)))
+
+/* A backend's OAuth2 state (only backends with a token_url have one). */
+struct auth {
+  struct xfer x;
+  struct gw_sched_bk *bk;
+  char token[2048];
+  int64_t token_exp_ms;
+  CURL *h; /* a token request in flight */
+  struct gw_buf body;
+  char *form;
+  struct auth *next;
 };
 
 struct job {
@@ -59,32 +75,6 @@ struct job {
   struct job *prev, *next;
 };
 
-struct chain {
-  char *key;
-  struct dlv *head, *tail;
-  struct chain *next;
-};
-
-struct bkq {
-  char name[40];
-  struct dlv *rhead, *rtail; /* ready */
-  struct dlv *waiting;       /* eligible, next_ms in the future */
-  int inflight;
-  int consecutive_failures;
-  int64_t open_until_ms;
-  char token[2048];
-  int64_t token_exp_ms;
-  int64_t token_next_ms; /* after a failed token request: not before this */
-  int token_failures;
-  /* bounded memory: past memory_queue deliveries wait in the store only ("spilled"); the ones
-   * skipped have ids in [cursor, spill_max] and are loaded back in id order as room appears */
-  int64_t mem, cap; /* cap: the backend's memory_queue, refreshed from the configuration by pump() */
-  bool spilled;
-  int64_t cursor, spill_max;
-  /* metrics */
-  _Atomic int64_t queued, in_flight, delivered, failed, rejected, dead, lat_us_sum, lat_count, breaker_open;
-};
-
 struct gw_dispatch {
   struct gw_store *st;
   pthread_t th;
@@ -92,110 +82,49 @@ struct gw_dispatch {
   struct gw_submit *inbox; /* accepted submits, under mu */
   bool stop;
   CURLM *multi;
-  struct bkq bk[MAX_BK];
-  _Atomic int nbk;
-  struct chain *chains[CHAIN_BUCKETS];
+  struct gw_sched *S;
   struct job *jobs;
   struct dlv *inflight;
   struct dlv *mllp;    /* MLLP exchanges in flight */
-  struct gw_tls *mtls; /* the client TLS context for them, built from the snapshot mtls_serial */
+  struct auth *auths;  /* every backend's OAuth2 state */
+  struct gw_tls *mtls; /* the client TLS context for MLLP, built from the snapshot mtls_serial */
   unsigned long mtls_serial;
-  EVP_PKEY *key;
-  char key_path[512];
+  struct gw_jwt_key *key; /* the private_key_jwt signing key, read from the snapshot key_serial */
+  unsigned long key_serial;
   int64_t last_poll_ms;
 };
 
-static struct gw_dispatch *the; /* for metrics */
+static _Atomic(struct gw_dispatch *) the; /* for metrics */
 
-static struct bkq *bk_get(struct gw_dispatch *D, const char *name) {
-  int n = atomic_load(&D->nbk);
-  for (int i = 0; i < n; i++)
-    if (strcmp(D->bk[i].name, name) == 0)
-      return &D->bk[i];
-  if (n >= MAX_BK)
-    return &D->bk[MAX_BK - 1];
-  struct bkq *b = &D->bk[n];
-  snprintf(b->name, sizeof(b->name), "%s", name);
-  struct gw_dconf *c = gw_dconf_get(); /* once per backend; pump() keeps it current */
-  const struct gw_backend_conf *bc = c ? gw_dconf_backend(c, name) : NULL;
-  b->cap = bc ? bc->memory_queue : 20000;
-  gw_dconf_put(c);
-  atomic_store(&D->nbk, n + 1);
+static uint32_t jitter(void *ud) {
+  (void)ud;
+  return gw_random_u32();
+}
+
+static void policy_from(const struct gw_backend_conf *bc, struct gw_sched_policy *p) {
+  *p = (struct gw_sched_policy){.enabled = bc && bc->enabled};
+  if (bc) {
+    p->max_attempts = bc->max_attempts;
+    p->backoff_ms = bc->backoff_ms;
+    p->max_backoff_ms = bc->max_backoff_ms;
+    p->concurrency = bc->concurrency;
+    p->breaker_failures = bc->breaker_failures;
+    p->breaker_open_ms = bc->breaker_open_ms;
+    p->memory_queue = bc->memory_queue;
+  } else {
+    p->memory_queue = 20000; /* removed from the configuration: its deliveries wait (in the store past this) */
+  }
+}
+
+/* The queue of backend |name| with the policy of snapshot |c| (NULL: as it is). */
+static struct gw_sched_bk *queue(struct gw_dispatch *D, const char *name, const struct gw_dconf *c) {
+  struct gw_sched_bk *b = gw_sched_backend(D->S, name);
+  if (b && c && gw_sched_policy_serial(b) != c->serial) {
+    struct gw_sched_policy p;
+    policy_from(gw_dconf_backend(c, name), &p);
+    gw_sched_set_policy(b, &p, c->serial);
+  }
   return b;
-}
-
-/* ---- chains: per-resource ordering ---- */
-
-static unsigned hash(const char *s) {
-  unsigned h = 2166136261u;
-  for (; *s; s++)
-    h = (h ^ (unsigned char)*s) * 16777619u;
-  return h;
-}
-
-static void make_ready(struct gw_dispatch *D, struct dlv *v, int64_t now) {
-  (void)D;
-  struct bkq *b = v->bk;
-  v->qnext = NULL;
-  if (v->d.next_ms > now) {
-    v->qnext = b->waiting;
-    b->waiting = v;
-    return;
-  }
-  if (b->rtail)
-    b->rtail->qnext = v;
-  else
-    b->rhead = v;
-  b->rtail = v;
-}
-
-/* Adds |v| to its chain; returns true when it is the head (may go now). */
-static bool chain_add(struct gw_dispatch *D, struct dlv *v) {
-  if (!v->d.rkey[0])
-    return true;
-  char key[256];
-  snprintf(key, sizeof(key), "%s\n%s", v->d.backend, v->d.rkey);
-  unsigned h = hash(key) % CHAIN_BUCKETS;
-  struct chain *c = D->chains[h];
-  while (c && strcmp(c->key, key) != 0)
-    c = c->next;
-  if (!c) {
-    c = calloc(1, sizeof(*c));
-    if (!c || !(c->key = strdup(key))) {
-      free(c);
-      return true; /* without memory for a chain it simply goes unordered */
-    }
-    c->next = D->chains[h];
-    D->chains[h] = c;
-  }
-  v->chain = c;
-  if (c->tail) {
-    c->tail->cnext = v;
-    c->tail = v;
-    return false;
-  }
-  c->head = c->tail = v;
-  return true;
-}
-
-/* |v| is finished: the next of its chain may go. */
-static void chain_done(struct gw_dispatch *D, struct dlv *v, int64_t now) {
-  struct chain *c = v->chain;
-  if (!c)
-    return;
-  c->head = v->cnext;
-  if (c->head) {
-    make_ready(D, c->head, now);
-    return;
-  }
-  unsigned h = hash(c->key) % CHAIN_BUCKETS;
-  for (struct chain **pp = &D->chains[h]; *pp; pp = &(*pp)->next)
-    if (*pp == c) {
-      *pp = c->next;
-      break;
-    }
-  free(c->key);
-  free(c);
 }
 
 /* ---- jobs: answering the caller ---- */
@@ -221,54 +150,52 @@ static void first_outcome(struct gw_dispatch *D, struct dlv *v) {
   if (!j)
     return;
   struct gw_dresult *r = &j->s->res[v->res_idx];
-  r->state = v->d.state;
-  r->attempts = v->d.attempts;
-  r->last_status = v->d.last_status;
-  snprintf(r->error, sizeof(r->error), "%s", v->d.last_error);
+  r->state = v->it.d.state;
+  r->attempts = v->it.d.attempts;
+  r->last_status = v->it.d.last_status;
+  snprintf(r->error, sizeof(r->error), "%s", v->it.d.last_error);
   j->dl[v->res_idx] = NULL;
   v->job = NULL;
   if (--j->outstanding == 0)
     job_finish(D, j);
 }
 
-static struct dlv *dlv_new(struct gw_dispatch *D, struct gw_delivery *d) {
+static struct dlv *dlv_new(struct gw_delivery *d) {
   struct dlv *v = calloc(1, sizeof(*v));
   if (!v)
     return NULL;
-  v->d = *d;
-  v->bk = bk_get(D, d->backend);
+  v->it.d = *d;
+  d->payload = NULL; /* the delivery owns it now */
+  v->x.kind = X_DELIVERY;
   gw_buf_init(&v->resp, RESP_MAX);
   return v;
 }
 
-static void add_delivery(struct gw_dispatch *D, struct dlv *v, int64_t now) {
-  atomic_fetch_add(&v->bk->queued, 1);
-  v->bk->mem++;
-  if (chain_add(D, v))
-    make_ready(D, v, now);
+static void free_dlv(struct dlv *v) {
+  gw_buf_cleanup(&v->resp);
+  free(v->it.d.payload);
+  free(v);
 }
 
-/* Leaves delivery |id| of |b| in the store only when memory for that backend is full
- * (or earlier ones already wait there). Returns true when it was left there. */
-static bool spill(struct bkq *b, int64_t id) {
-  if (!b->spilled && b->mem < b->cap)
-    return false;
-  if (!b->spilled) {
-    b->spilled = true;
-    b->cursor = id;
-    gw_log(GW_LOG_WARN, "backlog_spilled", "backend=%s in_memory=%lld from_delivery=%lld", b->name, (long long)b->mem,
-           (long long)id);
+static void free_item(struct gw_sched_item *it) { free_dlv(DLV(it)); }
+
+/* Tells the job of each delivery of |j| whose backend's breaker is open now, rather than at the deadline. */
+static void report_open_breakers(struct gw_dispatch *D, struct job *j, int64_t now) {
+  struct dlv *open[GW_MAX_BACKENDS];
+  int nopen = 0;
+  for (int i = 0; i < GW_MAX_BACKENDS; i++)
+    if (j->dl[i] && gw_sched_breaker_open(j->dl[i]->it.bk, now))
+      open[nopen++] = j->dl[i];
+  for (int i = 0; i < nopen; i++) {
+    snprintf(open[i]->it.d.last_error, sizeof(open[i]->it.d.last_error), "%s", "backend failing (circuit open)");
+    first_outcome(D, open[i]); /* may finish the job: |j| is not used after this */
   }
-  if (id > b->spill_max)
-    b->spill_max = id;
-  atomic_fetch_add(&b->queued, 1);
-  return true;
 }
 
-static void take_submit(struct gw_dispatch *D, struct gw_submit *s, int64_t now) {
+static void take_submit(struct gw_dispatch *D, struct gw_submit *s, const struct gw_dconf *c, int64_t now) {
   struct job *j = calloc(1, sizeof(*j));
   if (!j) {
-    s->done(s);
+    s->done(s); /* answered as queued: the deliveries are in the store and go out after a restart */
     return;
   }
   j->s = s;
@@ -278,38 +205,28 @@ static void take_submit(struct gw_dispatch *D, struct gw_submit *s, int64_t now)
     struct gw_dresult *r = &s->res[i];
     memcpy(r->backend, s->d[i].backend, sizeof(r->backend));
     r->state = GW_DS_QUEUED;
-    if (spill(bk_get(D, s->d[i].backend), s->d[i].id)) {
+    struct gw_sched_bk *b = queue(D, s->d[i].backend, c);
+    if (!b || gw_sched_spill(b, s->d[i].id)) {
       snprintf(r->error, sizeof(r->error), "%s", "queued in the store behind a backlog");
       continue;
     }
-    struct dlv *v = dlv_new(D, &s->d[i]);
+    struct dlv *v = dlv_new(&s->d[i]);
     if (!v)
-      continue;             /* stays queued in the store: delivered after a restart */
-    s->d[i].payload = NULL; /* the dispatcher owns it now */
+      continue; /* stays queued in the store: delivered after a restart */
     v->job = j;
     v->res_idx = i;
     j->dl[i] = v;
     j->outstanding++;
-    add_delivery(D, v, now);
+    gw_sched_add(D->S, b, &v->it, now);
   }
   j->next = D->jobs;
   if (D->jobs)
     D->jobs->prev = j;
   D->jobs = j;
-  if (j->outstanding == 0) {
+  if (j->outstanding == 0)
     job_finish(D, j);
-    return;
-  }
-  /* a backend whose breaker is open will not be tried soon: say so now rather than at the deadline */
-  struct dlv *open[GW_MAX_BACKENDS];
-  int nopen = 0;
-  for (int i = 0; i < GW_MAX_BACKENDS; i++)
-    if (j->dl[i] && j->dl[i]->bk->open_until_ms > now)
-      open[nopen++] = j->dl[i];
-  for (int i = 0; i < nopen; i++) {
-    snprintf(open[i]->d.last_error, sizeof(open[i]->d.last_error), "%s", "backend failing (circuit open)");
-    first_outcome(D, open[i]); /* may finish the job: |j| is not used after this */
-  }
+  else
+    report_open_breakers(D, j, now);
 }
 
 void gw_dispatch_accepted(void *ud, struct gw_submit *s) {
@@ -321,58 +238,43 @@ void gw_dispatch_accepted(void *ud, struct gw_submit *s) {
   curl_multi_wakeup(D->multi);
 }
 
-/* ---- OAuth2 client_credentials with a private_key_jwt assertion (P1) ---- */
+/* ---- outcomes ---- */
 
-static void b64url(const unsigned char *in, size_t n, char *out, size_t cap) {
-  unsigned char tmp[4096];
-  if ((n + 2) / 3 * 4 + 1 > sizeof(tmp) || (n + 2) / 3 * 4 + 1 > cap) {
-    out[0] = 0;
-    return;
-  }
-  int len = EVP_EncodeBlock(tmp, in, (int)n);
-  size_t o = 0;
-  for (int i = 0; i < len && tmp[i] != '='; i++)
-    out[o++] = tmp[i] == '+' ? '-' : tmp[i] == '/' ? '_' : (char)tmp[i];
-  out[o] = 0;
+enum outcome { O_DELIVERED, O_REJECTED, O_FAILED };
+
+static void outcome(struct gw_dispatch *D, struct dlv *v, enum outcome o, int64_t now) {
+  bool gone = true;
+  if (o == O_DELIVERED)
+    gw_sched_delivered(D->S, &v->it, now);
+  else if (o == O_REJECTED)
+    gw_sched_rejected(D->S, &v->it, now);
+  else
+    gone = gw_sched_failed(D->S, &v->it, now);
+  gw_store_update(D->st, &v->it.d);
+  first_outcome(D, v);
+  if (gone)
+    free_dlv(v);
 }
 
-static int make_assertion(struct gw_dispatch *D, const struct gw_backend_conf *bc, char *out, size_t cap) {
-  if (!D->key) {
-    FILE *f = fopen(D->key_path, "r");
-    if (!f)
-      return GW_ERR_IO;
-    D->key = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-    fclose(f);
-    if (!D->key)
-      return GW_ERR_TLS;
-  }
-  unsigned char rnd[16];
-  char jti[33];
-  RAND_bytes(rnd, sizeof(rnd));
-  for (int i = 0; i < 16; i++)
-    snprintf(jti + 2 * i, 3, "%02x", rnd[i]);
-  long now = (long)time(NULL);
-  char claims[1024], hb[64], cb[1500], input[1600];
-  int cl = snprintf(claims, sizeof(claims),
-                    "{\"iss\":\"%s\",\"sub\":\"%s\",\"aud\":\"%s\",\"jti\":\"%s\",\"iat\":%ld,\"exp\":%ld}",
-                    bc->client_id, bc->client_id, bc->token_url, jti, now, now + 120);
-  static const char header[] = "{\"alg\":\"RS256\",\"typ\":\"JWT\"}";
-  b64url((const unsigned char *)header, sizeof(header) - 1, hb, sizeof(hb));
-  b64url((const unsigned char *)claims, (size_t)cl, cb, sizeof(cb));
-  int il = snprintf(input, sizeof(input), "%s.%s", hb, cb);
-  unsigned char sig[1024];
-  size_t sl = sizeof(sig);
-  EVP_MD_CTX *md = EVP_MD_CTX_new();
-  int ok = md && EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, D->key) == 1 &&
-           EVP_DigestSign(md, sig, &sl, (const unsigned char *)input, (size_t)il) == 1;
-  EVP_MD_CTX_free(md);
-  if (!ok)
-    return GW_ERR_TLS;
-  char sb[1500];
-  b64url(sig, sl, sb, sizeof(sb));
-  snprintf(out, cap, "%s.%s", input, sb);
-  return GW_OK;
+/* The backend refused this message for good; |why| (|n| bytes, its answer) is kept as the error. */
+static void rejected(struct gw_dispatch *D, struct dlv *v, const char *why, size_t n, int64_t now) {
+  struct gw_delivery *d = &v->it.d;
+  if (n > sizeof(d->last_error) - 1)
+    n = sizeof(d->last_error) - 1;
+  for (size_t i = 0; i < n; i++) /* one line, printable */
+    d->last_error[i] = ((unsigned char)why[i] < 0x20) ? ' ' : why[i];
+  d->last_error[n] = 0;
+  gw_log(GW_LOG_WARN, "delivery_rejected", "delivery=%lld msg=%lld backend=%s status=%d", (long long)d->id,
+         (long long)d->msg_id, d->backend, d->last_status);
+  outcome(D, v, O_REJECTED, now);
 }
+
+static void failed(struct gw_dispatch *D, struct dlv *v, const char *why, int64_t now) {
+  snprintf(v->it.d.last_error, sizeof(v->it.d.last_error), "%s", why);
+  outcome(D, v, O_FAILED, now);
+}
+
+/* ---- HTTPS ---- */
 
 static size_t collect(char *p, size_t sz, size_t n, void *ud) {
   struct gw_buf *b = ud;
@@ -381,8 +283,7 @@ static size_t collect(char *p, size_t sz, size_t n, void *ud) {
   return sz * n;
 }
 
-static void tls_opts(struct gw_dispatch *D, CURL *h, const struct gw_dconf *c, uint32_t timeout_ms) {
-  (void)D;
+static void tls_opts(CURL *h, const struct gw_dconf *c, uint32_t timeout_ms) {
   curl_easy_setopt(h, CURLOPT_SSLCERT, c->cert);
   curl_easy_setopt(h, CURLOPT_SSLKEY, c->key);
   curl_easy_setopt(h, CURLOPT_CAINFO, c->ca);
@@ -393,156 +294,205 @@ static void tls_opts(struct gw_dispatch *D, CURL *h, const struct gw_dconf *c, u
   curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
 }
 
-/* Gets a token when the cached one is missing or about to expire. Blocking,
- * bounded by the backend's timeout; happens once per token lifetime. */
-static int ensure_token(struct gw_dispatch *D, struct bkq *b, const struct gw_backend_conf *bc,
-                        const struct gw_dconf *c, int64_t now) {
-  if (!bc->token_url[0] || (b->token[0] && now < b->token_exp_ms))
-    return GW_OK;
-  snprintf(D->key_path, sizeof(D->key_path), "%s", c->key);
-  char assertion[4096];
-  if (make_assertion(D, bc, assertion, sizeof(assertion))) {
-    gw_log(GW_LOG_ERROR, "oauth_failed", "backend=%s reason=\"cannot sign the assertion with %s\"", b->name, c->key);
-    return GW_ERR_TLS;
+static struct curl_slist *headers(const struct dlv *v, const struct gw_backend_conf *bc, const struct auth *a) {
+  const struct gw_backend_kind *k = gw_backend_kind(bc->kind);
+  char hdr[2200];
+  snprintf(hdr, sizeof(hdr), "content-type: %s", v->it.d.ctype);
+  struct curl_slist *l = curl_slist_append(NULL, hdr);
+  snprintf(hdr, sizeof(hdr), "idempotency-key: %s", v->it.d.ikey);
+  l = curl_slist_append(l, hdr);
+  l = curl_slist_append(l, "expect:");
+  if (a && a->token[0]) {
+    snprintf(hdr, sizeof(hdr), "authorization: Bearer %s", a->token);
+    l = curl_slist_append(l, hdr);
   }
+  if (k && k->header)
+    l = curl_slist_append(l, k->header);
+  return l;
+}
+
+static void https_start(struct gw_dispatch *D, struct dlv *v, const struct gw_backend_conf *bc,
+                        const struct gw_dconf *c, int64_t now) {
   CURL *h = curl_easy_init();
-  if (!h)
+  if (!h) {
+    failed(D, v, "out of memory", now);
+    return;
+  }
+  char url[512];
+  snprintf(url, sizeof(url), "%s%s", bc->url, v->it.d.path);
+  tls_opts(h, c, bc->timeout_ms);
+  curl_easy_setopt(h, CURLOPT_URL, url);
+  curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
+  curl_easy_setopt(h, CURLOPT_POSTFIELDS, v->it.d.payload);
+  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)v->it.d.len);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, &v->resp);
+  curl_easy_setopt(h, CURLOPT_PRIVATE, &v->x);
+  v->hdrs = headers(v, bc, gw_sched_ud(v->it.bk));
+  curl_easy_setopt(h, CURLOPT_HTTPHEADER, v->hdrs);
+  v->h = h;
+  v->iprev = NULL;
+  v->inext = D->inflight;
+  if (D->inflight)
+    D->inflight->iprev = v;
+  D->inflight = v;
+  curl_multi_add_handle(D->multi, h);
+}
+
+static void https_completed(struct gw_dispatch *D, struct dlv *v, CURLcode cc, long status, int64_t now) {
+  curl_slist_free_all(v->hdrs);
+  v->h = NULL;
+  v->hdrs = NULL;
+  if (v->iprev)
+    v->iprev->inext = v->inext;
+  else
+    D->inflight = v->inext;
+  if (v->inext)
+    v->inext->iprev = v->iprev;
+  v->it.d.last_status = (int)status;
+  if (cc == CURLE_OK && status >= 200 && status < 300) {
+    outcome(D, v, O_DELIVERED, now);
+  } else if (cc == CURLE_OK && status >= 400 && status < 500 && status != 401 && status != 408 && status != 429) {
+    /* the backend refuses this message: resending it as is will not help */
+    rejected(D, v, (const char *)v->resp.data, v->resp.len, now);
+  } else {
+    struct auth *a = gw_sched_ud(v->it.bk);
+    if (status == 401 && a)
+      a->token[0] = 0; /* fetch a new token before the next attempt */
+    char why[256];
+    if (cc != CURLE_OK)
+      snprintf(why, sizeof(why), "%s", curl_easy_strerror(cc));
+    else
+      snprintf(why, sizeof(why), "HTTP %ld from the backend", status);
+    v->resp.len = 0;
+    failed(D, v, why, now);
+  }
+}
+
+/* ---- OAuth2 client_credentials with a private_key_jwt assertion (P1) ---- */
+
+/* The signing key of snapshot |c|: read again whenever the snapshot changes (SIGHUP). */
+static struct gw_jwt_key *signing_key(struct gw_dispatch *D, const struct gw_dconf *c) {
+  if (D->key && D->key_serial == c->serial)
+    return D->key;
+  struct gw_buf errs;
+  gw_buf_init(&errs, 1024);
+  struct gw_jwt_key *k = gw_jwt_key_private(c->key, &errs);
+  if (k) {
+    gw_jwt_key_free(D->key);
+    D->key = k;
+    D->key_serial = c->serial;
+  } else {
+    char q[300];
+    gw_log(GW_LOG_ERROR, "oauth_key_failed", "key=%s reason=%s", c->key,
+           gw_log_quote(q, sizeof(q), errs.data ? (const char *)errs.data : "?"));
+  }
+  gw_buf_cleanup(&errs);
+  return k ? k : (D->key_serial == c->serial ? D->key : NULL);
+}
+
+static struct auth *auth_of(struct gw_dispatch *D, struct gw_sched_bk *b) {
+  struct auth *a = gw_sched_ud(b);
+  if (!a && (a = calloc(1, sizeof(*a)))) {
+    a->x.kind = X_TOKEN;
+    a->bk = b;
+    gw_buf_init(&a->body, RESP_MAX);
+    a->next = D->auths;
+    D->auths = a;
+    gw_sched_set_ud(b, a);
+  }
+  return a;
+}
+
+static int token_request(struct gw_dispatch *D, struct auth *a, const struct gw_backend_conf *bc,
+                         const struct gw_dconf *c) {
+  struct gw_jwt_key *k = signing_key(D, c);
+  unsigned char rnd[16];
+  char jti[33], claims[1024], assertion[4096];
+  if (!k || gw_random_bytes(rnd, sizeof(rnd)))
+    return GW_ERR_TLS;
+  for (int i = 0; i < 16; i++)
+    snprintf(jti + 2 * i, 3, "%02x", rnd[i]);
+  long now = (long)time(NULL);
+  snprintf(claims, sizeof(claims),
+           "{\"iss\":\"%s\",\"sub\":\"%s\",\"aud\":\"%s\",\"jti\":\"%s\",\"iat\":%ld,\"exp\":%ld}", bc->client_id,
+           bc->client_id, bc->token_url, jti, now, now + 120);
+  if (gw_jwt_sign(k, claims, assertion, sizeof(assertion)))
+    return GW_ERR_TLS;
+  size_t n = strlen(assertion) + 200;
+  if (!(a->form = malloc(n)) || !(a->h = curl_easy_init())) {
+    free(a->form);
+    a->form = NULL;
     return GW_ERR_NOMEM;
-  char form[4400];
-  snprintf(form, sizeof(form),
+  }
+  snprintf(a->form, n,
            "grant_type=client_credentials&client_assertion_type="
            "urn%%3Aietf%%3Aparams%%3Aoauth%%3Aclient-assertion-type%%3Ajwt-bearer&client_assertion=%s&scope=cer",
            assertion);
-  struct gw_buf body;
-  gw_buf_init(&body, RESP_MAX);
-  tls_opts(D, h, c, bc->timeout_ms);
-  curl_easy_setopt(h, CURLOPT_URL, bc->token_url);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDS, form);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &body);
-  CURLcode cc = curl_easy_perform(h);
-  long status = 0;
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_cleanup(h);
-  int rv = GW_ERR_PROTO;
-  if (cc == CURLE_OK && status == 200 && body.len) {
+  a->body.len = 0;
+  tls_opts(a->h, c, bc->timeout_ms);
+  curl_easy_setopt(a->h, CURLOPT_URL, bc->token_url);
+  curl_easy_setopt(a->h, CURLOPT_POSTFIELDS, a->form);
+  curl_easy_setopt(a->h, CURLOPT_WRITEFUNCTION, collect);
+  curl_easy_setopt(a->h, CURLOPT_WRITEDATA, &a->body);
+  curl_easy_setopt(a->h, CURLOPT_PRIVATE, &a->x);
+  curl_multi_add_handle(D->multi, a->h);
+  return GW_OK;
+}
+
+/* Whether |b| has a valid token; when not, asks for one (once at a time) and says false. */
+static bool have_token(struct gw_dispatch *D, struct gw_sched_bk *b, const struct gw_backend_conf *bc,
+                       const struct gw_dconf *c, int64_t now) {
+  struct auth *a = auth_of(D, b);
+  if (!a)
+    return false;
+  if (a->token[0] && now < a->token_exp_ms)
+    return true;
+  if (a->h)
+    return false; /* asked already: the answer arrives through the multi handle */
+  if (token_request(D, a, bc, c)) {
+    gw_log(GW_LOG_ERROR, "oauth_failed", "backend=%s reason=\"cannot sign the assertion with %s\"", gw_sched_name(b),
+           c->key);
+    gw_sched_precondition_failed(b, now);
+  }
+  return false;
+}
+
+/* The token endpoint answered (or not): a token, or backoff 1 s, 2 s, ... 60 s for this backend only. */
+static void token_completed(struct auth *a, CURLcode cc, long status, int64_t now) {
+  free(a->form);
+  a->form = NULL;
+  a->h = NULL;
+  int ok = 0;
+  long ttl = 60;
+  if (cc == CURLE_OK && status == 200 && a->body.len && !gw_buf_append(&a->body, "", 1)) {
     char eb[128];
-    yajl_val root = yajl_tree_parse((const char *)body.data, eb, sizeof(eb));
+    yajl_val root = yajl_tree_parse((const char *)a->body.data, eb, sizeof(eb));
     const char *tp[] = {"access_token", NULL}, *ep[] = {"expires_in", NULL};
     yajl_val t = root ? yajl_tree_get(root, tp, yajl_t_string) : NULL;
     yajl_val e = root ? yajl_tree_get(root, ep, yajl_t_number) : NULL;
     const char *tok = t ? YAJL_GET_STRING(t) : NULL;
-    if (tok && strlen(tok) < sizeof(b->token)) {
-      snprintf(b->token, sizeof(b->token), "%s", tok);
-      long ttl = e && YAJL_IS_INTEGER(e) ? (long)YAJL_GET_INTEGER(e) : 60;
-      /* renew a little before it runs out */
-      b->token_exp_ms = now + (ttl > 60 ? ttl - 30 : ttl / 2) * 1000;
-      rv = GW_OK;
-      b->token_failures = 0;
-      gw_log(GW_LOG_INFO, "oauth_token", "backend=%s expires_in=%ld", b->name, ttl);
+    if (tok && strlen(tok) < sizeof(a->token)) {
+      snprintf(a->token, sizeof(a->token), "%s", tok);
+      ttl = e && YAJL_IS_INTEGER(e) ? (long)YAJL_GET_INTEGER(e) : 60;
+      a->token_exp_ms = now + (ttl > 60 ? ttl - 30 : ttl / 2) * 1000; /* renew a little before it runs out */
+      ok = 1;
     }
     yajl_tree_free(root);
   }
-  if (rv)
-    gw_log(GW_LOG_WARN, "oauth_failed", "backend=%s status=%ld curl=\"%s\"", b->name, status, curl_easy_strerror(cc));
-  gw_buf_cleanup(&body);
-  return rv;
-}
-
-/* ---- sending ---- */
-
-static void finish(struct gw_dispatch *D, struct dlv *v, int64_t now) {
-  struct bkq *b = v->bk;
-  atomic_fetch_sub(&b->queued, 1);
-  b->mem--;
-  if (v->d.state == GW_DS_DELIVERED)
-    atomic_fetch_add(&b->delivered, 1);
-  else if (v->d.state == GW_DS_REJECTED)
-    atomic_fetch_add(&b->rejected, 1);
-  else if (v->d.state == GW_DS_DEAD)
-    atomic_fetch_add(&b->dead, 1);
-  gw_store_update(D->st, &v->d);
-  first_outcome(D, v);
-  chain_done(D, v, now);
-  gw_buf_cleanup(&v->resp);
-  free(v->d.payload);
-  free(v);
-}
-
-static void attempt_failed(struct gw_dispatch *D, struct dlv *v, const struct gw_backend_conf *bc, int64_t now) {
-  struct bkq *b = v->bk;
-  atomic_fetch_add(&b->failed, 1);
-  uint32_t max_attempts = bc ? bc->max_attempts : 30, failures = bc ? bc->breaker_failures : 5;
-  if (++b->consecutive_failures >= (int)failures && b->open_until_ms <= now) {
-    b->open_until_ms = now + (bc ? bc->breaker_open_ms : 2000);
-    atomic_store(&b->breaker_open, 1);
-    gw_log(GW_LOG_WARN, "breaker_open", "backend=%s failures=%d open_ms=%u", b->name, b->consecutive_failures,
-           bc ? bc->breaker_open_ms : 2000);
-  }
-  if ((uint32_t)v->d.attempts >= max_attempts) {
-    v->d.state = GW_DS_DEAD;
-    gw_log(GW_LOG_ERROR, "delivery_dead", "delivery=%lld msg=%lld backend=%s attempts=%d last=\"%s\"",
-           (long long)v->d.id, (long long)v->d.msg_id, b->name, v->d.attempts, v->d.last_error);
-    finish(D, v, now);
+  a->body.len = 0;
+  if (ok) {
+    gw_sched_precondition_ok(a->bk);
+    gw_log(GW_LOG_INFO, "oauth_token", "backend=%s expires_in=%ld", gw_sched_name(a->bk), ttl);
     return;
   }
-  /* exponential backoff with jitter: a random point in the upper half of the window */
-  uint64_t base = bc ? bc->backoff_ms : 200, cap = bc ? bc->max_backoff_ms : 60000;
-  int shift = v->d.attempts - 1 < 20 ? v->d.attempts - 1 : 20;
-  uint64_t delay = base << shift;
-  if (delay > cap)
-    delay = cap;
-  unsigned r = 0;
-  RAND_bytes((unsigned char *)&r, sizeof(r));
-  delay = delay / 2 + (delay / 2 ? r % (delay / 2 + 1) : 0);
-  v->d.next_ms = now + (int64_t)delay;
-  v->d.state = GW_DS_QUEUED;
-  gw_store_update(D->st, &v->d);
-  first_outcome(D, v);
-  make_ready(D, v, now);
+  gw_sched_precondition_failed(a->bk, now);
+  gw_log(GW_LOG_WARN, "oauth_failed", "backend=%s status=%ld curl=\"%s\"", gw_sched_name(a->bk), status,
+         curl_easy_strerror(cc));
 }
 
-static void delivered(struct gw_dispatch *D, struct dlv *v, int64_t now) {
-  struct bkq *b = v->bk;
-  b->consecutive_failures = 0;
-  if (b->open_until_ms) {
-    b->open_until_ms = 0;
-    atomic_store(&b->breaker_open, 0);
-    gw_log(GW_LOG_INFO, "breaker_closed", "backend=%s", b->name);
-  }
-  atomic_fetch_add(&b->lat_us_sum, (now - (int64_t)v->d.created_ms) * 1000);
-  atomic_fetch_add(&b->lat_count, 1);
-  v->d.state = GW_DS_DELIVERED;
-  v->d.last_error[0] = 0;
-  finish(D, v, now);
-}
-
-/* The backend refused this message for good; |why| (|n| bytes, its answer) is kept as the error. */
-static void rejected(struct gw_dispatch *D, struct dlv *v, const char *why, size_t n, int64_t now) {
-  struct bkq *b = v->bk;
-  b->consecutive_failures = 0;
-  v->d.state = GW_DS_REJECTED;
-  if (n > sizeof(v->d.last_error) - 1)
-    n = sizeof(v->d.last_error) - 1;
-  for (size_t i = 0; i < n; i++) /* one line, printable */
-    v->d.last_error[i] = ((unsigned char)why[i] < 0x20) ? ' ' : why[i];
-  v->d.last_error[n] = 0;
-  gw_log(GW_LOG_WARN, "delivery_rejected", "delivery=%lld msg=%lld backend=%s status=%d", (long long)v->d.id,
-         (long long)v->d.msg_id, b->name, v->d.last_status);
-  finish(D, v, now);
-}
-
-static void mark_sent(struct dlv *v, int64_t now) {
-  v->sent_ms = now;
-  v->d.attempts++;
-  v->bk->inflight++;
-  atomic_fetch_add(&v->bk->in_flight, 1);
-}
-
-static void mark_back(struct dlv *v) {
-  v->bk->inflight--;
-  atomic_fetch_sub(&v->bk->in_flight, 1);
-}
+/* ---- MLLP ---- */
 
 /* An SIU to a clinic's MLLP endpoint (mllp://HOST:PORT): over TLS with the gateway's
  * client certificate, one frame out, one ACK back. */
@@ -558,51 +508,45 @@ static void mllp_start(struct gw_dispatch *D, struct dlv *v, const struct gw_bac
       D->mtls = t;
       D->mtls_serial = c->serial;
     } else {
-      gw_log(GW_LOG_ERROR, "mllp_tls_failed", "backend=%s reason=\"%s\"", v->bk->name,
+      gw_log(GW_LOG_ERROR, "mllp_tls_failed", "backend=%s reason=\"%s\"", v->it.d.backend,
              errs.data ? (char *)errs.data : "?");
     }
     gw_buf_cleanup(&errs);
   }
   if (gw_mllp_url(bc->url, host, sizeof(host), port, sizeof(port)) || !D->mtls ||
-      !(v->mc = gw_mllp_call_new(D->mtls, host, port, v->d.payload, v->d.len, now + (int64_t)bc->timeout_ms))) {
-    v->d.attempts++;
-    snprintf(v->d.last_error, sizeof(v->d.last_error), "%s",
-             D->mtls ? "cannot start the MLLP exchange" : "no client TLS context (see the log)");
-    attempt_failed(D, v, bc, now);
+      !(v->mc = gw_mllp_call_new(D->mtls, host, port, v->it.d.payload, v->it.d.len, now + (int64_t)bc->timeout_ms))) {
+    failed(D, v, D->mtls ? "cannot start the MLLP exchange" : "no client TLS context (see the log)", now);
     return;
   }
-  mark_sent(v, now);
   v->mnext = D->mllp;
   D->mllp = v;
+}
+
+/* The ACK code of an MLLP answer for |v|: "AA".."CR", "?" for an ACK of another
+ * message (MSA-2 is not this message's MSH-10, the delivery key), "" for no ACK. */
+static void ack_code(const struct dlv *v, xmlDocPtr *ack, char *code, size_t n) {
+  size_t len;
+  const char *a = gw_mllp_call_answer(v->mc, &len);
+  struct gw_diag d;
+  gw_diag_init(&d, 4);
+  char *c1 = gw_hl7_parse(a, len, NULL, ack, &d) == GW_OK ? gw_hl7_get(*ack, "MSA", 1, 0) : NULL;
+  char *c2 = c1 ? gw_hl7_get(*ack, "MSA", 2, 0) : NULL;
+  snprintf(code, n, "%s", (c1 && (!c2 || strcmp(c2, v->it.d.ikey) != 0)) ? "?" : c1 ? c1 : "");
+  free(c1);
+  free(c2);
+  gw_diag_cleanup(&d);
 }
 
 /* An MLLP exchange ended: ACK AA/CA delivered; AE/AR/CE/CR rejected (the clinic refused
  * this message: resending it as is will not help); no ACK at all: another attempt. */
 static void mllp_completed(struct gw_dispatch *D, struct dlv *v, enum gw_mllp_call_state st, int64_t now) {
-  mark_back(v);
-  struct gw_dconf *c = gw_dconf_get();
-  const struct gw_backend_conf *bc = c ? gw_dconf_backend(c, v->d.backend) : NULL;
   char code[8] = "";
   xmlDocPtr ack = NULL;
-  if (st == GW_MLLP_CALL_DONE) {
-    size_t len;
-    const char *a = gw_mllp_call_answer(v->mc, &len);
-    struct gw_diag d;
-    gw_diag_init(&d, 4);
-    char *c1 = gw_hl7_parse(a, len, NULL, &ack, &d) == GW_OK ? gw_hl7_get(ack, "MSA", 1, 0) : NULL;
-    char *c2 = c1 ? gw_hl7_get(ack, "MSA", 2, 0) : NULL;
-    /* an ACK counts only for the message sent: MSA-2 must be its MSH-10 (the delivery key) */
-    if (c1 && (!c2 || strcmp(c2, v->d.ikey) != 0))
-      snprintf(code, sizeof(code), "?");
-    else
-      snprintf(code, sizeof(code), "%s", c1 ? c1 : "");
-    free(c1);
-    free(c2);
-    gw_diag_cleanup(&d);
-  }
-  v->d.last_status = 0;
+  if (st == GW_MLLP_CALL_DONE)
+    ack_code(v, &ack, code, sizeof(code));
+  v->it.d.last_status = 0;
   if (!strcmp(code, "AA") || !strcmp(code, "CA")) {
-    delivered(D, v, now);
+    outcome(D, v, O_DELIVERED, now);
   } else if (code[0] == 'A' || code[0] == 'C') {
     char *text = gw_hl7_get(ack, "MSA", 3, 0), *err = gw_hl7_get(ack, "ERR", 8, 0);
     char why[300];
@@ -611,14 +555,13 @@ static void mllp_completed(struct gw_dispatch *D, struct dlv *v, enum gw_mllp_ca
     free(err);
     rejected(D, v, why, strlen(why), now);
   } else {
-    snprintf(v->d.last_error, sizeof(v->d.last_error), "%s",
-             st == GW_MLLP_CALL_FAILED ? gw_mllp_call_error(v->mc)
-             : code[0] == '?'          ? "an ACK for another message (MSA-2 is not this message's MSH-10)"
-                                       : "the answer is not an HL7 ACK");
-    attempt_failed(D, v, bc, now);
+    failed(D, v,
+           st == GW_MLLP_CALL_FAILED ? gw_mllp_call_error(v->mc)
+           : code[0] == '?'          ? "an ACK for another message (MSA-2 is not this message's MSH-10)"
+                                     : "the answer is not an HL7 ACK",
+           now);
   }
   xmlFreeDoc(ack);
-  gw_dconf_put(c);
 }
 
 /* Steps every MLLP exchange; fills |fds| (at most |cap|) with the sockets to wait on. */
@@ -643,146 +586,48 @@ static int mllp_pump(struct gw_dispatch *D, int64_t now, struct curl_waitfd *fds
   return n;
 }
 
+/* ---- the loop ---- */
+
 static void start(struct gw_dispatch *D, struct dlv *v, const struct gw_backend_conf *bc, const struct gw_dconf *c,
                   int64_t now) {
-  struct bkq *b = v->bk;
-  if (!strncmp(bc->url, "mllp://", 7)) {
+  const struct gw_backend_kind *k = gw_backend_kind(bc->kind);
+  if (k && k->transport == GW_TRANSPORT_MLLP_OR_HTTPS && !strncmp(bc->url, "mllp://", 7))
     mllp_start(D, v, bc, c, now);
-    return;
+  else
+    https_start(D, v, bc, c, now);
+}
+
+/* Starts what the scheduler lets go now, backend by backend. */
+static void pump(struct gw_dispatch *D, const struct gw_dconf *c, int64_t now) {
+  gw_sched_tick(D->S, now);
+  int n = gw_sched_nbackends(D->S);
+  for (int i = 0; i < n; i++) {
+    struct gw_sched_bk *b = gw_sched_backend_at(D->S, i);
+    if (!gw_sched_busy(b))
+      continue;
+    queue(D, gw_sched_name(b), c); /* the policy of this snapshot */
+    if (!gw_sched_may_send(b, now))
+      continue;
+    const struct gw_backend_conf *bc = gw_dconf_backend(c, gw_sched_name(b));
+    if (!bc || (bc->token_url[0] && !have_token(D, b, bc, c, now)))
+      continue;
+    struct gw_sched_item *it;
+    while ((it = gw_sched_next(D->S, b, now)))
+      start(D, DLV(it), bc, c, now);
   }
-  CURL *h = curl_easy_init();
-  if (!h) {
-    v->d.attempts++;
-    snprintf(v->d.last_error, sizeof(v->d.last_error), "out of memory");
-    attempt_failed(D, v, bc, now);
-    return;
-  }
-  char url[512], hdr[2200];
-  snprintf(url, sizeof(url), "%s%s", bc->url, v->d.path);
-  tls_opts(D, h, c, bc->timeout_ms);
-  curl_easy_setopt(h, CURLOPT_URL, url);
-  curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-  curl_easy_setopt(h, CURLOPT_PIPEWAIT, 1L);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDS, v->d.payload);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)v->d.len);
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, collect);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &v->resp);
-  curl_easy_setopt(h, CURLOPT_PRIVATE, v);
-  snprintf(hdr, sizeof(hdr), "content-type: %s", v->d.ctype);
-  v->hdrs = curl_slist_append(NULL, hdr);
-  snprintf(hdr, sizeof(hdr), "idempotency-key: %s", v->d.ikey);
-  v->hdrs = curl_slist_append(v->hdrs, hdr);
-  v->hdrs = curl_slist_append(v->hdrs, "expect:");
-  if (bc->kind == GW_OUT_P1 && b->token[0]) {
-    snprintf(hdr, sizeof(hdr), "authorization: Bearer %s", b->token);
-    v->hdrs = curl_slist_append(v->hdrs, hdr);
-  }
-  if (bc->kind == GW_OUT_CLINIC_SOAP)
-    v->hdrs = curl_slist_append(v->hdrs, "soapaction: \"urn:cergw:clinic:v1/AppointmentNotification\"");
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, v->hdrs);
-  v->h = h;
-  v->iprev = NULL;
-  v->inext = D->inflight;
-  if (D->inflight)
-    D->inflight->iprev = v;
-  D->inflight = v;
-  mark_sent(v, now);
-  curl_multi_add_handle(D->multi, h);
 }
 
 static void completed(struct gw_dispatch *D, CURL *h, CURLcode cc, int64_t now) {
-  struct dlv *v = NULL;
-  curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&v);
+  struct xfer *x = NULL;
+  curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&x);
   long status = 0;
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
   curl_multi_remove_handle(D->multi, h);
   curl_easy_cleanup(h);
-  curl_slist_free_all(v->hdrs);
-  v->h = NULL;
-  v->hdrs = NULL;
-  if (v->iprev)
-    v->iprev->inext = v->inext;
+  if (x->kind == X_TOKEN)
+    token_completed((struct auth *)(void *)((char *)x - offsetof(struct auth, x)), cc, status, now);
   else
-    D->inflight = v->inext;
-  if (v->inext)
-    v->inext->iprev = v->iprev;
-  struct bkq *b = v->bk;
-  mark_back(v);
-  struct gw_dconf *c = gw_dconf_get();
-  const struct gw_backend_conf *bc = c ? gw_dconf_backend(c, v->d.backend) : NULL;
-  v->d.last_status = (int)status;
-  if (cc == CURLE_OK && status >= 200 && status < 300) {
-    delivered(D, v, now);
-  } else if (cc == CURLE_OK && status >= 400 && status < 500 && status != 401 && status != 408 && status != 429) {
-    /* the backend refuses this message: resending it as is will not help */
-    rejected(D, v, (const char *)v->resp.data, v->resp.len, now);
-  } else {
-    if (status == 401)
-      b->token[0] = 0; /* fetch a new token before the next attempt */
-    if (cc != CURLE_OK)
-      snprintf(v->d.last_error, sizeof(v->d.last_error), "%s", curl_easy_strerror(cc));
-    else
-      snprintf(v->d.last_error, sizeof(v->d.last_error), "HTTP %ld from the backend", status);
-    v->resp.len = 0;
-    attempt_failed(D, v, bc, now);
-  }
-  gw_dconf_put(c);
-}
-
-static void pump(struct gw_dispatch *D, int64_t now) {
-  struct gw_dconf *c = gw_dconf_get();
-  if (!c)
-    return;
-  int n = atomic_load(&D->nbk);
-  for (int i = 0; i < n; i++) {
-    struct bkq *b = &D->bk[i];
-    /* retries whose time has come */
-    struct dlv **pp = &b->waiting;
-    while (*pp) {
-      struct dlv *v = *pp;
-      if (v->d.next_ms <= now) {
-        *pp = v->qnext;
-        v->d.next_ms = 0;
-        make_ready(D, v, now);
-      } else {
-        pp = &v->qnext;
-      }
-    }
-    const struct gw_backend_conf *bc = gw_dconf_backend(c, b->name);
-    if (bc)
-      b->cap = bc->memory_queue;
-    if (!bc || !bc->enabled || !b->rhead)
-      continue; /* switched off or removed: deliveries wait in the store */
-    int limit = (int)bc->concurrency;
-    if (b->open_until_ms) {
-      if (now < b->open_until_ms)
-        continue;
-      limit = 1; /* half open: one probe */
-    }
-    if (bc->kind == GW_OUT_P1 && now < b->token_next_ms)
-      continue; /* the token endpoint failed lately: do not hold the other backends up asking again */
-    if (b->inflight < limit && bc->kind == GW_OUT_P1 && ensure_token(D, b, bc, c, now)) {
-      /* the request blocks this thread for up to timeout_ms: back off 1 s, 2 s, ... 60 s */
-      int shift = b->token_failures < 6 ? b->token_failures : 6;
-      b->token_failures++;
-      b->token_next_ms = gw_wall_ms() + (1000LL << shift > 60000 ? 60000 : 1000LL << shift);
-      b->consecutive_failures++;
-      if (b->consecutive_failures >= (int)bc->breaker_failures) {
-        b->open_until_ms = now + bc->breaker_open_ms;
-        atomic_store(&b->breaker_open, 1);
-      }
-      continue;
-    }
-    while (b->inflight < limit && b->rhead) {
-      struct dlv *v = b->rhead;
-      b->rhead = v->qnext;
-      if (!b->rhead)
-        b->rtail = NULL;
-      v->qnext = NULL;
-      start(D, v, bc, c, now);
-    }
-  }
-  gw_dconf_put(c);
+    https_completed(D, (struct dlv *)(void *)((char *)x - offsetof(struct dlv, x)), cc, status, now);
 }
 
 static void expire_jobs(struct gw_dispatch *D, int64_t now) {
@@ -796,102 +641,100 @@ static void expire_jobs(struct gw_dispatch *D, int64_t now) {
 
 static void load_one(void *ud, struct gw_delivery *d) {
   struct gw_dispatch *D = ud;
-  int64_t now = gw_wall_ms();
-  struct bkq *b = bk_get(D, d->backend);
+  struct gw_sched_bk *b = queue(D, d->backend, NULL);
   if (d->state == GW_DS_RETRY_REQ) {
-    if (b->spilled) { /* taken up once the backlog is back in memory */
-      gw_delivery_free(d);
-      return;
-    }
     d->state = GW_DS_QUEUED;
     d->attempts = 0;
     d->next_ms = 0;
     gw_store_update(D->st, d);
-  } else if (spill(b, d->id)) { /* start-up recovery of more than fits */
-    gw_delivery_free(d);
-    return;
   }
-  struct dlv *v = dlv_new(D, d);
-  if (v) {
-    d->payload = NULL;
-    add_delivery(D, v, now);
-  }
-  gw_delivery_free(d);
+  struct dlv *v = (b && !gw_sched_spill(b, d->id)) ? dlv_new(d) : NULL;
+  if (v)
+    gw_sched_add(D->S, b, &v->it, gw_wall_ms());
+  gw_delivery_free(d); /* not taken: it waits in the store (spilled, or after a restart) */
 }
 
 static void refill_one(void *ud, struct gw_delivery *d) {
   struct gw_dispatch *D = ud;
-  struct bkq *b = bk_get(D, d->backend);
-  b->cursor = d->id + 1;
-  atomic_fetch_sub(&b->queued, 1); /* counted when it was spilled */
-  struct dlv *v = dlv_new(D, d);
-  if (v) {
-    d->payload = NULL;
-    add_delivery(D, v, gw_wall_ms());
-  }
+  struct gw_sched_bk *b = queue(D, d->backend, NULL);
+  gw_sched_refilled_one(b, d->id);
+  struct dlv *v = dlv_new(d);
+  if (v)
+    gw_sched_add(D->S, b, &v->it, gw_wall_ms());
   gw_delivery_free(d);
 }
 
 /* Brings spilled deliveries back, oldest first, when half the room is free. */
 static void refill(struct gw_dispatch *D) {
-  int n = atomic_load(&D->nbk);
+  int n = gw_sched_nbackends(D->S);
   for (int i = 0; i < n; i++) {
-    struct bkq *b = &D->bk[i];
-    if (!b->spilled || b->mem > b->cap / 2)
+    struct gw_sched_bk *b = gw_sched_backend_at(D->S, i);
+    int64_t from, to;
+    int room;
+    if (!gw_sched_refill(b, &from, &to, &room))
       continue;
-    int room = (int)(b->cap - b->mem);
-    int got = gw_store_load_range(D->st, b->name, b->cursor, b->spill_max, room, refill_one, D);
-    if (got >= 0 && got < room) { /* everything up to spill_max is back */
-      b->spilled = false;
-      gw_log(GW_LOG_INFO, "backlog_back_in_memory", "backend=%s in_memory=%lld", b->name, (long long)b->mem);
-    }
+    int got = gw_store_load_range(D->st, gw_sched_name(b), from, to, room, refill_one, D);
+    gw_sched_refill_done(b, got, room);
   }
+}
+
+/* Takes the submits committed since the last turn, in commit order. */
+static bool take_inbox(struct gw_dispatch *D, const struct gw_dconf *c, int64_t now) {
+  pthread_mutex_lock(&D->mu);
+  struct gw_submit *in = D->inbox;
+  D->inbox = NULL;
+  bool stop = D->stop;
+  pthread_mutex_unlock(&D->mu);
+  struct gw_submit *rev = NULL; /* the inbox is newest first */
+  while (in) {
+    struct gw_submit *n = in->next;
+    in->next = rev;
+    rev = in;
+    in = n;
+  }
+  while (rev) {
+    struct gw_submit *n = rev->next;
+    take_submit(D, rev, c, now);
+    rev = n;
+  }
+  return stop;
+}
+
+static void turn(struct gw_dispatch *D, const struct gw_dconf *c, int64_t now) {
+  if (now - D->last_poll_ms >= 1000) { /* operators' retry requests (cergw outbox retry) */
+    D->last_poll_ms = now;
+    gw_store_load(D->st, GW_DS_RETRY_REQ, load_one, D);
+  }
+  refill(D);
+  if (c)
+    pump(D, c, now);
+  int running = 0;
+  curl_multi_perform(D->multi, &running);
+  CURLMsg *m;
+  int left;
+  now = gw_wall_ms();
+  while ((m = curl_multi_info_read(D->multi, &left)))
+    if (m->msg == CURLMSG_DONE)
+      completed(D, m->easy_handle, m->data.result, now);
+  struct curl_waitfd fds[MAX_MLLP_POLL];
+  int nfds = mllp_pump(D, now, fds, MAX_MLLP_POLL);
+  expire_jobs(D, now);
+  curl_multi_poll(D->multi, fds, (unsigned)nfds, TICK_MS, NULL);
 }
 
 static void *dispatch_main(void *arg) {
   struct gw_dispatch *D = arg;
   gw_log_buffer_thread(1);
   for (;;) {
-    pthread_mutex_lock(&D->mu);
-    struct gw_submit *in = D->inbox;
-    D->inbox = NULL;
-    bool stop = D->stop;
-    pthread_mutex_unlock(&D->mu);
+    struct gw_dconf *c = gw_dconf_get(); /* one snapshot per turn */
     int64_t now = gw_wall_ms();
-    /* the inbox is newest first: reverse it to keep the commit order */
-    struct gw_submit *rev = NULL;
-    while (in) {
-      struct gw_submit *n = in->next;
-      in->next = rev;
-      rev = in;
-      in = n;
-    }
-    while (rev) {
-      struct gw_submit *n = rev->next;
-      take_submit(D, rev, now);
-      rev = n;
-    }
+    bool stop = take_inbox(D, c, now);
+    if (!stop)
+      turn(D, c, now);
+    gw_dconf_put(c);
+    gw_log_flush();
     if (stop)
       break;
-    if (now - D->last_poll_ms >= 1000) { /* operators' retry requests (cergw outbox retry) */
-      D->last_poll_ms = now;
-      gw_store_load(D->st, GW_DS_RETRY_REQ, load_one, D);
-    }
-    refill(D);
-    pump(D, now);
-    int running = 0;
-    curl_multi_perform(D->multi, &running);
-    CURLMsg *m;
-    int left;
-    now = gw_wall_ms();
-    while ((m = curl_multi_info_read(D->multi, &left)))
-      if (m->msg == CURLMSG_DONE)
-        completed(D, m->easy_handle, m->data.result, now);
-    struct curl_waitfd fds[MAX_MLLP_POLL];
-    int nfds = mllp_pump(D, now, fds, MAX_MLLP_POLL);
-    expire_jobs(D, now);
-    curl_multi_poll(D->multi, fds, (unsigned)nfds, TICK_MS, NULL);
-    gw_log_flush();
   }
   /* stopping: answer whoever still waits (their messages are safe in the store) */
   while (D->jobs)
@@ -911,30 +754,30 @@ int gw_dispatch_start(struct gw_store *st, struct gw_dispatch **out) {
   D->st = st;
   pthread_mutex_init(&D->mu, NULL);
   D->multi = curl_multi_init();
-  if (!D->multi) {
+  D->S = gw_sched_new(jitter, NULL);
+  if (!D->multi || !D->S) {
+    curl_multi_cleanup(D->multi);
+    gw_sched_free(D->S, free_item);
     free(D);
     return GW_ERR_NOMEM;
   }
   curl_multi_setopt(D->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
   curl_multi_setopt(D->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 8L);
+  struct gw_dconf *c = gw_dconf_get();
   int n = gw_store_load(st, GW_DS_QUEUED, load_one, D);
   if (n > 0)
     gw_log(GW_LOG_INFO, "outbox_recovered", "deliveries=%d", n);
   gw_store_load(st, GW_DS_RETRY_REQ, load_one, D);
+  gw_dconf_put(c);
   if (pthread_create(&D->th, NULL, dispatch_main, D)) {
     curl_multi_cleanup(D->multi);
+    gw_sched_free(D->S, free_item);
     free(D);
     return GW_ERR_IO;
   }
-  the = D;
+  atomic_store(&the, D);
   *out = D;
   return GW_OK;
-}
-
-static void free_dlv(struct dlv *v) {
-  gw_buf_cleanup(&v->resp);
-  free(v->d.payload);
-  free(v);
 }
 
 void gw_dispatch_stop(struct gw_dispatch *D) {
@@ -945,30 +788,8 @@ void gw_dispatch_stop(struct gw_dispatch *D) {
   pthread_mutex_unlock(&D->mu);
   curl_multi_wakeup(D->multi);
   pthread_join(D->th, NULL);
-  the = NULL;
+  atomic_store(&the, NULL);
   /* in-flight and queued deliveries stay queued in the store */
-  int n = atomic_load(&D->nbk);
-  for (int i = 0; i < n; i++) {
-    struct bkq *b = &D->bk[i];
-    for (struct dlv *v = b->rhead, *nx; v; v = nx) {
-      nx = v->qnext;
-      free_dlv(v);
-    }
-    for (struct dlv *v = b->waiting, *nx; v; v = nx) {
-      nx = v->qnext;
-      free_dlv(v);
-    }
-  }
-  for (int i = 0; i < CHAIN_BUCKETS; i++)
-    for (struct chain *c = D->chains[i], *nx; c; c = nx) {
-      nx = c->next;
-      for (struct dlv *v = c->head ? c->head->cnext : NULL, *vn; v; v = vn) {
-        vn = v->cnext; /* members behind the head are in no queue */
-        free_dlv(v);
-      }
-      free(c->key);
-      free(c);
-    }
   for (struct dlv *v = D->inflight, *nx; v; v = nx) {
     nx = v->inext;
     curl_multi_remove_handle(D->multi, v->h);
@@ -981,35 +802,49 @@ void gw_dispatch_stop(struct gw_dispatch *D) {
     gw_mllp_call_free(v->mc);
     free_dlv(v);
   }
+  for (struct auth *a = D->auths, *nx; a; a = nx) {
+    nx = a->next;
+    if (a->h) {
+      curl_multi_remove_handle(D->multi, a->h);
+      curl_easy_cleanup(a->h);
+    }
+    free(a->form);
+    gw_buf_cleanup(&a->body);
+    free(a);
+  }
+  gw_sched_free(D->S, free_item);
   gw_tls_free(D->mtls);
+  gw_jwt_key_free(D->key);
   curl_multi_cleanup(D->multi);
-  EVP_PKEY_free(D->key);
   pthread_mutex_destroy(&D->mu);
   free(D);
 }
 
 void gw_dispatch_metrics(struct gw_buf *o) {
-  struct gw_dispatch *D = the;
+  struct gw_dispatch *D = atomic_load(&the);
   if (!D)
     return;
-  int n = atomic_load(&D->nbk);
+  int n = gw_sched_nbackends(D->S);
   static const char *const names[] = {"queued",         "in_flight",  "delivered_total", "failed_attempts_total",
                                       "rejected_total", "dead_total", "breaker_open"};
   for (int k = 0; k < 7; k++) {
     gw_buf_printf(o, "# TYPE cergw_backend_%s %s\n", names[k], strstr(names[k], "_total") ? "counter" : "gauge");
     for (int i = 0; i < n; i++) {
-      struct bkq *b = &D->bk[i];
-      _Atomic int64_t *vals[] = {&b->queued,   &b->in_flight, &b->delivered,   &b->failed,
-                                 &b->rejected, &b->dead,      &b->breaker_open};
-      gw_buf_printf(o, "cergw_backend_%s{backend=\"%s\"} %lld\n", names[k], b->name, (long long)atomic_load(vals[k]));
+      struct gw_sched_bk *b = gw_sched_backend_at(D->S, i);
+      struct gw_sched_counters *c = gw_sched_counters(b);
+      _Atomic int64_t *vals[] = {&c->queued,   &c->in_flight, &c->delivered,   &c->failed,
+                                 &c->rejected, &c->dead,      &c->breaker_open};
+      gw_buf_printf(o, "cergw_backend_%s{backend=\"%s\"} %lld\n", names[k], gw_sched_name(b),
+                    (long long)atomic_load(vals[k]));
     }
   }
   gw_buf_printf(o, "# TYPE cergw_backend_delivery_seconds summary\n");
   for (int i = 0; i < n; i++) {
-    struct bkq *b = &D->bk[i];
-    gw_buf_printf(o, "cergw_backend_delivery_seconds_sum{backend=\"%s\"} %.6f\n", b->name,
-                  (double)atomic_load(&b->lat_us_sum) / 1e6);
-    gw_buf_printf(o, "cergw_backend_delivery_seconds_count{backend=\"%s\"} %lld\n", b->name,
-                  (long long)atomic_load(&b->lat_count));
+    struct gw_sched_bk *b = gw_sched_backend_at(D->S, i);
+    struct gw_sched_counters *c = gw_sched_counters(b);
+    gw_buf_printf(o, "cergw_backend_delivery_seconds_sum{backend=\"%s\"} %.6f\n", gw_sched_name(b),
+                  (double)atomic_load(&c->lat_us_sum) / 1e6);
+    gw_buf_printf(o, "cergw_backend_delivery_seconds_count{backend=\"%s\"} %lld\n", gw_sched_name(b),
+                  (long long)atomic_load(&c->lat_count));
   }
 }

@@ -4,7 +4,6 @@
 #include <libxml/tree.h>
 #include <libxml/xpath.h>
 #include <libxml/xpathInternals.h>
-#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -22,6 +21,7 @@
 #include "http/router.h"
 #include "msg/engine.h"
 #include "store/store.h"
+#include "tls/jwt.h"
 #include "validate/rules.h"
 
 #define CT_FHIR_JSON  "application/fhir+json; charset=utf-8"
@@ -464,22 +464,6 @@ static void idem(struct gw_submit *s, const char *caller, const char *kind, cons
     snprintf(s->idem_key, n, "%s|%s|%s", caller, kind, v);
 }
 
-static void new_uuid(char *out) {
-  unsigned char r[16];
-  RAND_bytes(r, sizeof(r));
-  r[6] = (unsigned char)((r[6] & 0x0f) | 0x40);
-  r[8] = (unsigned char)((r[8] & 0x3f) | 0x80);
-  static const char hex[] = "0123456789abcdef";
-  int o = 0;
-  for (int i = 0; i < 16; i++) {
-    if (i == 4 || i == 6 || i == 8 || i == 10)
-      out[o++] = '-';
-    out[o++] = hex[r[i] >> 4];
-    out[o++] = hex[r[i] & 15];
-  }
-  out[o] = 0;
-}
-
 /* Immediate answers for messages that fail the checks, in the caller's dialect. */
 static void invalid(struct wctx *w, struct gw_req *req, struct gw_resp *resp, int rv, const struct gw_diag *d) {
   struct gw_buf out;
@@ -640,7 +624,8 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
   if (w->kind == K_SOAP)
     idem(s, caller, "wsa", w->soap_mid);
   /* where it goes */
-  int idx[GW_MAX_BACKENDS], nb = 0;
+  const struct gw_backend_conf *to[GW_MAX_BACKENDS];
+  int nb = 0;
   char why[200] = "";
   if (notify) {
     char rp[16] = "";
@@ -660,9 +645,19 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
       xmlFreeDoc(doc);
       return;
     }
-    idx[nb++] = (int)(bc - c->b);
+    to[nb++] = bc;
   } else {
-    nb = gw_route_match(c, doc, idx, GW_MAX_BACKENDS, why, sizeof(why));
+    int idx[GW_MAX_BACKENDS];
+    nb = gw_route_match(c, doc, idx, why, sizeof(why));
+    for (int i = 0; i < nb; i++)
+      to[i] = &c->b[idx[i]];
+  }
+  if (nb < 0) { /* routing could not be decided: nothing is accepted (logged by gw_route_match) */
+    gw_submit_free(s);
+    gw_dconf_put(c);
+    xmlFreeDoc(doc);
+    gw_router_error(resp, 503, "the message could not be routed: nothing was accepted, send it again");
+    return;
   }
   int late = 0;
   if (!notify)
@@ -693,18 +688,18 @@ static void accept_message(struct gw_req *req, struct gw_resp *resp, struct wctx
     xmlXPathFreeObject(es);
   }
   char uuid[40];
-  new_uuid(uuid);
+  gw_random_uuid(uuid);
   struct gw_diag rd;
   gw_diag_init(&rd, 16);
   int rrv = GW_OK;
   for (int i = 0; i < nb && rrv == GW_OK; i++) {
-    const struct gw_backend_conf *bc = &c->b[idx[i]];
+    const struct gw_backend_conf *bc = to[i];
     struct gw_delivery *dv = &s->d[s->nd];
     snprintf(dv->backend, sizeof(dv->backend), "%s", bc->name);
     snprintf(dv->ikey, sizeof(dv->ikey), "%s-%s", uuid, bc->name);
     if (rkey[0])
       snprintf(dv->rkey, sizeof(dv->rkey), "%s|%s", caller, rkey);
-    if (bc->kind == GW_OUT_P1 && strcmp(w->rtype, "Bundle") != 0)
+    if (gw_backend_kind(bc->kind)->path == GW_PATH_RESOURCE_TYPE && strcmp(w->rtype, "Bundle") != 0)
       snprintf(dv->path, sizeof(dv->path), "/%s", w->rtype);
     struct gw_buf out;
     gw_buf_init(&out, 16u << 20);

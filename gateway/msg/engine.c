@@ -29,7 +29,7 @@ struct gw_engine {
   struct gw_xform *soap2fhir;
   struct gw_xform *fhir2siu;
   struct gw_xform *fhir2soap;
-  struct gw_xform *fhir2p1, *fhir2simp, *fhir2apkolce;
+  struct gw_xform *outx[16]; /* per backend kind rendered by its own mapping (GW_RENDER_FHIR_JSON, _XML) */
   xmlSchemaPtr soap_schema;
   char *wsdl, *xsd;
   size_t wsdl_len, xsd_len;
@@ -93,12 +93,21 @@ int gw_engine_new(const char *root, struct gw_engine **out, struct gw_buf *errs)
   const struct {
     const char *file;
     struct gw_xform **x;
-  } maps[] = {{"siu-to-fhir", &e->siu2fhir},  {"soap-to-fhir", &e->soap2fhir}, {"fhir-to-siu", &e->fhir2siu},
-              {"fhir-to-p1", &e->fhir2p1},    {"fhir-to-simp", &e->fhir2simp}, {"fhir-to-apkolce", &e->fhir2apkolce},
+  } maps[] = {{"siu-to-fhir", &e->siu2fhir},
+              {"soap-to-fhir", &e->soap2fhir},
+              {"fhir-to-siu", &e->fhir2siu},
               {"fhir-to-soap", &e->fhir2soap}};
   for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
     snprintf(path, sizeof(path), "%s/mappings/%s.xsl", root, maps[i].file);
     if ((rv = gw_xform_load(path, maps[i].x, errs)))
+      goto fail;
+  }
+  for (int k = 0; k < gw_backend_kinds() && k < (int)(sizeof(e->outx) / sizeof(e->outx[0])); k++) {
+    const struct gw_backend_kind *bk = gw_backend_kind(k);
+    if (bk->render != GW_RENDER_FHIR_JSON && bk->render != GW_RENDER_XML)
+      continue;
+    snprintf(path, sizeof(path), "%s/mappings/%s.xsl", root, bk->mapping);
+    if ((rv = gw_xform_load(path, &e->outx[k], errs)))
       goto fail;
   }
   snprintf(path, sizeof(path), "%s/schemas/soap/cergw-clinic.wsdl", root);
@@ -132,9 +141,8 @@ void gw_engine_free(struct gw_engine *e) {
   gw_xform_free(e->soap2fhir);
   gw_xform_free(e->fhir2siu);
   gw_xform_free(e->fhir2soap);
-  gw_xform_free(e->fhir2p1);
-  gw_xform_free(e->fhir2simp);
-  gw_xform_free(e->fhir2apkolce);
+  for (size_t k = 0; k < sizeof(e->outx) / sizeof(e->outx[0]); k++)
+    gw_xform_free(e->outx[k]);
   if (e->soap_schema)
     xmlSchemaFree(e->soap_schema);
   free(e->wsdl);
@@ -614,48 +622,26 @@ int gw_engine_outcome_json(const struct gw_engine *e, const struct gw_diag *diag
   return answer_json(e, doc, pretty, out);
 }
 
-static const char *const outbound_names[GW_OUT__COUNT] = {"p1", "simp", "apkolce", "clinic-soap", "clinic-siu"};
-
-int gw_outbound_parse(const char *name) {
-  for (int i = 0; i < GW_OUT__COUNT; i++)
-    if (strcmp(outbound_names[i], name) == 0)
-      return i;
-  return -1;
-}
-
-const char *gw_outbound_name(int kind) { return kind >= 0 && kind < GW_OUT__COUNT ? outbound_names[kind] : "?"; }
-
 int gw_engine_outbound(const struct gw_engine *e, int kind, struct _xmlDoc *fhir, const char *key, int late_cancel,
                        struct gw_buf *out, const char **ctype, struct gw_diag *diag) {
-  const char *params[] = {"message_key", key ? key : "", "late_cancel", late_cancel ? "1" : "0", NULL};
-  const struct gw_xform *x = kind == GW_OUT_P1 ? e->fhir2p1 : kind == GW_OUT_SIMP ? e->fhir2simp : e->fhir2apkolce;
-  switch (kind) {
-  case GW_OUT_CLINIC_SOAP:
-    *ctype = "text/xml; charset=utf-8";
+  const struct gw_backend_kind *k = gw_backend_kind(kind);
+  if (!k) {
+    unsupported(diag, "this backend");
+    return GW_ERR_NOTFOUND;
+  }
+  *ctype = k->ctype;
+  if (k->render == GW_RENDER_SOAP_NOTIFICATION)
     return gw_engine_render(e, fhir, GW_D_SOAP, 0, out, diag);
-  case GW_OUT_CLINIC_SIU: /* MSH-10 is the delivery's key: unique per message, the same on every attempt */
-    *ctype = "x-application/hl7-v2+er7; charset=utf-8";
+  if (k->render == GW_RENDER_SIU) /* MSH-10 is the delivery's key: unique per message, the same on every attempt */
     return render_siu(e, fhir, key && *key ? key : NULL, out, diag);
-  case GW_OUT_P1:
-  case GW_OUT_SIMP:
-  case GW_OUT_APKOLCE: {
-    xmlDocPtr res = NULL;
-    int rv = gw_xform_apply(x, fhir, params, &res, diag);
-    if (rv == GW_OK) {
-      if (kind == GW_OUT_P1) {
-        *ctype = "application/fhir+json";
-        rv = gw_fhir_xml_to_json(e->model, res, 0, out, diag);
-      } else {
-        *ctype = kind == GW_OUT_SIMP ? "application/soap+xml; charset=utf-8" : "application/xml; charset=utf-8";
-        rv = gw_xml_dump(res, 1, 0, out);
-      }
-    }
-    xmlFreeDoc(res);
-    return rv;
-  }
-  }
-  unsupported(diag, "this backend");
-  return GW_ERR_NOTFOUND;
+  const char *params[] = {"message_key", key ? key : "", "late_cancel", late_cancel ? "1" : "0", NULL};
+  xmlDocPtr res = NULL;
+  int rv = gw_xform_apply(e->outx[kind], fhir, params, &res, diag);
+  if (rv == GW_OK)
+    rv = k->render == GW_RENDER_FHIR_JSON ? gw_fhir_xml_to_json(e->model, res, 0, out, diag)
+                                          : gw_xml_dump(res, 1, 0, out);
+  xmlFreeDoc(res);
+  return rv;
 }
 
 int gw_engine_tx_response_json(const struct gw_engine *e, const struct gw_diag *diag, int n,

@@ -7,6 +7,7 @@
 #ifndef GW_MSG_ENGINE_H
 #define GW_MSG_ENGINE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -47,14 +48,39 @@ int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enu
 int gw_engine_render(const struct gw_engine *e, struct _xmlDoc *fhir, enum gw_dialect to, int pretty,
                      struct gw_buf *out, struct gw_diag *diag);
 
-/* What goes to each kind of backend, each produced by a mapping in mappings/:
- * P1 (fhir-to-p1.xsl, then FHIR JSON), SIMP (fhir-to-simp.xsl, SOAP 1.2),
- * AP-KOLCE (fhir-to-apkolce.xsl), and a clinic's notification endpoint
- * (fhir-to-soap.xsl or fhir-to-siu.xsl). |key| is the delivery's idempotency
- * key; |late_cancel| marks a cancellation less than 48 h before the visit. */
-enum gw_outbound { GW_OUT_P1 = 0, GW_OUT_SIMP, GW_OUT_APKOLCE, GW_OUT_CLINIC_SOAP, GW_OUT_CLINIC_SIU, GW_OUT__COUNT };
+/* Backends as data: one row per kind of backend (msg/outbound.c). Adding a
+ * kind is one row, one mapping in mappings/ and its docs
+ * (docs/architecture.md shows the change). |kind| everywhere below is an
+ * index into this table. */
+enum gw_render {
+  GW_RENDER_FHIR_JSON,         /* the mapping's FHIR XML output, as FHIR JSON */
+  GW_RENDER_XML,               /* the mapping's output as it is (SOAP, XML) */
+  GW_RENDER_SOAP_NOTIFICATION, /* the clinic SOAP API's notification (fhir-to-soap.xsl) */
+  GW_RENDER_SIU,               /* an HL7 v2 SIU (fhir-to-siu.xsl), MSH-10 the delivery key */
+};
+enum gw_path_rule { GW_PATH_NONE, GW_PATH_RESOURCE_TYPE /* "/{type}" after the URL for a single resource */ };
+enum gw_auth { GW_AUTH_NONE, GW_AUTH_OAUTH2_JWT /* OAuth2 client_credentials, private_key_jwt (token_url) */ };
+enum gw_transport { GW_TRANSPORT_HTTPS, GW_TRANSPORT_MLLP_OR_HTTPS /* mllp://HOST:PORT or https:// */ };
+struct gw_backend_kind {
+  const char *name;    /* as the configuration names it */
+  bool clinic;         /* a clinic's notification endpoint (the clinics map), not a routed backend */
+  const char *mapping; /* mappings/NAME.xsl */
+  enum gw_render render;
+  const char *ctype; /* content type of the payload */
+  enum gw_path_rule path;
+  enum gw_auth auth;
+  const char *header; /* one more request header, or NULL */
+  enum gw_transport transport;
+};
+enum { GW_OUT_P1 = 0, GW_OUT_SIMP, GW_OUT_APKOLCE, GW_OUT_CLINIC_SOAP, GW_OUT_CLINIC_SIU };
+/* Row |kind|, or NULL. */
+const struct gw_backend_kind *gw_backend_kind(int kind);
+int gw_backend_kinds(void);
 int gw_outbound_parse(const char *name); /* -1 when unknown */
 const char *gw_outbound_name(int kind);
+/* What goes to a backend of |kind|: its mapping's output rendered as its row
+ * says. |key| is the delivery's idempotency key; |late_cancel| marks a
+ * cancellation less than 48 h before the visit. */
 int gw_engine_outbound(const struct gw_engine *e, int kind, struct _xmlDoc *fhir, const char *key, int late_cancel,
                        struct gw_buf *out, const char **ctype, struct gw_diag *diag);
 

@@ -5,14 +5,11 @@
  * repeats by idempotency key (remembered on disk across restarts), and can be
  * told to delay, fail, reject, or go down (the tests kill and restart them). */
 #include "sim/sim.h"
+#include "tls/jwt.h"
 
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <libxml/tree.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/rand.h>
-#include <openssl/x509.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,7 +55,7 @@ static struct {
   char tokens[MAX_TOKENS][65];
   time_t token_exp[MAX_TOKENS];
   int next_token;
-  EVP_PKEY *trust; /* the gateway's public key: verifies private_key_jwt assertions */
+  struct gw_jwt_key *trust; /* the gateway's public key: verifies private_key_jwt assertions */
   char gateway_url[256];
   char p1_cert[512], p1_key[512], ca[512];
   char last_key[128];
@@ -168,45 +165,18 @@ static void control(struct gw_req *req, struct gw_resp *r) {
 
 /* ---- OAuth2 token endpoint (P1) ---- */
 
-static int b64url_decode(const char *in, size_t n, unsigned char *out, size_t cap) {
-  char tmp[8192] = "";
-  if (n + 4 > sizeof(tmp) || (n + 3) / 4 * 3 > cap)
-    return -1;
-  size_t o = 0;
-  for (size_t i = 0; i < n; i++)
-    tmp[o++] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i];
-  while (o % 4)
-    tmp[o++] = '=';
-  int len = EVP_DecodeBlock(out, (unsigned char *)tmp, (int)o);
-  if (len < 0)
-    return -1;
-  for (size_t i = o; i > 0 && tmp[i - 1] == '='; i--)
-    len--;
-  return len;
-}
-
 /* Verifies an RS256 JWT from the gateway: signature, expiry, audience. */
 static const char *check_assertion(const char *jwt, size_t n) {
-  const char *d1 = memchr(jwt, '.', n);
-  const char *d2 = d1 ? memchr(d1 + 1, '.', n - (size_t)(d1 + 1 - jwt)) : NULL;
-  if (!d2)
-    return "the assertion is not a JWT";
-  unsigned char claims[2048], sig[1024];
-  int cl = b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), claims, sizeof(claims) - 1);
-  int sl = b64url_decode(d2 + 1, n - (size_t)(d2 + 1 - jwt), sig, sizeof(sig));
-  if (cl < 0 || sl < 0)
-    return "the assertion is not base64url";
-  claims[cl] = 0;
+  char claims[2048];
   if (!S.trust)
     return "no trusted key configured";
-  EVP_MD_CTX *md = EVP_MD_CTX_new();
-  int ok = md && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, S.trust) == 1 &&
-           EVP_DigestVerify(md, sig, (size_t)sl, (const unsigned char *)jwt, (size_t)(d2 - jwt)) == 1;
-  EVP_MD_CTX_free(md);
-  if (!ok)
+  int rv = gw_jwt_verify(S.trust, jwt, n, claims, sizeof(claims));
+  if (rv == GW_ERR_INVAL)
+    return "the assertion is not a JWT in base64url";
+  if (rv != GW_OK)
     return "the assertion's signature does not verify with the gateway's key";
   char eb[128];
-  yajl_val root = yajl_tree_parse((char *)claims, eb, sizeof(eb));
+  yajl_val root = yajl_tree_parse(claims, eb, sizeof(eb));
   const char *ep[] = {"exp", NULL}, *ap[] = {"aud", NULL};
   yajl_val exp = root ? yajl_tree_get(root, ep, yajl_t_number) : NULL;
   yajl_val aud = root ? yajl_tree_get(root, ap, yajl_t_string) : NULL;
@@ -243,7 +213,7 @@ static void token(struct gw_req *req, struct gw_resp *r) {
     return;
   }
   unsigned char rnd[32];
-  RAND_bytes(rnd, sizeof(rnd));
+  gw_random_bytes(rnd, sizeof(rnd));
   char tok[65];
   for (int i = 0; i < 32; i++)
     snprintf(tok + 2 * i, 3, "%02x", rnd[i]);
@@ -611,12 +581,10 @@ int gw_sim_main(const struct gw_engine *e, int argc, char **argv) {
   snprintf(S.p1_cert, sizeof(S.p1_cert), "certs/dev/p1.pem");
   snprintf(S.p1_key, sizeof(S.p1_key), "certs/dev/p1.key");
   snprintf(S.ca, sizeof(S.ca), "certs/dev/ca.pem");
-  FILE *f = fopen(trust, "r");
-  X509 *x = f ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
-  if (f)
-    fclose(f);
-  S.trust = x ? X509_get_pubkey(x) : NULL;
-  X509_free(x);
+  struct gw_buf terr;
+  gw_buf_init(&terr, 1024);
+  S.trust = gw_jwt_key_public(trust, &terr);
+  gw_buf_cleanup(&terr);
   if (S.role == R_P1 && !S.trust) {
     fprintf(stderr, "sim: cannot read the gateway's certificate %s\n", trust);
     return 1;
@@ -648,7 +616,7 @@ int gw_sim_main(const struct gw_engine *e, int argc, char **argv) {
   gw_log(GW_LOG_WARN, "sim_started", "role=%s listen=%s keys=%ld", role, listen, S.unique);
   int rv = gw_server_run(&c, &app);
   gw_conf_cleanup(&c);
-  EVP_PKEY_free(S.trust);
+  gw_jwt_key_free(S.trust);
   if (S.keys_fd >= 0)
     close(S.keys_fd);
   for (int i = 0; i < KEY_BUCKETS; i++)

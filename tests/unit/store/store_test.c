@@ -327,10 +327,10 @@ static void test_dconf_and_routes(void) {
   static const char appt[] = "<Appointment xmlns='http://hl7.org/fhir'><specialty><coding><code value='1100'/>"
                              "</coding></specialty></Appointment>";
   xmlDocPtr doc = xmlReadMemory(appt, (int)sizeof(appt) - 1, NULL, NULL, XML_PARSE_NONET);
-  int idx[8];
+  int idx[GW_MAX_BACKENDS];
   char why[64];
   CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
-  int n = gw_route_match(c, doc, idx, 8, why, sizeof(why));
+  int n = gw_route_match(c, doc, idx, why, sizeof(why));
   CU_ASSERT_EQUAL(n, 1); /* p1 once; k matched but is switched off */
   CU_ASSERT_STRING_EQUAL(c->b[idx[0]].name, "p1");
   CU_ASSERT_STRING_EQUAL(why, "all,card");
@@ -371,6 +371,89 @@ static void test_dconf_and_routes(void) {
   gw_buf_cleanup(&err);
 }
 
+/* A delivery file of |nclinics| clinics (RPWDL 1..n), two backends and a route. */
+static char *many_clinics(int nclinics) {
+  size_t cap = (size_t)nclinics * 120 + 4096, o = 0;
+  char *t = malloc(cap);
+  o += (size_t)snprintf(t + o, cap - o,
+                        "{\"client_tls\": {\"cert\": \"c\", \"key\": \"k\", \"ca\": \"a\"},\n"
+                        " \"backends\": {\"p1\": {\"kind\": \"p1\", \"url\": \"https://p1/fhir\"},"
+                        " \"k\": {\"kind\": \"apkolce\", \"url\": \"https://k\"}},\n"
+                        " \"routes\": [{\"name\": \"all\", \"match\": \"/f:*\", \"backends\": [\"p1\", \"k\"]}],\n"
+                        " \"clinics\": {");
+  for (int i = 0; i < nclinics; i++)
+    o += (size_t)snprintf(t + o, cap - o, "%s\"%012d\": {\"notify\": \"%s\", \"url\": \"%s://c%d:%d\"}", i ? ",\n" : "",
+                          i + 1, i % 2 ? "clinic-siu" : "clinic-soap", i % 4 == 1 ? "mllp" : "https", i,
+                          1000 + i % 50000);
+  snprintf(t + o, cap - o, "}}\n");
+  return t;
+}
+
+/* 10,000 clinics load, are found, and do not count against the backends; the caps that remain refuse
+ * a configuration with a message that names them. */
+static void test_dconf_many_clinics(void) {
+  struct gw_buf err;
+  gw_buf_init(&err, 1 << 16);
+  char *t = many_clinics(10000);
+  struct gw_dconf *c = NULL;
+  CU_ASSERT_EQUAL_FATAL(gw_dconf_parse(t, "many", &c, &err), GW_OK);
+  CU_ASSERT_EQUAL(c->nclinics, 10000);
+  CU_ASSERT_EQUAL(c->nb, 2);
+  for (int i = 1; i <= 10000; i += 37) {
+    char rp[16], name[32];
+    snprintf(rp, sizeof(rp), "%012d", i);
+    snprintf(name, sizeof(name), "clinic-%s", rp);
+    const struct gw_backend_conf *b = gw_dconf_clinic(c, rp);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(b);
+    CU_ASSERT_STRING_EQUAL(b->rpwdl, rp);
+    CU_ASSERT_PTR_EQUAL(gw_dconf_backend(c, name), b);
+  }
+  CU_ASSERT_STRING_EQUAL(gw_dconf_clinic(c, "000000010000")->url, "https://c9999:10999"); /* the last one */
+  CU_ASSERT_PTR_NULL(gw_dconf_clinic(c, "000000010001"));
+  /* routing still goes to the two backends */
+  static const char appt[] = "<Appointment xmlns='http://hl7.org/fhir'/>";
+  xmlDocPtr doc = xmlReadMemory(appt, (int)sizeof(appt) - 1, NULL, NULL, XML_PARSE_NONET);
+  int idx[GW_MAX_BACKENDS];
+  char why[64];
+  CU_ASSERT_EQUAL(gw_route_match(c, doc, idx, why, sizeof(why)), 2);
+  gw_dconf_free(c);
+  free(t);
+  /* a clinic listed twice */
+  err.len = 0;
+  CU_ASSERT_EQUAL(gw_dconf_parse("{\"client_tls\": {\"cert\": \"c\", \"key\": \"k\", \"ca\": \"a\"}, \"clinics\": {"
+                                 "\"000000011111\": {\"notify\": \"clinic-siu\", \"url\": \"https://a\"},"
+                                 "\"000000011111\": {\"notify\": \"clinic-siu\", \"url\": \"https://b\"}}}",
+                                 "dup", &c, &err),
+                  GW_ERR_CONF);
+  CU_ASSERT_PTR_NOT_NULL(err.data && strstr((char *)err.data, "clinics.000000011111: listed twice"));
+  /* more backends than one message can go to: refused, naming the limit */
+  size_t cap = 8192, o = 0;
+  char *b = malloc(cap);
+  o += (size_t)snprintf(b + o, cap - o,
+                        "{\"client_tls\": {\"cert\": \"c\", \"key\": \"k\", \"ca\": \"a\"}, \"backends\": {");
+  for (int i = 0; i <= GW_MAX_BACKENDS; i++)
+    o += (size_t)snprintf(b + o, cap - o, "%s\"b%d\": {\"kind\": \"simp\", \"url\": \"https://s%d\"}", i ? "," : "", i,
+                          i);
+  snprintf(b + o, cap - o, "}}");
+  err.len = 0;
+  CU_ASSERT_EQUAL(gw_dconf_parse(b, "wide", &c, &err), GW_ERR_CONF);
+  CU_ASSERT_PTR_NOT_NULL(err.data && strstr((char *)err.data, "GW_MAX_BACKENDS"));
+  free(b);
+  /* a route's expression that fails on a message is an error, not "no match" */
+  err.len = 0;
+  CU_ASSERT_EQUAL_FATAL(gw_dconf_parse("{\"client_tls\": {\"cert\": \"c\", \"key\": \"k\", \"ca\": \"a\"},"
+                                       " \"backends\": {\"p1\": {\"kind\": \"p1\", \"url\": \"https://p\"}},"
+                                       " \"routes\": [{\"name\": \"odd\", \"match\": \"nosuchfunction(1)\","
+                                       " \"backends\": [\"p1\", \"p1\"]}]}",
+                                       "odd", &c, &err),
+                        GW_OK);
+  CU_ASSERT_EQUAL(c->r[0].nb, 1); /* a backend named twice in a route counts once */
+  CU_ASSERT(gw_route_match(c, doc, idx, why, sizeof(why)) < 0);
+  gw_dconf_free(c);
+  xmlFreeDoc(doc);
+  gw_buf_cleanup(&err);
+}
+
 static void test_mask_pesel(void) {
   char s[] = "WIZ-1 patient=85010112345 tel 600100200 nr 123456789012";
   gw_mask_pesel(s);
@@ -382,5 +465,5 @@ int gw_test_store_suite(void) {
   if (!s)
     return -1;
   return GW_ADD(s, test_commit_dup_recover) || GW_ADD(s, test_memory_rules) || GW_ADD(s, test_migration) ||
-         GW_ADD(s, test_dconf_and_routes) || GW_ADD(s, test_mask_pesel);
+         GW_ADD(s, test_dconf_and_routes) || GW_ADD(s, test_dconf_many_clinics) || GW_ADD(s, test_mask_pesel);
 }
