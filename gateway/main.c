@@ -111,26 +111,33 @@ static int cmd_serve(int argc, char **argv) {
   struct gw_dconf *dc = NULL;
   struct gw_store *st = NULL;
   struct gw_dispatch *disp = NULL;
-  if (gw_dconf_load(c.delivery, &dc, &errs) || gw_store_open(c.data_dir, NULL, NULL, &st, &errs) ||
-      gw_dispatch_start(st, &disp)) {
+  int rv = gw_dconf_load(c.delivery, &dc, &errs);
+  if (rv == GW_OK)
+    rv = gw_store_open(c.data_dir, NULL, NULL, &st, &errs);
+  if (rv == GW_OK) { /* the configuration in force first: the queues recovered at start take its policies */
+    gw_dconf_install(dc);
+    dc = NULL;
+    gw_store_set_memory(st, gw_rules_memory, (void *)gw_engine_rules(engine));
+    rv = gw_dispatch_start(st, &disp);
+  }
+  if (rv != GW_OK) {
     fprintf(stderr, "%s", errs.len ? (char *)errs.data : "cannot start delivery\n");
     gw_buf_cleanup(&errs);
     gw_dconf_free(dc);
+    gw_dconf_install(NULL);
     gw_store_close(st);
     gw_engine_free(engine);
     gw_conf_cleanup(&c);
     return 1;
   }
   gw_buf_cleanup(&errs);
-  gw_dconf_install(dc);
-  gw_store_set_memory(st, gw_rules_memory, (void *)gw_engine_rules(engine));
   gw_store_set_accepted(st, gw_dispatch_accepted, disp);
   gw_write_init(engine, st);
   reload_path = c.delivery;
   gw_log(GW_LOG_INFO, "delivery_ready", "data_dir=%s delivery=%s", c.data_dir,
          c.delivery ? c.delivery : "embedded-defaults");
   static const struct gw_app app = {.handle = gw_router_handle, .reload = reload_delivery};
-  int rv = gw_server_run(&c, &app);
+  rv = gw_server_run(&c, &app);
   gw_dispatch_stop(disp);
   gw_store_close(st);
   gw_dconf_install(NULL);

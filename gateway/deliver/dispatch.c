@@ -92,6 +92,7 @@ struct gw_dispatch {
   struct gw_jwt_key *key; /* the private_key_jwt signing key, read from the snapshot key_serial */
   unsigned long key_serial;
   int64_t last_poll_ms;
+  const struct gw_dconf *conf; /* the snapshot of the current turn (policies of queues made while loading) */
 };
 
 static _Atomic(struct gw_dispatch *) the; /* for metrics */
@@ -641,7 +642,11 @@ static void expire_jobs(struct gw_dispatch *D, int64_t now) {
 
 static void load_one(void *ud, struct gw_delivery *d) {
   struct gw_dispatch *D = ud;
-  struct gw_sched_bk *b = queue(D, d->backend, NULL);
+  struct gw_sched_bk *b = queue(D, d->backend, D->conf);
+  if (d->state == GW_DS_RETRY_REQ && b && gw_sched_spilled(b)) {
+    gw_delivery_free(d); /* taken up once the backlog is back in memory (it stays retry-requested) */
+    return;
+  }
   if (d->state == GW_DS_RETRY_REQ) {
     d->state = GW_DS_QUEUED;
     d->attempts = 0;
@@ -656,7 +661,7 @@ static void load_one(void *ud, struct gw_delivery *d) {
 
 static void refill_one(void *ud, struct gw_delivery *d) {
   struct gw_dispatch *D = ud;
-  struct gw_sched_bk *b = queue(D, d->backend, NULL);
+  struct gw_sched_bk *b = queue(D, d->backend, D->conf);
   gw_sched_refilled_one(b, d->id);
   struct dlv *v = dlv_new(d);
   if (v)
@@ -727,10 +732,12 @@ static void *dispatch_main(void *arg) {
   gw_log_buffer_thread(1);
   for (;;) {
     struct gw_dconf *c = gw_dconf_get(); /* one snapshot per turn */
+    D->conf = c;
     int64_t now = gw_wall_ms();
     bool stop = take_inbox(D, c, now);
     if (!stop)
       turn(D, c, now);
+    D->conf = NULL;
     gw_dconf_put(c);
     gw_log_flush();
     if (stop)
@@ -764,10 +771,12 @@ int gw_dispatch_start(struct gw_store *st, struct gw_dispatch **out) {
   curl_multi_setopt(D->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
   curl_multi_setopt(D->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 8L);
   struct gw_dconf *c = gw_dconf_get();
+  D->conf = c;
   int n = gw_store_load(st, GW_DS_QUEUED, load_one, D);
   if (n > 0)
     gw_log(GW_LOG_INFO, "outbox_recovered", "deliveries=%d", n);
   gw_store_load(st, GW_DS_RETRY_REQ, load_one, D);
+  D->conf = NULL;
   gw_dconf_put(c);
   if (pthread_create(&D->th, NULL, dispatch_main, D)) {
     curl_multi_cleanup(D->multi);

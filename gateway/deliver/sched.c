@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/log.h"
 
 #define NAME_BUCKETS  4096
@@ -64,8 +65,8 @@ static unsigned hash(const char *s) {
 }
 
 struct gw_sched *gw_sched_new(uint32_t (*rnd)(void *ud), void *rnd_ud) {
-  struct gw_sched *S = calloc(1, sizeof(*S));
-  if (S && !(S->bk = calloc(GW_SCHED_MAX_QUEUES, sizeof(*S->bk)))) {
+  struct gw_sched *S = gw_calloc(1, sizeof(*S));
+  if (S && !(S->bk = gw_calloc(GW_SCHED_MAX_QUEUES, sizeof(*S->bk)))) {
     free(S);
     return NULL;
   }
@@ -113,7 +114,7 @@ struct gw_sched_bk *gw_sched_backend(struct gw_sched *S, const char *name) {
     if (strcmp(b->name, name) == 0)
       return b;
   int n = atomic_load(&S->nbk);
-  struct gw_sched_bk *b = n < GW_SCHED_MAX_QUEUES ? calloc(1, sizeof(*b)) : NULL;
+  struct gw_sched_bk *b = n < GW_SCHED_MAX_QUEUES ? gw_calloc(1, sizeof(*b)) : NULL;
   if (!b) {
     gw_log(GW_LOG_ERROR, "queue_refused", "backend=%s reason=\"%s\"", name,
            n < GW_SCHED_MAX_QUEUES ? "out of memory" : "more than GW_SCHED_MAX_QUEUES (65536) queues");
@@ -179,8 +180,8 @@ static bool chain_add(struct gw_sched *S, struct gw_sched_item *it) {
   while (c && strcmp(c->key, key) != 0)
     c = c->next;
   if (!c) {
-    c = calloc(1, sizeof(*c));
-    if (!c || !(c->key = strdup(key))) {
+    c = gw_calloc(1, sizeof(*c));
+    if (!c || !(c->key = gw_strdup(key))) {
       free(c);
       return true; /* without memory for a chain it simply goes unordered */
     }
@@ -232,6 +233,8 @@ bool gw_sched_spill(struct gw_sched_bk *b, int64_t id) {
   atomic_fetch_add(&b->c.queued, 1);
   return true;
 }
+
+bool gw_sched_spilled(const struct gw_sched_bk *b) { return b->spilled; }
 
 void gw_sched_add(struct gw_sched *S, struct gw_sched_bk *b, struct gw_sched_item *it, int64_t now) {
   it->bk = b;

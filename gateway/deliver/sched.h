@@ -76,6 +76,8 @@ void gw_sched_set_ud(struct gw_sched_bk *b, void *ud);
  * earlier ones already wait there): returns true, and it is counted as
  * queued; gw_sched_refill says when to load it back. */
 bool gw_sched_spill(struct gw_sched_bk *b, int64_t id);
+/* Whether deliveries of |b| wait in the store only (a backlog past memory_queue). */
+bool gw_sched_spilled(const struct gw_sched_bk *b);
 /* Takes |it| (it->d filled; it->bk set by this call): ready now, waiting
  * for it->d.next_ms, or behind earlier deliveries of its chain. */
 void gw_sched_add(struct gw_sched *S, struct gw_sched_bk *b, struct gw_sched_item *it, int64_t now);

@@ -47,6 +47,7 @@ static struct {
   enum mode mode;
   int fail_status;
   int delay_ms;
+  int token_delay_ms; /* the token endpoint answers this late */
   int token_ttl;
   bool token_fail; /* the token endpoint answers fail_status */
   long received, unique, duplicates, refused, invalid, unauthorized, tokens_issued, tokens_refused;
@@ -153,6 +154,8 @@ static void control(struct gw_req *req, struct gw_resp *r) {
     S.fail_status = atoi(v) >= 400 && atoi(v) <= 599 ? atoi(v) : 503;
   if (query(req->path, "delay_ms", v, sizeof(v)))
     S.delay_ms = atoi(v) >= 0 && atoi(v) <= 60000 ? atoi(v) : 0;
+  if (query(req->path, "token_delay_ms", v, sizeof(v)))
+    S.token_delay_ms = atoi(v) >= 0 && atoi(v) <= 60000 ? atoi(v) : 0;
   if (query(req->path, "token_ttl", v, sizeof(v)))
     S.token_ttl = atoi(v) > 0 ? atoi(v) : 300;
   if (query(req->path, "token", v, sizeof(v))) /* token=fail: the token endpoint fails; token=ok */
@@ -189,6 +192,8 @@ static const char *check_assertion(const char *jwt, size_t n) {
   return why;
 }
 
+static void answer_later(struct gw_req *req, struct gw_resp *r, int ms);
+
 static void token(struct gw_req *req, struct gw_resp *r) {
   const char *body = (const char *)req->body.data;
   const char *a = body ? strstr(body, "client_assertion=") : NULL;
@@ -222,10 +227,12 @@ static void token(struct gw_req *req, struct gw_resp *r) {
   snprintf(S.tokens[slot], sizeof(S.tokens[slot]), "%s", tok);
   S.token_exp[slot] = time(NULL) + S.token_ttl;
   S.tokens_issued++;
-  int ttl = S.token_ttl;
+  int ttl = S.token_ttl, delay = S.token_delay_ms;
   pthread_mutex_unlock(&S.mu);
   set_json(r, 200, "application/json", "{\"access_token\":\"%s\",\"token_type\":\"Bearer\",\"expires_in\":%d}\n", tok,
            ttl);
+  if (delay > 0)
+    answer_later(req, r, delay);
 }
 
 static bool token_ok(const char *auth) {
@@ -326,6 +333,26 @@ static void *delay_main(void *arg) {
   return NULL;
 }
 
+/* Sends |r| |ms| milliseconds from now, from a thread of its own (the simulator stays responsive). */
+static void answer_later(struct gw_req *req, struct gw_resp *r, int ms) {
+  struct delayed *d = calloc(1, sizeof(*d));
+  pthread_t th;
+  if (!d)
+    return;
+  d->t = req->reply;
+  d->r = *r;
+  d->ms = ms;
+  r->body = NULL;
+  r->body_len = 0;
+  if (pthread_create(&th, NULL, delay_main, d) == 0) {
+    pthread_detach(th);
+    r->deferred = 1;
+  } else {
+    *r = d->r;
+    free(d);
+  }
+}
+
 /* A message seen for the first time (its key new): counted, and kept as the last one
  * received (GET /_sim/last). Under S.mu. */
 static void keep_new(const char *key, const struct gw_req *req) {
@@ -380,24 +407,8 @@ static void receive(struct gw_req *req, struct gw_resp *r) {
       success(r, dup);
     }
   }
-  if (delay > 0) {
-    struct delayed *d = calloc(1, sizeof(*d));
-    pthread_t th;
-    if (d) {
-      d->t = req->reply;
-      d->r = *r;
-      d->ms = delay;
-      r->body = NULL;
-      r->body_len = 0;
-      if (pthread_create(&th, NULL, delay_main, d) == 0) {
-        pthread_detach(th);
-        r->deferred = 1;
-      } else {
-        *r = d->r;
-        free(d);
-      }
-    }
-  }
+  if (delay > 0)
+    answer_later(req, r, delay);
 }
 
 /* P1 only: sends |req|'s body to the gateway's /notifications as P1 would. */

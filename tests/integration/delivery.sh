@@ -377,6 +377,22 @@ check "  the failure is logged" grep -q 'event=oauth_failed backend=p1 status=50
 sim p1 "/_sim/control?token=ok" -X POST >/dev/null
 check "  delivered once tokens are issued again (backoff at most 60 s; here seconds)" wait_for 20 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((before + 1)) ]"
 
+# P1's token endpoint slow (2.5 s, under the 3 s timeout): the token request is one more transfer, so
+# nothing else waits for it. The first message finds its token revoked (401): the gateway asks for a new
+# one, which takes 2.5 s; a second message sent meanwhile still reaches AP-KOLCE at once (a token fetch
+# that blocked the dispatcher would hold it past the 1.5 s answer deadline).
+sim p1 "/_sim/control?token_delay_ms=2500&revoke=1" -X POST >/dev/null
+before=$(stat p1 unique); k0=$(stat apkolce unique)
+siu 2201 >"$T/slow-token-1.hl7"; siu 2202 >"$T/slow-token-2.hl7"
+gw clinic-a /hl7v2 --data-binary @"$T/slow-token-1.hl7" >/dev/null
+sleep 0.3
+ack=$(gw clinic-a /hl7v2 --data-binary @"$T/slow-token-2.hl7" | tr '\r' '\n' | grep '^MSA')
+check "P1's token endpoint slow: AP-KOLCE still delivered within the answer ($ack)" \
+  bash -c "echo '$ack' | grep -q 'apkolce=delivered' && echo '$ack' | grep -q 'p1=queued'"
+check "  AP-KOLCE has both" eq "$(stat apkolce unique)" $((k0 + 2))
+check "  P1 gets both once the token arrives" wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((before + 2)) ]"
+sim p1 "/_sim/control?token_delay_ms=0" -X POST >/dev/null
+
 stop_sim apkolce
 n0=$(stat p1 unique)
 for i in $(seq 3001 3020); do post_fhir clinic-a $i >>"$T/down.codes"; echo >>"$T/down.codes"; done
