@@ -140,6 +140,7 @@ static int cmd_serve(int argc, char **argv) {
   rv = gw_server_run(&c, &app);
   gw_dispatch_stop(disp);
   gw_store_close(st);
+  gw_write_cleanup();
   gw_dconf_install(NULL);
   gw_router_set_engine(NULL);
   gw_engine_free(engine);

@@ -4,6 +4,7 @@
 #include <libxml/chvalid.h>
 #include <libxml/tree.h>
 #include <libxml/xmlstring.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -771,6 +772,12 @@ int gw_hl7_ack(struct _xmlDoc *msg, enum gw_hl7_ack code, const char *text, cons
     free(f[i]);
   free(event);
   return s.rv;
+}
+
+void gw_hl7_control_id(char *out, size_t n) {
+  static _Atomic unsigned long counter;
+  unsigned long c = atomic_fetch_add(&counter, 1) % 100000000UL;
+  snprintf(out, n, "CG%010lld%08lu", (long long)time(NULL) % 10000000000LL, c);
 }
 
 void gw_hl7_now(char *out, size_t n) {

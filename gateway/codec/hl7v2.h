@@ -54,6 +54,11 @@ int gw_hl7_serialize(struct _xmlDoc *doc, struct gw_buf *out);
 /* The current time as an HL7 DTM in UTC, YYYYMMDDHHMMSS (|n| >= 15). */
 void gw_hl7_now(char *out, size_t n);
 
+/* A control id for a message the gateway writes (an ACK's MSH-10): "CG",
+ * the Unix time and a process-wide counter, 20 characters (MSH-10's length
+ * in v2.5), unique within the process whatever the connection (|n| >= 21). */
+void gw_hl7_control_id(char *out, size_t n);
+
 /* Acknowledgment codes (MSA-1). */
 enum gw_hl7_ack { GW_ACK_AA, GW_ACK_AE, GW_ACK_AR };
 

@@ -74,12 +74,6 @@ static void metrics(struct gw_resp *resp) {
   resp->body = gw_buf_take(&b, &resp->body_len);
 }
 
-/* The path without its query string must equal |p|. */
-static int path_is(const struct gw_req *req, const char *p) {
-  size_t n = strlen(p);
-  return strncmp(req->path, p, n) == 0 && (req->path[n] == 0 || req->path[n] == '?');
-}
-
 #define CT_FHIR_JSON "application/fhir+json; charset=utf-8"
 #define CT_FHIR_XML  "application/fhir+xml; charset=utf-8"
 #define CT_HL7       "x-application/hl7-v2+er7; charset=utf-8"
@@ -274,11 +268,9 @@ static void soap(struct gw_req *req, struct gw_resp *resp) {
   gw_diag_cleanup(&d);
 }
 
-static int path_prefix(const struct gw_req *req, const char *p) { return strncmp(req->path, p, strlen(p)) == 0; }
-
-void gw_router_handle(struct gw_req *req, struct gw_resp *resp) {
-  int get = strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0;
-  if (req->early_status && req->proto == GW_PROTO_MLLP) { /* MLLP: the sender understands only an ACK */
+/* A refusal decided by the protocol layer (a limit), in the sender's terms: an ACK over MLLP. */
+static void early(struct gw_req *req, struct gw_resp *resp) {
+  if (req->proto == GW_PROTO_MLLP) { /* MLLP: the sender understands only an ACK */
     struct gw_diag d;
     gw_diag_init(&d, 2);
     struct gw_issue *is =
@@ -292,108 +284,166 @@ void gw_router_handle(struct gw_req *req, struct gw_resp *resp) {
     gw_diag_cleanup(&d);
     return;
   }
-  if (req->early_status) {
-    const char *msg = "request refused";
-    switch (req->early_status) {
-    case 400:
-      msg = "malformed request";
-      break;
-    case 408:
-      msg = "request not received in time";
-      break;
-    case 413:
-      msg = "request body exceeds limits.max_body_bytes";
-      break;
-    case 414:
-      msg = "request target exceeds limits.max_url_bytes";
-      break;
-    case 431:
-      msg = "request header fields exceed limits.max_header_bytes";
-      break;
+  static const struct {
+    int status;
+    const char *msg;
+  } why[] = {{400, "malformed request"},
+             {408, "request not received in time"},
+             {413, "request body exceeds limits.max_body_bytes"},
+             {414, "request target exceeds limits.max_url_bytes"},
+             {431, "request header fields exceed limits.max_header_bytes"}};
+  const char *msg = "request refused";
+  for (size_t i = 0; i < sizeof(why) / sizeof(why[0]); i++)
+    if (why[i].status == req->early_status)
+      msg = why[i].msg;
+  gw_router_error(resp, req->early_status, msg);
+}
+
+/* ---- the handlers of the route table: |a| is what the path pattern captured ---- */
+
+struct args {
+  char type[64], id[96];
+};
+
+static void h_healthz(struct gw_req *req, struct gw_resp *resp, const struct args *a) {
+  (void)req, (void)a;
+  healthz(resp);
+}
+static void h_metrics(struct gw_req *req, struct gw_resp *resp, const struct args *a) {
+  (void)req, (void)a;
+  metrics(resp);
+}
+static void h_profile(struct gw_req *req, struct gw_resp *resp, const struct args *a) {
+  (void)req, (void)a;
+  size_t len = 0;
+  const char *doc = gw_engine_profile_xsd(engine, &len);
+  if (!doc)
+    gw_router_error(resp, 404, "no CeR profile is configured (profile_xsd in rules.json)");
+  else
+    schema_answer(resp, doc, len);
+}
+static void h_fhir_validate(struct gw_req *req, struct gw_resp *resp, const struct args *a) {
+  fhir_validate(req, resp, a->type[0] ? a->type : NULL);
+}
+static void h_hl7_validate(struct gw_req *req, struct gw_resp *resp, const struct args *a) {
+  (void)a;
+  hl7_validate(req, resp);
+}
+static void h_translate(struct gw_req *req, struct gw_resp *resp, const struct args *a) {
+  (void)a;
+  translate(req, resp);
+}
+/* POST /soap: the operations that deliver go to the pipeline; ValidateMessage and faults are answered here. */
+static void h_soap(struct gw_req *req, struct gw_resp *resp, const struct args *a) {
+  (void)a;
+  if (strcmp(req->method, "POST") != 0) {
+    soap_description(req, resp);
+    return;
+  }
+  char op[48] = "", mid[256] = "";
+  gw_soap_operation((const char *)req->body.data, req->body.len, op, sizeof(op), mid, sizeof(mid));
+  if (!gw_write_soap(req, resp, op, mid))
+    soap(req, resp);
+}
+static void h_hl7(struct gw_req *req, struct gw_resp *resp, const struct args *a) {
+  (void)a;
+  gw_write_message(req, resp, GW_M_HL7, NULL, NULL);
+}
+static void h_notify(struct gw_req *req, struct gw_resp *resp, const struct args *a) {
+  (void)a;
+  gw_write_message(req, resp, GW_M_NOTIFY, NULL, NULL);
+}
+static void h_fhir_write(struct gw_req *req, struct gw_resp *resp, const struct args *a) {
+  gw_write_message(req, resp, GW_M_FHIR, a->type, a->id);
+}
+
+/* The one route table: path pattern ({type}: a CeR resource type, {any}: one segment, {id}: an id), the
+ * methods it takes, and whether it needs the message engine and a body. */
+enum { M_GET = 1, M_POST = 2, M_PUT = 4 };
+typedef void (*handler_fn)(struct gw_req *req, struct gw_resp *resp, const struct args *a);
+static const struct route {
+  const char *pattern;
+  int methods;
+  bool engine, body;
+  handler_fn fn;
+  const char *allow;
+} routes[] = {
+    {"/healthz", M_GET, false, false, h_healthz, "GET, HEAD"},
+    {"/metrics", M_GET, false, false, h_metrics, "GET, HEAD"},
+    {"/fhir/cer-profile.xsd", M_GET, true, false, h_profile, "GET, HEAD"},
+    {"/fhir/$validate", M_POST, true, true, h_fhir_validate, "POST"},
+    {"/fhir/{any}/$validate", M_POST, true, true, h_fhir_validate, "POST"},
+    {"/hl7v2/$validate", M_POST, true, true, h_hl7_validate, "POST"},
+    {"/$translate", M_POST, true, true, h_translate, "POST"},
+    {"/soap", M_GET | M_POST, true, true, h_soap, "GET, POST"},
+    {"/hl7v2", M_POST, false, false, h_hl7, "POST"},
+    {"/notifications", M_POST, false, false, h_notify, "POST"},
+    {"/fhir", M_POST, false, false, h_fhir_write, "POST"},
+    {"/fhir/{type}", M_POST, false, false, h_fhir_write, "POST"},
+    {"/fhir/{type}/{id}", M_PUT, false, false, h_fhir_write, "PUT"},
+};
+
+/* One path segment of at most |cap| - 1 bytes from |*p| into |out|; advances |*p|. */
+static bool segment(const char **p, char *out, size_t cap) {
+  size_t n = strcspn(*p, "/?");
+  if (n == 0 || n >= cap)
+    return false;
+  memcpy(out, *p, n);
+  out[n] = 0;
+  *p += n;
+  return true;
+}
+
+/* Whether the path (without its query) matches |pattern|; captures go to |a|. */
+static bool match(const char *pattern, const char *path, struct args *a) {
+  memset(a, 0, sizeof(*a));
+  const char *p = path, *q = pattern;
+  while (*q) {
+    if (*q == '{') {
+      const char *end = strchr(q, '}');
+      bool type = !strncmp(q, "{type}", 6), id = !strncmp(q, "{id}", 4);
+      char tmp[96];
+      if (!segment(&p, id ? a->id : type ? a->type : tmp, id ? sizeof(a->id) : type ? sizeof(a->type) : sizeof(tmp)))
+        return false;
+      if (!id && !type)
+        snprintf(a->type, sizeof(a->type), "%s", tmp);
+      if (type && strcmp(a->type, "Schedule") && strcmp(a->type, "Slot") && strcmp(a->type, "Appointment"))
+        return false;
+      q = end + 1;
+    } else if (*p++ != *q++) {
+      return false;
     }
-    gw_router_error(resp, req->early_status, msg);
+  }
+  return *p == 0 || *p == '?';
+}
+
+void gw_router_handle(struct gw_req *req, struct gw_resp *resp) {
+  if (req->early_status) {
+    early(req, resp);
     return;
   }
   if (!req->path || req->path[0] != '/') {
     gw_router_error(resp, 400, "request target must be an absolute path");
     return;
   }
-  if (path_is(req, "/healthz")) {
-    if (get)
-      healthz(resp);
-    else
-      method_not_allowed(resp, "GET, HEAD");
-    return;
+  int m = !strcmp(req->method, "GET") || !strcmp(req->method, "HEAD") ? M_GET
+          : !strcmp(req->method, "POST")                              ? M_POST
+          : !strcmp(req->method, "PUT")                               ? M_PUT
+                                                                      : 0;
+  struct args a;
+  const struct route *r = NULL;
+  for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && !r; i++)
+    if (match(routes[i].pattern, req->path, &a))
+      r = &routes[i];
+  if (!r) {
+    gw_router_error(resp, 404, "no such resource");
+  } else if (!(r->methods & m)) {
+    method_not_allowed(resp, r->allow);
+  } else if (r->engine && !engine) {
+    gw_router_error(resp, 503, "validation and translation are not loaded");
+  } else if (r->body && m == M_POST && req->body.len == 0) {
+    gw_router_error(resp, 400, "the request body is empty");
+  } else {
+    r->fn(req, resp, &a);
   }
-  if (path_is(req, "/metrics")) {
-    if (get)
-      metrics(resp);
-    else
-      method_not_allowed(resp, "GET, HEAD");
-    return;
-  }
-  if (path_is(req, "/fhir/cer-profile.xsd")) { /* the CeR profile the gateway checks against */
-    size_t len = 0;
-    const char *doc = engine ? gw_engine_profile_xsd(engine, &len) : NULL;
-    if (!get)
-      method_not_allowed(resp, "GET, HEAD");
-    else if (!doc)
-      gw_router_error(resp, 404, "no CeR profile is configured (profile_xsd in rules.json)");
-    else
-      schema_answer(resp, doc, len);
-    return;
-  }
-  if (gw_write_handle(req, resp))
-    return;
-  if (path_is(req, "/soap")) {
-    if (!engine) {
-      gw_router_error(resp, 503, "validation and translation are not loaded");
-      return;
-    }
-    if (get)
-      soap_description(req, resp);
-    else if (strcmp(req->method, "POST") == 0 && req->body.len)
-      soap(req, resp);
-    else if (strcmp(req->method, "POST") == 0)
-      gw_router_error(resp, 400, "the request body is empty");
-    else
-      method_not_allowed(resp, "GET, POST");
-    return;
-  }
-  bool tool = path_is(req, "/fhir/$validate") || path_is(req, "/hl7v2/$validate") || path_is(req, "/$translate") ||
-              (path_prefix(req, "/fhir/") && strstr(req->path, "/$validate"));
-  if (tool) {
-    if (strcmp(req->method, "POST") != 0) {
-      method_not_allowed(resp, "POST");
-      return;
-    }
-    if (!engine) {
-      gw_router_error(resp, 503, "validation and translation are not loaded");
-      return;
-    }
-    if (req->body.len == 0) {
-      gw_router_error(resp, 400, "the request body is empty");
-      return;
-    }
-    if (path_is(req, "/fhir/$validate"))
-      fhir_validate(req, resp, NULL);
-    else if (path_is(req, "/hl7v2/$validate"))
-      hl7_validate(req, resp);
-    else if (path_is(req, "/$translate"))
-      translate(req, resp);
-    else {
-      char type[64];
-      const char *t = req->path + strlen("/fhir/");
-      size_t n = strcspn(t, "/");
-      if (n == 0 || n >= sizeof(type) || strncmp(t + n, "/$validate", 10) != 0 || (t[n + 10] && t[n + 10] != '?')) {
-        gw_router_error(resp, 404, "no such resource");
-        return;
-      }
-      memcpy(type, t, n);
-      type[n] = 0;
-      fhir_validate(req, resp, type);
-    }
-    return;
-  }
-  gw_router_error(resp, 404, "no such resource");
 }

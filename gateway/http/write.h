@@ -1,25 +1,26 @@
-/* The write side of the gateway: FHIR REST create/update/transaction, the
- * SOAP operations, HL7 v2 over HTTP and MLLP, and P1's notifications. A
- * message that passes the checks is routed, rendered for each backend,
- * committed to the store and only then answered (deferred, in the caller's
- * dialect, with each backend's status within the answer deadline). */
+/* The write endpoints as HTTP and MLLP see them: each request becomes a
+ * message for the pipeline (pipe/pipe.h), whose answer — now, or later from
+ * the store's or the dispatcher's thread — goes back as an HTTP response or
+ * an MLLP frame. */
 #ifndef GW_HTTP_WRITE_H
 #define GW_HTTP_WRITE_H
 
 #include <stdbool.h>
 
 #include "http/req.h"
+#include "pipe/pipe.h"
 
 struct gw_engine;
 struct gw_store;
 
 /* Enables the write endpoints (borrowed pointers; NULL store: they answer 503). */
 void gw_write_init(const struct gw_engine *e, struct gw_store *st);
+void gw_write_cleanup(void);
 
-/* Handles |req| when it is a write; returns false when the path is not one. */
-bool gw_write_handle(struct gw_req *req, struct gw_resp *resp);
-
-/* Masks a PESEL-looking run of 11 digits in |s| (in place): 850101*****. */
-void gw_mask_pesel(char *s);
+/* POST /fhir, /fhir/{type}, PUT /fhir/{type}/{id} (|type| "" for /fhir), /hl7v2 and MLLP frames, /notifications. */
+void gw_write_message(struct gw_req *req, struct gw_resp *resp, enum gw_mkind kind, const char *type, const char *id);
+/* POST /soap with operation |op| and WS-Addressing MessageID |mid|: false when |op| is not one the pipeline
+ * takes (ValidateMessage, faults: the router answers those). */
+bool gw_write_soap(struct gw_req *req, struct gw_resp *resp, const char *op, const char *mid);
 
 #endif

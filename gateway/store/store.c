@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "core/alloc.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/log.h"
@@ -38,6 +39,7 @@ void gw_submit_free(struct gw_submit *s) {
   if (!s)
     return;
   free(s->idem_key);
+  free(s->match_rkey);
   free(s->original);
   free(s->canonical);
   for (int i = 0; i < s->nd; i++)
@@ -55,8 +57,8 @@ void gw_delivery_free(struct gw_delivery *d) {
   }
 }
 
-/* Items for the writer: a submit, a delivery update or an answer. */
-enum witem_kind { W_SUBMIT, W_UPDATE, W_ANSWER };
+/* Items for the writer: a submit, a delivery update, an answer, or a lookup (run after the commit). */
+enum witem_kind { W_SUBMIT, W_UPDATE, W_ANSWER, W_LOOKUP };
 struct witem {
   enum witem_kind kind;
   struct witem *next;
@@ -65,8 +67,10 @@ struct witem {
   int64_t msg_id;       /* W_ANSWER */
   int status;
   char ctype[64];
-  uint8_t *body;
+  uint8_t *body; /* W_ANSWER: the answer; W_LOOKUP: the ordering key */
   size_t len;
+  gw_store_latest_fn fn; /* W_LOOKUP */
+  void *ud;
 };
 
 /* The schema, as forward migrations: migrations[v] takes a database of version v
@@ -381,9 +385,95 @@ static int insert_deliveries(struct gw_store *st, struct gw_submit *s, int64_t n
   return GW_OK;
 }
 
+static void enqueue(struct gw_store *st, struct witem *it);
+
+/* "p1=delivered apkolce=queued" for message |id|, into |summary|. */
+static int summarize(sqlite3 *db, int64_t id, char *summary, size_t n) {
+  sqlite3_stmt *q = NULL;
+  if (sqlite3_prepare_v2(db, "SELECT backend, state FROM deliveries WHERE msg_id = ?1 ORDER BY id", -1, &q, NULL) !=
+      SQLITE_OK)
+    return failed_step(db, "summary", 0);
+  sqlite3_bind_int64(q, 1, id);
+  size_t o = 0;
+  int rc;
+  while ((rc = sqlite3_step(q)) == SQLITE_ROW && o < n)
+    o += (size_t)snprintf(summary + o, n - o, "%s%s=%s", o ? " " : "", (const char *)sqlite3_column_text(q, 0),
+                          gw_dstate_name(sqlite3_column_int(q, 1)));
+  sqlite3_finalize(q);
+  return (rc == SQLITE_DONE || rc == SQLITE_ROW) ? GW_OK : failed_step(db, "summary", rc);
+}
+
+static int latest(sqlite3 *db, const char *rkey, char **canonical, char *summary, size_t n) {
+  *canonical = NULL;
+  summary[0] = 0;
+  sqlite3_stmt *q = NULL;
+  int rv;
+  if (sqlite3_prepare_v2(db,
+                         "SELECT m.id, m.canonical FROM deliveries d JOIN messages m ON m.id = d.msg_id"
+                         " WHERE d.rkey = ?1 ORDER BY d.id DESC LIMIT 1",
+                         -1, &q, NULL) != SQLITE_OK) {
+    rv = failed_step(db, "latest", 0);
+    goto out;
+  }
+  sqlite3_bind_text(q, 1, rkey, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(q);
+  if (rc != SQLITE_ROW) {
+    rv = rc == SQLITE_DONE ? GW_ERR_NOTFOUND : failed_step(db, "latest", rc);
+    goto out;
+  }
+  int64_t id = sqlite3_column_int64(q, 0);
+  int len = sqlite3_column_bytes(q, 1);
+  if (!(*canonical = malloc((size_t)len + 1))) {
+    rv = GW_ERR_NOMEM;
+    goto out;
+  }
+  memcpy(*canonical, sqlite3_column_blob(q, 1), (size_t)len);
+  (*canonical)[len] = 0;
+  rv = summarize(db, id, summary, n);
+  if (rv) {
+    free(*canonical);
+    *canonical = NULL;
+  }
+out:
+  sqlite3_finalize(q);
+  return rv;
+}
+
+void gw_store_lookup(struct gw_store *st, const char *rkey, gw_store_latest_fn fn, void *ud) {
+  struct witem *it = gw_calloc(1, sizeof(*it));
+  if (!it || !(it->body = (uint8_t *)gw_strdup(rkey))) {
+    free(it);
+    fn(ud, GW_ERR_NOMEM, NULL, "");
+    return;
+  }
+  it->kind = W_LOOKUP;
+  it->fn = fn;
+  it->ud = ud;
+  enqueue(st, it);
+}
+
+/* After the commit: the lookups of this batch see everything committed so far. */
+static void run_lookup(struct gw_store *st, struct witem *it) {
+  char *canon = NULL, summary[256];
+  int rv = latest(st->w, (const char *)it->body, &canon, summary, sizeof(summary));
+  it->fn(it->ud, rv, canon, summary);
+  free(canon);
+}
+
 /* Inserts |s| inside the open transaction. Returns GW_OK (accepted, a
  * duplicate or refused by a rule with memory: see s->status) or GW_ERR_IO. */
 static int insert_submit(struct gw_store *st, struct gw_submit *s, int64_t now) {
+  if (s->match_rkey) { /* conditional create: decided in the same transaction as the insert */
+    char *canon = NULL;
+    int rv = latest(st->w, s->match_rkey, &canon, s->match_summary, sizeof(s->match_summary));
+    free(canon);
+    if (rv == GW_OK) {
+      s->status = GW_SUB_MATCHED;
+      return GW_OK;
+    }
+    if (rv != GW_ERR_NOTFOUND)
+      return GW_ERR_IO;
+  }
   int dup = find_dup(st, s);
   if (dup)
     return dup > 0 ? GW_OK : GW_ERR_IO;
@@ -486,7 +576,7 @@ static void *writer_main(void *arg) {
       if (it->kind == W_SUBMIT) {
         if (insert_submit(st, it->s, now) != GW_OK)
           it->s->status = GW_SUB_FAILED; /* logged where it failed; the others of the batch stand */
-      } else {
+      } else if (it->kind != W_LOOKUP) {
         apply_update(st, it, now); /* a failure is counted and logged; the row keeps its older state */
       }
       if (sqlite3_get_autocommit(st->w))
@@ -503,6 +593,8 @@ static void *writer_main(void *arg) {
     /* only now, with the data on disk, does anybody hear of it */
     for (struct witem *it = batch, *next; it; it = next) {
       next = it->next;
+      if (it->kind == W_LOOKUP)
+        run_lookup(st, it);
       if (it->kind == W_SUBMIT) {
         struct gw_submit *s = it->s;
         if (rc != SQLITE_OK)
@@ -531,7 +623,7 @@ static void enqueue(struct gw_store *st, struct witem *it) {
 }
 
 void gw_store_submit(struct gw_store *st, struct gw_submit *s) {
-  struct witem *it = calloc(1, sizeof(*it));
+  struct witem *it = gw_calloc(1, sizeof(*it));
   if (!it) {
     s->status = GW_SUB_FAILED;
     s->done(s);
@@ -630,60 +722,6 @@ int gw_store_load(struct gw_store *st, int state, void (*fn)(void *ud, struct gw
     return failed_step(st->r, "load_deliveries", 0);
   sqlite3_bind_int(q, 1, state);
   return each_delivery(st->r, q, fn, ud);
-}
-
-/* "p1=delivered apkolce=queued" for message |id|, into |summary|. */
-static int summarize(sqlite3 *db, int64_t id, char *summary, size_t n) {
-  sqlite3_stmt *q = NULL;
-  if (sqlite3_prepare_v2(db, "SELECT backend, state FROM deliveries WHERE msg_id = ?1 ORDER BY id", -1, &q, NULL) !=
-      SQLITE_OK)
-    return failed_step(db, "summary", 0);
-  sqlite3_bind_int64(q, 1, id);
-  size_t o = 0;
-  int rc;
-  while ((rc = sqlite3_step(q)) == SQLITE_ROW && o < n)
-    o += (size_t)snprintf(summary + o, n - o, "%s%s=%s", o ? " " : "", (const char *)sqlite3_column_text(q, 0),
-                          gw_dstate_name(sqlite3_column_int(q, 1)));
-  sqlite3_finalize(q);
-  return (rc == SQLITE_DONE || rc == SQLITE_ROW) ? GW_OK : failed_step(db, "summary", rc);
-}
-
-int gw_store_latest(struct gw_store *st, const char *rkey, char **canonical, char *summary, size_t n) {
-  *canonical = NULL;
-  summary[0] = 0;
-  pthread_mutex_lock(&st->qmu);
-  sqlite3_stmt *q = NULL;
-  int rv;
-  if (sqlite3_prepare_v2(st->q,
-                         "SELECT m.id, m.canonical FROM deliveries d JOIN messages m ON m.id = d.msg_id"
-                         " WHERE d.rkey = ?1 ORDER BY d.id DESC LIMIT 1",
-                         -1, &q, NULL) != SQLITE_OK) {
-    rv = failed_step(st->q, "latest", 0);
-    goto out;
-  }
-  sqlite3_bind_text(q, 1, rkey, -1, SQLITE_STATIC);
-  int rc = sqlite3_step(q);
-  if (rc != SQLITE_ROW) {
-    rv = rc == SQLITE_DONE ? GW_ERR_NOTFOUND : failed_step(st->q, "latest", rc);
-    goto out;
-  }
-  int64_t id = sqlite3_column_int64(q, 0);
-  int len = sqlite3_column_bytes(q, 1);
-  if (!(*canonical = malloc((size_t)len + 1))) {
-    rv = GW_ERR_NOMEM;
-    goto out;
-  }
-  memcpy(*canonical, sqlite3_column_blob(q, 1), (size_t)len);
-  (*canonical)[len] = 0;
-  rv = summarize(st->q, id, summary, n);
-  if (rv) {
-    free(*canonical);
-    *canonical = NULL;
-  }
-out:
-  sqlite3_finalize(q);
-  pthread_mutex_unlock(&st->qmu);
-  return rv;
 }
 
 int gw_store_load_range(struct gw_store *st, const char *backend, int64_t from, int64_t to, int limit,

@@ -62,7 +62,7 @@ struct gw_dresult {
   char error[256]; /* the backend's error (translated text), or "" */
 };
 
-enum gw_submit_status { GW_SUB_ACCEPTED = 0, GW_SUB_DUPLICATE, GW_SUB_REJECTED, GW_SUB_FAILED };
+enum gw_submit_status { GW_SUB_ACCEPTED = 0, GW_SUB_DUPLICATE, GW_SUB_REJECTED, GW_SUB_FAILED, GW_SUB_MATCHED };
 
 struct gw_submit {
   /* --- filled by the caller, owned by the submit --- */
@@ -70,6 +70,7 @@ struct gw_submit {
   char dialect[16];
   char op[48];       /* e.g. "fhir.create", "soap.BookAppointment", "hl7.SIU^S12", "notification" */
   char *idem_key;    /* NULL: none. Scoped by the caller already. */
+  char *match_rkey;  /* conditional create: when a delivery of this ordering key exists, nothing is stored */
   char rtype[32];    /* resource type of the canonical root */
   char rid[96];      /* resource id given by the caller (PUT), or "" */
   uint8_t *original; /* received bytes */
@@ -87,6 +88,7 @@ struct gw_submit {
   enum gw_submit_status status;
   int64_t msg_id;
   char reject_rule[48], reject_en[256], reject_pl[256]; /* REJECTED by a memory rule */
+  char match_summary[200];                              /* MATCHED: where the existing one went */
   int nres;
   struct gw_dresult res[GW_MAX_BACKENDS];
   uint8_t *answer; /* DUPLICATE: the answer first given, when it was stored */
@@ -168,10 +170,12 @@ int gw_store_load_range(struct gw_store *st, const char *backend, int64_t from, 
                         void (*fn)(void *ud, struct gw_delivery *d), void *ud);
 
 /* The latest accepted message that carried resource |rkey| (as in
- * gw_delivery.rkey): its canonical form (malloc'd, NUL-terminated) and a
- * summary of its deliveries ("p1=delivered apkolce=queued"). Synchronous.
- * Returns 0, GW_ERR_NOTFOUND or GW_ERR_IO. */
-int gw_store_latest(struct gw_store *st, const char *rkey, char **canonical, char *summary, size_t n);
+ * gw_delivery.rkey), looked up by the writer thread after its next commit
+ * (never on the caller's thread): |fn| gets GW_OK with its canonical form
+ * and a summary of its deliveries ("p1=delivered apkolce=queued"),
+ * GW_ERR_NOTFOUND or GW_ERR_IO, from the writer thread. */
+typedef void (*gw_store_latest_fn)(void *ud, int rv, const char *canonical, const char *summary);
+void gw_store_lookup(struct gw_store *st, const char *rkey, gw_store_latest_fn fn, void *ud);
 
 /* Frees a delivery from gw_store_load. */
 void gw_delivery_free(struct gw_delivery *d);

@@ -1,0 +1,313 @@
+/* The one place that renders the pipeline's answers, per dialect: FHIR
+ * (OperationOutcome, transaction-response), SOAP 1.1/1.2 (Fault, the
+ * operation's response), HL7 v2 (ACK; over MLLP always "200", the frame
+ * carries the ACK alone). Each dialect is one row of |dialects|. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/hl7v2.h"
+#include "core/buf.h"
+#include "core/err.h"
+#include "pipe/pipe.h"
+#include "validate/rules.h"
+
+#define CT_FHIR_JSON "application/fhir+json; charset=utf-8"
+#define CT_HL7       "x-application/hl7-v2+er7; charset=utf-8"
+#define CT_SOAP11    "text/xml; charset=utf-8"
+#define CT_SOAP12    "application/soap+xml; charset=utf-8"
+
+static void take(struct gw_answer *a, int status, const char *ct, struct gw_buf *b) {
+  free(a->body);
+  a->status = status;
+  a->ctype = ct;
+  a->body = gw_buf_take(b, &a->len);
+  gw_buf_cleanup(b);
+}
+
+/* ---- the delivery report ---- */
+
+/* Overall state: rejected by any backend, else queued when any is not delivered yet. */
+static int overall(const struct gw_submit *s) {
+  int st = GW_DS_DELIVERED;
+  for (int i = 0; i < s->nres; i++) {
+    if (s->res[i].state == GW_DS_REJECTED || s->res[i].state == GW_DS_DEAD)
+      return GW_DS_REJECTED;
+    if (s->res[i].state != GW_DS_DELIVERED)
+      st = GW_DS_QUEUED;
+  }
+  return st;
+}
+
+static const char *state_word(int st) {
+  return st == GW_DS_DELIVERED ? "delivered" : st == GW_DS_QUEUED ? "queued" : "rejected";
+}
+
+static void res_text(const struct gw_dresult *r, char *out, size_t n) {
+  bool bad = r->state == GW_DS_REJECTED || r->state == GW_DS_DEAD;
+  if (r->state == GW_DS_DELIVERED)
+    snprintf(out, n, "%s: delivered", r->backend);
+  else if (bad && r->last_status)
+    snprintf(out, n, "%s rejected the message (HTTP %d): %s", r->backend, r->last_status, r->error);
+  else if (bad) /* no HTTP status: MLLP, or no answer at all */
+    snprintf(out, n, "%s rejected the message: %s", r->backend, r->error);
+  else if (r->attempts)
+    snprintf(out, n, "%s: queued for retry after attempt %d (%s)", r->backend, r->attempts, r->error);
+  else
+    snprintf(out, n, "%s: queued, stored durably", r->backend);
+}
+
+/* The delivery report as a diag: information for delivered/queued, errors for rejections. */
+static void res_diag(const struct gw_submit *s, struct gw_diag *d) {
+  for (int i = 0; i < s->nres; i++) {
+    const struct gw_dresult *r = &s->res[i];
+    char en[400], rule[48];
+    res_text(r, en, sizeof(en));
+    bool bad = r->state == GW_DS_REJECTED || r->state == GW_DS_DEAD;
+    snprintf(rule, sizeof(rule), "delivery.%s", bad ? "rejected" : state_word(r->state));
+    struct gw_issue *is =
+        gw_diag_add(d, bad ? GW_SEV_ERROR : GW_SEV_INFO, bad ? "processing" : "informational", rule, en, en);
+    if (is) {
+      is->hl7_code = bad ? 207 : 0;
+      is->resendable = false;
+    }
+  }
+}
+
+/* Where a resource now lives: {prefix}{type}/{id}/_history/1 with its id (or identifier),
+ * else an id the gateway gives it from the message: cergw-{message}, and for entry |entry|
+ * of a Bundle cergw-{message}-{entry} (|entry| < 0: a single resource). */
+static void location(char *out, size_t n, const char *prefix, const char *type, const char *id, long long msg_id,
+                     int entry) {
+  if (id[0])
+    snprintf(out, n, "%s%s/%s/_history/1", prefix, type, id);
+  else if (entry < 0)
+    snprintf(out, n, "%s%s/cergw-%lld/_history/1", prefix, type, msg_id);
+  else
+    snprintf(out, n, "%s%s/cergw-%lld-%d/_history/1", prefix, type, msg_id, entry);
+}
+
+/* ---- FHIR ---- */
+
+static void fhir_refused(const struct gw_pipe *p, struct gw_msg *m, const char *text) {
+  (void)text;
+  struct gw_buf out;
+  gw_buf_init(&out, 8u << 20);
+  gw_engine_outcome_json(gw_pipe_engine(p), &m->diag, 1, &out);
+  take(&m->ans, m->status ? m->status : m->rv == GW_ERR_NOTFOUND ? 501 : 422, CT_FHIR_JSON, &out);
+}
+
+/* A transaction answers with a transaction-response Bundle, one entry per entry sent. */
+static int tx_response(const struct gw_pipe *p, struct gw_msg *m, const struct gw_diag *d, int status,
+                       struct gw_buf *out) {
+  int n = m->nentries;
+  char(*buf)[200] = calloc((size_t)n + 1, sizeof(*buf));
+  const char **locs = calloc((size_t)n + 1, sizeof(*locs));
+  int rv = GW_ERR_NOMEM;
+  for (int i = 0; buf && locs && i < n; i++) {
+    const struct gw_msg_entry *e = &m->entries[i];
+    if (!e->type[0])
+      snprintf(buf[i], sizeof(buf[i]), "%s", e->url); /* an entry without a resource keeps its request URL */
+    else
+      location(buf[i], sizeof(buf[i]), "", e->type, e->id, (long long)m->s->msg_id, i);
+    locs[i] = buf[i];
+  }
+  if (buf && locs)
+    rv = gw_engine_tx_response_json(gw_pipe_engine(p), d, n, locs, status == 202 ? "202 Accepted" : "201 Created",
+                                    m->batch, 1, out);
+  free(buf);
+  free(locs);
+  return rv;
+}
+
+static void fhir_committed(const struct gw_pipe *p, struct gw_msg *m) {
+  const struct gw_submit *s = m->s;
+  struct gw_diag d;
+  gw_diag_init(&d, 32);
+  res_diag(s, &d);
+  if (s->status == GW_SUB_DUPLICATE)
+    gw_diag_add(&d, GW_SEV_INFO, "informational", "delivery.duplicate",
+                "a repeat of an earlier message: nothing was delivered again",
+                "powtórzenie wcześniejszego komunikatu: nic nie zostało wysłane ponownie");
+  int st = overall(s);
+  int status = st == GW_DS_REJECTED ? 422 : st == GW_DS_QUEUED ? 202 : (m->update ? 200 : 201);
+  if (s->status == GW_SUB_DUPLICATE && status != 422)
+    status = 200;
+  struct gw_buf out;
+  gw_buf_init(&out, 1u << 20);
+  if (m->bundle && status != 422 && tx_response(p, m, &d, status, &out) == GW_OK)
+    status = status == 202 ? 202 : 200;
+  else
+    gw_engine_outcome_json(gw_pipe_engine(p), &d, 1, &out);
+  take(&m->ans, status, CT_FHIR_JSON, &out);
+  if (!m->bundle && status != 422) {
+    location(m->ans.location, sizeof(m->ans.location), "/fhir/", m->s->rtype, m->rid, (long long)s->msg_id, -1);
+    snprintf(m->ans.etag, sizeof(m->ans.etag), "W/\"1\"");
+  }
+  gw_diag_cleanup(&d);
+}
+
+/* ---- SOAP ---- */
+
+static const char *soap_ctype(const struct gw_msg *m) { return m->soap_version == 12 ? CT_SOAP12 : CT_SOAP11; }
+
+static void soap_refused(const struct gw_pipe *p, struct gw_msg *m, const char *text) {
+  (void)p;
+  struct gw_buf out;
+  gw_buf_init(&out, 8u << 20);
+  gw_engine_soap_fault(&m->diag, m->soap_version, text, &out);
+  take(&m->ans, m->status ? m->status : m->soap_version == 12 ? 400 : 500, soap_ctype(m), &out);
+}
+
+static void soap_committed(const struct gw_pipe *p, struct gw_msg *m) {
+  const struct gw_submit *s = m->s;
+  int st = overall(s);
+  if (st == GW_DS_REJECTED) {
+    res_diag(s, &m->diag);
+    soap_refused(p, m, "a backend rejected the message: see the issues in the detail");
+    return;
+  }
+  struct gw_soap_delivery d[GW_MAX_BACKENDS];
+  char txt[GW_MAX_BACKENDS][400];
+  for (int i = 0; i < s->nres; i++) {
+    res_text(&s->res[i], txt[i], sizeof(txt[i]));
+    d[i] = (struct gw_soap_delivery){s->res[i].backend, gw_dstate_name(s->res[i].state), txt[i]};
+  }
+  struct gw_buf out;
+  gw_buf_init(&out, 1u << 20);
+  gw_engine_soap_accepted(m->soap_version, m->soap_op, state_word(st), (long long)s->msg_id, s->nres, d, &out);
+  take(&m->ans, st == GW_DS_QUEUED ? 202 : 200, soap_ctype(m), &out);
+}
+
+/* ---- HL7 v2 ---- */
+
+static void ack(struct gw_msg *m, enum gw_hl7_ack code, const char *text, const struct gw_diag *d, int status) {
+  char stamp[20], ctrl[24];
+  gw_hl7_now(stamp, sizeof(stamp));
+  gw_hl7_control_id(ctrl, sizeof(ctrl));
+  struct gw_buf out;
+  gw_buf_init(&out, 1u << 20);
+  gw_hl7_ack(m->v2, code, text, d, ctrl, stamp, &out);
+  take(&m->ans, m->mllp ? 200 : status, CT_HL7, &out);
+}
+
+static void hl7_refused(const struct gw_pipe *p, struct gw_msg *m, const char *text) {
+  (void)p;
+  ack(m, gw_hl7_ack_code_for(&m->diag), text, &m->diag, m->status ? m->status : 422);
+}
+
+static void hl7_committed(const struct gw_pipe *p, struct gw_msg *m) {
+  (void)p;
+  const struct gw_submit *s = m->s;
+  char text[400] = "";
+  int st = overall(s);
+  size_t o =
+      (size_t)snprintf(text, sizeof(text), "%s",
+                       s->status == GW_SUB_DUPLICATE ? "duplicate of an earlier message, not resent: " : "accepted: ");
+  for (int i = 0; i < s->nres && o < sizeof(text); i++)
+    o += (size_t)snprintf(text + o, sizeof(text) - o, "%s%s=%s", i ? " " : "", s->res[i].backend,
+                          gw_dstate_name(s->res[i].state));
+  struct gw_diag d;
+  gw_diag_init(&d, 32);
+  if (st == GW_DS_REJECTED)
+    res_diag(s, &d);
+  ack(m, st == GW_DS_REJECTED ? GW_ACK_AR : GW_ACK_AA, text, &d, 200);
+  gw_diag_cleanup(&d);
+}
+
+/* ---- by dialect ---- */
+
+struct dialect {
+  void (*refused)(const struct gw_pipe *p, struct gw_msg *m, const char *text);
+  void (*committed)(const struct gw_pipe *p, struct gw_msg *m);
+};
+
+static const struct dialect dialects[] = {
+    [GW_M_FHIR] = {fhir_refused, fhir_committed},
+    [GW_M_SOAP] = {soap_refused, soap_committed},
+    [GW_M_HL7] = {hl7_refused, hl7_committed},
+    [GW_M_NOTIFY] = {fhir_refused, fhir_committed},
+};
+
+void gw_answer_refused(const struct gw_pipe *p, struct gw_msg *m) {
+  const char *text =
+      m->kind == GW_M_SOAP ? "the message was rejected: see the issues in the detail" : "invalid: not accepted";
+  dialects[m->kind].refused(p, m, text);
+}
+
+/* A rule with memory refused the message, or the store failed: nothing was accepted. */
+static void store_refused(const struct gw_pipe *p, struct gw_msg *m) {
+  const struct gw_submit *s = m->s;
+  bool failed = s->status == GW_SUB_FAILED;
+  const struct gw_rule_info *ri = failed ? NULL : gw_rules_info(gw_engine_rules(gw_pipe_engine(p)), s->reject_rule);
+  struct gw_issue *is =
+      failed ? gw_diag_add(&m->diag, GW_SEV_FATAL, "transient", "store.failed",
+                           "the message could not be stored: nothing was accepted, send it again",
+                           "nie udało się zapisać komunikatu: nic nie zostało przyjęte, wyślij go ponownie")
+             : gw_diag_add(&m->diag, GW_SEV_ERROR, ri ? ri->code : "business-rule", s->reject_rule, s->reject_en,
+                           s->reject_pl);
+  if (is) {
+    is->hl7_code = ri ? ri->hl7_code : 207;
+    is->resendable = ri ? ri->resendable : true;
+    snprintf(is->location, sizeof(is->location), "%s", !ri ? "" : m->kind == GW_M_HL7 ? ri->loc_hl7 : ri->loc_fhir);
+  }
+  if (m->kind == GW_M_HL7) {
+    ack(m, GW_ACK_AE, failed ? "not stored" : "rejected", &m->diag, 200);
+    return;
+  }
+  m->status = failed ? 503 : 0;
+  dialects[m->kind].refused(p, m, failed ? "not stored" : "the message breaks a CeR rule");
+}
+
+/* A conditional create that matched what this clinic sent before: nothing was created. */
+static void matched(const struct gw_pipe *p, struct gw_msg *m) {
+  char en[400];
+  snprintf(en, sizeof(en), "a %s matching %s exists already (%s): nothing was created", m->s->rtype,
+           m->if_none_exist ? m->if_none_exist : "the criteria", m->s->match_summary);
+  gw_diag_add(&m->diag, GW_SEV_INFO, "informational", "fhir.conditional-match", en, en);
+  struct gw_buf out;
+  gw_buf_init(&out, 1u << 20);
+  gw_engine_outcome_json(gw_pipe_engine(p), &m->diag, 1, &out);
+  take(&m->ans, 200, CT_FHIR_JSON, &out);
+  const char *bar = strchr(m->s->match_rkey, '|');
+  snprintf(m->ans.location, sizeof(m->ans.location), "/fhir/%s", bar ? bar + 1 : m->s->match_rkey);
+}
+
+void gw_answer_committed(const struct gw_pipe *p, struct gw_msg *m) {
+  struct gw_submit *s = m->s;
+  if (s->status == GW_SUB_DUPLICATE && s->answer) { /* the answer first given, as it was */
+    free(m->ans.body);
+    m->ans = (struct gw_answer){.status = s->answer_status, .body = s->answer, .len = s->answer_len, .replay = true};
+    m->ans.ctype = !strcmp(s->answer_ctype, CT_FHIR_JSON) ? CT_FHIR_JSON
+                   : !strcmp(s->answer_ctype, CT_HL7)     ? CT_HL7
+                   : !strcmp(s->answer_ctype, CT_SOAP11)  ? CT_SOAP11
+                   : !strcmp(s->answer_ctype, CT_SOAP12)  ? CT_SOAP12
+                                                          : "application/octet-stream";
+    s->answer = NULL;
+  } else if (s->status == GW_SUB_REJECTED || s->status == GW_SUB_FAILED) {
+    store_refused(p, m);
+  } else if (s->status == GW_SUB_MATCHED) {
+    matched(p, m);
+  } else {
+    dialects[m->kind].committed(p, m);
+  }
+}
+
+void gw_answer_status(const struct gw_pipe *p, struct gw_msg *m, const char *id, const char *status) {
+  (void)p;
+  struct gw_buf b;
+  gw_buf_init(&b, 1 << 20);
+  gw_engine_soap_status(m->soap_version, id, status, &b);
+  take(&m->ans, 200, soap_ctype(m), &b);
+}
+
+const char *gw_answer_outcome(const struct gw_msg *m) {
+  const struct gw_submit *s = m->s;
+  if (!s)
+    return "invalid";
+  return s->status == GW_SUB_DUPLICATE  ? "duplicate"
+         : s->status == GW_SUB_REJECTED ? s->reject_rule
+         : s->status == GW_SUB_FAILED   ? "store-failed"
+         : s->status == GW_SUB_MATCHED  ? "conditional-match"
+                                        : state_word(overall(s));
+}

@@ -1,0 +1,207 @@
+/* What the pipeline reads from the canonical document: the facts of the
+ * rules with memory, the resource a message is about, the clinic a
+ * notification names, and a Bundle's entries. XPath expressions are fixed
+ * strings, compiled once on first use and shared by every thread
+ * (evaluating a compiled expression does not change it); each thread
+ * evaluates them in its own context (gw_fhir_xpath). */
+#include <libxml/tree.h>
+#include <libxml/xpath.h>
+#include <libxml/xpathInternals.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/fhir.h"
+#include "core/alloc.h"
+#include "core/err.h"
+#include "pipe/pipe.h"
+#include "validate/rules.h"
+
+#define RPWDL_PREFIX  "urn:oid:2.16.840.1.113883.3.4424.2.3.1."
+#define PESEL_SYSTEM  "urn:oid:2.16.840.1.113883.3.4424.1.1.616"
+#define LATE_CANCEL_S (48 * 3600)
+#define XCACHE_MAX    64
+
+static struct {
+  const char *src;
+  xmlXPathCompExprPtr comp;
+} xcache[XCACHE_MAX];
+static _Atomic int xcache_n;
+static pthread_mutex_t xcache_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static xmlXPathCompExprPtr compiled(const char *expr) {
+  int n = atomic_load_explicit(&xcache_n, memory_order_acquire);
+  for (int i = 0; i < n; i++)
+    if (xcache[i].src == expr || strcmp(xcache[i].src, expr) == 0)
+      return xcache[i].comp;
+  pthread_mutex_lock(&xcache_mu);
+  xmlXPathCompExprPtr c = NULL;
+  n = atomic_load(&xcache_n);
+  for (int i = 0; i < n && !c; i++)
+    if (strcmp(xcache[i].src, expr) == 0)
+      c = xcache[i].comp;
+  if (!c && n < XCACHE_MAX && (c = xmlXPathCompile(BAD_CAST expr))) {
+    xcache[n].src = expr;
+    xcache[n].comp = c;
+    atomic_store_explicit(&xcache_n, n + 1, memory_order_release);
+  }
+  pthread_mutex_unlock(&xcache_mu);
+  return c;
+}
+
+static xmlXPathObjectPtr xeval(xmlXPathContextPtr x, xmlNodePtr at, const char *expr) {
+  x->node = at;
+  xmlXPathCompExprPtr c = compiled(expr);
+  return c ? xmlXPathCompiledEval(c, x) : xmlXPathEvalExpression(BAD_CAST expr, x);
+}
+
+static void xstr(xmlXPathContextPtr x, xmlNodePtr at, const char *expr, char *out, size_t n) {
+  out[0] = 0;
+  xmlXPathObjectPtr o = xeval(x, at, expr);
+  xmlChar *s = o ? xmlXPathCastToString(o) : NULL;
+  if (s)
+    snprintf(out, n, "%s", (const char *)s);
+  xmlFree(s);
+  xmlXPathFreeObject(o);
+}
+
+static xmlXPathObjectPtr xnodes(xmlXPathContextPtr x, xmlNodePtr at, const char *expr) {
+  xmlXPathObjectPtr o = xeval(x, at, expr);
+  if (o && (o->type != XPATH_NODESET || !o->nodesetval)) {
+    xmlXPathFreeObject(o);
+    return NULL;
+  }
+  return o;
+}
+
+void gw_facts_str(xmlDocPtr doc, void *at, const char *expr, char *out, size_t n) {
+  xmlXPathContextPtr x = gw_fhir_xpath(doc);
+  out[0] = 0;
+  if (x)
+    xstr(x, at ? at : (xmlNodePtr)doc, expr, out, n);
+}
+
+static int64_t instant_ms(const char *s) {
+  time_t t;
+  return (s[0] && gw_instant_parse(s, &t) == GW_OK) ? (int64_t)t * 1000 : 0;
+}
+
+/* The Slots a message publishes. */
+static void slot_facts(xmlXPathContextPtr x, struct gw_submit *s) {
+  xmlXPathObjectPtr o = xnodes(x, (xmlNodePtr)x->doc, "//f:Slot");
+  int n = o ? o->nodesetval->nodeNr : 0;
+  if (n > 0 && (s->slots = gw_calloc((size_t)n, sizeof(*s->slots)))) {
+    for (int i = 0; i < n; i++) {
+      xmlNodePtr sl = o->nodesetval->nodeTab[i];
+      struct gw_slotfact *f = &s->slots[s->nslots];
+      char st[40], en[40], status[24];
+      xstr(x, sl, "string((f:identifier/f:value/@value | f:id/@value)[1])", f->ident, sizeof(f->ident));
+      xstr(x, sl, "concat(f:schedule/f:reference/@value, '|', f:schedule/f:identifier/f:value/@value)", f->schedule,
+           sizeof(f->schedule));
+      xstr(x, sl, "string(f:start/@value)", st, sizeof(st));
+      xstr(x, sl, "string(f:end/@value)", en, sizeof(en));
+      xstr(x, sl, "string(f:status/@value)", status, sizeof(status));
+      f->start_ms = instant_ms(st);
+      f->end_ms = instant_ms(en);
+      f->free = strcmp(status, "free") == 0;
+      if (f->ident[0] && f->start_ms && f->end_ms)
+        s->nslots++;
+    }
+  }
+  xmlXPathFreeObject(o);
+}
+
+/* The Slots the first Appointment books or frees; the 48-hour rule needs the cancelled visit's start. */
+static void appointment_facts(xmlXPathContextPtr x, struct gw_submit *s, time_t now, int *late_cancel) {
+  xmlXPathObjectPtr o = xnodes(x, (xmlNodePtr)x->doc, "//f:Appointment");
+  if (o && o->nodesetval->nodeNr > 0) {
+    xmlNodePtr a = o->nodesetval->nodeTab[0];
+    char status[24], start[40];
+    xstr(x, a, "string(f:status/@value)", status, sizeof(status));
+    xstr(x, a, "string(f:start/@value)", start, sizeof(start));
+    s->slot_release = !strcmp(status, "cancelled") || !strcmp(status, "noshow") || !strcmp(status, "entered-in-error");
+    int64_t st = instant_ms(start);
+    *late_cancel = !strcmp(status, "cancelled") && st && st - (int64_t)now * 1000 < LATE_CANCEL_S * 1000LL;
+    xmlXPathObjectPtr refs = xnodes(x, a, "f:slot");
+    int nr = refs ? refs->nodesetval->nodeNr : 0;
+    if (nr > 0 && !(s->slotrefs = gw_calloc((size_t)nr, sizeof(*s->slotrefs))))
+      nr = 0;
+    for (int i = 0; i < nr; i++) {
+      char id[128];
+      xstr(x, refs->nodesetval->nodeTab[i],
+           "concat(f:identifier/f:value/@value, substring-after(f:reference/@value, 'Slot/'))", id, sizeof(id));
+      if (id[0])
+        snprintf(s->slotrefs[s->nslotrefs++], sizeof(s->slotrefs[0]), "%s", id);
+    }
+    xmlXPathFreeObject(refs);
+  }
+  xmlXPathFreeObject(o);
+}
+
+void gw_facts_memory(xmlDocPtr doc, struct gw_submit *s, time_t now, int *late_cancel) {
+  *late_cancel = 0;
+  xmlXPathContextPtr x = gw_fhir_xpath(doc);
+  if (!x)
+    return;
+  slot_facts(x, s);
+  appointment_facts(x, s, now, late_cancel);
+}
+
+void gw_facts_ids(xmlDocPtr doc, char *ids, size_t n, char *rkey, size_t rn) {
+  rkey[0] = ids[0] = 0;
+  xmlXPathContextPtr x = gw_fhir_xpath(doc);
+  if (!x)
+    return;
+  xmlXPathObjectPtr o = xnodes(x, (xmlNodePtr)doc, "(//f:Appointment | //f:Slot | //f:Schedule)[1]");
+  xmlNodePtr r = (o && o->nodesetval->nodeNr) ? o->nodesetval->nodeTab[0] : NULL;
+  char id[128] = "", pesel[16] = "";
+  if (r) {
+    xstr(x, r, "string((f:identifier/f:value/@value | f:id/@value)[1])", id, sizeof(id));
+    if (id[0]) /* no identifier: no ordering constraint */
+      snprintf(rkey, rn, "%s/%s", (const char *)r->name, id);
+    xstr(x, r, "string(f:identifier/f:value/@value)", id, sizeof(id));
+  }
+  xmlXPathFreeObject(o);
+  xstr(x, (xmlNodePtr)doc, "string((//f:identifier[f:system/@value = '" PESEL_SYSTEM "']/f:value/@value)[1])", pesel,
+       sizeof(pesel));
+  snprintf(ids, n, "%s patient=%s", id, pesel);
+}
+
+void gw_facts_payload_rpwdl(xmlDocPtr doc, char *out, size_t n) {
+  gw_facts_str(doc, NULL,
+               "substring(substring-after((//f:identifier/f:system/@value[starts-with(., '" RPWDL_PREFIX
+               "')])[1], '" RPWDL_PREFIX "'), 1, 12)",
+               out, n);
+}
+
+int gw_facts_entries(xmlDocPtr doc, bool *batch, struct gw_msg_entry **out) {
+  *out = NULL;
+  xmlXPathContextPtr x = gw_fhir_xpath(doc);
+  if (!x)
+    return GW_ERR_NOMEM;
+  char btype[16] = "";
+  xstr(x, (xmlNodePtr)doc, "string(/f:Bundle/f:type/@value)", btype, sizeof(btype));
+  *batch = strcmp(btype, "batch") == 0;
+  xmlXPathObjectPtr es = xnodes(x, (xmlNodePtr)doc, "/f:Bundle/f:entry");
+  int n = es ? es->nodesetval->nodeNr : 0;
+  struct gw_msg_entry *e = n ? gw_calloc((size_t)n, sizeof(*e)) : NULL;
+  for (int i = 0; e && i < n; i++) {
+    xmlNodePtr en = es->nodesetval->nodeTab[i], rn = NULL;
+    for (xmlNodePtr k = en->children; k && !rn; k = k->next)
+      if (k->type == XML_ELEMENT_NODE && xmlStrEqual(k->name, BAD_CAST "resource"))
+        rn = xmlFirstElementChild(k);
+    if (rn) {
+      snprintf(e[i].type, sizeof(e[i].type), "%s", (const char *)rn->name);
+      xstr(x, rn, "string((f:id/@value | f:identifier/f:value/@value)[1])", e[i].id, sizeof(e[i].id));
+    } else {
+      xstr(x, en, "string(f:request/f:url/@value)", e[i].url, sizeof(e[i].url));
+    }
+  }
+  xmlXPathFreeObject(es);
+  if (n && !e)
+    return GW_ERR_NOMEM;
+  *out = e;
+  return n;
+}
