@@ -122,9 +122,10 @@ static void fhir_validate(struct gw_req *req, struct gw_resp *resp, const char *
 /* An HL7 ACK for a checked message: AA when valid, AE/AR with one ERR per issue. */
 static void hl7_ack_answer(struct gw_req *req, struct gw_resp *resp, int status, xmlDocPtr v2, int rv,
                            const struct gw_diag *d, const char *ok_text) {
-  char stamp[20], ctrl[40];
+  (void)req;
+  char stamp[20], ctrl[24];
   gw_hl7_now(stamp, sizeof(stamp));
-  snprintf(ctrl, sizeof(ctrl), "CERGW%s%04u", stamp, (unsigned)(req->stream_id % 10000));
+  gw_hl7_control_id(ctrl, sizeof(ctrl));
   struct gw_buf out;
   gw_buf_init(&out, 1 << 20);
   enum gw_hl7_ack code = rv == GW_OK ? GW_ACK_AA : gw_hl7_ack_code_for(d);

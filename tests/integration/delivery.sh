@@ -438,6 +438,18 @@ mode p1 ok
 check "SIGHUP with work in flight: the queued message is still delivered after the reload" \
   wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((before + 1)) ]"
 check "metrics per backend" bash -c "curl -s --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key https://localhost:$GWP/metrics | grep -q 'cergw_backend_delivered_total{backend=\"p1\"}'"
+audit_joins() { # the last transaction's audit line names conn and stream; the access log has that request
+  local a c st
+  a=$(grep 'event=audit' "$LOG" | grep 'op=fhir.transaction' | tail -1)
+  c=$(sed -n 's/.* conn=\([0-9]*\) stream=\([0-9]*\) .*/\1/p' <<<"$a"); st=$(sed -n 's/.* conn=\([0-9]*\) stream=\([0-9]*\) .*/\2/p' <<<"$a")
+  [ -n "$c" ] && grep 'event=request' "$LOG" | grep "conn=$c stream=$st " | grep -q 'path="/fhir"'
+}
+check "audit line carries conn and stream, joining it to the access log line of its request" audit_joins
+# ACK control ids: the first request of two connections (each stream/ordinal 1) gets two different MSH-10s
+siu 2301 >"$T/ctl1.hl7"; siu 2302 >"$T/ctl2.hl7"
+c1=$(gw clinic-a /hl7v2 --http1.1 --data-binary @"$T/ctl1.hl7" | tr '\r' '\n' | grep '^MSH' | cut -d'|' -f10)
+c2=$(gw clinic-a /hl7v2 --http1.1 --data-binary @"$T/ctl2.hl7" | tr '\r' '\n' | grep '^MSH' | cut -d'|' -f10)
+check "ACKs on two connections have different control ids ($c1, $c2)" bash -c "[ -n '$c1' ] && [ '$c1' != '$c2' ]"
 check "audit log: who, what, outcome, PESEL masked" bash -c "grep 'event=audit' $LOG | grep -q 'patient=850101\*\*\*\*\*' && ! grep 'event=audit' $LOG | grep -q 85010112345"
 
 # ---------------------------------------------------------- kill -9 under load

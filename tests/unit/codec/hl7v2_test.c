@@ -234,9 +234,28 @@ static void test_corpus(void) {
   CU_ASSERT(n >= 11);
 }
 
+static int cmp_id(const void *a, const void *b) { return strcmp((const char *)a, (const char *)b); }
+
+/* The gateway's control ids (an ACK's MSH-10) never repeat within a process, whichever connection or
+ * stream asks (they were the time and stream_id % 10000: two connections' first ACKs collided), and fit
+ * MSH-10's 20 characters. */
+static void test_control_ids(void) {
+  enum { N = 5000 };
+  static char ids[N][24];
+  for (int i = 0; i < N; i++) {
+    gw_hl7_control_id(ids[i], sizeof(ids[i]));
+    CU_ASSERT_EQUAL(strlen(ids[i]), 20);
+  }
+  qsort(ids, N, sizeof(ids[0]), cmp_id);
+  int dup = 0;
+  for (int i = 1; i < N; i++)
+    dup += strcmp(ids[i], ids[i - 1]) == 0;
+  CU_ASSERT_EQUAL(dup, 0);
+}
+
 int gw_test_hl7v2_suite(void) {
   CU_pSuite s = CU_add_suite("codec/hl7v2", NULL, NULL);
   return !s || GW_ADD(s, test_parse_structure) || GW_ADD(s, test_roundtrip) ||
          GW_ADD(s, test_line_endings_and_delimiters) || GW_ADD(s, test_errors) || GW_ADD(s, test_ack) ||
-         GW_ADD(s, test_corpus);
+         GW_ADD(s, test_corpus) || GW_ADD(s, test_control_ids);
 }
