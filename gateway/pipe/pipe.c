@@ -392,12 +392,12 @@ typedef enum gw_step (*stage_fn)(struct gw_pipe *p, struct gw_msg *m);
 static const struct stage {
   const char *name;
   stage_fn fn;
-} write_stages[] = {{"admit", admit}, {"detect", detect},     {"canonicalise", canonicalise},
-                    {"check", check}, {"remember", remember}, {"route", route},
-                    {"facts", facts}, {"render", render},     {"commit", commit},
+} write_stages[] = {{"detect", detect}, {"admit", admit},       {"canonicalise", canonicalise},
+                    {"check", check},   {"remember", remember}, {"route", route},
+                    {"facts", facts},   {"render", render},     {"commit", commit},
                     {NULL, NULL}},
   status_stages[] = {
-      {"admit", admit}, {"detect", detect}, {"canonicalise", canonicalise}, {"lookup", lookup_status}, {NULL, NULL}};
+      {"detect", detect}, {"admit", admit}, {"canonicalise", canonicalise}, {"lookup", lookup_status}, {NULL, NULL}};
 
 bool gw_pipe_run(struct gw_pipe *p, struct gw_msg *m) {
   m->pipe = p;

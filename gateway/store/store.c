@@ -32,7 +32,7 @@ int gw_dstate_parse(const char *name) {
 }
 
 struct gw_submit *gw_submit_new(void) {
-  return calloc(1, sizeof(struct gw_submit));
+  return gw_calloc(1, sizeof(struct gw_submit));
 }
 
 void gw_submit_free(struct gw_submit *s) {
@@ -635,7 +635,7 @@ void gw_store_submit(struct gw_store *st, struct gw_submit *s) {
 }
 
 void gw_store_update(struct gw_store *st, const struct gw_delivery *d) {
-  struct witem *it = calloc(1, sizeof(*it));
+  struct witem *it = gw_calloc(1, sizeof(*it));
   if (!it)
     return; /* the row keeps its older state: at worst one more attempt after a restart */
   it->kind = W_UPDATE;
@@ -650,8 +650,8 @@ void gw_store_update(struct gw_store *st, const struct gw_delivery *d) {
 
 void gw_store_set_answer(struct gw_store *st, int64_t msg_id, int status, const char *ctype, const uint8_t *body,
                          size_t len) {
-  struct witem *it = calloc(1, sizeof(*it));
-  if (!it || !(it->body = malloc(len ? len : 1))) {
+  struct witem *it = gw_calloc(1, sizeof(*it));
+  if (!it || !(it->body = gw_malloc(len ? len : 1))) {
     free(it);
     return;
   }
