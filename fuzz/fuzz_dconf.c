@@ -27,9 +27,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   gw_buf_init(&errs, 1 << 16);
   struct gw_dconf *c = NULL;
   if (gw_dconf_parse(text, "fuzz", &c, &errs) == 0) {
-    int idx[8];
+    int idx[GW_MAX_BACKENDS];
     char why[128];
-    gw_route_match(c, doc, idx, 8, why, sizeof(why));
+    gw_route_match(c, doc, idx, why, sizeof(why));
     gw_dconf_free(c);
   }
   gw_buf_cleanup(&errs);

@@ -798,7 +798,9 @@ void gw_dispatch_stop(struct gw_dispatch *D) {
   curl_multi_wakeup(D->multi);
   pthread_join(D->th, NULL);
   atomic_store(&the, NULL);
-  /* in-flight and queued deliveries stay queued in the store */
+  /* in-flight and queued deliveries stay queued in the store; the scheduler first (a chain's head may
+   * be in flight), then what is in flight */
+  gw_sched_free(D->S, free_item);
   for (struct dlv *v = D->inflight, *nx; v; v = nx) {
     nx = v->inext;
     curl_multi_remove_handle(D->multi, v->h);
@@ -821,7 +823,6 @@ void gw_dispatch_stop(struct gw_dispatch *D) {
     gw_buf_cleanup(&a->body);
     free(a);
   }
-  gw_sched_free(D->S, free_item);
   gw_tls_free(D->mtls);
   gw_jwt_key_free(D->key);
   curl_multi_cleanup(D->multi);

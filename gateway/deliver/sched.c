@@ -88,22 +88,22 @@ static void free_list(struct gw_sched_item *it, void (*free_item)(struct gw_sche
 void gw_sched_free(struct gw_sched *S, void (*free_item)(struct gw_sched_item *it)) {
   if (!S)
     return;
-  int n = atomic_load(&S->nbk);
-  for (int i = 0; i < n; i++) {
-    free_list(S->bk[i]->rhead, free_item);
-    free_list(S->bk[i]->waiting, free_item);
-    free(S->bk[i]);
-  }
-  for (int i = 0; i < CHAIN_BUCKETS; i++)
+  for (int i = 0; i < CHAIN_BUCKETS; i++) /* first the members behind each head: they are in no queue */
     for (struct gw_sched_chain *c = S->chains[i], *nx; c; c = nx) {
       nx = c->next;
       for (struct gw_sched_item *it = c->head ? c->head->cnext : NULL, *in; it; it = in) {
-        in = it->cnext; /* members behind the head are in no queue */
+        in = it->cnext;
         free_item(it);
       }
       free(c->key);
       free(c);
     }
+  int n = atomic_load(&S->nbk);
+  for (int i = 0; i < n; i++) { /* then the queues (the heads among them) */
+    free_list(S->bk[i]->rhead, free_item);
+    free_list(S->bk[i]->waiting, free_item);
+    free(S->bk[i]);
+  }
   free(S->bk);
   free(S);
 }

@@ -54,7 +54,8 @@ struct gw_sched_counters {
 /* |rnd| gives uniformly distributed 32-bit numbers (the backoff jitter). */
 struct gw_sched *gw_sched_new(uint32_t (*rnd)(void *ud), void *rnd_ud);
 /* Frees the scheduler; every item still queued, waiting or chained goes to
- * |free_item| (items in flight are the caller's). */
+ * |free_item|. Items in flight are the caller's, and must still exist
+ * during this call (a chain's head may be one): free them after it. */
 void gw_sched_free(struct gw_sched *S, void (*free_item)(struct gw_sched_item *it));
 
 /* The queue named |name|, created on first use with the default policy

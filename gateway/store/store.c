@@ -853,8 +853,158 @@ static int prep(sqlite3 *db, const char *sql, int len, sqlite3_stmt **q, const c
   return rc;
 }
 
+static int outbox_list(sqlite3 *db, const char *path, int argc, char **argv) {
+  int state = !strcmp(argv[0], "dead") ? GW_DS_DEAD : -1;
+  long limit = 100;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--state") && i + 1 < argc && (state = gw_dstate_parse(argv[++i])) >= 0)
+      continue;
+    if (!strcmp(argv[i], "--limit") && i + 1 < argc && (limit = strtol(argv[++i], NULL, 10)) > 0)
+      continue;
+    return outbox_usage();
+  }
+  sqlite3_stmt *q = NULL;
+  if (prep(db,
+           "SELECT d.id, d.msg_id, d.backend, d.state, d.attempts, d.last_status, d.created_ms,"
+           " d.last_error FROM deliveries d WHERE ?1 < 0 OR d.state = ?1 ORDER BY d.id DESC LIMIT ?2",
+           -1, &q, NULL) != SQLITE_OK)
+    return 2;
+  sqlite3_bind_int(q, 1, state);
+  sqlite3_bind_int64(q, 2, limit);
+  printf("%-8s %-8s %-10s %-16s %-3s %-4s %-20s %s\n", "ID", "MSG", "BACKEND", "STATE", "TRY", "HTTP", "CREATED",
+         "LAST ERROR");
+  int rc;
+  while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+    print_delivery_row(q);
+  int rv = rc == SQLITE_DONE ? 0 : outbox_failed(path, db);
+  sqlite3_finalize(q);
+  return rv;
+}
+
+static int outbox_show(sqlite3 *db, const char *path, int argc, char **argv) {
+  sqlite3_stmt *q = NULL;
+  if (argc != 2)
+    return outbox_usage();
+  if (prep(db,
+           "SELECT d.id, d.msg_id, d.backend, d.state, d.attempts, d.last_status, d.created_ms,"
+           " d.last_error, m.caller, m.op, m.idem_key, d.rkey, d.ctype, d.payload, m.original"
+           " FROM deliveries d JOIN messages m ON m.id = d.msg_id WHERE d.id = ?1",
+           -1, &q, NULL) != SQLITE_OK)
+    return 2;
+  sqlite3_bind_int64(q, 1, strtoll(argv[1], NULL, 10));
+  int rc = sqlite3_step(q), rv = 0;
+  if (rc == SQLITE_ROW) {
+    print_delivery_row(q);
+    printf("caller: %s\nop: %s\nidempotency key: %s\nordering key: %s\ncontent type: %s\n--- payload ---\n%.*s\n"
+           "--- original ---\n%.*s\n",
+           (const char *)sqlite3_column_text(q, 8), (const char *)sqlite3_column_text(q, 9),
+           sqlite3_column_text(q, 10) ? (const char *)sqlite3_column_text(q, 10) : "-",
+           (const char *)sqlite3_column_text(q, 11), (const char *)sqlite3_column_text(q, 12),
+           sqlite3_column_bytes(q, 13), (const char *)sqlite3_column_blob(q, 13), sqlite3_column_bytes(q, 14),
+           (const char *)sqlite3_column_blob(q, 14));
+  } else if (rc == SQLITE_DONE) {
+    fprintf(stderr, "no delivery %s\n", argv[1]);
+    rv = 1;
+  } else {
+    rv = outbox_failed(path, db);
+  }
+  sqlite3_finalize(q);
+  return rv;
+}
+
+/* Why delivery |id| was not queued for retry: unknown, or in a state a retry does not apply to. */
+static void retry_why(sqlite3 *db, const char *id) {
+  sqlite3_stmt *q = NULL;
+  int state = -1;
+  if (prep(db, "SELECT state FROM deliveries WHERE id = ?1", -1, &q, NULL) == SQLITE_OK) {
+    sqlite3_bind_int64(q, 1, strtoll(id, NULL, 10));
+    if (sqlite3_step(q) == SQLITE_ROW)
+      state = sqlite3_column_int(q, 0);
+  }
+  sqlite3_finalize(q);
+  if (state < 0)
+    fprintf(stderr, "no delivery %s\n", id);
+  else
+    fprintf(stderr, "delivery %s is %s: only rejected or dead deliveries can be retried\n", id, gw_dstate_name(state));
+}
+
+static int outbox_retry(sqlite3 *db, const char *path, int argc, char **argv) {
+  if (argc != 2)
+    return outbox_usage();
+  sqlite3_stmt *q = NULL;
+  bool all = !strcmp(argv[1], "--all-dead");
+  /* the running gateway picks these up within a second */
+  if (prep(db,
+           all ? "UPDATE deliveries SET state = 4 WHERE state = 3"
+               : "UPDATE deliveries SET state = 4 WHERE id = ?1 AND state IN (2, 3)",
+           -1, &q, NULL) != SQLITE_OK)
+    return 2;
+  if (!all)
+    sqlite3_bind_int64(q, 1, strtoll(argv[1], NULL, 10));
+  int rc = sqlite3_step(q);
+  sqlite3_finalize(q);
+  if (rc != SQLITE_DONE)
+    return outbox_failed(path, db);
+  int n = sqlite3_changes(db);
+  printf("%d deliver%s queued for retry\n", n, n == 1 ? "y" : "ies");
+  if (!n && !all)
+    retry_why(db, argv[1]);
+  else if (!n)
+    fprintf(stderr, "no dead deliveries\n");
+  return n ? 0 : 1;
+}
+
+static int exec_cut(sqlite3 *db, const char *sql, int64_t cut, int *changed) {
+  sqlite3_stmt *q = NULL;
+  if (prep(db, sql, -1, &q, NULL) != SQLITE_OK)
+    return 0;
+  sqlite3_bind_int64(q, 1, cut);
+  int ok = sqlite3_step(q) == SQLITE_DONE;
+  *changed = sqlite3_changes(db);
+  sqlite3_finalize(q);
+  return ok;
+}
+
+static int outbox_purge(sqlite3 *db, const char *path, int argc, char **argv) {
+  if (argc != 3 || strcmp(argv[1], "--older-than"))
+    return outbox_usage();
+  long days = strtol(argv[2], NULL, 10);
+  int64_t cut = gw_wall_ms() - (int64_t)days * 86400000;
+  int nd = 0, nm = 0;
+  if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+    return outbox_failed(path, db);
+  int ok = exec_cut(db,
+                    "DELETE FROM deliveries WHERE msg_id IN (SELECT m.id FROM messages m WHERE m.received_ms < ?1"
+                    " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.state IN (0, 4)))",
+                    cut, &nd) &&
+           exec_cut(db,
+                    "DELETE FROM messages WHERE received_ms < ?1 AND NOT EXISTS"
+                    " (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id)"
+                    " AND NOT EXISTS (SELECT 1 FROM slots s WHERE s.msg_id = messages.id)",
+                    cut, &nm);
+  if (!ok || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+    fprintf(stderr, "%s: purge failed, nothing removed: %s\n", path, sqlite3_errmsg(db));
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return 2;
+  }
+  printf("purged %d messages and %d finished deliveries older than %ld days\n", nm, nd, days);
+  return 0;
+}
+
 int gw_outbox_cmd(const char *dir, int argc, char **argv) {
-  if (argc < 1)
+  static const struct {
+    const char *name;
+    int (*fn)(sqlite3 *db, const char *path, int argc, char **argv);
+  } cmds[] = {{"list", outbox_list},
+              {"dead", outbox_list},
+              {"show", outbox_show},
+              {"retry", outbox_retry},
+              {"purge", outbox_purge}};
+  int (*fn)(sqlite3 *, const char *, int, char **) = NULL;
+  for (size_t i = 0; argc >= 1 && i < sizeof(cmds) / sizeof(cmds[0]); i++)
+    if (!strcmp(argv[0], cmds[i].name))
+      fn = cmds[i].fn;
+  if (!fn)
     return outbox_usage();
   char path[4096];
   snprintf(path, sizeof(path), "%s/cergw.db", dir);
@@ -865,106 +1015,7 @@ int gw_outbox_cmd(const char *dir, int argc, char **argv) {
     return 2;
   }
   sqlite3_busy_timeout(db, 10000);
-  const char *cmd = argv[0];
-  int rv = 0;
-  sqlite3_stmt *q = NULL;
-  if (!strcmp(cmd, "list") || !strcmp(cmd, "dead")) {
-    int state = !strcmp(cmd, "dead") ? GW_DS_DEAD : -1;
-    long limit = 100;
-    for (int i = 1; i < argc; i++) {
-      if (!strcmp(argv[i], "--state") && i + 1 < argc && (state = gw_dstate_parse(argv[++i])) >= 0)
-        continue;
-      if (!strcmp(argv[i], "--limit") && i + 1 < argc && (limit = strtol(argv[++i], NULL, 10)) > 0)
-        continue;
-      sqlite3_close(db);
-      return outbox_usage();
-    }
-    prep(db,
-         "SELECT d.id, d.msg_id, d.backend, d.state, d.attempts, d.last_status, d.created_ms,"
-         " d.last_error FROM deliveries d WHERE ?1 < 0 OR d.state = ?1 ORDER BY d.id DESC LIMIT ?2",
-         -1, &q, NULL);
-    sqlite3_bind_int(q, 1, state);
-    sqlite3_bind_int64(q, 2, limit);
-    printf("%-8s %-8s %-10s %-16s %-3s %-4s %-20s %s\n", "ID", "MSG", "BACKEND", "STATE", "TRY", "HTTP", "CREATED",
-           "LAST ERROR");
-    int rc;
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW)
-      print_delivery_row(q);
-    if (rc != SQLITE_DONE)
-      rv = outbox_failed(path, db);
-  } else if (!strcmp(cmd, "show") && argc == 2) {
-    prep(db,
-         "SELECT d.id, d.msg_id, d.backend, d.state, d.attempts, d.last_status, d.created_ms,"
-         " d.last_error, m.caller, m.op, m.idem_key, d.rkey, d.ctype, d.payload, m.original"
-         " FROM deliveries d JOIN messages m ON m.id = d.msg_id WHERE d.id = ?1",
-         -1, &q, NULL);
-    sqlite3_bind_int64(q, 1, strtoll(argv[1], NULL, 10));
-    if (sqlite3_step(q) == SQLITE_ROW) {
-      print_delivery_row(q);
-      printf("caller: %s\nop: %s\nidempotency key: %s\nordering key: %s\ncontent type: %s\n--- payload ---\n%.*s\n"
-             "--- original ---\n%.*s\n",
-             (const char *)sqlite3_column_text(q, 8), (const char *)sqlite3_column_text(q, 9),
-             sqlite3_column_text(q, 10) ? (const char *)sqlite3_column_text(q, 10) : "-",
-             (const char *)sqlite3_column_text(q, 11), (const char *)sqlite3_column_text(q, 12),
-             sqlite3_column_bytes(q, 13), (const char *)sqlite3_column_blob(q, 13), sqlite3_column_bytes(q, 14),
-             (const char *)sqlite3_column_blob(q, 14));
-    } else {
-      fprintf(stderr, "no delivery %s\n", argv[1]);
-      rv = 1;
-    }
-  } else if (!strcmp(cmd, "retry") && argc == 2) {
-    /* the running gateway picks these up within a second */
-    if (!strcmp(argv[1], "--all-dead")) {
-      prep(db, "UPDATE deliveries SET state = 4 WHERE state = 3", -1, &q, NULL);
-    } else {
-      prep(db, "UPDATE deliveries SET state = 4 WHERE id = ?1 AND state IN (2, 3)", -1, &q, NULL);
-      sqlite3_bind_int64(q, 1, strtoll(argv[1], NULL, 10));
-    }
-    if (!q || sqlite3_step(q) != SQLITE_DONE) {
-      rv = outbox_failed(path, db);
-      sqlite3_finalize(q);
-      sqlite3_close(db);
-      return rv;
-    }
-    int n = sqlite3_changes(db);
-    printf("%d deliver%s queued for retry\n", n, n == 1 ? "y" : "ies");
-    rv = n ? 0 : 1;
-  } else if (!strcmp(cmd, "purge") && argc == 3 && !strcmp(argv[1], "--older-than")) {
-    long days = strtol(argv[2], NULL, 10);
-    int64_t cut = gw_wall_ms() - (int64_t)days * 86400000;
-    if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-      rv = outbox_failed(path, db);
-      sqlite3_close(db);
-      return rv;
-    }
-    prep(db,
-         "DELETE FROM deliveries WHERE msg_id IN (SELECT m.id FROM messages m WHERE m.received_ms < ?1"
-         " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.state IN (0, 4)))",
-         -1, &q, NULL);
-    sqlite3_bind_int64(q, 1, cut);
-    int ok = q && sqlite3_step(q) == SQLITE_DONE;
-    int nd = sqlite3_changes(db);
-    sqlite3_finalize(q);
-    prep(db,
-         "DELETE FROM messages WHERE received_ms < ?1 AND NOT EXISTS"
-         " (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id)"
-         " AND NOT EXISTS (SELECT 1 FROM slots s WHERE s.msg_id = messages.id)",
-         -1, &q, NULL);
-    sqlite3_bind_int64(q, 1, cut);
-    ok = ok && q && sqlite3_step(q) == SQLITE_DONE;
-    int nm = sqlite3_changes(db);
-    if (!ok || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-      fprintf(stderr, "%s: purge failed, nothing removed: %s\n", path, sqlite3_errmsg(db));
-      sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-      sqlite3_finalize(q);
-      sqlite3_close(db);
-      return 2;
-    }
-    printf("purged %d messages and %d finished deliveries older than %ld days\n", nm, nd, days);
-  } else {
-    rv = outbox_usage();
-  }
-  sqlite3_finalize(q);
+  int rv = fn(db, path, argc, argv);
   sqlite3_close(db);
   return rv;
 }
