@@ -47,7 +47,7 @@ $(FZ)/fuzz_cer: fuzz/fuzz_cer.c gateway/msg/engine.c gateway/msg/outbound.c gate
   gateway/xform/xform.c gateway/validate/rules.c $(CORE)
 	@mkdir -p $(FZ)
 	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)
-$(FZ)/fuzz_dconf: fuzz/fuzz_dconf.c gateway/deliver/config.c gateway/mllp/mllp.c gateway/msg/engine.c gateway/msg/outbound.c gateway/codec/fhir.c \
+$(FZ)/fuzz_dconf: fuzz/fuzz_dconf.c gateway/deliver/config.c gateway/deliver/sched.c gateway/mllp/mllp.c gateway/msg/engine.c gateway/msg/outbound.c gateway/codec/fhir.c \
   gateway/codec/hl7v2.c gateway/codec/xml.c gateway/xform/xform.c gateway/validate/rules.c $(CORE)
 	@mkdir -p $(FZ)
 	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)

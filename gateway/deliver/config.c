@@ -16,6 +16,7 @@
 #include "core/file.h"
 #include "core/log.h"
 #include "deliver/deliver.h"
+#include "deliver/sched.h"
 #include "mllp/mllp.h"
 #include "msg/engine.h"
 
@@ -235,7 +236,8 @@ static int parse_clinics(struct pctx *p, yajl_val cv) {
       p->c->nclinics++;
     else
       rv = GW_ERR_CONF;
-  qsort(p->c->clinics, (size_t)p->c->nclinics, sizeof(*p->c->clinics), cmp_clinic);
+  if (p->c->nclinics > 1)
+    qsort(p->c->clinics, (size_t)p->c->nclinics, sizeof(*p->c->clinics), cmp_clinic);
   for (int i = 1; i < p->c->nclinics; i++)
     if (!strcmp(p->c->clinics[i].rpwdl, p->c->clinics[i - 1].rpwdl)) {
       gw_buf_printf(p->errs, "%s: clinics.%s: listed twice\n", p->name, p->c->clinics[i].rpwdl);
@@ -318,19 +320,20 @@ static int parse(struct gw_dconf *c, const char *name, const char *text, const c
     gw_buf_printf(errs, "%s: %s\n", name, ebuf);
     return GW_ERR_CONF;
   }
+  const struct gw_sched_policy *d = &gw_sched_default_policy;
   struct pctx p = {.c = c,
                    .name = name,
                    .dir = dir,
                    .errs = errs,
-                   .defaults = {.enabled = true,
+                   .defaults = {.enabled = d->enabled,
                                 .timeout_ms = 5000,
-                                .max_attempts = 30,
-                                .backoff_ms = 200,
-                                .max_backoff_ms = 60000,
-                                .concurrency = 128,
-                                .breaker_failures = 5,
-                                .breaker_open_ms = 2000,
-                                .memory_queue = 20000}};
+                                .max_attempts = d->max_attempts,
+                                .backoff_ms = d->backoff_ms,
+                                .max_backoff_ms = d->max_backoff_ms,
+                                .concurrency = d->concurrency,
+                                .breaker_failures = d->breaker_failures,
+                                .breaker_open_ms = d->breaker_open_ms,
+                                .memory_queue = d->memory_queue}};
   c->answer_deadline_ms = 2000;
   int rv = GW_ERR_CONF;
   if (!YAJL_IS_OBJECT(root))

@@ -48,14 +48,14 @@ struct gw_sched {
   struct gw_sched_chain *chains[CHAIN_BUCKETS];
 };
 
-static const struct gw_sched_policy default_policy = {.enabled = true,
-                                                      .max_attempts = 30,
-                                                      .backoff_ms = 200,
-                                                      .max_backoff_ms = 60000,
-                                                      .concurrency = 128,
-                                                      .breaker_failures = 5,
-                                                      .breaker_open_ms = 2000,
-                                                      .memory_queue = 20000};
+const struct gw_sched_policy gw_sched_default_policy = {.enabled = true,
+                                                        .max_attempts = 30,
+                                                        .backoff_ms = 200,
+                                                        .max_backoff_ms = 60000,
+                                                        .concurrency = 128,
+                                                        .breaker_failures = 5,
+                                                        .breaker_open_ms = 2000,
+                                                        .memory_queue = 20000};
 
 static unsigned hash(const char *s) {
   unsigned h = 2166136261u;
@@ -121,7 +121,7 @@ struct gw_sched_bk *gw_sched_backend(struct gw_sched *S, const char *name) {
     return NULL;
   }
   snprintf(b->name, sizeof(b->name), "%s", name);
-  b->pol = default_policy;
+  b->pol = gw_sched_default_policy;
   b->hnext = S->names[h];
   S->names[h] = b;
   S->bk[n] = b;

@@ -46,6 +46,10 @@ struct gw_sched_policy {
   uint32_t max_attempts, backoff_ms, max_backoff_ms, concurrency, breaker_failures, breaker_open_ms, memory_queue;
 };
 
+/* The policy of a backend whose configuration says nothing else (the
+ * delivery configuration's defaults start from it). */
+extern const struct gw_sched_policy gw_sched_default_policy;
+
 /* Counters per backend (Prometheus: cergw_backend_*). */
 struct gw_sched_counters {
   _Atomic int64_t queued, in_flight, delivered, failed, rejected, dead, lat_us_sum, lat_count, breaker_open;

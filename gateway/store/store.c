@@ -168,8 +168,8 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_UPD_ANS] = "UPDATE messages SET answer_status = ?2, answer_ctype = ?3, answer = ?4 WHERE id = ?1",
     [S_DEL_STATES] = "SELECT backend, state, attempts, last_status, last_error FROM deliveries WHERE msg_id = ?1"
                      " ORDER BY id",
-    [S_SLOT_OVERLAP] = "SELECT ident, start_ms, end_ms FROM slots WHERE caller = ?1 AND schedule = ?2 AND"
-                       " ident <> ?3 AND start_ms < ?5 AND end_ms > ?4 LIMIT 1",
+    [S_SLOT_OVERLAP] = "SELECT ident, start_ms, end_ms FROM slots WHERE caller = ?1 AND schedule = ?3 AND"
+                       " ident <> ?2 AND start_ms < ?5 AND end_ms > ?4 LIMIT 1",
     [S_SLOT_PUT] = "INSERT OR REPLACE INTO slots(caller, ident, schedule, start_ms, end_ms, free, msg_id)"
                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [S_SLOT_GET] = "SELECT free FROM slots WHERE caller = ?1 AND ident = ?2",
@@ -301,13 +301,18 @@ struct gw_memq {
   struct gw_store *st;
 };
 
-int gw_memq_slot_overlap(struct gw_memq *m, const char *caller, const struct gw_slotfact *f, char *other, size_t n) {
-  sqlite3_stmt *q = m->st->st[S_SLOT_OVERLAP];
+/* ?1 caller, ?2 ident, ?3 schedule, ?4 start, ?5 end: the slot statements' first parameters */
+static void bind_slot(sqlite3_stmt *q, const char *caller, const struct gw_slotfact *f) {
   bind_text(q, 1, caller);
-  bind_text(q, 2, f->schedule);
-  bind_text(q, 3, f->ident);
+  bind_text(q, 2, f->ident);
+  bind_text(q, 3, f->schedule);
   sqlite3_bind_int64(q, 4, f->start_ms);
   sqlite3_bind_int64(q, 5, f->end_ms);
+}
+
+int gw_memq_slot_overlap(struct gw_memq *m, const char *caller, const struct gw_slotfact *f, char *other, size_t n) {
+  sqlite3_stmt *q = m->st->st[S_SLOT_OVERLAP];
+  bind_slot(q, caller, f);
   int rc = sqlite3_step(q);
   if (rc == SQLITE_ROW)
     snprintf(other, n, "%s", (const char *)sqlite3_column_text(q, 0));
@@ -331,11 +336,7 @@ int gw_memq_slot_state(struct gw_memq *m, const char *caller, const char *ident)
 
 int gw_memq_slot_put(struct gw_memq *m, const char *caller, const struct gw_slotfact *f, int64_t msg_id) {
   sqlite3_stmt *q = m->st->st[S_SLOT_PUT];
-  bind_text(q, 1, caller);
-  bind_text(q, 2, f->ident);
-  bind_text(q, 3, f->schedule);
-  sqlite3_bind_int64(q, 4, f->start_ms);
-  sqlite3_bind_int64(q, 5, f->end_ms);
+  bind_slot(q, caller, f);
   sqlite3_bind_int(q, 6, f->free);
   sqlite3_bind_int64(q, 7, msg_id);
   return step_done(m->st->w, q, "slot_put");

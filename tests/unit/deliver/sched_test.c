@@ -234,9 +234,10 @@ static void test_spill_and_refill(void) {
   CU_ASSERT_EQUAL(from, 5);
   CU_ASSERT_EQUAL(to, 9);
   CU_ASSERT_EQUAL(room, 2);
+  struct gw_sched_item *back[2];
   for (int id = 5; id <= 6; id++) { /* what the store gives back */
     gw_sched_refilled_one(b, id);
-    gw_sched_add(S, b, item(id, NULL), 0);
+    gw_sched_add(S, b, back[id - 5] = item(id, NULL), 0);
   }
   CU_ASSERT_FALSE(gw_sched_refill_done(b, 2, 2)); /* as many as room: maybe more */
   CU_ASSERT_TRUE(gw_sched_spilled(b));
@@ -252,6 +253,8 @@ static void test_spill_and_refill(void) {
   CU_ASSERT_EQUAL(freed, 0);
   free(it[2]);
   free(it[3]);
+  free(back[0]);
+  free(back[1]);
 }
 
 /* Queues come into being on first use: ten thousand clinics' endpoints, each found again by name. */
