@@ -20,6 +20,7 @@ else
   echo "shared corpus not found at ../shared/corpus: corpus-based tests will skip"
 fi
 step "format check (.clang-format)" make --no-print-directory format-check
+step "library boundaries and folder dependencies" ./tests/boundaries.sh
 step "unit tests (release)" ./build/unit-tests
 step "unit tests (asan+ubsan)" ./build/asan/unit-tests
 step "unit tests (valgrind memcheck)" valgrind --error-exitcode=1 --leak-check=full \

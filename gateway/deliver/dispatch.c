@@ -384,6 +384,7 @@ static struct gw_jwt_key *signing_key(struct gw_dispatch *D, const struct gw_dco
     gw_jwt_key_free(D->key);
     D->key = k;
     D->key_serial = c->serial;
+    gw_log(GW_LOG_INFO, "oauth_key_loaded", "key=%s snapshot=%lu", c->key, c->serial);
   } else {
     char q[300];
     gw_log(GW_LOG_ERROR, "oauth_key_failed", "key=%s reason=%s", c->key,

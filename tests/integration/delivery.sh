@@ -402,7 +402,7 @@ k0=$(($(stat apkolce unique)))
 check "AP-KOLCE back: every queued message delivered" wait_for 20 bash -c "[ \"\$(sqlite3 $T/gw/cergw.db \"select count(*) from deliveries where backend='apkolce' and state<>1\")\" = 0 ]"
 check "  exactly once (no repeats seen by AP-KOLCE)" eq "$(stat apkolce duplicates)" 0
 check "  the backlog beyond memory_queue (5) waited in the store only and was loaded back from it" \
-  bash -c "grep -q 'event=backlog_spilled backend=apkolce' $LOG && grep -q 'event=backlog_back_in_memory backend=apkolce' $LOG"
+  wait_for 5 bash -c "grep -q 'event=backlog_spilled backend=apkolce' $LOG && grep -q 'event=backlog_back_in_memory backend=apkolce' $LOG"
 check "  P1 was not held up meanwhile" eq "$(stat p1 unique)" $((n0 + 20))
 
 mode simp fail
@@ -437,6 +437,14 @@ sleep 0.3
 mode p1 ok
 check "SIGHUP with work in flight: the queued message is still delivered after the reload" \
   wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((before + 1)) ]"
+# the signing key is read again with the snapshot: after the reload, a new token is asked for with it
+keys0=$(grep -c 'event=oauth_key_loaded' "$LOG")
+sim p1 "/_sim/control?revoke=1" -X POST >/dev/null
+before=$(stat p1 unique)
+post_fhir clinic-a 6003 >/dev/null
+check "SIGHUP: the private_key_jwt key is read again from the new snapshot for the next token" \
+  wait_for 10 bash -c "[ \$(grep -c 'event=oauth_key_loaded' $LOG) -gt $keys0 ] && [ \"\$(grep 'event=oauth_key_loaded' $LOG | tail -1 | sed 's/.*snapshot=//')\" != \"\$(grep 'event=oauth_key_loaded' $LOG | head -1 | sed 's/.*snapshot=//')\" ]"
+check "  and the message reaches P1 with the new token" wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((before + 1)) ]"
 check "metrics per backend" bash -c "curl -s --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key https://localhost:$GWP/metrics | grep -q 'cergw_backend_delivered_total{backend=\"p1\"}'"
 audit_joins() { # the last transaction's audit line names conn and stream; the access log has that request
   local a c st
@@ -444,7 +452,7 @@ audit_joins() { # the last transaction's audit line names conn and stream; the a
   c=$(sed -n 's/.* conn=\([0-9]*\) stream=\([0-9]*\) .*/\1/p' <<<"$a"); st=$(sed -n 's/.* conn=\([0-9]*\) stream=\([0-9]*\) .*/\2/p' <<<"$a")
   [ -n "$c" ] && grep 'event=request' "$LOG" | grep "conn=$c stream=$st " | grep -q 'path="/fhir"'
 }
-check "audit line carries conn and stream, joining it to the access log line of its request" audit_joins
+check "audit line carries conn and stream, joining it to the access log line of its request" wait_for 3 audit_joins
 # ACK control ids: the first request of two connections (each stream/ordinal 1) gets two different MSH-10s
 siu 2301 >"$T/ctl1.hl7"; siu 2302 >"$T/ctl2.hl7"
 c1=$(gw clinic-a /hl7v2 --http1.1 --data-binary @"$T/ctl1.hl7" | tr '\r' '\n' | grep '^MSH' | cut -d'|' -f10)

@@ -3,6 +3,7 @@
  * the dispatcher (every backend "delivered" at once), answers are collected
  * from the reply callback. Each stage's refusal, the answer per dialect, and
  * every core allocation failing in turn. */
+#include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -302,9 +303,33 @@ static void test_allocation_failures(void) {
   CU_ASSERT(accepted > 0); /* ... and past the last one it went through */
 }
 
+/* The facts stage keeps every slot an Appointment names (they were cut at 4) and every Slot published. */
+static void test_facts_uncut(void) {
+  static const char x[] =
+      "<Bundle xmlns='http://hl7.org/fhir'><entry><resource><Appointment><status value='booked'/>"
+      "<start value='2030-01-02T09:00:00+01:00'/>"
+      "<slot><reference value='Slot/S1'/></slot><slot><reference value='Slot/S2'/></slot>"
+      "<slot><reference value='Slot/S3'/></slot><slot><reference value='Slot/S4'/></slot>"
+      "<slot><reference value='Slot/S5'/></slot><slot><identifier><value value='S6'/></identifier></slot>"
+      "</Appointment></resource></entry></Bundle>";
+  xmlDocPtr doc = xmlReadMemory(x, (int)sizeof(x) - 1, NULL, NULL, XML_PARSE_NONET);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
+  struct gw_submit *s = gw_submit_new();
+  int late = -1;
+  gw_facts_memory(doc, s, time(NULL), &late);
+  CU_ASSERT_EQUAL(s->nslotrefs, 6);
+  CU_ASSERT_STRING_EQUAL(s->slotrefs[4], "S5");
+  CU_ASSERT_STRING_EQUAL(s->slotrefs[5], "S6");
+  CU_ASSERT_EQUAL(s->slot_release, 0);
+  CU_ASSERT_EQUAL(late, 0);
+  gw_submit_free(s);
+  xmlFreeDoc(doc);
+}
+
 int gw_test_pipe_suite(void) {
   CU_pSuite s = CU_add_suite("pipe", setup, teardown);
   if (!s)
     return -1;
-  return GW_ADD(s, test_stages_and_answers) || GW_ADD(s, test_route_refusal) || GW_ADD(s, test_allocation_failures);
+  return GW_ADD(s, test_stages_and_answers) || GW_ADD(s, test_route_refusal) || GW_ADD(s, test_facts_uncut) ||
+         GW_ADD(s, test_allocation_failures);
 }

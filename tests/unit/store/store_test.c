@@ -269,6 +269,54 @@ static void test_memory_rules(void) {
   gw_buf_cleanup(&err);
 }
 
+/* A failure where the store records slot memory is a failed submit, counted and logged — not an
+ * acceptance with the memory silently missing (sqlite3_step's result was ignored there). */
+static void test_failure_is_not_silent(void) {
+  char sub[96], path[128];
+  snprintf(sub, sizeof(sub), "%s/fail", dir);
+  snprintf(path, sizeof(path), "%s/cergw.db", sub);
+  struct gw_store *st = NULL;
+  struct gw_buf err;
+  gw_buf_init(&err, 4096);
+  CU_ASSERT_EQUAL_FATAL(gw_store_open(sub, on_accepted, NULL, &st, &err), GW_OK);
+  struct gw_rules *rules = NULL;
+  CU_ASSERT_EQUAL_FATAL(gw_rules_load("schemas/cer/rules.json", &rules, &err), GW_OK);
+  gw_store_set_memory(st, gw_rules_memory, rules);
+  sqlite3 *db = NULL; /* the disk refuses slot rows from now on */
+  CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+  CU_ASSERT_EQUAL(
+      sqlite3_exec(db,
+                   "CREATE TRIGGER no_slots BEFORE INSERT ON slots BEGIN SELECT RAISE(ABORT, 'disk says no');"
+                   " END",
+                   NULL, NULL, NULL),
+      SQLITE_OK);
+  sqlite3_close(db);
+  struct gw_buf m0;
+  gw_buf_init(&m0, 4096);
+  gw_store_metrics(&m0);
+  reset_done();
+  struct gw_submit *a = msg("fail-1", "slot-fail");
+  a->slots = calloc(1, sizeof(*a->slots));
+  a->nslots = 1;
+  *a->slots =
+      (struct gw_slotfact){.ident = "S-9", .schedule = "Schedule/9|", .start_ms = 1000, .end_ms = 2000, .free = 1};
+  gw_store_submit(st, a);
+  wait_done(1);
+  CU_ASSERT_EQUAL(done_list[0]->status, GW_SUB_FAILED);
+  reset_done();
+  count_loaded = 0;
+  CU_ASSERT_EQUAL(gw_store_load(st, GW_DS_QUEUED, count_one, NULL), 0); /* nothing of it was kept */
+  struct gw_buf m1;
+  gw_buf_init(&m1, 4096);
+  gw_store_metrics(&m1);
+  CU_ASSERT(strcmp((char *)m0.data, (char *)m1.data) != 0); /* cergw_store_errors_total moved */
+  gw_buf_cleanup(&m0);
+  gw_buf_cleanup(&m1);
+  gw_store_close(st);
+  gw_rules_free(rules);
+  gw_buf_cleanup(&err);
+}
+
 /* A database written by the main of 2026-12-07 (schema version 0, tests/fixtures/store-v0.sql) is
  * migrated forward at open and keeps its queued deliveries; a newer version than this build knows is
  * refused and left untouched. */
@@ -491,5 +539,6 @@ int gw_test_store_suite(void) {
   if (!s)
     return -1;
   return GW_ADD(s, test_commit_dup_recover) || GW_ADD(s, test_memory_rules) || GW_ADD(s, test_migration) ||
-         GW_ADD(s, test_dconf_and_routes) || GW_ADD(s, test_dconf_many_clinics) || GW_ADD(s, test_mask_pesel);
+         GW_ADD(s, test_failure_is_not_silent) || GW_ADD(s, test_dconf_and_routes) ||
+         GW_ADD(s, test_dconf_many_clinics) || GW_ADD(s, test_mask_pesel);
 }
