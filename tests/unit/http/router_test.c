@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <string.h>
 
 #include "../suites.h"
@@ -59,7 +60,42 @@ static void test_early_status(void) {
   gw_resp_cleanup(&resp);
 }
 
+/* The one route table: method and path to an operation, 405 with the Allow of the path's row, the
+ * patterns ({type} only the CeR resource types), a query string ignored, the engine required where it is. */
+static void test_route_table(void) {
+  static const struct {
+    const char *method, *path;
+    int status;
+    const char *allow;
+  } cases[] = {
+      {"GET", "/fhir/Appointment/A-1", 405, "PUT"},    /* the write route of that path: PUT only */
+      {"PUT", "/fhir/Appointment", 405, "POST"},       /* an update needs an id */
+      {"GET", "/fhir", 405, "POST"},                   /* transactions are POSTed */
+      {"DELETE", "/hl7v2", 405, "POST"},               /* unknown methods too */
+      {"GET", "/fhir/$validate", 405, "POST"},         /* the tools take POST */
+      {"GET", "/fhir/Patient/1", 404, NULL},           /* {type} is Schedule, Slot or Appointment */
+      {"PUT", "/fhir/Appointment/a/b", 404, NULL},     /* one segment for {id} */
+      {"GET", "/metricsx", 404, NULL},                 /* whole segments only */
+      {"GET", "/fhir/cer-profile.xsd?v=1", 503, NULL}, /* no engine in this test: the route needs one */
+      {"POST", "/$translate?to=fhir", 503, NULL},
+      {"GET", "/soap?wsdl", 503, NULL},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    struct gw_resp resp;
+    run(cases[i].method, cases[i].path, 0, &resp);
+    CU_ASSERT_EQUAL(resp.status, cases[i].status);
+    if (resp.status != cases[i].status)
+      fprintf(stderr, "route %s %s: %d\n", cases[i].method, cases[i].path, resp.status);
+    if (cases[i].allow) {
+      CU_ASSERT_EQUAL_FATAL(resp.nextra, 1);
+      CU_ASSERT_STRING_EQUAL(resp.extra[0].value, cases[i].allow);
+    }
+    gw_resp_cleanup(&resp);
+  }
+}
+
 int gw_test_router_suite(void) {
   CU_pSuite s = CU_add_suite("http/router", NULL, NULL);
-  return !s || GW_ADD(s, test_healthz) || GW_ADD(s, test_metrics_and_404) || GW_ADD(s, test_early_status);
+  return !s || GW_ADD(s, test_healthz) || GW_ADD(s, test_metrics_and_404) || GW_ADD(s, test_early_status) ||
+         GW_ADD(s, test_route_table);
 }

@@ -326,10 +326,53 @@ static void test_facts_uncut(void) {
   xmlFreeDoc(doc);
 }
 
+/* The table of backend kinds: each row found by its name, a mapping file for each, the clinic kinds
+ * apart, and what each kind renders (through the engine, with the real mappings). */
+static void test_backend_kinds(void) {
+  CU_ASSERT(gw_backend_kinds() >= 5);
+  for (int k = 0; k < gw_backend_kinds(); k++) {
+    const struct gw_backend_kind *b = gw_backend_kind(k);
+    CU_ASSERT_EQUAL(gw_outbound_parse(b->name), k);
+    char path[256];
+    snprintf(path, sizeof(path), "mappings/%s.xsl", b->mapping);
+    FILE *f = fopen(path, "r");
+    CU_ASSERT_PTR_NOT_NULL(f);
+    if (f)
+      fclose(f);
+  }
+  CU_ASSERT_PTR_NULL(gw_backend_kind(gw_backend_kinds()));
+  CU_ASSERT_EQUAL(gw_outbound_parse("fax"), -1);
+  CU_ASSERT_TRUE(gw_backend_kind(GW_OUT_CLINIC_SIU)->clinic);
+  CU_ASSERT_FALSE(gw_backend_kind(GW_OUT_P1)->clinic);
+  CU_ASSERT_EQUAL(gw_backend_kind(GW_OUT_P1)->auth, GW_AUTH_OAUTH2_JWT);
+  CU_ASSERT_EQUAL(gw_backend_kind(GW_OUT_CLINIC_SIU)->transport, GW_TRANSPORT_MLLP_OR_HTTPS);
+  /* each kind renders the same visit as its row says */
+  char *msg = siu(7, NULL);
+  struct gw_diag d;
+  gw_diag_init(&d, 50);
+  struct gw_check chk = {.now = time(NULL)};
+  xmlDocPtr doc = NULL;
+  CU_ASSERT_EQUAL_FATAL(gw_engine_check(engine, msg, strlen(msg), GW_D_HL7V2, &chk, &doc, &d), GW_OK);
+  static const char *const expect[] = {"\"resourceType\"", "Envelope", "<", "Envelope", "MSH|"};
+  for (int k = 0; k < 5; k++) {
+    struct gw_buf out;
+    gw_buf_init(&out, 1 << 20);
+    const char *ct = NULL;
+    CU_ASSERT_EQUAL(gw_engine_outbound(engine, k, doc, "KEY-1", 0, &out, &ct, &d), GW_OK);
+    CU_ASSERT_STRING_EQUAL(ct, gw_backend_kind(k)->ctype);
+    gw_buf_append(&out, "", 1);
+    CU_ASSERT_PTR_NOT_NULL(strstr((char *)out.data, expect[k]));
+    gw_buf_cleanup(&out);
+  }
+  xmlFreeDoc(doc);
+  gw_diag_cleanup(&d);
+  free(msg);
+}
+
 int gw_test_pipe_suite(void) {
   CU_pSuite s = CU_add_suite("pipe", setup, teardown);
   if (!s)
     return -1;
   return GW_ADD(s, test_stages_and_answers) || GW_ADD(s, test_route_refusal) || GW_ADD(s, test_facts_uncut) ||
-         GW_ADD(s, test_allocation_failures);
+         GW_ADD(s, test_backend_kinds) || GW_ADD(s, test_allocation_failures);
 }
