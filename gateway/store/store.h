@@ -105,11 +105,53 @@ struct gw_submit {
 struct gw_submit *gw_submit_new(void);
 void gw_submit_free(struct gw_submit *s);
 
-struct gw_store;
-
 /* Receives accepted submits right after their commit (their deliveries have
  * ids). The receiver now owns |s| and must call s->done eventually. */
 typedef void (*gw_store_accepted_fn)(void *ud, struct gw_submit *s);
+
+struct gw_store;
+struct gw_memq;
+typedef void (*gw_store_latest_fn)(void *ud, int rv, const char *canonical, const char *summary);
+typedef int (*gw_memory_fn)(void *ud, struct gw_memq *q, struct gw_submit *s);
+
+/* ---- implementations ----
+ * A store is a table of operations and the state behind it; the calls below
+ * (gw_store_*, gw_memq_*) go through the table, so the pipeline, the
+ * dispatcher and the rules are the same over any implementation. SQLite
+ * (store/sqlite.c) is the embedded one; another (PostgreSQL, for several
+ * instances sharing one store) fills the same two tables, each operation
+ * with the same contract as the gw_store_* call of that name below. */
+struct gw_store_ops {
+  const char *name;
+  void (*set_accepted)(struct gw_store *st, gw_store_accepted_fn fn, void *ud);
+  void (*set_memory)(struct gw_store *st, gw_memory_fn fn, void *ud);
+  void (*close)(struct gw_store *st);
+  void (*submit)(struct gw_store *st, struct gw_submit *s);
+  void (*update)(struct gw_store *st, const struct gw_delivery *d);
+  void (*set_answer)(struct gw_store *st, int64_t msg_id, int status, const char *ctype, const uint8_t *body,
+                     size_t len);
+  int (*load)(struct gw_store *st, int state, void (*fn)(void *ud, struct gw_delivery *d), void *ud);
+  int (*load_range)(struct gw_store *st, const char *backend, int64_t from, int64_t to, int limit,
+                    void (*fn)(void *ud, struct gw_delivery *d), void *ud);
+  void (*lookup)(struct gw_store *st, const char *rkey, gw_store_latest_fn fn, void *ud);
+  int (*schema_version)(struct gw_store *st);
+};
+struct gw_store {
+  const struct gw_store_ops *ops; /* an implementation's state follows */
+};
+struct gw_memq_ops {
+  int (*slot_overlap)(struct gw_memq *q, const char *caller, const struct gw_slotfact *f, char *other, size_t n);
+  int (*slot_state)(struct gw_memq *q, const char *caller, const char *ident);
+  int (*slot_put)(struct gw_memq *q, const char *caller, const struct gw_slotfact *f, int64_t msg_id);
+  int (*slot_set_free)(struct gw_memq *q, const char *caller, const char *ident, int is_free);
+};
+struct gw_memq {
+  const struct gw_memq_ops *ops;
+};
+
+/* The SQLite store in DIR/cergw.db (what gw_store_open opens). */
+int gw_store_open_sqlite(const char *dir, gw_store_accepted_fn on_accepted, void *ud, struct gw_store **out,
+                         struct gw_buf *err);
 
 /* ---- the rules with memory reach the store only through this ----
  * The store knows nothing of CeR: for each new message, inside the writer's
@@ -117,7 +159,6 @@ typedef void (*gw_store_accepted_fn)(void *ud, struct gw_submit *s);
  * calls the memory hook, which asks and records facts through these queries.
  * Each returns GW_ERR_IO when the database fails; the submit then fails as a
  * whole (nothing of it is kept) and the caller is told to resend. */
-struct gw_memq;
 /* A slot of |caller| in |schedule|, other than |ident|, overlapping
  * [start_ms, end_ms): 1 (its identifier in |other|), 0 none, or GW_ERR_IO. */
 int gw_memq_slot_overlap(struct gw_memq *q, const char *caller, const struct gw_slotfact *f, char *other, size_t n);
@@ -130,7 +171,6 @@ int gw_memq_slot_set_free(struct gw_memq *q, const char *caller, const char *ide
 
 /* Decides |s| and records its facts. Returns GW_OK (accept), GW_ERR_INVAL
  * (refused: s->reject_* filled; nothing of |s| is kept) or GW_ERR_IO. */
-typedef int (*gw_memory_fn)(void *ud, struct gw_memq *q, struct gw_submit *s);
 /* Sets the memory hook (NULL: no rules with memory). Before any submit. */
 void gw_store_set_memory(struct gw_store *st, gw_memory_fn fn, void *ud);
 
@@ -144,7 +184,8 @@ void gw_store_metrics(struct gw_buf *out);
 /* The schema version of an open store. */
 int gw_store_schema_version(struct gw_store *st);
 
-/* Opens (creating) DIR/cergw.db, starts the writer thread. */
+/* Opens the store of the data directory DIR (the SQLite store: DIR/cergw.db, created when missing, and
+ * its writer thread). */
 int gw_store_open(const char *dir, gw_store_accepted_fn on_accepted, void *ud, struct gw_store **out,
                   struct gw_buf *err);
 /* Sets (or replaces) the hook that receives accepted submits. */
@@ -174,7 +215,6 @@ int gw_store_load_range(struct gw_store *st, const char *backend, int64_t from, 
  * (never on the caller's thread): |fn| gets GW_OK with its canonical form
  * and a summary of its deliveries ("p1=delivered apkolce=queued"),
  * GW_ERR_NOTFOUND or GW_ERR_IO, from the writer thread. */
-typedef void (*gw_store_latest_fn)(void *ud, int rv, const char *canonical, const char *summary);
 void gw_store_lookup(struct gw_store *st, const char *rkey, gw_store_latest_fn fn, void *ud);
 
 /* Frees a delivery from gw_store_load. */

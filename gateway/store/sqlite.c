@@ -1,0 +1,1020 @@
+#include "store/store.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "core/alloc.h"
+#include "core/clock.h"
+#include "core/err.h"
+#include "core/log.h"
+
+#define BATCH_MAX 1024
+
+static const struct gw_store_ops sq_ops;
+static const struct gw_memq_ops sq_memq_ops;
+
+/* Items for the writer: a submit, a delivery update, an answer, or a lookup (run after the commit). */
+enum witem_kind { W_SUBMIT, W_UPDATE, W_ANSWER, W_LOOKUP };
+struct witem {
+  enum witem_kind kind;
+  struct witem *next;
+  struct gw_submit *s;  /* W_SUBMIT */
+  struct gw_delivery d; /* W_UPDATE: id, state, attempts, next_ms, last_status, last_error */
+  int64_t msg_id;       /* W_ANSWER */
+  int status;
+  char ctype[64];
+  uint8_t *body; /* W_ANSWER: the answer; W_LOOKUP: the ordering key */
+  size_t len;
+  gw_store_latest_fn fn; /* W_LOOKUP */
+  void *ud;
+};
+
+/* The schema, as forward migrations: migrations[v] takes a database of version v
+ * to v + 1 (PRAGMA user_version). Version 0 is a new file, or a database
+ * written before versions were recorded (commit 9135849 and earlier), whose
+ * tables migration 0 leaves as they are. Append only: never edit a migration
+ * that has shipped. */
+static const char *const migrations[GW_STORE_SCHEMA_VERSION] = {
+    /* 0 -> 1: the schema of the first releases */
+    "CREATE TABLE IF NOT EXISTS messages("
+    " id INTEGER PRIMARY KEY, received_ms INTEGER NOT NULL, caller TEXT NOT NULL, dialect TEXT NOT NULL,"
+    " op TEXT NOT NULL, idem_key TEXT UNIQUE, rtype TEXT, rid TEXT, original BLOB NOT NULL, canonical BLOB,"
+    " answer_status INTEGER, answer_ctype TEXT, answer BLOB);"
+    "CREATE TABLE IF NOT EXISTS deliveries("
+    " id INTEGER PRIMARY KEY, msg_id INTEGER NOT NULL REFERENCES messages(id), backend TEXT NOT NULL,"
+    " rkey TEXT NOT NULL, path TEXT NOT NULL, ctype TEXT NOT NULL, payload BLOB NOT NULL,"
+    " state INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, next_ms INTEGER NOT NULL DEFAULT 0,"
+    " last_status INTEGER NOT NULL DEFAULT 0, last_error TEXT NOT NULL DEFAULT '', created_ms INTEGER NOT NULL,"
+    " done_ms INTEGER, ikey TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries(state, id);"
+    "CREATE INDEX IF NOT EXISTS deliveries_msg ON deliveries(msg_id);"
+    "CREATE TABLE IF NOT EXISTS slots("
+    " caller TEXT NOT NULL, ident TEXT NOT NULL, schedule TEXT NOT NULL, start_ms INTEGER NOT NULL,"
+    " end_ms INTEGER NOT NULL, free INTEGER NOT NULL, msg_id INTEGER NOT NULL, PRIMARY KEY(caller, ident));"
+    "CREATE INDEX IF NOT EXISTS slots_sched ON slots(caller, schedule, start_ms);",
+    /* 1 -> 2: the latest message of a resource (conditional create, GetAppointmentStatus) by index, not by
+     * scanning every delivery */
+    "CREATE INDEX IF NOT EXISTS deliveries_rkey ON deliveries(rkey, id);",
+};
+
+static int user_version(sqlite3 *db) {
+  sqlite3_stmt *q = NULL;
+  int v = -1;
+  if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+    v = sqlite3_column_int(q, 0);
+  sqlite3_finalize(q);
+  return v;
+}
+
+/* Brings |db| to GW_STORE_SCHEMA_VERSION, each step in its own transaction with its version. */
+static int migrate(sqlite3 *db, const char *path, struct gw_buf *err) {
+  int v = user_version(db);
+  if (v < 0 || v > GW_STORE_SCHEMA_VERSION) {
+    gw_buf_printf(err, "%s: schema version %d is %s (this build writes version %d)\n", path, v,
+                  v < 0 ? "unreadable" : "newer than this build knows", GW_STORE_SCHEMA_VERSION);
+    return GW_ERR_IO;
+  }
+  int from = v;
+  for (; v < GW_STORE_SCHEMA_VERSION; v++) {
+    char *msg = NULL, bump[64];
+    snprintf(bump, sizeof(bump), "PRAGMA user_version = %d;", v + 1);
+    int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
+    if (rc == SQLITE_OK)
+      rc = sqlite3_exec(db, migrations[v], NULL, NULL, &msg);
+    if (rc == SQLITE_OK)
+      rc = sqlite3_exec(db, bump, NULL, NULL, &msg);
+    if (rc == SQLITE_OK)
+      rc = sqlite3_exec(db, "COMMIT", NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+      gw_buf_printf(err, "%s: migration to schema version %d failed: %s\n", path, v + 1,
+                    msg ? msg : sqlite3_errstr(rc));
+      sqlite3_free(msg);
+      sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+      return GW_ERR_IO;
+    }
+  }
+  if (from != GW_STORE_SCHEMA_VERSION)
+    gw_log(GW_LOG_INFO, "store_migrated", "path=\"%s\" from_version=%d to_version=%d", path, from,
+           GW_STORE_SCHEMA_VERSION);
+  return GW_OK;
+}
+
+enum stmt {
+  S_FIND_IDEM,
+  S_INS_MSG,
+  S_INS_DEL,
+  S_UPD_DEL,
+  S_UPD_ANS,
+  S_DEL_STATES,
+  S_SLOT_OVERLAP,
+  S_SLOT_PUT,
+  S_SLOT_GET,
+  S_SLOT_SETFREE,
+  S__COUNT
+};
+
+static const char *const stmt_sql[S__COUNT] = {
+    [S_FIND_IDEM] = "SELECT id, answer_status, answer_ctype, answer FROM messages WHERE idem_key = ?1",
+    [S_INS_MSG] = "INSERT INTO messages(received_ms, caller, dialect, op, idem_key, rtype, rid, original, canonical)"
+                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [S_INS_DEL] = "INSERT INTO deliveries(msg_id, backend, rkey, path, ctype, payload, state, created_ms, ikey)"
+                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8)",
+    [S_UPD_DEL] = "UPDATE deliveries SET state = ?2, attempts = ?3, next_ms = ?4, last_status = ?5,"
+                  " last_error = ?6, done_ms = CASE WHEN ?2 IN (1, 2, 3) THEN ?7 ELSE NULL END WHERE id = ?1",
+    [S_UPD_ANS] = "UPDATE messages SET answer_status = ?2, answer_ctype = ?3, answer = ?4 WHERE id = ?1",
+    [S_DEL_STATES] = "SELECT backend, state, attempts, last_status, last_error FROM deliveries WHERE msg_id = ?1"
+                     " ORDER BY id",
+    [S_SLOT_OVERLAP] = "SELECT ident, start_ms, end_ms FROM slots WHERE caller = ?1 AND schedule = ?3 AND"
+                       " ident <> ?2 AND start_ms < ?5 AND end_ms > ?4 LIMIT 1",
+    [S_SLOT_PUT] = "INSERT OR REPLACE INTO slots(caller, ident, schedule, start_ms, end_ms, free, msg_id)"
+                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [S_SLOT_GET] = "SELECT free FROM slots WHERE caller = ?1 AND ident = ?2",
+    [S_SLOT_SETFREE] = "UPDATE slots SET free = ?3 WHERE caller = ?1 AND ident = ?2",
+};
+
+struct sq_store {
+  struct gw_store base; /* first: the interface */
+  sqlite3 *w;           /* the writer's connection */
+  sqlite3 *r;           /* readers (startup load) */
+  sqlite3 *q;           /* lookups from the workers, under qmu */
+  pthread_mutex_t qmu;
+  sqlite3_stmt *st[S__COUNT];
+  pthread_t th;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  struct witem *head, *tail;
+  bool stop;
+  gw_store_accepted_fn on_accepted;
+  void *ud;
+  bool synced_full;    /* the writer connection's current synchronous mode */
+  gw_memory_fn memory; /* the rules with memory, or NULL */
+  void *memory_ud;
+};
+
+static int open_db(const char *path, sqlite3 **db, struct gw_buf *err) {
+  int rc = sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+  if (rc != SQLITE_OK) {
+    gw_buf_printf(err, "%s: %s\n", path, *db ? sqlite3_errmsg(*db) : sqlite3_errstr(rc));
+    return GW_ERR_IO;
+  }
+  sqlite3_busy_timeout(*db, 10000);
+  /* WAL, and every commit synced: an acknowledged message survives power loss */
+  char *msg = NULL;
+  rc = sqlite3_exec(*db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL, &msg);
+  if (rc != SQLITE_OK) {
+    gw_buf_printf(err, "%s: %s\n", path, msg ? msg : sqlite3_errstr(rc));
+    sqlite3_free(msg);
+    return GW_ERR_IO;
+  }
+  return GW_OK;
+}
+
+static void bind_text(sqlite3_stmt *s, int i, const char *v) {
+  if (v)
+    sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(s, i);
+}
+
+static int sq_schema_version(struct gw_store *gst) {
+  struct sq_store *st = (struct sq_store *)gst;
+  pthread_mutex_lock(&st->qmu);
+  int v = user_version(st->q);
+  pthread_mutex_unlock(&st->qmu);
+  return v;
+}
+
+/* Every SQLite failure is counted here (cergw_store_errors_total) and logged once where it happens. */
+static _Atomic long long store_errors;
+
+static int failed_step(sqlite3 *db, const char *what, int rc) {
+  atomic_fetch_add(&store_errors, 1);
+  gw_log(GW_LOG_ERROR, "store_error", "op=%s detail=\"%s\"", what, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+  return GW_ERR_IO;
+}
+
+/* Steps |q| once and resets it: SQLITE_DONE (or a row) is GW_OK, anything else an error. */
+static int step_done(sqlite3 *db, sqlite3_stmt *q, const char *what) {
+  int rc = sqlite3_step(q);
+  sqlite3_reset(q);
+  return (rc == SQLITE_DONE || rc == SQLITE_ROW) ? GW_OK : failed_step(db, what, rc);
+}
+
+void gw_store_metrics(struct gw_buf *o) {
+  gw_buf_printf(o, "# TYPE cergw_store_errors_total counter\ncergw_store_errors_total %lld\n",
+                (long long)atomic_load(&store_errors));
+}
+
+static int load_states(struct sq_store *st, struct gw_submit *s) {
+  sqlite3_stmt *q = st->st[S_DEL_STATES];
+  sqlite3_bind_int64(q, 1, s->msg_id);
+  s->nres = 0;
+  int rc;
+  while ((rc = sqlite3_step(q)) == SQLITE_ROW && s->nres < GW_MAX_BACKENDS) {
+    struct gw_dresult *r = &s->res[s->nres++];
+    snprintf(r->backend, sizeof(r->backend), "%s", (const char *)sqlite3_column_text(q, 0));
+    r->state = sqlite3_column_int(q, 1);
+    r->attempts = sqlite3_column_int(q, 2);
+    r->last_status = sqlite3_column_int(q, 3);
+    snprintf(r->error, sizeof(r->error), "%s", (const char *)sqlite3_column_text(q, 4));
+  }
+  sqlite3_reset(q);
+  return (rc == SQLITE_DONE || rc == SQLITE_ROW) ? GW_OK : failed_step(st->w, "load_states", rc);
+}
+
+/* An idempotent repeat: the first message's id, answer and delivery states.
+ * Returns 1 found, 0 not, GW_ERR_IO. */
+static int find_dup(struct sq_store *st, struct gw_submit *s) {
+  if (!s->idem_key)
+    return 0;
+  sqlite3_stmt *q = st->st[S_FIND_IDEM];
+  bind_text(q, 1, s->idem_key);
+  int rc = sqlite3_step(q);
+  if (rc == SQLITE_ROW) {
+    s->msg_id = sqlite3_column_int64(q, 0);
+    if (sqlite3_column_type(q, 3) != SQLITE_NULL) {
+      s->answer_status = sqlite3_column_int(q, 1);
+      snprintf(s->answer_ctype, sizeof(s->answer_ctype), "%s", (const char *)sqlite3_column_text(q, 2));
+      int n = sqlite3_column_bytes(q, 3);
+      s->answer = malloc((size_t)n + 1);
+      if (s->answer) {
+        memcpy(s->answer, sqlite3_column_blob(q, 3), (size_t)n);
+        s->answer[n] = 0;
+        s->answer_len = (size_t)n;
+      }
+    }
+  }
+  sqlite3_reset(q);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return failed_step(st->w, "find_idempotency_key", rc);
+  if (rc != SQLITE_ROW)
+    return 0;
+  s->status = GW_SUB_DUPLICATE;
+  return load_states(st, s) == GW_OK ? 1 : GW_ERR_IO;
+}
+
+/* ---- the narrow query interface of the rules with memory ---- */
+
+struct sq_memq {
+  struct gw_memq base; /* first: the interface */
+  struct sq_store *st;
+};
+
+/* ?1 caller, ?2 ident, ?3 schedule, ?4 start, ?5 end: the slot statements' first parameters */
+static void bind_slot(sqlite3_stmt *q, const char *caller, const struct gw_slotfact *f) {
+  bind_text(q, 1, caller);
+  bind_text(q, 2, f->ident);
+  bind_text(q, 3, f->schedule);
+  sqlite3_bind_int64(q, 4, f->start_ms);
+  sqlite3_bind_int64(q, 5, f->end_ms);
+}
+
+static int sq_slot_overlap(struct gw_memq *gm, const char *caller, const struct gw_slotfact *f, char *other, size_t n) {
+  struct sq_memq *m = (struct sq_memq *)gm;
+  sqlite3_stmt *q = m->st->st[S_SLOT_OVERLAP];
+  bind_slot(q, caller, f);
+  int rc = sqlite3_step(q);
+  if (rc == SQLITE_ROW)
+    snprintf(other, n, "%s", (const char *)sqlite3_column_text(q, 0));
+  sqlite3_reset(q);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return failed_step(m->st->w, "slot_overlap", rc);
+  return rc == SQLITE_ROW;
+}
+
+static int sq_slot_state(struct gw_memq *gm, const char *caller, const char *ident) {
+  struct sq_memq *m = (struct sq_memq *)gm;
+  sqlite3_stmt *q = m->st->st[S_SLOT_GET];
+  bind_text(q, 1, caller);
+  bind_text(q, 2, ident);
+  int rc = sqlite3_step(q);
+  int is_free = rc == SQLITE_ROW ? sqlite3_column_int(q, 0) != 0 : GW_ERR_NOTFOUND;
+  sqlite3_reset(q);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return failed_step(m->st->w, "slot_state", rc);
+  return is_free;
+}
+
+static int sq_slot_put(struct gw_memq *gm, const char *caller, const struct gw_slotfact *f, int64_t msg_id) {
+  struct sq_memq *m = (struct sq_memq *)gm;
+  sqlite3_stmt *q = m->st->st[S_SLOT_PUT];
+  bind_slot(q, caller, f);
+  sqlite3_bind_int(q, 6, f->free);
+  sqlite3_bind_int64(q, 7, msg_id);
+  return step_done(m->st->w, q, "slot_put");
+}
+
+static int sq_slot_set_free(struct gw_memq *gm, const char *caller, const char *ident, int is_free) {
+  struct sq_memq *m = (struct sq_memq *)gm;
+  sqlite3_stmt *q = m->st->st[S_SLOT_SETFREE];
+  bind_text(q, 1, caller);
+  bind_text(q, 2, ident);
+  sqlite3_bind_int(q, 3, is_free ? 1 : 0);
+  return step_done(m->st->w, q, "slot_set_free");
+}
+
+static void sq_set_memory(struct gw_store *gst, gw_memory_fn fn, void *ud) {
+  struct sq_store *st = (struct sq_store *)gst;
+  pthread_mutex_lock(&st->mu);
+  st->memory = fn;
+  st->memory_ud = ud;
+  pthread_mutex_unlock(&st->mu);
+}
+
+static int exec(sqlite3 *db, const char *sql) {
+  int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+  if (rc != SQLITE_OK)
+    failed_step(db, sql, rc);
+  return rc;
+}
+
+static int insert_deliveries(struct sq_store *st, struct gw_submit *s, int64_t now) {
+  for (int i = 0; i < s->nd; i++) {
+    struct gw_delivery *d = &s->d[i];
+    sqlite3_stmt *q = st->st[S_INS_DEL];
+    sqlite3_bind_int64(q, 1, s->msg_id);
+    bind_text(q, 2, d->backend);
+    bind_text(q, 3, d->rkey);
+    bind_text(q, 4, d->path);
+    bind_text(q, 5, d->ctype);
+    sqlite3_bind_blob(q, 6, d->payload, (int)d->len, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 7, now);
+    bind_text(q, 8, d->ikey);
+    if (step_done(st->w, q, "insert_delivery"))
+      return GW_ERR_IO;
+    d->id = sqlite3_last_insert_rowid(st->w);
+    d->msg_id = s->msg_id;
+    d->created_ms = now;
+    d->state = GW_DS_QUEUED;
+  }
+  return GW_OK;
+}
+
+static void enqueue(struct sq_store *st, struct witem *it);
+
+/* "p1=delivered apkolce=queued" for message |id|, into |summary|. */
+static int summarize(sqlite3 *db, int64_t id, char *summary, size_t n) {
+  sqlite3_stmt *q = NULL;
+  if (sqlite3_prepare_v2(db, "SELECT backend, state FROM deliveries WHERE msg_id = ?1 ORDER BY id", -1, &q, NULL) !=
+      SQLITE_OK)
+    return failed_step(db, "summary", 0);
+  sqlite3_bind_int64(q, 1, id);
+  size_t o = 0;
+  int rc;
+  while ((rc = sqlite3_step(q)) == SQLITE_ROW && o < n)
+    o += (size_t)snprintf(summary + o, n - o, "%s%s=%s", o ? " " : "", (const char *)sqlite3_column_text(q, 0),
+                          gw_dstate_name(sqlite3_column_int(q, 1)));
+  sqlite3_finalize(q);
+  return (rc == SQLITE_DONE || rc == SQLITE_ROW) ? GW_OK : failed_step(db, "summary", rc);
+}
+
+static int latest(sqlite3 *db, const char *rkey, char **canonical, char *summary, size_t n) {
+  *canonical = NULL;
+  summary[0] = 0;
+  sqlite3_stmt *q = NULL;
+  int rv;
+  if (sqlite3_prepare_v2(db,
+                         "SELECT m.id, m.canonical FROM deliveries d JOIN messages m ON m.id = d.msg_id"
+                         " WHERE d.rkey = ?1 ORDER BY d.id DESC LIMIT 1",
+                         -1, &q, NULL) != SQLITE_OK) {
+    rv = failed_step(db, "latest", 0);
+    goto out;
+  }
+  sqlite3_bind_text(q, 1, rkey, -1, SQLITE_STATIC);
+  int rc = sqlite3_step(q);
+  if (rc != SQLITE_ROW) {
+    rv = rc == SQLITE_DONE ? GW_ERR_NOTFOUND : failed_step(db, "latest", rc);
+    goto out;
+  }
+  int64_t id = sqlite3_column_int64(q, 0);
+  int len = sqlite3_column_bytes(q, 1);
+  if (!(*canonical = malloc((size_t)len + 1))) {
+    rv = GW_ERR_NOMEM;
+    goto out;
+  }
+  memcpy(*canonical, sqlite3_column_blob(q, 1), (size_t)len);
+  (*canonical)[len] = 0;
+  rv = summarize(db, id, summary, n);
+  if (rv) {
+    free(*canonical);
+    *canonical = NULL;
+  }
+out:
+  sqlite3_finalize(q);
+  return rv;
+}
+
+static void sq_lookup(struct gw_store *gst, const char *rkey, gw_store_latest_fn fn, void *ud) {
+  struct sq_store *st = (struct sq_store *)gst;
+  struct witem *it = gw_calloc(1, sizeof(*it));
+  if (!it || !(it->body = (uint8_t *)gw_strdup(rkey))) {
+    free(it);
+    fn(ud, GW_ERR_NOMEM, NULL, "");
+    return;
+  }
+  it->kind = W_LOOKUP;
+  it->fn = fn;
+  it->ud = ud;
+  enqueue(st, it);
+}
+
+/* After the commit: the lookups of this batch see everything committed so far. */
+static void run_lookup(struct sq_store *st, struct witem *it) {
+  char *canon = NULL, summary[256];
+  int rv = latest(st->w, (const char *)it->body, &canon, summary, sizeof(summary));
+  it->fn(it->ud, rv, canon, summary);
+  free(canon);
+}
+
+/* Inserts |s| inside the open transaction. Returns GW_OK (accepted, a
+ * duplicate or refused by a rule with memory: see s->status) or GW_ERR_IO. */
+static int insert_submit(struct sq_store *st, struct gw_submit *s, int64_t now) {
+  if (s->match_rkey) { /* conditional create: decided in the same transaction as the insert */
+    char *canon = NULL;
+    int rv = latest(st->w, s->match_rkey, &canon, s->match_summary, sizeof(s->match_summary));
+    free(canon);
+    if (rv == GW_OK) {
+      s->status = GW_SUB_MATCHED;
+      return GW_OK;
+    }
+    if (rv != GW_ERR_NOTFOUND)
+      return GW_ERR_IO;
+  }
+  int dup = find_dup(st, s);
+  if (dup)
+    return dup > 0 ? GW_OK : GW_ERR_IO;
+  if (exec(st->w, "SAVEPOINT sub") != SQLITE_OK)
+    return GW_ERR_IO;
+  sqlite3_stmt *q = st->st[S_INS_MSG];
+  sqlite3_bind_int64(q, 1, now);
+  bind_text(q, 2, s->caller);
+  bind_text(q, 3, s->dialect);
+  bind_text(q, 4, s->op);
+  bind_text(q, 5, s->idem_key);
+  bind_text(q, 6, s->rtype);
+  bind_text(q, 7, s->rid[0] ? s->rid : NULL);
+  sqlite3_bind_blob(q, 8, s->original, (int)s->original_len, SQLITE_STATIC);
+  sqlite3_bind_blob(q, 9, s->canonical, (int)s->canonical_len, SQLITE_STATIC);
+  int rv = step_done(st->w, q, "insert_message");
+  if (rv == GW_OK) {
+    s->msg_id = sqlite3_last_insert_rowid(st->w);
+    rv = insert_deliveries(st, s, now);
+  }
+  if (rv == GW_OK && st->memory) {
+    struct sq_memq m = {.base = {.ops = &sq_memq_ops}, .st = st};
+    rv = st->memory(st->memory_ud, &m.base, s);
+  }
+  if (rv != GW_OK) { /* refused by a rule with memory, or the database failed: nothing of it is kept */
+    exec(st->w, "ROLLBACK TO sub");
+    exec(st->w, "RELEASE sub");
+    if (rv == GW_ERR_INVAL) {
+      s->status = GW_SUB_REJECTED;
+      s->msg_id = 0;
+      for (int i = 0; i < s->nd; i++)
+        s->d[i].id = 0;
+      return GW_OK;
+    }
+    return GW_ERR_IO;
+  }
+  if (exec(st->w, "RELEASE sub") != SQLITE_OK)
+    return GW_ERR_IO;
+  s->status = GW_SUB_ACCEPTED;
+  return GW_OK;
+}
+
+static int apply_update(struct sq_store *st, const struct witem *it, int64_t now) {
+  sqlite3_stmt *q;
+  if (it->kind == W_UPDATE) {
+    q = st->st[S_UPD_DEL];
+    sqlite3_bind_int64(q, 1, it->d.id);
+    sqlite3_bind_int(q, 2, it->d.state);
+    sqlite3_bind_int(q, 3, it->d.attempts);
+    sqlite3_bind_int64(q, 4, it->d.next_ms);
+    sqlite3_bind_int(q, 5, it->d.last_status);
+    bind_text(q, 6, it->d.last_error);
+    sqlite3_bind_int64(q, 7, now);
+  } else {
+    q = st->st[S_UPD_ANS];
+    sqlite3_bind_int64(q, 1, it->msg_id);
+    sqlite3_bind_int(q, 2, it->status);
+    bind_text(q, 3, it->ctype);
+    sqlite3_bind_blob(q, 4, it->body, (int)it->len, SQLITE_STATIC);
+  }
+  return step_done(st->w, q, it->kind == W_UPDATE ? "update_delivery" : "store_answer");
+}
+
+static void *writer_main(void *arg) {
+  struct sq_store *st = arg;
+  for (;;) {
+    pthread_mutex_lock(&st->mu);
+    while (!st->head && !st->stop)
+      pthread_cond_wait(&st->cv, &st->mu);
+    if (!st->head && st->stop) {
+      pthread_mutex_unlock(&st->mu);
+      break;
+    }
+    struct witem *batch = st->head, *last = batch;
+    int n = 1;
+    while (last->next && n < BATCH_MAX) {
+      last = last->next;
+      n++;
+    }
+    st->head = last->next;
+    if (!st->head)
+      st->tail = NULL;
+    last->next = NULL;
+    pthread_mutex_unlock(&st->mu);
+
+    int64_t now = gw_wall_ms();
+    /* A batch with new messages is synced to disk before anybody hears of them. A batch of
+     * delivery-state changes and stored answers only is not: losing one to a power cut means a
+     * delivery is attempted again with the same idempotency key, or an answer is rebuilt from
+     * the states; the next synced commit makes them durable anyway. */
+    bool has_submit = false;
+    for (struct witem *it = batch; it && !has_submit; it = it->next)
+      has_submit = it->kind == W_SUBMIT;
+    if (has_submit != st->synced_full) {
+      exec(st->w, has_submit ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+      st->synced_full = has_submit;
+    }
+    int rc = exec(st->w, "BEGIN IMMEDIATE");
+    for (struct witem *it = batch; it && rc == SQLITE_OK; it = it->next) {
+      if (it->kind == W_SUBMIT) {
+        if (insert_submit(st, it->s, now) != GW_OK)
+          it->s->status = GW_SUB_FAILED; /* logged where it failed; the others of the batch stand */
+      } else if (it->kind != W_LOOKUP) {
+        apply_update(st, it, now); /* a failure is counted and logged; the row keeps its older state */
+      }
+      if (sqlite3_get_autocommit(st->w))
+        rc = SQLITE_ABORT; /* SQLite rolled the whole transaction back (disk full, I/O): the batch failed */
+    }
+    if (rc == SQLITE_OK)
+      rc = exec(st->w, "COMMIT");
+    if (rc != SQLITE_OK) {
+      atomic_fetch_add(&store_errors, 1);
+      gw_log(GW_LOG_ERROR, "store_commit_failed", "detail=\"%s\" items=%d", sqlite3_errmsg(st->w), n);
+      if (!sqlite3_get_autocommit(st->w))
+        exec(st->w, "ROLLBACK");
+    }
+    /* only now, with the data on disk, does anybody hear of it */
+    for (struct witem *it = batch, *next; it; it = next) {
+      next = it->next;
+      if (it->kind == W_LOOKUP)
+        run_lookup(st, it);
+      if (it->kind == W_SUBMIT) {
+        struct gw_submit *s = it->s;
+        if (rc != SQLITE_OK)
+          s->status = GW_SUB_FAILED;
+        if (s->status == GW_SUB_ACCEPTED && st->on_accepted)
+          st->on_accepted(st->ud, s);
+        else
+          s->done(s);
+      }
+      free(it->body);
+      free(it);
+    }
+  }
+  return NULL;
+}
+
+static void enqueue(struct sq_store *st, struct witem *it) {
+  pthread_mutex_lock(&st->mu);
+  if (st->tail)
+    st->tail->next = it;
+  else
+    st->head = it;
+  st->tail = it;
+  pthread_cond_signal(&st->cv);
+  pthread_mutex_unlock(&st->mu);
+}
+
+static void sq_submit(struct gw_store *gst, struct gw_submit *s) {
+  struct sq_store *st = (struct sq_store *)gst;
+  struct witem *it = gw_calloc(1, sizeof(*it));
+  if (!it) {
+    s->status = GW_SUB_FAILED;
+    s->done(s);
+    return;
+  }
+  it->kind = W_SUBMIT;
+  it->s = s;
+  enqueue(st, it);
+}
+
+static void sq_update(struct gw_store *gst, const struct gw_delivery *d) {
+  struct sq_store *st = (struct sq_store *)gst;
+  struct witem *it = gw_calloc(1, sizeof(*it));
+  if (!it)
+    return; /* the row keeps its older state: at worst one more attempt after a restart */
+  it->kind = W_UPDATE;
+  it->d.id = d->id;
+  it->d.state = d->state;
+  it->d.attempts = d->attempts;
+  it->d.next_ms = d->next_ms;
+  it->d.last_status = d->last_status;
+  memcpy(it->d.last_error, d->last_error, sizeof(it->d.last_error));
+  enqueue(st, it);
+}
+
+static void sq_set_answer(struct gw_store *gst, int64_t msg_id, int status, const char *ctype, const uint8_t *body,
+                          size_t len) {
+  struct sq_store *st = (struct sq_store *)gst;
+  struct witem *it = gw_calloc(1, sizeof(*it));
+  if (!it || !(it->body = gw_malloc(len ? len : 1))) {
+    free(it);
+    return;
+  }
+  it->kind = W_ANSWER;
+  it->msg_id = msg_id;
+  it->status = status;
+  snprintf(it->ctype, sizeof(it->ctype), "%s", ctype ? ctype : "");
+  memcpy(it->body, body, len);
+  it->len = len;
+  enqueue(st, it);
+}
+
+static struct gw_delivery *row_delivery(sqlite3_stmt *q) {
+  struct gw_delivery *d = calloc(1, sizeof(*d));
+  if (!d)
+    return NULL;
+  d->id = sqlite3_column_int64(q, 0);
+  d->msg_id = sqlite3_column_int64(q, 1);
+  snprintf(d->backend, sizeof(d->backend), "%s", (const char *)sqlite3_column_text(q, 2));
+  snprintf(d->rkey, sizeof(d->rkey), "%s", (const char *)sqlite3_column_text(q, 3));
+  snprintf(d->path, sizeof(d->path), "%s", (const char *)sqlite3_column_text(q, 4));
+  snprintf(d->ctype, sizeof(d->ctype), "%s", (const char *)sqlite3_column_text(q, 5));
+  int n = sqlite3_column_bytes(q, 6);
+  d->payload = malloc((size_t)n + 1);
+  if (!d->payload) {
+    free(d);
+    return NULL;
+  }
+  memcpy(d->payload, sqlite3_column_blob(q, 6), (size_t)n);
+  d->payload[n] = 0;
+  d->len = (size_t)n;
+  d->state = sqlite3_column_int(q, 7);
+  d->attempts = sqlite3_column_int(q, 8);
+  d->next_ms = sqlite3_column_int64(q, 9);
+  d->last_status = sqlite3_column_int(q, 10);
+  snprintf(d->last_error, sizeof(d->last_error), "%s", (const char *)sqlite3_column_text(q, 11));
+  d->created_ms = sqlite3_column_int64(q, 12);
+  snprintf(d->ikey, sizeof(d->ikey), "%s", (const char *)sqlite3_column_text(q, 13));
+  return d;
+}
+
+#define DELIVERY_COLS                                                                                                  \
+  "id, msg_id, backend, rkey, path, ctype, payload, state, attempts, next_ms, last_status, "                           \
+  "last_error, created_ms, ikey"
+
+/* Hands every row of |q| (prepared and bound) to |fn| as a delivery, then finalizes |q|. */
+static int each_delivery(sqlite3 *db, sqlite3_stmt *q, void (*fn)(void *ud, struct gw_delivery *d), void *ud) {
+  int n = 0, rc;
+  while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+    struct gw_delivery *d = row_delivery(q);
+    if (!d) { /* out of memory: stop here; the rest stays queued in the store */
+      rc = SQLITE_NOMEM;
+      break;
+    }
+    fn(ud, d);
+    n++;
+  }
+  sqlite3_finalize(q);
+  if (rc != SQLITE_DONE)
+    return n ? n : failed_step(db, "load_deliveries", rc);
+  return n;
+}
+
+static int sq_load(struct gw_store *gst, int state, void (*fn)(void *ud, struct gw_delivery *d), void *ud) {
+  struct sq_store *st = (struct sq_store *)gst;
+  sqlite3_stmt *q;
+  if (sqlite3_prepare_v2(st->r, "SELECT " DELIVERY_COLS " FROM deliveries WHERE state = ?1 ORDER BY id", -1, &q,
+                         NULL) != SQLITE_OK)
+    return failed_step(st->r, "load_deliveries", 0);
+  sqlite3_bind_int(q, 1, state);
+  return each_delivery(st->r, q, fn, ud);
+}
+
+static int sq_load_range(struct gw_store *gst, const char *backend, int64_t from, int64_t to, int limit,
+                         void (*fn)(void *ud, struct gw_delivery *d), void *ud) {
+  struct sq_store *st = (struct sq_store *)gst;
+  sqlite3_stmt *q;
+  if (sqlite3_prepare_v2(st->r,
+                         "SELECT " DELIVERY_COLS " FROM deliveries WHERE backend = ?1 AND state = 0 AND id BETWEEN ?2"
+                         " AND ?3 ORDER BY id LIMIT ?4",
+                         -1, &q, NULL) != SQLITE_OK)
+    return failed_step(st->r, "load_range", 0);
+  sqlite3_bind_text(q, 1, backend, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(q, 2, from);
+  sqlite3_bind_int64(q, 3, to);
+  sqlite3_bind_int(q, 4, limit);
+  return each_delivery(st->r, q, fn, ud);
+}
+
+static int make_dir(const char *dir, struct gw_buf *err) {
+  if (mkdir(dir, 0700) && errno != EEXIST) {
+    gw_buf_printf(err, "%s: %s\n", dir, strerror(errno));
+    return GW_ERR_IO;
+  }
+  return GW_OK;
+}
+
+int gw_store_open_sqlite(const char *dir, gw_store_accepted_fn on_accepted, void *ud, struct gw_store **out,
+                         struct gw_buf *err) {
+  *out = NULL;
+  if (make_dir(dir, err))
+    return GW_ERR_IO;
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/cergw.db", dir);
+  struct sq_store *st = calloc(1, sizeof(*st));
+  if (!st)
+    return GW_ERR_NOMEM;
+  st->on_accepted = on_accepted;
+  st->ud = ud;
+  pthread_mutex_init(&st->mu, NULL);
+  pthread_cond_init(&st->cv, NULL);
+  int rv = open_db(path, &st->w, err);
+  if (!rv)
+    rv = migrate(st->w, path, err);
+  for (int i = 0; !rv && i < S__COUNT; i++)
+    if (sqlite3_prepare_v3(st->w, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->st[i], NULL) != SQLITE_OK) {
+      gw_buf_printf(err, "%s: %s\n", path, sqlite3_errmsg(st->w));
+      rv = GW_ERR_IO;
+    }
+  if (!rv)
+    rv = open_db(path, &st->r, err);
+  if (!rv)
+    rv = open_db(path, &st->q, err);
+  pthread_mutex_init(&st->qmu, NULL);
+  st->synced_full = true; /* open_db sets synchronous=FULL */
+  if (!rv && pthread_create(&st->th, NULL, writer_main, st))
+    rv = GW_ERR_IO;
+  if (rv) {
+    for (int i = 0; i < S__COUNT; i++)
+      sqlite3_finalize(st->st[i]);
+    sqlite3_close(st->w);
+    sqlite3_close(st->r);
+    sqlite3_close(st->q);
+    free(st);
+    return rv;
+  }
+  st->base.ops = &sq_ops;
+  *out = &st->base;
+  return GW_OK;
+}
+
+static void sq_set_accepted(struct gw_store *gst, gw_store_accepted_fn fn, void *ud) {
+  struct sq_store *st = (struct sq_store *)gst;
+  pthread_mutex_lock(&st->mu);
+  st->on_accepted = fn;
+  st->ud = ud;
+  pthread_mutex_unlock(&st->mu);
+}
+
+static void sq_close(struct gw_store *gst) {
+  struct sq_store *st = (struct sq_store *)gst;
+  if (!st)
+    return;
+  pthread_mutex_lock(&st->mu);
+  st->stop = true;
+  pthread_cond_signal(&st->cv);
+  pthread_mutex_unlock(&st->mu);
+  pthread_join(st->th, NULL);
+  for (int i = 0; i < S__COUNT; i++)
+    sqlite3_finalize(st->st[i]);
+  sqlite3_close(st->w);
+  sqlite3_close(st->r);
+  sqlite3_close(st->q);
+  pthread_mutex_destroy(&st->qmu);
+  pthread_mutex_destroy(&st->mu);
+  pthread_cond_destroy(&st->cv);
+  free(st);
+}
+
+static const struct gw_store_ops sq_ops = {.name = "sqlite",
+                                           .set_accepted = sq_set_accepted,
+                                           .set_memory = sq_set_memory,
+                                           .close = sq_close,
+                                           .submit = sq_submit,
+                                           .update = sq_update,
+                                           .set_answer = sq_set_answer,
+                                           .load = sq_load,
+                                           .load_range = sq_load_range,
+                                           .lookup = sq_lookup,
+                                           .schema_version = sq_schema_version};
+
+static const struct gw_memq_ops sq_memq_ops = {.slot_overlap = sq_slot_overlap,
+                                               .slot_state = sq_slot_state,
+                                               .slot_put = sq_slot_put,
+                                               .slot_set_free = sq_slot_set_free};
+
+/* ---- cergw outbox ---- */
+
+static void print_delivery_row(sqlite3_stmt *q) {
+  time_t t = (time_t)(sqlite3_column_int64(q, 6) / 1000);
+  struct tm tm;
+  char when[32];
+  gmtime_r(&t, &tm);
+  strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+  printf("%-8lld %-8lld %-10s %-16s %-3d %-4d %-20s %s\n", (long long)sqlite3_column_int64(q, 0),
+         (long long)sqlite3_column_int64(q, 1), (const char *)sqlite3_column_text(q, 2),
+         gw_dstate_name(sqlite3_column_int(q, 3)), sqlite3_column_int(q, 4), sqlite3_column_int(q, 5), when,
+         (const char *)sqlite3_column_text(q, 7));
+}
+
+static int outbox_usage(void) {
+  fprintf(stderr, "usage: cergw outbox [--data DIR] list [--state queued|delivered|rejected|dead] [--limit N]\n"
+                  "       cergw outbox [--data DIR] show DELIVERY-ID\n"
+                  "       cergw outbox [--data DIR] retry DELIVERY-ID|--all-dead\n"
+                  "       cergw outbox [--data DIR] dead\n"
+                  "       cergw outbox [--data DIR] purge --older-than DAYS\n");
+  return 2;
+}
+
+/* An outbox command's database error, on stderr; returns the exit status. */
+static int outbox_failed(const char *path, sqlite3 *db) {
+  fprintf(stderr, "%s: %s\n", path, sqlite3_errmsg(db));
+  return 2;
+}
+
+/* Prepares |sql| into |*q| (NULL on failure, said on stderr). */
+static int prep(sqlite3 *db, const char *sql, int len, sqlite3_stmt **q, const char **tail) {
+  int rc = sqlite3_prepare_v2(db, sql, len, q, tail);
+  if (rc != SQLITE_OK)
+    fprintf(stderr, "cergw outbox: %s\n", sqlite3_errmsg(db));
+  return rc;
+}
+
+static int outbox_list(sqlite3 *db, const char *path, int argc, char **argv) {
+  int state = !strcmp(argv[0], "dead") ? GW_DS_DEAD : -1;
+  long limit = 100;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--state") && i + 1 < argc && (state = gw_dstate_parse(argv[++i])) >= 0)
+      continue;
+    if (!strcmp(argv[i], "--limit") && i + 1 < argc && (limit = strtol(argv[++i], NULL, 10)) > 0)
+      continue;
+    return outbox_usage();
+  }
+  sqlite3_stmt *q = NULL;
+  if (prep(db,
+           "SELECT d.id, d.msg_id, d.backend, d.state, d.attempts, d.last_status, d.created_ms,"
+           " d.last_error FROM deliveries d WHERE ?1 < 0 OR d.state = ?1 ORDER BY d.id DESC LIMIT ?2",
+           -1, &q, NULL) != SQLITE_OK)
+    return 2;
+  sqlite3_bind_int(q, 1, state);
+  sqlite3_bind_int64(q, 2, limit);
+  printf("%-8s %-8s %-10s %-16s %-3s %-4s %-20s %s\n", "ID", "MSG", "BACKEND", "STATE", "TRY", "HTTP", "CREATED",
+         "LAST ERROR");
+  int rc;
+  while ((rc = sqlite3_step(q)) == SQLITE_ROW)
+    print_delivery_row(q);
+  int rv = rc == SQLITE_DONE ? 0 : outbox_failed(path, db);
+  sqlite3_finalize(q);
+  return rv;
+}
+
+static int outbox_show(sqlite3 *db, const char *path, int argc, char **argv) {
+  sqlite3_stmt *q = NULL;
+  if (argc != 2)
+    return outbox_usage();
+  if (prep(db,
+           "SELECT d.id, d.msg_id, d.backend, d.state, d.attempts, d.last_status, d.created_ms,"
+           " d.last_error, m.caller, m.op, m.idem_key, d.rkey, d.ctype, d.payload, m.original"
+           " FROM deliveries d JOIN messages m ON m.id = d.msg_id WHERE d.id = ?1",
+           -1, &q, NULL) != SQLITE_OK)
+    return 2;
+  sqlite3_bind_int64(q, 1, strtoll(argv[1], NULL, 10));
+  int rc = sqlite3_step(q), rv = 0;
+  if (rc == SQLITE_ROW) {
+    print_delivery_row(q);
+    printf("caller: %s\nop: %s\nidempotency key: %s\nordering key: %s\ncontent type: %s\n--- payload ---\n%.*s\n"
+           "--- original ---\n%.*s\n",
+           (const char *)sqlite3_column_text(q, 8), (const char *)sqlite3_column_text(q, 9),
+           sqlite3_column_text(q, 10) ? (const char *)sqlite3_column_text(q, 10) : "-",
+           (const char *)sqlite3_column_text(q, 11), (const char *)sqlite3_column_text(q, 12),
+           sqlite3_column_bytes(q, 13), (const char *)sqlite3_column_blob(q, 13), sqlite3_column_bytes(q, 14),
+           (const char *)sqlite3_column_blob(q, 14));
+  } else if (rc == SQLITE_DONE) {
+    fprintf(stderr, "no delivery %s\n", argv[1]);
+    rv = 1;
+  } else {
+    rv = outbox_failed(path, db);
+  }
+  sqlite3_finalize(q);
+  return rv;
+}
+
+/* Why delivery |id| was not queued for retry: unknown, or in a state a retry does not apply to. */
+static void retry_why(sqlite3 *db, const char *id) {
+  sqlite3_stmt *q = NULL;
+  int state = -1;
+  if (prep(db, "SELECT state FROM deliveries WHERE id = ?1", -1, &q, NULL) == SQLITE_OK) {
+    sqlite3_bind_int64(q, 1, strtoll(id, NULL, 10));
+    if (sqlite3_step(q) == SQLITE_ROW)
+      state = sqlite3_column_int(q, 0);
+  }
+  sqlite3_finalize(q);
+  if (state < 0)
+    fprintf(stderr, "no delivery %s\n", id);
+  else
+    fprintf(stderr, "delivery %s is %s: only rejected or dead deliveries can be retried\n", id, gw_dstate_name(state));
+}
+
+static int outbox_retry(sqlite3 *db, const char *path, int argc, char **argv) {
+  if (argc != 2)
+    return outbox_usage();
+  sqlite3_stmt *q = NULL;
+  bool all = !strcmp(argv[1], "--all-dead");
+  /* the running gateway picks these up within a second */
+  if (prep(db,
+           all ? "UPDATE deliveries SET state = 4 WHERE state = 3"
+               : "UPDATE deliveries SET state = 4 WHERE id = ?1 AND state IN (2, 3)",
+           -1, &q, NULL) != SQLITE_OK)
+    return 2;
+  if (!all)
+    sqlite3_bind_int64(q, 1, strtoll(argv[1], NULL, 10));
+  int rc = sqlite3_step(q);
+  sqlite3_finalize(q);
+  if (rc != SQLITE_DONE)
+    return outbox_failed(path, db);
+  int n = sqlite3_changes(db);
+  printf("%d deliver%s queued for retry\n", n, n == 1 ? "y" : "ies");
+  if (!n && !all)
+    retry_why(db, argv[1]);
+  else if (!n)
+    fprintf(stderr, "no dead deliveries\n");
+  return n ? 0 : 1;
+}
+
+static int exec_cut(sqlite3 *db, const char *sql, int64_t cut, int *changed) {
+  sqlite3_stmt *q = NULL;
+  if (prep(db, sql, -1, &q, NULL) != SQLITE_OK)
+    return 0;
+  sqlite3_bind_int64(q, 1, cut);
+  int ok = sqlite3_step(q) == SQLITE_DONE;
+  *changed = sqlite3_changes(db);
+  sqlite3_finalize(q);
+  return ok;
+}
+
+static int outbox_purge(sqlite3 *db, const char *path, int argc, char **argv) {
+  if (argc != 3 || strcmp(argv[1], "--older-than"))
+    return outbox_usage();
+  long days = strtol(argv[2], NULL, 10);
+  int64_t cut = gw_wall_ms() - (int64_t)days * 86400000;
+  int nd = 0, nm = 0;
+  if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+    return outbox_failed(path, db);
+  int ok = exec_cut(db,
+                    "DELETE FROM deliveries WHERE msg_id IN (SELECT m.id FROM messages m WHERE m.received_ms < ?1"
+                    " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.state IN (0, 4)))",
+                    cut, &nd) &&
+           exec_cut(db,
+                    "DELETE FROM messages WHERE received_ms < ?1 AND NOT EXISTS"
+                    " (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id)"
+                    " AND NOT EXISTS (SELECT 1 FROM slots s WHERE s.msg_id = messages.id)",
+                    cut, &nm);
+  if (!ok || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+    fprintf(stderr, "%s: purge failed, nothing removed: %s\n", path, sqlite3_errmsg(db));
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return 2;
+  }
+  printf("purged %d messages and %d finished deliveries older than %ld days\n", nm, nd, days);
+  return 0;
+}
+
+int gw_outbox_cmd(const char *dir, int argc, char **argv) {
+  static const struct {
+    const char *name;
+    int (*fn)(sqlite3 *db, const char *path, int argc, char **argv);
+  } cmds[] = {{"list", outbox_list},
+              {"dead", outbox_list},
+              {"show", outbox_show},
+              {"retry", outbox_retry},
+              {"purge", outbox_purge}};
+  int (*fn)(sqlite3 *, const char *, int, char **) = NULL;
+  for (size_t i = 0; argc >= 1 && i < sizeof(cmds) / sizeof(cmds[0]); i++)
+    if (!strcmp(argv[0], cmds[i].name))
+      fn = cmds[i].fn;
+  if (!fn)
+    return outbox_usage();
+  char path[4096];
+  snprintf(path, sizeof(path), "%s/cergw.db", dir);
+  sqlite3 *db = NULL;
+  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
+    fprintf(stderr, "%s: %s\n", path, db ? sqlite3_errmsg(db) : "cannot open");
+    sqlite3_close(db);
+    return 2;
+  }
+  sqlite3_busy_timeout(db, 10000);
+  int rv = fn(db, path, argc, argv);
+  sqlite3_close(db);
+  return rv;
+}
