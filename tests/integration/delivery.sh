@@ -472,7 +472,7 @@ send() { # ids...: POST each with an Idempotency-Key; record the acknowledged on
   done
 }
 # P1 answers slowly, so at the moment of the crash some messages are committed but not yet answered
-sim p1 "/_sim/control?delay_ms=300" -X POST >/dev/null
+sim p1 "/_sim/control?delay_ms=1000" -X POST >/dev/null
 senders=()
 for part in 0 1 2 3; do # four clients at once
   send $(seq $((7001 + part * 50)) $((7050 + part * 50))) &
