@@ -229,7 +229,20 @@ static const struct dialect dialects[] = {
     [GW_M_NOTIFY] = {fhir_refused, fhir_committed},
 };
 
+/* The HTTP status the registry gives the first error that has one other than 422 (cer.identity-match: 403). */
+static int registry_status(const struct gw_pipe *p, const struct gw_diag *d) {
+  const struct gw_rules *r = gw_engine_rules(gw_pipe_engine(p));
+  for (size_t i = 0; r && i < d->n; i++) {
+    const struct gw_rule_info *ri = d->items[i].severity <= GW_SEV_ERROR ? gw_rules_info(r, d->items[i].rule) : NULL;
+    if (ri && ri->http_status != 422)
+      return ri->http_status;
+  }
+  return 0;
+}
+
 void gw_answer_refused(const struct gw_pipe *p, struct gw_msg *m) {
+  if (!m->status && m->kind != GW_M_SOAP && !(m->kind == GW_M_HL7 && m->mllp))
+    m->status = registry_status(p, &m->diag);
   const char *text =
       m->kind == GW_M_SOAP ? "the message was rejected: see the issues in the detail" : "invalid: not accepted";
   dialects[m->kind].refused(p, m, text);
@@ -251,11 +264,11 @@ static void store_refused(const struct gw_pipe *p, struct gw_msg *m) {
     is->resendable = ri ? ri->resendable : true;
     snprintf(is->location, sizeof(is->location), "%s", !ri ? "" : m->kind == GW_M_HL7 ? ri->loc_hl7 : ri->loc_fhir);
   }
-  if (m->kind == GW_M_HL7) {
-    ack(m, GW_ACK_AE, failed ? "not stored" : "rejected", &m->diag, 200);
+  if (m->kind == GW_M_HL7) { /* AE: fix and resend; AR: must not be resent as is (acting for another clinic) */
+    ack(m, gw_hl7_ack_code_for(&m->diag), failed ? "not stored" : "rejected", &m->diag, 200);
     return;
   }
-  m->status = failed ? 503 : 0;
+  m->status = failed ? 503 : (ri && m->kind != GW_M_SOAP) ? ri->http_status : 0;
   dialects[m->kind].refused(p, m, failed ? "not stored" : "the message breaks a CeR rule");
 }
 

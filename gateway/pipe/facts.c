@@ -205,3 +205,89 @@ int gw_facts_entries(xmlDocPtr doc, bool *batch, struct gw_msg_entry **out) {
   *out = e;
   return n;
 }
+
+/* ---- ownership: the resources a message writes ---- */
+
+static void add_key(struct gw_submit *s, int cap, const char *rtype, const char *kind, const char *a, const char *b) {
+  if (s->nownkeys >= cap || !a[0])
+    return;
+  char key[GW_OWNKEY_MAX];
+  snprintf(key, sizeof(key), "%s|%s:%s%s%s", rtype, kind, a, b ? "|" : "", b ? b : "");
+  for (int i = 0; i < s->nownkeys; i++)
+    if (!strcmp(s->ownkeys[i], key))
+      return;
+  snprintf(s->ownkeys[s->nownkeys++], GW_OWNKEY_MAX, "%s", key);
+}
+
+/* An identifier's key: its system normalised, or — without a system — the caller's own scope. */
+static void add_ident(struct gw_submit *s, int cap, const char *rtype, const char *caller, const char *sys,
+                      const char *value) {
+  char norm[200];
+  if (sys[0])
+    gw_system_normalize(sys, norm, sizeof(norm));
+  else
+    snprintf(norm, sizeof(norm), "clinic:%s", caller);
+  if (value[0])
+    add_key(s, cap, rtype, "ident", norm, value);
+}
+
+/* A request URL of a Bundle entry or of a PUT: "Appointment/B-1" or "Appointment?identifier=[sys|]value". */
+void gw_facts_url(struct gw_submit *s, int cap, const char *caller, const char *url) {
+  char type[40], rest[200];
+  size_t n = strcspn(url, "/?");
+  if (n == 0 || n >= sizeof(type))
+    return;
+  snprintf(type, sizeof(type), "%.*s", (int)n, url);
+  if (strcmp(type, "Schedule") && strcmp(type, "Slot") && strcmp(type, "Appointment"))
+    return;
+  if (url[n] == '/') {
+    snprintf(rest, sizeof(rest), "%.*s", (int)strcspn(url + n + 1, "/?"), url + n + 1);
+    add_key(s, cap, type, "id", rest, NULL);
+  } else if (url[n] == '?' && !strncmp(url + n + 1, "identifier=", 11)) {
+    snprintf(rest, sizeof(rest), "%.*s", (int)strcspn(url + n + 12, "&"), url + n + 12);
+    char *bar = strchr(rest, '|');
+    if (bar)
+      *bar = 0;
+    add_ident(s, cap, type, caller, bar ? rest : "", bar ? bar + 1 : rest);
+  }
+}
+
+int gw_facts_owned(xmlDocPtr doc, const char *caller, const char *url, struct gw_submit *s) {
+  xmlXPathContextPtr x = gw_fhir_xpath(doc);
+  if (!x)
+    return GW_ERR_NOMEM;
+  xmlXPathObjectPtr r = xnodes(x, (xmlNodePtr)doc, "//f:Schedule | //f:Slot | //f:Appointment");
+  xmlXPathObjectPtr u = xnodes(x, (xmlNodePtr)doc, "/f:Bundle/f:entry/f:request/f:url/@value");
+  int nr = r ? r->nodesetval->nodeNr : 0, nu = u ? u->nodesetval->nodeNr : 0;
+  int cap = 4 * nr + nu + 2; /* an id and identifiers per resource (more are rare: capped at 3), the URLs, a PUT's */
+  if (!(s->ownkeys = gw_calloc((size_t)cap, sizeof(*s->ownkeys)))) {
+    xmlXPathFreeObject(r);
+    xmlXPathFreeObject(u);
+    return GW_ERR_NOMEM;
+  }
+  for (int i = 0; i < nr; i++) {
+    xmlNodePtr res = r->nodesetval->nodeTab[i];
+    const char *rtype = (const char *)res->name;
+    char id[128], sys[200], val[128];
+    xstr(x, res, "string(f:id/@value)", id, sizeof(id));
+    add_key(s, cap, rtype, "id", id, NULL);
+    xmlXPathObjectPtr ids = xnodes(x, res, "f:identifier");
+    for (int k = 0; ids && k < ids->nodesetval->nodeNr && k < 3; k++) {
+      xstr(x, ids->nodesetval->nodeTab[k], "string(f:system/@value)", sys, sizeof(sys));
+      xstr(x, ids->nodesetval->nodeTab[k], "string(f:value/@value)", val, sizeof(val));
+      add_ident(s, cap, rtype, caller, sys, val);
+    }
+    xmlXPathFreeObject(ids);
+  }
+  for (int i = 0; i < nu; i++) {
+    xmlChar *v = xmlNodeGetContent(u->nodesetval->nodeTab[i]);
+    if (v)
+      gw_facts_url(s, cap, caller, (const char *)v);
+    xmlFree(v);
+  }
+  if (url)
+    gw_facts_url(s, cap, caller, url);
+  xmlXPathFreeObject(r);
+  xmlXPathFreeObject(u);
+  return GW_OK;
+}

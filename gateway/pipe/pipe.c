@@ -267,8 +267,13 @@ static enum gw_step route(struct gw_pipe *p, struct gw_msg *m) {
 /* The facts the store and the answer need: slots for the rules with memory, the resource, the entries. */
 static enum gw_step facts(struct gw_pipe *p, struct gw_msg *m) {
   (void)p;
-  if (m->kind != GW_M_NOTIFY)
+  char url[200];
+  snprintf(url, sizeof(url), "%s/%s", m->url_type, m->rid);
+  if (m->kind != GW_M_NOTIFY) { /* a notification is P1's word about a clinic's resource: no owner to check */
     gw_facts_memory(m->doc, m->s, m->now, &m->late_cancel);
+    if (gw_facts_owned(m->doc, m->caller, m->update ? url : NULL, m->s))
+      return gw_msg_refuse(m, 503, "transient", "gw.no-memory", "out of memory", "brak pamięci");
+  }
   gw_facts_ids(m->doc, m->ids, sizeof(m->ids), m->rkey, sizeof(m->rkey));
   if (m->bundle && (m->nentries = gw_facts_entries(m->doc, &m->batch, &m->entries)) < 0)
     return gw_msg_refuse(m, 503, "transient", "gw.no-memory", "out of memory", "brak pamięci");

@@ -105,6 +105,13 @@ void gw_facts_ids(struct _xmlDoc *doc, char *ids, size_t n, char *rkey, size_t r
 void gw_facts_payload_rpwdl(struct _xmlDoc *doc, char *out, size_t n);
 int gw_facts_entries(struct _xmlDoc *doc, bool *batch, struct gw_msg_entry **out);
 void gw_facts_str(struct _xmlDoc *doc, void *at, const char *expr, char *out, size_t n);
+/* The resources |doc| writes, as ownership keys into s->ownkeys: each Schedule, Slot and Appointment by
+ * logical id and by identifier (system normalised; without a system, the caller's own scope), each
+ * Bundle entry's request URL, and |url| (a PUT's "Appointment/A-1", or NULL). */
+int gw_facts_owned(struct _xmlDoc *doc, const char *caller, const char *url, struct gw_submit *s);
+/* One more key from a request URL ("Appointment/B-1", "Appointment?identifier=sys|v"); |cap| is the
+ * room s->ownkeys was made with. */
+void gw_facts_url(struct gw_submit *s, int cap, const char *caller, const char *url);
 
 /* Answers (pipe/answer.c), each in the caller's dialect. */
 void gw_answer_refused(const struct gw_pipe *p, struct gw_msg *m);   /* m->diag, m->rv, m->status */

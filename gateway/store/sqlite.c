@@ -63,6 +63,9 @@ static const char *const migrations[GW_STORE_SCHEMA_VERSION] = {
     /* 1 -> 2: the latest message of a resource (conditional create, GetAppointmentStatus) by index, not by
      * scanning every delivery */
     "CREATE INDEX IF NOT EXISTS deliveries_rkey ON deliveries(rkey, id);",
+    /* 2 -> 3: which clinic owns each Schedule, Slot and Appointment seen (by logical id and by
+     * business identifier with its system normalised) */
+    "CREATE TABLE IF NOT EXISTS owners(key TEXT PRIMARY KEY, owner TEXT NOT NULL, msg_id INTEGER NOT NULL);",
 };
 
 static int user_version(sqlite3 *db) {
@@ -118,6 +121,8 @@ enum stmt {
   S_SLOT_PUT,
   S_SLOT_GET,
   S_SLOT_SETFREE,
+  S_OWNER_GET,
+  S_OWNER_PUT,
   S__COUNT
 };
 
@@ -138,6 +143,8 @@ static const char *const stmt_sql[S__COUNT] = {
                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [S_SLOT_GET] = "SELECT free FROM slots WHERE caller = ?1 AND ident = ?2",
     [S_SLOT_SETFREE] = "UPDATE slots SET free = ?3 WHERE caller = ?1 AND ident = ?2",
+    [S_OWNER_GET] = "SELECT owner FROM owners WHERE key = ?1",
+    [S_OWNER_PUT] = "INSERT OR IGNORE INTO owners(key, owner, msg_id) VALUES(?1, ?2, ?3)",
 };
 
 struct sq_store {
@@ -319,6 +326,28 @@ static int sq_slot_set_free(struct gw_memq *gm, const char *caller, const char *
   bind_text(q, 2, ident);
   sqlite3_bind_int(q, 3, is_free ? 1 : 0);
   return step_done(m->st->w, q, "slot_set_free");
+}
+
+static int sq_owner_get(struct gw_memq *gm, const char *key, char *owner, size_t n) {
+  struct sq_memq *m = (struct sq_memq *)gm;
+  sqlite3_stmt *q = m->st->st[S_OWNER_GET];
+  bind_text(q, 1, key);
+  int rc = sqlite3_step(q);
+  if (rc == SQLITE_ROW)
+    snprintf(owner, n, "%s", (const char *)sqlite3_column_text(q, 0));
+  sqlite3_reset(q);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return failed_step(m->st->w, "owner_get", rc);
+  return rc == SQLITE_ROW;
+}
+
+static int sq_owner_put(struct gw_memq *gm, const char *key, const char *owner, int64_t msg_id) {
+  struct sq_memq *m = (struct sq_memq *)gm;
+  sqlite3_stmt *q = m->st->st[S_OWNER_PUT];
+  bind_text(q, 1, key);
+  bind_text(q, 2, owner);
+  sqlite3_bind_int64(q, 3, msg_id);
+  return step_done(m->st->w, q, "owner_put");
 }
 
 static void sq_set_memory(struct gw_store *gst, gw_memory_fn fn, void *ud) {
@@ -813,7 +842,9 @@ static const struct gw_store_ops sq_ops = {.name = "sqlite",
 static const struct gw_memq_ops sq_memq_ops = {.slot_overlap = sq_slot_overlap,
                                                .slot_state = sq_slot_state,
                                                .slot_put = sq_slot_put,
-                                               .slot_set_free = sq_slot_set_free};
+                                               .slot_set_free = sq_slot_set_free,
+                                               .owner_get = sq_owner_get,
+                                               .owner_put = sq_owner_put};
 
 /* ---- cergw outbox ---- */
 

@@ -37,6 +37,7 @@ void gw_submit_free(struct gw_submit *s) {
     free(s->d[i].payload);
   free(s->slots);
   free(s->slotrefs);
+  free(s->ownkeys);
   free(s->answer);
   free(s);
 }
@@ -98,4 +99,12 @@ int gw_memq_slot_put(struct gw_memq *q, const char *caller, const struct gw_slot
 
 int gw_memq_slot_set_free(struct gw_memq *q, const char *caller, const char *ident, int is_free) {
   return q->ops->slot_set_free(q, caller, ident, is_free);
+}
+
+int gw_memq_owner_get(struct gw_memq *q, const char *key, char *owner, size_t n) {
+  return q->ops->owner_get(q, key, owner, n);
+}
+
+int gw_memq_owner_put(struct gw_memq *q, const char *key, const char *owner, int64_t msg_id) {
+  return q->ops->owner_put(q, key, owner, msg_id);
 }

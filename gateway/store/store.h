@@ -38,6 +38,8 @@ struct gw_slotfact {
   int free; /* status free */
 };
 
+#define GW_OWNKEY_MAX 256
+
 /* One backend's copy of an accepted message. */
 struct gw_delivery {
   int64_t id, msg_id;
@@ -84,6 +86,9 @@ struct gw_submit {
   int nslotrefs;
   char (*slotrefs)[128]; /* slots an Appointment books (nslotrefs of them, malloc'd) */
   int slot_release;      /* the Appointment cancels: its slots become free again */
+  int nownkeys;
+  char (*ownkeys)[GW_OWNKEY_MAX]; /* the resources the message writes: "Appointment|id:A-1",
+                                     "Slot|ident:urn:oid:...|S-1" (ownership, malloc'd) */
   /* --- results, filled by the store (and the dispatcher) --- */
   enum gw_submit_status status;
   int64_t msg_id;
@@ -144,6 +149,8 @@ struct gw_memq_ops {
   int (*slot_state)(struct gw_memq *q, const char *caller, const char *ident);
   int (*slot_put)(struct gw_memq *q, const char *caller, const struct gw_slotfact *f, int64_t msg_id);
   int (*slot_set_free)(struct gw_memq *q, const char *caller, const char *ident, int is_free);
+  int (*owner_get)(struct gw_memq *q, const char *key, char *owner, size_t n);
+  int (*owner_put)(struct gw_memq *q, const char *key, const char *owner, int64_t msg_id);
 };
 struct gw_memq {
   const struct gw_memq_ops *ops;
@@ -169,6 +176,12 @@ int gw_memq_slot_put(struct gw_memq *q, const char *caller, const struct gw_slot
 /* Marks slot |ident| of |caller| free (1) or taken (0). GW_OK or GW_ERR_IO. */
 int gw_memq_slot_set_free(struct gw_memq *q, const char *caller, const char *ident, int is_free);
 
+/* The clinic that owns resource |key| (as in gw_submit.ownkeys): 1 (into
+ * |owner|), 0 nobody yet, or GW_ERR_IO. */
+int gw_memq_owner_get(struct gw_memq *q, const char *key, char *owner, size_t n);
+/* Records |owner| as the owner of |key| when nobody is. GW_OK or GW_ERR_IO. */
+int gw_memq_owner_put(struct gw_memq *q, const char *key, const char *owner, int64_t msg_id);
+
 /* Decides |s| and records its facts. Returns GW_OK (accept), GW_ERR_INVAL
  * (refused: s->reject_* filled; nothing of |s| is kept) or GW_ERR_IO. */
 /* Sets the memory hook (NULL: no rules with memory). Before any submit. */
@@ -177,7 +190,7 @@ void gw_store_set_memory(struct gw_store *st, gw_memory_fn fn, void *ud);
 /* The schema version this build writes (PRAGMA user_version). A database of
  * an older version is migrated forward at open, in one transaction; a newer
  * one is refused. */
-#define GW_STORE_SCHEMA_VERSION 2
+#define GW_STORE_SCHEMA_VERSION 3
 /* Prometheus lines of the store (errors counted since start). */
 void gw_store_metrics(struct gw_buf *out);
 

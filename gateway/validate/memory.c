@@ -17,6 +17,20 @@ static int refuse(const struct gw_rules *r, struct gw_submit *s, const char *id,
   return GW_ERR_INVAL;
 }
 
+/* A clinic acts only on its own resources: every resource the message writes (by logical id, business
+ * identifier or request URL) is either nobody's yet or the caller's. */
+static int check_owner(const struct gw_rules *r, struct gw_memq *q, struct gw_submit *s) {
+  for (int i = 0; i < s->nownkeys; i++) {
+    char owner[64] = "";
+    int rv = gw_memq_owner_get(q, s->ownkeys[i], owner, sizeof(owner));
+    if (rv < 0)
+      return rv;
+    if (rv > 0 && strcmp(owner, s->caller) != 0)
+      return refuse(r, s, "cer.identity-match", owner, s->caller);
+  }
+  return GW_OK;
+}
+
 /* A free slot must not overlap one accepted earlier for the same schedule. */
 static int check_overlaps(const struct gw_rules *r, struct gw_memq *q, struct gw_submit *s) {
   for (int i = 0; i < s->nslots; i++) {
@@ -47,6 +61,9 @@ static int check_booked(const struct gw_rules *r, struct gw_memq *q, struct gw_s
 }
 
 static int record(struct gw_memq *q, struct gw_submit *s) {
+  for (int i = 0; i < s->nownkeys; i++)
+    if (gw_memq_owner_put(q, s->ownkeys[i], s->caller, s->msg_id))
+      return GW_ERR_IO;
   for (int i = 0; i < s->nslots; i++)
     if (s->slots[i].ident[0] && gw_memq_slot_put(q, s->caller, &s->slots[i], s->msg_id))
       return GW_ERR_IO;
@@ -58,7 +75,9 @@ static int record(struct gw_memq *q, struct gw_submit *s) {
 
 int gw_rules_memory(void *ud, struct gw_memq *q, struct gw_submit *s) {
   const struct gw_rules *r = ud;
-  int rv = check_overlaps(r, q, s);
+  int rv = check_owner(r, q, s);
+  if (rv == GW_OK)
+    rv = check_overlaps(r, q, s);
   if (rv == GW_OK)
     rv = check_booked(r, q, s);
   if (rv == GW_OK)

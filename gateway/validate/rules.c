@@ -1,5 +1,6 @@
 #include "validate/rules.h"
 
+#include <ctype.h>
 #include <libxml/tree.h>
 #include <libxml/xmlschemas.h>
 #include <libxml/xpath.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <yajl/yajl_tree.h>
 
 #include "codec/fhir.h"
@@ -53,7 +55,7 @@
   X(XP_SCHEDULE_KEY, "concat(f:schedule/f:reference/@value, '|', f:schedule/f:identifier/f:value/@value)")             \
   X(XP_HORIZONS, "//f:Schedule/f:planningHorizon")                                                                     \
   X(XP_RPWDL_IDS, "//f:identifier[f:system/@value='" OID_RPWDL "']/f:value | "                                         \
-                  "//f:system[starts-with(@value, '" OID_RPWDL ".')]")
+                  "//f:system[starts-with(translate(@value, 'URNOID', 'urnoid'), 'urn:oid:')]")
 
 #define XP_ENUM(id, text) id,
 #define XP_TEXT(id, text) text,
@@ -190,6 +192,9 @@ static int parse_rule(yajl_val o, struct rule *ru, const char *path, size_t i, s
   snprintf(f->code, sizeof(f->code), "%s", code ? code : "business-rule");
   f->hl7_code = hl7 && YAJL_IS_INTEGER(hl7) ? (int)YAJL_GET_INTEGER(hl7) : 207;
   f->resendable = jbool(o, "resend", true);
+  const char *k_http[] = {"http", NULL};
+  yajl_val http = yajl_tree_get(o, k_http, yajl_t_number);
+  f->http_status = http && YAJL_IS_INTEGER(http) ? (int)YAJL_GET_INTEGER(http) : 422;
   f->memory = jbool(o, "memory", false);
   yajl_val lf = yajl_tree_get(o, k_fhir, yajl_t_string), lv = yajl_tree_get(o, k_v2, yajl_t_string);
   snprintf(f->loc_fhir, sizeof(f->loc_fhir), "%s", lf ? lf->u.string : "");
@@ -287,6 +292,42 @@ void gw_rules_free(struct gw_rules *r) {
 const char *gw_rules_profile(const struct gw_rules *r, size_t *len) {
   *len = r->profile_len;
   return r->profile ? r->profile_text : NULL;
+}
+
+void gw_system_normalize(const char *in, char *out, size_t n) {
+  if (!n)
+    return;
+  out[0] = 0;
+  if (strncasecmp(in, "urn:oid:", 8) != 0) {
+    snprintf(out, n, "%s", in);
+    return;
+  }
+  size_t o = (size_t)snprintf(out, n, "urn:oid:");
+  for (const char *p = in + 8; *p && o + 1 < n;) {
+    size_t digits = strspn(p, "0123456789");
+    const char *d = p;
+    while (digits > 1 && *d == '0') /* leading zeros of an arc */
+      d++, digits--;
+    for (size_t i = 0; i < digits && o + 1 < n; i++)
+      out[o++] = d[i];
+    p = d + digits;
+    if (*p && o + 1 < n)
+      out[o++] = (char)tolower((unsigned char)*p++);
+  }
+  out[o < n ? o : n - 1] = 0;
+}
+
+void gw_system_clinic(const char *system, char *out, size_t n) {
+  char norm[256], prefix[64];
+  gw_system_normalize(system, norm, sizeof(norm));
+  gw_system_normalize(OID_RPWDL ".", prefix, sizeof(prefix));
+  out[0] = 0;
+  if (strncmp(norm, prefix, strlen(prefix)) != 0)
+    return;
+  const char *arc = norm + strlen(prefix);
+  size_t len = strspn(arc, "0123456789");
+  if (len && len <= 12) /* the RPWDL number with its leading zeros back */
+    snprintf(out, n, "%.*s%.*s", (int)(12 - len), "000000000000", (int)len, arc);
 }
 
 int gw_pesel_valid(const char *p) {
@@ -689,16 +730,17 @@ static void check_slots(struct ev *e) {
 static void check_identity(struct ev *e) {
   if (!e->ctx->caller_rpwdl || !*e->ctx->caller_rpwdl)
     return;
-  /* RPWDL identifiers, and identifier systems scoped under a clinic's RPWDL OID */
+  /* RPWDL identifiers, and identifier systems scoped under a clinic's RPWDL OID in any spelling
+   * (upper case, leading zeros in an arc) */
   xmlXPathObjectPtr o = q(e, XP_RPWDL_IDS, NULL);
   for (int i = 0; i < nodes(o); i++) {
     xmlNodePtr n = o->nodesetval->nodeTab[i];
     xmlChar *v = xmlGetProp(n, BAD_CAST "value");
-    const char *rp = (const char *)v;
+    char clinic[32] = "";
     if (v && xmlStrEqual(n->name, BAD_CAST "system"))
-      rp = (const char *)v + strlen(OID_RPWDL) + 1;
-    char clinic[32];
-    snprintf(clinic, sizeof(clinic), "%.*s", (int)strcspn(rp ? rp : "", "."), rp ? rp : "");
+      gw_system_clinic((const char *)v, clinic, sizeof(clinic));
+    else if (v)
+      snprintf(clinic, sizeof(clinic), "%.*s", (int)strcspn((const char *)v, "."), (const char *)v);
     if (v && *clinic && strcmp(clinic, e->ctx->caller_rpwdl))
       report(e, "cer.identity-match", n, clinic, e->ctx->caller_rpwdl);
     xmlFree(v);

@@ -28,6 +28,7 @@ struct gw_rule_info {
   char code[24];     /* OperationOutcome issue type */
   int hl7_code;      /* HL7 table 0357 */
   bool resendable;   /* HL7 AE (fix and resend) rather than AR */
+  int http_status;   /* a FHIR refusal's status (422 unless the registry says, e.g. 403) */
   bool memory;       /* decided in the store's transaction (gw_rules_memory), not by gw_rules_check */
   char loc_fhir[64]; /* where a rule with memory points, per dialect ("" for the others: they point at a node) */
   char loc_hl7[16];
@@ -55,6 +56,16 @@ const char *gw_rules_profile(const struct gw_rules *r, size_t *len);
  * GW_ERR_INVAL when an error-severity rule failed. */
 int gw_rules_check(const struct gw_rules *r, struct _xmlDoc *fhir, const struct gw_rules_ctx *ctx,
                    struct gw_diag *diag);
+
+/* An identifier system as compared by the gateway: "urn:oid:" in any case
+ * becomes lower case and every arc of the OID loses its leading zeros
+ * ("URN:OID:2.16.840.1.113883.3.4424.02.3.1.000000012345" ->
+ * "urn:oid:2.16.840.1.113883.3.4424.2.3.1.12345"); other systems are kept.
+ * Two spellings of one OID are one system. */
+void gw_system_normalize(const char *in, char *out, size_t n);
+/* The RPWDL number (12 digits) of the clinic whose namespace |system| is
+ * (urn:oid:2.16.840.1.113883.3.4424.2.3.1.{RPWDL}[...]) in any spelling, or "". */
+void gw_system_clinic(const char *system, char *out, size_t n);
 
 /* PESEL check: 11 digits, check digit (weights 1,3,7,9,...), valid birth
  * date with the century in the month. Exposed for tests. */

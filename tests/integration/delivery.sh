@@ -229,8 +229,9 @@ check "Idempotency-Key repeat: the original answer replayed" bash -c "printf '%s
 check "  and nothing delivered again" eq "$(stat p1 unique)" "$before"
 long_key=$(head -c 300 /dev/zero | tr '\0' k)
 check "an Idempotency-Key over 200 characters: 400, not silently ignored" eq "$(code clinic-a /fhir -X POST -H 'content-type: application/fhir+json' -H "Idempotency-Key: $long_key" --data-binary @"$T/b.json")" 400
+# (it names clinic A's identifiers, so B is refused as acting for another clinic: 403, cer.identity-match)
 check "same key from another clinic is not a repeat of the first clinic's message" \
-  bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' --cacert $D/ca.pem --cert $D/clinic-b.pem --key $D/clinic-b.key https://localhost:$GWP/fhir -X POST -H 'content-type: application/fhir+json' -H 'Idempotency-Key: ik-1' --data-binary @$T/b.json)\" = 422 ]"
+  bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' --cacert $D/ca.pem --cert $D/clinic-b.pem --key $D/clinic-b.key https://localhost:$GWP/fhir -X POST -H 'content-type: application/fhir+json' -H 'Idempotency-Key: ik-1' --data-binary @$T/b.json)\" = 403 ]"
 
 # single resources: an Appointment alone, PUT with an id, conditional create
 APPT=$(date -u -d '+7 days' +%Y-%m-%dT10:00:00+00:00)
@@ -264,6 +265,43 @@ appt A-5 booked "$APPT" "$APPT_END" >"$T/a5.json"
 c1=$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' -H 'If-None-Exist: identifier=A-5' --data-binary @"$T/a5.json")
 c2=$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' -H 'If-None-Exist: identifier=A-5' --data-binary @"$T/a5.json")
 check "conditional create without a match creates (201), then matches (200)" eq "$c1/$c2/$(stat p1 unique)" "201/200/$((before + 1))"
+
+# --------------------------------------- ownership: a clinic acts only on its own resources (B = 000000067890)
+own() { # id system [resource-id]: an appointment whose identifier has |system| ("" = none)
+  local sys=$2
+  appt "$1" booked "$APPT" "$APPT_END" | sed -e "s|\"system\":\"urn:oid:2.16.840.1.113883.3.4424.2.3.1.000000012345\",|${sys:+\"system\":\"$sys\",}|" \
+    -e "s|\"resourceType\":\"Appointment\",|\"resourceType\":\"Appointment\",${3:+\"id\":\"$3\",}|"
+}
+tx() { # url resource-file: a transaction of one entry
+  printf '{"resourceType":"Bundle","type":"transaction","entry":[{"resource":%s,"request":{"method":"PUT","url":"%s"}}]}' "$(cat "$2")" "$1"
+}
+RPB=urn:oid:2.16.840.1.113883.3.4424.2.3.1.000000067890
+RPA=urn:oid:2.16.840.1.113883.3.4424.2.3.1.000000012345
+own B-1 "$RPB" B-1 >"$T/b1.json"
+c=$(code clinic-b /fhir/Appointment/B-1 -X PUT -H 'content-type: application/fhir+json' --data-binary @"$T/b1.json")
+check "clinic B creates its appointment B-1 (PUT /fhir/Appointment/B-1: $c)" bash -c "[[ $c == 20? ]]"
+p1before=$(stat p1 unique); kbefore=$(stat apkolce unique)
+own B-1 "" B-1 >"$T/x1.json"
+r=$(gw clinic-a /fhir/Appointment/B-1 -X PUT -H 'content-type: application/fhir+json' --data-binary @"$T/x1.json" -w '\n%{http_code}')
+check "clinic A cannot overwrite B-1 by its id (identifier system left out): 403 cer.identity-match" \
+  bash -c "[ \"\$(tail -1 <<<\"\$1\")\" = 403 ] && grep -q cer.identity-match <<<\"\$1\"" _ "$r"
+own B-1 "URN:OID:2.16.840.1.113883.3.4424.2.3.1.000000067890" >"$T/x2.json"
+check "  nor by B's identifier system upper-cased: 403" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/x2.json")" 403
+own B-1 "urn:oid:2.16.840.1.113883.3.4424.02.3.1.000000067890" >"$T/x3.json"
+check "  nor with a leading zero in an arc of B's OID: 403" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/x3.json")" 403
+own X-9 "$RPA" >"$T/x4.json"
+tx "Appointment/B-1" "$T/x4.json" >"$T/x4tx.json"
+check "  nor by a transaction entry whose request URL is Appointment/B-1: 403" eq "$(code clinic-a /fhir -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/x4tx.json")" 403
+tx "Appointment?identifier=$RPB|B-1" "$T/x4.json" >"$T/x5tx.json"
+check "  nor by a conditional URL naming B's identifier: 403" eq "$(code clinic-a /fhir -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/x5tx.json")" 403
+siu 8101 1100 5 S15 | sed "s/2.3.1.000000012345/2.3.1.000000067890/" >"$T/x6.hl7"
+ack=$(gw clinic-a /hl7v2 --data-binary @"$T/x6.hl7" | tr '\r' '\n')
+check "  nor by an HL7 S15 with B's system in SCH-1: ACK AR, cer.identity-match" \
+  bash -c "grep -q '^MSA|AR' <<<\"\$1\" && grep -q cer.identity-match <<<\"\$1\"" _ "$ack"
+check "  and none of these reached P1 or AP-KOLCE" bash -c "[ $(stat p1 unique) = $p1before ] && [ $(stat apkolce unique) = $kbefore ]"
+own B-1 "$RPB" B-1 | sed 's/wizyta kontrolna/wizyta kontrolna, zmiana/' >"$T/b2.json"
+c=$(code clinic-b /fhir/Appointment/B-1 -X PUT -H 'content-type: application/fhir+json' --data-binary @"$T/b2.json")
+check "clinic B itself updates B-1: accepted ($c)" bash -c "[[ $c == 20? ]]"
 check "a resource type that does not match the URL: 422" eq "$(code clinic-a /fhir/Slot -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/a1.json")" 422
 sed 's/"resourceType":"Appointment",/"resourceType":"Appointment","id":"OTHER",/' "$T/a1.json" >"$T/a1-other.json"
 check "PUT whose body names another id: 422 fhir.id-mismatch" bash -c "curl -s --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key https://localhost:$GWP/fhir/Appointment/A-1 -X PUT -H 'content-type: application/fhir+json' --data-binary @$T/a1-other.json | grep -q fhir.id-mismatch"

@@ -269,6 +269,44 @@ static void test_memory_rules(void) {
   gw_buf_cleanup(&err);
 }
 
+/* Ownership as data: the first clinic to write a resource owns it; another clinic's write of it is refused
+ * with cer.identity-match naming the owner, and leaves nothing; the owner writes it again. */
+static void test_ownership(void) {
+  char sub[96];
+  snprintf(sub, sizeof(sub), "%s/own", dir);
+  struct gw_store *st = NULL;
+  struct gw_buf err;
+  gw_buf_init(&err, 4096);
+  CU_ASSERT_EQUAL_FATAL(gw_store_open(sub, on_accepted, NULL, &st, &err), GW_OK);
+  struct gw_rules *rules = NULL;
+  CU_ASSERT_EQUAL_FATAL(gw_rules_load("schemas/cer/rules.json", &rules, &err), GW_OK);
+  gw_store_set_memory(st, gw_rules_memory, rules);
+  static const char *const who[] = {"000000067890", "000000012345", "000000067890"};
+  reset_done();
+  for (int i = 0; i < 3; i++) {
+    char b[32];
+    snprintf(b, sizeof(b), "own-%d", i);
+    struct gw_submit *s = msg(NULL, b);
+    snprintf(s->caller, sizeof(s->caller), "%s", who[i]);
+    s->ownkeys = calloc(2, sizeof(*s->ownkeys));
+    snprintf(s->ownkeys[0], GW_OWNKEY_MAX, "Appointment|id:B-1");
+    snprintf(s->ownkeys[1], GW_OWNKEY_MAX, "Appointment|ident:urn:oid:2.16.840.1.113883.3.4424.2.3.1.67890|B-1");
+    s->nownkeys = 2;
+    gw_store_submit(st, s);
+    wait_done(i + 1);
+  }
+  CU_ASSERT_EQUAL(done_list[0]->status, GW_SUB_ACCEPTED);
+  CU_ASSERT_EQUAL(done_list[1]->status, GW_SUB_REJECTED);
+  CU_ASSERT_STRING_EQUAL(done_list[1]->reject_rule, "cer.identity-match");
+  CU_ASSERT_PTR_NOT_NULL(strstr(done_list[1]->reject_en, "names clinic 000000067890"));
+  CU_ASSERT_EQUAL(done_list[1]->msg_id, 0);
+  CU_ASSERT_EQUAL(done_list[2]->status, GW_SUB_ACCEPTED);
+  reset_done();
+  gw_store_close(st);
+  gw_rules_free(rules);
+  gw_buf_cleanup(&err);
+}
+
 /* A failure where the store records slot memory is a failed submit, counted and logged — not an
  * acceptance with the memory silently missing (sqlite3_step's result was ignored there). */
 static void test_failure_is_not_silent(void) {
@@ -539,6 +577,6 @@ int gw_test_store_suite(void) {
   if (!s)
     return -1;
   return GW_ADD(s, test_commit_dup_recover) || GW_ADD(s, test_memory_rules) || GW_ADD(s, test_migration) ||
-         GW_ADD(s, test_failure_is_not_silent) || GW_ADD(s, test_dconf_and_routes) ||
+         GW_ADD(s, test_failure_is_not_silent) || GW_ADD(s, test_ownership) || GW_ADD(s, test_dconf_and_routes) ||
          GW_ADD(s, test_dconf_many_clinics) || GW_ADD(s, test_mask_pesel);
 }

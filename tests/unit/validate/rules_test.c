@@ -321,10 +321,40 @@ static void test_slot_overlap_many(void) {
   gw_buf_cleanup(&big);
 }
 
+/* One OID, however it is spelled: the case of "urn:oid:", leading zeros in an arc. */
+static void test_system_normalize(void) {
+  static const struct {
+    const char *in, *out, *clinic;
+  } cases[] = {
+      {"urn:oid:2.16.840.1.113883.3.4424.2.3.1.000000067890", "urn:oid:2.16.840.1.113883.3.4424.2.3.1.67890",
+       "000000067890"},
+      {"URN:OID:2.16.840.1.113883.3.4424.2.3.1.000000067890", "urn:oid:2.16.840.1.113883.3.4424.2.3.1.67890",
+       "000000067890"},
+      {"urn:oid:2.16.840.1.113883.3.4424.02.3.1.000000067890", "urn:oid:2.16.840.1.113883.3.4424.2.3.1.67890",
+       "000000067890"},
+      {"Urn:Oid:2.16.840.1.113883.3.4424.2.3.1.000000012345.1", "urn:oid:2.16.840.1.113883.3.4424.2.3.1.12345.1",
+       "000000012345"},
+      {"urn:oid:2.16.840.1.113883.3.4424.1.1.616", "urn:oid:2.16.840.1.113883.3.4424.1.1.616", ""},
+      {"urn:oid:0.0.00", "urn:oid:0.0.0", ""},
+      {"http://example.org/Ids", "http://example.org/Ids", ""},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char out[128], clinic[16];
+    gw_system_normalize(cases[i].in, out, sizeof(out));
+    CU_ASSERT_STRING_EQUAL(out, cases[i].out);
+    gw_system_clinic(cases[i].in, clinic, sizeof(clinic));
+    CU_ASSERT_STRING_EQUAL(clinic, cases[i].clinic);
+  }
+  char tiny[12];
+  gw_system_normalize("urn:oid:2.16.840.1.113883", tiny, sizeof(tiny)); /* truncates, terminated */
+  CU_ASSERT_EQUAL(strlen(tiny), sizeof(tiny) - 1);
+}
+
 int gw_test_rules_suite(void) {
   CU_pSuite s = CU_add_suite("validate/rules", setup, teardown);
   return !s || GW_ADD(s, test_valid_booking) || GW_ADD(s, test_pesel) || GW_ADD(s, test_contact) ||
          GW_ADD(s, test_cardiology) || GW_ADD(s, test_times) || GW_ADD(s, test_specialty_covered) ||
          GW_ADD(s, test_slot_overlap) || GW_ADD(s, test_identity) || GW_ADD(s, test_profile) ||
-         GW_ADD(s, test_profile_load) || GW_ADD(s, test_contact_many) || GW_ADD(s, test_slot_overlap_many);
+         GW_ADD(s, test_profile_load) || GW_ADD(s, test_contact_many) || GW_ADD(s, test_slot_overlap_many) ||
+         GW_ADD(s, test_system_normalize);
 }
