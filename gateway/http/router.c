@@ -8,6 +8,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/fmt.h"
+#include "core/health.h"
 #include "core/metrics.h"
 #include "core/version.h"
 #include "deliver/deliver.h"
@@ -46,18 +47,34 @@ void gw_router_error(struct gw_resp *resp, int status, const char *message) {
 }
 
 /* The liveness answer; the cheapest request path, so no printf here. */
+/* 200 "ok" while the gateway can do its job; 503 "degraded" with the reason while it cannot (the store
+ * cannot commit), back to 200 by itself when it can again. */
 static void healthz(struct gw_resp *resp) {
-  char body[160];
+  char body[600], problem[300], q[320];
   uint64_t ms = (gw_now_ns() - start_ns) / 1000000u;
   char frac[4] = {(char)('0' + ms % 1000 / 100), (char)('0' + ms % 100 / 10), (char)('0' + ms % 10), 0};
+  bool bad = gw_health_problem(problem, sizeof(problem));
   struct gw_fmt f;
   gw_fmt_init(&f, body, sizeof(body));
-  gw_fmt_str(&f, "{\"status\":\"ok\",\"version\":\"" GW_VERSION "\",\"uptime_seconds\":");
+  gw_fmt_str(&f, bad ? "{\"status\":\"degraded\",\"reason\":" : "{\"status\":\"ok\"");
+  if (bad) { /* as a JSON string */
+    size_t o = 0;
+    q[o++] = '"';
+    for (const char *p = problem; *p && o + 3 < sizeof(q); p++) {
+      if (*p == '"' || *p == '\\')
+        q[o++] = '\\';
+      q[o++] = (unsigned char)*p < 0x20 ? ' ' : *p;
+    }
+    q[o++] = '"';
+    q[o] = 0;
+    gw_fmt_str(&f, q);
+  }
+  gw_fmt_str(&f, ",\"version\":\"" GW_VERSION "\",\"uptime_seconds\":");
   gw_fmt_u64(&f, ms / 1000);
   gw_fmt_mem(&f, ".", 1);
   gw_fmt_str(&f, frac);
   gw_fmt_str(&f, "}\n");
-  if (gw_resp_set(resp, 200, "application/json", body))
+  if (gw_resp_set(resp, bad ? 503 : 200, "application/json", body))
     resp->status = 500;
 }
 

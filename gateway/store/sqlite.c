@@ -14,6 +14,7 @@
 #include "core/alloc.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "core/health.h"
 #include "core/log.h"
 
 #define BATCH_MAX 1024
@@ -35,6 +36,7 @@ struct witem {
   size_t len;
   gw_store_latest_fn fn; /* W_LOOKUP */
   void *ud;
+  bool failed; /* W_UPDATE, W_ANSWER: not written by the last batch */
 };
 
 /* The schema, as forward migrations: migrations[v] takes a database of version v
@@ -540,76 +542,134 @@ static int apply_update(struct sq_store *st, const struct witem *it, int64_t now
   return step_done(st->w, q, it->kind == W_UPDATE ? "update_delivery" : "store_answer");
 }
 
-static void *writer_main(void *arg) {
-  struct sq_store *st = arg;
-  for (;;) {
-    pthread_mutex_lock(&st->mu);
-    while (!st->head && !st->stop)
-      pthread_cond_wait(&st->cv, &st->mu);
-    if (!st->head && st->stop) {
-      pthread_mutex_unlock(&st->mu);
-      break;
-    }
-    struct witem *batch = st->head, *last = batch;
-    int n = 1;
-    while (last->next && n < BATCH_MAX) {
-      last = last->next;
-      n++;
-    }
+/* The next batch (at most BATCH_MAX items), or NULL when stopping with nothing queued. After a failed
+ * batch it waits a little first, so a full disk is not hammered. */
+static struct witem *take_batch(struct sq_store *st, bool pause, int *n) {
+  pthread_mutex_lock(&st->mu);
+  if (pause && !st->stop) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 200 * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&st->cv, &st->mu, &ts);
+  }
+  while (!st->head && !st->stop)
+    pthread_cond_wait(&st->cv, &st->mu);
+  struct witem *batch = st->head, *last = batch;
+  *n = batch ? 1 : 0;
+  while (last && last->next && *n < BATCH_MAX) {
+    last = last->next;
+    (*n)++;
+  }
+  if (last) {
     st->head = last->next;
     if (!st->head)
       st->tail = NULL;
     last->next = NULL;
-    pthread_mutex_unlock(&st->mu);
+  }
+  pthread_mutex_unlock(&st->mu);
+  return batch;
+}
 
-    int64_t now = gw_wall_ms();
-    /* A batch with new messages is synced to disk before anybody hears of them. A batch of
-     * delivery-state changes and stored answers only is not: losing one to a power cut means a
-     * delivery is attempted again with the same idempotency key, or an answer is rebuilt from
-     * the states; the next synced commit makes them durable anyway. */
-    bool has_submit = false;
-    for (struct witem *it = batch; it && !has_submit; it = it->next)
-      has_submit = it->kind == W_SUBMIT;
-    if (has_submit != st->synced_full) {
-      exec(st->w, has_submit ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
-      st->synced_full = has_submit;
+/* One transaction for the batch. Returns SQLITE_OK when it committed; an update that could not be
+ * written is marked (it->failed) to be tried again. */
+static int write_batch(struct sq_store *st, struct witem *batch, int n, int64_t now) {
+  /* A batch with new messages is synced to disk before anybody hears of them. A batch of
+   * delivery-state changes and stored answers only is not: losing one to a power cut means a
+   * delivery is attempted again with the same idempotency key, or an answer is rebuilt from
+   * the states; the next synced commit makes them durable anyway. */
+  bool has_submit = false;
+  for (struct witem *it = batch; it && !has_submit; it = it->next)
+    has_submit = it->kind == W_SUBMIT;
+  if (has_submit != st->synced_full) {
+    exec(st->w, has_submit ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+    st->synced_full = has_submit;
+  }
+  int rc = exec(st->w, "BEGIN IMMEDIATE");
+  for (struct witem *it = batch; it && rc == SQLITE_OK; it = it->next) {
+    if (it->kind == W_SUBMIT && insert_submit(st, it->s, now) != GW_OK)
+      it->s->status = GW_SUB_FAILED; /* logged where it failed; the others of the batch stand */
+    else if (it->kind == W_UPDATE || it->kind == W_ANSWER)
+      it->failed = apply_update(st, it, now) != GW_OK; /* counted and logged; tried again */
+    if (sqlite3_get_autocommit(st->w))
+      rc = SQLITE_ABORT; /* SQLite rolled the whole transaction back (disk full, I/O): the batch failed */
+  }
+  if (rc == SQLITE_OK)
+    rc = exec(st->w, "COMMIT");
+  if (rc != SQLITE_OK) {
+    atomic_fetch_add(&store_errors, 1);
+    gw_log(GW_LOG_ERROR, "store_commit_failed", "detail=\"%s\" items=%d", sqlite3_errmsg(st->w), n);
+    if (!sqlite3_get_autocommit(st->w))
+      exec(st->w, "ROLLBACK");
+  }
+  return rc;
+}
+
+/* Puts |retry| (in order) back at the head of the queue. */
+static void requeue(struct sq_store *st, struct witem *retry, struct witem *retry_tail) {
+  if (!retry)
+    return;
+  pthread_mutex_lock(&st->mu);
+  retry_tail->next = st->head;
+  st->head = retry;
+  if (!st->tail)
+    st->tail = retry_tail;
+  pthread_mutex_unlock(&st->mu);
+}
+
+/* After the commit: who waits hears of it (only now, with the data on disk); state changes and answers
+ * that were not written go back to the queue, so the store and the dispatcher's view agree after any
+ * fault. Returns whether anything failed. */
+static bool finish_batch(struct sq_store *st, struct witem *batch, int rc) {
+  struct witem *retry = NULL, *retry_tail = NULL;
+  pthread_mutex_lock(&st->mu);
+  bool failed = rc != SQLITE_OK, stopping = st->stop; /* stopping: what is not written now is lost */
+  pthread_mutex_unlock(&st->mu);
+  for (struct witem *it = batch, *next; it; it = next) {
+    next = it->next;
+    it->next = NULL;
+    if (it->kind == W_LOOKUP)
+      run_lookup(st, it);
+    if (it->kind == W_SUBMIT) {
+      struct gw_submit *s = it->s;
+      if (rc != SQLITE_OK)
+        s->status = GW_SUB_FAILED;
+      failed |= s->status == GW_SUB_FAILED;
+      if (s->status == GW_SUB_ACCEPTED && st->on_accepted)
+        st->on_accepted(st->ud, s);
+      else
+        s->done(s);
+    } else if ((it->kind == W_UPDATE || it->kind == W_ANSWER) && (rc != SQLITE_OK || it->failed) && !stopping) {
+      failed = true;
+      it->failed = false;
+      if (retry_tail)
+        retry_tail->next = it;
+      else
+        retry = it;
+      retry_tail = it;
+      continue;
     }
-    int rc = exec(st->w, "BEGIN IMMEDIATE");
-    for (struct witem *it = batch; it && rc == SQLITE_OK; it = it->next) {
-      if (it->kind == W_SUBMIT) {
-        if (insert_submit(st, it->s, now) != GW_OK)
-          it->s->status = GW_SUB_FAILED; /* logged where it failed; the others of the batch stand */
-      } else if (it->kind != W_LOOKUP) {
-        apply_update(st, it, now); /* a failure is counted and logged; the row keeps its older state */
-      }
-      if (sqlite3_get_autocommit(st->w))
-        rc = SQLITE_ABORT; /* SQLite rolled the whole transaction back (disk full, I/O): the batch failed */
-    }
-    if (rc == SQLITE_OK)
-      rc = exec(st->w, "COMMIT");
-    if (rc != SQLITE_OK) {
-      atomic_fetch_add(&store_errors, 1);
-      gw_log(GW_LOG_ERROR, "store_commit_failed", "detail=\"%s\" items=%d", sqlite3_errmsg(st->w), n);
-      if (!sqlite3_get_autocommit(st->w))
-        exec(st->w, "ROLLBACK");
-    }
-    /* only now, with the data on disk, does anybody hear of it */
-    for (struct witem *it = batch, *next; it; it = next) {
-      next = it->next;
-      if (it->kind == W_LOOKUP)
-        run_lookup(st, it);
-      if (it->kind == W_SUBMIT) {
-        struct gw_submit *s = it->s;
-        if (rc != SQLITE_OK)
-          s->status = GW_SUB_FAILED;
-        if (s->status == GW_SUB_ACCEPTED && st->on_accepted)
-          st->on_accepted(st->ud, s);
-        else
-          s->done(s);
-      }
-      free(it->body);
-      free(it);
-    }
+    free(it->body);
+    free(it);
+  }
+  requeue(st, retry, retry_tail);
+  char why[300];
+  snprintf(why, sizeof(why), "the store cannot commit: %s", sqlite3_errmsg(st->w));
+  gw_health_set(GW_HEALTH_STORE, failed ? why : NULL);
+  return failed;
+}
+
+static void *writer_main(void *arg) {
+  struct sq_store *st = arg;
+  bool failed = false;
+  for (;;) {
+    int n;
+    struct witem *batch = take_batch(st, failed, &n);
+    if (!batch)
+      break;
+    int rc = write_batch(st, batch, n, gw_wall_ms());
+    failed = finish_batch(st, batch, rc);
   }
   return NULL;
 }

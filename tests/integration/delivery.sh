@@ -499,6 +499,20 @@ check "ACKs on two connections have different control ids ($c1, $c2)" bash -c "[
 check "audit log: who, what, outcome, PESEL masked" bash -c "grep 'event=audit' $LOG | grep -q 'patient=850101\*\*\*\*\*' && ! grep 'event=audit' $LOG | grep -q 85010112345"
 
 # ---------------------------------------------------------- kill -9 under load
+# health tells the truth: while the store cannot commit (here a trigger plays the full disk), writes are
+# refused with 503 and /healthz says why; both recover by themselves when the store takes writes again
+db "CREATE TRIGGER no_messages BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;
+    CREATE TRIGGER no_updates BEFORE UPDATE ON deliveries BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;"
+c=$(post_fhir clinic-a 9001)
+h=$(gw clinic-a /healthz -w '\n%{http_code}')
+check "a store that cannot commit: the write is refused with 503 ($c)" eq "$c" 503
+check "  and /healthz says so: 503, degraded, with the reason" \
+  bash -c "[ \"\$(tail -1 <<<\"\$1\")\" = 503 ] && grep -q '\"status\":\"degraded\"' <<<\"\$1\" && grep -q 'the store cannot commit' <<<\"\$1\"" _ "$h"
+db "DROP TRIGGER no_messages; DROP TRIGGER no_updates;"
+c=$(post_fhir clinic-a 9002)
+check "  recovered by itself: the next write is accepted ($c)" bash -c "[[ $c == 20? ]]"
+health_ok() { [ "$(code clinic-a /healthz)" = 200 ]; }
+check "  and /healthz is 200 again" wait_for 3 health_ok
 : >"$T/acked"
 fhir 7000 >"$T/k-template.json"
 for i in $(seq 7001 7200); do sed "s/WIZ-7000/WIZ-$i/g" "$T/k-template.json" >"$T/k-$i.json"; done

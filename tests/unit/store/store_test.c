@@ -5,14 +5,17 @@
 #include <libxml/tree.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../suites.h"
 #include "core/err.h"
+#include "core/health.h"
 #include "deliver/deliver.h"
 #include "http/write.h"
 #include "pipe/pipe.h"
@@ -266,6 +269,75 @@ static void test_memory_rules(void) {
   CU_ASSERT_FALSE(gw_rules_info(rules, "cer.identity-match")->resendable);
   gw_store_close(st);
   gw_rules_free(rules);
+  gw_buf_cleanup(&err);
+}
+
+static int db_exec(const char *path, const char *sql) {
+  sqlite3 *db = NULL;
+  int rc = sqlite3_open(path, &db);
+  if (rc == SQLITE_OK) {
+    sqlite3_busy_timeout(db, 5000);
+    rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+  }
+  sqlite3_close(db);
+  return rc;
+}
+
+static int db_int(const char *path, const char *sql) {
+  sqlite3 *db = NULL;
+  sqlite3_stmt *q = NULL;
+  int v = -1;
+  if (sqlite3_open(path, &db) == SQLITE_OK && sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK &&
+      sqlite3_step(q) == SQLITE_ROW)
+    v = sqlite3_column_int(q, 0);
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  return v;
+}
+
+/* Waits (2 s at most) until the store's health has a problem (|problem|) or not. */
+static bool wait_health(bool problem) {
+  char why[300];
+  for (int i = 0; i < 200; i++) {
+    if (gw_health_problem(why, sizeof(why)) == problem)
+      return true;
+    struct timespec ts = {0, 10 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  return false;
+}
+
+/* A delivery's state change that the disk refuses is not lost: health says the store cannot commit, the
+ * change is written once the disk takes it again, and health recovers by itself (it used to be dropped,
+ * leaving the outbox "queued" while the dispatcher had delivered it). */
+static void test_updates_survive_a_fault(void) {
+  char sub[96], path[128];
+  snprintf(sub, sizeof(sub), "%s/fault", dir);
+  snprintf(path, sizeof(path), "%s/cergw.db", sub);
+  struct gw_store *st = NULL;
+  struct gw_buf err;
+  gw_buf_init(&err, 4096);
+  CU_ASSERT_EQUAL_FATAL(gw_store_open(sub, on_accepted, NULL, &st, &err), GW_OK);
+  reset_done();
+  gw_store_submit(st, msg("fault-1", "fault"));
+  wait_done(1);
+  CU_ASSERT_EQUAL_FATAL(done_list[0]->status, GW_SUB_ACCEPTED);
+  struct gw_delivery d = {.id = done_list[0]->d[0].id, .state = GW_DS_DELIVERED, .attempts = 1, .last_status = 200};
+  reset_done();
+  CU_ASSERT_EQUAL(db_exec(path, "CREATE TRIGGER no_updates BEFORE UPDATE ON deliveries BEGIN"
+                                " SELECT RAISE(ABORT, 'database or disk is full'); END"),
+                  SQLITE_OK);
+  gw_store_update(st, &d);
+  CU_ASSERT_TRUE(wait_health(true)); /* degraded, with the reason */
+  char why[300] = "";
+  CU_ASSERT_TRUE(gw_health_problem(why, sizeof(why)));
+  CU_ASSERT_PTR_NOT_NULL(strstr(why, "the store cannot commit"));
+  CU_ASSERT_EQUAL(db_exec(path, "DROP TRIGGER no_updates"), SQLITE_OK);
+  CU_ASSERT_TRUE(wait_health(false)); /* recovered by itself */
+  char q[128];
+  snprintf(q, sizeof(q), "SELECT state FROM deliveries WHERE id = %lld", (long long)d.id);
+  CU_ASSERT_EQUAL(db_int(path, q), GW_DS_DELIVERED); /* the change was kept and written */
+  gw_store_close(st);
   gw_buf_cleanup(&err);
 }
 
@@ -577,6 +649,7 @@ int gw_test_store_suite(void) {
   if (!s)
     return -1;
   return GW_ADD(s, test_commit_dup_recover) || GW_ADD(s, test_memory_rules) || GW_ADD(s, test_migration) ||
-         GW_ADD(s, test_failure_is_not_silent) || GW_ADD(s, test_ownership) || GW_ADD(s, test_dconf_and_routes) ||
+         GW_ADD(s, test_failure_is_not_silent) || GW_ADD(s, test_ownership) ||
+         GW_ADD(s, test_updates_survive_a_fault) || GW_ADD(s, test_dconf_and_routes) ||
          GW_ADD(s, test_dconf_many_clinics) || GW_ADD(s, test_mask_pesel);
 }
