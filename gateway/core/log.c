@@ -155,3 +155,15 @@ const char *gw_log_quote(char *out, size_t outlen, const char *in) {
   out[o] = '\0';
   return out;
 }
+
+void gw_log_mask(char *s) {
+  for (char *p = s; *p; p++) {
+    size_t n = strspn(p, "0123456789");
+    if (n >= 9)
+      memset(p, '*', n);
+    if (*p == '@') /* back over the local part of an e-mail address */
+      for (char *q = p - 1; q >= s && *q != ' ' && *q != '"' && *q != '<' && *q != ':'; q--)
+        *q = '*';
+    p += n ? n - 1 : 0;
+  }
+}

@@ -29,6 +29,10 @@ void gw_log_fields(enum gw_log_level level, const char *event, const char *field
  * NUL-terminated): wraps in double quotes, escapes '"', '\\' and control
  * bytes. Returns |out|. */
 const char *gw_log_quote(char *out, size_t outlen, const char *in);
+/* Masks in place what could be personal data in a text that came from outside (a backend's answer):
+ * every run of 9 or more digits (PESEL, phone numbers) and the part of an e-mail address before '@'
+ * become '*'. */
+void gw_log_mask(char *s);
 
 /* Per-thread buffering for high-rate lines (the access log): while on, lines
  * from the calling thread collect in a thread-local buffer and are written,

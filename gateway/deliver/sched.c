@@ -362,8 +362,11 @@ bool gw_sched_failed(struct gw_sched *S, struct gw_sched_item *it, int64_t now) 
   count_failure(b, now);
   if ((uint32_t)it->d.attempts >= b->pol.max_attempts) {
     it->d.state = GW_DS_DEAD;
-    gw_log(GW_LOG_ERROR, "delivery_dead", "delivery=%lld msg=%lld backend=%s attempts=%d last=\"%s\"",
-           (long long)it->d.id, (long long)it->d.msg_id, b->name, it->d.attempts, it->d.last_error);
+    char last[sizeof(it->d.last_error)], q[sizeof(last) + 16];
+    snprintf(last, sizeof(last), "%s", it->d.last_error);
+    gw_log_mask(last); /* what a backend said may echo the payload */
+    gw_log(GW_LOG_ERROR, "delivery_dead", "delivery=%lld msg=%lld backend=%s attempts=%d last=%s", (long long)it->d.id,
+           (long long)it->d.msg_id, b->name, it->d.attempts, gw_log_quote(q, sizeof(q), last));
     finish(S, it, now);
     return true;
   }

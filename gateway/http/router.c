@@ -435,6 +435,39 @@ static bool match(const char *pattern, const char *path, struct args *a) {
   return *p == 0 || *p == '?';
 }
 
+void gw_router_log_path(const char *path, char *out, size_t n) {
+  struct args a;
+  const struct route *r = NULL;
+  for (size_t i = 0; path && path[0] == '/' && i < sizeof(routes) / sizeof(routes[0]) && !r; i++)
+    if (match(routes[i].pattern, path, &a))
+      r = &routes[i];
+  size_t o = 0;
+  if (!r) { /* not ours: its first segment when that is one of ours ("/fhir/..."), else nothing of it */
+    size_t seg = path && path[0] == '/' ? 1 + strcspn(path + 1, "/?") : 0;
+    bool known = false;
+    for (size_t i = 0; seg && i < sizeof(routes) / sizeof(routes[0]) && !known; i++)
+      known = !strncmp(routes[i].pattern, path, seg) && strchr("/", routes[i].pattern[seg]);
+    if (known)
+      snprintf(out, n, "%.*s%s", (int)seg, path, path[seg] ? "/..." : "");
+    else
+      snprintf(out, n, "%s", seg ? "/..." : "-");
+    return;
+  }
+  for (const char *q = r->pattern; *q && o + 1 < n; q++) { /* the pattern, with {type} filled in */
+    if (!strncmp(q, "{type}", 6) || !strncmp(q, "{any}", 5)) {
+      o += (size_t)snprintf(out + o, n - o, "%s", !strncmp(q, "{type}", 6) ? a.type : "{any}");
+      q += (q[1] == 't' ? 5 : 4);
+    } else {
+      out[o++] = *q;
+    }
+  }
+  out[o < n ? o : n - 1] = 0;
+  for (const char *q = strchr(path, '?'); q && o + 1 < n; q = strchr(q + 1, '&')) { /* names kept, values masked */
+    size_t name = strcspn(q + 1, "=&");
+    o += (size_t)snprintf(out + o, n - o, "%c%.*s%s", *q, (int)name, q + 1, q[1 + name] == '=' ? "=*" : "");
+  }
+}
+
 void gw_router_handle(struct gw_req *req, struct gw_resp *resp) {
   if (req->early_status) {
     early(req, resp);

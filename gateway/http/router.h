@@ -3,6 +3,8 @@
 #ifndef GW_HTTP_ROUTER_H
 #define GW_HTTP_ROUTER_H
 
+#include <stddef.h>
+
 #include "http/req.h"
 
 /* Records the process start so that /healthz and /metrics report uptime. */
@@ -16,6 +18,11 @@ void gw_router_set_engine(const struct gw_engine *e);
 /* Fills |resp| for |req|. Never fails: an allocation failure becomes a 500
  * with an empty body. */
 void gw_router_handle(struct gw_req *req, struct gw_resp *resp);
+
+/* What the access log writes for |path|: the route's template ("/fhir/Appointment/{id}"), query names
+ * with their values masked ("?patient=*&name=*"), and for a path that is not one of ours only its
+ * first segment — never an identifier, a PESEL or a name a client put in a URL. */
+void gw_router_log_path(const char *path, char *out, size_t n);
 
 /* Builds the JSON error body used for every protocol-level refusal
  * (413, 431, 408, 404, ...): {"status":N,"error":"...","message":"..."}. */

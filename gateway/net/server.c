@@ -148,8 +148,10 @@ static void log_request(struct conn *c, const struct gw_req *req, const struct g
   gw_fmt_mem(&f, c->logid, c->logid_len);
   gw_fmt_str(&f, " method=");
   gw_fmt_str(&f, req->method[0] ? req->method : "-");
+  char path[256];
+  gw_router_log_path(req->path, path, sizeof(path));
   gw_fmt_str(&f, " path=");
-  gw_fmt_quoted(&f, req->path ? req->path : "");
+  gw_fmt_quoted(&f, path);
   gw_fmt_str(&f, " status=");
   gw_fmt_u64(&f, (uint64_t)resp->status);
   gw_fmt_str(&f, " req_bytes=");

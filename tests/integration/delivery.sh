@@ -24,7 +24,7 @@ cleanup() {
   [ -n "$GW_PID" ] && kill -TERM "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null
   for r in "${!SIM_PID[@]}"; do kill -TERM "${SIM_PID[$r]}" 2>/dev/null; done
   wait 2>/dev/null
-  rm -rf "$T"
+  [ -n "${KEEP_LOGS:-}" ] && cp "$T/gw.log" /tmp/last-gw.log; rm -rf "$T"
 }
 trap cleanup EXIT
 
@@ -549,6 +549,13 @@ check "  after restart every delivery reaches its backend" wait_for 30 bash -c "
 p1_dl=$(db "select count(*) from deliveries where backend='p1' and state=1")
 check "  P1 holds exactly one copy of each delivered message" eq "$(stat p1 unique)" "$p1_dl"
 
+# URLs that carry a PESEL and a name: the access log writes the route's template, query values masked
+code clinic-a "/fhir/Appointment?patient=85010112345&name=Kowalski" >/dev/null
+code clinic-a "/fhir/Appointment/85010112345" >/dev/null
+code clinic-a "/85010112345/Kowalski" >/dev/null
+check "the access log has the template, not the URL's PESEL or name" \
+  bash -c "grep -q 'path=\"/fhir/Appointment?patient=\*&name=\*\"' $LOG && grep -q 'path=\"/fhir/Appointment/{id}\"' $LOG"
+
 kill -TERM "$GW_PID"; wait "$GW_PID"; rc=$?; GW_PID=
 check "the gateway stops cleanly on SIGTERM (exit 0; under ASan: no leak)" eq "$rc" 0
 for r in p1 simp apkolce clinic; do
@@ -556,6 +563,10 @@ for r in p1 simp apkolce clinic; do
   check "simulator $r stops cleanly" eq "$rc" 0
 done
 grep -h 'ERROR: AddressSanitizer\|runtime error' "$LOG" "$T"/sim-*.log && ko "sanitizer reports in the logs"
+# every line the gateway logged during this whole suite: no PESEL, patient name, phone or e-mail of the test data
+pd=$(grep -h -o -E '8501011234[0-9]|Kowalsk[a-z]*|600100200|jan\.kowalski@example\.pl' "$LOG" | sort | uniq -c | tr '\n' ' ')
+check "no PESEL, patient name, phone number or e-mail of the test data in any line of the gateway's log${pd:+ (found: $pd)}" \
+  test -z "$pd"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

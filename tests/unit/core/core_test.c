@@ -86,9 +86,20 @@ static void test_strerror(void) {
   CU_ASSERT_FALSE(gw_err_is_fatal(GW_ERR_TOOBIG));
 }
 
+static void test_log_mask(void) {
+  char s[] = "422 {\"error\":\"PESEL 85010112345 tel +48600100200 mail jan.kowalski@example.pl HTTP 503 id 12345678\"}";
+  gw_log_mask(s);
+  CU_ASSERT_PTR_NULL(strstr(s, "85010112345"));
+  CU_ASSERT_PTR_NULL(strstr(s, "600100200"));
+  CU_ASSERT_PTR_NULL(strstr(s, "jan.kowalski"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(s, "@example.pl"));
+  CU_ASSERT_PTR_NOT_NULL(strstr(s, "HTTP 503 id 12345678")); /* short numbers stay */
+}
+
 int gw_test_log_suite(void) {
   CU_pSuite s = CU_add_suite("core/log", NULL, NULL);
-  return !s || GW_ADD(s, test_log_quote) || GW_ADD(s, test_log_level) || GW_ADD(s, test_strerror);
+  return !s || GW_ADD(s, test_log_quote) || GW_ADD(s, test_log_level) || GW_ADD(s, test_strerror) ||
+         GW_ADD(s, test_log_mask);
 }
 
 static void test_metrics_render(void) {

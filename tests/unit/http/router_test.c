@@ -94,8 +94,31 @@ static void test_route_table(void) {
   }
 }
 
+/* The access log's path: a template, query values masked, never what a client put in a URL. */
+static void test_log_path(void) {
+  static const struct {
+    const char *in, *out;
+  } cases[] = {
+      {"/fhir/Appointment/85010112345", "/fhir/Appointment/{id}"},
+      {"/fhir/Appointment?patient=85010112345&name=Kowalski", "/fhir/Appointment?patient=*&name=*"},
+      {"/fhir?_format=json", "/fhir?_format=*"},
+      {"/healthz", "/healthz"},
+      {"/fhir/Patient/85010112345", "/fhir/..."},
+      {"/85010112345", "/..."},
+      {"/x/85010112345/y", "/..."},
+      {"*", "-"},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char out[256];
+    gw_router_log_path(cases[i].in, out, sizeof(out));
+    CU_ASSERT_STRING_EQUAL(out, cases[i].out);
+    if (strcmp(out, cases[i].out))
+      fprintf(stderr, "log path %s: %s\n", cases[i].in, out);
+  }
+}
+
 int gw_test_router_suite(void) {
   CU_pSuite s = CU_add_suite("http/router", NULL, NULL);
   return !s || GW_ADD(s, test_healthz) || GW_ADD(s, test_metrics_and_404) || GW_ADD(s, test_early_status) ||
-         GW_ADD(s, test_route_table);
+         GW_ADD(s, test_route_table) || GW_ADD(s, test_log_path);
 }
