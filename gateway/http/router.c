@@ -298,7 +298,18 @@ static void early(struct gw_req *req, struct gw_resp *resp) {
       is->hl7_code = 207;
       is->resendable = false; /* the same bytes will be refused again: AR */
     }
-    hl7_ack_answer(req, resp, 200, NULL, GW_ERR_TOOBIG, &d, "");
+    /* the network layer hands over the frame's first segment: when it is a readable MSH, the ACK
+     * answers that message (MSA-2 its MSH-10, MSH-3..6 swapped) */
+    xmlDocPtr v2 = NULL;
+    struct gw_diag pd;
+    gw_diag_init(&pd, 4);
+    if (req->body.len && gw_hl7_parse((const char *)req->body.data, req->body.len, NULL, &v2, &pd) != GW_OK) {
+      xmlFreeDoc(v2);
+      v2 = NULL;
+    }
+    gw_diag_cleanup(&pd);
+    hl7_ack_answer(req, resp, 200, v2, GW_ERR_TOOBIG, &d, "");
+    xmlFreeDoc(v2);
     gw_diag_cleanup(&d);
     return;
   }

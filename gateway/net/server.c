@@ -101,6 +101,7 @@ struct conn {
   bool mllp;             /* accepted on the MLLP listener */
   struct gw_buf backlog; /* HTTP/1.1 or MLLP input waiting while a request awaits its answer */
   bool mwait, in_pump;   /* MLLP: a message awaits its answer; the framing loop is running */
+  bool mdiscard;         /* MLLP: the rest of a frame over the limit (answered already) is dropped */
   struct gw_req mreq;    /* MLLP: the message being answered */
   int32_t mcount;
   char peer[64];
@@ -164,6 +165,8 @@ static void log_request(struct conn *c, const struct gw_req *req, const struct g
 }
 
 static void mllp_pump(struct conn *c);
+static void mllp_too_large(struct conn *c);
+static size_t mllp_discard(struct conn *c, const uint8_t *d, size_t n);
 static void h1_feed_backlog(struct conn *c);
 
 /* Sends |resp| for |req| on |c|'s protocol, with metrics and the access log. */
@@ -459,8 +462,13 @@ static int proto_recv(struct conn *c, const uint8_t *d, size_t n) {
   if (c->state == C_H2)
     return gw_h2_recv(c->h2, d, n);
   if (c->state == C_MLLP) {
-    if (gw_buf_append(&c->backlog, d, n))
-      return GW_ERR_TOOBIG;
+    size_t skip = c->mdiscard ? mllp_discard(c, d, n) : 0;
+    if (gw_buf_append(&c->backlog, d + skip, n - skip)) {
+      if (c->mwait) /* a client that keeps sending while its message is answered: cut */
+        return GW_ERR_TOOBIG;
+      mllp_too_large(c);
+      return GW_OK;
+    }
     mllp_pump(c);
     return GW_OK;
   }
@@ -494,6 +502,52 @@ static void h1_feed_backlog(struct conn *c) {
     proto_error(c, rv);
 }
 
+/* Hands |len| bytes at |msg| to the application as the next MLLP message; |early| a refusal decided here. */
+static void mllp_message(struct conn *c, const uint8_t *msg, size_t len, int early) {
+  struct gw_req *r = &c->mreq;
+  gw_req_init(r, c->w->srv->conf->limits.max_body_bytes);
+  snprintf(r->method, sizeof(r->method), "POST");
+  r->path = strdup("/hl7v2");
+  r->proto = GW_PROTO_MLLP;
+  r->stream_id = ++c->mcount;
+  r->start_ns = gw_now_ns();
+  r->peer = &c->ident;
+  r->peer_addr = c->peer;
+  r->conn_id = c->id;
+  r->early_status = early;
+  if (len > c->w->srv->conf->limits.max_body_bytes) { /* too large: its first segment, for the ACK's MSH */
+    size_t seg = 0;
+    while (seg < len && seg < 4096 && msg[seg] != '\r' && msg[seg] != '\n')
+      seg++;
+    len = seg;
+    r->early_status = 413;
+  }
+  if (!r->path || gw_buf_append(&r->body, msg, len))
+    r->early_status = 413;
+  c->mwait = true;
+  answer(c, r);
+}
+
+/* A frame grew past the limit before its end arrived: it is answered now with an ACK built from its
+ * first segment (MSH: MSA-2 echoes its MSH-10), and the rest of it is dropped as it arrives. */
+static void mllp_too_large(struct conn *c) {
+  const uint8_t *b = c->backlog.data, *sb = c->backlog.len ? memchr(b, GW_MLLP_SB, c->backlog.len) : NULL;
+  size_t off = sb ? (size_t)(sb - b) + 1 : 0;
+  c->mdiscard = true;
+  mllp_message(c, b + off, c->backlog.len - off, 413); /* past max_body_bytes: its first segment is kept */
+  c->backlog.len = 0;
+}
+
+/* Drops the rest of a frame that was answered as too large: returns how many bytes of |d| that was. */
+static size_t mllp_discard(struct conn *c, const uint8_t *d, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (d[i] == GW_MLLP_EB) {
+      c->mdiscard = false;
+      return i + 1 + (i + 1 < n && d[i + 1] == GW_MLLP_CR);
+    }
+  return n;
+}
+
 /* MLLP framing: <VT> message <FS><CR>, one message answered at a time. */
 static void mllp_pump(struct conn *c) {
   if (c->in_pump)
@@ -513,22 +567,9 @@ static void mllp_pump(struct conn *c) {
       c->backlog.len -= used;
       break; /* incomplete: wait for more (bounded by the backlog's cap) */
     }
-    struct gw_req *r = &c->mreq;
-    gw_req_init(r, c->w->srv->conf->limits.max_body_bytes);
-    snprintf(r->method, sizeof(r->method), "POST");
-    r->path = strdup("/hl7v2");
-    r->proto = GW_PROTO_MLLP;
-    r->stream_id = ++c->mcount;
-    r->start_ns = gw_now_ns();
-    r->peer = &c->ident;
-    r->peer_addr = c->peer;
-    r->conn_id = c->id;
-    if (!r->path || gw_buf_append(&r->body, b + mstart, mlen))
-      r->early_status = 413;
-    memmove(b, b + used, c->backlog.len - used);
+    mllp_message(c, b + mstart, mlen, 0); /* copied into the request before the handler runs */
+    memmove(c->backlog.data, c->backlog.data + used, c->backlog.len - used);
     c->backlog.len -= used;
-    c->mwait = true;
-    answer(c, r);
   }
   c->in_pump = false;
 }
@@ -677,6 +718,8 @@ static void accept_conn(struct worker *w, evutil_socket_t fd, struct sockaddr *s
     pthread_mutex_lock(&srv->tls_mu);
     c->tls = gw_tls_conn_new(srv->tls, fd); /* the connection holds its own reference to the context */
     pthread_mutex_unlock(&srv->tls_mu);
+    if (mllp)
+      gw_tls_conn_no_alpn(c->tls); /* HL7 only on that port */
     c->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, read_cb, c);
     c->wev = event_new(w->base, fd, EV_WRITE | EV_PERSIST, write_cb, c);
   }

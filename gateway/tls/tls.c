@@ -69,10 +69,16 @@ static void ssl_errors(struct gw_buf *errs, const char *what, const char *path) 
     gw_buf_printf(errs, "%s %s: failed\n", what, path ? path : "");
 }
 
+/* Connections that speak no HTTP (MLLP) are marked with this ex_data index: they negotiate no ALPN. */
+static int no_alpn_index = -1;
+static pthread_once_t no_alpn_once = PTHREAD_ONCE_INIT;
+static void no_alpn_init(void) { no_alpn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL); }
+
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
                        unsigned int inlen, void *arg) {
-  (void)ssl;
   (void)arg;
+  if (no_alpn_index >= 0 && SSL_get_ex_data(ssl, no_alpn_index))
+    return SSL_TLSEXT_ERR_NOACK; /* the MLLP port: HL7 only, whatever the client offers */
   unsigned char *sel;
   if (SSL_select_next_proto(&sel, outlen, alpn_protos, sizeof(alpn_protos) - 1, in, inlen) != OPENSSL_NPN_NEGOTIATED)
     return SSL_TLSEXT_ERR_ALERT_FATAL; /* the client offered only protocols we do not speak */
@@ -265,6 +271,12 @@ static struct gw_tls_conn *conn_new(struct gw_tls *t, int fd, const char *host) 
 
 struct gw_tls_conn *gw_tls_conn_new(struct gw_tls *t, int fd) {
   return conn_new(t, fd, NULL);
+}
+
+void gw_tls_conn_no_alpn(struct gw_tls_conn *c) {
+  pthread_once(&no_alpn_once, no_alpn_init);
+  if (c && no_alpn_index >= 0)
+    SSL_set_ex_data(c->ssl, no_alpn_index, c);
 }
 
 struct gw_tls_conn *gw_tls_client_conn_new(struct gw_tls *t, int fd, const char *host) {

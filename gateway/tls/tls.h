@@ -42,6 +42,9 @@ const char *gw_tls_verify_error(struct gw_tls_conn *c);
  * |fd| (borrowed: the caller closes it after gw_tls_conn_free). NULL when
  * out of memory. */
 struct gw_tls_conn *gw_tls_conn_new(struct gw_tls *t, int fd);
+/* Marks a server connection that speaks no HTTP (the MLLP port): it negotiates no ALPN protocol. Call
+ * before the handshake. */
+void gw_tls_conn_no_alpn(struct gw_tls_conn *c);
 void gw_tls_conn_free(struct gw_tls_conn *c);
 
 /* Advances the handshake: GW_OK when complete, GW_TLS_WANT_READ/WRITE to
