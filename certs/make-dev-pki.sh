@@ -16,7 +16,7 @@ force=0
 
 if [ $force -eq 0 ] && [ -f "$out/.complete" ]; then
   ok=1
-  for c in ca server clinic-a clinic-b p1 gateway-out revoked foreign-ca foreign; do
+  for c in ca server clinic-a clinic-b p1 gateway-out revoked foreign-ca foreign rogue-p1 ca-client two-orgid no-clientauth; do
     openssl x509 -checkend 86400 -noout -in "$out/$c.pem" >/dev/null 2>&1 || ok=0
   done
   # the CRL must not be stale either
@@ -83,6 +83,12 @@ keyUsage = critical, digitalSignature
 extendedKeyUsage = clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
+[ ca_client_ext ]
+basicConstraints = critical, CA:true
+keyUsage = critical, keyCertSign, digitalSignature
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
 [ both_ext ]
 basicConstraints = critical, CA:false
 keyUsage = critical, digitalSignature
@@ -126,12 +132,17 @@ issue expired "/C=PL/O=Przychodnia Dawna/OU=clinic/organizationIdentifier=RPWDL-
   -startdate 20200101000000Z -enddate 20210101000000Z
 issue revoked "/C=PL/O=Przychodnia Odwolana/OU=clinic/organizationIdentifier=RPWDL-000000022222/serialNumber=REGON-123456785/CN=Revoked clinic (dev)" client_ext "$work/ca.cnf"
 issue foreign "/C=PL/O=Somebody else/OU=clinic/organizationIdentifier=RPWDL-000000012345/serialNumber=REGON-123456785/CN=Foreign clinic" client_ext "$work/foreign.cnf"
+# certificates that verify but must name nobody (docs/operations.md, "Certificate identity")
+issue rogue-p1 "/C=PL/O=Somebody/OU=p1/CN=Somebody claiming to be P1" client_ext "$work/ca.cnf"
+issue ca-client "/C=PL/O=Przychodnia CA/OU=clinic/organizationIdentifier=RPWDL-000000033333/serialNumber=REGON-123456785/CN=A CA certificate used as a client" ca_client_ext "$work/ca.cnf"
+issue two-orgid "/C=PL/O=Przychodnia Dwojaka/OU=clinic/organizationIdentifier=RPWDL-000000012345/organizationIdentifier=RPWDL-000000067890/serialNumber=REGON-123456785/CN=Two organizationIdentifiers" client_ext "$work/ca.cnf"
+issue no-clientauth "/C=PL/O=Przychodnia Serwerowa/OU=clinic/organizationIdentifier=RPWDL-000000044444/serialNumber=REGON-123456785/CN=Server-only certificate" server_ext "$work/ca.cnf"
 
 openssl ca -batch -config "$work/ca.cnf" -revoke revoked.pem -crl_reason keyCompromise 2>/dev/null
 openssl ca -batch -config "$work/ca.cnf" -gencrl -out crl.pem 2>/dev/null
 
 # convenience bundles for clients that want cert+key in one file
-for c in clinic-a clinic-b p1 gateway-out expired revoked foreign; do
+for c in clinic-a clinic-b p1 gateway-out expired revoked foreign rogue-p1 ca-client two-orgid no-clientauth; do
   cat "$c.pem" "$c.key" >"$c.bundle.pem"
 done
 chmod 600 ./*.key ./*.bundle.pem

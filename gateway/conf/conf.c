@@ -40,6 +40,9 @@ static const struct field fields[] = {
     {"tls.client_ca", K_PATH, OFF(tls.ca), 0, 0, NULL},
     {"tls.crl", K_PATH, OFF(tls.crl), 0, 0, NULL},
     {"tls.min_version", K_TLSVER, OFF(tls.min_version), 0, 0, "\"1.2\" or \"1.3\""},
+    {"roles", K_OBJ, 0, 0, 0, NULL},
+    {"roles.p1_subject_cn", K_STR, OFF(roles.p1_subject_cn), 0, 0, "P1's notification certificate: subject CN"},
+    {"roles.p1_issuer_cn", K_STR, OFF(roles.p1_issuer_cn), 0, 0, "P1's notification certificate: issuer CN"},
     {"limits", K_OBJ, 0, 0, 0, NULL},
     {"limits.max_body_bytes", K_SIZE, OFF(limits.max_body_bytes), 1, 1u << 30, NULL},
     {"limits.max_header_bytes", K_SIZE, OFF(limits.max_header_bytes), 256, 1u << 20, NULL},
@@ -486,7 +489,10 @@ int gw_conf_defaults(struct gw_conf *c) {
   c->tls.ca = strdup("certs/dev/ca.pem");
   c->tls.crl = strdup("certs/dev/crl.pem");
   c->data_dir = strdup("data");
-  if (!c->data_dir || gw_hostport_split("127.0.0.1:2575", &c->mllp_host, &c->mllp_port))
+  c->roles.p1_subject_cn = strdup("P1 CeR notifications (dev)"); /* the development PKI's (certs/) */
+  c->roles.p1_issuer_cn = strdup("cergw development CA");
+  if (!c->data_dir || !c->roles.p1_subject_cn || !c->roles.p1_issuer_cn ||
+      gw_hostport_split("127.0.0.1:2575", &c->mllp_host, &c->mllp_port))
     c->tls.cert = NULL;
   if (!c->tls.cert || !c->tls.key || !c->tls.ca || !c->tls.crl || gw_conf_set_listen(c, "127.0.0.1:8443")) {
     gw_conf_cleanup(c);
@@ -507,5 +513,7 @@ void gw_conf_cleanup(struct gw_conf *c) {
   free(c->mllp_port);
   free(c->data_dir);
   free(c->delivery);
+  free(c->roles.p1_subject_cn);
+  free(c->roles.p1_issuer_cn);
   memset(c, 0, sizeof(*c));
 }

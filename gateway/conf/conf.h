@@ -31,6 +31,13 @@ struct gw_conf_tls {
   int min_version; /* 12 or 13 */
 };
 
+/* Roles that are not clinics are pinned: a certificate from a trusted CA with OU=p1 is P1's only when its
+ * subject CN and issuer CN are these. */
+struct gw_conf_roles {
+  char *p1_subject_cn;
+  char *p1_issuer_cn;
+};
+
 struct gw_conf {
   char *path; /* file it came from, or NULL for the embedded defaults */
   char *listen_host;
@@ -42,6 +49,7 @@ struct gw_conf {
   enum gw_log_level log_level;
   struct gw_conf_tls tls;
   struct gw_limits limits;
+  struct gw_conf_roles roles;
 };
 
 /* Fills |c| with the embedded development defaults (127.0.0.1:8443,

@@ -15,6 +15,7 @@ struct gw_identity {
   char serial[48]; /* certificate serial number, hex */
   char issuer_cn[128];
   char fp_sha256[65]; /* certificate SHA-256 fingerprint, lowercase hex */
+  char problem[128];  /* why the certificate has no role although it verified ("" when none): logged */
 };
 
 static inline const char *gw_role_name(enum gw_role r) {

@@ -642,6 +642,24 @@ static void write_cb(evutil_socket_t fd, short what, void *arg) {
     event_del(c->wev);
 }
 
+/* Roles that are not clinics are pinned by configuration: OU=p1 is P1 only with the configured subject and
+ * issuer. A verified certificate that names nobody (see gw_identity.problem) is logged with why. */
+static void pin_roles(struct conn *c, const struct gw_conf *conf) {
+  struct gw_identity *id = &c->ident;
+  bool p1_ok = conf->roles.p1_subject_cn && conf->roles.p1_issuer_cn && !strcmp(id->cn, conf->roles.p1_subject_cn) &&
+               !strcmp(id->issuer_cn, conf->roles.p1_issuer_cn);
+  if (id->role == GW_ROLE_P1 && !p1_ok) {
+    snprintf(id->problem, sizeof(id->problem), "%s",
+             "OU=p1 but not the P1 identity of the configuration (roles.p1_subject_cn, roles.p1_issuer_cn)");
+    id->role = GW_ROLE_OTHER;
+  }
+  if (id->problem[0]) {
+    char q1[160], q2[160];
+    gw_log(GW_LOG_WARN, "identity_refused", "conn=%lu peer=%s cn=%s serial=%s reason=%s", (unsigned long)c->id, c->peer,
+           gw_log_quote(q1, sizeof(q1), id->cn), id->serial, gw_log_quote(q2, sizeof(q2), id->problem));
+  }
+}
+
 static void on_handshake(struct conn *c) {
   struct worker *w = c->w;
   GW_METRIC_INC(w->m, handshakes[GW_HS_OK]);
@@ -651,6 +669,7 @@ static void on_handshake(struct conn *c) {
     conn_free(c);
     return;
   }
+  pin_roles(c, w->srv->conf);
   c->last_active_ns = gw_now_ns();
   const struct gw_limits *lim = &w->srv->conf->limits;
   gw_buf_init(&c->backlog, backlog_cap(c));

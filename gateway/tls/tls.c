@@ -395,6 +395,34 @@ static void prefixed_digits(const char *in, const char *prefix, const int *lens,
     }
 }
 
+/* What makes a verified certificate unfit to name anybody: a CA certificate, no clientAuth in its extended
+ * key usage, or an identity field given twice (which one would count?). */
+static void identity_problem(X509 *x, X509_NAME *subj, struct gw_identity *id) {
+  static const struct {
+    int nid;
+    const char *name;
+  } single[] = {{NID_organizationIdentifier, "organizationIdentifier"},
+                {NID_serialNumber, "serialNumber"},
+                {NID_organizationalUnitName, "organizationalUnitName"},
+                {NID_commonName, "commonName"}};
+  if (X509_check_ca(x) > 0) {
+    snprintf(id->problem, sizeof(id->problem), "a CA certificate is not a client");
+    return;
+  }
+  if (!(X509_get_extension_flags(x) & EXFLAG_XKUSAGE) || !(X509_get_extended_key_usage(x) & XKU_SSL_CLIENT)) {
+    snprintf(id->problem, sizeof(id->problem), "no clientAuth in the extended key usage");
+    return;
+  }
+  for (size_t i = 0; i < sizeof(single) / sizeof(single[0]); i++) {
+    int first = X509_NAME_get_index_by_NID(subj, single[i].nid, -1);
+    if (first >= 0 && X509_NAME_get_index_by_NID(subj, single[i].nid, first) >= 0) {
+      snprintf(id->problem, sizeof(id->problem), "the subject has more than one %s", single[i].name);
+      id->rpwdl[0] = id->regon[0] = 0;
+      return;
+    }
+  }
+}
+
 static void identity_from_x509(X509 *x, struct gw_identity *id) {
   memset(id, 0, sizeof(*id));
   X509_NAME *subj = X509_get_subject_name(x);
@@ -408,7 +436,10 @@ static void identity_from_x509(X509 *x, struct gw_identity *id) {
   static const int rpwdl_lens[] = {12, 0}, regon_lens[] = {9, 14, 0};
   prefixed_digits(org_id, "RPWDL-", rpwdl_lens, id->rpwdl, sizeof(id->rpwdl));
   prefixed_digits(serial_attr, "REGON-", regon_lens, id->regon, sizeof(id->regon));
-  if (strcmp(ou, "clinic") == 0 || (ou[0] == 0 && id->rpwdl[0]))
+  identity_problem(x, subj, id);
+  if (id->problem[0])
+    id->role = GW_ROLE_OTHER; /* ambiguous or not a client: nobody */
+  else if (strcmp(ou, "clinic") == 0 || (ou[0] == 0 && id->rpwdl[0]))
     id->role = id->rpwdl[0] ? GW_ROLE_CLINIC : GW_ROLE_OTHER; /* a clinic without RPWDL is nobody */
   else if (strcmp(ou, "p1") == 0)
     id->role = GW_ROLE_P1;

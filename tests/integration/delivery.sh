@@ -179,7 +179,7 @@ check "MLLP: a frame past the connection's buffer gets ACK AR for its MSH-10, an
   bash -c "printf '%s' \"\$1\" | grep -q 'MSA|AR|HUGE' && printf '%s' \"\$1\" | grep -q 'MSA|AA|MSG-1005'" _ "$mllp_huge"
 alpn_of() { # port: what the server answers to a client offering h2 and http/1.1
   (sleep 0.3) | openssl s_client -connect 127.0.0.1:$1 -cert "$D/clinic-a.pem" -key "$D/clinic-a.key" -CAfile "$D/ca.pem" \
-    -alpn h2,http/1.1 2>&1 | grep -E 'ALPN' | head -1
+    -alpn h2,http/1.1 2>&1 | grep -a -E 'ALPN' | head -1
 }
 a1=$(alpn_of "$MLLP"); a2=$(alpn_of "$GWP")
 check "MLLP: the port negotiates no ALPN, whatever the client offers ($a1)" bash -c "grep -q 'No ALPN negotiated' <<<\"\$1\"" _ "$a1"
@@ -331,6 +331,17 @@ check "  P1 saw nothing" eq "$(stat p1 received)" "$before"
 check "a clinic acting for another clinic: 422 cer.identity-match" bash -c "curl -s --cacert $D/ca.pem --cert $D/clinic-b.pem --key $D/clinic-b.key https://localhost:$GWP/fhir -X POST -H 'content-type: application/fhir+json' --data-binary @$T/b.json | grep -q cer.identity-match"
 check "P1's certificate cannot send clinic messages: 403" eq "$(code p1 /fhir -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/b.json")" 403
 check "a clinic cannot send notifications: 403" eq "$(code clinic-a /notifications -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/a1.json")" 403
+# roles are not taken from the OU alone: certificates of the development CA that verify but name nobody
+for c in rogue-p1:/notifications ca-client:/fhir two-orgid:/fhir no-clientauth:/fhir; do
+  r=$(code "${c%%:*}" "${c#*:}" -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/a1.json")
+  check "certificate ${c%%:*} may not write to ${c#*:} (status $r: 403, or refused at the handshake)" bash -c "[ $r = 403 ] || [ $r = 000 ]"
+done
+check "  each logged with why: OU=p1 not pinned, a CA certificate, two organizationIdentifiers" \
+  wait_for 3 bash -c "grep 'event=identity_refused' $LOG | grep -q 'not the P1 identity of the configuration' &&
+           grep 'event=identity_refused' $LOG | grep -q 'a CA certificate is not a client' &&
+           grep 'event=identity_refused' $LOG | grep -q 'more than one organizationIdentifier'"
+check "  and the server-only certificate named nobody either (refused at the handshake, or no clientAuth)" \
+  wait_for 3 bash -c "grep -q 'reason=\"no clientAuth in the extended key usage\"' $LOG || grep -q 'event=tls_refused.*Server-only certificate' $LOG"
 
 # ------------------------------------------------------ rules with memory
 SLOT_DAY=$(date -u -d '+8 days' +%Y-%m-%d)
