@@ -348,8 +348,11 @@ static void emit_value(struct jstate *s, const char *xmlname, const char *type, 
       return;
     }
     const char *x = YAJL_GET_STRING(v);
-    xmlDocPtr frag =
-        xmlReadMemory(x, (int)strlen(x), NULL, "UTF-8", XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    xmlDocPtr frag = NULL; /* the same safe parse as every XML input: no DTD, bounded attributes */
+    struct gw_diag xd;
+    gw_diag_init(&xd, 2);
+    gw_xml_parse(x, strlen(x), strlen(x) + 1, &frag, &xd);
+    gw_diag_cleanup(&xd);
     xmlNodePtr r = frag ? xmlDocGetRootElement(frag) : NULL;
     if (!r || !xmlStrEqual(r->name, BAD_CAST "div") || !r->ns || !xmlStrEqual(r->ns->href, BAD_CAST GW_XHTML_NS) ||
         frag->intSubset) {

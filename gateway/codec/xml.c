@@ -23,6 +23,103 @@ static void no_dtd(void *ctx, const xmlChar *name, const xmlChar *ext, const xml
 
 static void quiet(void *ctx, const char *msg, ...) { (void)ctx, (void)msg; }
 
+/* Bounds checked before libxml2 sees a byte: libxml2's attribute handling is quadratic in the attributes
+ * of one element (300,000 attributes on one element cost minutes), so each element may carry at most
+ * GW_XML_MAX_ATTRS and a name at most GW_XML_MAX_NAME bytes. One linear pass over the bytes: tags,
+ * quoted values, comments, CDATA and processing instructions. */
+#define GW_XML_MAX_ATTRS 256
+#define GW_XML_MAX_NAME  1024
+
+struct scan {
+  const char *t;
+  size_t n, i;
+  int line, col0; /* line of t[i]; index where it starts */
+};
+
+static void scan_issue(struct gw_diag *d, const struct scan *s, size_t at, const char *rule, const char *en,
+                       const char *pl) {
+  struct gw_issue *i = gw_diag_add(d, GW_SEV_ERROR, "too-costly", rule, en, pl);
+  if (i) {
+    i->line = s->line;
+    i->col = (int)(at - (size_t)s->col0) + 1;
+  }
+}
+
+/* Skips to just past |end| (counting lines); false when it never comes. */
+static bool skip_to(struct scan *s, const char *end) {
+  size_t el = strlen(end);
+  for (; s->i + el <= s->n; s->i++) {
+    if (s->t[s->i] == '\n') {
+      s->line++;
+      s->col0 = (int)s->i + 1;
+    }
+    if (!memcmp(s->t + s->i, end, el)) {
+      s->i += el;
+      return true;
+    }
+  }
+  s->i = s->n;
+  return false;
+}
+
+/* A start or end tag from its '<': counts its attributes ('=' outside quotes) and measures its name. */
+static int scan_tag(struct scan *s, struct gw_diag *d) {
+  size_t start = s->i++, name = 0, attrs = 0;
+  while (s->i < s->n && !strchr(" \t\r\n/>", s->t[s->i]))
+    s->i++, name++;
+  if (name > GW_XML_MAX_NAME) {
+    scan_issue(d, s, start, "xml.name-too-long", "an element name is longer than 1,024 bytes",
+               "nazwa elementu jest dłuższa niż 1024 bajty");
+    return GW_ERR_INVAL;
+  }
+  for (char q = 0; s->i < s->n; s->i++) {
+    char c = s->t[s->i];
+    if (c == '\n') {
+      s->line++;
+      s->col0 = (int)s->i + 1;
+    }
+    if (q) {
+      q = c == q ? 0 : q;
+    } else if (c == '"' || c == '\'') {
+      q = c;
+    } else if (c == '=' && ++attrs > GW_XML_MAX_ATTRS) {
+      scan_issue(d, s, start, "xml.too-many-attributes", "an element has more than 256 attributes",
+                 "element ma więcej niż 256 atrybutów");
+      return GW_ERR_INVAL;
+    } else if (c == '>') {
+      s->i++;
+      return GW_OK;
+    }
+  }
+  return GW_OK; /* unterminated: libxml2 says where */
+}
+
+static int prescan(const char *text, size_t len, struct gw_diag *d) {
+  struct scan s = {.t = text, .n = len, .line = 1};
+  while (s.i < s.n) {
+    const char *lt = memchr(s.t + s.i, '<', s.n - s.i);
+    for (const char *p = s.t + s.i; p < (lt ? lt : s.t + s.n); p++) /* text: count its lines */
+      if (*p == '\n') {
+        s.line++;
+        s.col0 = (int)(p - s.t) + 1;
+      }
+    if (!lt)
+      break;
+    s.i = (size_t)(lt - s.t);
+    const char *r = s.t + s.i;
+    size_t left = s.n - s.i;
+    if (left >= 4 && !memcmp(r, "<!--", 4))
+      skip_to(&s, "-->");
+    else if (left >= 9 && !memcmp(r, "<![CDATA[", 9))
+      skip_to(&s, "]]>");
+    else if (left >= 2 && (r[1] == '?' || r[1] == '!'))
+      skip_to(&s, ">"); /* a PI, or a DOCTYPE (refused by the parser) */
+    else if (scan_tag(&s, d))
+      return GW_ERR_INVAL;
+  }
+  return GW_OK;
+}
+
 int gw_xml_parse(const char *text, size_t len, size_t max_bytes, struct _xmlDoc **out, struct gw_diag *diag) {
   *out = NULL;
   if (len > max_bytes || len > INT32_MAX) {
@@ -30,6 +127,8 @@ int gw_xml_parse(const char *text, size_t len, size_t max_bytes, struct _xmlDoc 
                 "dokument XML przekracza dopuszczalny rozmiar");
     return GW_ERR_INVAL;
   }
+  if (prescan(text, len, diag))
+    return GW_ERR_INVAL;
   xmlParserCtxtPtr c = xmlCreateMemoryParserCtxt(text, (int)len);
   if (!c)
     return GW_ERR_NOMEM;

@@ -14,7 +14,11 @@ struct _xmlDoc;
 
 /* Parses |len| bytes (at most |max_bytes|). On success |*out| is a new
  * document (free with xmlFreeDoc). Problems go to |diag| as "xml.*" rules:
- * xml.too-large, xml.dtd-forbidden, xml.syntax. Returns 0 or GW_ERR_INVAL. */
+ * xml.too-large, xml.too-many-attributes (more than 256 on one element),
+ * xml.name-too-long (over 1,024 bytes), xml.dtd-forbidden, xml.syntax — the
+ * first three found by one linear pass before libxml2 parses (its attribute
+ * handling is quadratic in one element's attributes). Returns 0 or
+ * GW_ERR_INVAL. */
 int gw_xml_parse(const char *text, size_t len, size_t max_bytes, struct _xmlDoc **out, struct gw_diag *diag);
 
 /* True when |n| bytes at |s| are UTF-8 of code points XML can carry (no

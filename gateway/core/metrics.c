@@ -15,9 +15,9 @@ static const char *const hs_names[GW_HS__COUNT] = {
     "ok",      "no_certificate", "unknown_ca", "expired", "revoked", "bad_certificate",
     "no_alpn", "protocol",       "timeout",    "eof"};
 static const char *const method_names[GW_M__COUNT] = {"GET", "HEAD", "POST", "PUT", "DELETE", "OTHER"};
-static const char *const cut_names[GW_CUT__COUNT] = {"max_connections",   "idle_timeout",     "read_timeout",
-                                                     "handshake_timeout", "rapid_reset",      "control_frame_flood",
-                                                     "protocol_error",    "shutdown_deadline"};
+static const char *const cut_names[GW_CUT__COUNT] = {"max_connections",   "idle_timeout",      "read_timeout",
+                                                     "handshake_timeout", "rapid_reset",       "control_frame_flood",
+                                                     "protocol_error",    "shutdown_deadline", "send_stalled"};
 /* Status codes tracked one by one; anything else lands in the last slot. */
 static const int status_codes[GW_STATUS_SLOTS - 1] = {200, 201, 202, 204, 301, 304, 400, 401, 403, 404, 405, 406,
                                                       408, 409, 412, 413, 415, 422, 429, 431, 500, 502, 503};

@@ -38,6 +38,7 @@ enum gw_cut_reason {
   GW_CUT_CONTROL_FLOOD,
   GW_CUT_PROTOCOL_ERROR,
   GW_CUT_SHUTDOWN_DEADLINE,
+  GW_CUT_SEND_STALLED, /* output pending, no progress for limits.send_timeout_ms: a peer that does not read */
   GW_CUT__COUNT
 };
 

@@ -383,6 +383,13 @@ bool gw_h2_finished(const struct gw_h2 *h) {
 
 int gw_h2_open_streams(const struct gw_h2 *h) { return h->nstreams; }
 
+int gw_h2_unsent_responses(const struct gw_h2 *h) {
+  int n = 0;
+  for (const struct stream *st = h->streams; st; st = st->next)
+    n += st->responded;
+  return n;
+}
+
 uint64_t gw_h2_oldest_incomplete(const struct gw_h2 *h) {
   uint64_t oldest = 0;
   for (const struct stream *st = h->streams; st; st = st->next)

@@ -54,6 +54,8 @@ void gw_h2_terminate(struct gw_h2 *h, uint32_t code);
 bool gw_h2_finished(const struct gw_h2 *h);
 /* Number of open streams. */
 int gw_h2_open_streams(const struct gw_h2 *h);
+/* Streams whose response was submitted but is not sent completely (e.g. the peer grants no window). */
+int gw_h2_unsent_responses(const struct gw_h2 *h);
 /* Start time (ns) of the oldest stream whose request is still arriving, or 0. */
 uint64_t gw_h2_oldest_incomplete(const struct gw_h2 *h);
 

@@ -95,6 +95,8 @@ struct conn {
   struct gw_h1 *h1;
   struct gw_h2 *h2;
   uint64_t accepted_ns, last_active_ns, linger_until_ns;
+  uint64_t last_sent_ns; /* the socket last took bytes */
+  uint64_t send_wait_ns; /* output has been pending since (0: none pending) */
   struct conn *prev, *next;
   int npending;          /* deferred answers not yet received */
   bool dead;             /* closed; the struct lives on while npending > 0 */
@@ -388,6 +390,7 @@ static bool out_write(struct conn *c) {
       return false;
     }
     c->out_off += (size_t)w;
+    c->last_sent_ns = gw_now_ns();
   }
   c->want_write_on_read = false;
   if (c->out.cap > 4 * OUT_HIGH_WATER)
@@ -793,6 +796,19 @@ static void write_408(struct conn *c) {
   out_append(c, msg, sizeof(msg) - 1);
 }
 
+/* Output waits for a peer that does not take it (a full socket, an HTTP/2 window never granted) with no
+ * progress for limits.send_timeout_ms: cut, so that such peers cannot hold connections and memory. */
+static bool send_stalled(struct conn *c, uint64_t now, uint64_t send_to) {
+  bool pending = c->out_off < c->out.len || (c->state == C_H2 && c->h2 && gw_h2_unsent_responses(c->h2) > 0);
+  if (!pending) {
+    c->send_wait_ns = 0;
+    return false;
+  }
+  if (!c->send_wait_ns || c->last_sent_ns > c->send_wait_ns)
+    c->send_wait_ns = c->last_sent_ns > c->send_wait_ns ? c->last_sent_ns : now;
+  return now - c->send_wait_ns > send_to;
+}
+
 static void sweep_cb(evutil_socket_t fd, short what, void *arg) {
   (void)fd;
   (void)what;
@@ -805,6 +821,11 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg) {
     next = c->next;
     if (w->stopping && now > w->deadline_ns) {
       conn_cut(c, GW_CUT_SHUTDOWN_DEADLINE, "shutdown_deadline");
+      conn_free(c);
+      continue;
+    }
+    if (c->state != C_HS && c->state != C_LINGER && send_stalled(c, now, (uint64_t)lim->send_timeout_ms * 1000000u)) {
+      conn_cut(c, GW_CUT_SEND_STALLED, "send_stalled");
       conn_free(c);
       continue;
     }

@@ -8,6 +8,7 @@
 
 #include "../suites.h"
 #include "codec/fhir.h"
+#include "codec/xml.h"
 #include "core/err.h"
 
 static struct gw_fhir_model *model;
@@ -315,8 +316,60 @@ static void test_jsontestsuite(void) {
   CU_ASSERT_EQUAL(wrong, 0);
 }
 
+/* XML bounds checked before libxml2 parses: attributes per element (libxml2 is quadratic in them), name
+ * length; '=' inside quoted values, comments and CDATA does not count. */
+static void test_xml_attribute_bounds(void) {
+  struct gw_buf b;
+  gw_buf_init(&b, 1 << 24);
+  for (int n = 256; n <= 257; n++) {
+    b.len = 0;
+    gw_buf_printf(&b, "<Slot xmlns='http://hl7.org/fhir'>\n<!-- a=b c=d -->\n<x");
+    for (int i = 0; i < n; i++)
+      gw_buf_printf(&b, " a%d='v=%d>'", i, i);
+    gw_buf_printf(&b, "/><![CDATA[ e=f g=h ]]></Slot>");
+    struct gw_diag d;
+    gw_diag_init(&d, 4);
+    xmlDocPtr doc = NULL;
+    int rv = gw_xml_parse((const char *)b.data, b.len, b.len + 1, &doc, &d);
+    if (n == 256) {
+      CU_ASSERT_EQUAL(rv, GW_OK);
+    } else {
+      CU_ASSERT_EQUAL(rv, GW_ERR_INVAL);
+      CU_ASSERT_EQUAL_FATAL(d.n, 1);
+      CU_ASSERT_STRING_EQUAL(d.items[0].rule, "xml.too-many-attributes");
+      CU_ASSERT_EQUAL(d.items[0].line, 3); /* where the element starts */
+      CU_ASSERT_EQUAL(d.items[0].col, 1);
+    }
+    xmlFreeDoc(doc);
+    gw_diag_cleanup(&d);
+  }
+  /* 300,000 attributes on one element, the attack: refused by the pre-scan, libxml2 never sees it */
+  b.len = 0;
+  gw_buf_printf(&b, "<Slot xmlns='http://hl7.org/fhir'><x");
+  for (int i = 0; i < 300000; i++)
+    gw_buf_printf(&b, " a%d='1'", i);
+  gw_buf_printf(&b, "/></Slot>");
+  struct gw_diag d;
+  gw_diag_init(&d, 4);
+  xmlDocPtr doc = NULL;
+  CU_ASSERT_EQUAL(gw_xml_parse((const char *)b.data, b.len, b.len + 1, &doc, &d), GW_ERR_INVAL);
+  CU_ASSERT(d.n == 1 && !strcmp(d.items[0].rule, "xml.too-many-attributes"));
+  gw_diag_cleanup(&d);
+  /* a name past 1,024 bytes */
+  b.len = 0;
+  gw_buf_printf(&b, "<");
+  for (int i = 0; i < 1100; i++)
+    gw_buf_printf(&b, "n");
+  gw_buf_printf(&b, "/>");
+  gw_diag_init(&d, 4);
+  CU_ASSERT_EQUAL(gw_xml_parse((const char *)b.data, b.len, b.len + 1, &doc, &d), GW_ERR_INVAL);
+  CU_ASSERT(d.n == 1 && !strcmp(d.items[0].rule, "xml.name-too-long"));
+  gw_diag_cleanup(&d);
+  gw_buf_cleanup(&b);
+}
+
 int gw_test_fhir_suite(void) {
   CU_pSuite s = CU_add_suite("codec/fhir", setup, teardown);
   return !s || GW_ADD(s, test_roundtrip_inline) || GW_ADD(s, test_errors) || GW_ADD(s, test_corpus_roundtrip) ||
-         GW_ADD(s, test_jsontestsuite);
+         GW_ADD(s, test_jsontestsuite) || GW_ADD(s, test_xml_attribute_bounds);
 }
