@@ -18,6 +18,8 @@ struct gw_limits {
   uint32_t idle_timeout_ms; /* no open request for this long: close */
   uint32_t read_timeout_ms; /* a started request must arrive completely within this */
   uint32_t send_timeout_ms; /* output pending without progress this long (a peer that does not read): close */
+  size_t max_conn_buffer;   /* request bodies buffered by one connection's streams; past it: REFUSED_STREAM (0: none) */
+  size_t max_buffered;      /* the same for the whole process (0: none) */
   uint32_t handshake_timeout_ms;
   uint32_t shutdown_timeout_ms; /* graceful stop deadline */
   uint32_t max_resets_per_s;    /* HTTP/2 RST_STREAM received per second (rapid reset) */

@@ -109,8 +109,10 @@ int gw_metrics_render(struct gw_buf *o, double uptime_s) {
                       "# HELP cergw_streams_total HTTP/2 streams and HTTP/1.1 requests started.\n"
                       "# TYPE cergw_streams_total counter\ncergw_streams_total %lu\n"
                       "# HELP cergw_streams_open Streams open now.\n"
-                      "# TYPE cergw_streams_open gauge\ncergw_streams_open %ld\n",
-                      (unsigned long)SUM(streams_total), (long)SUM(streams_open));
+                      "# TYPE cergw_streams_open gauge\ncergw_streams_open %ld\n"
+                      "# HELP cergw_streams_refused_total HTTP/2 streams refused past the memory budget.\n"
+                      "# TYPE cergw_streams_refused_total counter\ncergw_streams_refused_total %lu\n",
+                      (unsigned long)SUM(streams_total), (long)SUM(streams_open), (unsigned long)SUM(streams_refused));
   rv |= gw_buf_printf(o, "# HELP cergw_requests_total Requests answered, by method and status.\n"
                          "# TYPE cergw_requests_total counter\n");
   for (int m = 0; m < GW_M__COUNT; m++)

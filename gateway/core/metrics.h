@@ -52,6 +52,7 @@ struct gw_metrics {
   _Atomic uint64_t conn_cut[GW_CUT__COUNT];
   _Atomic uint64_t handshakes[GW_HS__COUNT];
   _Atomic uint64_t streams_total;
+  _Atomic uint64_t streams_refused; /* HTTP/2 streams refused past the memory budget */
   _Atomic int64_t streams_open;
   _Atomic uint64_t requests[GW_M__COUNT][GW_STATUS_SLOTS];
   _Atomic uint64_t bytes_in;

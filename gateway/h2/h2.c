@@ -1,6 +1,7 @@
 #include "h2/h2.h"
 
 #include <nghttp2/nghttp2.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +18,12 @@ struct stream {
   bool req_complete; /* END_STREAM received */
   bool dispatched;   /* handed to on_request */
   bool responded;
+  size_t counted; /* body bytes counted against the budgets */
   struct stream *prev, *next;
 };
+
+/* Request bodies buffered by every connection of the process (limits.max_buffered_bytes). */
+static _Atomic size_t total_buffered;
 
 struct gw_h2 {
   nghttp2_session *s;
@@ -28,6 +33,7 @@ struct gw_h2 {
   struct gw_metrics *m;
   struct stream *streams;
   int nstreams;
+  size_t buffered; /* request bodies buffered by this connection (limits.max_connection_buffer_bytes) */
   /* flood accounting over one-second windows */
   uint64_t win_start_ms;
   uint32_t resets, control;
@@ -48,6 +54,8 @@ static void stream_unlink_free(struct gw_h2 *h, struct stream *st) {
     st->next->prev = st->prev;
   h->nstreams--;
   GW_METRIC_ADD(h->m, streams_open, -1);
+  h->buffered -= st->counted;
+  atomic_fetch_sub(&total_buffered, st->counted);
   gw_req_cleanup(&st->req);
   gw_resp_cleanup(&st->resp);
   free(st);
@@ -199,7 +207,28 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t stream_id, c
   struct stream *st = nghttp2_session_get_stream_user_data(s, stream_id);
   if (!st || st->dispatched || st->req.early_status)
     return 0;
+  const struct gw_limits *lim = h->lim;
+  bool fits = st->req.body.len + len <= st->req.body.max; /* else: 413 below, nothing more buffered */
+  if (fits && ((lim->max_conn_buffer && h->buffered + len > lim->max_conn_buffer) ||
+               (lim->max_buffered && atomic_load(&total_buffered) + len > lim->max_buffered))) {
+    /* past the memory budget: this stream is refused (the client may retry it), nothing more is buffered */
+    h->buffered -= st->counted;
+    atomic_fetch_sub(&total_buffered, st->counted);
+    st->counted = 0;
+    gw_buf_cleanup(&st->req.body);
+    st->req.early_status = 503;
+    st->dispatched = true; /* never handed over */
+    GW_METRIC_INC(h->m, streams_refused);
+    return nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_REFUSED_STREAM)
+               ? NGHTTP2_ERR_CALLBACK_FAILURE
+               : 0;
+  }
   int rv = gw_buf_append(&st->req.body, data, len);
+  if (rv == GW_OK) {
+    st->counted += len;
+    h->buffered += len;
+    atomic_fetch_add(&total_buffered, len);
+  }
   if (rv == GW_ERR_TOOBIG) {
     st->req.early_status = 413;
     dispatch(h, st);

@@ -27,7 +27,9 @@ static struct gw_limits lim = {.max_body_bytes = 1000,
                                .max_url_bytes = 256,
                                .max_streams = 10,
                                .max_resets_per_s = 50,
-                               .max_control_per_s = 50};
+                               .max_control_per_s = 50,
+                               .max_conn_buffer = 3000,
+                               .max_buffered = 1u << 30};
 static struct gw_metrics *m;
 
 static void srv_request(void *ud, struct gw_req *req) {
@@ -197,6 +199,61 @@ static void test_limits(void) {
   pair_free(&p);
 }
 
+/* A body that never ends: |left| bytes, then the stream stays open (no END_STREAM). */
+static ssize_t endless_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *fl,
+                            nghttp2_data_source *src, void *ud) {
+  (void)s, (void)id, (void)ud, (void)fl;
+  struct body_src *b = src->ptr;
+  if (!b->left)
+    return NGHTTP2_ERR_DEFERRED;
+  size_t n = b->left < len ? b->left : len;
+  memset(buf, 'x', n);
+  b->left -= n;
+  return (ssize_t)n;
+}
+
+static int refused_streams;
+static int cli_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud) {
+  (void)s, (void)id, (void)ud;
+  refused_streams += code == NGHTTP2_REFUSED_STREAM;
+  return 0;
+}
+
+/* Streams that send bodies without ever ending them: past the connection's budget (3,000 bytes here) the
+ * next is refused with REFUSED_STREAM instead of buffered, and the connection lives on. */
+static void test_memory_budget(void) {
+  struct pair p;
+  pair_init(&p, 0);
+  nghttp2_session_del(p.cli); /* a client that also counts the streams refused */
+  nghttp2_session_callbacks *cb;
+  nghttp2_session_callbacks_new(&cb);
+  nghttp2_session_callbacks_set_on_header_callback(cb, cli_header);
+  nghttp2_session_callbacks_set_on_stream_close_callback(cb, cli_close);
+  nghttp2_session_client_new(&p.cli, cb, &p);
+  nghttp2_session_callbacks_del(cb);
+  nghttp2_submit_settings(p.cli, NGHTTP2_FLAG_NONE, NULL, 0);
+  refused_streams = 0;
+  struct body_src b[5];
+  nghttp2_nv nv[4] = {{(uint8_t *)":method", (uint8_t *)"POST", 7, 4, 0},
+                      {(uint8_t *)":scheme", (uint8_t *)"https", 7, 5, 0},
+                      {(uint8_t *)":authority", (uint8_t *)"localhost", 10, 9, 0},
+                      {(uint8_t *)":path", (uint8_t *)"/up", 5, 3, 0}};
+  for (int i = 0; i < 5; i++) {
+    b[i].left = 900;
+    nghttp2_data_provider prd = {.source.ptr = &b[i], .read_callback = endless_read};
+    CU_ASSERT(nghttp2_submit_request(p.cli, NULL, nv, 4, &prd, NULL) > 0);
+  }
+  CU_ASSERT_EQUAL(pump(&p), GW_OK);
+  CU_ASSERT_EQUAL(refused_streams, 2); /* 3 x 900 fit in 3,000; the 4th and 5th do not */
+  CU_ASSERT_EQUAL(p.nreq, 0);          /* none complete, none refused stream handed over */
+  CU_ASSERT_EQUAL(gw_h2_open_streams(p.srv), 3);
+  CU_ASSERT_EQUAL(p.srv_rv, GW_OK);
+  CU_ASSERT(get(&p, "/healthz", NULL, NULL) > 0); /* the connection still serves */
+  pump(&p);
+  CU_ASSERT_EQUAL(p.nresp, 1);
+  pair_free(&p);
+}
+
 static void test_rapid_reset(void) {
   struct pair p;
   pair_init(&p, 1);
@@ -263,6 +320,7 @@ static void test_graceful_shutdown(void) {
 
 int gw_test_h2_suite(void) {
   CU_pSuite s = CU_add_suite("h2/h2", NULL, NULL);
-  return !s || GW_ADD(s, test_requests) || GW_ADD(s, test_limits) || GW_ADD(s, test_rapid_reset) ||
-         GW_ADD(s, test_ping_flood) || GW_ADD(s, test_garbage_preface) || GW_ADD(s, test_graceful_shutdown);
+  return !s || GW_ADD(s, test_requests) || GW_ADD(s, test_limits) || GW_ADD(s, test_memory_budget) ||
+         GW_ADD(s, test_rapid_reset) || GW_ADD(s, test_ping_flood) || GW_ADD(s, test_garbage_preface) ||
+         GW_ADD(s, test_graceful_shutdown);
 }
