@@ -77,7 +77,7 @@ full "full path, FHIR JSON transaction (POST /fhir)" /fhir "$T/s12.json"
 fhir_acc=$acc_rate fhir_del=$del_rate
 full "full path, HL7 v2 SIU S12 (POST /hl7v2)" /hl7v2 "$T/s12.hl7"
 full_res=$res
-echo "deliveries in total: $(db "select count(*) from deliveries where state = 1"); P1 simulator: $(curl -s --cacert "$D/ca.pem" --cert "$D/gateway-out.pem" --key "$D/gateway-out.key" "https://localhost:$P1/_sim/stats")"
+echo "deliveries in total: $(db "select count(*) from deliveries where state = 1"); P1 simulator: $(curl -s --cacert "$D/ca.pem" --cert "$D/operator.pem" --key "$D/operator.key" "https://localhost:$P1/_sim/stats")"
 
 light=$($LG -c "$LIGHT_CONNS" -m "$LIGHT_STREAMS" -D "$DURATION" --path /hl7v2 --data "$T/s12.hl7" | tail -1)
 echo "lighter load ($LIGHT_CONNS conn x $LIGHT_STREAMS streams): $light"

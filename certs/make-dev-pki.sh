@@ -6,7 +6,7 @@
 # Identity rule (see docs/operations.md, "Certificate identity"):
 #   subject organizationIdentifier (2.5.4.97) = "RPWDL-<12 digits>"  kod resortowy part I
 #   subject serialNumber          (2.5.4.5)  = "REGON-<9 or 14 digits>"
-#   subject OU                                = role: clinic | p1 | gateway | backend
+#   subject OU                                = role: clinic | p1 | gateway | backend | operator
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -16,7 +16,7 @@ force=0
 
 if [ $force -eq 0 ] && [ -f "$out/.complete" ]; then
   ok=1
-  for c in ca server clinic-a clinic-b p1 gateway-out revoked foreign-ca foreign rogue-p1 ca-client two-orgid no-clientauth; do
+  for c in ca server clinic-a clinic-b p1 gateway-out revoked foreign-ca foreign rogue-p1 ca-client two-orgid no-clientauth operator; do
     openssl x509 -checkend 86400 -noout -in "$out/$c.pem" >/dev/null 2>&1 || ok=0
   done
   # the CRL must not be stale either
@@ -128,6 +128,7 @@ issue clinic-a "/C=PL/O=Przychodnia Serce sp. z o.o./OU=clinic/organizationIdent
 issue clinic-b "/C=PL/O=Centrum Zdrowia Kobiety/OU=clinic/organizationIdentifier=RPWDL-000000067890/serialNumber=REGON-234567895/CN=Pracownia mammografii B (dev)" client_ext "$work/ca.cnf"
 issue p1 "/C=PL/O=Centrum e-Zdrowia/OU=p1/CN=P1 CeR notifications (dev)" both_ext "$work/ca.cnf"
 issue gateway-out "/C=PL/O=cergw development/OU=gateway/CN=cergw outbound (dev)" client_ext "$work/ca.cnf"
+issue operator "/C=PL/O=cergw development/OU=operator/CN=cergw operator (dev)" client_ext "$work/ca.cnf"
 issue expired "/C=PL/O=Przychodnia Dawna/OU=clinic/organizationIdentifier=RPWDL-000000011111/serialNumber=REGON-123456785/CN=Expired clinic (dev)" client_ext "$work/ca.cnf" \
   -startdate 20200101000000Z -enddate 20210101000000Z
 issue revoked "/C=PL/O=Przychodnia Odwolana/OU=clinic/organizationIdentifier=RPWDL-000000022222/serialNumber=REGON-123456785/CN=Revoked clinic (dev)" client_ext "$work/ca.cnf"
@@ -142,7 +143,7 @@ openssl ca -batch -config "$work/ca.cnf" -revoke revoked.pem -crl_reason keyComp
 openssl ca -batch -config "$work/ca.cnf" -gencrl -out crl.pem 2>/dev/null
 
 # convenience bundles for clients that want cert+key in one file
-for c in clinic-a clinic-b p1 gateway-out expired revoked foreign rogue-p1 ca-client two-orgid no-clientauth; do
+for c in clinic-a clinic-b p1 gateway-out expired revoked foreign rogue-p1 ca-client two-orgid no-clientauth operator; do
   cat "$c.pem" "$c.key" >"$c.bundle.pem"
 done
 chmod 600 ./*.key ./*.bundle.pem

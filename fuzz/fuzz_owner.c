@@ -151,7 +151,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     bool touches_id = w.with_id || w.how == 1 || w.how == 2;
     int ns = w.ns; /* the identifier's namespace; -1: the writer's own scope */
     int *ident_owner = ns >= 0 ? &by_ident[ns][w.res] : &own_scope[w.by][w.res];
-    bool foreign = (touches_id && by_id[w.res] >= 0 && by_id[w.res] != w.by) || (*ident_owner >= 0 && *ident_owner != w.by);
+    bool foreign =
+        (touches_id && by_id[w.res] >= 0 && by_id[w.res] != w.by) || (*ident_owner >= 0 && *ident_owner != w.by);
     if (foreign && rv == GW_OK)
       abort(); /* a clinic acted on the other's resource */
     if (!foreign && rv != GW_OK)

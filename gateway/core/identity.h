@@ -4,7 +4,7 @@
 #ifndef GW_CORE_IDENTITY_H
 #define GW_CORE_IDENTITY_H
 
-enum gw_role { GW_ROLE_OTHER = 0, GW_ROLE_CLINIC, GW_ROLE_P1, GW_ROLE_GATEWAY, GW_ROLE_BACKEND };
+enum gw_role { GW_ROLE_OTHER = 0, GW_ROLE_CLINIC, GW_ROLE_P1, GW_ROLE_GATEWAY, GW_ROLE_BACKEND, GW_ROLE_OPERATOR };
 
 struct gw_identity {
   enum gw_role role;
@@ -28,6 +28,8 @@ static inline const char *gw_role_name(enum gw_role r) {
     return "gateway";
   case GW_ROLE_BACKEND:
     return "backend";
+  case GW_ROLE_OPERATOR:
+    return "operator";
   default:
     return "other";
   }

@@ -524,6 +524,10 @@ static void sim_handle(struct gw_req *req, struct gw_resp *r) {
     return;
   }
   bool post = !strcmp(req->method, "POST");
+  if (!strncmp(req->path, "/_sim/", 6) && (!req->peer || req->peer->role != GW_ROLE_OPERATOR)) {
+    gw_router_error(r, 403, "the simulator's control endpoints take an operator certificate (OU=operator)");
+    return;
+  }
   if (!strncmp(req->path, "/_sim/stats", 11))
     stats(r);
   else if (!strncmp(req->path, "/_sim/control", 13) && post)

@@ -447,6 +447,8 @@ static void identity_from_x509(X509 *x, struct gw_identity *id) {
     id->role = GW_ROLE_GATEWAY;
   else if (strcmp(ou, "backend") == 0)
     id->role = GW_ROLE_BACKEND;
+  else if (strcmp(ou, "operator") == 0)
+    id->role = GW_ROLE_OPERATOR;
   BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(x), NULL);
   if (bn) {
     char *hex = BN_bn2hex(bn);

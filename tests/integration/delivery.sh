@@ -41,7 +41,7 @@ start_sim() { # role (mllpclinic: a second clinic endpoint that also takes SIU o
     >>"$T/sim-$1.log" 2>&1 &
   SIM_PID[$1]=$!
   for _ in $(seq 1 100); do
-    curl -s --max-time 1 --cacert "$D/ca.pem" --cert "$D/gateway-out.pem" --key "$D/gateway-out.key" \
+    curl -s --max-time 1 --cacert "$D/ca.pem" --cert "$D/operator.pem" --key "$D/operator.key" \
       "https://localhost:$p/_sim/stats" >/dev/null 2>&1 && return 0
     sleep 0.05
   done
@@ -50,7 +50,7 @@ start_sim() { # role (mllpclinic: a second clinic endpoint that also takes SIU o
 stop_sim() { kill -TERM "${SIM_PID[$1]}" 2>/dev/null; wait "${SIM_PID[$1]}" 2>/dev/null; unset "SIM_PID[$1]"; }
 sim() { # role path [curl args]: GET/POST to a simulator's control endpoints
   local p; p=$(port_of "$1")
-  curl -s --max-time 10 --cacert "$D/ca.pem" --cert "$D/gateway-out.pem" --key "$D/gateway-out.key" \
+  curl -s --max-time 10 --cacert "$D/ca.pem" --cert "$D/operator.pem" --key "$D/operator.key" \
     "https://localhost:$p$2" "${@:3}"
 }
 stat() { sim "$1" /_sim/stats | sed -n "s/.*\"$2\":\([0-9]*\).*/\1/p"; }
@@ -134,6 +134,10 @@ post_fhir() { # cert n [specialty] [days] [extra curl args]: prints the status
 }
 
 for r in p1 simp apkolce clinic mllpclinic; do start_sim $r || exit 1; done
+sc() { curl -s -o /dev/null -w '%{http_code}' --cacert "$D/ca.pem" --cert "$D/$1.pem" --key "$D/$1.key" "https://localhost:$P1$2" "${@:3}"; }
+check "simulator control endpoints: a clinic's certificate is refused (403)" eq "$(sc clinic-a '/_sim/control?mode=fail' -X POST)" 403
+check "  the gateway's outbound certificate too: no reading another clinic's last message (403)" eq "$(sc gateway-out /_sim/last)" 403
+check "  an operator's certificate is taken" eq "$(sc operator /_sim/stats)" 200
 start_gw || exit 1
 
 # ------------------------------------------------------------ every dialect
@@ -142,8 +146,8 @@ check "  delivered once to P1 (OAuth token obtained with private_key_jwt)" eq "$
 check "  and once to AP-KOLCE (cardiology route)" eq "$(stat apkolce unique)" 1
 check "  not to SIMP" eq "$(stat simp unique)" 0
 check "  P1 issued a token after verifying the gateway's signed assertion" eq "$(stat p1 tokens_issued)" 1
-check "  P1 received FHIR JSON with the CeR profile" bash -c "curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/last | grep -q 'PLCeRAppointment'"
-check "  AP-KOLCE received KomunikatKolejki for service 60004" bash -c "curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$KOLCE/_sim/last | grep -q '<k:KodSwiadczenia>60004'"
+check "  P1 received FHIR JSON with the CeR profile" bash -c "curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$P1/_sim/last | grep -q 'PLCeRAppointment'"
+check "  AP-KOLCE received KomunikatKolejki for service 60004" bash -c "curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$KOLCE/_sim/last | grep -q '<k:KodSwiadczenia>60004'"
 check "FHIR transaction, mammography screening: 200" eq "$(post_fhir clinic-a 1002 7910)" 200
 check "  delivered to SIMP as SOAP 1.2" eq "$(stat simp unique)" 1
 check "  and to P1" eq "$(stat p1 unique)" 2
@@ -370,21 +374,21 @@ LATE=$(date -u -d '+20 hours' +%Y-%m-%dT%H:00:00+00:00)
 LATE_END=$(date -u -d '+21 hours' +%Y-%m-%dT%H:00:00+00:00)
 appt A-4 cancelled "$LATE" "$LATE_END" >"$T/late.json"
 check "cancellation less than 48 h before the visit: accepted" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/late.json")" 201
-check "  and marked not reassignable by the Poczekalnia in what P1 receives" bash -c "curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/last | grep -q not-reassignable"
+check "  and marked not reassignable by the Poczekalnia in what P1 receives" bash -c "curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$P1/_sim/last | grep -q not-reassignable"
 
 # ------------------------------------------------- notifications to clinics
 appt WIZ-N1 cancelled "$APPT" "$APPT_END" >"$T/n1.json"
 nres=$(sim p1 /_sim/notify -X POST --data-binary @"$T/n1.json")
 check "P1 notification (cancelled in IKP) accepted by the gateway" bash -c "printf '%s' \"\$1\" | grep -q 'clinic-000000012345: delivered'" _ "$nres"
-check "  the clinic endpoint received a SOAP AppointmentNotification" bash -c "curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$CLIN/_sim/last | grep -q '<c:Change>cancelled</c:Change>'"
+check "  the clinic endpoint received a SOAP AppointmentNotification" bash -c "curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$CLIN/_sim/last | grep -q '<c:Change>cancelled</c:Change>'"
 sed 's/000000012345/000000067890/; s/"1100"/"7910"/' "$T/n1.json" >"$T/n2.json"
 sim p1 /_sim/notify -X POST --data-binary @"$T/n2.json" >/dev/null
-check "  a clinic registered for HL7 gets SIU over HTTP" bash -c "curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$CLIN/_sim/last | grep -q '^MSH|'"
+check "  a clinic registered for HL7 gets SIU over HTTP" bash -c "curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$CLIN/_sim/last | grep -q '^MSH|'"
 # a clinic registered with an MLLP endpoint: SIU over MLLP/TLS, its ACK decides
 sed 's/000000012345/000000011111/; s/"1100"/"7910"/' "$T/n1.json" >"$T/n4.json"
 nres=$(sim p1 /_sim/notify -X POST --data-binary @"$T/n4.json")
 check "  a clinic registered for MLLP gets the SIU over MLLP/TLS, ACK AA: delivered" bash -c "printf '%s' \"\$1\" | grep -q 'clinic-000000011111: delivered'" _ "$nres"
-check "    the clinic holds it once, MSH-10 the delivery's key" bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$CLIN2/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = 1 ] && curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$CLIN2/_sim/last | grep -q '^MSH|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*||SIU^S15[^|]*|[0-9a-f-]*-clinic-000000011111|'"
+check "    the clinic holds it once, MSH-10 the delivery's key" bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$CLIN2/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = 1 ] && curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$CLIN2/_sim/last | grep -q '^MSH|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*|[^|]*||SIU^S15[^|]*|[0-9a-f-]*-clinic-000000011111|'"
 mode mllpclinic reject
 sed 's/WIZ-N1/WIZ-N4/' "$T/n4.json" >"$T/n5.json"
 nres=$(sim p1 /_sim/notify -X POST --data-binary @"$T/n5.json")
@@ -395,9 +399,9 @@ sed 's/WIZ-N1/WIZ-N5/' "$T/n4.json" >"$T/n6.json"
 sim p1 /_sim/notify -X POST --data-binary @"$T/n6.json" >/dev/null
 check "    an answer that is no ACK: attempted again (not an ACK, logged as a failed attempt)" wait_for 10 bash -c "[ \"\$(sqlite3 -cmd '.timeout 5000' $T/gw/cergw.db \"select count(*) from deliveries where backend='clinic-000000011111' and state=0 and attempts>=2 and last_error like '%not an HL7 ACK%'\")\" = 1 ]"
 mode mllpclinic ok
-check "    then delivered once the clinic acknowledges" wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$CLIN2/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((u0 + 1)) ]"
+check "    then delivered once the clinic acknowledges" wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$CLIN2/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((u0 + 1)) ]"
 sed 's/000000012345/000000099999/' "$T/n1.json" >"$T/n3.json"
-check "  a clinic without a registered endpoint: refused with a clear error" bash -c "curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/notify -X POST --data-binary @$T/n3.json | grep -q notify.no-endpoint"
+check "  a clinic without a registered endpoint: refused with a clear error" bash -c "curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$P1/_sim/notify -X POST --data-binary @$T/n3.json | grep -q notify.no-endpoint"
 
 # ------------------------------------------- failures, retries, ordering
 mode p1 fail
@@ -407,7 +411,7 @@ check "P1 failing: the message is accepted and answered 202 (queued for retry)" 
 check "  five failed attempts in a row open P1's breaker (logged)" wait_for 10 bash -c "[ \$(grep -c 'event=breaker_open backend=p1' $LOG) -gt $opened0 ]"
 before=$(stat p1 unique)
 mode p1 ok
-check "  delivered once P1 is back" wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((before + 1)) ]"
+check "  delivered once P1 is back" wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((before + 1)) ]"
 check "  and the breaker closed again (logged)" wait_for 5 bash -c "[ \$(grep -c 'event=breaker_closed backend=p1' $LOG) -gt $closed0 ]"
 
 sim p1 "/_sim/control?delay_ms=2500" -X POST >/dev/null
@@ -418,7 +422,7 @@ c=$(code clinic-a /fhir -X POST -H 'content-type: application/fhir+json' --data-
 t1=$(date +%s%N)
 check "P1 slower than answer_deadline_ms (1500): answered 202 at the deadline" eq "$c" 202
 check "  at the deadline, not after P1's 2.5 s (took $(( (t1 - t0) / 1000000 )) ms)" bash -c "[ $(( (t1 - t0) / 1000000 )) -ge 1400 ] && [ $(( (t1 - t0) / 1000000 )) -lt 2450 ]"
-check "  and delivered once P1 answers" wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((before + 1)) ]"
+check "  and delivered once P1 answers" wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((before + 1)) ]"
 sim p1 "/_sim/control?delay_ms=0" -X POST >/dev/null
 
 mode p1 fail
@@ -429,18 +433,18 @@ code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json'
 sleep 0.5
 mode p1 ok
 wait_for 10 bash -c "sqlite3 $T/gw/cergw.db \"select count(*) from deliveries where backend='p1' and state=0\" | grep -qx 0"
-check "ordering: the cancellation did not overtake its booking (P1 saw it last)" bash -c "curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/last | grep -q '\"status\":\"cancelled\"'"
+check "ordering: the cancellation did not overtake its booking (P1 saw it last)" bash -c "curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$P1/_sim/last | grep -q '\"status\":\"cancelled\"'"
 
 # P1's token endpoint failing: the issued tokens are revoked (the next delivery gets 401, the gateway
 # drops its token) and new ones refused; the message waits, then goes once tokens are issued again
 sim p1 "/_sim/control?token=fail&revoke=1" -X POST >/dev/null
 before=$(stat p1 unique); refused0=$(stat p1 tokens_refused)
 check "P1's token endpoint failing: the message is accepted and answered 202" eq "$(post_fhir clinic-a 2101)" 202
-check "  the gateway asked for a new token and was refused" wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"tokens_refused\":\([0-9]*\).*/\1/p')\" -gt $refused0 ]"
+check "  the gateway asked for a new token and was refused" wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"tokens_refused\":\([0-9]*\).*/\1/p')\" -gt $refused0 ]"
 check "  nothing reached P1 without a valid token" eq "$(stat p1 unique)" "$before"
 check "  the failure is logged" grep -q 'event=oauth_failed backend=p1 status=503' "$LOG"
 sim p1 "/_sim/control?token=ok" -X POST >/dev/null
-check "  delivered once tokens are issued again (backoff at most 60 s; here seconds)" wait_for 20 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((before + 1)) ]"
+check "  delivered once tokens are issued again (backoff at most 60 s; here seconds)" wait_for 20 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((before + 1)) ]"
 
 # P1's token endpoint slow (2.5 s, under the 3 s timeout): the token request is one more transfer, so
 # nothing else waits for it. The first message finds its token revoked (401): the gateway asks for a new
@@ -455,7 +459,7 @@ ack=$(gw clinic-a /hl7v2 --data-binary @"$T/slow-token-2.hl7" | tr '\r' '\n' | g
 check "P1's token endpoint slow: AP-KOLCE still delivered within the answer ($ack)" \
   bash -c "echo '$ack' | grep -q 'apkolce=delivered' && echo '$ack' | grep -q 'p1=queued'"
 check "  AP-KOLCE has both" eq "$(stat apkolce unique)" $((k0 + 2))
-check "  P1 gets both once the token arrives" wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((before + 2)) ]"
+check "  P1 gets both once the token arrives" wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((before + 2)) ]"
 sim p1 "/_sim/control?token_delay_ms=0" -X POST >/dev/null
 
 stop_sim apkolce
@@ -501,7 +505,7 @@ kill -HUP "$GW_PID"
 sleep 0.3
 mode p1 ok
 check "SIGHUP with work in flight: the queued message is still delivered after the reload" \
-  wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((before + 1)) ]"
+  wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((before + 1)) ]"
 # the signing key is read again with the snapshot: after the reload, a new token is asked for with it
 keys0=$(grep -c 'event=oauth_key_loaded' "$LOG")
 sim p1 "/_sim/control?revoke=1" -X POST >/dev/null
@@ -509,7 +513,7 @@ before=$(stat p1 unique)
 post_fhir clinic-a 6003 >/dev/null
 check "SIGHUP: the private_key_jwt key is read again from the new snapshot for the next token" \
   wait_for 10 bash -c "[ \$(grep -c 'event=oauth_key_loaded' $LOG) -gt $keys0 ] && [ \"\$(grep 'event=oauth_key_loaded' $LOG | tail -1 | sed 's/.*snapshot=//')\" != \"\$(grep 'event=oauth_key_loaded' $LOG | head -1 | sed 's/.*snapshot=//')\" ]"
-check "  and the message reaches P1 with the new token" wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/gateway-out.pem --key $D/gateway-out.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((before + 1)) ]"
+check "  and the message reaches P1 with the new token" wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((before + 1)) ]"
 check "metrics per backend" bash -c "curl -s --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key https://localhost:$GWP/metrics | grep -q 'cergw_backend_delivered_total{backend=\"p1\"}'"
 audit_joins() { # the last transaction's audit line names conn and stream; the access log has that request
   local a c st
