@@ -22,7 +22,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (rv == GW_OK && doc) {
     const char *ct;
     out.len = 0;
-    gw_engine_outbound(fuzz_engine(), GW_OUT_P1, doc, "fuzz", 0, &out, &ct, &d);
+    gw_engine_outbound(fuzz_engine(), GW_OUT_P1, doc, "fuzz", 0, "000000012345", &out, &ct, &d);
   }
   gw_buf_cleanup(&out);
   xmlFreeDoc(doc);

@@ -12,6 +12,8 @@
                 xmlns:k="urn:cergw:apkolce:v1" exclude-result-prefixes="f">
   <xsl:output method="xml" encoding="UTF-8" indent="no"/>
   <xsl:param name="message_key" select="''"/>
+  <!-- the RPWDL of the clinic acting (the certificate's): the Swiadczeniodawca, whatever the payload names -->
+  <xsl:param name="acting_clinic" select="''"/>
   <xsl:variable name="RPWDL_PREFIX" select="'urn:oid:2.16.840.1.113883.3.4424.2.3.1.'"/>
   <xsl:variable name="OID_SPECIALTY" select="'urn:oid:2.16.840.1.113883.3.4424.11.2.4'"/>
   <xsl:variable name="OID_PESEL" select="'urn:oid:2.16.840.1.113883.3.4424.1.1.616'"/>
@@ -30,7 +32,12 @@
     <k:KomunikatKolejki wersja="1">
       <k:Naglowek>
         <k:IdKomunikatu><xsl:value-of select="$message_key"/></k:IdKomunikatu>
-        <k:Swiadczeniodawca><xsl:value-of select="substring(substring-after($rpwdl-id/f:system/@value, $RPWDL_PREFIX), 1, 12)"/></k:Swiadczeniodawca>
+        <k:Swiadczeniodawca>
+          <xsl:choose>
+            <xsl:when test="$acting_clinic != ''"><xsl:value-of select="$acting_clinic"/></xsl:when>
+            <xsl:otherwise><xsl:value-of select="substring(substring-after($rpwdl-id/f:system/@value, $RPWDL_PREFIX), 1, 12)"/></xsl:otherwise>
+          </xsl:choose>
+        </k:Swiadczeniodawca>
       </k:Naglowek>
       <xsl:for-each select="//f:Appointment">
         <xsl:variable name="code" select="string(f:specialty/f:coding[f:system/@value = $OID_SPECIALTY][1]/f:code/@value)"/>

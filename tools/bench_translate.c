@@ -198,9 +198,9 @@ int main(int argc, char **argv) {
       if (outbound) {
         const char *ct;
         out.len = 0;
-        gw_engine_outbound(e, GW_OUT_P1, odoc, "k", 0, &out, &ct, &d);
+        gw_engine_outbound(e, GW_OUT_P1, odoc, "k", 0, "000000012345", &out, &ct, &d);
         out.len = 0;
-        gw_engine_outbound(e, GW_OUT_APKOLCE, odoc, "k", 0, &out, &ct, &d);
+        gw_engine_outbound(e, GW_OUT_APKOLCE, odoc, "k", 0, "000000012345", &out, &ct, &d);
         gw_diag_cleanup(&d);
         n++;
         continue;

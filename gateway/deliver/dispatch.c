@@ -309,6 +309,10 @@ static struct curl_slist *headers(const struct dlv *v, const struct gw_backend_c
   }
   if (k && k->header)
     l = curl_slist_append(l, k->header);
+  if (v->it.d.acting[0] && !k->clinic) { /* who acts: the backend can hold the clinic to its own resources */
+    snprintf(hdr, sizeof(hdr), "x-cergw-acting-clinic: %s", v->it.d.acting);
+    l = curl_slist_append(l, hdr);
+  }
   return l;
 }
 

@@ -9,7 +9,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 
-enum hdr { H_NONE, H_HOST, H_CTYPE, H_EXPECT, H_IDEM, H_INE, H_AUTH, H_OTHER };
+enum hdr { H_NONE, H_HOST, H_CTYPE, H_EXPECT, H_IDEM, H_INE, H_AUTH, H_ACTING, H_OTHER };
 
 struct gw_h1 {
   http_parser p;
@@ -92,6 +92,8 @@ static void finish_header(struct gw_h1 *h) {
     dst = &h->req.idem_key;
   else if (h->cur == H_INE)
     dst = &h->req.if_none_exist;
+  else if (h->cur == H_ACTING)
+    dst = &h->req.acting;
   else if (h->cur == H_AUTH)
     dst = &h->req.authorization;
   else if (h->cur == H_EXPECT)
@@ -148,6 +150,8 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
         h->cur = H_INE;
       else if (strcasecmp(h->hname, "authorization") == 0)
         h->cur = H_AUTH;
+      else if (strcasecmp(h->hname, "x-cergw-acting-clinic") == 0)
+        h->cur = H_ACTING;
       else if (strcasecmp(h->hname, "expect") == 0)
         h->cur = H_EXPECT;
     }

@@ -149,6 +149,9 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
   } else if (IS("authorization")) {
     free(r->authorization);
     r->authorization = strndup((const char *)value, valuelen);
+  } else if (IS("x-cergw-acting-clinic")) {
+    free(r->acting);
+    r->acting = strndup((const char *)value, valuelen);
   } else if (IS("if-none-exist")) {
     free(r->if_none_exist);
     r->if_none_exist = strndup((const char *)value, valuelen);

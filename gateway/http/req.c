@@ -18,8 +18,9 @@ void gw_req_cleanup(struct gw_req *r) {
   free(r->idem_key);
   free(r->if_none_exist);
   free(r->authorization);
+  free(r->acting);
   gw_buf_cleanup(&r->body);
-  r->path = r->authority = r->content_type = r->idem_key = r->if_none_exist = r->authorization = NULL;
+  r->path = r->authority = r->content_type = r->idem_key = r->if_none_exist = r->authorization = r->acting = NULL;
 }
 
 void gw_resp_cleanup(struct gw_resp *r) {

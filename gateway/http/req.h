@@ -16,6 +16,7 @@ struct gw_req {
   char *idem_key;         /* Idempotency-Key header; owned, may be NULL */
   char *if_none_exist;    /* If-None-Exist header (FHIR conditional create); owned, may be NULL */
   char *authorization;    /* Authorization header (the simulators' OAuth check); owned, may be NULL */
+  char *acting;           /* X-Cergw-Acting-Clinic (what the gateway states to backends; the simulators check it) */
   int64_t content_length; /* -1 when absent */
   struct gw_buf body;     /* bounded by limits.max_body_bytes */
   size_t header_bytes;    /* name+value+32 per field, as HTTP/2 counts them */

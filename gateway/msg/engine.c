@@ -623,7 +623,7 @@ int gw_engine_outcome_json(const struct gw_engine *e, const struct gw_diag *diag
 }
 
 int gw_engine_outbound(const struct gw_engine *e, int kind, struct _xmlDoc *fhir, const char *key, int late_cancel,
-                       struct gw_buf *out, const char **ctype, struct gw_diag *diag) {
+                       const char *acting, struct gw_buf *out, const char **ctype, struct gw_diag *diag) {
   const struct gw_backend_kind *k = gw_backend_kind(kind);
   if (!k) {
     unsupported(diag, "this backend");
@@ -634,7 +634,8 @@ int gw_engine_outbound(const struct gw_engine *e, int kind, struct _xmlDoc *fhir
     return gw_engine_render(e, fhir, GW_D_SOAP, 0, out, diag);
   if (k->render == GW_RENDER_SIU) /* MSH-10 is the delivery's key: unique per message, the same on every attempt */
     return render_siu(e, fhir, key && *key ? key : NULL, out, diag);
-  const char *params[] = {"message_key", key ? key : "", "late_cancel", late_cancel ? "1" : "0", NULL};
+  const char *params[] = {"message_key",   key ? key : "",       "late_cancel", late_cancel ? "1" : "0",
+                          "acting_clinic", acting ? acting : "", NULL};
   xmlDocPtr res = NULL;
   int rv = gw_xform_apply(e->outx[kind], fhir, params, &res, diag);
   if (rv == GW_OK)

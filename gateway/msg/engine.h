@@ -80,9 +80,11 @@ int gw_outbound_parse(const char *name); /* -1 when unknown */
 const char *gw_outbound_name(int kind);
 /* What goes to a backend of |kind|: its mapping's output rendered as its row
  * says. |key| is the delivery's idempotency key; |late_cancel| marks a
- * cancellation less than 48 h before the visit. */
+ * cancellation less than 48 h before the visit; |acting| is the RPWDL of the
+ * clinic acting (the caller's certificate; "" when not a clinic), which the
+ * mappings state (mapping parameter acting_clinic). */
 int gw_engine_outbound(const struct gw_engine *e, int kind, struct _xmlDoc *fhir, const char *key, int late_cancel,
-                       struct gw_buf *out, const char **ctype, struct gw_diag *diag);
+                       const char *acting, struct gw_buf *out, const char **ctype, struct gw_diag *diag);
 
 /* SOAP answers, in the envelope version of the request (11 or 12):
  * a Fault with c:Issues in its detail (Client/Sender), and the

@@ -286,11 +286,13 @@ static enum gw_step render(struct gw_pipe *p, struct gw_msg *m) {
   char uuid[40];
   gw_random_uuid(uuid);
   struct gw_submit *s = m->s;
+  const char *acting = m->kind == GW_M_NOTIFY ? "" : m->caller; /* the clinic of the certificate */
   for (int i = 0; i < m->nto; i++) {
     const struct gw_backend_conf *bc = m->to[i];
     struct gw_delivery *dv = &s->d[s->nd++];
     snprintf(dv->backend, sizeof(dv->backend), "%s", bc->name);
     snprintf(dv->ikey, sizeof(dv->ikey), "%s-%s", uuid, bc->name);
+    snprintf(dv->acting, sizeof(dv->acting), "%s", m->caller);
     if (m->rkey[0])
       snprintf(dv->rkey, sizeof(dv->rkey), "%s|%s", m->caller, m->rkey);
     if (gw_backend_kind(bc->kind)->path == GW_PATH_RESOURCE_TYPE && strcmp(s->rtype, "Bundle") != 0)
@@ -298,7 +300,7 @@ static enum gw_step render(struct gw_pipe *p, struct gw_msg *m) {
     struct gw_buf out;
     gw_buf_init(&out, 16u << 20);
     const char *ct = "";
-    int rv = gw_engine_outbound(p->e, bc->kind, m->doc, dv->ikey, m->late_cancel, &out, &ct, &m->diag);
+    int rv = gw_engine_outbound(p->e, bc->kind, m->doc, dv->ikey, m->late_cancel, acting, &out, &ct, &m->diag);
     snprintf(dv->ctype, sizeof(dv->ctype), "%s", ct);
     dv->payload = gw_buf_take(&out, &dv->len);
     gw_buf_cleanup(&out);

@@ -10,6 +10,8 @@
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <libxml/tree.h>
+#include <libxml/xpath.h>
+#include <libxml/xpathInternals.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,7 @@
 #include <unistd.h>
 #include <yajl/yajl_tree.h>
 
+#include "codec/fhir.h"
 #include "codec/hl7v2.h"
 #include "codec/xml.h"
 #include "conf/conf.h"
@@ -250,6 +253,38 @@ static bool token_ok(const char *auth) {
 /* ---- receiving ---- */
 
 /* Checks the payload's format; returns a reason when it is not what this backend takes. */
+/* The system of record's view of ownership: the first clinic to write a resource owns it, and a write that
+ * states another acting clinic is refused, as P1 and AP-KOLCE would. Keys: P1 the Appointments'
+ * identifier values, AP-KOLCE the entries' IdWpisu. Under S.mu. */
+#define MAX_OWNED 4096
+static struct { char key[128], owner[16]; } owned[MAX_OWNED];
+static int nowned;
+
+static const char *owner_check(xmlDocPtr doc, const char *expr, const char *acting) {
+  static __thread char why[300];
+  if (!acting || !acting[0])
+    return "the acting clinic is not stated";
+  xmlXPathContextPtr x = gw_fhir_xpath(doc);
+  xmlXPathObjectPtr o = x ? xmlXPathEvalExpression(BAD_CAST expr, x) : NULL;
+  const char *rv = NULL;
+  for (int i = 0; o && o->nodesetval && i < o->nodesetval->nodeNr && !rv; i++) {
+    xmlChar *k = xmlNodeGetContent(o->nodesetval->nodeTab[i]);
+    int j = 0;
+    while (j < nowned && strcmp(owned[j].key, (const char *)k))
+      j++;
+    if (j < nowned && strcmp(owned[j].owner, acting)) {
+      snprintf(why, sizeof(why), "acting clinic %s is not the owner (%s) of %s", acting, owned[j].owner, (char *)k);
+      rv = why;
+    } else if (j == nowned && nowned < MAX_OWNED) {
+      snprintf(owned[nowned].key, sizeof(owned[0].key), "%s", (const char *)k);
+      snprintf(owned[nowned++].owner, sizeof(owned[0].owner), "%s", acting);
+    }
+    xmlFree(k);
+  }
+  xmlXPathFreeObject(o);
+  return rv;
+}
+
 static const char *validate(struct gw_req *req) {
   const char *body = (const char *)req->body.data;
   size_t len = req->body.len;
@@ -261,12 +296,18 @@ static const char *validate(struct gw_req *req) {
     xmlDocPtr doc = NULL;
     struct gw_check chk = {.caller_rpwdl = NULL, .now = time(NULL)};
     int rv = gw_engine_check(S.engine, body, len, GW_D_FHIR_JSON, &chk, &doc, &d);
-    xmlFreeDoc(doc);
     static __thread char why[300];
-    if (rv != GW_OK)
+    const char *owner = NULL;
+    if (rv != GW_OK) {
       snprintf(why, sizeof(why), "not a valid CeR resource: %s", d.n ? d.items[0].msg_en : "?");
+    } else {
+      pthread_mutex_lock(&S.mu);
+      owner = owner_check(doc, "//f:Appointment/f:identifier/f:value/@value", req->acting);
+      pthread_mutex_unlock(&S.mu);
+    }
+    xmlFreeDoc(doc);
     gw_diag_cleanup(&d);
-    return rv == GW_OK ? NULL : why;
+    return rv != GW_OK ? why : owner;
   }
   if (S.role == R_CLINIC && gw_dialect_detect(body, len) == GW_D_HL7V2)
     return strncmp(body, "MSH|", 4) == 0 ? NULL : "not an HL7 v2 message";
@@ -290,8 +331,22 @@ static const char *validate(struct gw_req *req) {
   xmlNodePtr root = xmlDocGetRootElement(doc);
   const char *ns = root && root->ns ? (const char *)root->ns->href : "";
   bool ok = root && !strcmp(ns, "urn:cergw:apkolce:v1") && !strcmp((const char *)root->name, "KomunikatKolejki");
+  const char *why = ok ? NULL : "AP-KOLCE takes KomunikatKolejki (urn:cergw:apkolce:v1)";
+  if (!why) { /* the provider the message names is the one acting, and owns each entry */
+    xmlXPathContextPtr x = gw_fhir_xpath(doc);
+    xmlXPathRegisterNs(x, BAD_CAST "k", BAD_CAST "urn:cergw:apkolce:v1");
+    xmlXPathObjectPtr o =
+        xmlXPathEvalExpression(BAD_CAST "string(/k:KomunikatKolejki/k:Naglowek/k:Swiadczeniodawca)", x);
+    static __thread char provider[32];
+    snprintf(provider, sizeof(provider), "%s", o && o->stringval ? (const char *)o->stringval : "");
+    xmlXPathFreeObject(o);
+    pthread_mutex_lock(&S.mu);
+    why = !provider[0] ? "Swiadczeniodawca is empty: the message names no provider"
+                       : owner_check(doc, "/k:KomunikatKolejki/k:Wpis/k:IdWpisu", provider);
+    pthread_mutex_unlock(&S.mu);
+  }
   xmlFreeDoc(doc);
-  return ok ? NULL : "AP-KOLCE takes KomunikatKolejki (urn:cergw:apkolce:v1)";
+  return why;
 }
 
 static void success(struct gw_resp *r, bool dup) {

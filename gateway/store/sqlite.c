@@ -756,12 +756,14 @@ static struct gw_delivery *row_delivery(sqlite3_stmt *q) {
   snprintf(d->last_error, sizeof(d->last_error), "%s", (const char *)sqlite3_column_text(q, 11));
   d->created_ms = sqlite3_column_int64(q, 12);
   snprintf(d->ikey, sizeof(d->ikey), "%s", (const char *)sqlite3_column_text(q, 13));
+  snprintf(d->acting, sizeof(d->acting), "%s", (const char *)sqlite3_column_text(q, 14));
   return d;
 }
 
 #define DELIVERY_COLS                                                                                                  \
-  "id, msg_id, backend, rkey, path, ctype, payload, state, attempts, next_ms, last_status, "                           \
-  "last_error, created_ms, ikey"
+  "d.id, d.msg_id, d.backend, d.rkey, d.path, d.ctype, d.payload, d.state, d.attempts, d.next_ms, d.last_status, "     \
+  "d.last_error, d.created_ms, d.ikey, m.caller"
+#define DELIVERY_FROM " FROM deliveries d JOIN messages m ON m.id = d.msg_id"
 
 /* Hands every row of |q| (prepared and bound) to |fn| as a delivery, then finalizes |q|. */
 static int each_delivery(sqlite3 *db, sqlite3_stmt *q, void (*fn)(void *ud, struct gw_delivery *d), void *ud) {
@@ -784,7 +786,7 @@ static int each_delivery(sqlite3 *db, sqlite3_stmt *q, void (*fn)(void *ud, stru
 static int sq_load(struct gw_store *gst, int state, void (*fn)(void *ud, struct gw_delivery *d), void *ud) {
   struct sq_store *st = (struct sq_store *)gst;
   sqlite3_stmt *q;
-  if (sqlite3_prepare_v2(st->r, "SELECT " DELIVERY_COLS " FROM deliveries WHERE state = ?1 ORDER BY id", -1, &q,
+  if (sqlite3_prepare_v2(st->r, "SELECT " DELIVERY_COLS DELIVERY_FROM " WHERE d.state = ?1 ORDER BY d.id", -1, &q,
                          NULL) != SQLITE_OK)
     return failed_step(st->r, "load_deliveries", 0);
   sqlite3_bind_int(q, 1, state);
@@ -796,8 +798,9 @@ static int sq_load_range(struct gw_store *gst, const char *backend, int64_t from
   struct sq_store *st = (struct sq_store *)gst;
   sqlite3_stmt *q;
   if (sqlite3_prepare_v2(st->r,
-                         "SELECT " DELIVERY_COLS " FROM deliveries WHERE backend = ?1 AND state = 0 AND id BETWEEN ?2"
-                         " AND ?3 ORDER BY id LIMIT ?4",
+                         "SELECT " DELIVERY_COLS DELIVERY_FROM
+                         " WHERE d.backend = ?1 AND d.state = 0 AND d.id BETWEEN ?2"
+                         " AND ?3 ORDER BY d.id LIMIT ?4",
                          -1, &q, NULL) != SQLITE_OK)
     return failed_step(st->r, "load_range", 0);
   sqlite3_bind_text(q, 1, backend, -1, SQLITE_STATIC);

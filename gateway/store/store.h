@@ -44,9 +44,10 @@ struct gw_slotfact {
 struct gw_delivery {
   int64_t id, msg_id;
   char backend[32];
-  char rkey[192]; /* ordering key: deliveries with the same key go out in order */
-  char path[96];  /* appended to the backend URL */
-  char ikey[80];  /* idempotency key sent with every attempt */
+  char rkey[192];  /* ordering key: deliveries with the same key go out in order */
+  char path[96];   /* appended to the backend URL */
+  char ikey[80];   /* idempotency key sent with every attempt */
+  char acting[64]; /* the clinic acting (the caller's RPWDL), stated to the backend */
   char ctype[64];
   uint8_t *payload;
   size_t len;

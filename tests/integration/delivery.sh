@@ -320,6 +320,17 @@ check "  nor by an HL7 S15 with B's system in SCH-1: ACK AR, cer.identity-match"
   bash -c "grep -q '^MSA|AR' <<<\"\$1\" && grep -q cer.identity-match <<<\"\$1\"" _ "$ack"
 check "  and none of these reached P1 or AP-KOLCE" bash -c "[ $(stat p1 unique) = $p1before ] && [ $(stat apkolce unique) = $kbefore ]"
 own B-1 "$RPB" B-1 | sed 's/wizyta kontrolna/wizyta kontrolna, zmiana/' >"$T/b2.json"
+# every outbound payload states the acting clinic, whatever the payload names: AP-KOLCE's Swiadczeniodawca
+# is the certificate's clinic even when the identifier's system is left out (it was empty), P1 gets a header
+own A-7 "" >"$T/a7.json"
+code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/a7.json" >/dev/null
+last=$(sim apkolce /_sim/last | tr -d ' \n')
+check "AP-KOLCE is told the acting clinic (Swiadczeniodawca 000000012345) though the payload names none" \
+  bash -c "grep -q '<k:Swiadczeniodawca>000000012345</k:Swiadczeniodawca>' <<<\"\$1\"" _ "$last"
+# and the systems of record hold a clinic to its own resources: AP-KOLCE refuses an entry of A's sent as B's
+kk() { printf '<k:KomunikatKolejki xmlns:k="urn:cergw:apkolce:v1" wersja="1"><k:Naglowek><k:IdKomunikatu>x</k:IdKomunikatu><k:Swiadczeniodawca>%s</k:Swiadczeniodawca></k:Naglowek><k:Wpis><k:IdWpisu>%s</k:IdWpisu></k:Wpis></k:KomunikatKolejki>' "$1" "$2"; }
+r=$(kk 000000067890 A-7 | curl -s --cacert "$D/ca.pem" --cert "$D/gateway-out.pem" --key "$D/gateway-out.key" -H 'Idempotency-Key: kk-1' -H 'content-type: application/xml' --data-binary @- "https://localhost:$KOLCE/apkolce" -w ' %{http_code}')
+check "  the AP-KOLCE simulator refuses another clinic's entry (as the real system would): $r" bash -c "grep -q 'not the owner' <<<\"\$1\" && grep -q ' 400$' <<<\"\$1\"" _ "$r"
 c=$(code clinic-b /fhir/Appointment/B-1 -X PUT -H 'content-type: application/fhir+json' --data-binary @"$T/b2.json")
 check "clinic B itself updates B-1: accepted ($c)" bash -c "[[ $c == 20? ]]"
 check "a resource type that does not match the URL: 422" eq "$(code clinic-a /fhir/Slot -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/a1.json")" 422

@@ -358,7 +358,7 @@ static void test_backend_kinds(void) {
     struct gw_buf out;
     gw_buf_init(&out, 1 << 20);
     const char *ct = NULL;
-    CU_ASSERT_EQUAL(gw_engine_outbound(engine, k, doc, "KEY-1", 0, &out, &ct, &d), GW_OK);
+    CU_ASSERT_EQUAL(gw_engine_outbound(engine, k, doc, "KEY-1", 0, "000000012345", &out, &ct, &d), GW_OK);
     CU_ASSERT_STRING_EQUAL(ct, gw_backend_kind(k)->ctype);
     gw_buf_append(&out, "", 1);
     CU_ASSERT_PTR_NOT_NULL(strstr((char *)out.data, expect[k]));
