@@ -75,6 +75,7 @@ ccurl() { # cert-name, curl args...
 }
 status_of() { ccurl "$1" -o /dev/null -w '%{http_code}' "${@:2}"; }
 log_has() { grep -q -- "$1" "$LOG"; }
+wait_for_s() { local n=$(( $1 * 10 )); shift; for _ in $(seq 1 $n); do "$@" && return 0; sleep 0.1; done; return 1; }
 wait_log() { for _ in $(seq 1 60); do log_has "$1" && return 0; sleep 0.05; done; return 1; }
 
 # ---------------------------------------------------------------- mTLS matrix
@@ -227,6 +228,28 @@ ms=$(( ($(date +%s%N) - start) / 1000000 ))
 check "an HTTP/2 client that grants no window: cut by the send timeout (after $ms ms)" \
   wait_log 'event=connection_cut .*reason=send_stalled'
 check "  and counted" bash -c "curl -sS --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key $(URL /metrics) | grep -q 'cergw_connections_cut_total{reason=\"send_stalled\"} [1-9]'"
+# an HTTP/1.1 client that pipelines requests and never reads: cut by the send timeout too
+n0=$(grep -c 'reason=send_stalled' "$LOG" || true)
+python3 - "$PORT" "$D" <<'PY' &
+import socket, ssl, sys, time
+port, d = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=d + "/ca.pem")
+ctx.load_cert_chain(d + "/clinic-a.pem", d + "/clinic-a.key")
+ctx.set_alpn_protocols(["http/1.1"])
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port)), server_hostname="localhost")
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.settimeout(8)
+try:
+    for _ in range(400):  # pipelined, never read
+        s.sendall(b"GET /soap?wsdl HTTP/1.1\r\nHost: localhost\r\n\r\n")
+except Exception:
+    pass
+time.sleep(6)
+PY
+pp=$!
+h1_cut() { [ "$(grep -c 'reason=send_stalled' "$LOG")" -gt "$n0" ]; }
+check "an HTTP/1.1 client that pipelines requests and never reads: cut by the send timeout" wait_for_s 8 h1_cut
+kill $pp 2>/dev/null; wait $pp 2>/dev/null
 stop_gw
 
 # ---------------------------------------------------------------- max connections
