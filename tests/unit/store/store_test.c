@@ -189,16 +189,23 @@ static void test_commit_dup_recover(void) {
   gw_buf_cleanup(&err);
 }
 
-static void test_memory_rules(void) {
-  struct gw_store *st = NULL;
-  struct gw_buf err;
-  gw_buf_init(&err, 4096);
+/* A store in DIR/|name| with the rules with memory of schemas/cer/rules.json. */
+static void open_with_rules(const char *name, struct gw_store **st, struct gw_rules **rules, struct gw_buf *err) {
   char sub[96];
-  snprintf(sub, sizeof(sub), "%s/mem", dir);
-  CU_ASSERT_EQUAL_FATAL(gw_store_open(sub, on_accepted, NULL, &st, &err), GW_OK);
-  struct gw_rules *rules = NULL;
-  CU_ASSERT_EQUAL_FATAL(gw_rules_load("schemas/cer/rules.json", &rules, &err), GW_OK);
-  gw_store_set_memory(st, gw_rules_memory, rules);
+  snprintf(sub, sizeof(sub), "%s/%s", dir, name);
+  gw_buf_init(err, 4096);
+  *st = NULL;
+  *rules = NULL;
+  CU_ASSERT_EQUAL_FATAL(gw_store_open(sub, on_accepted, NULL, st, err), GW_OK);
+  CU_ASSERT_EQUAL_FATAL(gw_rules_load("schemas/cer/rules.json", rules, err), GW_OK);
+  gw_store_set_memory(*st, gw_rules_memory, *rules);
+}
+
+static void test_memory_rules(void) {
+  struct gw_store *st;
+  struct gw_rules *rules;
+  struct gw_buf err;
+  open_with_rules("mem", &st, &rules, &err);
   reset_done();
   struct gw_submit *a = msg(NULL, "slot-a");
   a->slots = calloc(1, sizeof(*a->slots));
@@ -344,15 +351,10 @@ static void test_updates_survive_a_fault(void) {
 /* Ownership as data: the first clinic to write a resource owns it; another clinic's write of it is refused
  * with cer.identity-match naming the owner, and leaves nothing; the owner writes it again. */
 static void test_ownership(void) {
-  char sub[96];
-  snprintf(sub, sizeof(sub), "%s/own", dir);
-  struct gw_store *st = NULL;
+  struct gw_store *st;
+  struct gw_rules *rules;
   struct gw_buf err;
-  gw_buf_init(&err, 4096);
-  CU_ASSERT_EQUAL_FATAL(gw_store_open(sub, on_accepted, NULL, &st, &err), GW_OK);
-  struct gw_rules *rules = NULL;
-  CU_ASSERT_EQUAL_FATAL(gw_rules_load("schemas/cer/rules.json", &rules, &err), GW_OK);
-  gw_store_set_memory(st, gw_rules_memory, rules);
+  open_with_rules("own", &st, &rules, &err);
   static const char *const who[] = {"000000067890", "000000012345", "000000067890"};
   reset_done();
   for (int i = 0; i < 3; i++) {
@@ -382,16 +384,12 @@ static void test_ownership(void) {
 /* A failure where the store records slot memory is a failed submit, counted and logged — not an
  * acceptance with the memory silently missing (sqlite3_step's result was ignored there). */
 static void test_failure_is_not_silent(void) {
-  char sub[96], path[128];
-  snprintf(sub, sizeof(sub), "%s/fail", dir);
-  snprintf(path, sizeof(path), "%s/cergw.db", sub);
-  struct gw_store *st = NULL;
+  char path[128];
+  snprintf(path, sizeof(path), "%s/fail/cergw.db", dir);
+  struct gw_store *st;
+  struct gw_rules *rules;
   struct gw_buf err;
-  gw_buf_init(&err, 4096);
-  CU_ASSERT_EQUAL_FATAL(gw_store_open(sub, on_accepted, NULL, &st, &err), GW_OK);
-  struct gw_rules *rules = NULL;
-  CU_ASSERT_EQUAL_FATAL(gw_rules_load("schemas/cer/rules.json", &rules, &err), GW_OK);
-  gw_store_set_memory(st, gw_rules_memory, rules);
+  open_with_rules("fail", &st, &rules, &err);
   sqlite3 *db = NULL; /* the disk refuses slot rows from now on */
   CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
   CU_ASSERT_EQUAL(
