@@ -106,6 +106,7 @@ static int cmd_serve(int argc, char **argv) {
     return 1;
   }
   gw_router_set_engine(engine);
+  gw_router_set_public_url(c.public_url);
   struct gw_buf errs;
   gw_buf_init(&errs, 1 << 20);
   struct gw_dconf *dc = NULL;
@@ -143,6 +144,7 @@ static int cmd_serve(int argc, char **argv) {
   gw_write_cleanup();
   gw_dconf_install(NULL);
   gw_router_set_engine(NULL);
+  gw_router_set_public_url(NULL);
   gw_engine_free(engine);
   gw_conf_cleanup(&c);
   return rv ? 1 : 0;
@@ -391,6 +393,11 @@ int main(int argc, char **argv) {
     return 2;
   }
   const char *cmd = argv[1];
+  for (int i = 1; i < argc; i++) /* --help anywhere, in any command: the usage, and success */
+    if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") || (i == 1 && !strcmp(argv[i], "help"))) {
+      usage(stdout);
+      return 0;
+    }
   if (strcmp(cmd, "serve") == 0)
     return cmd_serve(argc - 2, argv + 2);
   if (strcmp(cmd, "check-config") == 0)
@@ -418,10 +425,6 @@ int main(int argc, char **argv) {
   }
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
     printf("cergw %s\n", GW_VERSION);
-    return 0;
-  }
-  if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0) {
-    usage(stdout);
     return 0;
   }
   usage(stderr);

@@ -32,6 +32,7 @@ static const struct field fields[] = {
     {"mllp_listen", K_MLLP, 0, 0, 0, "HOST:PORT of the MLLP/TLS listener, \"\" = off"},
     {"data_dir", K_PATH, OFF(data_dir), 0, 0, "durable store directory"},
     {"delivery", K_PATH, OFF(delivery), 0, 0, "routes, backends and clinics (JSON)"},
+    {"public_url", K_STR, OFF(public_url), 0, 0, "https://HOST[:PORT] clients use (the WSDL's address)"},
     {"workers", K_U32, OFF(workers), 0, 64, "event loops, 0 = one per core"},
     {"log_level", K_LOGLEVEL, OFF(log_level), 0, 0, "debug|info|warn|error"},
     {"tls", K_OBJ, 0, 0, 0, NULL},
@@ -519,6 +520,7 @@ void gw_conf_cleanup(struct gw_conf *c) {
   free(c->mllp_port);
   free(c->data_dir);
   free(c->delivery);
+  free(c->public_url);
   free(c->roles.p1_subject_cn);
   free(c->roles.p1_issuer_cn);
   memset(c, 0, sizeof(*c));

@@ -3,6 +3,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "codec/hl7v2.h"
 #include "core/clock.h"
@@ -220,20 +221,56 @@ static void translate(struct gw_req *req, struct gw_resp *resp) {
 
 static void schema_answer(struct gw_resp *resp, const char *doc, size_t len);
 
-/* GET /soap?wsdl, GET /soap?xsd: the clinic API description. */
+static char *public_url; /* the gateway's address for clients (configuration public_url), or NULL */
+
+void gw_router_set_public_url(const char *url) {
+  free(public_url);
+  public_url = url && url[0] ? strdup(url) : NULL;
+}
+
+/* The WSDL with the service address clients must use: public_url, else the Host the client asked. */
+static void wsdl_answer(const struct gw_req *req, struct gw_resp *resp, const char *doc, size_t len) {
+  static const char dev[] = "https://localhost:8443/soap";
+  char addr[512];
+  if (public_url)
+    snprintf(addr, sizeof(addr), "%.*s/soap", (int)(strlen(public_url) - (public_url[strlen(public_url) - 1] == '/')),
+             public_url);
+  else if (req->authority && req->authority[0] && !strpbrk(req->authority, "\"<>&' "))
+    snprintf(addr, sizeof(addr), "https://%s/soap", req->authority);
+  else
+    snprintf(addr, sizeof(addr), "%s", dev);
+  struct gw_buf b;
+  gw_buf_init(&b, 4u << 20);
+  for (const char *p = doc, *end = doc + len; p < end;) {
+    const char *hit = memmem(p, (size_t)(end - p), dev, sizeof(dev) - 1);
+    size_t n = hit ? (size_t)(hit - p) : (size_t)(end - p);
+    gw_buf_append(&b, p, n);
+    if (hit)
+      gw_buf_append(&b, addr, strlen(addr));
+    p += n + (hit ? sizeof(dev) - 1 : 0);
+  }
+  take_buf(resp, 200, "text/xml; charset=utf-8", &b);
+  gw_buf_cleanup(&b);
+}
+
+/* GET /soap?wsdl, GET /soap?xsd (any case): the clinic API description. */
 static void soap_description(struct gw_req *req, struct gw_resp *resp) {
   const char *q = strchr(req->path, '?');
   size_t len = 0;
   const char *doc = NULL;
-  if (q && !strcmp(q, "?wsdl"))
+  bool wsdl = q && !strcasecmp(q, "?wsdl"); /* .NET and Java toolkits ask for ?WSDL */
+  if (wsdl)
     doc = gw_engine_wsdl(engine, &len);
-  else if (q && !strcmp(q, "?xsd"))
+  else if (q && !strcasecmp(q, "?xsd"))
     doc = gw_engine_xsd(engine, &len);
   if (!doc) {
     gw_router_error(resp, 404, "use /soap?wsdl or /soap?xsd");
     return;
   }
-  schema_answer(resp, doc, len);
+  if (wsdl)
+    wsdl_answer(req, resp, doc, len);
+  else
+    schema_answer(resp, doc, len);
 }
 
 /* 200 with a copy of a schema document the engine holds. */
@@ -443,7 +480,7 @@ static bool match(const char *pattern, const char *path, struct args *a) {
       return false;
     }
   }
-  return *p == 0 || *p == '?';
+  return *p == 0 || *p == '?' || (*p == '/' && (p[1] == 0 || p[1] == '?')); /* a trailing slash is the same */
 }
 
 void gw_router_log_path(const char *path, char *out, size_t n) {

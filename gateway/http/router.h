@@ -15,6 +15,10 @@ void gw_router_init(void);
 struct gw_engine;
 void gw_router_set_engine(const struct gw_engine *e);
 
+/* The gateway's public address (configuration public_url, e.g. "https://cergw.example.pl"), used as the
+ * SOAP service address in the WSDL; NULL: the Host the client asked for. */
+void gw_router_set_public_url(const char *url);
+
 /* Fills |resp| for |req|. Never fails: an allocation failure becomes a 500
  * with an empty body. */
 void gw_router_handle(struct gw_req *req, struct gw_resp *resp);

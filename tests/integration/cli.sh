@@ -123,6 +123,11 @@ for f in "$CORPUS"/fhir-r4-examples/*-*.json; do
   fi
 done
 
+for c in "validate --help" "translate --to fhir --help" "outbox --help" "--help" "help"; do
+  out=$("$GW" $c 2>&1); rc=$?
+  check "cergw $c: the usage on standard output, exit 0 (rc=$rc)" bash -c "[ $rc = 0 ] && grep -q 'usage: cergw' <<<\"\$1\"" _ "$out"
+done
+
 # --------------------------------------------------------------- hostile XML
 for f in "$CORPUS"/hostile-xml/*.xml; do
   name=$(basename "$f")

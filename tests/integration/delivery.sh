@@ -142,6 +142,9 @@ start_gw || exit 1
 
 # ------------------------------------------------------------ every dialect
 check "FHIR transaction, cardiology: 200 with a transaction-response" eq "$(post_fhir clinic-a 1001)" 200
+fhir 1011 >"$T/b-1011.json"
+check "POST /fhir/ (a trailing slash, as fhir-kit-client's transaction() sends): the same transaction, 200" \
+  eq "$(code clinic-a /fhir/ -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/b-1011.json")" 200
 check "  delivered once to P1 (OAuth token obtained with private_key_jwt)" eq "$(stat p1 unique)" 1
 check "  and once to AP-KOLCE (cardiology route)" eq "$(stat apkolce unique)" 1
 check "  not to SIMP" eq "$(stat simp unique)" 0

@@ -344,6 +344,9 @@ check "POST /fhir/\$validate with something that is not FHIR: fatal issue" \
 ccurl clinic-a --http1.1 "$(URL "/soap?wsdl")" >"$T/api.wsdl"
 check "GET /soap?wsdl serves the WSDL with SOAP 1.1 and 1.2 bindings" \
   bash -c "grep -q 'wsdl:binding name=\"ClinicSoap11\"' '$T/api.wsdl' && grep -q 'wsdl:binding name=\"ClinicSoap12\"' '$T/api.wsdl'"
+ccurl clinic-a --http1.1 "$(URL "/soap?WSDL")" >"$T/api2.wsdl"
+check "GET /soap?WSDL (as .NET and Java toolkits ask): the WSDL, its address the Host the client used, not localhost:8443" \
+  bash -c "grep -q 'soap:address location=\"https://localhost:$PORT/soap\"' '$T/api2.wsdl' && grep -q 'soap12:address location=\"https://localhost:$PORT/soap\"' '$T/api2.wsdl'"
 ccurl clinic-a --http2 "$(URL /fhir/cer-profile.xsd)" >"$T/profile.xsd"
 check "GET /fhir/cer-profile.xsd serves the CeR profile the gateway checks against (byte for byte)" \
   cmp -s "$T/profile.xsd" "$ROOT/schemas/cer/cer-profile.xsd"
