@@ -142,9 +142,6 @@ start_gw || exit 1
 
 # ------------------------------------------------------------ every dialect
 check "FHIR transaction, cardiology: 200 with a transaction-response" eq "$(post_fhir clinic-a 1001)" 200
-fhir 1011 >"$T/b-1011.json"
-check "POST /fhir/ (a trailing slash, as fhir-kit-client's transaction() sends): the same transaction, 200" \
-  eq "$(code clinic-a /fhir/ -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/b-1011.json")" 200
 check "  delivered once to P1 (OAuth token obtained with private_key_jwt)" eq "$(stat p1 unique)" 1
 check "  and once to AP-KOLCE (cardiology route)" eq "$(stat apkolce unique)" 1
 check "  not to SIMP" eq "$(stat simp unique)" 0
@@ -289,6 +286,10 @@ c1=$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+
 c2=$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' -H 'If-None-Exist: identifier=A-5' --data-binary @"$T/a5.json")
 check "conditional create without a match creates (201), then matches (200)" eq "$c1/$c2/$(stat p1 unique)" "201/200/$((before + 1))"
 
+fhir 1011 >"$T/b-1011.json"
+check "POST /fhir/ (a trailing slash, as fhir-kit-client's transaction() sends): the same transaction, 200" \
+  eq "$(code clinic-a /fhir/ -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/b-1011.json")" 200
+
 # --------------------------------------- ownership: a clinic acts only on its own resources (B = 000000067890)
 own() { # id system [resource-id]: an appointment whose identifier has |system| ("" = none)
   local sys=$2
@@ -332,7 +333,7 @@ check "AP-KOLCE is told the acting clinic (Swiadczeniodawca 000000012345) though
   bash -c "grep -q '<k:Swiadczeniodawca>000000012345</k:Swiadczeniodawca>' <<<\"\$1\"" _ "$last"
 # and the systems of record hold a clinic to its own resources: AP-KOLCE refuses an entry of A's sent as B's
 kk() { printf '<k:KomunikatKolejki xmlns:k="urn:cergw:apkolce:v1" wersja="1"><k:Naglowek><k:IdKomunikatu>x</k:IdKomunikatu><k:Swiadczeniodawca>%s</k:Swiadczeniodawca></k:Naglowek><k:Wpis><k:IdWpisu>%s</k:IdWpisu></k:Wpis></k:KomunikatKolejki>' "$1" "$2"; }
-r=$(kk 000000067890 A-7 | curl -s --cacert "$D/ca.pem" --cert "$D/gateway-out.pem" --key "$D/gateway-out.key" -H 'Idempotency-Key: kk-1' -H 'content-type: application/xml' --data-binary @- "https://localhost:$KOLCE/apkolce" -w ' %{http_code}')
+r=$(kk 000000067890 A-7 | curl -s --cacert "$D/ca.pem" --cert "$D/gateway-out.pem" --key "$D/gateway-out.key" -H 'Idempotency-Key: kk-1' -H 'content-type: application/xml' --data-binary @- "https://localhost:$KOLCE/apkolce" -w ' %{http_code}' | tr -d '\n')
 check "  the AP-KOLCE simulator refuses another clinic's entry (as the real system would): $r" bash -c "grep -q 'not the owner' <<<\"\$1\" && grep -q ' 400$' <<<\"\$1\"" _ "$r"
 c=$(code clinic-b /fhir/Appointment/B-1 -X PUT -H 'content-type: application/fhir+json' --data-binary @"$T/b2.json")
 check "clinic B itself updates B-1: accepted ($c)" bash -c "[[ $c == 20? ]]"
