@@ -30,12 +30,6 @@ void gw_router_init(void) { start_ns = gw_now_ns(); }
 
 static double uptime_s(void) { return (double)(gw_now_ns() - start_ns) / 1e9; }
 
-static void method_not_allowed(struct gw_resp *resp, const char *allow) {
-  gw_router_error(resp, 405, "method not allowed on this resource");
-  resp->extra[resp->nextra].name = "allow";
-  resp->extra[resp->nextra++].value = allow;
-}
-
 void gw_router_error(struct gw_resp *resp, int status, const char *message) {
   char body[512];
   /* |message| is one of our own static strings: no escaping needed */
@@ -45,6 +39,53 @@ void gw_router_error(struct gw_resp *resp, int status, const char *message) {
     resp->status = status;
     resp->content_type = NULL;
   }
+}
+
+/* The same refusal as a FHIR OperationOutcome, for paths under /fhir (what FHIR clients expect). */
+static void fhir_error(struct gw_resp *resp, int status, const char *message) {
+  const char *code = status == 404                                     ? "not-found"
+                     : status == 405                                   ? "not-supported"
+                     : status == 413 || status == 414 || status == 431 ? "too-long"
+                     : status >= 500                                   ? "transient"
+                                                                       : "invalid";
+  char body[600];
+  snprintf(body, sizeof(body),
+           "{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":\"error\",\"code\":\"%s\","
+           "\"diagnostics\":\"%s\"}]}\n",
+           code, message);
+  if (gw_resp_set(resp, status, "application/fhir+json; charset=utf-8", body)) {
+    resp->status = status;
+    resp->content_type = NULL;
+  }
+}
+
+/* What the gateway offers FHIR clients, and nothing more: create/update of Schedule, Slot and Appointment,
+ * transaction and batch, $validate; no read or search (the gateway is not CeR's system of record). */
+static void h_metadata_body(struct gw_resp *resp) {
+  static const char cs[] =
+      "{\"resourceType\":\"CapabilityStatement\",\"status\":\"active\",\"date\":\"2026-12-07\","
+      "\"kind\":\"instance\",\"software\":{\"name\":\"cergw\",\"version\":\"" GW_VERSION "\"},"
+      "\"implementation\":{\"description\":\"cergw: clinic gateway to central e-registration (CeR)\"},"
+      "\"fhirVersion\":\"4.0.1\",\"format\":[\"application/fhir+json\",\"application/fhir+xml\"],"
+      "\"rest\":[{\"mode\":\"server\","
+      "\"documentation\":\"Writes are checked, stored durably and delivered to P1 (CeR), SIMP and AP-KOLCE; "
+      "answers are JSON. A clinic acts only on its own resources.\","
+      "\"security\":{\"description\":\"Mutual TLS: the client certificate names the clinic (RPWDL).\"},"
+      "\"resource\":["
+      "{\"type\":\"Schedule\",\"interaction\":[{\"code\":\"create\"},{\"code\":\"update\"}],"
+      "\"conditionalCreate\":true,\"operation\":[{\"name\":\"validate\","
+      "\"definition\":\"http://hl7.org/fhir/OperationDefinition/Resource-validate\"}]},"
+      "{\"type\":\"Slot\",\"interaction\":[{\"code\":\"create\"},{\"code\":\"update\"}],"
+      "\"conditionalCreate\":true,\"operation\":[{\"name\":\"validate\","
+      "\"definition\":\"http://hl7.org/fhir/OperationDefinition/Resource-validate\"}]},"
+      "{\"type\":\"Appointment\",\"interaction\":[{\"code\":\"create\"},{\"code\":\"update\"}],"
+      "\"conditionalCreate\":true,\"operation\":[{\"name\":\"validate\","
+      "\"definition\":\"http://hl7.org/fhir/OperationDefinition/Resource-validate\"}]}],"
+      "\"interaction\":[{\"code\":\"transaction\"},{\"code\":\"batch\"}],"
+      "\"operation\":[{\"name\":\"validate\","
+      "\"definition\":\"http://hl7.org/fhir/OperationDefinition/Resource-validate\"}]}]}\n";
+  if (gw_resp_set(resp, 200, "application/fhir+json; charset=utf-8", cs))
+    resp->status = 500;
 }
 
 /* The liveness answer; the cheapest request path, so no printf here. */
@@ -371,6 +412,10 @@ struct args {
   char type[64], id[96];
 };
 
+static void h_metadata(struct gw_req *req, struct gw_resp *resp, const struct args *a) {
+  (void)req, (void)a;
+  h_metadata_body(resp);
+}
 static void h_healthz(struct gw_req *req, struct gw_resp *resp, const struct args *a) {
   (void)req, (void)a;
   healthz(resp);
@@ -437,6 +482,7 @@ static const struct route {
     {"/healthz", M_GET, false, false, h_healthz, "GET, HEAD"},
     {"/metrics", M_GET, false, false, h_metrics, "GET, HEAD"},
     {"/fhir/cer-profile.xsd", M_GET, true, false, h_profile, "GET, HEAD"},
+    {"/fhir/metadata", M_GET, false, false, h_metadata, "GET, HEAD"},
     {"/fhir/$validate", M_POST, true, true, h_fhir_validate, "POST"},
     {"/fhir/{any}/$validate", M_POST, true, true, h_fhir_validate, "POST"},
     {"/hl7v2/$validate", M_POST, true, true, h_hl7_validate, "POST"},
@@ -534,14 +580,19 @@ void gw_router_handle(struct gw_req *req, struct gw_resp *resp) {
   for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]) && !r; i++)
     if (match(routes[i].pattern, req->path, &a))
       r = &routes[i];
+  /* under /fhir every refusal is an OperationOutcome */
+  void (*error)(struct gw_resp *, int, const char *) =
+      !strncmp(req->path, "/fhir", 5) && (!req->path[5] || strchr("/?", req->path[5])) ? fhir_error : gw_router_error;
   if (!r) {
-    gw_router_error(resp, 404, "no such resource");
+    error(resp, 404, "no such resource");
   } else if (!(r->methods & m)) {
-    method_not_allowed(resp, r->allow);
+    error(resp, 405, "method not allowed on this resource");
+    resp->extra[resp->nextra].name = "allow";
+    resp->extra[resp->nextra++].value = r->allow;
   } else if (r->engine && !engine) {
-    gw_router_error(resp, 503, "validation and translation are not loaded");
+    error(resp, 503, "validation and translation are not loaded");
   } else if (r->body && m == M_POST && req->body.len == 0) {
-    gw_router_error(resp, 400, "the request body is empty");
+    error(resp, 400, "the request body is empty");
   } else {
     r->fn(req, resp, &a);
   }

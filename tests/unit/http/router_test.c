@@ -94,6 +94,32 @@ static void test_route_table(void) {
   }
 }
 
+/* FHIR clients: GET /fhir/metadata states what is supported; every refusal under /fhir is an
+ * OperationOutcome (404, 405 with Allow), elsewhere the JSON error. */
+static void test_fhir_answers(void) {
+  struct gw_resp resp;
+  run("GET", "/fhir/metadata", 0, &resp);
+  CU_ASSERT_EQUAL(resp.status, 200);
+  CU_ASSERT_PTR_NOT_NULL(strstr((char *)resp.body, "\"resourceType\":\"CapabilityStatement\""));
+  CU_ASSERT_PTR_NOT_NULL(strstr((char *)resp.body, "\"fhirVersion\":\"4.0.1\""));
+  CU_ASSERT_PTR_NULL(strstr((char *)resp.body, "\"code\":\"read\"")); /* no more than is supported */
+  gw_resp_cleanup(&resp);
+  run("GET", "/fhir/Appointment/A-1", 0, &resp);
+  CU_ASSERT_EQUAL(resp.status, 405);
+  CU_ASSERT_PTR_NOT_NULL(strstr((char *)resp.body, "\"resourceType\":\"OperationOutcome\""));
+  CU_ASSERT_PTR_NOT_NULL(strstr((char *)resp.body, "not-supported"));
+  CU_ASSERT_STRING_EQUAL(resp.content_type, "application/fhir+json; charset=utf-8");
+  gw_resp_cleanup(&resp);
+  run("GET", "/fhir/Patient", 0, &resp);
+  CU_ASSERT_EQUAL(resp.status, 404);
+  CU_ASSERT_PTR_NOT_NULL(strstr((char *)resp.body, "\"code\":\"not-found\""));
+  gw_resp_cleanup(&resp);
+  run("GET", "/fhirx", 0, &resp);
+  CU_ASSERT_EQUAL(resp.status, 404);
+  CU_ASSERT_PTR_NULL(strstr((char *)resp.body, "OperationOutcome"));
+  gw_resp_cleanup(&resp);
+}
+
 /* The access log's path: a template, query values masked, never what a client put in a URL. */
 static void test_log_path(void) {
   static const struct {
@@ -120,5 +146,5 @@ static void test_log_path(void) {
 int gw_test_router_suite(void) {
   CU_pSuite s = CU_add_suite("http/router", NULL, NULL);
   return !s || GW_ADD(s, test_healthz) || GW_ADD(s, test_metrics_and_404) || GW_ADD(s, test_early_status) ||
-         GW_ADD(s, test_route_table) || GW_ADD(s, test_log_path);
+         GW_ADD(s, test_route_table) || GW_ADD(s, test_log_path) || GW_ADD(s, test_fhir_answers);
 }
