@@ -248,34 +248,66 @@ static struct gw_engine *load_engine(void) {
 /* CLI inputs: no message the gateway accepts is larger than this. */
 static char *read_file(const char *path, size_t *len) { return gw_file_read(path, 16u << 20, len, NULL); }
 
-static int cmd_validate(int argc, char **argv) {
-  int json = 0, first = 0;
-  time_t now = time(NULL);
-  while (first + 1 < argc && argv[first][0] == '-') {
-    if (strcmp(argv[first], "--format") == 0) {
-      json = strcmp(argv[first + 1], "json") == 0;
-      if (!json && strcmp(argv[first + 1], "text") != 0) {
-        usage(stderr);
+/* A file name as a JSON string (quotes, backslashes and control characters escaped) into |out|. */
+static void json_name(const char *in, char *out, size_t n) {
+  size_t o = 0;
+  out[o++] = '"';
+  for (const unsigned char *p = (const unsigned char *)in; *p && o + 8 < n; p++)
+    if (*p == '"' || *p == '\\')
+      o += (size_t)snprintf(out + o, n - o, "\\%c", *p);
+    else if (*p < 0x20)
+      o += (size_t)snprintf(out + o, n - o, "\\u%04x", *p);
+    else
+      out[o++] = (char)*p;
+  out[o++] = '"';
+  out[o] = 0;
+}
+
+enum vformat { V_TEXT, V_JSON, V_NDJSON };
+
+/* cergw validate [--format text|json|ndjson] [--now INSTANT] FILE...: options anywhere. json: the
+ * OperationOutcome for one file, an array of {"file", "outcome"} for several (one JSON document);
+ * ndjson: one such object per line. */
+static int validate_args(int argc, char **argv, enum vformat *fmt, time_t *now, char **files, int *nfiles) {
+  *nfiles = 0;
+  for (int i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "--format") && i + 1 < argc) {
+      const char *f = argv[++i];
+      *fmt = !strcmp(f, "json") ? V_JSON : !strcmp(f, "ndjson") ? V_NDJSON : V_TEXT;
+      if (*fmt == V_TEXT && strcmp(f, "text"))
         return 2;
-      }
-    } else if (strcmp(argv[first], "--now") == 0) {
-      if (gw_instant_parse(argv[first + 1], &now)) {
+    } else if (!strcmp(argv[i], "--now") && i + 1 < argc) {
+      if (gw_instant_parse(argv[++i], now)) {
         fprintf(stderr, "--now: expected a FHIR instant such as 2026-12-01T08:00:00+01:00\n");
         return 2;
       }
-    } else {
-      usage(stderr);
+    } else if (argv[i][0] == '-' && argv[i][1]) {
       return 2;
+    } else {
+      files[(*nfiles)++] = argv[i];
     }
-    first += 2;
   }
-  if (first >= argc) {
+  return *nfiles ? 0 : 2;
+}
+
+static int cmd_validate(int argc, char **argv) {
+  enum vformat fmt = V_TEXT;
+  time_t now = time(NULL);
+  char **files = calloc((size_t)argc + 1, sizeof(*files));
+  int nfiles = 0;
+  if (!files || validate_args(argc, argv, &fmt, &now, files, &nfiles)) {
+    free(files);
     usage(stderr);
     return 2;
   }
+  int json = fmt != V_TEXT, first = 0, shown = 0;
+  argc = nfiles;
+  argv = files;
   struct gw_engine *e = load_engine();
-  if (!e)
+  if (!e) {
+    free(files);
     return 2;
+  }
   int worst = 0;
   for (int i = first; i < argc; i++) {
     size_t len;
@@ -296,8 +328,15 @@ static int cmd_validate(int argc, char **argv) {
     if (json) {
       struct gw_buf out;
       gw_buf_init(&out, 8u << 20);
-      gw_engine_outcome_json(e, &d, 1, &out);
-      printf("%s\n", out.data ? (char *)out.data : "");
+      gw_engine_outcome_json(e, &d, fmt == V_JSON, &out);
+      char name[2048];
+      json_name(argv[i], name, sizeof(name));
+      if (fmt == V_NDJSON)
+        printf("{\"file\":%s,\"outcome\":%s}\n", name, out.data ? (char *)out.data : "{}");
+      else if (argc == 1)
+        printf("%s\n", out.data ? (char *)out.data : "");
+      else
+        printf("%s{\"file\": %s, \"outcome\": %s}", shown++ ? ",\n" : "[\n", name, out.data ? (char *)out.data : "{}");
       gw_buf_cleanup(&out);
     } else {
       for (size_t k = 0; k < d.n; k++) {
@@ -323,23 +362,37 @@ static int cmd_validate(int argc, char **argv) {
     gw_diag_cleanup(&d);
     free(text);
   }
+  if (fmt == V_JSON && argc > 1)
+    printf("%s\n]\n", shown ? "" : "[");
   gw_engine_free(e);
+  free(files);
   return worst;
 }
 
 static int cmd_translate(int argc, char **argv) {
   time_t now = time(NULL);
-  if (argc == 5 && strcmp(argv[3], "--now") == 0) {
-    if (gw_instant_parse(argv[4], &now)) {
-      fprintf(stderr, "--now: expected a FHIR instant such as 2026-12-01T08:00:00+01:00\n");
+  const char *target = NULL, *file = NULL;
+  for (int i = 0; i < argc; i++) { /* options in any order */
+    if (!strcmp(argv[i], "--to") && i + 1 < argc) {
+      target = argv[++i];
+    } else if (!strcmp(argv[i], "--now") && i + 1 < argc) {
+      if (gw_instant_parse(argv[++i], &now)) {
+        fprintf(stderr, "--now: expected a FHIR instant such as 2026-12-01T08:00:00+01:00\n");
+        return 2;
+      }
+    } else if (argv[i][0] == '-' || file) {
+      usage(stderr);
       return 2;
+    } else {
+      file = argv[i];
     }
-    argc = 3;
   }
-  if (argc != 3 || strcmp(argv[0], "--to") != 0) {
+  if (!target || !file) {
     usage(stderr);
     return 2;
   }
+  const char *args[3] = {"--to", target, file};
+  argv = (char **)args;
   enum gw_dialect to = !strcmp(argv[1], "fhir") || !strcmp(argv[1], "fhir-json") ? GW_D_FHIR_JSON
                        : !strcmp(argv[1], "fhir-xml")                            ? GW_D_FHIR_XML
                        : !strcmp(argv[1], "hl7v2")                               ? GW_D_HL7V2

@@ -128,6 +128,16 @@ for c in "validate --help" "translate --to fhir --help" "outbox --help" "--help"
   check "cergw $c: the usage on standard output, exit 0 (rc=$rc)" bash -c "[ $rc = 0 ] && grep -q 'usage: cergw' <<<\"\$1\"" _ "$out"
 done
 
+# many files as one JSON document (an array), or NDJSON; options in any order
+"$GW" validate --format json --now "$GOLD_NOW" "$ROOT/tests/golden/siu/s12-invalid.hl7" "$ROOT/tests/golden/soap/book-cardiology.xml" >"$T/many.json"
+check "validate --format json with two files: one JSON array of {file, outcome}" \
+  python3 -c "import json,sys; d=json.load(open(sys.argv[1])); assert len(d)==2 and d[1]['file'].endswith('book-cardiology.xml') and d[0]['outcome']['resourceType']=='OperationOutcome'" "$T/many.json"
+"$GW" validate "$ROOT/tests/golden/siu/s12-invalid.hl7" --format ndjson "$ROOT/tests/golden/soap/book-cardiology.xml" --now "$GOLD_NOW" >"$T/many.ndjson"
+check "validate --format ndjson (options after the files): one JSON object per line" \
+  python3 -c "import json,sys; l=[json.loads(x) for x in open(sys.argv[1])]; assert len(l)==2 and l[0]['outcome']['resourceType']=='OperationOutcome'" "$T/many.ndjson"
+out=$("$GW" translate "$ROOT/tests/golden/soap/book-cardiology.xml" --now "$GOLD_NOW" --to fhir 2>&1); rc=$?
+check "translate with the file first and --now before --to (rc=$rc)" bash -c "[ $rc = 0 ] && grep -q '\"resourceType\": \"Bundle\"' <<<\"\$1\"" _ "$out"
+
 # --------------------------------------------------------------- hostile XML
 for f in "$CORPUS"/hostile-xml/*.xml; do
   name=$(basename "$f")
