@@ -109,19 +109,43 @@
     </Patient>
   </xsl:template>
 
+  <!-- A phone number in E.164: separators dropped; "+..." kept; "00..." becomes "+..."; a Polish national
+       number (9 digits) gets +48; "48" and 9 digits gets its "+"; anything else is kept as written. -->
+  <xsl:template name="e164">
+    <xsl:param name="s"/>
+    <xsl:variable name="d" select="translate(normalize-space($s), ' -().', '')"/>
+    <xsl:choose>
+      <xsl:when test="starts-with($d, '+') or $d = ''"><xsl:value-of select="$d"/></xsl:when>
+      <xsl:when test="starts-with($d, '00')"><xsl:value-of select="concat('+', substring($d, 3))"/></xsl:when>
+      <xsl:when test="string-length($d) = 9 and translate($d, '0123456789', '') = ''"><xsl:value-of select="concat('+48', $d)"/></xsl:when>
+      <xsl:when test="string-length($d) = 11 and starts-with($d, '48') and translate($d, '0123456789', '') = ''"><xsl:value-of select="concat('+', $d)"/></xsl:when>
+      <xsl:otherwise><xsl:value-of select="$d"/></xsl:otherwise>
+    </xsl:choose>
+  </xsl:template>
+
   <!-- XTN -> ContactPoint: e-mail from XTN-4 when XTN-3 is Internet/X.400, else the phone number -->
   <xsl:template name="telecom">
     <xsl:variable name="n" select="local-name()"/>
     <xsl:variable name="equip" select="string(*[local-name() = concat($n, '.3')])"/>
     <xsl:variable name="usecode" select="string(*[local-name() = concat($n, '.2')])"/>
     <xsl:variable name="email" select="normalize-space(*[local-name() = concat($n, '.4')])"/>
+    <!-- the number in E.164 (CeR sends SMS and voice reminders to it): XTN-12, else country (XTN-5, Poland's
+         48 when absent), area (XTN-6) and local number (XTN-7), else XTN-1 -->
+    <xsl:variable name="country" select="translate(normalize-space(*[local-name() = concat($n, '.5')]), '+', '')"/>
     <xsl:variable name="phone">
       <xsl:choose>
-        <xsl:when test="normalize-space(*[local-name() = concat($n, '.12')]) != ''"><xsl:value-of select="normalize-space(*[local-name() = concat($n, '.12')])"/></xsl:when>
-        <xsl:when test="normalize-space(*[local-name() = concat($n, '.7')]) != ''">
-          <xsl:value-of select="normalize-space(concat(*[local-name() = concat($n, '.5')], *[local-name() = concat($n, '.6')], *[local-name() = concat($n, '.7')]))"/>
+        <xsl:when test="normalize-space(*[local-name() = concat($n, '.12')]) != ''">
+          <xsl:call-template name="e164"><xsl:with-param name="s" select="*[local-name() = concat($n, '.12')]"/></xsl:call-template>
         </xsl:when>
-        <xsl:otherwise><xsl:value-of select="normalize-space(*[local-name() = concat($n, '.1')])"/></xsl:otherwise>
+        <xsl:when test="normalize-space(*[local-name() = concat($n, '.7')]) != '' and $country != ''">
+          <xsl:value-of select="concat('+', $country, translate(concat(*[local-name() = concat($n, '.6')], *[local-name() = concat($n, '.7')]), ' -().', ''))"/>
+        </xsl:when>
+        <xsl:when test="normalize-space(*[local-name() = concat($n, '.7')]) != ''">
+          <xsl:call-template name="e164"><xsl:with-param name="s" select="concat(*[local-name() = concat($n, '.6')], *[local-name() = concat($n, '.7')])"/></xsl:call-template>
+        </xsl:when>
+        <xsl:otherwise>
+          <xsl:call-template name="e164"><xsl:with-param name="s" select="*[local-name() = concat($n, '.1')]"/></xsl:call-template>
+        </xsl:otherwise>
       </xsl:choose>
     </xsl:variable>
     <xsl:choose>

@@ -138,6 +138,14 @@ check "validate --format ndjson (options after the files): one JSON object per l
 out=$("$GW" translate "$ROOT/tests/golden/soap/book-cardiology.xml" --now "$GOLD_NOW" --to fhir 2>&1); rc=$?
 check "translate with the file first and --now before --to (rc=$rc)" bash -c "[ $rc = 0 ] && grep -q '\"resourceType\": \"Bundle\"' <<<\"\$1\"" _ "$out"
 
+# phone numbers in E.164 (CeR sends SMS and voice reminders to them), written from HL7's XTN: country
+# code XTN-5, area XTN-6, local number XTN-7 -> +48126543210; a Polish national number -> +48...
+sed -e 's/+48600100200^PRN^CP~/^PRN^PH^^48^12^6543210~600 100 200^PRN^CP~0048 22 111 22 33^WPN^PH~/' \
+  "$ROOT/tests/golden/siu/s12-cardiology.hl7" >"$T/tel.hl7"
+"$GW" translate --now "$GOLD_NOW" --to fhir "$T/tel.hl7" >"$T/tel.json" 2>&1
+check "XTN ^PRN^PH^^48^12^6543210 -> +48126543210, '600 100 200' -> +48600100200, '0048 22 111 22 33' -> +48221112233" \
+  python3 -c "import json,sys; b=json.load(open(sys.argv[1])); p=[e['resource'] for e in b['entry'] if e['resource']['resourceType']=='Patient'][0]; v=[t['value'] for t in p['telecom'] if t['system']=='phone']; assert v==['+48126543210','+48600100200','+48221112233'], v" "$T/tel.json"
+
 # --------------------------------------------------------------- hostile XML
 for f in "$CORPUS"/hostile-xml/*.xml; do
   name=$(basename "$f")
