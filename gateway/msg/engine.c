@@ -434,6 +434,39 @@ static void hl7_locations(struct gw_diag *diag, size_t from) {
       }
 }
 
+/* The gateway takes SIU scheduling messages, events S12-S17 and S26 (table 0003): anything else is
+ * refused at MSH-9 with table 0357's 200 (unsupported message type) or 201 (unsupported event code),
+ * not to be resent as is (AR), instead of failing later in the mapping. */
+static int hl7_supported(xmlDocPtr v2, struct gw_diag *diag) {
+  static const char *const events[] = {"S12", "S13", "S14", "S15", "S16", "S17", "S26"};
+  char *type = gw_hl7_get(v2, "MSH", 9, 1), *ev = gw_hl7_get(v2, "MSH", 9, 2);
+  bool siu = type && !strcmp(type, "SIU"), known = false;
+  for (size_t i = 0; siu && ev && i < sizeof(events) / sizeof(events[0]); i++)
+    known |= !strcmp(ev, events[i]);
+  struct gw_issue *is = NULL;
+  char en[200], pl[200];
+  if (!siu) {
+    snprintf(en, sizeof(en), "message type %s is not supported: the gateway takes SIU (scheduling) messages",
+             type && *type ? type : "(none)");
+    snprintf(pl, sizeof(pl), "typ komunikatu %s nie jest obsługiwany: bramka przyjmuje komunikaty SIU",
+             type && *type ? type : "(brak)");
+    is = gw_diag_add(diag, GW_SEV_ERROR, "not-supported", "hl7.unsupported-message-type", en, pl);
+  } else if (!known) {
+    snprintf(en, sizeof(en), "event %s of SIU is not supported: S12-S17 and S26 are", ev && *ev ? ev : "(none)");
+    snprintf(pl, sizeof(pl), "zdarzenie %s komunikatu SIU nie jest obsługiwane: obsługiwane są S12-S17 i S26",
+             ev && *ev ? ev : "(brak)");
+    is = gw_diag_add(diag, GW_SEV_ERROR, "not-supported", "hl7.unsupported-event", en, pl);
+  }
+  if (is) {
+    is->hl7_code = siu ? 201 : 200;
+    is->resendable = false;
+    snprintf(is->location, sizeof(is->location), "MSH-9.%d", siu ? 2 : 1);
+  }
+  free(type);
+  free(ev);
+  return siu && known ? GW_OK : GW_ERR_INVAL;
+}
+
 int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enum gw_dialect d,
                     const struct gw_check *chk, struct _xmlDoc **out, struct gw_diag *diag) {
   *out = NULL;
@@ -470,12 +503,19 @@ int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enu
       end--; /* MLLP frame end and trailing terminators */
     xmlDocPtr v2 = NULL;
     rv = gw_hl7_parse(text + skip, end - skip, NULL, &v2, diag);
+    if (rv == GW_OK)
+      rv = hl7_supported(v2, diag);
+    if (rv != GW_OK && v2 && chk && chk->hl7_out) { /* the ACK still answers this message (MSA-2, MSH-3..6) */
+      *chk->hl7_out = v2;
+      v2 = NULL;
+    }
     if (rv == GW_OK) {
       rv = gw_xform_apply(e->siu2fhir, v2, NULL, &fhir, diag);
       if (chk && chk->hl7_out)
         *chk->hl7_out = v2;
       else
         xmlFreeDoc(v2);
+      v2 = NULL;
       if (rv == GW_OK) {
         /* the mapping's output must satisfy the FHIR model too */
         struct gw_buf sink;
@@ -484,6 +524,7 @@ int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enu
         gw_buf_cleanup(&sink);
       }
     }
+    xmlFreeDoc(v2); /* not handed over */
     break;
   }
   case GW_D_SOAP:

@@ -323,6 +323,10 @@ check "5,000 attributes on one element: refused as xml.too-many-attributes ($(( 
 check "  and the gateway still answers" test "$(status_of clinic-a --http2 "$(URL /healthz)")" = 200
 out=$(ccurl clinic-a --http2 -X POST --data-binary @"$T/ok.hl7" "$(URL /hl7v2/\$validate)" | tr '\r' '\n')
 check "POST /hl7v2/\$validate: a valid SIU gets ACK AA" grep -q '^MSA|AA|IT-85010112345' <<<"$out"
+printf 'MSH|^~\\&|HIS|PORADNIA|CERGW|CER|20261122080000||ADT^A01^ADT_A01|ADT-77|P|2.5.1\rPID|1||85010112345^^^MZ&2.16.840.1.113883.3.4424.1.1.616&ISO^NNPOL||Kowalski^Jan\r' >"$T/adt.hl7"
+out=$(ccurl clinic-a --http2 -X POST --data-binary @"$T/adt.hl7" "$(URL /hl7v2/\$validate)" | tr '\r' '\n')
+check "an ADT^A01: ACK AR for its MSH-10, ERR 200 (unsupported message type) at MSH-9, MSH-3..6 swapped, version echoed" \
+  bash -c "grep -q '^MSA|AR|ADT-77' <<<\"\$1\" && grep -q '^ERR||MSH^1^9^^1|200^Unsupported message type^HL70357|E' <<<\"\$1\" && grep -q '^MSH|^~\\\\&|CERGW|CER|HIS|PORADNIA|[0-9]*||ACK^A01^ACK|[^|]*|P|2.5.1' <<<\"\$1\"" _ "$out"
 out=$(ccurl clinic-a --http1.1 -X POST --data-binary @"$T/badpesel.hl7" "$(URL /hl7v2/\$validate)" | tr '\r' '\n')
 check "POST /hl7v2/\$validate: a bad PESEL gets ACK AE with an ERR naming cer.pesel" \
   bash -c "grep -q '^MSA|AE|IT-85010112341' <<<'$out' && grep -q '^ERR||PID^1^3^^1|102^Data type error^HL70357|E||||cer.pesel' <<<'$out'"
