@@ -272,6 +272,29 @@ static void store_refused(const struct gw_pipe *p, struct gw_msg *m) {
   dialects[m->kind].refused(p, m, failed ? "not stored" : "the message breaks a CeR rule");
 }
 
+/* The idempotency key (MSH-10, Idempotency-Key, WS-Addressing MessageID) was used before for other
+ * content: refused — never taken for a repeat and dropped. FHIR 422 (as the Idempotency-Key draft
+ * says), SOAP Fault, HL7 AR with ERR-3 205 (duplicate key identifier) at MSH-10. */
+static void conflict(const struct gw_pipe *p, struct gw_msg *m) {
+  char en[300], pl[300];
+  snprintf(en, sizeof(en),
+           "this message's key (MSH-10, Idempotency-Key or MessageID) was used for another message (number %lld) "
+           "with other content: nothing was accepted; send it with a new key",
+           (long long)m->s->msg_id);
+  snprintf(pl, sizeof(pl),
+           "klucz komunikatu (MSH-10, Idempotency-Key lub MessageID) użyto już dla innego komunikatu (nr %lld) o innej "
+           "treści: nic nie przyjęto; wyślij go z nowym kluczem",
+           (long long)m->s->msg_id);
+  struct gw_issue *is = gw_diag_add(&m->diag, GW_SEV_ERROR, "conflict", "idempotency.key-reused", en, pl);
+  if (is) {
+    is->hl7_code = 205;
+    is->resendable = false;
+    snprintf(is->location, sizeof(is->location), "%s", m->kind == GW_M_HL7 ? "MSH-10" : "");
+  }
+  m->status = m->kind == GW_M_HL7 ? 200 : 0;
+  dialects[m->kind].refused(p, m, "the message's key was used before for other content");
+}
+
 /* A conditional create that matched what this clinic sent before: nothing was created. */
 static void matched(const struct gw_pipe *p, struct gw_msg *m) {
   char en[400];
@@ -301,6 +324,8 @@ void gw_answer_committed(const struct gw_pipe *p, struct gw_msg *m) {
     store_refused(p, m);
   } else if (s->status == GW_SUB_MATCHED) {
     matched(p, m);
+  } else if (s->status == GW_SUB_CONFLICT) {
+    conflict(p, m);
   } else {
     dialects[m->kind].committed(p, m);
   }
@@ -322,5 +347,6 @@ const char *gw_answer_outcome(const struct gw_msg *m) {
          : s->status == GW_SUB_REJECTED ? s->reject_rule
          : s->status == GW_SUB_FAILED   ? "store-failed"
          : s->status == GW_SUB_MATCHED  ? "conditional-match"
+         : s->status == GW_SUB_CONFLICT ? "idempotency-key-reused"
                                         : state_word(overall(s));
 }

@@ -328,6 +328,8 @@ static enum gw_step commit(struct gw_pipe *p, struct gw_msg *m) {
   gw_xml_dump(m->doc, 0, 0, &canon);
   s->canonical = gw_buf_take(&canon, &s->canonical_len);
   gw_buf_cleanup(&canon);
+  if (s->canonical && s->idem_key) /* what a repeat of the key must carry */
+    gw_sha256_hex(s->canonical, s->canonical_len, s->digest);
   if ((s->original = gw_malloc(m->len + 1)))
     memcpy(s->original, m->body, m->len);
   s->original_len = m->len;

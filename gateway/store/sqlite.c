@@ -68,6 +68,9 @@ static const char *const migrations[GW_STORE_SCHEMA_VERSION] = {
     /* 2 -> 3: which clinic owns each Schedule, Slot and Appointment seen (by logical id and by
      * business identifier with its system normalised) */
     "CREATE TABLE IF NOT EXISTS owners(key TEXT PRIMARY KEY, owner TEXT NOT NULL, msg_id INTEGER NOT NULL);",
+    /* 3 -> 4: the digest of each message's canonical content, so that a reused idempotency key with
+     * other content is refused rather than taken for a repeat (rows before it have none: repeats) */
+    "ALTER TABLE messages ADD COLUMN idem_digest TEXT;",
 };
 
 static int user_version(sqlite3 *db) {
@@ -129,9 +132,9 @@ enum stmt {
 };
 
 static const char *const stmt_sql[S__COUNT] = {
-    [S_FIND_IDEM] = "SELECT id, answer_status, answer_ctype, answer FROM messages WHERE idem_key = ?1",
-    [S_INS_MSG] = "INSERT INTO messages(received_ms, caller, dialect, op, idem_key, rtype, rid, original, canonical)"
-                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    [S_FIND_IDEM] = "SELECT id, answer_status, answer_ctype, answer, idem_digest FROM messages WHERE idem_key = ?1",
+    [S_INS_MSG] = "INSERT INTO messages(received_ms, caller, dialect, op, idem_key, rtype, rid, original, canonical,"
+                  " idem_digest) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [S_INS_DEL] = "INSERT INTO deliveries(msg_id, backend, rkey, path, ctype, payload, state, created_ms, ikey)"
                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8)",
     [S_UPD_DEL] = "UPDATE deliveries SET state = ?2, attempts = ?3, next_ms = ?4, last_status = ?5,"
@@ -247,7 +250,11 @@ static int find_dup(struct sq_store *st, struct gw_submit *s) {
   sqlite3_stmt *q = st->st[S_FIND_IDEM];
   bind_text(q, 1, s->idem_key);
   int rc = sqlite3_step(q);
-  if (rc == SQLITE_ROW) {
+  const char *was = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(q, 4) : NULL;
+  bool other = was && s->digest[0] && strcmp(was, s->digest) != 0; /* no digest kept: taken as a repeat */
+  if (rc == SQLITE_ROW && other) {
+    s->msg_id = sqlite3_column_int64(q, 0); /* the message that holds the key */
+  } else if (rc == SQLITE_ROW) {
     s->msg_id = sqlite3_column_int64(q, 0);
     if (sqlite3_column_type(q, 3) != SQLITE_NULL) {
       s->answer_status = sqlite3_column_int(q, 1);
@@ -266,6 +273,10 @@ static int find_dup(struct sq_store *st, struct gw_submit *s) {
     return failed_step(st->w, "find_idempotency_key", rc);
   if (rc != SQLITE_ROW)
     return 0;
+  if (other) {
+    s->status = GW_SUB_CONFLICT;
+    return 1;
+  }
   s->status = GW_SUB_DUPLICATE;
   return load_states(st, s) == GW_OK ? 1 : GW_ERR_IO;
 }
@@ -494,6 +505,7 @@ static int insert_submit(struct sq_store *st, struct gw_submit *s, int64_t now) 
   bind_text(q, 7, s->rid[0] ? s->rid : NULL);
   sqlite3_bind_blob(q, 8, s->original, (int)s->original_len, SQLITE_STATIC);
   sqlite3_bind_blob(q, 9, s->canonical, (int)s->canonical_len, SQLITE_STATIC);
+  bind_text(q, 10, s->digest[0] ? s->digest : NULL);
   int rv = step_done(st->w, q, "insert_message");
   if (rv == GW_OK) {
     s->msg_id = sqlite3_last_insert_rowid(st->w);

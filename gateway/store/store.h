@@ -65,7 +65,14 @@ struct gw_dresult {
   char error[256]; /* the backend's error (translated text), or "" */
 };
 
-enum gw_submit_status { GW_SUB_ACCEPTED = 0, GW_SUB_DUPLICATE, GW_SUB_REJECTED, GW_SUB_FAILED, GW_SUB_MATCHED };
+enum gw_submit_status {
+  GW_SUB_ACCEPTED = 0,
+  GW_SUB_DUPLICATE, /* the key seen before with the same content: the first answer is replayed */
+  GW_SUB_REJECTED,
+  GW_SUB_FAILED,
+  GW_SUB_MATCHED,
+  GW_SUB_CONFLICT, /* the key seen before with other content: refused, never dropped */
+};
 
 struct gw_submit {
   /* --- filled by the caller, owned by the submit --- */
@@ -73,6 +80,7 @@ struct gw_submit {
   char dialect[16];
   char op[48];       /* e.g. "fhir.create", "soap.BookAppointment", "hl7.SIU^S12", "notification" */
   char *idem_key;    /* NULL: none. Scoped by the caller already. */
+  char digest[65];   /* SHA-256 of the canonical content (hex): a repeat of the key must carry the same */
   char *match_rkey;  /* conditional create: when a delivery of this ordering key exists, nothing is stored */
   char rtype[32];    /* resource type of the canonical root */
   char rid[96];      /* resource id given by the caller (PUT), or "" */
@@ -191,7 +199,7 @@ void gw_store_set_memory(struct gw_store *st, gw_memory_fn fn, void *ud);
 /* The schema version this build writes (PRAGMA user_version). A database of
  * an older version is migrated forward at open, in one transaction; a newer
  * one is refused. */
-#define GW_STORE_SCHEMA_VERSION 3
+#define GW_STORE_SCHEMA_VERSION 4
 /* Prometheus lines of the store (errors counted since start). */
 void gw_store_metrics(struct gw_buf *out);
 

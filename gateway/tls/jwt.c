@@ -159,3 +159,13 @@ void gw_random_uuid(char out[37]) {
   snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3],
            r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14], r[15]);
 }
+
+void gw_sha256_hex(const void *data, size_t n, char out[65]) {
+  unsigned char md[32];
+  unsigned int len = 0;
+  out[0] = 0;
+  if (EVP_Digest(data, n, md, &len, EVP_sha256(), NULL) != 1 || len != 32)
+    return;
+  for (int i = 0; i < 32; i++)
+    snprintf(out + 2 * i, 3, "%02x", md[i]);
+}

@@ -30,6 +30,8 @@ int gw_jwt_verify(const struct gw_jwt_key *k, const char *jwt, size_t n, char *c
 int gw_random_bytes(void *buf, size_t n);
 /* One random 32-bit number (0 when the generator fails). */
 uint32_t gw_random_u32(void);
+/* SHA-256 of |n| bytes as 64 lowercase hex digits and a NUL. */
+void gw_sha256_hex(const void *data, size_t n, char out[65]);
 /* A random (version 4) UUID, 36 characters and a NUL. */
 void gw_random_uuid(char out[37]);
 

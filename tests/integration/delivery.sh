@@ -157,6 +157,13 @@ check "HL7 SIU over HTTP: ACK AA" bash -c "curl -s --cacert $D/ca.pem --cert $D/
 check "  delivered" eq "$(stat p1 unique)" 3
 ack=$(gw clinic-a /hl7v2 --data-binary @"$T/m.hl7" | tr '\r' '\n')
 check "HL7 repeat of MSH-10: AA again, no second delivery" eq "$(stat p1 unique)/$(echo "$ack" | grep -c '^MSA|AA')" 3/1
+# the same MSH-10 for another visit (clinic systems reset their counters): refused with AR, ERR-3 205 at
+# MSH-10 — never answered AA as a "repeat" and silently dropped
+p1n=$(stat p1 unique)
+siu 1003 1100 6 >"$T/reuse.hl7"
+ack=$(gw clinic-a /hl7v2 --data-binary @"$T/reuse.hl7" | tr '\r' '\n')
+check "the same MSH-10 with other content: ACK AR, ERR 205 (duplicate key identifier) at MSH-10, nothing delivered" \
+  bash -c "grep -q '^MSA|AR|MSG-1003' <<<\"\$1\" && grep -q '^ERR||MSH^1^10|205^Duplicate key identifier^HL70357|E||||idempotency.key-reused' <<<\"\$1\" && [ $(stat p1 unique) = $p1n ]" _ "$ack"
 
 siu 1004 >"$T/mllp.hl7"
 mllp_ack=$( (printf '\x0b'; cat "$T/mllp.hl7"; printf '\x1c\x0d'; sleep 1.5) |
@@ -247,6 +254,10 @@ before=$(stat p1 unique)
 rep=$(gw clinic-a /fhir -X POST -H 'content-type: application/fhir+json' -H 'Idempotency-Key: ik-1' --data-binary @"$T/b.json" -D -)
 check "Idempotency-Key repeat: the original answer replayed" bash -c "printf '%s' \"\$1\" | grep -qi '^x-cergw-replay: true'" _ "$rep"
 check "  and nothing delivered again" eq "$(stat p1 unique)" "$before"
+post_fhir_other() { fhir 1099 1100 9 >"$T/b-other.json"; code clinic-a /fhir -X POST -H 'content-type: application/fhir+json' -H 'Idempotency-Key: ik-1' --data-binary @"$T/b-other.json"; }
+check "the same Idempotency-Key with another body: 422 (refused, not replayed), nothing delivered" \
+  bash -c "[ \"\$1\" = 422 ] && [ $(stat p1 unique) = $before ]" _ "$(post_fhir_other)"
+
 long_key=$(head -c 300 /dev/zero | tr '\0' k)
 check "an Idempotency-Key over 200 characters: 400, not silently ignored" eq "$(code clinic-a /fhir -X POST -H 'content-type: application/fhir+json' -H "Idempotency-Key: $long_key" --data-binary @"$T/b.json")" 400
 # (it names clinic A's identifiers, so B is refused as acting for another clinic: 403, cer.identity-match)

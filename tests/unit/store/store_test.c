@@ -381,6 +381,34 @@ static void test_ownership(void) {
   gw_buf_cleanup(&err);
 }
 
+/* A key that deduplicates, with the same content and with other content: the same is a repeat (the first
+ * answer), other content is a conflict — refused, never taken for a repeat and dropped. */
+static void test_idempotency_digest(void) {
+  struct gw_store *st;
+  struct gw_rules *rules;
+  struct gw_buf err;
+  open_with_rules("idem", &st, &rules, &err);
+  static const char *const digests[] = {"aaaa", "aaaa", "bbbb"};
+  reset_done();
+  for (int i = 0; i < 3; i++) {
+    struct gw_submit *s = msg("000000012345|msh10|MSG-1", i == 2 ? "other visit" : "visit");
+    snprintf(s->digest, sizeof(s->digest), "%s", digests[i]);
+    gw_store_submit(st, s);
+    wait_done(i + 1);
+  }
+  CU_ASSERT_EQUAL(done_list[0]->status, GW_SUB_ACCEPTED);
+  CU_ASSERT_EQUAL(done_list[1]->status, GW_SUB_DUPLICATE);
+  CU_ASSERT_EQUAL(done_list[1]->msg_id, done_list[0]->msg_id);
+  CU_ASSERT_EQUAL(done_list[2]->status, GW_SUB_CONFLICT);
+  CU_ASSERT_EQUAL(done_list[2]->msg_id, done_list[0]->msg_id); /* names the message that holds the key */
+  reset_done();
+  count_loaded = 0;
+  CU_ASSERT_EQUAL(gw_store_load(st, GW_DS_QUEUED, count_one, NULL), 2); /* only the first message's two */
+  gw_store_close(st);
+  gw_rules_free(rules);
+  gw_buf_cleanup(&err);
+}
+
 /* A failure where the store records slot memory is a failed submit, counted and logged — not an
  * acceptance with the memory silently missing (sqlite3_step's result was ignored there). */
 static void test_failure_is_not_silent(void) {
@@ -647,7 +675,7 @@ int gw_test_store_suite(void) {
   if (!s)
     return -1;
   return GW_ADD(s, test_commit_dup_recover) || GW_ADD(s, test_memory_rules) || GW_ADD(s, test_migration) ||
-         GW_ADD(s, test_failure_is_not_silent) || GW_ADD(s, test_ownership) ||
+         GW_ADD(s, test_failure_is_not_silent) || GW_ADD(s, test_ownership) || GW_ADD(s, test_idempotency_digest) ||
          GW_ADD(s, test_updates_survive_a_fault) || GW_ADD(s, test_dconf_and_routes) ||
          GW_ADD(s, test_dconf_many_clinics) || GW_ADD(s, test_mask_pesel);
 }
