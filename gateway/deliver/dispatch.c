@@ -118,13 +118,19 @@ static void policy_from(const struct gw_backend_conf *bc, struct gw_sched_policy
 }
 
 /* The queue of backend |name| with the policy of snapshot |c| (NULL: as it is). */
-static struct gw_sched_bk *queue(struct gw_dispatch *D, const char *name, const struct gw_dconf *c) {
-  struct gw_sched_bk *b = gw_sched_backend(D->S, name);
+/* Gives |b| the policy of snapshot |c| when it has an older one (|c| NULL: as it is). */
+static void refresh(struct gw_sched_bk *b, const struct gw_dconf *c) {
   if (b && c && gw_sched_policy_serial(b) != c->serial) {
     struct gw_sched_policy p;
-    policy_from(gw_dconf_backend(c, name), &p);
+    policy_from(gw_dconf_backend(c, gw_sched_name(b)), &p);
     gw_sched_set_policy(b, &p, c->serial);
   }
+}
+
+/* The queue of backend |name| with the policy of snapshot |c|. */
+static struct gw_sched_bk *queue(struct gw_dispatch *D, const char *name, const struct gw_dconf *c) {
+  struct gw_sched_bk *b = gw_sched_backend(D->S, name);
+  refresh(b, c);
   return b;
 }
 
@@ -611,7 +617,7 @@ static void pump(struct gw_dispatch *D, const struct gw_dconf *c, int64_t now) {
     struct gw_sched_bk *b = gw_sched_backend_at(D->S, i);
     if (!gw_sched_busy(b))
       continue;
-    queue(D, gw_sched_name(b), c); /* the policy of this snapshot */
+    refresh(b, c); /* the policy of this snapshot */
     if (!gw_sched_may_send(b, now))
       continue;
     const struct gw_backend_conf *bc = gw_dconf_backend(c, gw_sched_name(b));
