@@ -421,7 +421,7 @@ static int cmd_translate(int argc, char **argv) {
   struct gw_buf out;
   gw_buf_init(&out, 16u << 20);
   if (rv == GW_OK)
-    rv = gw_engine_render(e, doc, to, 1, &out, &d);
+    rv = gw_engine_render(e, doc, to, 1, now, &out, &d);
   if (rv == GW_OK) {
     fwrite(out.data, 1, out.len, stdout);
     fputc('\n', stdout);

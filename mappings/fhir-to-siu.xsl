@@ -20,6 +20,10 @@
   <xsl:variable name="OID_PESEL" select="'2.16.840.1.113883.3.4424.1.1.616'"/>
   <xsl:variable name="OID_SPECIALTY" select="'urn:oid:2.16.840.1.113883.3.4424.11.2.4'"/>
   <xsl:variable name="URGENCY" select="'http://cergw.pl/fhir/StructureDefinition/urgency'"/>
+  <xsl:variable name="VISIT_KIND" select="'http://cergw.pl/fhir/CodeSystem/visit-kind'"/>
+  <xsl:variable name="KIND_CODES" select="' CHECKUP EMERGENCY FOLLOWUP ROUTINE WALKIN PIERWSZA KONTYNUACJA '"/>
+  <xsl:variable name="lower" select="'abcdefghijklmnopqrstuvwxyz'"/>
+  <xsl:variable name="upper" select="'ABCDEFGHIJKLMNOPQRSTUVWXYZ'"/>
   <xsl:variable name="a" select="(//f:Appointment)[1]"/>
   <xsl:variable name="status" select="string($a/f:status/@value)"/>
   <xsl:variable name="pt-actor" select="$a/f:participant/f:actor[f:type/@value = 'Patient' or starts-with(f:reference/@value, 'Patient/')][1]"/>
@@ -56,8 +60,30 @@
         <xsl:if test="$fill"><SCH.2><SCH.2.1><xsl:value-of select="$fill/f:value/@value"/></SCH.2.1>
           <xsl:call-template name="oid"><xsl:with-param name="n" select="'SCH.2.3'"/><xsl:with-param name="sys" select="$fill/f:system/@value"/></xsl:call-template></SCH.2></xsl:if>
         <xsl:for-each select="$a/f:cancelationReason[1]"><SCH.6><xsl:call-template name="cwe"><xsl:with-param name="n" select="'SCH.6'"/></xsl:call-template></SCH.6></xsl:for-each>
-        <xsl:for-each select="$a/f:reasonCode[1]"><SCH.7><xsl:call-template name="cwe"><xsl:with-param name="n" select="'SCH.7'"/></xsl:call-template></SCH.7></xsl:for-each>
-        <xsl:for-each select="$a/f:appointmentType[1]"><SCH.8><xsl:call-template name="cwe"><xsl:with-param name="n" select="'SCH.8'"/></xsl:call-template></SCH.8></xsl:for-each>
+        <!-- the visit kind: a table 0276 coding (which R4's appointmentType binds to) or another visit-kind code
+             (PIERWSZA, KONTYNUACJA) is SCH-7, appointment reason, else SCH-7 is the reason code; SCH-8,
+             appointment type, takes the table 0277 coding, the gateway's visit kind (99CGVK) and any other
+             coding: the first as the CWE's identifier (.1-.3), the second as its alternate (.4-.6) -->
+        <xsl:variable name="types" select="$a/f:appointmentType[1]/f:coding[f:code/@value]"/>
+        <xsl:variable name="is276" select="'http://terminology.hl7.org/CodeSystem/v2-0276'"/>
+        <xsl:variable name="is277" select="'http://terminology.hl7.org/CodeSystem/v2-0277'"/>
+        <xsl:variable name="kindish" select="$types[not(f:system/@value = $is277 or f:system/@value = $VISIT_KIND)][contains($KIND_CODES, concat(' ', translate(f:code/@value, $lower, $upper), ' '))]"/>
+        <xsl:variable name="c7" select="($kindish[f:system/@value = $is276] | $kindish[not($kindish/f:system/@value = $is276)])[1]"/>
+        <xsl:variable name="v277" select="$types[f:system/@value = $is277][1]"/>
+        <xsl:variable name="vkind" select="$types[f:system/@value = $VISIT_KIND][1]"/>
+        <xsl:variable name="rest" select="$types[not(f:system/@value = $is277 or f:system/@value = $VISIT_KIND)][count(. | $kindish) != count($kindish)][1]"/>
+        <xsl:variable name="c8a" select="($v277 | $vkind[not($v277)] | $rest[not($v277 or $vkind)])"/>
+        <xsl:variable name="c8b" select="($vkind[$v277] | $rest[($v277 and not($vkind)) or ($vkind and not($v277))])"/>
+        <xsl:choose>
+          <xsl:when test="$c7"><SCH.7><xsl:for-each select="$c7"><xsl:call-template name="coding"><xsl:with-param name="n" select="'SCH.7'"/></xsl:call-template></xsl:for-each></SCH.7></xsl:when>
+          <xsl:otherwise><xsl:for-each select="$a/f:reasonCode[1]"><SCH.7><xsl:call-template name="cwe"><xsl:with-param name="n" select="'SCH.7'"/></xsl:call-template></SCH.7></xsl:for-each></xsl:otherwise>
+        </xsl:choose>
+        <xsl:if test="$c8a">
+          <SCH.8>
+            <xsl:for-each select="$c8a"><xsl:call-template name="coding"><xsl:with-param name="n" select="'SCH.8'"/></xsl:call-template></xsl:for-each>
+            <xsl:for-each select="$c8b"><xsl:call-template name="coding"><xsl:with-param name="n" select="'SCH.8'"/><xsl:with-param name="at" select="3"/></xsl:call-template></xsl:for-each>
+          </SCH.8>
+        </xsl:if>
         <xsl:if test="$a/f:minutesDuration/@value"><SCH.9><SCH.9.1><xsl:value-of select="$a/f:minutesDuration/@value"/></SCH.9.1></SCH.9><SCH.10><SCH.10.1>min</SCH.10.1></SCH.10></xsl:if>
         <SCH.25><SCH.25.1>
           <xsl:choose>
@@ -90,12 +116,13 @@
       <xsl:if test="$pt-actor">
         <PID>
           <PID.1><PID.1.1>1</PID.1.1></PID.1>
-          <PID.3>
-            <PID.3.1><xsl:value-of select="$pt-actor/f:identifier/f:value/@value"/></PID.3.1>
-            <xsl:variable name="sys" select="substring-after($pt-actor/f:identifier/f:system/@value, 'urn:oid:')"/>
-            <xsl:if test="$sys != ''"><PID.3.4><PID.3.4.2><xsl:value-of select="$sys"/></PID.3.4.2><PID.3.4.3>ISO</PID.3.4.3></PID.3.4></xsl:if>
-            <xsl:if test="$sys = $OID_PESEL"><PID.3.5>NNPOL</PID.3.5></xsl:if>
-          </PID.3>
+          <!-- the identifier the Appointment names first, then the Patient's others (the clinic's own numbers) -->
+          <xsl:for-each select="$pt-actor/f:identifier">
+            <xsl:call-template name="cx"/>
+          </xsl:for-each>
+          <xsl:for-each select="$patient/f:identifier[not(f:system/@value = $pt-actor/f:identifier/f:system/@value and f:value/@value = $pt-actor/f:identifier/f:value/@value)]">
+            <xsl:call-template name="cx"/>
+          </xsl:for-each>
           <xsl:for-each select="$patient/f:name[1]">
             <PID.5><PID.5.1><xsl:value-of select="f:family/@value"/></PID.5.1>
               <xsl:if test="f:given[1]"><PID.5.2><xsl:value-of select="f:given[1]/@value"/></PID.5.2></xsl:if>
@@ -104,6 +131,15 @@
           <xsl:if test="$patient/f:birthDate/@value"><PID.7><PID.7.1><xsl:value-of select="translate($patient/f:birthDate/@value, '-', '')"/></PID.7.1></PID.7></xsl:if>
           <xsl:variable name="g" select="string($patient/f:gender/@value)"/>
           <xsl:if test="$g != ''"><PID.8><PID.8.1><xsl:choose><xsl:when test="$g = 'male'">M</xsl:when><xsl:when test="$g = 'female'">F</xsl:when><xsl:when test="$g = 'other'">O</xsl:when><xsl:otherwise>U</xsl:otherwise></xsl:choose></PID.8.1></PID.8></xsl:if>
+          <xsl:for-each select="$patient/f:address">
+            <PID.11>
+              <xsl:if test="f:line[1]"><PID.11.1><xsl:value-of select="f:line[1]/@value"/></PID.11.1></xsl:if>
+              <xsl:if test="f:line[2]"><PID.11.2><xsl:value-of select="f:line[2]/@value"/></PID.11.2></xsl:if>
+              <xsl:if test="f:city"><PID.11.3><xsl:value-of select="f:city/@value"/></PID.11.3></xsl:if>
+              <xsl:if test="f:postalCode"><PID.11.5><xsl:value-of select="f:postalCode/@value"/></PID.11.5></xsl:if>
+              <xsl:if test="f:country"><PID.11.6><xsl:value-of select="f:country/@value"/></PID.11.6></xsl:if>
+            </PID.11>
+          </xsl:for-each>
           <xsl:for-each select="$patient/f:telecom[f:system/@value = 'phone'][1]">
             <PID.13><PID.13.2><xsl:choose><xsl:when test="f:use/@value = 'work'">WPN</xsl:when><xsl:otherwise>PRN</xsl:otherwise></xsl:choose></PID.13.2>
               <PID.13.3><xsl:choose><xsl:when test="f:use/@value = 'mobile'">CP</xsl:when><xsl:otherwise>PH</xsl:otherwise></xsl:choose></PID.13.3>
@@ -113,6 +149,28 @@
             <PID.13><PID.13.2>NET</PID.13.2><PID.13.3>Internet</PID.13.3><PID.13.4><xsl:value-of select="f:value/@value"/></PID.13.4></PID.13>
           </xsl:for-each>
         </PID>
+        <!-- contact persons (a child's parent) as NK1: NK1-2 name, NK1-3 relationship, NK1-5 phone / e-mail -->
+        <xsl:for-each select="$patient/f:contact[f:telecom]">
+          <NK1>
+            <NK1.1><NK1.1.1><xsl:value-of select="position()"/></NK1.1.1></NK1.1>
+            <xsl:for-each select="f:name[1]">
+              <xsl:choose>
+                <xsl:when test="f:family/@value"><NK1.2><NK1.2.1><xsl:value-of select="f:family/@value"/></NK1.2.1>
+                  <xsl:if test="f:given[1]"><NK1.2.2><xsl:value-of select="f:given[1]/@value"/></NK1.2.2></xsl:if></NK1.2></xsl:when>
+                <xsl:when test="f:text/@value"><NK1.2><NK1.2.1><xsl:value-of select="f:text/@value"/></NK1.2.1></NK1.2></xsl:when>
+              </xsl:choose>
+            </xsl:for-each>
+            <xsl:for-each select="f:relationship[1][f:coding]"><NK1.3><xsl:call-template name="cwe"><xsl:with-param name="n" select="'NK1.3'"/></xsl:call-template></NK1.3></xsl:for-each>
+            <xsl:for-each select="f:telecom[f:system/@value = 'phone']">
+              <NK1.5><NK1.5.2><xsl:choose><xsl:when test="f:use/@value = 'work'">WPN</xsl:when><xsl:otherwise>PRN</xsl:otherwise></xsl:choose></NK1.5.2>
+                <NK1.5.3><xsl:choose><xsl:when test="f:use/@value = 'mobile'">CP</xsl:when><xsl:otherwise>PH</xsl:otherwise></xsl:choose></NK1.5.3>
+                <NK1.5.12><xsl:value-of select="f:value/@value"/></NK1.5.12></NK1.5>
+            </xsl:for-each>
+            <xsl:for-each select="f:telecom[f:system/@value = 'email']">
+              <NK1.5><NK1.5.2>NET</NK1.5.2><NK1.5.3>Internet</NK1.5.3><NK1.5.4><xsl:value-of select="f:value/@value"/></NK1.5.4></NK1.5>
+            </xsl:for-each>
+          </NK1>
+        </xsl:for-each>
       </xsl:if>
       <RGS><RGS.1><RGS.1.1>1</RGS.1.1></RGS.1></RGS>
       <xsl:variable name="svc" select="($a/f:specialty/f:coding[f:system/@value = $OID_SPECIALTY] | $a/f:serviceType/f:coding)[1]"/>
@@ -129,7 +187,7 @@
         <AIP>
           <AIP.1><AIP.1.1><xsl:value-of select="position()"/></AIP.1.1></AIP.1>
           <AIP.3><AIP.3.1><xsl:value-of select="f:actor/f:identifier/f:value/@value"/></AIP.3.1>
-            <xsl:if test="f:actor/f:display/@value"><AIP.3.2><xsl:value-of select="substring-after(f:actor/f:display/@value, ' ')"/></AIP.3.2><AIP.3.3><xsl:value-of select="substring-before(f:actor/f:display/@value, ' ')"/></AIP.3.3></xsl:if>
+            <xsl:if test="f:actor/f:display/@value"><xsl:call-template name="xcn-name"><xsl:with-param name="rest" select="normalize-space(f:actor/f:display/@value)"/></xsl:call-template></xsl:if>
             <xsl:variable name="sys" select="substring-after(f:actor/f:identifier/f:system/@value, 'urn:oid:')"/>
             <xsl:if test="$sys != ''"><AIP.3.9><AIP.3.9.2><xsl:value-of select="$sys"/></AIP.3.9.2><AIP.3.9.3>ISO</AIP.3.9.3></AIP.3.9></xsl:if></AIP.3>
           <xsl:for-each select="f:type[1]"><AIP.4><xsl:call-template name="cwe"><xsl:with-param name="n" select="'AIP.4'"/></xsl:call-template></AIP.4></xsl:for-each>
@@ -144,6 +202,58 @@
     </HL7Message>
   </xsl:template>
 
+  <!-- an Identifier (context) -> a PID-3 repetition: CX-1 value, CX-4 assigning authority (HD: namespace,
+       OID, ISO), CX-5 identifier type (NNPOL for the PESEL) -->
+  <xsl:template name="cx">
+    <xsl:variable name="sys" select="string(f:system/@value)"/>
+    <xsl:variable name="oid" select="substring-after($sys, 'urn:oid:')"/>
+    <PID.3>
+      <PID.3.1><xsl:value-of select="f:value/@value"/></PID.3.1>
+      <xsl:choose>
+        <xsl:when test="$oid = $OID_PESEL"><PID.3.4><PID.3.4.1>MZ</PID.3.4.1><PID.3.4.2><xsl:value-of select="$oid"/></PID.3.4.2><PID.3.4.3>ISO</PID.3.4.3></PID.3.4></xsl:when>
+        <xsl:when test="$oid != ''"><PID.3.4><PID.3.4.2><xsl:value-of select="$oid"/></PID.3.4.2><PID.3.4.3>ISO</PID.3.4.3></PID.3.4></xsl:when>
+        <xsl:when test="starts-with($sys, 'urn:cergw:v2:assigner:')"><PID.3.4><PID.3.4.1><xsl:value-of select="substring-after($sys, 'urn:cergw:v2:assigner:')"/></PID.3.4.1></PID.3.4></xsl:when>
+      </xsl:choose>
+      <xsl:choose>
+        <xsl:when test="$oid = $OID_PESEL"><PID.3.5>NNPOL</PID.3.5></xsl:when>
+        <xsl:when test="f:type/f:coding/f:code/@value"><PID.3.5><xsl:value-of select="f:type/f:coding/f:code/@value"/></PID.3.5></xsl:when>
+      </xsl:choose>
+    </PID.3>
+  </xsl:template>
+
+  <!-- A practitioner's display name -> XCN-2 family (the last word), XCN-3 given names, XCN-6 prefix:
+       the leading titles, words that begin in lower case or end in a full stop ("dr n. med.", "lek.",
+       "prof. dr hab."), which are neither given nor family names -->
+  <xsl:template name="xcn-name">
+    <xsl:param name="rest"/>
+    <xsl:param name="prefix" select="''"/>
+    <xsl:variable name="word" select="substring-before(concat($rest, ' '), ' ')"/>
+    <xsl:variable name="first" select="substring($word, 1, 1)"/>
+    <xsl:choose>
+      <xsl:when test="contains($rest, ' ') and (substring($word, string-length($word)) = '.' or
+                      contains('abcdefghijklmnopqrstuvwxyząćęłńóśźż', $first))">
+        <xsl:call-template name="xcn-name">
+          <xsl:with-param name="rest" select="substring-after($rest, ' ')"/>
+          <xsl:with-param name="prefix" select="normalize-space(concat($prefix, ' ', $word))"/>
+        </xsl:call-template>
+      </xsl:when>
+      <xsl:otherwise>
+        <xsl:variable name="family"><xsl:call-template name="last-word"><xsl:with-param name="s" select="$rest"/></xsl:call-template></xsl:variable>
+        <AIP.3.2><xsl:value-of select="$family"/></AIP.3.2>
+        <xsl:variable name="given" select="normalize-space(substring($rest, 1, string-length($rest) - string-length($family)))"/>
+        <xsl:if test="$given != ''"><AIP.3.3><xsl:value-of select="$given"/></AIP.3.3></xsl:if>
+        <xsl:if test="$prefix != ''"><AIP.3.6><xsl:value-of select="$prefix"/></AIP.3.6></xsl:if>
+      </xsl:otherwise>
+    </xsl:choose>
+  </xsl:template>
+  <xsl:template name="last-word">
+    <xsl:param name="s"/>
+    <xsl:choose>
+      <xsl:when test="contains($s, ' ')"><xsl:call-template name="last-word"><xsl:with-param name="s" select="substring-after($s, ' ')"/></xsl:call-template></xsl:when>
+      <xsl:otherwise><xsl:value-of select="$s"/></xsl:otherwise>
+    </xsl:choose>
+  </xsl:template>
+
   <!-- urn:oid:1.2.3 -> component n = 1.2.3 -->
   <xsl:template name="oid">
     <xsl:param name="n"/>
@@ -155,17 +265,34 @@
   <xsl:template name="cwe">
     <xsl:param name="n"/>
     <xsl:variable name="c" select="f:coding[1]"/>
-    <xsl:variable name="sys" select="string($c/f:system/@value)"/>
     <xsl:if test="$c/f:code/@value"><xsl:element name="{$n}.1"><xsl:value-of select="$c/f:code/@value"/></xsl:element></xsl:if>
     <xsl:choose>
       <xsl:when test="$c/f:display/@value"><xsl:element name="{$n}.2"><xsl:value-of select="$c/f:display/@value"/></xsl:element></xsl:when>
       <xsl:when test="f:text/@value"><xsl:element name="{$n}.2"><xsl:value-of select="f:text/@value"/></xsl:element></xsl:when>
     </xsl:choose>
+    <xsl:for-each select="$c"><xsl:call-template name="cwe-system"><xsl:with-param name="n" select="$n"/></xsl:call-template></xsl:for-each>
+  </xsl:template>
+
+  <!-- one Coding (context) -> CWE components n.1, n.2, n.3 -->
+  <xsl:template name="coding">
+    <xsl:param name="n"/>
+    <xsl:param name="at" select="0"/>
+    <xsl:element name="{$n}.{1 + $at}"><xsl:value-of select="f:code/@value"/></xsl:element>
+    <xsl:if test="f:display/@value"><xsl:element name="{$n}.{2 + $at}"><xsl:value-of select="f:display/@value"/></xsl:element></xsl:if>
+    <xsl:call-template name="cwe-system"><xsl:with-param name="n" select="$n"/><xsl:with-param name="at" select="$at"/></xsl:call-template>
+  </xsl:template>
+
+  <!-- a Coding's system (context) -> CWE-3, the name of coding system (table 0396) -->
+  <xsl:template name="cwe-system">
+    <xsl:param name="n"/>
+    <xsl:param name="at" select="0"/>
+    <xsl:variable name="sys" select="string(f:system/@value)"/>
     <xsl:choose>
-      <xsl:when test="$sys = 'http://snomed.info/sct'"><xsl:element name="{$n}.3">SCT</xsl:element></xsl:when>
-      <xsl:when test="$sys = 'http://loinc.org'"><xsl:element name="{$n}.3">LN</xsl:element></xsl:when>
-      <xsl:when test="starts-with($sys, 'http://terminology.hl7.org/CodeSystem/v2-')"><xsl:element name="{$n}.3">HL7<xsl:value-of select="substring-after($sys, 'v2-')"/></xsl:element></xsl:when>
-      <xsl:when test="starts-with($sys, 'urn:oid:')"><xsl:element name="{$n}.3"><xsl:value-of select="substring-after($sys, 'urn:oid:')"/></xsl:element></xsl:when>
+      <xsl:when test="$sys = $VISIT_KIND"><xsl:element name="{$n}.{3 + $at}">99CGVK</xsl:element></xsl:when>
+      <xsl:when test="$sys = 'http://snomed.info/sct'"><xsl:element name="{$n}.{3 + $at}">SCT</xsl:element></xsl:when>
+      <xsl:when test="$sys = 'http://loinc.org'"><xsl:element name="{$n}.{3 + $at}">LN</xsl:element></xsl:when>
+      <xsl:when test="starts-with($sys, 'http://terminology.hl7.org/CodeSystem/v2-')"><xsl:element name="{$n}.{3 + $at}">HL7<xsl:value-of select="substring-after($sys, 'v2-')"/></xsl:element></xsl:when>
+      <xsl:when test="starts-with($sys, 'urn:oid:')"><xsl:element name="{$n}.{3 + $at}"><xsl:value-of select="substring-after($sys, 'urn:oid:')"/></xsl:element></xsl:when>
     </xsl:choose>
   </xsl:template>
 

@@ -23,6 +23,10 @@
   <xsl:variable name="OID_PESEL" select="'2.16.840.1.113883.3.4424.1.1.616'"/>
   <xsl:variable name="OID_NPWZ" select="'2.16.840.1.113883.3.4424.1.6.2'"/>
   <xsl:variable name="OID_SPECIALTY" select="'2.16.840.1.113883.3.4424.11.2.4'"/>
+  <xsl:variable name="VISIT_KIND" select="'http://cergw.pl/fhir/CodeSystem/visit-kind'"/>
+  <xsl:variable name="KIND_CODES" select="' CHECKUP EMERGENCY FOLLOWUP ROUTINE WALKIN PIERWSZA KONTYNUACJA FIRST '"/>
+  <xsl:variable name="lower" select="'abcdefghijklmnopqrstuvwxyz'"/>
+  <xsl:variable name="upper" select="'ABCDEFGHIJKLMNOPQRSTUVWXYZ'"/>
   <xsl:variable name="event" select="string(/HL7Message/@event)"/>
   <xsl:variable name="msh" select="/HL7Message/MSH"/>
   <xsl:variable name="sch" select="/HL7Message/SCH[1]"/>
@@ -37,7 +41,9 @@
     </xsl:if>
     <Bundle>
       <type value="transaction"/>
-      <xsl:if test="$pid">
+      <!-- the Patient only from a message that states its contact (PID-13/14, NK1): a PUT replaces
+           the whole resource, so one built from a cancellation's bare PID would wipe the stored contact -->
+      <xsl:if test="$pid and ($pid/PID.13[*] or $pid/PID.14[*] or /HL7Message/NK1[NK1.5[*] or NK1.6[*]])">
         <entry>
           <resource><xsl:call-template name="patient"/></resource>
           <request>
@@ -57,17 +63,28 @@
   </xsl:template>
 
   <!-- ======================================================= identifiers -->
-  <!-- the patient's business identifier: PESEL when present, else the first PID-3 -->
-  <xsl:variable name="pesel-cx" select="$pid/PID.3[PID.3.4/PID.3.4.2 = $OID_PESEL or PID.3.5 = 'NNPOL' or PID.3.5 = 'PESEL'][1]"/>
-  <xsl:variable name="pid-cx" select="($pesel-cx | $pid/PID.3[1])[1]"/>
+  <!-- the patient's business identifier: the PESEL, chosen by its assigning authority (CX-4.2) or
+       type (CX-5 NNPOL) in whatever repetition it stands, else the first PID-3 -->
+  <xsl:variable name="pesel-cxs" select="$pid/PID.3[PID.3.4/PID.3.4.2 = $OID_PESEL or PID.3.5 = 'NNPOL' or PID.3.5 = 'PESEL']"/>
+  <xsl:variable name="pesel-cx" select="$pesel-cxs[1]"/>
+  <xsl:variable name="pid-cx" select="$pesel-cx | $pid/PID.3[1][not($pesel-cx)]"/>
   <xsl:variable name="pid-value" select="normalize-space($pid-cx/PID.3.1)"/>
   <xsl:variable name="pid-system">
     <xsl:choose>
       <xsl:when test="$pesel-cx">urn:oid:<xsl:value-of select="$OID_PESEL"/></xsl:when>
-      <xsl:when test="$pid-cx/PID.3.4/PID.3.4.2 != ''">urn:oid:<xsl:value-of select="$pid-cx/PID.3.4/PID.3.4.2"/></xsl:when>
-      <xsl:otherwise>urn:cergw:v2:assigner:<xsl:value-of select="normalize-space(concat($pid-cx/PID.3.4, $pid-cx/PID.3.4/PID.3.4.1))"/></xsl:otherwise>
+      <xsl:otherwise><xsl:for-each select="$pid-cx"><xsl:call-template name="cx-system"/></xsl:for-each></xsl:otherwise>
     </xsl:choose>
   </xsl:variable>
+  <!-- a CX's identifier system: its assigning authority's OID (CX-4.2), else its namespace (CX-4.1) -->
+  <xsl:template name="cx-system">
+    <xsl:variable name="n" select="local-name()"/>
+    <xsl:variable name="hd" select="*[local-name() = concat($n, '.4')]"/>
+    <xsl:variable name="oid" select="normalize-space($hd/*[local-name() = concat($n, '.4.2')])"/>
+    <xsl:choose>
+      <xsl:when test="$oid != ''">urn:oid:<xsl:value-of select="$oid"/></xsl:when>
+      <xsl:otherwise>urn:cergw:v2:assigner:<xsl:value-of select="normalize-space(concat($hd/text(), $hd/*[local-name() = concat($n, '.4.1')]))"/></xsl:otherwise>
+    </xsl:choose>
+  </xsl:template>
   <!-- the appointment's placer identifier system: SCH-1.3 (OID), else the sending facility's OID (MSH-4.2) -->
   <xsl:variable name="placer-system">
     <xsl:choose>
@@ -80,10 +97,25 @@
   <!-- ========================================================== Patient -->
   <xsl:template name="patient">
     <Patient>
-      <identifier>
-        <system value="{$pid-system}"/>
-        <value value="{$pid-value}"/>
-      </identifier>
+      <!-- every PID-3 repetition: the PESELs first (each one checked by cer.pesel), then the clinic's own -->
+      <xsl:for-each select="$pesel-cxs[normalize-space(PID.3.1) != '']">
+        <identifier>
+          <type><coding><system value="http://terminology.hl7.org/CodeSystem/v2-0203"/><code value="NNPOL"/></coding></type>
+          <system value="urn:oid:{$OID_PESEL}"/>
+          <value value="{normalize-space(PID.3.1)}"/>
+        </identifier>
+      </xsl:for-each>
+      <xsl:for-each select="$pid/PID.3[normalize-space(PID.3.1) != ''][count(. | $pesel-cxs) != count($pesel-cxs)]">
+        <identifier>
+          <xsl:if test="normalize-space(PID.3.5) != ''">
+            <type><coding><system value="http://terminology.hl7.org/CodeSystem/v2-0203"/><code value="{normalize-space(PID.3.5)}"/></coding></type>
+          </xsl:if>
+          <system>
+            <xsl:attribute name="value"><xsl:call-template name="cx-system"/></xsl:attribute>
+          </system>
+          <value value="{normalize-space(PID.3.1)}"/>
+        </identifier>
+      </xsl:for-each>
       <xsl:for-each select="$pid/PID.5[*]">
         <name>
           <xsl:variable name="family" select="normalize-space(concat(PID.5.1/text(), PID.5.1/PID.5.1.1))"/>
@@ -106,6 +138,35 @@
       <xsl:if test="string-length($dob) &gt;= 8 and translate(substring($dob, 1, 8), '0123456789', '') = ''">
         <birthDate value="{substring($dob,1,4)}-{substring($dob,5,2)}-{substring($dob,7,2)}"/>
       </xsl:if>
+      <!-- PID-11 (XAD): street (.1, or its SAD .1.1), other designation (.2), city (.3), postal code (.5), country (.6) -->
+      <xsl:for-each select="$pid/PID.11[*]">
+        <xsl:variable name="street" select="normalize-space(concat(PID.11.1/text(), PID.11.1/PID.11.1.1))"/>
+        <address>
+          <xsl:if test="$street != ''"><line value="{$street}"/></xsl:if>
+          <xsl:if test="normalize-space(PID.11.2) != ''"><line value="{normalize-space(PID.11.2)}"/></xsl:if>
+          <xsl:if test="normalize-space(PID.11.3) != ''"><city value="{normalize-space(PID.11.3)}"/></xsl:if>
+          <xsl:if test="normalize-space(PID.11.5) != ''"><postalCode value="{normalize-space(PID.11.5)}"/></xsl:if>
+          <xsl:if test="normalize-space(PID.11.6) != ''"><country value="{normalize-space(PID.11.6)}"/></xsl:if>
+        </address>
+      </xsl:for-each>
+      <!-- NK1: a contact person (a child's parent, a carer): NK1-2 name, NK1-3 relationship (table 0063),
+           NK1-5 / NK1-6 phone numbers and e-mail -->
+      <xsl:for-each select="/HL7Message/NK1">
+        <contact>
+          <xsl:for-each select="NK1.3[1][*]">
+            <relationship><xsl:call-template name="cwe-coding"><xsl:with-param name="f" select="."/>
+              <xsl:with-param name="table" select="'http://terminology.hl7.org/CodeSystem/v2-0063'"/></xsl:call-template></relationship>
+          </xsl:for-each>
+          <xsl:for-each select="NK1.2[1][*]">
+            <xsl:variable name="fam" select="normalize-space(concat(NK1.2.1/text(), NK1.2.1/NK1.2.1.1))"/>
+            <name>
+              <xsl:if test="$fam != ''"><family value="{$fam}"/></xsl:if>
+              <xsl:if test="normalize-space(NK1.2.2) != ''"><given value="{normalize-space(NK1.2.2)}"/></xsl:if>
+            </name>
+          </xsl:for-each>
+          <xsl:for-each select="NK1.5[*] | NK1.6[*]"><xsl:call-template name="telecom"/></xsl:for-each>
+        </contact>
+      </xsl:for-each>
     </Patient>
   </xsl:template>
 
@@ -158,7 +219,7 @@
           <value value="{$phone}"/>
           <xsl:choose>
             <xsl:when test="$equip = 'CP'"><use value="mobile"/></xsl:when>
-            <xsl:when test="$usecode = 'WPN' or $n = 'PID.14'"><use value="work"/></xsl:when>
+            <xsl:when test="$usecode = 'WPN' or $n = 'PID.14' or $n = 'NK1.6'"><use value="work"/></xsl:when>
             <xsl:when test="$usecode = 'PRN'"><use value="home"/></xsl:when>
           </xsl:choose>
         </telecom>
@@ -203,11 +264,31 @@
         <specialty><coding><system value="urn:oid:{$OID_SPECIALTY}"/><code value="{normalize-space(AIS.3.1)}"/>
           <xsl:if test="AIS.3.2 != ''"><display value="{normalize-space(AIS.3.2)}"/></xsl:if></coding></specialty>
       </xsl:for-each>
-      <xsl:if test="$sch/SCH.8[*]">
-        <appointmentType><xsl:call-template name="cwe-coding"><xsl:with-param name="f" select="$sch/SCH.8[1]"/>
-          <xsl:with-param name="table" select="'http://terminology.hl7.org/CodeSystem/v2-0276'"/></xsl:call-template></appointmentType>
+      <!-- the visit kind: table 0276 (CHECKUP EMERGENCY FOLLOWUP ROUTINE WALKIN, the codes R4 binds to
+           appointmentType) in SCH-7 (v2.3-2.5 appointment reason) or SCH-8, the gateway's own codes
+           (99CGVK first/followup, CeR's PIERWSZA/KONTYNUACJA), and table 0277 (Complete Normal
+           Tentative) in SCH-8; one appointmentType with every coding the message states, plus the
+           gateway's visit-kind coding when the kind is known. Any other SCH-7 is the reason. -->
+      <xsl:variable name="kind7" select="$sch/SCH.7[1][*][contains($KIND_CODES, concat(' ', translate(normalize-space(SCH.7.1), $lower, $upper), ' ')) or normalize-space(SCH.7.3) = 'HL70276']"/>
+      <xsl:variable name="kind8" select="$sch/SCH.8[1][*]"/>
+      <xsl:variable name="kinds" select="$kind8 | $kind7"/>
+      <xsl:if test="$kinds">
+        <xsl:variable name="codes" select="concat(' ', translate(normalize-space($kind8/SCH.8.1), $lower, $upper), ' ', translate(normalize-space($kind7/SCH.7.1), $lower, $upper), ' ')"/>
+        <appointmentType>
+          <xsl:for-each select="$kind8 | $kind7">
+            <xsl:call-template name="kind-coding"/>
+            <xsl:call-template name="kind-coding"><xsl:with-param name="at" select="3"/></xsl:call-template>
+          </xsl:for-each>
+          <!-- the gateway's visit-kind coding, unless the message carries one (99CGVK) -->
+          <xsl:if test="not(($kind8 | $kind7)/*[. = '99CGVK'])">
+            <xsl:choose>
+              <xsl:when test="contains($codes, ' FOLLOWUP ') or contains($codes, ' KONTYNUACJA ')"><coding><system value="{$VISIT_KIND}"/><code value="followup"/></coding></xsl:when>
+              <xsl:when test="contains($codes, ' PIERWSZA ')"><coding><system value="{$VISIT_KIND}"/><code value="first"/></coding></xsl:when>
+            </xsl:choose>
+          </xsl:if>
+        </appointmentType>
       </xsl:if>
-      <xsl:if test="$sch/SCH.7[*]">
+      <xsl:if test="$sch/SCH.7[1][*] and not($kind7)">
         <reasonCode><xsl:call-template name="cwe-coding"><xsl:with-param name="f" select="$sch/SCH.7[1]"/></xsl:call-template></reasonCode>
       </xsl:if>
       <xsl:if test="$start != ''"><start value="{$start}"/></xsl:if>
@@ -252,7 +333,9 @@
               </xsl:choose>
               <value value="{normalize-space(AIP.3[1]/AIP.3.1)}"/>
             </identifier>
-            <xsl:if test="AIP.3[1]/AIP.3.2 != ''"><display value="{normalize-space(concat(AIP.3[1]/AIP.3.3, ' ', AIP.3[1]/AIP.3.2))}"/></xsl:if>
+            <!-- XCN: .6 prefix and .7 degree ("dr n. med.", "lek.") stand before .3 given, .4 middle, .2 family -->
+            <xsl:variable name="fam" select="normalize-space(concat(AIP.3[1]/AIP.3.2/text(), AIP.3[1]/AIP.3.2/AIP.3.2.1))"/>
+            <xsl:if test="$fam != ''"><display value="{normalize-space(concat(AIP.3[1]/AIP.3.6, ' ', AIP.3[1]/AIP.3.7, ' ', AIP.3[1]/AIP.3.3, ' ', AIP.3[1]/AIP.3.4, ' ', $fam))}"/></xsl:if>
           </actor>
           <status value="{$participant-status}"/>
         </participant>
@@ -370,6 +453,32 @@
     </xsl:if>
   </xsl:template>
 
+  <!-- A visit-kind CWE (SCH-7 or SCH-8) -> coding: a code of table 0276 or 0277 without a coding system
+       takes that table's (case as the table writes it); 99CGVK is the gateway's visit-kind system -->
+  <xsl:template name="kind-coding">
+    <xsl:param name="at" select="0"/>
+    <xsl:variable name="n" select="local-name()"/>
+    <xsl:variable name="code" select="normalize-space(*[local-name() = concat($n, '.', 1 + $at)])"/>
+    <xsl:variable name="up" select="translate($code, $lower, $upper)"/>
+    <xsl:variable name="sys" select="normalize-space(*[local-name() = concat($n, '.', 3 + $at)])"/>
+    <xsl:variable name="text" select="normalize-space(*[local-name() = concat($n, '.', 2 + $at)])"/>
+    <xsl:choose>
+      <xsl:when test="$code != '' and $sys = '99CGVK'">
+        <coding><system value="{$VISIT_KIND}"/><code value="{$code}"/><xsl:if test="$text != ''"><display value="{$text}"/></xsl:if></coding>
+      </xsl:when>
+      <xsl:when test="$code != '' and ($sys = '' or $sys = 'HL70276') and contains(' CHECKUP EMERGENCY FOLLOWUP ROUTINE WALKIN ', concat(' ', $up, ' '))">
+        <coding><system value="http://terminology.hl7.org/CodeSystem/v2-0276"/><code value="{$up}"/><xsl:if test="$text != ''"><display value="{$text}"/></xsl:if></coding>
+      </xsl:when>
+      <xsl:when test="$code != '' and ($sys = '' or $sys = 'HL70277') and contains(' COMPLETE NORMAL TENTATIVE ', concat(' ', $up, ' '))">
+        <coding><system value="http://terminology.hl7.org/CodeSystem/v2-0277"/>
+          <code value="{concat(substring($up, 1, 1), translate(substring($up, 2), $upper, $lower))}"/><xsl:if test="$text != ''"><display value="{$text}"/></xsl:if></coding>
+      </xsl:when>
+      <xsl:when test="$at = 0"><xsl:call-template name="cwe-coding"><xsl:with-param name="f" select="."/></xsl:call-template></xsl:when>
+      <xsl:when test="$code != ''"><xsl:call-template name="coding-of"><xsl:with-param name="code" select="$code"/>
+        <xsl:with-param name="text" select="$text"/><xsl:with-param name="sys" select="$sys"/></xsl:call-template></xsl:when>
+    </xsl:choose>
+  </xsl:template>
+
   <!-- CWE/CE -> CodeableConcept content: coding (code, display, system) and text -->
   <xsl:template name="cwe-coding">
     <xsl:param name="f"/>
@@ -379,18 +488,29 @@
     <xsl:variable name="text" select="normalize-space($f/*[local-name() = concat($n, '.2')])"/>
     <xsl:variable name="sys" select="normalize-space($f/*[local-name() = concat($n, '.3')])"/>
     <xsl:if test="$code != ''">
-      <coding>
-        <xsl:choose>
-          <xsl:when test="$sys = 'SCT'"><system value="http://snomed.info/sct"/></xsl:when>
-          <xsl:when test="$sys = 'LN'"><system value="http://loinc.org"/></xsl:when>
-          <xsl:when test="starts-with($sys, 'HL7') and string-length($sys) = 7"><system value="http://terminology.hl7.org/CodeSystem/v2-{substring($sys, 4)}"/></xsl:when>
-          <xsl:when test="$sys != '' and translate($sys, '0123456789.', '') = ''"><system value="urn:oid:{$sys}"/></xsl:when>
-          <xsl:when test="$table != '' and $sys = ''"><system value="{$table}"/></xsl:when>
-        </xsl:choose>
-        <code value="{$code}"/>
-        <xsl:if test="$text != ''"><display value="{$text}"/></xsl:if>
-      </coding>
+      <xsl:call-template name="coding-of"><xsl:with-param name="code" select="$code"/><xsl:with-param name="text" select="$text"/>
+        <xsl:with-param name="sys" select="$sys"/><xsl:with-param name="table" select="$table"/></xsl:call-template>
     </xsl:if>
     <xsl:if test="$code = '' and $text != ''"><text value="{$text}"/></xsl:if>
+  </xsl:template>
+
+  <!-- a code, its text and its CWE-3 coding system name (table 0396) -> Coding -->
+  <xsl:template name="coding-of">
+    <xsl:param name="code"/>
+    <xsl:param name="text"/>
+    <xsl:param name="sys"/>
+    <xsl:param name="table" select="''"/>
+    <coding>
+      <xsl:choose>
+        <xsl:when test="$sys = 'SCT'"><system value="http://snomed.info/sct"/></xsl:when>
+        <xsl:when test="$sys = 'LN'"><system value="http://loinc.org"/></xsl:when>
+        <xsl:when test="$sys = '99CGVK'"><system value="{$VISIT_KIND}"/></xsl:when>
+        <xsl:when test="starts-with($sys, 'HL7') and string-length($sys) = 7"><system value="http://terminology.hl7.org/CodeSystem/v2-{substring($sys, 4)}"/></xsl:when>
+        <xsl:when test="$sys != '' and translate($sys, '0123456789.', '') = ''"><system value="urn:oid:{$sys}"/></xsl:when>
+        <xsl:when test="$table != '' and $sys = ''"><system value="{$table}"/></xsl:when>
+      </xsl:choose>
+      <code value="{$code}"/>
+      <xsl:if test="$text != ''"><display value="{$text}"/></xsl:if>
+    </coding>
   </xsl:template>
 </xsl:stylesheet>

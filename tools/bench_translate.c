@@ -209,7 +209,7 @@ int main(int argc, char **argv) {
         bad++;
       if (render && doc) {
         out.len = 0;
-        gw_engine_render(e, doc, GW_D_FHIR_JSON, 0, &out, &d);
+        gw_engine_render(e, doc, GW_D_FHIR_JSON, 0, 0, &out, &d);
       }
       xmlFreeDoc(doc);
       gw_diag_cleanup(&d);

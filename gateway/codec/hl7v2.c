@@ -584,10 +584,47 @@ static void put_segment(struct sstate *s, xmlNodePtr seg) {
   put(s, "\r", 1);
 }
 
+/* What the gateway writes is UTF-8: a message that is not plain ASCII says so
+ * in MSH-18 (table 0211 "UNICODE UTF-8") unless it already names a character set. */
+static void declare_charset(xmlNodePtr root) {
+  xmlNodePtr msh = NULL;
+  for (xmlNodePtr n = root->children; n && !msh; n = n->next)
+    if (n->type == XML_ELEMENT_NODE && xmlStrEqual(n->name, BAD_CAST "MSH"))
+      msh = n;
+  if (!msh)
+    return;
+  xmlNodePtr after = NULL;
+  for (xmlNodePtr f = msh->children; f; f = f->next) {
+    if (f->type != XML_ELEMENT_NODE)
+      continue;
+    int idx = last_index(f->name);
+    if (idx == 18)
+      return;
+    if (idx > 18 && !after)
+      after = f;
+  }
+  xmlChar *all = xmlNodeGetContent(root);
+  bool ascii = true;
+  for (const xmlChar *c = all; c && *c && ascii; c++)
+    ascii = *c < 0x80;
+  xmlFree(all);
+  if (ascii)
+    return;
+  xmlNodePtr f = xmlNewDocNode(root->doc, NULL, BAD_CAST "MSH.18", NULL);
+  if (!f)
+    return;
+  xmlNewChild(f, NULL, BAD_CAST "MSH.18.1", BAD_CAST "UNICODE UTF-8");
+  if (after)
+    xmlAddPrevSibling(after, f);
+  else
+    xmlAddChild(msh, f);
+}
+
 int gw_hl7_serialize(struct _xmlDoc *doc, struct gw_buf *out) {
   xmlNodePtr root = xmlDocGetRootElement(doc);
   if (!root || !xmlStrEqual(root->name, BAD_CAST "HL7Message"))
     return GW_ERR_INVAL;
+  declare_charset(root);
   struct sstate s = {.d = {'|', '^', '~', '\\', '&'}, .out = out};
   char *f1 = gw_hl7_get(doc, "MSH", 1, 0), *f2 = gw_hl7_get(doc, "MSH", 2, 0);
   if (f1 && strlen(f1) == 1)
@@ -778,6 +815,12 @@ void gw_hl7_control_id(char *out, size_t n) {
   static _Atomic unsigned long counter;
   unsigned long c = atomic_fetch_add(&counter, 1) % 100000000UL;
   snprintf(out, n, "CG%010lld%08lu", (long long)time(NULL) % 10000000000LL, c);
+}
+
+void gw_hl7_dtm(time_t t, char *out, size_t n) {
+  struct tm tm;
+  gmtime_r(&t, &tm);
+  strftime(out, n, "%Y%m%d%H%M%S+0000", &tm);
 }
 
 void gw_hl7_now(char *out, size_t n) {

@@ -19,6 +19,7 @@
 #define GW_CODEC_HL7V2_H
 
 #include <stddef.h>
+#include <time.h>
 
 #include "core/buf.h"
 #include "core/diag.h"
@@ -47,9 +48,13 @@ int gw_hl7_parse(const char *text, size_t len, const struct gw_hl7_limits *lim, 
                  struct gw_diag *diag);
 
 /* Serialises a document of the form above back to ER7 (CR terminators),
- * appending to |out|. Returns 0, GW_ERR_INVAL for a document that is not an
+ * appending to |out|; a message with text beyond ASCII and no MSH-18 gets
+ * MSH-18 "UNICODE UTF-8" (added to |doc|). Returns 0, GW_ERR_INVAL for a document that is not an
  * HL7 v2 XML message, or GW_ERR_TOOBIG. */
 int gw_hl7_serialize(struct _xmlDoc *doc, struct gw_buf *out);
+
+/* |t| as an HL7 DTM with its UTC offset, YYYYMMDDHHMMSS+0000 (|n| >= 20). */
+void gw_hl7_dtm(time_t t, char *out, size_t n);
 
 /* The current time as an HL7 DTM in UTC, YYYYMMDDHHMMSS (|n| >= 15). */
 void gw_hl7_now(char *out, size_t n);

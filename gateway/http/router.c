@@ -236,7 +236,7 @@ static void translate(struct gw_req *req, struct gw_resp *resp) {
   struct gw_buf out;
   gw_buf_init(&out, 16u << 20);
   if (rv == GW_OK)
-    rv = gw_engine_render(engine, doc, target, 1, &out, &d);
+    rv = gw_engine_render(engine, doc, target, 1, 0, &out, &d);
   if (rv == GW_OK) {
     take_buf(resp, 200,
              target == GW_D_FHIR_XML ? CT_FHIR_XML

@@ -554,12 +554,13 @@ int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enu
   return rv;
 }
 
-/* FHIR -> SIU (ER7). MSH-10 is |control_id|, or CERGW and the time when NULL. */
-static int render_siu(const struct gw_engine *e, xmlDocPtr fhir, const char *control_id, struct gw_buf *out,
+/* FHIR -> SIU (ER7). MSH-7 is |now| in UTC (the current time when 0); MSH-10
+ * is |control_id|, or CERGW and that time when NULL. */
+static int render_siu(const struct gw_engine *e, xmlDocPtr fhir, const char *control_id, time_t now, struct gw_buf *out,
                       struct gw_diag *diag) {
-  char stamp[20], ctrl[40];
-  gw_hl7_now(stamp, sizeof(stamp));
-  snprintf(ctrl, sizeof(ctrl), "CERGW%s", stamp);
+  char stamp[24], ctrl[40];
+  gw_hl7_dtm(now ? now : time(NULL), stamp, sizeof(stamp));
+  snprintf(ctrl, sizeof(ctrl), "CERGW%.14s", stamp);
   const char *params[] = {"control_id", control_id ? control_id : ctrl, "now", stamp, NULL};
   xmlDocPtr v2 = NULL;
   int rv = gw_xform_apply(e->fhir2siu, fhir, params, &v2, diag);
@@ -569,14 +570,14 @@ static int render_siu(const struct gw_engine *e, xmlDocPtr fhir, const char *con
   return rv;
 }
 
-int gw_engine_render(const struct gw_engine *e, struct _xmlDoc *fhir, enum gw_dialect to, int pretty,
+int gw_engine_render(const struct gw_engine *e, struct _xmlDoc *fhir, enum gw_dialect to, int pretty, time_t now,
                      struct gw_buf *out, struct gw_diag *diag) {
   if (to == GW_D_FHIR_JSON)
     return gw_fhir_xml_to_json(e->model, fhir, pretty, out, diag);
   if (to == GW_D_FHIR_XML)
     return gw_xml_dump(fhir, 1, pretty, out);
   if (to == GW_D_HL7V2)
-    return render_siu(e, fhir, NULL, out, diag);
+    return render_siu(e, fhir, NULL, now, out, diag);
   if (to == GW_D_SOAP) {
     const char *params[] = {"soap_version", "11", "source", "IKP", NULL};
     xmlDocPtr env = NULL;
@@ -672,9 +673,9 @@ int gw_engine_outbound(const struct gw_engine *e, int kind, struct _xmlDoc *fhir
   }
   *ctype = k->ctype;
   if (k->render == GW_RENDER_SOAP_NOTIFICATION)
-    return gw_engine_render(e, fhir, GW_D_SOAP, 0, out, diag);
+    return gw_engine_render(e, fhir, GW_D_SOAP, 0, 0, out, diag);
   if (k->render == GW_RENDER_SIU) /* MSH-10 is the delivery's key: unique per message, the same on every attempt */
-    return render_siu(e, fhir, key && *key ? key : NULL, out, diag);
+    return render_siu(e, fhir, key && *key ? key : NULL, 0, out, diag);
   const char *params[] = {"message_key",   key ? key : "",       "late_cancel", late_cancel ? "1" : "0",
                           "acting_clinic", acting ? acting : "", NULL};
   xmlDocPtr res = NULL;

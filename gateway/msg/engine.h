@@ -44,8 +44,9 @@ struct gw_check {
 int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enum gw_dialect d,
                     const struct gw_check *chk, struct _xmlDoc **out, struct gw_diag *diag);
 
-/* Renders canonical FHIR XML as FHIR JSON (|pretty|: indented) or FHIR XML. */
-int gw_engine_render(const struct gw_engine *e, struct _xmlDoc *fhir, enum gw_dialect to, int pretty,
+/* Renders canonical FHIR XML as FHIR JSON (|pretty|: indented), FHIR XML, an
+ * HL7 v2 SIU (MSH-7 is |now|, the current time when 0) or a SOAP notification. */
+int gw_engine_render(const struct gw_engine *e, struct _xmlDoc *fhir, enum gw_dialect to, int pretty, time_t now,
                      struct gw_buf *out, struct gw_diag *diag);
 
 /* Backends as data: one row per kind of backend (msg/outbound.c). Adding a

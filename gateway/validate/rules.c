@@ -27,7 +27,8 @@
 
 /* Every XPath the rules evaluate, compiled once when the rules load. */
 #define XPATHS(X)                                                                                                      \
-  X(XP_PESEL, "//f:identifier[f:system/@value='" OID_PESEL "']/f:value")                                               \
+  X(XP_PESEL, "//f:identifier[f:system/@value='" OID_PESEL "' or "                                                     \
+              "f:type/f:coding[f:code/@value='NNPOL']]/f:value")                                                       \
   X(XP_SPECIALTY_CODE, "string(f:specialty/f:coding[f:system/@value='" OID_SPECIALTY "']/f:code/@value)")              \
   X(XP_START, "string(f:start/@value)")                                                                                \
   X(XP_END, "string(f:end/@value)")                                                                                    \
@@ -48,7 +49,9 @@
   X(XP_SYSTEM, "string(f:system/@value)")                                                                              \
   X(XP_VALUE, "string(f:value/@value)")                                                                                \
   X(XP_PARTICIPANT, "f:participant")                                                                                   \
-  X(XP_FOLLOWUP, "string(f:appointmentType/f:coding/f:code[@value='followup' or @value='KONTYNUACJA']/@value)")        \
+  X(XP_FOLLOWUP,                                                                                                       \
+    "string(f:appointmentType/f:coding/f:code[@value='followup' or @value='KONTYNUACJA' or "                           \
+    "(@value='FOLLOWUP' and ../f:system/@value='http://terminology.hl7.org/CodeSystem/v2-0276')]/@value)")             \
   X(XP_REFERRAL_OK, "count(f:basedOn[f:identifier/f:value/@value or f:reference/@value]) > 0 and "                     \
                     "count(f:extension[@url='" URGENCY_URL "']/f:valueCode[@value='pilny' or @value='stabilny']) > 0") \
   X(XP_SLOTS, "//f:Slot")                                                                                              \
@@ -497,15 +500,33 @@ static char *str(struct ev *e, enum xp expr, xmlNodePtr ctx) {
   return r;
 }
 
+/* Every PESEL in the message, whatever resource or repetition carries it; one
+ * wrong number is reported once, where it first stands (the Patient's
+ * identifier, not again at each reference to it). */
 static void check_pesel(struct ev *e) {
+  enum { MAX_BAD = 64 }; /* distinct wrong numbers reported; more adds nothing for the sender */
+  xmlChar *bad[MAX_BAD];
+  int nbad = 0;
   xmlXPathObjectPtr o = q(e, XP_PESEL, NULL);
-  for (int i = 0; i < nodes(o); i++) {
+  for (int i = 0; i < nodes(o) && nbad < MAX_BAD; i++) {
     xmlNodePtr n = o->nodesetval->nodeTab[i];
     xmlChar *v = xmlGetProp(n, BAD_CAST "value");
-    if (v && !gw_pesel_valid((const char *)v))
-      report(e, "cer.pesel", n, (const char *)v, NULL);
-    xmlFree(v);
+    if (!v || gw_pesel_valid((const char *)v)) {
+      xmlFree(v);
+      continue;
+    }
+    bool seen = false;
+    for (int k = 0; k < nbad && !seen; k++)
+      seen = xmlStrEqual(v, bad[k]);
+    if (seen) {
+      xmlFree(v);
+      continue;
+    }
+    report(e, "cer.pesel", n, (const char *)v, NULL);
+    bad[nbad++] = v;
   }
+  for (int k = 0; k < nbad; k++)
+    xmlFree(bad[k]);
   xmlXPathFreeObject(o);
 }
 

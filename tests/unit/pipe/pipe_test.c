@@ -231,7 +231,7 @@ static void test_stages_and_answers(void) {
   struct gw_buf json;
   gw_buf_init(&json, 1 << 20);
   CU_ASSERT_EQUAL_FATAL(gw_engine_check(engine, msg, strlen(msg), GW_D_HL7V2, &chk, &doc, &d), GW_OK);
-  CU_ASSERT_EQUAL_FATAL(gw_engine_render(engine, doc, GW_D_FHIR_JSON, 0, &json, &d), GW_OK);
+  CU_ASSERT_EQUAL_FATAL(gw_engine_render(engine, doc, GW_D_FHIR_JSON, 0, 0, &json, &d), GW_OK);
   gw_buf_append(&json, "", 1);
   CU_ASSERT_EQUAL(run_at(GW_M_FHIR, "Appointment", (char *)json.data, &body), 422);
   CU_ASSERT_PTR_NOT_NULL(body && strstr(body, "fhir.resource-type"));
