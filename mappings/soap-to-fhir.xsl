@@ -183,7 +183,10 @@
     </Bundle>
   </xsl:template>
 
-  <!-- ======================================= Reschedule and Cancel: PATCH of a known booking -->
+  <!-- ======================================= Reschedule and Cancel: PATCH of a known booking
+       The canonical form holds the partial Appointment (only what changes), which the rules and the
+       gateway's memory read; FHIR written out (P1, cergw translate) carries it as a FHIRPath Patch
+       Parameters body (gw_fhir_patch_as_parameters). -->
   <xsl:template match="c:RescheduleAppointmentRequest | c:CancelAppointmentRequest">
     <xsl:variable name="cancel" select="boolean(self::c:CancelAppointmentRequest)"/>
     <Bundle>
@@ -207,12 +210,6 @@
                 <slot><type value="Slot"/><xsl:call-template name="own-id"><xsl:with-param name="value" select="c:SlotId"/></xsl:call-template></slot>
               </xsl:if>
             </xsl:if>
-            <participant>
-              <xsl:choose>
-                <xsl:when test="$cancel"><status value="declined"/></xsl:when>
-                <xsl:otherwise><status value="accepted"/></xsl:otherwise>
-              </xsl:choose>
-            </participant>
           </Appointment>
         </resource>
         <xsl:call-template name="conditional">

@@ -1196,3 +1196,124 @@ int gw_fhir_xml_to_json(const struct gw_fhir_model *m, struct _xmlDoc *doc, int 
   yajl_gen_free(s.g);
   return s.failed ? GW_ERR_INVAL : GW_OK;
 }
+
+/* ---- PATCH entries as FHIRPath Patch ---- */
+
+static xmlNodePtr fp_part(xmlNodePtr op, const char *name) {
+  xmlNodePtr part = xmlNewChild(op, NULL, BAD_CAST "part", NULL);
+  xmlNodePtr n = part ? xmlNewChild(part, NULL, BAD_CAST "name", NULL) : NULL;
+  if (n)
+    xmlSetProp(n, BAD_CAST "value", BAD_CAST name);
+  return part;
+}
+
+static void fp_string_part(xmlNodePtr op, const char *name, const char *vtype, const char *value) {
+  xmlNodePtr part = fp_part(op, name);
+  xmlNodePtr v = part ? xmlNewChild(part, NULL, BAD_CAST vtype, NULL) : NULL;
+  if (v)
+    xmlSetProp(v, BAD_CAST "value", BAD_CAST value);
+}
+
+/* One operation: |type| on |path|; for "add" the property |name|; |value|
+ * (an element of the partial resource, moved) as value[x] of |vtype|. */
+static void fp_operation(xmlNodePtr params, const char *type, const char *path, const char *name, const char *vtype,
+                         xmlNodePtr value) {
+  xmlNodePtr p = xmlNewChild(params, NULL, BAD_CAST "parameter", NULL);
+  xmlNodePtr n = p ? xmlNewChild(p, NULL, BAD_CAST "name", NULL) : NULL;
+  if (!n)
+    return;
+  xmlSetProp(n, BAD_CAST "value", BAD_CAST "operation");
+  fp_string_part(p, "type", "valueCode", type);
+  fp_string_part(p, "path", "valueString", path);
+  if (name)
+    fp_string_part(p, "name", "valueString", name);
+  if (!value)
+    return;
+  xmlNodePtr part = fp_part(p, "value");
+  char vname[64];
+  choice_name(vname, sizeof(vname), "value", vtype);
+  xmlNodePtr v = part ? xmlNewChild(part, NULL, BAD_CAST vname, NULL) : NULL;
+  if (!v)
+    return;
+  xmlChar *attr = xmlGetProp(value, BAD_CAST "value");
+  if (attr) /* a primitive */
+    xmlSetProp(v, BAD_CAST "value", attr);
+  xmlFree(attr);
+  for (xmlNodePtr c = value->children, next; c; c = next) { /* a complex value: its elements move */
+    next = c->next;
+    xmlUnlinkNode(c);
+    xmlAddChild(v, c);
+  }
+}
+
+/* The element definition |name| of resource type |t|, NULL when unknown. */
+static const struct elem *model_elem(const struct ftype *t, const char *name) {
+  for (int i = 0; t && i < t->n; i++)
+    if (!t->elems[i].choice && strcmp(t->elems[i].name, name) == 0)
+      return &t->elems[i];
+  return NULL;
+}
+
+/* A partial resource -> the operations that set what it states: status with
+ * replace (it always exists), each other stated element with delete (a no-op
+ * when absent) then add, meta.tag added; identifier is the entry's match key
+ * and is not patched. */
+static xmlNodePtr fp_from_partial(const struct gw_fhir_model *m, xmlDocPtr doc, xmlNodePtr res) {
+  const char *type = (const char *)res->name;
+  const struct ftype *t = find_type(m, type);
+  xmlNodePtr params = xmlNewDocNode(doc, NULL, BAD_CAST "Parameters", NULL);
+  if (!params || !t)
+    return params;
+  xmlSetNs(params, res->ns);
+  char path[128];
+  for (xmlNodePtr c = res->children, next; c; c = next) {
+    next = c->next;
+    if (c->type != XML_ELEMENT_NODE)
+      continue;
+    const char *name = (const char *)c->name;
+    if (!strcmp(name, "identifier") || !strcmp(name, "id"))
+      continue;
+    if (!strcmp(name, "meta")) {
+      snprintf(path, sizeof(path), "%s.meta", type);
+      for (xmlNodePtr g = c->children, gn; g; g = gn) {
+        gn = g->next;
+        if (g->type == XML_ELEMENT_NODE && xmlStrEqual(g->name, BAD_CAST "tag"))
+          fp_operation(params, "add", path, "tag", "Coding", g);
+      }
+      continue;
+    }
+    const struct elem *e = model_elem(t, name);
+    if (!e || e->ntypes != 1)
+      continue;
+    snprintf(path, sizeof(path), "%s.%s", type, name);
+    if (!strcmp(name, "status")) {
+      fp_operation(params, "replace", path, NULL, e->types[0], c);
+      continue;
+    }
+    bool first = !(c->prev && xmlStrEqual(c->prev->name, c->name));
+    if (first) /* a repeating element is cleared once, then each repetition added */
+      fp_operation(params, "delete", path, NULL, NULL, NULL);
+    fp_operation(params, "add", type, name, e->types[0], c);
+  }
+  return params;
+}
+
+int gw_fhir_patch_as_parameters(const struct gw_fhir_model *m, struct _xmlDoc *doc) {
+  xmlXPathContextPtr x = gw_fhir_xpath(doc);
+  xmlXPathObjectPtr o = x ? xmlXPathEvalExpression(BAD_CAST "/f:Bundle/f:entry[f:request/f:method/@value='PATCH']"
+                                                            "/f:resource/*[not(self::f:Parameters or self::f:Binary)]",
+                                                   x)
+                          : NULL;
+  int n = 0;
+  for (int i = 0; o && o->nodesetval && i < o->nodesetval->nodeNr; i++) {
+    xmlNodePtr res = o->nodesetval->nodeTab[i];
+    xmlNodePtr params = fp_from_partial(m, doc, res);
+    if (!params)
+      continue;
+    xmlReplaceNode(res, params);
+    xmlFreeNode(res);
+    n++;
+  }
+  xmlXPathFreeObject(o);
+  return n;
+}

@@ -45,6 +45,15 @@ int gw_fhir_json_to_xml(const struct gw_fhir_model *m, const char *json, size_t 
 int gw_fhir_xml_to_json(const struct gw_fhir_model *m, struct _xmlDoc *doc, int pretty, struct gw_buf *out,
                         struct gw_diag *diag);
 
+/* Rewrites every PATCH entry of a transaction Bundle whose resource is a
+ * partial resource (the canonical form of a SOAP reschedule or cancellation:
+ * only the elements that change) into the body FHIR R4 requires, a FHIRPath
+ * Patch Parameters resource (http://hl7.org/fhir/R4/fhirpatch.html): status
+ * replaced, other stated elements deleted (if present) and added, meta.tag
+ * added; the identifier stays the entry's conditional match. Returns the
+ * number of entries rewritten. */
+int gw_fhir_patch_as_parameters(const struct gw_fhir_model *m, struct _xmlDoc *doc);
+
 /* The calling thread's XPath context, set to |doc|, with the FHIR namespace as
  * prefix "f". Made once per thread (libxml2 fills every new context with a hash
  * of all XPath functions, a cost not to pay per message); valid until the

@@ -2,6 +2,7 @@
 
 #include <libxml/tree.h>
 #include <libxml/xmlschemas.h>
+#include <libxml/xpath.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -362,7 +363,7 @@ int gw_engine_soap_fault(const struct gw_diag *diag, int version, const char *re
 }
 
 int gw_engine_soap_accepted(int version, const char *op, const char *status, long long msg_id, int n,
-                            const struct gw_soap_delivery *d, struct gw_buf *out) {
+                            const struct gw_soap_delivery *d, const struct gw_diag *notes, struct gw_buf *out) {
   xmlNodePtr body;
   xmlNsPtr env;
   xmlDocPtr doc = soap_envelope(version, &body, &env);
@@ -379,6 +380,8 @@ int gw_engine_soap_accepted(int version, const char *op, const char *status, lon
     xmlNewTextChild(dn, c, BAD_CAST "State", BAD_CAST d[i].state);
     xmlNewTextChild(dn, c, BAD_CAST "Detail", BAD_CAST d[i].detail);
   }
+  if (notes && notes->n)
+    soap_issues(r, c, notes);
   int rv = gw_xml_dump(doc, 1, 0, out);
   xmlFreeDoc(doc);
   return rv;
@@ -570,12 +573,33 @@ static int render_siu(const struct gw_engine *e, xmlDocPtr fhir, const char *con
   return rv;
 }
 
+/* The canonical form keeps a PATCH entry's partial resource (what the rules
+ * and the memory read); FHIR written out carries the FHIRPath Patch instead:
+ * a copy of |doc| so rewritten, or NULL when |doc| has no such entry. */
+static xmlDocPtr with_patch_bodies(const struct gw_engine *e, xmlDocPtr doc) {
+  xmlXPathContextPtr x = gw_fhir_xpath(doc);
+  xmlXPathObjectPtr o = x ? xmlXPathEvalExpression(BAD_CAST "count(/f:Bundle/f:entry[f:request/f:method/@value="
+                                                            "'PATCH']/f:resource/*[not(self::f:Parameters)]) > 0",
+                                                   x)
+                          : NULL;
+  bool any = o && xmlXPathCastToBoolean(o);
+  xmlXPathFreeObject(o);
+  xmlDocPtr copy = any ? xmlCopyDoc(doc, 1) : NULL;
+  if (copy)
+    gw_fhir_patch_as_parameters(e->model, copy);
+  return copy;
+}
+
 int gw_engine_render(const struct gw_engine *e, struct _xmlDoc *fhir, enum gw_dialect to, int pretty, time_t now,
                      struct gw_buf *out, struct gw_diag *diag) {
-  if (to == GW_D_FHIR_JSON)
-    return gw_fhir_xml_to_json(e->model, fhir, pretty, out, diag);
-  if (to == GW_D_FHIR_XML)
-    return gw_xml_dump(fhir, 1, pretty, out);
+  if (to == GW_D_FHIR_JSON || to == GW_D_FHIR_XML) {
+    xmlDocPtr patched = with_patch_bodies(e, fhir);
+    xmlDocPtr doc = patched ? patched : fhir;
+    int rv =
+        to == GW_D_FHIR_JSON ? gw_fhir_xml_to_json(e->model, doc, pretty, out, diag) : gw_xml_dump(doc, 1, pretty, out);
+    xmlFreeDoc(patched);
+    return rv;
+  }
   if (to == GW_D_HL7V2)
     return render_siu(e, fhir, NULL, now, out, diag);
   if (to == GW_D_SOAP) {
@@ -680,6 +704,8 @@ int gw_engine_outbound(const struct gw_engine *e, int kind, struct _xmlDoc *fhir
                           "acting_clinic", acting ? acting : "", NULL};
   xmlDocPtr res = NULL;
   int rv = gw_xform_apply(e->outx[kind], fhir, params, &res, diag);
+  if (rv == GW_OK && k->render == GW_RENDER_FHIR_JSON)
+    gw_fhir_patch_as_parameters(e->model, res); /* a reschedule or cancellation as FHIRPath Patch */
   if (rv == GW_OK)
     rv = k->render == GW_RENDER_FHIR_JSON ? gw_fhir_xml_to_json(e->model, res, 0, out, diag)
                                           : gw_xml_dump(res, 1, 0, out);

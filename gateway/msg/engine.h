@@ -72,6 +72,8 @@ struct gw_backend_kind {
   enum gw_auth auth;
   const char *header; /* one more request header, or NULL */
   enum gw_transport transport;
+  bool record; /* the system of record (P1): its rejection means the message was not accepted; the others
+                  report (SIMP, AP-KOLCE), and their rejection is a warning the gateway follows up */
 };
 enum { GW_OUT_P1 = 0, GW_OUT_SIMP, GW_OUT_APKOLCE, GW_OUT_CLINIC_SOAP, GW_OUT_CLINIC_SIU };
 /* Row |kind|, or NULL. */
@@ -99,13 +101,14 @@ int gw_engine_soap_fault(const struct gw_diag *diag, int version, const char *re
 int gw_soap_operation(const char *text, size_t len, char *op, size_t opn, char *mid, size_t midn);
 
 /* The answer to an accepted operation |op| ("BookAppointment" ->
- * BookAppointmentResponse): overall status, the gateway's message number and
- * one Delivery per backend; and the GetAppointmentStatus answer. */
+ * BookAppointmentResponse): overall status, the gateway's message number,
+ * one Delivery per backend and the warnings of |notes| as Issues (none when
+ * NULL or empty); and the GetAppointmentStatus answer. */
 struct gw_soap_delivery {
   const char *backend, *state, *detail;
 };
 int gw_engine_soap_accepted(int version, const char *op, const char *status, long long msg_id, int n,
-                            const struct gw_soap_delivery *d, struct gw_buf *out);
+                            const struct gw_soap_delivery *d, const struct gw_diag *notes, struct gw_buf *out);
 int gw_engine_soap_status(int version, const char *id, const char *status, struct gw_buf *out);
 int gw_engine_soap_validate_response(const struct gw_diag *diag, int valid, int version, struct gw_buf *out);
 

@@ -27,13 +27,30 @@ static void take(struct gw_answer *a, int status, const char *ct, struct gw_buf 
 
 /* ---- the delivery report ---- */
 
-/* Overall state: rejected by any backend, else queued when any is not delivered yet. */
-static int overall(const struct gw_submit *s) {
+/* Whether |backend| is a system of record (P1), by the kind of the backend the message was routed to;
+ * a name the message's routes do not know counts as one (the answer errs on the side of "not accepted"). */
+static bool is_record(const struct gw_msg *m, const char *backend) {
+  for (int i = 0; i < m->nto; i++)
+    if (!strcmp(m->to[i]->name, backend))
+      return gw_backend_kind(m->to[i]->kind)->record;
+  return true;
+}
+
+static bool res_bad(const struct gw_dresult *r) { return r->state == GW_DS_REJECTED || r->state == GW_DS_DEAD; }
+
+/* Overall state, the acceptance table of docs/delivery.md: rejected when a system of record (P1)
+ * rejected the message, else queued when any backend has not got it yet, else delivered. A reporting
+ * backend's rejection (SIMP, AP-KOLCE) does not undo the acceptance: |*warn| is set and the answer
+ * carries it as a warning. */
+static int overall(const struct gw_msg *m, const struct gw_submit *s, bool *warn) {
   int st = GW_DS_DELIVERED;
+  *warn = false;
   for (int i = 0; i < s->nres; i++) {
-    if (s->res[i].state == GW_DS_REJECTED || s->res[i].state == GW_DS_DEAD)
+    if (res_bad(&s->res[i]) && is_record(m, s->res[i].backend))
       return GW_DS_REJECTED;
-    if (s->res[i].state != GW_DS_DELIVERED)
+    if (res_bad(&s->res[i]))
+      *warn = true;
+    else if (s->res[i].state != GW_DS_DELIVERED)
       st = GW_DS_QUEUED;
   }
   return st;
@@ -57,20 +74,58 @@ static void res_text(const struct gw_dresult *r, char *out, size_t n) {
     snprintf(out, n, "%s: queued, stored durably", r->backend);
 }
 
-/* The delivery report as a diag: information for delivered/queued, errors for rejections. */
-static void res_diag(const struct gw_submit *s, struct gw_diag *d) {
+/* A system of record's rejection: may the clinic fix the message and send it again (AE), or is
+ * resending pointless (AR): the appointment does not exist there (404), is another's (403) or
+ * conflicts with its state (409, 410). */
+static bool rejection_final(const struct gw_dresult *r) {
+  return r->last_status == 403 || r->last_status == 404 || r->last_status == 409 || r->last_status == 410;
+}
+
+/* The delivery report as a diag: information for delivered/queued; an error for a system of record's
+ * rejection, a warning for a reporting backend's (|bad_only|: only those). */
+static void res_diag(const struct gw_msg *m, const struct gw_submit *s, struct gw_diag *d, bool bad_only) {
   for (int i = 0; i < s->nres; i++) {
     const struct gw_dresult *r = &s->res[i];
     char en[400], rule[48];
+    bool bad = res_bad(r), record = bad && is_record(m, r->backend);
+    if (bad_only && !bad)
+      continue;
     res_text(r, en, sizeof(en));
-    bool bad = r->state == GW_DS_REJECTED || r->state == GW_DS_DEAD;
+    if (bad && !record)
+      snprintf(en + strlen(en), sizeof(en) - strlen(en), "%s",
+               "; the message stands accepted, the gateway keeps the report and follows it up (retry or dead "
+               "letter for the operator)");
     snprintf(rule, sizeof(rule), "delivery.%s", bad ? "rejected" : state_word(r->state));
-    struct gw_issue *is =
-        gw_diag_add(d, bad ? GW_SEV_ERROR : GW_SEV_INFO, bad ? "processing" : "informational", rule, en, en);
+    struct gw_issue *is = gw_diag_add(d,
+                                      record ? GW_SEV_ERROR
+                                      : bad  ? GW_SEV_WARNING
+                                             : GW_SEV_INFO,
+                                      bad ? "processing" : "informational", rule, en, en);
     if (is) {
       is->hl7_code = bad ? 207 : 0;
-      is->resendable = false;
+      is->resendable = record && !rejection_final(r);
     }
+  }
+}
+
+/* What the gateway noticed while keeping the message, as warnings: a change (cancellation, reschedule)
+ * of an appointment it had never seen — forwarded, since P1 decides, but said (rule
+ * cer.appointment-unknown, HL7 204 unknown key identifier). */
+static void memory_notes(const struct gw_pipe *p, const struct gw_msg *m, struct gw_diag *d) {
+  const struct gw_submit *s = m->s;
+  if (!s->appt_unknown || s->status == GW_SUB_DUPLICATE)
+    return;
+  const struct gw_rules *r = gw_engine_rules(gw_pipe_engine(p));
+  const char *id = strrchr(s->appt_key, '|'), *colon = strchr(s->appt_key, ':');
+  id = id ? id + 1 : colon ? colon + 1 : s->appt_key;
+  char en[256], pl[256];
+  gw_rules_text(r, "cer.appointment-unknown", id, NULL, en, sizeof(en), pl, sizeof(pl));
+  const struct gw_rule_info *ri = gw_rules_info(r, "cer.appointment-unknown");
+  struct gw_issue *is = gw_diag_add(d, GW_SEV_WARNING, ri ? ri->code : "not-found", "cer.appointment-unknown", en, pl);
+  if (is) {
+    is->hl7_code = ri ? ri->hl7_code : 204;
+    is->resendable = false;
+    snprintf(is->location, sizeof(is->location), "%s", !ri ? "" : m->kind == GW_M_HL7 ? ri->loc_hl7 : ri->loc_fhir);
   }
 }
 
@@ -124,12 +179,14 @@ static void fhir_committed(const struct gw_pipe *p, struct gw_msg *m) {
   const struct gw_submit *s = m->s;
   struct gw_diag d;
   gw_diag_init(&d, 32);
-  res_diag(s, &d);
+  res_diag(m, s, &d, false);
+  memory_notes(p, m, &d);
   if (s->status == GW_SUB_DUPLICATE)
     gw_diag_add(&d, GW_SEV_INFO, "informational", "delivery.duplicate",
                 "a repeat of an earlier message: nothing was delivered again",
                 "powtórzenie wcześniejszego komunikatu: nic nie zostało wysłane ponownie");
-  int st = overall(s);
+  bool warn;
+  int st = overall(m, s, &warn);
   int status = st == GW_DS_REJECTED ? 422 : st == GW_DS_QUEUED ? 202 : (m->update ? 200 : 201);
   if (s->status == GW_SUB_DUPLICATE && status != 422)
     status = 200;
@@ -161,9 +218,10 @@ static void soap_refused(const struct gw_pipe *p, struct gw_msg *m, const char *
 
 static void soap_committed(const struct gw_pipe *p, struct gw_msg *m) {
   const struct gw_submit *s = m->s;
-  int st = overall(s);
+  bool warn;
+  int st = overall(m, s, &warn);
   if (st == GW_DS_REJECTED) {
-    res_diag(s, &m->diag);
+    res_diag(m, s, &m->diag, false);
     soap_refused(p, m, "a backend rejected the message: see the issues in the detail");
     return;
   }
@@ -175,7 +233,13 @@ static void soap_committed(const struct gw_pipe *p, struct gw_msg *m) {
   }
   struct gw_buf out;
   gw_buf_init(&out, 1u << 20);
-  gw_engine_soap_accepted(m->soap_version, m->soap_op, state_word(st), (long long)s->msg_id, s->nres, d, &out);
+  struct gw_diag notes;
+  gw_diag_init(&notes, 16);
+  if (warn)
+    res_diag(m, s, &notes, true);
+  memory_notes(p, m, &notes);
+  gw_engine_soap_accepted(m->soap_version, m->soap_op, state_word(st), (long long)s->msg_id, s->nres, d, &notes, &out);
+  gw_diag_cleanup(&notes);
   take(&m->ans, st == GW_DS_QUEUED ? 202 : 200, soap_ctype(m), &out);
 }
 
@@ -200,18 +264,23 @@ static void hl7_committed(const struct gw_pipe *p, struct gw_msg *m) {
   (void)p;
   const struct gw_submit *s = m->s;
   char text[400] = "";
-  int st = overall(s);
-  size_t o =
-      (size_t)snprintf(text, sizeof(text), "%s",
-                       s->status == GW_SUB_DUPLICATE ? "duplicate of an earlier message, not resent: " : "accepted: ");
+  bool warn;
+  int st = overall(m, s, &warn);
+  /* AA: stored and not rejected by P1 (a reporting backend's rejection is an ERR with severity W);
+   * P1's rejection: AE when the clinic can fix and resend, AR when resending cannot help */
+  size_t o = (size_t)snprintf(text, sizeof(text), "%s",
+                              st == GW_DS_REJECTED            ? "not accepted: "
+                              : s->status == GW_SUB_DUPLICATE ? "duplicate of an earlier message, not resent: "
+                                                              : "accepted: ");
   for (int i = 0; i < s->nres && o < sizeof(text); i++)
     o += (size_t)snprintf(text + o, sizeof(text) - o, "%s%s=%s", i ? " " : "", s->res[i].backend,
                           gw_dstate_name(s->res[i].state));
   struct gw_diag d;
   gw_diag_init(&d, 32);
-  if (st == GW_DS_REJECTED)
-    res_diag(s, &d);
-  ack(m, st == GW_DS_REJECTED ? GW_ACK_AR : GW_ACK_AA, text, &d, 200);
+  if (st == GW_DS_REJECTED || warn)
+    res_diag(m, s, &d, true);
+  memory_notes(p, m, &d);
+  ack(m, st == GW_DS_REJECTED ? gw_hl7_ack_code_for(&d) : GW_ACK_AA, text, &d, 200);
   gw_diag_cleanup(&d);
 }
 
@@ -341,6 +410,7 @@ void gw_answer_status(const struct gw_pipe *p, struct gw_msg *m, const char *id,
 
 const char *gw_answer_outcome(const struct gw_msg *m) {
   const struct gw_submit *s = m->s;
+  bool warn;
   if (!s)
     return "invalid";
   return s->status == GW_SUB_DUPLICATE  ? "duplicate"
@@ -348,5 +418,5 @@ const char *gw_answer_outcome(const struct gw_msg *m) {
          : s->status == GW_SUB_FAILED   ? "store-failed"
          : s->status == GW_SUB_MATCHED  ? "conditional-match"
          : s->status == GW_SUB_CONFLICT ? "idempotency-key-reused"
-                                        : state_word(overall(s));
+                                        : state_word(overall(m, s, &warn));
 }

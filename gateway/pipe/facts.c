@@ -121,8 +121,15 @@ static void appointment_facts(xmlXPathContextPtr x, struct gw_submit *s, time_t 
     char status[24], start[40];
     xstr(x, a, "string(f:status/@value)", status, sizeof(status));
     xstr(x, a, "string(f:start/@value)", start, sizeof(start));
-    s->slot_release = !strcmp(status, "cancelled") || !strcmp(status, "noshow") || !strcmp(status, "entered-in-error");
+    /* a cancellation or an entry in error frees the slots; a no-show does not (its time was used) */
+    s->slot_release = !strcmp(status, "cancelled") || !strcmp(status, "entered-in-error");
     int64_t st = instant_ms(start);
+    snprintf(s->appt.status, sizeof(s->appt.status), "%s", status);
+    s->appt.start_ms = st;
+    char patch[8];
+    xstr(x, a, "string(ancestor::f:entry/f:request/f:method/@value)", patch, sizeof(patch));
+    s->appt_change = !strcmp(patch, "PATCH") || s->slot_release || !strcmp(status, "noshow") ||
+                     !strcmp(status, "fulfilled") || !strcmp(status, "checked-in") || !strcmp(status, "arrived");
     *late_cancel = !strcmp(status, "cancelled") && st && st - (int64_t)now * 1000 < LATE_CANCEL_S * 1000LL;
     xmlXPathObjectPtr refs = xnodes(x, a, "f:slot");
     int nr = refs ? refs->nodesetval->nodeNr : 0;
@@ -289,5 +296,17 @@ int gw_facts_owned(xmlDocPtr doc, const char *caller, const char *url, struct gw
     gw_facts_url(s, cap, caller, url);
   xmlXPathFreeObject(r);
   xmlXPathFreeObject(u);
+  /* the appointment the memory follows: by business identifier, else by logical id */
+  for (int pass = 0; pass < 2 && !s->appt_key[0]; pass++)
+    for (int i = 0; i < s->nownkeys && !s->appt_key[0]; i++)
+      if (!strncmp(s->ownkeys[i], pass ? "Appointment|id:" : "Appointment|ident:", pass ? 15 : 18))
+        snprintf(s->appt_key, sizeof(s->appt_key), "%s", s->ownkeys[i]);
+  size_t o = 0;
+  for (int i = 0; i < s->nslotrefs; i++) {
+    int w = snprintf(s->appt.slots + o, sizeof(s->appt.slots) - o, "%s\n", s->slotrefs[i]);
+    if (w < 0 || (size_t)w >= sizeof(s->appt.slots) - o)
+      break;
+    o += (size_t)w;
+  }
   return GW_OK;
 }

@@ -260,8 +260,31 @@ static bool token_ok(const char *auth) {
 static struct { char key[128], owner[16]; } owned[MAX_OWNED];
 static int nowned;
 
-static const char *owner_check(xmlDocPtr doc, const char *expr, const char *acting) {
+/* One key the system of record checks: its owner, and that it exists before anything changes it. */
+static const char *owner_of(const char *k, const char *acting) {
   static __thread char why[300];
+  int j = 0;
+  while (j < nowned && strcmp(owned[j].key, k))
+    j++;
+  if (j < nowned && strcmp(owned[j].owner, acting)) {
+    snprintf(why, sizeof(why), "acting clinic %s is not the owner (%s) of %s", acting, owned[j].owner, k);
+    return why;
+  }
+  if (j == nowned && nowned < MAX_OWNED) {
+    snprintf(owned[nowned].key, sizeof(owned[0].key), "%s", k);
+    snprintf(owned[nowned++].owner, sizeof(owned[0].owner), "%s", acting);
+  }
+  return NULL;
+}
+
+static bool owned_known(const char *k) {
+  for (int j = 0; j < nowned; j++)
+    if (!strcmp(owned[j].key, k))
+      return true;
+  return false;
+}
+
+static const char *owner_check(xmlDocPtr doc, const char *expr, const char *acting) {
   if (!acting || !acting[0])
     return "the acting clinic is not stated";
   xmlXPathContextPtr x = gw_fhir_xpath(doc);
@@ -269,23 +292,58 @@ static const char *owner_check(xmlDocPtr doc, const char *expr, const char *acti
   const char *rv = NULL;
   for (int i = 0; o && o->nodesetval && i < o->nodesetval->nodeNr && !rv; i++) {
     xmlChar *k = xmlNodeGetContent(o->nodesetval->nodeTab[i]);
-    int j = 0;
-    while (j < nowned && strcmp(owned[j].key, (const char *)k))
-      j++;
-    if (j < nowned && strcmp(owned[j].owner, acting)) {
-      snprintf(why, sizeof(why), "acting clinic %s is not the owner (%s) of %s", acting, owned[j].owner, (char *)k);
-      rv = why;
-    } else if (j == nowned && nowned < MAX_OWNED) {
-      snprintf(owned[nowned].key, sizeof(owned[0].key), "%s", (const char *)k);
-      snprintf(owned[nowned++].owner, sizeof(owned[0].owner), "%s", acting);
-    }
+    rv = owner_of(k ? (const char *)k : "", acting);
     xmlFree(k);
   }
   xmlXPathFreeObject(o);
   return rv;
 }
 
-static const char *validate(struct gw_req *req) {
+/* P1 as a system of record: each Appointment entry of the Bundle by its identifier value (from the
+ * resource, or from the conditional URL of a PATCH, whose body is a FHIRPath Patch); a PATCH, or a
+ * PUT that cancels, of an appointment P1 has never seen is refused with 404 (|*status|), as a FHIR
+ * server does for a conditional update that matches nothing and may not create. Under S.mu. */
+static const char *p1_record(xmlDocPtr doc, const char *acting, int *status) {
+  static __thread char why[300];
+  if (!acting || !acting[0])
+    return "the acting clinic is not stated";
+  xmlXPathContextPtr x = gw_fhir_xpath(doc);
+  xmlXPathObjectPtr o = x ? xmlXPathEvalExpression(BAD_CAST "/f:Appointment | //f:entry[f:resource/f:Appointment or "
+                                                            "(f:request/f:method/@value='PATCH' and "
+                                                            "starts-with(f:request/f:url/@value,'Appointment'))]",
+                                                   x)
+                          : NULL;
+  const char *rv = NULL;
+  for (int i = 0; o && o->nodesetval && i < o->nodesetval->nodeNr && !rv; i++) {
+    x->node = o->nodesetval->nodeTab[i];
+    xmlXPathObjectPtr k = xmlXPathEvalExpression(
+        BAD_CAST "concat(self::f:Appointment/f:identifier[1]/f:value/@value, "
+                 "f:resource/f:Appointment/f:identifier[1]/f:value/@value, substring-after(substring-after("
+                 "f:resource/f:Parameters/../../f:request/f:url/@value, '?identifier='), '|'))",
+        x);
+    xmlXPathObjectPtr changes = xmlXPathEvalExpression(
+        BAD_CAST "f:request/f:method/@value='PATCH' or (self::f:Appointment | f:resource/f:Appointment)/f:status["
+                 "@value='cancelled' or @value='noshow' or @value='entered-in-error' or @value='fulfilled']",
+        x);
+    const char *key = k && k->stringval ? (const char *)k->stringval : "";
+    if (!*key) {
+      rv = "an Appointment entry without an identifier value";
+      *status = 400;
+    } else if (changes && xmlXPathCastToBoolean(changes) && !owned_known(key)) {
+      snprintf(why, sizeof(why), "appointment %s is not known to CeR: nothing to change or cancel", key);
+      rv = why;
+      *status = 404;
+    } else {
+      rv = owner_of(key, acting);
+    }
+    xmlXPathFreeObject(k);
+    xmlXPathFreeObject(changes);
+  }
+  xmlXPathFreeObject(o);
+  return rv;
+}
+
+static const char *validate(struct gw_req *req, int *status) {
   const char *body = (const char *)req->body.data;
   size_t len = req->body.len;
   if (S.role == R_P1) {
@@ -302,7 +360,7 @@ static const char *validate(struct gw_req *req) {
       snprintf(why, sizeof(why), "not a valid CeR resource: %s", d.n ? d.items[0].msg_en : "?");
     } else {
       pthread_mutex_lock(&S.mu);
-      owner = owner_check(doc, "//f:Appointment/f:identifier/f:value/@value", req->acting);
+      owner = p1_record(doc, req->acting, status);
       pthread_mutex_unlock(&S.mu);
     }
     xmlFreeDoc(doc);
@@ -442,7 +500,8 @@ static void receive(struct gw_req *req, struct gw_resp *r) {
   } else if (!req->idem_key || !req->idem_key[0]) {
     set_json(r, 400, "application/json", "{\"error\":\"Idempotency-Key header missing\"}\n");
   } else {
-    const char *why = validate(req);
+    int status = 400;
+    const char *why = validate(req, &status);
     bool dup = false;
     pthread_mutex_lock(&S.mu);
     if (why) {
@@ -457,7 +516,13 @@ static void receive(struct gw_req *req, struct gw_resp *r) {
     if (why) {
       char esc[400];
       gw_log_quote(esc, sizeof(esc), why);
-      set_json(r, 400, "application/json", "{\"error\":%s}\n", esc);
+      if (S.role == R_P1) /* P1 answers as a FHIR server: an OperationOutcome */
+        set_json(r, status, "application/fhir+json",
+                 "{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":\"error\",\"code\":\"%s\","
+                 "\"diagnostics\":%s}]}\n",
+                 status == 404 ? "not-found" : "invalid", esc);
+      else
+        set_json(r, 400, "application/json", "{\"error\":%s}\n", esc);
     } else {
       success(r, dup);
     }

@@ -71,6 +71,10 @@ static const char *const migrations[GW_STORE_SCHEMA_VERSION] = {
     /* 3 -> 4: the digest of each message's canonical content, so that a reused idempotency key with
      * other content is refused rather than taken for a repeat (rows before it have none: repeats) */
     "ALTER TABLE messages ADD COLUMN idem_digest TEXT;",
+    /* 4 -> 5: each appointment's last known status, start and the slots it holds, so that a cancellation
+     * or a reschedule frees them and a cancellation of an appointment never seen can be told */
+    "CREATE TABLE IF NOT EXISTS appointments(caller TEXT NOT NULL, akey TEXT NOT NULL, status TEXT NOT NULL,"
+    " start_ms INTEGER NOT NULL, slots TEXT NOT NULL, msg_id INTEGER NOT NULL, PRIMARY KEY(caller, akey));",
 };
 
 static int user_version(sqlite3 *db) {
@@ -128,6 +132,8 @@ enum stmt {
   S_SLOT_SETFREE,
   S_OWNER_GET,
   S_OWNER_PUT,
+  S_APPT_GET,
+  S_APPT_PUT,
   S__COUNT
 };
 
@@ -147,6 +153,9 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_SLOT_PUT] = "INSERT OR REPLACE INTO slots(caller, ident, schedule, start_ms, end_ms, free, msg_id)"
                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [S_SLOT_GET] = "SELECT free FROM slots WHERE caller = ?1 AND ident = ?2",
+    [S_APPT_GET] = "SELECT status, start_ms, slots FROM appointments WHERE caller = ?1 AND akey = ?2",
+    [S_APPT_PUT] = "INSERT OR REPLACE INTO appointments(caller, akey, status, start_ms, slots, msg_id)"
+                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
     [S_SLOT_SETFREE] = "UPDATE slots SET free = ?3 WHERE caller = ?1 AND ident = ?2",
     [S_OWNER_GET] = "SELECT owner FROM owners WHERE key = ?1",
     [S_OWNER_PUT] = "INSERT OR IGNORE INTO owners(key, owner, msg_id) VALUES(?1, ?2, ?3)",
@@ -361,6 +370,36 @@ static int sq_owner_put(struct gw_memq *gm, const char *key, const char *owner, 
   bind_text(q, 2, owner);
   sqlite3_bind_int64(q, 3, msg_id);
   return step_done(m->st->w, q, "owner_put");
+}
+
+static int sq_appt_get(struct gw_memq *gm, const char *caller, const char *key, struct gw_apptfact *out) {
+  struct sq_memq *m = (struct sq_memq *)gm;
+  sqlite3_stmt *q = m->st->st[S_APPT_GET];
+  bind_text(q, 1, caller);
+  bind_text(q, 2, key);
+  int rc = sqlite3_step(q);
+  if (rc == SQLITE_ROW) {
+    snprintf(out->status, sizeof(out->status), "%s", (const char *)sqlite3_column_text(q, 0));
+    out->start_ms = sqlite3_column_int64(q, 1);
+    snprintf(out->slots, sizeof(out->slots), "%s", (const char *)sqlite3_column_text(q, 2));
+  }
+  sqlite3_reset(q);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return failed_step(m->st->w, "appt_get", rc);
+  return rc == SQLITE_ROW;
+}
+
+static int sq_appt_put(struct gw_memq *gm, const char *caller, const char *key, const struct gw_apptfact *f,
+                       int64_t msg_id) {
+  struct sq_memq *m = (struct sq_memq *)gm;
+  sqlite3_stmt *q = m->st->st[S_APPT_PUT];
+  bind_text(q, 1, caller);
+  bind_text(q, 2, key);
+  bind_text(q, 3, f->status);
+  sqlite3_bind_int64(q, 4, f->start_ms);
+  bind_text(q, 5, f->slots);
+  sqlite3_bind_int64(q, 6, msg_id);
+  return step_done(m->st->w, q, "appt_put");
 }
 
 static void sq_set_memory(struct gw_store *gst, gw_memory_fn fn, void *ud) {
@@ -919,7 +958,9 @@ static const struct gw_memq_ops sq_memq_ops = {.slot_overlap = sq_slot_overlap,
                                                .slot_put = sq_slot_put,
                                                .slot_set_free = sq_slot_set_free,
                                                .owner_get = sq_owner_get,
-                                               .owner_put = sq_owner_put};
+                                               .owner_put = sq_owner_put,
+                                               .appt_get = sq_appt_get,
+                                               .appt_put = sq_appt_put};
 
 /* ---- cergw outbox ---- */
 

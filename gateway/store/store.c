@@ -108,3 +108,12 @@ int gw_memq_owner_get(struct gw_memq *q, const char *key, char *owner, size_t n)
 int gw_memq_owner_put(struct gw_memq *q, const char *key, const char *owner, int64_t msg_id) {
   return q->ops->owner_put(q, key, owner, msg_id);
 }
+
+int gw_memq_appt_get(struct gw_memq *q, const char *caller, const char *key, struct gw_apptfact *out) {
+  return q->ops->appt_get(q, caller, key, out);
+}
+
+int gw_memq_appt_put(struct gw_memq *q, const char *caller, const char *key, const struct gw_apptfact *f,
+                     int64_t msg_id) {
+  return q->ops->appt_put(q, caller, key, f, msg_id);
+}

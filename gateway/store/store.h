@@ -31,6 +31,13 @@ const char *gw_dstate_name(int s);
 int gw_dstate_parse(const char *name); /* -1 when unknown */
 
 /* A time slot the gateway has accepted, for the rules with memory. */
+/* An appointment as the rules with memory keep it: its status, start and the slots it holds. */
+struct gw_apptfact {
+  char status[24];
+  int64_t start_ms; /* 0: not stated */
+  char slots[512];  /* the identifiers of the slots it holds, each followed by a new line */
+};
+
 struct gw_slotfact {
   char ident[128];    /* the slot's business identifier (or id) */
   char schedule[160]; /* practitioner and place: the schedule it belongs to */
@@ -93,8 +100,12 @@ struct gw_submit {
   int nslots;
   struct gw_slotfact *slots; /* Slots carried by the message (memory rules) */
   int nslotrefs;
-  char (*slotrefs)[128]; /* slots an Appointment books (nslotrefs of them, malloc'd) */
-  int slot_release;      /* the Appointment cancels: its slots become free again */
+  char (*slotrefs)[128];        /* slots an Appointment books (nslotrefs of them, malloc'd) */
+  int slot_release;             /* the Appointment cancels: its slots become free again */
+  char appt_key[GW_OWNKEY_MAX]; /* the Appointment the message writes ("Appointment|ident:sys|value"), or "" */
+  struct gw_apptfact appt;      /* what the message states of it (slots: those it books) */
+  int appt_change;              /* it changes a booking (PATCH, cancellation, no-show): one should exist */
+  int appt_unknown;             /* result: appt_change named an appointment the gateway had never seen */
   int nownkeys;
   char (*ownkeys)[GW_OWNKEY_MAX]; /* the resources the message writes: "Appointment|id:A-1",
                                      "Slot|ident:urn:oid:...|S-1" (ownership, malloc'd) */
@@ -160,6 +171,8 @@ struct gw_memq_ops {
   int (*slot_set_free)(struct gw_memq *q, const char *caller, const char *ident, int is_free);
   int (*owner_get)(struct gw_memq *q, const char *key, char *owner, size_t n);
   int (*owner_put)(struct gw_memq *q, const char *key, const char *owner, int64_t msg_id);
+  int (*appt_get)(struct gw_memq *q, const char *caller, const char *key, struct gw_apptfact *out);
+  int (*appt_put)(struct gw_memq *q, const char *caller, const char *key, const struct gw_apptfact *f, int64_t msg_id);
 };
 struct gw_memq {
   const struct gw_memq_ops *ops;
@@ -191,6 +204,13 @@ int gw_memq_owner_get(struct gw_memq *q, const char *key, char *owner, size_t n)
 /* Records |owner| as the owner of |key| when nobody is. GW_OK or GW_ERR_IO. */
 int gw_memq_owner_put(struct gw_memq *q, const char *key, const char *owner, int64_t msg_id);
 
+/* What the gateway last knew of appointment |key| of |caller|: 1 (into |out|),
+ * 0 never seen, or GW_ERR_IO. */
+int gw_memq_appt_get(struct gw_memq *q, const char *caller, const char *key, struct gw_apptfact *out);
+/* Records appointment |key| of |caller| as |f| says, by message |msg_id|. GW_OK or GW_ERR_IO. */
+int gw_memq_appt_put(struct gw_memq *q, const char *caller, const char *key, const struct gw_apptfact *f,
+                     int64_t msg_id);
+
 /* Decides |s| and records its facts. Returns GW_OK (accept), GW_ERR_INVAL
  * (refused: s->reject_* filled; nothing of |s| is kept) or GW_ERR_IO. */
 /* Sets the memory hook (NULL: no rules with memory). Before any submit. */
@@ -199,7 +219,7 @@ void gw_store_set_memory(struct gw_store *st, gw_memory_fn fn, void *ud);
 /* The schema version this build writes (PRAGMA user_version). A database of
  * an older version is migrated forward at open, in one transaction; a newer
  * one is refused. */
-#define GW_STORE_SCHEMA_VERSION 4
+#define GW_STORE_SCHEMA_VERSION 5
 /* Prometheus lines of the store (errors counted since start). */
 void gw_store_metrics(struct gw_buf *out);
 

@@ -4,6 +4,7 @@
  * store's narrow query interface (gw_memq_*): the store knows nothing of
  * CeR, and these rules nothing of SQL. Their texts are entries of the one
  * rule registry (schemas/cer/rules.json). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -47,9 +48,22 @@ static int check_overlaps(const struct gw_rules *r, struct gw_memq *q, struct gw
   return GW_OK;
 }
 
-/* An appointment books slots the gateway knows to be free (a cancellation may name any). */
-static int check_booked(const struct gw_rules *r, struct gw_memq *q, struct gw_submit *s) {
+/* Whether |slot| is one of the new-line separated |list|. */
+static bool holds(const char *list, const char *slot) {
+  size_t n = strlen(slot);
+  for (const char *p = list; n && (p = strstr(p, slot)) != NULL; p += n)
+    if ((p == list || p[-1] == '\n') && p[n] == '\n')
+      return true;
+  return false;
+}
+
+/* An appointment books slots the gateway knows to be free, or that it already holds itself (a
+ * reschedule to the same slot, to correct its end); a cancellation may name any. */
+static int check_booked(const struct gw_rules *r, struct gw_memq *q, struct gw_submit *s, const struct gw_apptfact *was,
+                        bool known) {
   for (int i = 0; i < s->nslotrefs && !s->slot_release; i++) {
+    if (known && holds(was->slots, s->slotrefs[i]))
+      continue;
     int st = gw_memq_slot_state(q, s->caller, s->slotrefs[i]);
     if (st == GW_ERR_IO)
       return st;
@@ -60,7 +74,23 @@ static int check_booked(const struct gw_rules *r, struct gw_memq *q, struct gw_s
   return GW_OK;
 }
 
-static int record(struct gw_memq *q, struct gw_submit *s) {
+/* Marks each slot of the new-line separated |list| free, except those in |keep|. */
+static int free_slots(struct gw_memq *q, const char *caller, const char *list, const char *keep) {
+  char slot[128];
+  for (const char *p = list; *p;) {
+    size_t n = strcspn(p, "\n");
+    snprintf(slot, sizeof(slot), "%.*s", (int)n, p);
+    if (slot[0] && !holds(keep, slot) && gw_memq_slot_set_free(q, caller, slot, 1))
+      return GW_ERR_IO;
+    p += n + (p[n] == '\n');
+  }
+  return GW_OK;
+}
+
+/* The slot and appointment lifecycle: booked (its slots taken) -> rescheduled (the old slots freed, the
+ * new taken; the same slot may be kept) -> cancelled or entered in error (its slots freed) or a no-show
+ * (kept: the time was used). The appointment row keeps its status, start and the slots it holds. */
+static int record(struct gw_memq *q, struct gw_submit *s, const struct gw_apptfact *was, bool known) {
   for (int i = 0; i < s->nownkeys; i++)
     if (gw_memq_owner_put(q, s->ownkeys[i], s->caller, s->msg_id))
       return GW_ERR_IO;
@@ -70,17 +100,41 @@ static int record(struct gw_memq *q, struct gw_submit *s) {
   for (int i = 0; i < s->nslotrefs; i++)
     if (gw_memq_slot_set_free(q, s->caller, s->slotrefs[i], s->slot_release))
       return GW_ERR_IO;
-  return GW_OK;
+  if (!s->appt_key[0])
+    return GW_OK;
+  struct gw_apptfact now = s->appt;
+  if (known && s->slot_release) { /* cancelled: everything it held is free again */
+    if (free_slots(q, s->caller, was->slots, ""))
+      return GW_ERR_IO;
+    now.slots[0] = 0;
+  } else if (known && s->nslotrefs) { /* rescheduled to other slots: the old ones not kept are freed */
+    if (free_slots(q, s->caller, was->slots, now.slots))
+      return GW_ERR_IO;
+  } else if (known) { /* nothing said of slots (a reschedule by time, a no-show): it keeps what it held */
+    snprintf(now.slots, sizeof(now.slots), "%s", was->slots);
+  }
+  if (s->slot_release)
+    now.slots[0] = 0;
+  if (!now.start_ms && known)
+    now.start_ms = was->start_ms;
+  return gw_memq_appt_put(q, s->caller, s->appt_key, &now, s->msg_id);
 }
 
 int gw_rules_memory(void *ud, struct gw_memq *q, struct gw_submit *s) {
   const struct gw_rules *r = ud;
+  struct gw_apptfact was = {{0}, 0, {0}};
+  int known = s->appt_key[0] ? gw_memq_appt_get(q, s->caller, s->appt_key, &was) : 0;
+  if (known < 0)
+    return known;
+  /* a change of a booking the gateway never saw (booked elsewhere, before the gateway, or a wrong id):
+   * forwarded, since P1 decides, and the answer says so */
+  s->appt_unknown = s->appt_change && !known;
   int rv = check_owner(r, q, s);
   if (rv == GW_OK)
     rv = check_overlaps(r, q, s);
   if (rv == GW_OK)
-    rv = check_booked(r, q, s);
+    rv = check_booked(r, q, s, &was, known > 0);
   if (rv == GW_OK)
-    rv = record(q, s);
+    rv = record(q, s, &was, known > 0);
   return rv;
 }

@@ -642,6 +642,12 @@ static void check_appointments(struct ev *e) {
     xmlXPathObjectPtr patch = q(e, XP_IS_PATCH, a);
     bool is_patch = patch && xmlXPathCastToBoolean(patch);
     xmlXPathFreeObject(patch);
+    if (!is_patch) { /* 1..* in R4; the partial Appointment of a PATCH states only what changes */
+      xmlXPathObjectPtr p = q(e, XP_PARTICIPANT, a);
+      if (!nodes(p))
+        report(e, "cer.participant-present", a, NULL, NULL);
+      xmlXPathFreeObject(p);
+    }
     if (is_booking(status) && !is_patch) {
       /* 1. contact: the patient's own telecom, or a contact person's, in this message */
       char *sys = str(e, XP_PATIENT_SYS, a), *val = str(e, XP_PATIENT_VAL, a);

@@ -116,6 +116,10 @@ wait_for() { # seconds, command...: polls until the command succeeds
   return 1
 }
 eq() { [ "$1" = "$2" ] || { echo "    expected '$2', got '$1'" >&2; return 1; }; }
+has() { # text pattern...: every (grep) pattern is in the text; says which is not, and shows the text
+  local s=$1; shift
+  for pat in "$@"; do grep -q -- "$pat" <<<"$s" || { echo "    no '$pat' in: ${s:0:800}" >&2; return 1; }; done
+}
 
 # Messages: the golden SIU S12 with a visit DAYS ahead, unique ids, a specialty
 DAY=$(date -u -d '+5 days' +%Y%m%d)
@@ -398,9 +402,58 @@ sed -i 's/"A-2"/"A-3"/' "$T/a2.json"
 check "a second appointment in the same (now taken) slot: 422" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/a2.json")" 422
 LATE=$(date -u -d '+20 hours' +%Y-%m-%dT%H:00:00+00:00)
 LATE_END=$(date -u -d '+21 hours' +%Y-%m-%dT%H:00:00+00:00)
+appt A-4 booked "$LATE" "$LATE_END" >"$T/late-book.json"
+check "an appointment less than 48 h ahead is booked" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/late-book.json")" 201
 appt A-4 cancelled "$LATE" "$LATE_END" >"$T/late.json"
 check "cancellation less than 48 h before the visit: accepted" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/late.json")" 201
 check "  and marked not reassignable by the Poczekalnia in what P1 receives" bash -c "curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$P1/_sim/last | grep -q not-reassignable"
+
+# ------------------------------------------ the slot and appointment lifecycle (issue 11, finding 5)
+soapc() { # operation body: a SOAP 1.1 request of clinic A
+  printf '<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><c:%sRequest xmlns:c="urn:cergw:clinic:v1"><c:Clinic><c:Rpwdl>000000012345</c:Rpwdl><c:Specialty>1100</c:Specialty></c:Clinic>%s</c:%sRequest></soap:Body></soap:Envelope>' "$1" "$2" "$1"
+}
+slot L-1 12:00 12:30 >"$T/l1.json"; slot L-2 12:30 13:00 >"$T/l2.json"
+check "two free slots L-1, L-2 are published" bash -c "[ $(code clinic-a /fhir/Slot -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/l1.json") = 201 ] && [ $(code clinic-a /fhir/Slot -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/l2.json") = 201 ]"
+lappt() { # id slot start end
+  appt "$1" booked "${SLOT_DAY}T$3:00+00:00" "${SLOT_DAY}T$4:00+00:00" | sed "s|\"comment\"|\"slot\":[{\"identifier\":{\"value\":\"$2\"}}],\"comment\"|"
+}
+lappt L-A L-1 12:00 12:30 >"$T/la.json"; lappt L-B L-1 12:00 12:30 >"$T/lb.json"
+check "L-A books L-1: 201" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/la.json")" 201
+check "  L-B cannot book the taken L-1: 422" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/lb.json")" 422
+soapc CancelAppointment '<c:AppointmentId>L-A</c:AppointmentId><c:Reason>pacjent odwołał</c:Reason>' >"$T/cancel-la.xml"
+r=$(gw clinic-a /soap -H 'content-type: text/xml' -H 'SOAPAction: "urn:cergw:clinic:v1:CancelAppointment"' --data-binary @"$T/cancel-la.xml")
+check "SOAP CancelAppointment of L-A (no slot named): accepted and delivered" has "$r" '<c:CancelAppointmentResponse><c:Status>delivered'
+last=$(sim p1 /_sim/last)
+check "  P1 received a FHIRPath Patch (Parameters: replace Appointment.status cancelled), not an Appointment body" \
+  has "$last" '"resourceType":"Parameters"' 'Appointment.status' '"method":"PATCH"'
+check "  and no Appointment body" bash -c '! grep -q "\"resourceType\":\"Appointment\"" <<<"$1"' _ "$last"
+check "  the cancellation freed L-1: L-B books it now (201)" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/lb.json")" 201
+lappt L-B L-1 12:00 12:25 >"$T/lb2.json"
+check "  L-B keeps L-1 and corrects its end (a reschedule to the slot it holds): 201" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/lb2.json")" 201
+soapc RescheduleAppointment "<c:AppointmentId>L-B</c:AppointmentId><c:SlotId>L-2</c:SlotId><c:Start>${SLOT_DAY}T12:30:00Z</c:Start><c:End>${SLOT_DAY}T13:00:00Z</c:End>" >"$T/resched-lb.xml"
+r=$(gw clinic-a /soap -H 'content-type: text/xml' --data-binary @"$T/resched-lb.xml")
+check "SOAP RescheduleAppointment of L-B to L-2: accepted" has "$r" '<c:RescheduleAppointmentResponse><c:Status>delivered'
+lappt L-C L-1 12:00 12:30 >"$T/lc.json"
+check "  the reschedule freed L-1: L-C books it (201)" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/lc.json")" 201
+lappt L-D L-2 12:30 13:00 >"$T/ld.json"
+check "  and took L-2: L-D cannot book it (422)" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/ld.json")" 422
+# (finding 7) a cancellation of an appointment nobody has seen: the gateway says it does not know it,
+# and P1, the system of record, refuses it with 404: the clinic is told P1 rejected it and why
+soapc CancelAppointment '<c:AppointmentId>NEVER-BOOKED-1</c:AppointmentId>' >"$T/cancel-unknown.xml"
+r=$(gw clinic-a /soap -H 'content-type: text/xml' --data-binary @"$T/cancel-unknown.xml")
+check "SOAP cancel of an appointment never booked: a fault saying P1 rejected it (HTTP 404, not known to CeR)" \
+  has "$r" 'Fault' 'HTTP 404' 'not known to CeR'
+siu 8201 1100 5 S15 | sed 's/|Booked|/|Cancelled|/' >"$T/s15-unknown.hl7"
+ack=$(gw clinic-a /hl7v2 --data-binary @"$T/s15-unknown.hl7" | tr '\r' '\n')
+check "HL7 S15 of an appointment never booked: AR (resending cannot help), ERR 204 at SCH-1 (unknown to the gateway) and P1's 404" \
+  has "$ack" '^MSA|AR|MSG-8201|not accepted: p1=rejected' '^ERR||SCH^1^1|204^Unknown key identifier^HL70357|W||||cer.appointment-unknown' 'HTTP 404'
+# (finding 11) acceptance: P1 took it, only the reporting backend AP-KOLCE refused: AA with a warning ERR
+mode apkolce reject
+siu 8202 >"$T/kolce-rejects.hl7"
+ack=$(gw clinic-a /hl7v2 --data-binary @"$T/kolce-rejects.hl7" | tr '\r' '\n')
+mode apkolce ok
+check "P1 delivered, AP-KOLCE rejected: ACK AA (a resend would book twice) with an ERR of severity W for AP-KOLCE" \
+  has "$ack" '^MSA|AA|MSG-8202|accepted: p1=delivered apkolce=rejected' '^ERR|.*|W||||delivery.rejected: apkolce rejected'
 
 # ------------------------------------------------- notifications to clinics
 appt WIZ-N1 cancelled "$APPT" "$APPT_END" >"$T/n1.json"
@@ -494,7 +547,7 @@ for i in $(seq 3001 3020); do post_fhir clinic-a $i >>"$T/down.codes"; echo >>"$
 check "AP-KOLCE down: all 20 messages accepted (202, queued)" eq "$(grep -c 202 "$T/down.codes")" 20
 start_sim apkolce
 k0=$(($(stat apkolce unique)))
-check "AP-KOLCE back: every queued message delivered" wait_for 20 bash -c "[ \"\$(sqlite3 $T/gw/cergw.db \"select count(*) from deliveries where backend='apkolce' and state<>1\")\" = 0 ]"
+check "AP-KOLCE back: every queued message delivered" wait_for 20 bash -c "[ \"\$(sqlite3 $T/gw/cergw.db \"select count(*) from deliveries where backend='apkolce' and state=0\")\" = 0 ]"
 check "  exactly once (no repeats seen by AP-KOLCE)" eq "$(stat apkolce duplicates)" 0
 check "  the backlog beyond memory_queue (5) waited in the store only and was loaded back from it" \
   wait_for 5 bash -c "grep -q 'event=backlog_spilled backend=apkolce' $LOG && grep -q 'event=backlog_back_in_memory backend=apkolce' $LOG"
@@ -512,7 +565,7 @@ mode p1 reject
 rj=$(fhir 5001 >"$T/r.json"; gw clinic-a /fhir -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/r.json" -w '\n%{http_code}')
 check "P1 rejects: 422, the error attributed to P1" bash -c "printf '%s' \"\$1\" | tail -1 | grep -qx 422 && printf '%s' \"\$1\" | grep -q 'p1 rejected the message'" _ "$rj"
 mode p1 ok
-did=$(db "select id from deliveries where backend='p1' and state=2 limit 1")
+did=$(db "select id from deliveries where backend='p1' and state=2 order by id desc limit 1")
 check "  cergw outbox show / retry of a rejected delivery" bash -c "$CLI outbox --data $T/gw show $did | grep -q 'ordering key' && $CLI outbox --data $T/gw retry $did | grep -q '1 delivery'"
 check "  delivered after the retry" wait_for 10 bash -c "[ \"\$(sqlite3 $T/gw/cergw.db \"select state from deliveries where id=$did\")\" = 1 ]"
 
