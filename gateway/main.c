@@ -26,15 +26,15 @@
 #include "validate/rules.h"
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: cergw serve [--config FILE] [--listen HOST:PORT]\n"
-          "       cergw check-config FILE\n"
-          "       cergw validate [--format text|json] [--now INSTANT] FILE...   exit 0 valid, 1 invalid, 2 unreadable\n"
-          "       cergw translate --to fhir|fhir-xml|hl7v2|soap FILE [--now INSTANT]\n"
-          "       cergw identity CERT.pem   show the identity the gateway reads from a certificate\n"
-          "       cergw outbox [--data DIR] list|show|retry|dead|purge ...   the delivery queue\n"
-          "       cergw sim --role p1|simp|apkolce|clinic --listen HOST:PORT [--data DIR]   backend simulator\n"
-          "       cergw version\n");
+  fprintf(f, "usage: cergw serve [--config FILE] [--listen HOST:PORT]\n"
+             "       cergw check-config FILE\n"
+             "       cergw validate [--format text|json|ndjson] [--now INSTANT] [--charset windows-1250] FILE...\n"
+             "                                        exit 0 valid, 1 invalid, 2 unreadable\n"
+             "       cergw translate --to fhir|fhir-xml|hl7v2|soap FILE [--now INSTANT] [--charset windows-1250]\n"
+             "       cergw identity CERT.pem   show the identity the gateway reads from a certificate\n"
+             "       cergw outbox [--data DIR] list|show|retry|dead|purge ...   the delivery queue\n"
+             "       cergw sim --role p1|simp|apkolce|clinic --listen HOST:PORT [--data DIR]   backend simulator\n"
+             "       cergw version\n");
 }
 
 /* Loads |path| over the defaults, printing every problem. */
@@ -268,10 +268,13 @@ enum vformat { V_TEXT, V_JSON, V_NDJSON };
 /* cergw validate [--format text|json|ndjson] [--now INSTANT] FILE...: options anywhere. json: the
  * OperationOutcome for one file, an array of {"file", "outcome"} for several (one JSON document);
  * ndjson: one such object per line. */
-static int validate_args(int argc, char **argv, enum vformat *fmt, time_t *now, char **files, int *nfiles) {
+static int validate_args(int argc, char **argv, enum vformat *fmt, time_t *now, const char **charset, char **files,
+                         int *nfiles) {
   *nfiles = 0;
   for (int i = 0; i < argc; i++) {
-    if (!strcmp(argv[i], "--format") && i + 1 < argc) {
+    if (!strcmp(argv[i], "--charset") && i + 1 < argc) {
+      *charset = argv[++i];
+    } else if (!strcmp(argv[i], "--format") && i + 1 < argc) {
       const char *f = argv[++i];
       *fmt = !strcmp(f, "json") ? V_JSON : !strcmp(f, "ndjson") ? V_NDJSON : V_TEXT;
       if (*fmt == V_TEXT && strcmp(f, "text"))
@@ -295,7 +298,8 @@ static int cmd_validate(int argc, char **argv) {
   time_t now = time(NULL);
   char **files = calloc((size_t)argc + 1, sizeof(*files));
   int nfiles = 0;
-  if (!files || validate_args(argc, argv, &fmt, &now, files, &nfiles)) {
+  const char *charset = NULL;
+  if (!files || validate_args(argc, argv, &fmt, &now, &charset, files, &nfiles)) {
     free(files);
     usage(stderr);
     return 2;
@@ -319,7 +323,7 @@ static int cmd_validate(int argc, char **argv) {
     }
     struct gw_diag d;
     gw_diag_init(&d, 200);
-    struct gw_check chk = {.caller_rpwdl = NULL, .now = now};
+    struct gw_check chk = {.caller_rpwdl = NULL, .now = now, .hl7_charset = charset};
     xmlDocPtr doc = NULL;
     int rv = gw_engine_check(e, text, len, GW_D_UNKNOWN, &chk, &doc, &d);
     bool fatal = false;
@@ -371,9 +375,11 @@ static int cmd_validate(int argc, char **argv) {
 
 static int cmd_translate(int argc, char **argv) {
   time_t now = time(NULL);
-  const char *target = NULL, *file = NULL;
+  const char *target = NULL, *file = NULL, *charset = NULL;
   for (int i = 0; i < argc; i++) { /* options in any order */
-    if (!strcmp(argv[i], "--to") && i + 1 < argc) {
+    if (!strcmp(argv[i], "--charset") && i + 1 < argc) {
+      charset = argv[++i];
+    } else if (!strcmp(argv[i], "--to") && i + 1 < argc) {
       target = argv[++i];
     } else if (!strcmp(argv[i], "--now") && i + 1 < argc) {
       if (gw_instant_parse(argv[++i], &now)) {
@@ -415,7 +421,7 @@ static int cmd_translate(int argc, char **argv) {
   }
   struct gw_diag d;
   gw_diag_init(&d, 200);
-  struct gw_check chk = {.caller_rpwdl = NULL, .now = now};
+  struct gw_check chk = {.caller_rpwdl = NULL, .now = now, .hl7_charset = charset};
   xmlDocPtr doc = NULL;
   int rv = gw_engine_check(e, text, len, GW_D_UNKNOWN, &chk, &doc, &d);
   struct gw_buf out;

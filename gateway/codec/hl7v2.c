@@ -1,6 +1,8 @@
 #include "codec/hl7v2.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <iconv.h>
 #include <libxml/chvalid.h>
 #include <libxml/tree.h>
 #include <libxml/xmlstring.h>
@@ -36,6 +38,8 @@ struct pstate {
   const char *seg_start;
   struct gw_buf tmp; /* decoded text */
   bool failed;
+  const char *charset; /* iconv name of the message's character set, NULL for UTF-8 */
+  const char *where;   /* the element being decoded ("PID.5.1"), for escape issues */
 };
 
 static struct gw_issue *issue(struct pstate *p, const char *rule, int hl7_code, bool resendable, const char *where,
@@ -82,16 +86,60 @@ static size_t fmt_escape_len(const char *q, const char *limit, char esc) {
   return (size_t)(end - q + 1);
 }
 
-/* Decodes HL7 escape sequences of [s, e) into p->tmp (NUL-terminated). The
- * delimiter escapes and \Xhh..\ are decoded; formatting escapes (\H\, \N\,
- * \.br\, \Z..\ ...) stay literal so that they survive a round trip. */
+/* |n| bytes of text in the message's character set, appended to |out| as UTF-8. */
+static bool to_utf8(const char *charset, const char *in, size_t n, struct gw_buf *out) {
+  if (!charset)
+    return gw_buf_append(out, in, n) == 0;
+  iconv_t cd = iconv_open("UTF-8", charset);
+  if (cd == (iconv_t)-1)
+    return false;
+  bool ok = true;
+  char *ip = (char *)in;
+  size_t il = n;
+  while (ok && il) {
+    char chunk[256], *op = chunk;
+    size_t ol = sizeof(chunk);
+    size_t r = iconv(cd, &ip, &il, &op, &ol);
+    ok = gw_buf_append(out, chunk, (size_t)(op - chunk)) == 0 && (r != (size_t)-1 || errno == E2BIG);
+  }
+  iconv_close(cd);
+  return ok;
+}
+
+static void escape_issue(struct pstate *p, const char *at, const char *seq, size_t n) {
+  char where[32], shown[24];
+  snprintf(where, sizeof(where), "%s", p->where ? p->where : "");
+  char *dot = strchr(where, '.');
+  if (dot)
+    *dot = '-'; /* PID.5.1 -> PID-5.1 */
+  snprintf(shown, sizeof(shown), "%.*s", (int)(n < 20 ? n : 20), seq);
+  struct gw_issue *i = issue(p, "hl7.escape", 102, true, where, at,
+                             "%s is not a valid escape: \\X must be followed by pairs of hexadecimal digits that "
+                             "spell text of the message's character set",
+                             "%s nie jest poprawną sekwencją: po \\X muszą następować pary cyfr szesnastkowych "
+                             "tworzące tekst w zestawie znaków komunikatu",
+                             shown);
+  (void)i;
+}
+
+/* Decodes HL7 escape sequences of [s, e) into p->tmp (NUL-terminated): the
+ * delimiter escapes \F\ \S\ \T\ \R\ \E\; \Xhh..\ (pairs of hexadecimal digits, text
+ * in the message's character set; anything else is reported at its field);
+ * the line breaks \.br\ and \.sp\ become a new line; highlighting \H\ \N\ is
+ * dropped (FHIR text is plain); other formatting escapes stay as written.
+ * NULL when out of memory. */
 static const char *decode(struct pstate *p, const char *s, const char *e) {
   p->tmp.len = 0;
   const char esc = p->d.esc;
   for (const char *q = s; q < e;) {
     size_t fl = *q == esc ? fmt_escape_len(q, e, esc) : 0;
-    if (fl) { /* kept as written, closing escape character included */
-      gw_buf_append(&p->tmp, q, fl);
+    if (fl) {
+      if (fl == 3 && (q[1] == 'H' || q[1] == 'N')) { /* highlight on / off */
+      } else if ((fl == 5 && !memcmp(q + 1, ".br", 3)) || (fl >= 5 && !memcmp(q + 1, ".sp", 3))) {
+        gw_buf_append(&p->tmp, "\n", 1);
+      } else {
+        gw_buf_append(&p->tmp, q, fl); /* kept as written, closing escape character included */
+      }
       q += fl;
       continue;
     }
@@ -121,26 +169,26 @@ static const char *decode(struct pstate *p, const char *s, const char *e) {
           q = end + 1;
           continue;
         }
-      } else if (end && q[1] == 'X' && (end - q - 2) % 2 == 0 && end - q > 2) {
-        size_t mark = p->tmp.len;
-        bool ok = true;
-        for (const char *h = q + 2; h < end; h += 2) {
+      } else if (end && q[1] == 'X') {
+        struct gw_buf raw;
+        gw_buf_init(&raw, 4096);
+        bool ok = end - q > 2 && (end - q - 2) % 2 == 0;
+        for (const char *h = q + 2; ok && h < end; h += 2) {
           int hi = hexval(h[0]), lo = hexval(h[1]);
-          if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-            ok = false;
-            break;
-          }
+          ok = hi >= 0 && lo >= 0 && (hi || lo);
           char byte = (char)(hi * 16 + lo);
-          gw_buf_append(&p->tmp, &byte, 1);
+          ok = ok && gw_buf_append(&raw, &byte, 1) == 0;
         }
-        if (ok && p->tmp.data && xmlCheckUTF8(p->tmp.data + mark) &&
-            gw_xml_text_ok(p->tmp.data + mark, p->tmp.len - mark, false)) {
-          q = end + 1;
-          continue;
+        size_t mark = p->tmp.len;
+        ok = ok && to_utf8(p->charset, (const char *)raw.data, raw.len, &p->tmp) && gw_buf_append(&p->tmp, "", 0) == 0;
+        ok = ok && xmlCheckUTF8(p->tmp.data + mark) && gw_xml_text_ok(p->tmp.data + mark, p->tmp.len - mark, false);
+        gw_buf_cleanup(&raw);
+        if (!ok) {
+          escape_issue(p, q, q, (size_t)(end - q + 1));
+          p->tmp.len = mark;
         }
-        p->tmp.len = mark; /* keep it literal */
-        if (p->tmp.data)
-          p->tmp.data[mark] = 0;
+        q = end + 1;
+        continue;
       }
     }
     gw_buf_append(&p->tmp, q, 1);
@@ -165,6 +213,7 @@ static void add_text(struct pstate *p, xmlNodePtr parent, const char *name, cons
   if (!memchr(s, p->d.esc, (size_t)(e - s))) {
     t = xmlNewDocTextLen(p->doc, BAD_CAST s, (int)(e - s)); /* the common case: nothing to decode */
   } else {
+    p->where = name;
     const char *v = decode(p, s, e);
     if (!v) {
       xmlFreeNode(n);
@@ -390,6 +439,116 @@ static void check_header(struct pstate *p, xmlNodePtr root) {
   free(version);
 }
 
+/* MSH-18's first repetition's first component, read from the raw bytes (the delimiters are ASCII). */
+static void msh18(const char *text, size_t len, char *out, size_t n) {
+  out[0] = 0;
+  if (len < 8 || memcmp(text, "MSH", 3))
+    return;
+  char fs = text[3], comp = text[4], rep = text[5];
+  int field = 1; /* MSH-1 is the separator at position 3 */
+  for (size_t i = 3; i < len && text[i] != '\r' && text[i] != '\n'; i++) {
+    if (text[i] != fs)
+      continue;
+    if (++field == 18) {
+      size_t j = i + 1, k = 0;
+      while (j < len && text[j] != fs && text[j] != comp && text[j] != rep && text[j] != '\r' && text[j] != '\n' &&
+             k + 1 < n)
+        out[k++] = text[j++];
+      out[k] = 0;
+      return;
+    }
+  }
+}
+
+/* Table 0211 (and WINDOWS-1250) -> an iconv name; NULL for UTF-8 (and ASCII, its subset: an undeclared
+ * set or ASCII falls back to |fallback|, the clinic's setting). |*known| false for another name. */
+static const char *charset_name(const char *cs, const char *fallback, bool *known) {
+  char u[40];
+  size_t k = 0;
+  for (const char *c = cs; *c && k + 1 < sizeof(u); c++)
+    if (*c != ' ' || k)
+      u[k++] = (char)toupper((unsigned char)*c);
+  while (k && u[k - 1] == ' ')
+    k--;
+  u[k] = 0;
+  *known = true;
+  if (!u[0] || !strcmp(u, "ASCII"))
+    return fallback && *fallback ? fallback : NULL;
+  if (!strcmp(u, "UNICODE UTF-8") || !strcmp(u, "UNICODE") || !strcmp(u, "UTF-8") || !strcmp(u, "UTF8"))
+    return NULL;
+  if (!strcmp(u, "8859/1"))
+    return "ISO-8859-1";
+  if (!strcmp(u, "8859/2"))
+    return "ISO-8859-2";
+  if (!strcmp(u, "8859/15"))
+    return "ISO-8859-15";
+  if (!strcmp(u, "WINDOWS-1250") || !strcmp(u, "CP1250") || !strcmp(u, "WIN1250"))
+    return "WINDOWS-1250";
+  *known = false;
+  return NULL;
+}
+
+/* The whole of |text| from |charset| to UTF-8 in |out|; false with the offset of the first byte that is
+ * not of the set in |*bad|. */
+static bool convert(const char *charset, const char *text, size_t len, struct gw_buf *out, size_t *bad) {
+  iconv_t cd = iconv_open("UTF-8", charset);
+  if (cd == (iconv_t)-1) {
+    *bad = 0;
+    return false;
+  }
+  char *ip = (char *)text;
+  size_t il = len;
+  bool ok = true;
+  while (ok && il) {
+    char chunk[4096], *op = chunk;
+    size_t ol = sizeof(chunk);
+    size_t r = iconv(cd, &ip, &il, &op, &ol);
+    ok = gw_buf_append(out, chunk, (size_t)(op - chunk)) == 0 && (r != (size_t)-1 || errno == E2BIG);
+  }
+  iconv_close(cd);
+  *bad = (size_t)(ip - text);
+  return ok;
+}
+
+/* Offset of the first byte of |s| that does not start a valid UTF-8 character (libxml2 decodes), or |len|. */
+static size_t first_non_utf8(const char *s, size_t len) {
+  size_t i = 0;
+  while (i < len) {
+    int n = (int)(len - i > 4 ? 4 : len - i);
+    if ((unsigned char)s[i] < 0x80) {
+      i++;
+      continue;
+    }
+    if (xmlGetUTF8Char((const unsigned char *)s + i, &n) < 0 || n <= 0)
+      return i;
+    i += (size_t)n;
+  }
+  return len;
+}
+
+/* A byte not of the character set: where it is (line = segment, column), what it is, and what to do. */
+static void byte_issue(struct pstate *p, const char *text, size_t len, size_t at, const char *charset) {
+  int line = 1;
+  size_t ls = 0;
+  for (size_t i = 0; i < at && i < len; i++)
+    if (text[i] == '\r' || text[i] == '\n') {
+      if (!(text[i] == '\n' && i && text[i - 1] == '\r'))
+        line++;
+      ls = i + 1;
+    }
+  char arg[200];
+  snprintf(arg, sizeof(arg), "byte 0x%02X at line %d, column %zu is not %s", at < len ? (unsigned char)text[at] : 0,
+           line, at - ls + 1, charset ? charset : "UTF-8");
+  p->seg_no = line;
+  p->seg_start = NULL;
+  struct gw_issue *i =
+      issue(p, "hl7.encoding", 102, true, "MSH-18", NULL,
+            "%s; declare the character set in MSH-18 (8859/2, UNICODE UTF-8) or ask for the clinic's hl7_charset",
+            "%s; podaj zestaw znaków w MSH-18 (8859/2, UNICODE UTF-8) lub poproś o hl7_charset poradni", arg);
+  if (i)
+    i->col = (int)(at - ls + 1);
+}
+
 int gw_hl7_parse(const char *text, size_t len, const struct gw_hl7_limits *lim, struct _xmlDoc **out,
                  struct gw_diag *diag) {
   *out = NULL;
@@ -400,13 +559,46 @@ int gw_hl7_parse(const char *text, size_t len, const struct gw_hl7_limits *lim, 
           "komunikat przekracza dopuszczalny rozmiar%s", "");
     return GW_ERR_INVAL;
   }
+  /* the character set: MSH-18, else the clinic's setting, else UTF-8; other sets are converted */
+  char cs[40];
+  msh18(text, len, cs, sizeof(cs));
+  bool known = true;
+  p.charset = charset_name(cs, p.lim->charset, &known);
+  if (!known) {
+    p.seg_no = 1;
+    issue(&p, "hl7.charset", 103, false, "MSH-18", NULL,
+          "character set %s is not one the gateway reads (ASCII, 8859/1, 8859/2, 8859/15, UNICODE UTF-8)",
+          "zestaw znaków %s nie jest obsługiwany (ASCII, 8859/1, 8859/2, 8859/15, UNICODE UTF-8)", cs);
+    return GW_ERR_INVAL;
+  }
+  struct gw_buf conv;
+  gw_buf_init(&conv, 4 * len + 16);
+  if (p.charset) {
+    size_t bad = 0;
+    if (!convert(p.charset, text, len, &conv, &bad)) {
+      byte_issue(&p, text, len, bad, p.charset);
+      gw_buf_cleanup(&conv);
+      return GW_ERR_INVAL;
+    }
+    text = (const char *)conv.data;
+    len = conv.len;
+  }
   /* the whole text must be UTF-8 without NUL bytes before any of it reaches XML */
   char *copy = malloc(len + 1);
-  if (!copy)
+  if (!copy) {
+    gw_buf_cleanup(&conv);
     return GW_ERR_NOMEM;
-  memcpy(copy, text, len);
+  }
+  memcpy(copy, text ? text : "", len);
   copy[len] = 0;
-  bool text_ok = !memchr(text, 0, len) && xmlCheckUTF8(BAD_CAST copy);
+  size_t bad_at = first_non_utf8(copy, len);
+  if (bad_at < len) {
+    free(copy);
+    byte_issue(&p, text, len, bad_at, NULL);
+    gw_buf_cleanup(&conv);
+    return GW_ERR_INVAL;
+  }
+  bool text_ok = !memchr(text, 0, len);
   /* control characters cannot travel in XML: only segment terminators and tabs are allowed */
   for (size_t i = 0; text_ok && i < len; i++) {
     unsigned char ch = (unsigned char)text[i];
@@ -424,13 +616,16 @@ int gw_hl7_parse(const char *text, size_t len, const struct gw_hl7_limits *lim, 
   if (!text_ok) {
     free(copy);
     p.seg_no = 1;
-    issue(&p, "hl7.encoding", 102, true, "", NULL, "the message is not UTF-8 text without control characters%s",
-          "komunikat nie jest tekstem UTF-8 bez znaków sterujących%s", "");
+    issue(&p, "hl7.encoding", 102, true, "", NULL, "the message is not text: it holds control characters%s",
+          "komunikat nie jest tekstem: zawiera znaki sterujące%s", "");
+    gw_buf_cleanup(&conv);
     return GW_ERR_INVAL;
   }
   free(copy);
-  if (!read_delims(&p, text, len))
+  if (!read_delims(&p, text, len)) {
+    gw_buf_cleanup(&conv);
     return GW_ERR_INVAL;
+  }
   gw_buf_init(&p.tmp, len + 16);
   p.doc = xmlNewDoc(BAD_CAST "1.0");
   if (p.doc)
@@ -439,6 +634,7 @@ int gw_hl7_parse(const char *text, size_t len, const struct gw_hl7_limits *lim, 
   if (!root) {
     xmlFreeDoc(p.doc);
     gw_buf_cleanup(&p.tmp);
+    gw_buf_cleanup(&conv);
     return GW_ERR_NOMEM;
   }
   xmlDocSetRootElement(p.doc, root);
@@ -460,12 +656,44 @@ int gw_hl7_parse(const char *text, size_t len, const struct gw_hl7_limits *lim, 
   if (!p.failed)
     check_header(&p, root);
   gw_buf_cleanup(&p.tmp);
+  gw_buf_cleanup(&conv);
   if (p.failed || gw_diag_has_errors(diag)) {
     xmlFreeDoc(p.doc);
     return GW_ERR_INVAL;
   }
   *out = p.doc;
   return GW_OK;
+}
+
+struct _xmlDoc *gw_hl7_parse_header(const char *text, size_t len) {
+  size_t n = 0;
+  while (n < len && text[n] != '\r' && text[n] != '\n')
+    n++;
+  char *h = malloc(n + 1);
+  if (!h)
+    return NULL;
+  for (size_t i = 0; i < n; i++)
+    h[i] = ((unsigned char)text[i] < 0x20 || (unsigned char)text[i] > 0x7e) ? '?' : text[i];
+  h[n] = 0;
+  struct gw_diag d;
+  gw_diag_init(&d, 8);
+  struct pstate p = {.lim = &gw_hl7_default_limits, .diag = &d};
+  xmlNodePtr root = NULL;
+  if (read_delims(&p, h, n) && (p.doc = xmlNewDoc(BAD_CAST "1.0")) &&
+      (root = xmlNewDocNode(p.doc, NULL, BAD_CAST "HL7Message", NULL))) {
+    xmlDocSetRootElement(p.doc, root);
+    gw_buf_init(&p.tmp, n + 16);
+    p.seg_no = 1;
+    parse_segment(&p, root, h, h + n); /* the MSH alone, no judgement of what it says */
+    gw_buf_cleanup(&p.tmp);
+  }
+  if (p.failed || !root) {
+    xmlFreeDoc(p.doc);
+    p.doc = NULL;
+  }
+  gw_diag_cleanup(&d);
+  free(h);
+  return p.doc;
 }
 
 /* ---- ER7 output ---- */
@@ -499,10 +727,11 @@ static void put_escaped(struct sstate *s, const char *v) {
       continue;
     } else if (c == s->d.esc)
       code = 'E';
-    else if (c == '\r' || c == '\n') {
-      char hex[8];
-      snprintf(hex, sizeof(hex), "%cX%02X%c", s->d.esc, (unsigned char)c, s->d.esc);
-      put(s, hex, strlen(hex));
+    else if (c == '\r' || c == '\n') { /* a line break (CR LF once) is \.br\ */
+      if (c == '\r' && q[1] == '\n')
+        q++;
+      char br[6] = {s->d.esc, '.', 'b', 'r', s->d.esc, 0};
+      put(s, br, 5);
       continue;
     }
     if (code) {
@@ -774,7 +1003,8 @@ int gw_hl7_ack(struct _xmlDoc *msg, enum gw_hl7_ack code, const char *text, cons
   put(&s, "|", 1);
   put_value(&s, f[12] && *f[12] ? f[12] : "2.8");
   put(&s, "\rMSA|", 5);
-  put(&s, code == GW_ACK_AA ? "AA" : code == GW_ACK_AE ? "AE" : "AR", 2);
+  static const char *const codes[] = {"AA", "AE", "AR", "CA", "CE", "CR"};
+  put(&s, codes[code], 2);
   put(&s, "|", 1);
   put_value(&s, f[10]);
   if (text && *text) {

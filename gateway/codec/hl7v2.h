@@ -33,6 +33,10 @@ struct gw_hl7_limits {
   size_t max_repetitions;   /* per field */
   size_t max_components;    /* per repetition */
   size_t max_subcomponents; /* per component */
+  /* The character set of a message whose MSH-18 names none (or ASCII): an
+   * iconv name such as "WINDOWS-1250" (Polish systems send it undeclared; a
+   * per-clinic setting), or NULL for UTF-8. */
+  const char *charset;
 };
 
 /* Defaults: 1 MiB, 2,000 segments, 256 fields, 100 repetitions, 64
@@ -40,12 +44,22 @@ struct gw_hl7_limits {
 extern const struct gw_hl7_limits gw_hl7_default_limits;
 
 /* Parses ER7 |text| (CR, LF or CRLF segment terminators; delimiters from
- * MSH-1/MSH-2; versions 2.3 to 2.8). On success |*out| is a new document the
+ * MSH-1/MSH-2; versions 2.3 to 2.8). The character set is MSH-18's (table
+ * 0211: ASCII, 8859/1, 8859/2, 8859/15, UNICODE UTF-8; and, seen in Polish
+ * software, WINDOWS-1250), else |lim->charset|, else UTF-8; text in another
+ * set is converted to UTF-8 with iconv, \Xhh..\ escapes too. A byte that is
+ * not of the set is reported at its line (segment) and column. On success |*out| is a new document the
  * caller frees with xmlFreeDoc(). Problems go to |diag| with rule ids
  * "hl7.*", HL7 table 0357 codes and locations like "PID-3.4"; any error
  * returns GW_ERR_INVAL and no document. */
 int gw_hl7_parse(const char *text, size_t len, const struct gw_hl7_limits *lim, struct _xmlDoc **out,
                  struct gw_diag *diag);
+
+/* For an ACK to a message that did not parse: a document of its MSH segment
+ * alone, read with every byte outside printable ASCII taken as "?", so that
+ * MSA-2 echoes MSH-10 and MSH-3..6 and the version come back. NULL when even
+ * that does not parse. */
+struct _xmlDoc *gw_hl7_parse_header(const char *text, size_t len);
 
 /* Serialises a document of the form above back to ER7 (CR terminators),
  * appending to |out|; a message with text beyond ASCII and no MSH-18 gets
@@ -64,8 +78,9 @@ void gw_hl7_now(char *out, size_t n);
  * in v2.5), unique within the process whatever the connection (|n| >= 21). */
 void gw_hl7_control_id(char *out, size_t n);
 
-/* Acknowledgment codes (MSA-1). */
-enum gw_hl7_ack { GW_ACK_AA, GW_ACK_AE, GW_ACK_AR };
+/* Acknowledgment codes (MSA-1, table 0008): application accept, error,
+ * reject; and the commit (accept) acknowledgments of enhanced mode. */
+enum gw_hl7_ack { GW_ACK_AA, GW_ACK_AE, GW_ACK_AR, GW_ACK_CA, GW_ACK_CE, GW_ACK_CR };
 
 /* Builds an ACK to |msg| (may be NULL when the message could not be parsed:
  * then a minimal MSH is used) with MSA-1 |code|, MSA-3 |text|, and one ERR

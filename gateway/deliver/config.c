@@ -212,7 +212,18 @@ static int parse_clinic(struct pctx *p, const char *rp, yajl_val o, struct gw_ba
     gw_buf_printf(p->errs, "%s: clinics.%s: url must be https://… or, for clinic-siu, mllp://HOST:PORT\n", p->name, rp);
     return GW_ERR_CONF;
   }
+  const char *cs = str_at(o, "hl7_charset");
+  const char *css = !cs                                                            ? ""
+                    : !strcasecmp(cs, "windows-1250") || !strcasecmp(cs, "cp1250") ? "WINDOWS-1250"
+                    : !strcasecmp(cs, "iso-8859-2")                                ? "ISO-8859-2"
+                    : !strcasecmp(cs, "utf-8")                                     ? ""
+                                                                                   : NULL;
+  if (!css) {
+    gw_buf_printf(p->errs, "%s: clinics.%s: hl7_charset is windows-1250, iso-8859-2 or utf-8\n", p->name, rp);
+    return GW_ERR_CONF;
+  }
   *b = p->defaults;
+  snprintf(b->hl7_charset, sizeof(b->hl7_charset), "%s", css);
   snprintf(b->name, sizeof(b->name), "clinic-%s", rp);
   snprintf(b->rpwdl, sizeof(b->rpwdl), "%s", rp);
   b->kind = kind;

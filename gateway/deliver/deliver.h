@@ -28,7 +28,8 @@ struct gw_backend_conf {
   char url[256];
   char token_url[256]; /* P1: OAuth2 token endpoint */
   char client_id[96];
-  char rpwdl[16]; /* clinic notification endpoints: the clinic */
+  char rpwdl[16];       /* clinic notification endpoints: the clinic */
+  char hl7_charset[24]; /* clinics: the character set of their HL7 v2 messages without MSH-18 ("" = UTF-8) */
   bool enabled;
   uint32_t timeout_ms, max_attempts, backoff_ms, max_backoff_ms, concurrency, breaker_failures, breaker_open_ms;
   uint32_t memory_queue; /* deliveries held in memory; beyond it they wait in the store only */

@@ -505,7 +505,11 @@ int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enu
     while (end > skip && (text[end - 1] == 0x1c || text[end - 1] == '\r' || text[end - 1] == '\n'))
       end--; /* MLLP frame end and trailing terminators */
     xmlDocPtr v2 = NULL;
-    rv = gw_hl7_parse(text + skip, end - skip, NULL, &v2, diag);
+    struct gw_hl7_limits lim = gw_hl7_default_limits;
+    lim.charset = chk ? chk->hl7_charset : NULL;
+    rv = gw_hl7_parse(text + skip, end - skip, &lim, &v2, diag);
+    if (rv != GW_OK && !v2)
+      v2 = gw_hl7_parse_header(text + skip, end - skip); /* for the ACK: MSA-2, MSH-3..6, the version */
     if (rv == GW_OK)
       rv = hl7_supported(v2, diag);
     if (rv != GW_OK && v2 && chk && chk->hl7_out) { /* the ACK still answers this message (MSA-2, MSH-3..6) */

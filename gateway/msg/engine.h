@@ -30,6 +30,7 @@ void gw_engine_free(struct gw_engine *e);
 struct gw_check {
   const char *caller_rpwdl; /* NULL offline */
   time_t now;
+  const char *hl7_charset; /* HL7 v2 without MSH-18: its character set (iconv name), NULL for UTF-8 */
   /* optional: for HL7 v2 input, receives the parsed message (or NULL when it
    * did not parse), so that an ACK can be built without parsing it again.
    * The caller frees it with xmlFreeDoc. */

@@ -184,7 +184,8 @@ static void conn_respond(struct conn *c, struct gw_req *req, struct gw_resp *res
     rv = gw_h1_respond(c->h1, req, resp);
   } else { /* MLLP: the answer (an ACK) framed */
     uint8_t sb = GW_MLLP_SB, eb[2] = {GW_MLLP_EB, GW_MLLP_CR};
-    if (out_append(c, &sb, 1) || out_append(c, resp->body, resp->body_len) || out_append(c, eb, 2))
+    if (resp->body_len && /* none: enhanced mode asked for no acknowledgment */
+        (out_append(c, &sb, 1) || out_append(c, resp->body, resp->body_len) || out_append(c, eb, 2)))
       rv = GW_ERR_NOMEM;
     gw_req_cleanup(&c->mreq);
     c->mwait = false;

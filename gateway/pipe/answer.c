@@ -245,7 +245,38 @@ static void soap_committed(const struct gw_pipe *p, struct gw_msg *m) {
 
 /* ---- HL7 v2 ---- */
 
-static void ack(struct gw_msg *m, enum gw_hl7_ack code, const char *text, const struct gw_diag *d, int status) {
+/* Whether acknowledgment condition |v| (table 0155: AL always, NE never, ER on error, SU on success;
+ * empty: AL) asks for an acknowledgment of an outcome that is |ok|. */
+static bool ack_wanted(const char *v, bool ok) {
+  if (!v || !*v || !strcmp(v, "AL"))
+    return true;
+  return (!strcmp(v, "ER") && !ok) || (!strcmp(v, "SU") && ok);
+}
+
+/* The ACK of |m|. Original mode (MSH-15 and MSH-16 empty): the application acknowledgment |code|.
+ * Enhanced mode: the accept (commit) acknowledgment when MSH-15 asks for it — CA when the message is
+ * stored (|code| AA, or the delivery outcome the text reports), CE when refused and worth fixing, CR when
+ * not — else the application acknowledgment when MSH-16 asks for it, else none (HTTP 204; nothing on
+ * MLLP). */
+static void ack(struct gw_msg *m, enum gw_hl7_ack code, const char *text, const struct gw_diag *d, int status,
+                bool committed) {
+  char *m15 = m->v2 ? gw_hl7_get(m->v2, "MSH", 15, 1) : NULL, *m16 = m->v2 ? gw_hl7_get(m->v2, "MSH", 16, 1) : NULL;
+  bool enhanced = (m15 && *m15) || (m16 && *m16);
+  if (enhanced) {
+    bool ok = committed || code == GW_ACK_AA;
+    if (ack_wanted(m15, ok))
+      code = committed ? GW_ACK_CA : code == GW_ACK_AR ? GW_ACK_CR : GW_ACK_CE;
+    else if (!ack_wanted(m16, code == GW_ACK_AA))
+      status = -1;
+  }
+  free(m15);
+  free(m16);
+  if (status < 0) {
+    struct gw_buf none;
+    gw_buf_init(&none, 1);
+    take(&m->ans, m->mllp ? 200 : 204, CT_HL7, &none);
+    return;
+  }
   char stamp[20], ctrl[24];
   gw_hl7_now(stamp, sizeof(stamp));
   gw_hl7_control_id(ctrl, sizeof(ctrl));
@@ -257,7 +288,7 @@ static void ack(struct gw_msg *m, enum gw_hl7_ack code, const char *text, const 
 
 static void hl7_refused(const struct gw_pipe *p, struct gw_msg *m, const char *text) {
   (void)p;
-  ack(m, gw_hl7_ack_code_for(&m->diag), text, &m->diag, m->status ? m->status : 422);
+  ack(m, gw_hl7_ack_code_for(&m->diag), text, &m->diag, m->status ? m->status : 422, false);
 }
 
 static void hl7_committed(const struct gw_pipe *p, struct gw_msg *m) {
@@ -280,7 +311,7 @@ static void hl7_committed(const struct gw_pipe *p, struct gw_msg *m) {
   if (st == GW_DS_REJECTED || warn)
     res_diag(m, s, &d, true);
   memory_notes(p, m, &d);
-  ack(m, st == GW_DS_REJECTED ? gw_hl7_ack_code_for(&d) : GW_ACK_AA, text, &d, 200);
+  ack(m, st == GW_DS_REJECTED ? gw_hl7_ack_code_for(&d) : GW_ACK_AA, text, &d, 200, true);
   gw_diag_cleanup(&d);
 }
 
@@ -334,7 +365,7 @@ static void store_refused(const struct gw_pipe *p, struct gw_msg *m) {
     snprintf(is->location, sizeof(is->location), "%s", !ri ? "" : m->kind == GW_M_HL7 ? ri->loc_hl7 : ri->loc_fhir);
   }
   if (m->kind == GW_M_HL7) { /* AE: fix and resend; AR: must not be resent as is (acting for another clinic) */
-    ack(m, gw_hl7_ack_code_for(&m->diag), failed ? "not stored" : "rejected", &m->diag, 200);
+    ack(m, gw_hl7_ack_code_for(&m->diag), failed ? "not stored" : "rejected", &m->diag, 200, false);
     return;
   }
   m->status = failed ? 503 : (ri && m->kind != GW_M_SOAP) ? ri->http_status : 0;

@@ -145,8 +145,17 @@ static enum gw_step detect(struct gw_pipe *p, struct gw_msg *m) {
 
 /* The canonical form, checked against the FHIR model, the CeR profile and the CeR rules. */
 static enum gw_step canonicalise(struct gw_pipe *p, struct gw_msg *m) {
+  char charset[24] = ""; /* the clinic's setting for HL7 v2 without MSH-18 */
+  if (m->kind == GW_M_HL7) {
+    struct gw_dconf *c = gw_dconf_get();
+    const struct gw_backend_conf *bc = c ? gw_dconf_clinic(c, m->caller) : NULL;
+    if (bc)
+      snprintf(charset, sizeof(charset), "%s", bc->hl7_charset);
+    gw_dconf_put(c);
+  }
   struct gw_check chk = {.caller_rpwdl = m->kind == GW_M_NOTIFY ? NULL : m->caller,
                          .now = m->now,
+                         .hl7_charset = charset[0] ? charset : NULL,
                          .hl7_out = m->kind == GW_M_HL7 ? &m->v2 : NULL};
   m->rv = gw_engine_check(p->e, (const char *)m->body, m->len, m->dialect, &chk, &m->doc, &m->diag);
   if (m->rv == GW_OK && (!m->doc || !xmlDocGetRootElement(m->doc)))

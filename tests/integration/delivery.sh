@@ -78,7 +78,8 @@ write_delivery() { # extra route settings: apkolce route enabled (true|false)
   ],
   "clinics": {
     "000000012345": {"notify": "clinic-soap", "url": "https://localhost:$CLIN/clinic/000000012345"},
-    "000000067890": {"notify": "clinic-siu", "url": "https://localhost:$CLIN/clinic/000000067890"},
+    "000000067890": {"notify": "clinic-siu", "url": "https://localhost:$CLIN/clinic/000000067890",
+                     "hl7_charset": "windows-1250"},
     "000000011111": {"notify": "clinic-siu", "url": "mllp://127.0.0.1:$CLINM", "backoff_ms": 50, "max_attempts": 100}
   }
 }
@@ -234,6 +235,33 @@ EOF
 check "SOAP GetAppointmentStatus: the status last accepted and its deliveries" bash -c "curl -s --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key https://localhost:$GWP/soap -H 'content-type: text/xml' --data-binary @$T/status.xml | grep -q '<c:Status>booked (p1=delivered apkolce=delivered)'"
 sed -i "s/$APPT_ID/NO-SUCH-1/" "$T/status.xml"
 check "SOAP GetAppointmentStatus of an unknown appointment: a Client fault" bash -c "curl -s --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key https://localhost:$GWP/soap -H 'content-type: text/xml' --data-binary @$T/status.xml | grep -q soap.unknown-appointment"
+
+# acknowledgment modes (MSH-15 accept, MSH-16 application; table 0155): enhanced mode gets the commit
+# ACK CA/CE/CR, or the application ACK, or none, as asked
+siu 1101 | sed 's/|P|2.5.1/|P|2.5.1|||AL|NE/' >"$T/enh1.hl7"
+check "enhanced mode MSH-15 AL: the commit acknowledgment CA, MSA-2 the message's MSH-10" \
+  has "$(gw clinic-a /hl7v2 --data-binary @"$T/enh1.hl7" | tr '\r' '\n')" '^MSA|CA|MSG-1101'
+siu 1102 | sed 's/|P|2.5.1/|P|2.5.1|||NE|AL/' >"$T/enh2.hl7"
+check "enhanced mode MSH-15 NE, MSH-16 AL: the application acknowledgment AA" \
+  has "$(gw clinic-a /hl7v2 --data-binary @"$T/enh2.hl7" | tr '\r' '\n')" '^MSA|AA|MSG-1102'
+siu 1103 | sed 's/|P|2.5.1/|P|2.5.1|||NE|NE/' >"$T/enh3.hl7"
+check "enhanced mode NE/NE: no acknowledgment (HTTP 204), and the message is still delivered" \
+  bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key https://localhost:$GWP/hl7v2 --data-binary @$T/enh3.hl7)\" = 204 ]"
+siu 1104 | sed 's/|P|2.5.1/|P|2.5.1|||AL|AL/; s/85010112345/85010112346/' >"$T/enh4.hl7"
+check "enhanced mode, a message refused (bad PESEL): CE, with the ERR" \
+  has "$(gw clinic-a /hl7v2 --data-binary @"$T/enh4.hl7" | tr '\r' '\n')" '^MSA|CE|MSG-1104' 'cer.pesel'
+# character sets (MSH-18, table 0211): ISO 8859-2 declared, Windows-1250 undeclared
+siu 1105 | sed 's/|P|2.5.1/|P|2.5.1||||||8859\/2/; s/Kowalski^Jan/Łęcka^Grażyna/' | iconv -f UTF-8 -t ISO-8859-2 >"$T/latin2.hl7"
+check "MSH-18 8859/2: the ISO 8859-2 message is accepted (AA)" \
+  has "$(gw clinic-a /hl7v2 --data-binary @"$T/latin2.hl7" | tr '\r' '\n')" '^MSA|AA|MSG-1105'
+check "  and P1 received the names in UTF-8" wait_for 5 bash -c "curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$P1/_sim/last | grep -q 'Łęcka'"
+siu 1106 | sed 's/Kowalski^Jan/Łęcka^Grażyna/' | iconv -f UTF-8 -t WINDOWS-1250 >"$T/cp1250.hl7"
+ack=$(gw clinic-a /hl7v2 --data-binary @"$T/cp1250.hl7" | tr '\r' '\n')
+check "undeclared Windows-1250: AE at the first byte that is not UTF-8 (line and column), MSA-2 and MSH-5/6 still echo the message" \
+  has "$ack" '^MSA|AE|MSG-1106' 'byte 0xA3 at line 5, column' '^MSH|^~\\&|CERGW|CER|GABINET|PORADNIA|'
+siu 1107 | sed 's/Kowalski^Jan/Łęcka^Grażyna/; s/2.3.1.000000012345/2.3.1.000000067890/' | iconv -f UTF-8 -t WINDOWS-1250 >"$T/cp1250b.hl7"
+check "the same from clinic B, whose configuration says hl7_charset windows-1250: AA" \
+  has "$(gw clinic-b /hl7v2 --data-binary @"$T/cp1250b.hl7" | tr '\r' '\n')" '^MSA|AA|MSG-1107'
 
 # --------------------------------------------------------------- FHIR REST
 fhir 1005 >"$T/b.json"
