@@ -86,24 +86,12 @@ static size_t fmt_escape_len(const char *q, const char *limit, char esc) {
   return (size_t)(end - q + 1);
 }
 
+static bool convert(const char *charset, const char *text, size_t len, struct gw_buf *out, size_t *bad);
+
 /* |n| bytes of text in the message's character set, appended to |out| as UTF-8. */
 static bool to_utf8(const char *charset, const char *in, size_t n, struct gw_buf *out) {
-  if (!charset)
-    return gw_buf_append(out, in, n) == 0;
-  iconv_t cd = iconv_open("UTF-8", charset);
-  if (cd == (iconv_t)-1)
-    return false;
-  bool ok = true;
-  char *ip = (char *)in;
-  size_t il = n;
-  while (ok && il) {
-    char chunk[256], *op = chunk;
-    size_t ol = sizeof(chunk);
-    size_t r = iconv(cd, &ip, &il, &op, &ol);
-    ok = gw_buf_append(out, chunk, (size_t)(op - chunk)) == 0 && (r != (size_t)-1 || errno == E2BIG);
-  }
-  iconv_close(cd);
-  return ok;
+  size_t bad;
+  return charset ? convert(charset, in, n, out, &bad) : gw_buf_append(out, in, n) == 0;
 }
 
 static void escape_issue(struct pstate *p, const char *at, const char *seq, size_t n) {
