@@ -27,7 +27,8 @@
   <xsl:variable name="a" select="(//f:Appointment)[1]"/>
   <xsl:variable name="status" select="string($a/f:status/@value)"/>
   <xsl:variable name="pt-actor" select="$a/f:participant/f:actor[f:type/@value = 'Patient' or starts-with(f:reference/@value, 'Patient/')][1]"/>
-  <xsl:variable name="patient" select="(//f:Patient[f:identifier[f:system/@value = $pt-actor/f:identifier/f:system/@value and f:value/@value = $pt-actor/f:identifier/f:value/@value]])[1]"/>
+  <!-- the Patient: the Bundle's with the participant's identifier, else the contained one the actor references -->
+  <xsl:variable name="patient" select="(//f:Patient[f:identifier[f:system/@value = $pt-actor/f:identifier/f:system/@value and f:value/@value = $pt-actor/f:identifier/f:value/@value]] | $a/f:contained/f:Patient[concat('#', f:id/@value) = $pt-actor/f:reference/@value])[1]"/>
   <xsl:variable name="ev">
     <xsl:choose>
       <xsl:when test="$event != ''"><xsl:value-of select="$event"/></xsl:when>

@@ -31,6 +31,21 @@ for f in "$ROOT"/tests/golden/siu/*.hl7 "$ROOT"/tests/golden/soap/*.xml; do
   fi
 done
 
+# ------------------------------------------ the golden corpus (issue 11): written from the standards
+# 32 hand-written Polish clinic messages (HL7 v2.3, v2.5.1, v2.8; CR and CRLF; ISO 8859-2 and
+# Windows-1250; escapes; several PID-3 repetitions; SOAP; FHIR), each with an .expect file of what
+# HL7 v2, FHIR R4 and shared/DOMAIN.md say; judged by tools/node/golden-check.js with @medplum/core
+# (R4 definitions and invariants, FHIRPath) and by the round trip SIU/SOAP -> FHIR -> SIU -> FHIR
+if command -v node >/dev/null && [ -d "$NODE_TOOLS/node_modules/@medplum/core" ]; then
+  node "$NODE_TOOLS/golden-check.js" "$GW" "$ROOT/tests/golden/corpus" >"$T/golden.out" 2>&1
+  rc=$?
+  grep -c '^ok' "$T/golden.out" | sed 's/^/     golden corpus checks passed: /'
+  grep '^FAIL' "$T/golden.out" | sed 's/^/     /'
+  check "golden corpus: every message judged as its .expect file says ($(tail -1 "$T/golden.out"))" test $rc -eq 0
+else
+  ko "golden corpus: node tools missing: run 'make deps'"
+fi
+
 # ------------------------------------------------ the way back: FHIR -> SIU, FHIR -> SOAP
 "$GW" translate --to hl7v2 "$ROOT/tests/golden/siu/s12-cardiology.hl7" --now "$GOLD_NOW" >"$T/back.hl7"
 "$GW" translate --to fhir "$T/back.hl7" --now "$GOLD_NOW" >"$T/again.json"
