@@ -265,6 +265,19 @@ static void json_name(const char *in, char *out, size_t n) {
 
 enum vformat { V_TEXT, V_JSON, V_NDJSON };
 
+/* One issue as compilers write them: FILE:LINE:COLUMN: severity rule: text [location]; the line and
+ * column when the input format gives them. */
+static void print_issue(FILE *f, const char *file, const struct gw_issue *is) {
+  if (is->line && is->col > 0)
+    fprintf(f, "%s:%d:%d: ", file, is->line, is->col);
+  else if (is->line)
+    fprintf(f, "%s:%d: ", file, is->line);
+  else
+    fprintf(f, "%s: ", file);
+  fprintf(f, "%s %s: %s", gw_severity_name(is->severity), is->rule, is->msg_en);
+  fprintf(f, is->location[0] ? " [%s]\n" : "%s\n", is->location);
+}
+
 /* cergw validate [--format text|json|ndjson] [--now INSTANT] FILE...: options anywhere. json: the
  * OperationOutcome for one file, an array of {"file", "outcome"} for several (one JSON document);
  * ndjson: one such object per line. */
@@ -343,17 +356,8 @@ static int cmd_validate(int argc, char **argv) {
         printf("%s{\"file\": %s, \"outcome\": %s}", shown++ ? ",\n" : "[\n", name, out.data ? (char *)out.data : "{}");
       gw_buf_cleanup(&out);
     } else {
-      for (size_t k = 0; k < d.n; k++) {
-        const struct gw_issue *is = &d.items[k];
-        if (is->line && is->col > 0)
-          printf("%s:%d:%d: %s %s: %s", argv[i], is->line, is->col, gw_severity_name(is->severity), is->rule,
-                 is->msg_en);
-        else if (is->line) /* the input format gave a line but no column */
-          printf("%s:%d: %s %s: %s", argv[i], is->line, gw_severity_name(is->severity), is->rule, is->msg_en);
-        else
-          printf("%s: %s %s: %s", argv[i], gw_severity_name(is->severity), is->rule, is->msg_en);
-        printf(is->location[0] ? " [%s]\n" : "%s\n", is->location);
-      }
+      for (size_t k = 0; k < d.n; k++)
+        print_issue(stdout, argv[i], &d.items[k]);
       if (!d.n)
         printf("%s: valid (%s)\n", argv[i], gw_dialect_name(gw_dialect_detect(text, len)));
     }
@@ -433,9 +437,7 @@ static int cmd_translate(int argc, char **argv) {
     fputc('\n', stdout);
   } else {
     for (size_t k = 0; k < d.n; k++)
-      fprintf(stderr, "%s: %s %s: %s%s%s%s\n", argv[2], gw_severity_name(d.items[k].severity), d.items[k].rule,
-              d.items[k].msg_en, d.items[k].location[0] ? " [" : "", d.items[k].location,
-              d.items[k].location[0] ? "]" : "");
+      print_issue(stderr, argv[2], &d.items[k]);
   }
   gw_buf_cleanup(&out);
   gw_diag_cleanup(&d);

@@ -1317,3 +1317,136 @@ int gw_fhir_patch_as_parameters(const struct gw_fhir_model *m, struct _xmlDoc *d
   xmlXPathFreeObject(o);
   return n;
 }
+
+/* ---- where a FHIRPath location stands in the sender's JSON ---- */
+
+struct locate {
+  yajl_handle h;
+  const char *target; /* "/entry/1/resource/participant/0" */
+  struct {
+    bool array;
+    long index;
+    char key[96];
+  } st[64];
+  int depth; /* frames in st */
+  size_t found;
+  bool done;
+};
+
+/* A value starts: its pointer is the frames' keys and indexes. */
+static int loc_value(struct locate *l) {
+  if (l->done || l->depth <= 0)
+    return 1;
+  if (l->st[l->depth - 1].array)
+    l->st[l->depth - 1].index++;
+  char ptr[512];
+  size_t o = 0;
+  for (int i = 0; i < l->depth && o < sizeof(ptr); i++) {
+    int w = l->st[i].array ? snprintf(ptr + o, sizeof(ptr) - o, "/%ld", l->st[i].index)
+                           : snprintf(ptr + o, sizeof(ptr) - o, "/%s", l->st[i].key);
+    o += w > 0 ? (size_t)w : 0;
+  }
+  if (o < sizeof(ptr) && !strcmp(ptr, l->target)) {
+    l->found = yajl_get_bytes_consumed(l->h);
+    l->done = true;
+  }
+  return 1;
+}
+static int loc_scalar(void *c) { return loc_value(c); }
+static int loc_bool(void *c, int b) {
+  (void)b;
+  return loc_value(c);
+}
+static int loc_num(void *c, const char *s, size_t n) {
+  (void)s;
+  (void)n;
+  return loc_value(c);
+}
+static int loc_str(void *c, const unsigned char *s, size_t n) {
+  (void)s;
+  (void)n;
+  return loc_value(c);
+}
+static int loc_open(struct locate *l, bool array) {
+  if (l->depth > 0)
+    loc_value(l);
+  if (l->depth >= (int)(sizeof(l->st) / sizeof(l->st[0])))
+    return 0;
+  l->st[l->depth].array = array;
+  l->st[l->depth].index = -1;
+  l->st[l->depth].key[0] = 0;
+  l->depth++;
+  return 1;
+}
+static int loc_open_map(void *c) { return loc_open(c, false); }
+static int loc_open_array(void *c) { return loc_open(c, true); }
+static int loc_close(void *c) {
+  struct locate *l = c;
+  l->depth--;
+  return 1;
+}
+static int loc_key(void *c, const unsigned char *s, size_t n) {
+  struct locate *l = c;
+  snprintf(l->st[l->depth - 1].key, sizeof(l->st[0].key), "%.*s", (int)n, (const char *)s);
+  return 1;
+}
+static const yajl_callbacks locate_cb = {loc_scalar,   loc_bool, NULL,      NULL,           loc_num,  loc_str,
+                                         loc_open_map, loc_key,  loc_close, loc_open_array, loc_close};
+
+void gw_fhir_pointer(const char *fhirpath, char *out, size_t n) {
+  const char *p = strchr(fhirpath, '.'); /* the resource type names the document itself */
+  size_t o = 0;
+  out[0] = 0;
+  while (p && *p && o + 1 < n) {
+    if (*p == '.' || *p == '[') {
+      out[o++] = '/';
+      p++;
+      continue;
+    }
+    if (*p == ']') {
+      p++;
+      continue;
+    }
+    out[o++] = *p++;
+  }
+  out[o < n ? o : n - 1] = 0;
+}
+
+int gw_fhir_json_locate(const char *json, size_t len, const char *fhirpath, char *pointer, size_t pn, int *line,
+                        int *col) {
+  *line = *col = 0;
+  gw_fhir_pointer(fhirpath, pointer, pn);
+  if (!pointer[0])
+    return GW_ERR_NOTFOUND;
+  struct locate *l = calloc(1, sizeof(*l));
+  if (!l)
+    return GW_ERR_NOMEM;
+  l->target = pointer;
+  l->h = yajl_alloc(&locate_cb, NULL, l);
+  if (l->h) {
+    yajl_parse(l->h, (const unsigned char *)json, len);
+    yajl_free(l->h);
+  }
+  int rv = GW_ERR_NOTFOUND;
+  if (l->done) {
+    /* back from the end of the token to its start: the key of a member, the bracket of a container */
+    size_t at = l->found ? l->found - 1 : 0;
+    while (at > 0 && (json[at] == ' ' || json[at] == '\n' || json[at] == '\r' || json[at] == '\t' || json[at] == ','))
+      at--;
+    if (at > 0 && json[at] == '"') /* a string: its opening quote */
+      for (at--; at > 0 && !(json[at] == '"' && json[at - 1] != '\\');)
+        at--;
+    int ln = 1;
+    size_t ls = 0;
+    for (size_t i = 0; i < at && i < len; i++)
+      if (json[i] == '\n') {
+        ln++;
+        ls = i + 1;
+      }
+    *line = ln;
+    *col = (int)(at - ls) + 1;
+    rv = GW_OK;
+  }
+  free(l);
+  return rv;
+}

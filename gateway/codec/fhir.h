@@ -54,6 +54,16 @@ int gw_fhir_xml_to_json(const struct gw_fhir_model *m, struct _xmlDoc *doc, int 
  * number of entries rewritten. */
 int gw_fhir_patch_as_parameters(const struct gw_fhir_model *m, struct _xmlDoc *doc);
 
+/* A FHIRPath location into a resource ("Bundle.entry[1].resource.start") as a
+ * JSON pointer into its JSON form ("/entry/1/resource/start"). */
+void gw_fhir_pointer(const char *fhirpath, char *out, size_t n);
+/* Where that location stands in the sender's JSON text: |*line| and |*col|
+ * (1-based) of the value (a string's opening quote, a container's bracket),
+ * and the pointer in |pointer|.
+ * GW_OK, or GW_ERR_NOTFOUND when the text has no such value. */
+int gw_fhir_json_locate(const char *json, size_t len, const char *fhirpath, char *pointer, size_t pn, int *line,
+                        int *col);
+
 /* The calling thread's XPath context, set to |doc|, with the FHIR namespace as
  * prefix "f". Made once per thread (libxml2 fills every new context with a hash
  * of all XPath functions, a cost not to pay per message); valid until the

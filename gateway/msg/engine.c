@@ -164,6 +164,34 @@ struct vstate {
   struct gw_diag *diag;
 };
 
+/* |n|'s path of local names from the element under the SOAP Body (the operation) down, "[k]" where it
+ * has siblings of its name before it. */
+static void element_path(xmlNodePtr n, char *out, size_t size) {
+  xmlNodePtr c[16] = {0};
+  int depth = 0;
+  for (xmlNodePtr p = n; p && p->type == XML_ELEMENT_NODE && depth < 16; p = p->parent) {
+    if (p->parent && p->parent->type == XML_ELEMENT_NODE && xmlStrEqual(p->parent->name, BAD_CAST "Body")) {
+      c[depth++] = p;
+      break;
+    }
+    c[depth++] = p;
+  }
+  size_t o = 0;
+  out[0] = 0;
+  for (int d = depth - 1; d >= 0 && o < size; d--) {
+    int k = 1, same = 0;
+    for (xmlNodePtr s = c[d]->parent ? c[d]->parent->children : NULL; s; s = s->next)
+      if (s->type == XML_ELEMENT_NODE && xmlStrEqual(s->name, c[d]->name)) {
+        same++;
+        if (s == c[d])
+          k = same;
+      }
+    int w = same > 1 ? snprintf(out + o, size - o, "%s%s[%d]", o ? "/" : "", (const char *)c[d]->name, k)
+                     : snprintf(out + o, size - o, "%s%s", o ? "/" : "", (const char *)c[d]->name);
+    o += w > 0 ? (size_t)w : 0;
+  }
+}
+
 static void schema_issue(void *ctx, const xmlError *err) {
   struct vstate *v = ctx;
   char en[256];
@@ -177,8 +205,8 @@ static void schema_issue(void *ctx, const xmlError *err) {
   if (i) {
     i->line = err->line;
     xmlNodePtr n = err->node;
-    if (n && n->type == XML_ELEMENT_NODE)
-      snprintf(i->location, sizeof(i->location), "%s", (const char *)n->name);
+    if (n && n->type == XML_ELEMENT_NODE) /* its path from the operation: BookAppointmentRequest/Patient/Pesel */
+      element_path(n, i->location, sizeof(i->location));
   }
 }
 
@@ -229,7 +257,9 @@ int gw_soap_operation(const char *text, size_t len, char *op, size_t opn, char *
 
 /* SOAP 1.1 or 1.2 envelope -> the operation element, validated against the
  * clinic API schema -> soap-to-fhir.xsl -> FHIR, checked against the model. */
-static int soap_to_fhir(const struct gw_engine *e, const char *text, size_t len, xmlDocPtr *out, struct gw_diag *diag) {
+/* SOAP -> canonical FHIR; the parsed request is kept in |*keep| (when not NULL) for locations. */
+static int soap_to_fhir(const struct gw_engine *e, const char *text, size_t len, xmlDocPtr *out, xmlDocPtr *keep,
+                        struct gw_diag *diag) {
   xmlDocPtr doc = NULL;
   int rv = gw_xml_parse(text, len, MAX_XML_BYTES, &doc, diag);
   if (rv)
@@ -261,7 +291,10 @@ static int soap_to_fhir(const struct gw_engine *e, const char *text, size_t len,
     return GW_ERR_INVAL;
   }
   rv = gw_xform_apply(e->soap2fhir, doc, NULL, out, diag);
-  xmlFreeDoc(doc);
+  if (keep)
+    *keep = doc;
+  else
+    xmlFreeDoc(doc);
   if (rv == GW_OK) {
     struct gw_buf sink;
     gw_buf_init(&sink, 16u << 20);
@@ -417,24 +450,90 @@ int gw_engine_soap_validate_response(const struct gw_diag *diag, int valid, int 
 
 /* An HL7 sender fixes fields, not FHIRPaths: point rule issues at the field
  * that siu-to-fhir.xsl read the value from (docs/mappings.md). */
-static void hl7_locations(struct gw_diag *diag, size_t from) {
-  static const struct {
-    const char *rule, *where;
-  } map[] = {
-      {"cer.pesel", "PID-3.1"},         {"cer.contact-present", "PID-13"},  {"cer.cardiology-referral", "SCH-26"},
-      {"cer.horizon", "TQ1-7"},         {"cer.not-past", "TQ1-7"},          {"cer.time-format", "TQ1-7"},
-      {"cer.end-after-start", "TQ1-8"}, {"cer.specialty-covered", "AIS-3"}, {"cer.identity-match", "SCH-1.3"}};
-  for (size_t i = from; i < diag->n; i++)
-    for (size_t k = 0; k < sizeof(map) / sizeof(map[0]); k++)
-      if (!strcmp(diag->items[i].rule, map[k].rule)) {
-        char fhirpath[128];
-        snprintf(fhirpath, sizeof(fhirpath), "%s", diag->items[i].location);
-        snprintf(diag->items[i].location, sizeof(diag->items[i].location), "%s", map[k].where);
-        size_t l = strlen(diag->items[i].msg_en);
-        if (fhirpath[0] && l + strlen(fhirpath) + 8 < sizeof(diag->items[i].msg_en))
-          snprintf(diag->items[i].msg_en + l, sizeof(diag->items[i].msg_en) - l, " (FHIR %s)", fhirpath);
-        break;
+/* The canonical location of an issue, kept as a secondary detail: " (FHIR Bundle.entry[1]...)". */
+static void keep_canonical(struct gw_issue *is, const char *fhirpath) {
+  size_t l = strlen(is->msg_en);
+  if (fhirpath[0] && l + strlen(fhirpath) + 8 < sizeof(is->msg_en))
+    snprintf(is->msg_en + l, sizeof(is->msg_en) - l, " (FHIR %s)", fhirpath);
+}
+
+/* Rule issues of an HL7 v2 message point at the field the rule is about (the registry's location.hl7). */
+static void hl7_locations(const struct gw_engine *e, struct gw_diag *diag, size_t from) {
+  for (size_t i = from; i < diag->n; i++) {
+    const struct gw_rule_info *ri = gw_rules_info(e->rules, diag->items[i].rule);
+    if (!ri || !ri->loc_hl7[0])
+      continue;
+    char fhirpath[128];
+    snprintf(fhirpath, sizeof(fhirpath), "%s", diag->items[i].location);
+    snprintf(diag->items[i].location, sizeof(diag->items[i].location), "%s", ri->loc_hl7);
+    keep_canonical(&diag->items[i], fhirpath);
+  }
+}
+
+/* The element under |parent| named |name| (local name), the |nth| such (1-based). */
+static xmlNodePtr child_named(xmlNodePtr parent, const char *name, int nth) {
+  for (xmlNodePtr c = parent ? parent->children : NULL; c; c = c->next)
+    if (c->type == XML_ELEMENT_NODE && xmlStrEqual(c->name, BAD_CAST name) && --nth == 0)
+      return c;
+  return NULL;
+}
+
+/* Rule issues of a SOAP request point at the element the clinic sent (the registry's location.soap,
+ * under the operation; in PublishSlots under the Slot of the Bundle entry), with its line: the path as
+ * far as the request has it (a missing Contact points at its Patient). */
+static void soap_locations(const struct gw_engine *e, xmlDocPtr soap, struct gw_diag *diag, size_t from) {
+  xmlNodePtr op = soap_operation_node(soap);
+  for (size_t i = from; op && i < diag->n; i++) {
+    struct gw_issue *is = &diag->items[i];
+    const struct gw_rule_info *ri = gw_rules_info(e->rules, is->rule);
+    if (!ri || !ri->loc_soap[0])
+      continue;
+    xmlNodePtr at = op;
+    char path[128];
+    int w = snprintf(path, sizeof(path), "%s", (const char *)op->name);
+    const char *entry = strstr(is->location, "entry[");
+    if (xmlStrEqual(op->name, BAD_CAST "PublishSlotsRequest") && entry) {
+      int k = atoi(entry + 6) + 1;
+      xmlNodePtr slot = child_named(op, "Slot", k);
+      if (slot) {
+        at = slot;
+        w += snprintf(path + w, sizeof(path) - (size_t)w, "/Slot[%d]", k);
       }
+    }
+    char rel[48];
+    snprintf(rel, sizeof(rel), "%s", ri->loc_soap);
+    for (char *save = NULL, *part = strtok_r(rel, "/", &save); part; part = strtok_r(NULL, "/", &save)) {
+      xmlNodePtr c = child_named(at, part, 1);
+      if (!c)
+        break;
+      at = c;
+      if (w > 0 && (size_t)w < sizeof(path))
+        w += snprintf(path + w, sizeof(path) - (size_t)w, "/%s", part);
+    }
+    char fhirpath[128];
+    snprintf(fhirpath, sizeof(fhirpath), "%s", is->location);
+    snprintf(is->location, sizeof(is->location), "%s", path);
+    is->line = (int)xmlGetLineNo(at);
+    is->col = 0;
+    keep_canonical(is, fhirpath);
+  }
+}
+
+/* Rule issues of a FHIR JSON message keep their FHIRPath (the sender's own terms) and gain the line and
+ * column of the value in the text sent, and its JSON pointer. */
+static void json_locations(const char *text, size_t len, struct gw_diag *diag, size_t from) {
+  for (size_t i = from; i < diag->n; i++) {
+    struct gw_issue *is = &diag->items[i];
+    char ptr[160];
+    int line, col;
+    if (is->line || !is->location[0] || gw_fhir_json_locate(text, len, is->location, ptr, sizeof(ptr), &line, &col))
+      continue;
+    is->line = line;
+    is->col = col;
+    size_t l = strlen(is->msg_en);
+    if (l + strlen(ptr) + 8 < sizeof(is->msg_en))
+      snprintf(is->msg_en + l, sizeof(is->msg_en) - l, " (JSON %s)", ptr);
+  }
 }
 
 /* The gateway takes SIU scheduling messages, events S12-S17 and S26 (table 0003): anything else is
@@ -475,7 +574,7 @@ int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enu
   *out = NULL;
   if (d == GW_D_UNKNOWN)
     d = gw_dialect_detect(text, len);
-  xmlDocPtr fhir = NULL;
+  xmlDocPtr fhir = NULL, soap = NULL;
   int rv = GW_OK;
   switch (d) {
   case GW_D_FHIR_JSON:
@@ -535,7 +634,7 @@ int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enu
     break;
   }
   case GW_D_SOAP:
-    rv = soap_to_fhir(e, text, len, &fhir, diag);
+    rv = soap_to_fhir(e, text, len, &fhir, &soap, diag);
     break;
   default: {
     struct gw_issue *i =
@@ -548,6 +647,7 @@ int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enu
   }
   if (rv || !fhir) {
     xmlFreeDoc(fhir);
+    xmlFreeDoc(soap);
     return rv ? rv : GW_ERR_INVAL;
   }
   size_t first_rule_issue = diag->n;
@@ -556,7 +656,12 @@ int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enu
                             .xml_lines = d == GW_D_FHIR_XML};
   rv = gw_rules_check(e->rules, fhir, &rc, diag);
   if (d == GW_D_HL7V2)
-    hl7_locations(diag, first_rule_issue);
+    hl7_locations(e, diag, first_rule_issue);
+  else if (d == GW_D_SOAP && soap)
+    soap_locations(e, soap, diag, first_rule_issue);
+  else if (d == GW_D_FHIR_JSON)
+    json_locations(text, len, diag, first_rule_issue);
+  xmlFreeDoc(soap);
   *out = fhir;
   return rv;
 }
@@ -671,7 +776,8 @@ static void outcome_node(xmlDocPtr doc, xmlNodePtr parent, const struct gw_diag 
     if (i->location[0]) {
       /* HL7 v2 positions ("PID-3.4") are locations; everything else is FHIRPath */
       bool hl7 = strlen(i->location) > 3 && i->location[3] == '-' && i->location[0] >= 'A' && i->location[0] <= 'Z';
-      add_text(is, hl7 ? "location" : "expression", i->location);
+      bool soap = strchr(i->location, '/') != NULL; /* a SOAP element path */
+      add_text(is, hl7 || soap ? "location" : "expression", i->location);
     }
   }
 }

@@ -183,7 +183,8 @@ static int jbool(yajl_val o, const char *key, bool dflt) {
 static int parse_rule(yajl_val o, struct rule *ru, const char *path, size_t i, struct gw_buf *errs) {
   const char *id = jstr(o, "id"), *sev = jstr(o, "severity"), *en = jstr(o, "en"), *pl = jstr(o, "pl");
   const char *code = jstr(o, "code");
-  const char *k_hl7[] = {"hl7", NULL}, *k_fhir[] = {"location", "fhir", NULL}, *k_v2[] = {"location", "hl7", NULL};
+  const char *k_hl7[] = {"hl7", NULL}, *k_fhir[] = {"location", "fhir", NULL}, *k_v2[] = {"location", "hl7", NULL},
+             *k_soap[] = {"location", "soap", NULL};
   yajl_val hl7 = yajl_tree_get(o, k_hl7, yajl_t_number);
   if (!id || !sev || !en || !pl || !safe_template(en) || !safe_template(pl)) {
     gw_buf_printf(errs, "%s: rule %zu needs id, severity, en and pl (messages with at most two %%s)\n", path, i + 1);
@@ -202,6 +203,8 @@ static int parse_rule(yajl_val o, struct rule *ru, const char *path, size_t i, s
   yajl_val lf = yajl_tree_get(o, k_fhir, yajl_t_string), lv = yajl_tree_get(o, k_v2, yajl_t_string);
   snprintf(f->loc_fhir, sizeof(f->loc_fhir), "%s", lf ? lf->u.string : "");
   snprintf(f->loc_hl7, sizeof(f->loc_hl7), "%s", lv ? lv->u.string : "");
+  yajl_val ls = yajl_tree_get(o, k_soap, yajl_t_string);
+  snprintf(f->loc_soap, sizeof(f->loc_soap), "%s", ls ? ls->u.string : "");
   snprintf(ru->en, sizeof(ru->en), "%s", en);
   snprintf(ru->pl, sizeof(ru->pl), "%s", pl);
   return GW_OK;
@@ -656,7 +659,13 @@ static void check_appointments(struct ev *e) {
       xmlXPathFreeObject(c);
       if (!reachable) {
         xmlXPathObjectPtr p = q(e, XP_PARTICIPANT, a);
-        report(e, "cer.contact-present", nodes(p) ? p->nodesetval->nodeTab[0] : a, NULL, NULL);
+        xmlNodePtr at = nodes(p) ? p->nodesetval->nodeTab[0] : a;
+        if (reach.n > 0 && val && *val) { /* the message describes a reachable patient, but another one */
+          const char *bar = strchr(reach.k[0], '|');
+          report(e, "cer.patient-match", at, val, bar ? bar + 1 : reach.k[0]);
+        } else {
+          report(e, "cer.contact-present", at, NULL, NULL);
+        }
         xmlXPathFreeObject(p);
       }
       free(sys);

@@ -32,6 +32,7 @@ struct gw_rule_info {
   bool memory;       /* decided in the store's transaction (gw_rules_memory), not by gw_rules_check */
   char loc_fhir[64]; /* where a rule with memory points, per dialect ("" for the others: they point at a node) */
   char loc_hl7[16];
+  char loc_soap[48]; /* the element of a SOAP operation the rule is about ("Patient/Pesel"), or "" */
 };
 
 int gw_rules_load(const char *path, struct gw_rules **out, struct gw_buf *errs);
