@@ -121,15 +121,24 @@ static void appointment_facts(xmlXPathContextPtr x, struct gw_submit *s, time_t 
     char status[24], start[40];
     xstr(x, a, "string(f:status/@value)", status, sizeof(status));
     xstr(x, a, "string(f:start/@value)", start, sizeof(start));
-    /* a cancellation or an entry in error frees the slots; a no-show does not (its time was used) */
-    s->slot_release = !strcmp(status, "cancelled") || !strcmp(status, "entered-in-error");
+    /* a cancellation or an entry in error frees the slots; a no-show does not (its time was used), nor a
+     * cancellation for which the clinic withdraws the slot: a reason of R4's appointment-cancellation-reason
+     * on the provider's or the facility's side (prov, prov-*, maint) or the gateway's slot-withdrawn */
+    char withdrawn[8];
+    xstr(x, a,
+         "string(count(f:cancelationReason/f:coding[starts-with(f:code/@value, 'prov') or f:code/@value = 'maint' or "
+         "f:code/@value = 'slot-withdrawn']) > 0)",
+         withdrawn, sizeof(withdrawn));
+    s->slot_release =
+        (!strcmp(status, "cancelled") && strcmp(withdrawn, "true")) || !strcmp(status, "entered-in-error");
     int64_t st = instant_ms(start);
     snprintf(s->appt.status, sizeof(s->appt.status), "%s", status);
     s->appt.start_ms = st;
     char patch[8];
     xstr(x, a, "string(ancestor::f:entry/f:request/f:method/@value)", patch, sizeof(patch));
-    s->appt_change = !strcmp(patch, "PATCH") || s->slot_release || !strcmp(status, "noshow") ||
-                     !strcmp(status, "fulfilled") || !strcmp(status, "checked-in") || !strcmp(status, "arrived");
+    s->appt_change = !strcmp(patch, "PATCH") || s->slot_release || !strcmp(status, "cancelled") ||
+                     !strcmp(status, "noshow") || !strcmp(status, "fulfilled") || !strcmp(status, "checked-in") ||
+                     !strcmp(status, "arrived");
     *late_cancel = !strcmp(status, "cancelled") && st && st - (int64_t)now * 1000 < LATE_CANCEL_S * 1000LL;
     xmlXPathObjectPtr refs = xnodes(x, a, "f:slot");
     int nr = refs ? refs->nodesetval->nodeNr : 0;

@@ -465,6 +465,16 @@ lappt L-C L-1 12:00 12:30 >"$T/lc.json"
 check "  the reschedule freed L-1: L-C books it (201)" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/lc.json")" 201
 lappt L-D L-2 12:30 13:00 >"$T/ld.json"
 check "  and took L-2: L-D cannot book it (422)" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/ld.json")" 422
+# a cancellation on the provider's side (R4 appointment-cancellation-reason "prov"): the clinic withdraws
+# the slot, which stays taken
+lappt L-E L-3 13:00 13:30 >"$T/le.json"
+slot L-3 13:00 13:30 >"$T/l3.json"
+code clinic-a /fhir/Slot -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/l3.json" >/dev/null
+check "L-E books L-3: 201" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/le.json")" 201
+sed 's/"status":"booked"/"status":"cancelled","cancelationReason":{"coding":[{"system":"http:\/\/terminology.hl7.org\/CodeSystem\/appointment-cancellation-reason","code":"prov"}]}/' "$T/le.json" >"$T/le-cancel.json"
+check "  cancelled by the provider (reason prov): accepted" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/le-cancel.json")" 201
+lappt L-F L-3 13:00 13:30 >"$T/lf.json"
+check "  the slot stays withdrawn: L-F cannot book L-3 (422)" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/lf.json")" 422
 # (finding 7) a cancellation of an appointment nobody has seen: the gateway says it does not know it,
 # and P1, the system of record, refuses it with 404: the clinic is told P1 rejected it and why
 soapc CancelAppointment '<c:AppointmentId>NEVER-BOOKED-1</c:AppointmentId>' >"$T/cancel-unknown.xml"
