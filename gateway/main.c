@@ -26,15 +26,16 @@
 #include "validate/rules.h"
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: cergw serve [--config FILE] [--listen HOST:PORT]\n"
-             "       cergw check-config FILE\n"
-             "       cergw validate [--format text|json|ndjson] [--now INSTANT] [--charset windows-1250] FILE...\n"
-             "                                        exit 0 valid, 1 invalid, 2 unreadable\n"
-             "       cergw translate --to fhir|fhir-xml|hl7v2|soap FILE [--now INSTANT] [--charset windows-1250]\n"
-             "       cergw identity CERT.pem   show the identity the gateway reads from a certificate\n"
-             "       cergw outbox [--data DIR] list|show|retry|dead|purge ...   the delivery queue\n"
-             "       cergw sim --role p1|simp|apkolce|clinic --listen HOST:PORT [--data DIR]   backend simulator\n"
-             "       cergw version\n");
+  fprintf(f,
+          "usage: cergw serve [--config FILE] [--listen HOST:PORT]\n"
+          "       cergw check-config FILE\n"
+          "       cergw validate [--format text|json|ndjson] [--now INSTANT] [--charset windows-1250] FILE...\n"
+          "                                        exit 0 valid, 1 invalid, 2 unreadable\n"
+          "       cergw translate --to fhir|fhir-xml|hl7v2|soap|soap-notification FILE [--now INSTANT] [--charset CS]\n"
+          "       cergw identity CERT.pem   show the identity the gateway reads from a certificate\n"
+          "       cergw outbox [--data DIR] list|show|retry|dead|purge ...   the delivery queue\n"
+          "       cergw sim --role p1|simp|apkolce|clinic --listen HOST:PORT [--data DIR]   backend simulator\n"
+          "       cergw version\n");
 }
 
 /* Loads |path| over the defaults, printing every problem. */
@@ -407,6 +408,7 @@ static int cmd_translate(int argc, char **argv) {
                        : !strcmp(argv[1], "fhir-xml")                            ? GW_D_FHIR_XML
                        : !strcmp(argv[1], "hl7v2")                               ? GW_D_HL7V2
                        : !strcmp(argv[1], "soap")                                ? GW_D_SOAP
+                       : !strcmp(argv[1], "soap-notification")                   ? GW_D_SOAP_NOTIFY
                                                                                  : GW_D_UNKNOWN;
   if (to == GW_D_UNKNOWN) {
     usage(stderr);

@@ -131,7 +131,12 @@
         <resource>
           <Patient>
             <identifier><system value="urn:oid:{$OID_PESEL}"/><value value="{$pesel}"/></identifier>
-            <name><family value="{normalize-space(c:Patient/c:FamilyName)}"/><given value="{normalize-space(c:Patient/c:GivenName)}"/></name>
+            <xsl:if test="normalize-space(c:Patient/c:FamilyName) != '' or normalize-space(c:Patient/c:GivenName) != ''">
+              <name>
+                <xsl:if test="normalize-space(c:Patient/c:FamilyName) != ''"><family value="{normalize-space(c:Patient/c:FamilyName)}"/></xsl:if>
+                <xsl:if test="normalize-space(c:Patient/c:GivenName) != ''"><given value="{normalize-space(c:Patient/c:GivenName)}"/></xsl:if>
+              </name>
+            </xsl:if>
             <xsl:call-template name="telecom"><xsl:with-param name="contact" select="c:Patient/c:Contact"/></xsl:call-template>
             <xsl:for-each select="c:Patient/c:ContactPerson">
               <contact>
@@ -166,7 +171,9 @@
               <actor>
                 <type value="Patient"/>
                 <identifier><system value="urn:oid:{$OID_PESEL}"/><value value="{$pesel}"/></identifier>
-                <display value="{normalize-space(concat(c:Patient/c:GivenName, ' ', c:Patient/c:FamilyName))}"/>
+                <xsl:if test="normalize-space(concat(c:Patient/c:GivenName, c:Patient/c:FamilyName)) != ''">
+                  <display value="{normalize-space(concat(c:Patient/c:GivenName, ' ', c:Patient/c:FamilyName))}"/>
+                </xsl:if>
               </actor>
               <status value="accepted"/>
             </participant>

@@ -222,9 +222,11 @@ static void translate(struct gw_req *req, struct gw_resp *resp) {
       target = GW_D_HL7V2;
     else if (n == 4 && !strncmp(to, "soap", 4))
       target = GW_D_SOAP;
+    else if (n == 17 && !strncmp(to, "soap-notification", 17))
+      target = GW_D_SOAP_NOTIFY;
   }
   if (target == GW_D_UNKNOWN) {
-    gw_router_error(resp, 400, "give the target dialect: ?to=fhir, fhir-xml, hl7v2 or soap");
+    gw_router_error(resp, 400, "give the target dialect: ?to=fhir, fhir-xml, hl7v2, soap or soap-notification");
     return;
   }
   enum gw_dialect from = gw_dialect_detect((const char *)req->body.data, req->body.len);

@@ -29,8 +29,9 @@ struct gw_engine {
   struct gw_xform *siu2fhir;
   struct gw_xform *soap2fhir;
   struct gw_xform *fhir2siu;
-  struct gw_xform *fhir2soap;
-  struct gw_xform *outx[16]; /* per backend kind rendered by its own mapping (GW_RENDER_FHIR_JSON, _XML) */
+  struct gw_xform *fhir2soap;    /* notifications to clinics */
+  struct gw_xform *fhir2soapreq; /* the request a clinic would send */
+  struct gw_xform *outx[16];     /* per backend kind rendered by its own mapping (GW_RENDER_FHIR_JSON, _XML) */
   xmlSchemaPtr soap_schema;
   char *wsdl, *xsd;
   size_t wsdl_len, xsd_len;
@@ -49,6 +50,8 @@ const char *gw_dialect_name(enum gw_dialect d) {
     return "fhir-xml";
   case GW_D_SOAP:
     return "soap";
+  case GW_D_SOAP_NOTIFY:
+    return "soap-notification";
   case GW_D_HL7V2:
     return "hl7v2";
   default:
@@ -97,7 +100,8 @@ int gw_engine_new(const char *root, struct gw_engine **out, struct gw_buf *errs)
   } maps[] = {{"siu-to-fhir", &e->siu2fhir},
               {"soap-to-fhir", &e->soap2fhir},
               {"fhir-to-siu", &e->fhir2siu},
-              {"fhir-to-soap", &e->fhir2soap}};
+              {"fhir-to-soap", &e->fhir2soap},
+              {"fhir-to-soap-request", &e->fhir2soapreq}};
   for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]); i++) {
     snprintf(path, sizeof(path), "%s/mappings/%s.xsl", root, maps[i].file);
     if ((rv = gw_xform_load(path, maps[i].x, errs)))
@@ -142,6 +146,7 @@ void gw_engine_free(struct gw_engine *e) {
   gw_xform_free(e->soap2fhir);
   gw_xform_free(e->fhir2siu);
   gw_xform_free(e->fhir2soap);
+  gw_xform_free(e->fhir2soapreq);
   for (size_t k = 0; k < sizeof(e->outx) / sizeof(e->outx[0]); k++)
     gw_xform_free(e->outx[k]);
   if (e->soap_schema)
@@ -711,10 +716,11 @@ int gw_engine_render(const struct gw_engine *e, struct _xmlDoc *fhir, enum gw_di
   }
   if (to == GW_D_HL7V2)
     return render_siu(e, fhir, NULL, now, out, diag);
-  if (to == GW_D_SOAP) {
+  if (to == GW_D_SOAP || to == GW_D_SOAP_NOTIFY) {
+    /* the request a clinic would send (cergw translate), or the notification to a clinic */
     const char *params[] = {"soap_version", "11", "source", "IKP", NULL};
     xmlDocPtr env = NULL;
-    int rv = gw_xform_apply(e->fhir2soap, fhir, params, &env, diag);
+    int rv = gw_xform_apply(to == GW_D_SOAP ? e->fhir2soapreq : e->fhir2soap, fhir, params, &env, diag);
     if (rv == GW_OK) {
       /* what we send must satisfy our own published schema */
       xmlNodePtr body = xmlDocGetRootElement(env) ? xmlFirstElementChild(xmlDocGetRootElement(env)) : NULL;
@@ -807,7 +813,7 @@ int gw_engine_outbound(const struct gw_engine *e, int kind, struct _xmlDoc *fhir
   }
   *ctype = k->ctype;
   if (k->render == GW_RENDER_SOAP_NOTIFICATION)
-    return gw_engine_render(e, fhir, GW_D_SOAP, 0, 0, out, diag);
+    return gw_engine_render(e, fhir, GW_D_SOAP_NOTIFY, 0, 0, out, diag);
   if (k->render == GW_RENDER_SIU) /* MSH-10 is the delivery's key: unique per message, the same on every attempt */
     return render_siu(e, fhir, key && *key ? key : NULL, 0, out, diag);
   const char *params[] = {"message_key",   key ? key : "",       "late_cancel", late_cancel ? "1" : "0",

@@ -18,7 +18,8 @@ struct _xmlDoc;
 struct gw_engine;
 struct gw_rules;
 
-enum gw_dialect { GW_D_UNKNOWN = 0, GW_D_FHIR_JSON, GW_D_FHIR_XML, GW_D_SOAP, GW_D_HL7V2 };
+/* GW_D_SOAP_NOTIFY is an output only: the AppointmentNotification sent to a clinic's callback. */
+enum gw_dialect { GW_D_UNKNOWN = 0, GW_D_FHIR_JSON, GW_D_FHIR_XML, GW_D_SOAP, GW_D_HL7V2, GW_D_SOAP_NOTIFY };
 const char *gw_dialect_name(enum gw_dialect d);
 /* Looks at the first bytes (a BOM, white space and an MLLP start byte are skipped). */
 enum gw_dialect gw_dialect_detect(const char *text, size_t len);

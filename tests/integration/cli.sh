@@ -57,9 +57,18 @@ check "FHIR -> SIU: MSH-9 SIU^S12, SCH-25 Booked, TQ1 with the urgency" \
 "$GW" translate --to hl7v2 "$ROOT/tests/golden/siu/s15-cancel.hl7" --now "$GOLD_NOW" >"$T/cancel.hl7"
 check "FHIR -> SIU: a cancellation becomes S15 with SCH-25 Cancelled" \
   bash -c "tr '\r' '\n' <'$T/cancel.hl7' | grep -q '|SIU^S15^SIU_S12|' && tr '\r' '\n' <'$T/cancel.hl7' | grep -q '|Cancelled'"
-"$GW" translate --to soap "$ROOT/tests/golden/soap/cancel-soap12.xml" --now "$GOLD_NOW" >"$T/notify.xml"; rc=$?
-check "FHIR -> SOAP: an AppointmentNotification valid against the published schema (rc=$rc)" \
+"$GW" translate --to soap-notification "$ROOT/tests/golden/soap/cancel-soap12.xml" --now "$GOLD_NOW" >"$T/notify.xml"; rc=$?
+check "translate --to soap-notification: an AppointmentNotification valid against the published schema (rc=$rc)" \
   bash -c "[ $rc = 0 ] && grep -q '<c:Change>cancelled</c:Change>' '$T/notify.xml' && grep -q '<c:Rpwdl>000000012345</c:Rpwdl>' '$T/notify.xml'"
+
+"$GW" translate --to soap "$ROOT/tests/golden/siu/s12-cardiology.hl7" --now "$GOLD_NOW" >"$T/req.xml"; rc=$?
+check "translate --to soap of an S12: the BookAppointmentRequest the clinic would send (not a notification)" \
+  bash -c "[ $rc = 0 ] && grep -q '<c:BookAppointmentRequest' '$T/req.xml' && grep -q '<c:Pesel>85010112345</c:Pesel>' '$T/req.xml' && ! grep -q 'IKP' '$T/req.xml'"
+"$GW" validate "$T/req.xml" --now "$GOLD_NOW" >/dev/null
+check "  and that request is itself valid input for the gateway (rc=$?)" test $? -eq 0
+"$GW" translate --to soap "$ROOT/tests/golden/siu/s15-cancel.hl7" --now "$GOLD_NOW" >"$T/req15.xml"
+check "translate --to soap of an S15: CancelAppointmentRequest with the reason" \
+  bash -c "grep -q '<c:CancelAppointmentRequest' '$T/req15.xml' && grep -q 'Pacjent zachorował' '$T/req15.xml'"
 
 # ------------------------------------------------------------ exit codes
 printf 'MSH|^~\\&|A|B|C|D|20261122||SIU^S12|1|P|2.5.1\rSCH|1\r' >"$T/minimal.hl7"

@@ -162,6 +162,37 @@ for (const f of files) {
     const got = hl7Field(er7, a.expr);
     check(`${f}: back in SIU, ${a.expr} = ${a.want}`, got === a.want, `got "${got}"`);
   }
+  // and the SOAP request a clinic would send, read back: the facts SOAP carries survive
+  const soap = run(['translate', '--to', 'soap', ...base, msg]);
+  if (soap.rc !== 0 && /has no operation for/.test(soap.err || ''))
+    ok(`${f}: FHIR -> SOAP request says the API has no such operation (${(soap.err || '').split('\n')[0].replace(/.*for /, '')})`);
+  else if (soap.rc !== 0) ko(`${f}: FHIR -> SOAP request`, soap.err);
+  else {
+    const stmp = path.join(require('os').tmpdir(), `cergw-golden-${process.pid}.xml`);
+    fs.writeFileSync(stmp, soap.out);
+    const viaSoap = run(['translate', '--to', 'fhir', '--now', exp.now, stmp]);
+    fs.unlinkSync(stmp);
+    let b3;
+    try { b3 = JSON.parse(viaSoap.out.toString()); } catch (err) { ko(`${f}: SOAP request (ours) -> FHIR`, viaSoap.err || err.message); }
+    const isPatch = (b) => (b.entry || []).some((e) => e.request && e.request.method === 'PATCH');
+    if (b3 && isPatch(b3)) { /* a cancellation or reschedule comes back as a PATCH: its key and its status */
+      const e3 = b3.entry.find((e) => e.request.method === 'PATCH');
+      const op = (e3.resource.parameter || []).find((pp) => (pp.part || []).some((x) => x.name === 'path' && x.valueString === 'Appointment.status'));
+      const st = op ? ((op.part || []).find((x) => x.name === 'value') || {}).valueCode : '';
+      const m1 = meaning(b1);
+      const key = decodeURIComponent(e3.request.url.replace(/^Appointment\?identifier=/, ''));
+      const want = isPatch(b1) ? 'cancelled|booked' : m1['Appointment.status'] === 'entered-in-error' ? 'cancelled' : m1['Appointment.status'];
+      check(`${f}: -> FHIR -> SOAP request -> FHIR: the same appointment (${key}), status ${st}`,
+        (isPatch(b1) || m1['Appointment.identifier'].includes(key)) && want.split('|').includes(st), `identifiers ${m1['Appointment.identifier']}, status ${m1['Appointment.status']}`);
+    } else if (b3 && !isPatch(b1)) {
+      const keys = ['Appointment.identifier', 'Appointment.status', 'Appointment.start', 'Appointment.end',
+        'participant (patient)', 'Patient.telecom', 'Appointment.basedOn'];
+      const m1 = meaning(b1), m3 = meaning(b3);
+      const lost = keys.filter((k) => (Array.isArray(m1[k]) ? m1[k].some((x) => !m3[k].includes(x)) : m1[k] !== m3[k]));
+      check(`${f}: -> FHIR -> SOAP request -> FHIR keeps what SOAP carries (${keys.length} facts)`, lost.length === 0,
+        lost.map((k) => `${k}: "${m1[k]}" became "${m3[k]}"`).join('; '));
+    }
+  }
   if (b1.entry && b1.entry.some((e) => e.request && e.request.method === 'PATCH')) continue; // a patch states a change only
   const tmp = path.join(require('os').tmpdir(), `cergw-golden-${process.pid}.hl7`);
   fs.writeFileSync(tmp, er7);
