@@ -432,7 +432,7 @@ static void msh18(const char *text, size_t len, char *out, size_t n) {
   out[0] = 0;
   if (len < 8 || memcmp(text, "MSH", 3))
     return;
-  char fs = text[3], comp = text[4], rep = text[5];
+  char fs = text[3], comp = text[4], rep = text[5], esc = text[6], sub = text[7];
   int field = 1; /* MSH-1 is the separator at position 3 */
   for (size_t i = 3; i < len && text[i] != '\r' && text[i] != '\n'; i++) {
     if (text[i] != fs)
@@ -440,8 +440,15 @@ static void msh18(const char *text, size_t len, char *out, size_t n) {
     if (++field == 18) {
       size_t j = i + 1, k = 0;
       while (j < len && text[j] != fs && text[j] != comp && text[j] != rep && text[j] != '\r' && text[j] != '\n' &&
-             k + 1 < n)
+             k + 1 < n) {
+        if (text[j] == esc && j + 2 < len && text[j + 2] == esc) { /* a delimiter escape, as "UTF\E\8" */
+          char c = text[j + 1];
+          out[k++] = c == 'F' ? fs : c == 'S' ? comp : c == 'R' ? rep : c == 'T' ? sub : c == 'E' ? esc : c;
+          j += 3;
+          continue;
+        }
         out[k++] = text[j++];
+      }
       out[k] = 0;
       return;
     }

@@ -44,6 +44,7 @@
                     "starts-with(f:reference/@value,'Patient/')]/f:identifier/f:value/@value)")                        \
   X(XP_REACHABLE_IDS, "//f:Patient[f:telecom/f:value/@value or f:contact/f:telecom/f:value/@value]"                    \
                       "/f:identifier[f:system/@value and f:value/@value]")                                             \
+  X(XP_PATIENT_IDS, "//f:Patient/f:identifier[f:system/@value and f:value/@value]")                                    \
   X(XP_CONTAINED_CONTACT, "count(f:contained/f:Patient[f:telecom/f:value/@value or "                                   \
                           "f:contact/f:telecom/f:value/@value]) > 0")                                                  \
   X(XP_SYSTEM, "string(f:system/@value)")                                                                              \
@@ -604,10 +605,12 @@ struct keyset {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-static void reachable_patients(struct ev *e, struct keyset *ks) {
+/* The identifiers ("system|value", sorted) of the Patients of the message: with a contact
+ * (XP_REACHABLE_IDS), or all of them (XP_PATIENT_IDS). */
+static void reachable_patients(struct ev *e, struct keyset *ks, enum xp which) {
   ks->k = NULL;
   ks->n = 0;
-  xmlXPathObjectPtr o = q(e, XP_REACHABLE_IDS, NULL);
+  xmlXPathObjectPtr o = q(e, which, NULL);
   if (nodes(o) && (ks->k = calloc((size_t)nodes(o), sizeof(char *)))) {
     for (int i = 0; i < nodes(o); i++) {
       char *sys = str(e, XP_SYSTEM, o->nodesetval->nodeTab[i]), *val = str(e, XP_VALUE, o->nodesetval->nodeTab[i]);
@@ -632,9 +635,11 @@ static bool keyset_has(const struct keyset *ks, const char *sys, const char *val
 
 static void check_appointments(struct ev *e) {
   xmlXPathObjectPtr o = q(e, XP_APPOINTMENTS, NULL);
-  struct keyset reach = {NULL, 0};
-  if (nodes(o))
-    reachable_patients(e, &reach);
+  struct keyset reach = {NULL, 0}, known = {NULL, 0};
+  if (nodes(o)) {
+    reachable_patients(e, &reach, XP_REACHABLE_IDS);
+    reachable_patients(e, &known, XP_PATIENT_IDS);
+  }
   for (int i = 0; i < nodes(o); i++) {
     xmlNodePtr a = o->nodesetval->nodeTab[i];
     char *status = str(e, XP_STATUS, a);
@@ -660,7 +665,8 @@ static void check_appointments(struct ev *e) {
       if (!reachable) {
         xmlXPathObjectPtr p = q(e, XP_PARTICIPANT, a);
         xmlNodePtr at = nodes(p) ? p->nodesetval->nodeTab[0] : a;
-        if (reach.n > 0 && val && *val) { /* the message describes a reachable patient, but another one */
+        if (reach.n > 0 && val && *val && !keyset_has(&known, sys, val)) {
+          /* the message describes a reachable patient, but another one, and none by this identifier */
           const char *bar = strchr(reach.k[0], '|');
           report(e, "cer.patient-match", at, val, bar ? bar + 1 : reach.k[0]);
         } else {
@@ -688,6 +694,9 @@ static void check_appointments(struct ev *e) {
   for (int i = 0; i < reach.n; i++)
     free(reach.k[i]);
   free(reach.k);
+  for (int i = 0; i < known.n; i++)
+    free(known.k[i]);
+  free(known.k);
   xmlXPathFreeObject(o);
 }
 
