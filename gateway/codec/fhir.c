@@ -1450,3 +1450,76 @@ int gw_fhir_json_locate(const char *json, size_t len, const char *fhirpath, char
   free(l);
   return rv;
 }
+
+/* ---- a PATCH's partial resource merged into the version before ---- */
+
+/* The position of element |name| in type |t|'s model (choices by their base name), or a large number. */
+static int model_pos(const struct ftype *t, const char *name) {
+  for (int i = 0; t && i < t->n; i++) {
+    const struct elem *e = &t->elems[i];
+    if (!strcmp(e->name, name))
+      return i;
+    for (int k = 0; e->choice && k < e->ntypes; k++)
+      if (!strcmp(e->keys[k], name))
+        return i;
+  }
+  return 1 << 20;
+}
+
+int gw_fhir_merge(const struct gw_fhir_model *m, const char *prev, size_t plen, const char *partial, size_t len,
+                  struct gw_buf *out) {
+  xmlDocPtr a = NULL, b = NULL;
+  struct gw_diag d;
+  gw_diag_init(&d, 4);
+  int rv = gw_xml_parse(prev, plen, plen + 1, &a, &d);
+  if (rv == GW_OK)
+    rv = gw_xml_parse(partial, len, len + 1, &b, &d);
+  gw_diag_cleanup(&d);
+  xmlNodePtr ra = a ? xmlDocGetRootElement(a) : NULL, rb = b ? xmlDocGetRootElement(b) : NULL;
+  const struct ftype *t = ra ? find_type(m, (const char *)ra->name) : NULL;
+  if (rv == GW_OK && (!t || !rb || !xmlStrEqual(ra->name, rb->name)))
+    rv = GW_ERR_INVAL;
+  for (xmlNodePtr c = rv == GW_OK ? rb->children : NULL, next; c; c = next) {
+    next = c->next;
+    if (c->type != XML_ELEMENT_NODE || xmlStrEqual(c->name, BAD_CAST "identifier") ||
+        xmlStrEqual(c->name, BAD_CAST "id"))
+      continue;
+    bool first = !(c->prev && c->prev->type == XML_ELEMENT_NODE && xmlStrEqual(c->prev->name, c->name));
+    bool meta = xmlStrEqual(c->name, BAD_CAST "meta");
+    if (first && !meta) /* what the partial states replaces what was there */
+      for (xmlNodePtr o = ra->children, on; o; o = on) {
+        on = o->next;
+        if (o->type == XML_ELEMENT_NODE && xmlStrEqual(o->name, c->name)) {
+          xmlUnlinkNode(o);
+          xmlFreeNode(o);
+        }
+      }
+    int pos = model_pos(t, (const char *)c->name);
+    xmlNodePtr before = NULL, existing_meta = NULL;
+    for (xmlNodePtr o = ra->children; o && !before; o = o->next) {
+      if (o->type != XML_ELEMENT_NODE)
+        continue;
+      if (meta && xmlStrEqual(o->name, BAD_CAST "meta"))
+        existing_meta = o;
+      if (model_pos(t, (const char *)o->name) > pos)
+        before = o;
+    }
+    /* copies into |a| (its strings belong to its own dictionary), never nodes moved between documents */
+    if (meta && existing_meta) { /* meta.tag added to what is there */
+      for (xmlNodePtr g = c->children; g; g = g->next)
+        if (g->type == XML_ELEMENT_NODE && xmlStrEqual(g->name, BAD_CAST "tag"))
+          xmlAddChild(existing_meta, xmlDocCopyNode(g, a, 1));
+    } else {
+      xmlNodePtr copy = xmlDocCopyNode(c, a, 1);
+      if (copy && before)
+        xmlAddPrevSibling(before, copy);
+      else if (copy)
+        xmlAddChild(ra, copy);
+    }
+  }
+  if (rv == GW_OK)
+    rv = gw_xml_dump(a, 0, 0, out);
+  xmlFreeDoc(a);
+  xmlFreeDoc(b);
+  return rv;
+}

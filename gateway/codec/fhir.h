@@ -54,6 +54,13 @@ int gw_fhir_xml_to_json(const struct gw_fhir_model *m, struct _xmlDoc *doc, int 
  * number of entries rewritten. */
 int gw_fhir_patch_as_parameters(const struct gw_fhir_model *m, struct _xmlDoc *doc);
 
+/* A partial resource (what a PATCH states) merged into the version before
+ * it, both canonical FHIR XML: each element the partial states replaces the
+ * elements of that name, in the model's order; meta.tag is added; identifier
+ * and id stay. The merged resource (XML) is appended to |out|. */
+int gw_fhir_merge(const struct gw_fhir_model *m, const char *prev, size_t plen, const char *partial, size_t len,
+                  struct gw_buf *out);
+
 /* A FHIRPath location into a resource ("Bundle.entry[1].resource.start") as a
  * JSON pointer into its JSON form ("/entry/1/resource/start"). */
 void gw_fhir_pointer(const char *fhirpath, char *out, size_t n);

@@ -69,6 +69,13 @@ static int hexval(char c) {
   return -1;
 }
 
+/* Whether the formatting escape of length |fl| at |q| is one the decoder turns into text (a line
+ * break) or drops (highlighting): those cannot pass through the text literally. */
+static bool fmt_escape_decoded(const char *q, size_t fl) {
+  return (fl == 3 && (q[1] == 'H' || q[1] == 'N')) || (fl == 5 && !memcmp(q + 1, ".br", 3)) ||
+         (fl >= 5 && !memcmp(q + 1, ".sp", 3));
+}
+
 /* Length of a formatting escape (\H\, \N\, \.br\, \.sp2\, \Zxx\, \Cxxyy\, \Mxxyyzz\)
  * starting at |q| (an escape character) within [q, limit), both escape
  * characters included; 0 when there is none. Its content is short and
@@ -123,7 +130,7 @@ static const char *decode(struct pstate *p, const char *s, const char *e) {
     size_t fl = *q == esc ? fmt_escape_len(q, e, esc) : 0;
     if (fl) {
       if (fl == 3 && (q[1] == 'H' || q[1] == 'N')) { /* highlight on / off */
-      } else if ((fl == 5 && !memcmp(q + 1, ".br", 3)) || (fl >= 5 && !memcmp(q + 1, ".sp", 3))) {
+      } else if (fmt_escape_decoded(q, fl)) {
         gw_buf_append(&p->tmp, "\n", 1);
       } else {
         gw_buf_append(&p->tmp, q, fl); /* kept as written, closing escape character included */
@@ -715,7 +722,8 @@ static void put_escaped(struct sstate *s, const char *v) {
       code = 'T';
     else if (c == s->d.rep)
       code = 'R';
-    else if (c == s->d.esc && fmt_escape_len(q, q + strlen(q), s->d.esc)) {
+    else if (c == s->d.esc && fmt_escape_len(q, q + strlen(q), s->d.esc) &&
+             !fmt_escape_decoded(q, fmt_escape_len(q, q + strlen(q), s->d.esc))) {
       size_t fl = fmt_escape_len(q, q + strlen(q), s->d.esc); /* copy the whole sequence through */
       put(s, q, fl);
       q += fl - 1;

@@ -9,7 +9,7 @@
 #include "core/clock.h"
 #include "core/err.h"
 
-enum hdr { H_NONE, H_HOST, H_CTYPE, H_EXPECT, H_IDEM, H_INE, H_AUTH, H_ACTING, H_OTHER };
+enum hdr { H_NONE, H_FIELD, H_EXPECT, H_OTHER };
 
 struct gw_h1 {
   http_parser p;
@@ -24,6 +24,7 @@ struct gw_h1 {
   bool stopping; /* graceful shutdown requested */
   int32_t count;
   enum hdr cur; /* header whose value is being received */
+  char **dst;   /* H_FIELD: where its value goes (gw_req_header_field) */
   bool last_was_value;
   bool in_name;   /* inside a header name (it may arrive in pieces) */
   bool delivered; /* this message went to on_request already */
@@ -83,20 +84,8 @@ static int on_url(http_parser *p, const char *at, size_t n) {
 static void finish_header(struct gw_h1 *h) {
   if (!h->last_was_value)
     return;
-  char **dst = NULL;
-  if (h->cur == H_HOST)
-    dst = &h->req.authority;
-  else if (h->cur == H_CTYPE)
-    dst = &h->req.content_type;
-  else if (h->cur == H_IDEM)
-    dst = &h->req.idem_key;
-  else if (h->cur == H_INE)
-    dst = &h->req.if_none_exist;
-  else if (h->cur == H_ACTING)
-    dst = &h->req.acting;
-  else if (h->cur == H_AUTH)
-    dst = &h->req.authorization;
-  else if (h->cur == H_EXPECT)
+  char **dst = h->cur == H_FIELD ? h->dst : NULL;
+  if (h->cur == H_EXPECT)
     h->req.expect_continue = h->hval.len == 12 && strncasecmp((char *)h->hval.data, "100-continue", 12) == 0;
   if (dst && h->hval.len) {
     free(*dst);
@@ -140,18 +129,8 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
     h->cur = H_OTHER;
     if (h->hname_len < sizeof(h->hname)) {
       h->hname[h->hname_len] = 0;
-      if (strcasecmp(h->hname, "host") == 0)
-        h->cur = H_HOST;
-      else if (strcasecmp(h->hname, "content-type") == 0)
-        h->cur = H_CTYPE;
-      else if (strcasecmp(h->hname, "idempotency-key") == 0)
-        h->cur = H_IDEM;
-      else if (strcasecmp(h->hname, "if-none-exist") == 0)
-        h->cur = H_INE;
-      else if (strcasecmp(h->hname, "authorization") == 0)
-        h->cur = H_AUTH;
-      else if (strcasecmp(h->hname, "x-cergw-acting-clinic") == 0)
-        h->cur = H_ACTING;
+      if ((h->dst = gw_req_header_field(&h->req, h->hname, h->hname_len)))
+        h->cur = H_FIELD;
       else if (strcasecmp(h->hname, "expect") == 0)
         h->cur = H_EXPECT;
     }

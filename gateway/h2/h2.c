@@ -140,21 +140,10 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     }
     free(r->path);
     r->path = strndup((const char *)value, valuelen);
-  } else if (IS("content-type")) {
-    free(r->content_type);
-    r->content_type = strndup((const char *)value, valuelen);
-  } else if (IS("idempotency-key")) {
-    free(r->idem_key);
-    r->idem_key = strndup((const char *)value, valuelen);
-  } else if (IS("authorization")) {
-    free(r->authorization);
-    r->authorization = strndup((const char *)value, valuelen);
-  } else if (IS("x-cergw-acting-clinic")) {
-    free(r->acting);
-    r->acting = strndup((const char *)value, valuelen);
-  } else if (IS("if-none-exist")) {
-    free(r->if_none_exist);
-    r->if_none_exist = strndup((const char *)value, valuelen);
+  } else if (name[0] != ':' && !IS("host") && gw_req_header_field(r, (const char *)name, namelen)) {
+    char **dst = gw_req_header_field(r, (const char *)name, namelen); /* HTTP/2 names the host in :authority */
+    free(*dst);
+    *dst = strndup((const char *)value, valuelen);
   } else if (IS("content-length")) {
     /* nghttp2 has validated the syntax already (HTTP messaging is on) */
     char tmp[24];

@@ -1,7 +1,9 @@
 #include "http/req.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/err.h"
 
@@ -19,8 +21,33 @@ void gw_req_cleanup(struct gw_req *r) {
   free(r->if_none_exist);
   free(r->authorization);
   free(r->acting);
+  free(r->if_match);
+  free(r->if_none_match);
+  free(r->accept);
+  free(r->prefer);
   gw_buf_cleanup(&r->body);
   r->path = r->authority = r->content_type = r->idem_key = r->if_none_exist = r->authorization = r->acting = NULL;
+  r->if_match = r->if_none_match = r->accept = r->prefer = NULL;
+}
+
+char **gw_req_header_field(struct gw_req *r, const char *name, size_t n) {
+  static const struct {
+    const char *name;
+    size_t off;
+  } fields[] = {{"host", offsetof(struct gw_req, authority)},
+                {"content-type", offsetof(struct gw_req, content_type)},
+                {"idempotency-key", offsetof(struct gw_req, idem_key)},
+                {"if-none-exist", offsetof(struct gw_req, if_none_exist)},
+                {"authorization", offsetof(struct gw_req, authorization)},
+                {"x-cergw-acting-clinic", offsetof(struct gw_req, acting)},
+                {"if-match", offsetof(struct gw_req, if_match)},
+                {"if-none-match", offsetof(struct gw_req, if_none_match)},
+                {"accept", offsetof(struct gw_req, accept)},
+                {"prefer", offsetof(struct gw_req, prefer)}};
+  for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+    if (strlen(fields[i].name) == n && !strncasecmp(fields[i].name, name, n))
+      return (char **)((char *)r + fields[i].off);
+  return NULL;
 }
 
 void gw_resp_cleanup(struct gw_resp *r) {

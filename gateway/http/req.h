@@ -17,6 +17,10 @@ struct gw_req {
   char *if_none_exist;    /* If-None-Exist header (FHIR conditional create); owned, may be NULL */
   char *authorization;    /* Authorization header (the simulators' OAuth check); owned, may be NULL */
   char *acting;           /* X-Cergw-Acting-Clinic (what the gateway states to backends; the simulators check it) */
+  char *if_match;         /* If-Match (FHIR versioned update); owned, may be NULL */
+  char *if_none_match;    /* If-None-Match (conditional read); owned, may be NULL */
+  char *accept;           /* Accept (FHIR JSON or XML); owned, may be NULL */
+  char *prefer;           /* Prefer (return=minimal|representation|OperationOutcome); owned, may be NULL */
   int64_t content_length; /* -1 when absent */
   struct gw_buf body;     /* bounded by limits.max_body_bytes */
   size_t header_bytes;    /* name+value+32 per field, as HTTP/2 counts them */
@@ -36,6 +40,11 @@ struct gw_req {
     int32_t stream_id;
   } reply;
 };
+
+/* The field of |r| that keeps request header |name| (|n| bytes, any case): Host, Content-Type,
+ * Idempotency-Key, If-None-Exist, Authorization, X-Cergw-Acting-Clinic, If-Match, If-None-Match,
+ * Accept, Prefer; NULL for a header the gateway does not read. One table for HTTP/1.1 and HTTP/2. */
+char **gw_req_header_field(struct gw_req *r, const char *name, size_t n);
 
 #define GW_PROTO_MLLP 3 /* an HL7 v2 message framed by MLLP: answered with the ACK alone */
 

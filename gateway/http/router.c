@@ -61,30 +61,48 @@ static void fhir_error(struct gw_resp *resp, int status, const char *message) {
 
 /* What the gateway offers FHIR clients, and nothing more: create/update of Schedule, Slot and Appointment,
  * transaction and batch, $validate; no read or search (the gateway is not CeR's system of record). */
+/* One resource type of the CapabilityStatement: exactly what the gateway does with it. */
+// clang-format off
+#define CS_SP(name, type, doc) "{\"name\":\"" name "\",\"type\":\"" type "\",\"documentation\":\"" doc "\"}"
+#define CS_RESOURCE(type, extra_sp)                                                                       \
+  "{\"type\":\"" type "\",\"interaction\":[{\"code\":\"create\"},{\"code\":\"update\"},{\"code\":\"read\"},"  \
+  "{\"code\":\"vread\"},{\"code\":\"history-instance\"},{\"code\":\"search-type\"}],"                     \
+  "\"versioning\":\"versioned-update\",\"readHistory\":true,\"updateCreate\":true,"                          \
+  "\"conditionalCreate\":true,\"conditionalUpdate\":true,\"conditionalRead\":\"not-match\",\"searchParam\":["  \
+  CS_SP("identifier", "token", "system|value or value") "," CS_SP("status", "token", "the status") ","  \
+  extra_sp CS_SP("_id", "token", "the logical id") ","                                                  \
+  CS_SP("_lastUpdated", "date", "when the gateway accepted the version") "],\"operation\":[{"           \
+  "\"name\":\"validate\",\"definition\":\"http://hl7.org/fhir/OperationDefinition/Resource-validate\"}]}"
+
+static const char capability_statement[] =
+  "{\"resourceType\":\"CapabilityStatement\",\"status\":\"active\",\"date\":\"2026-12-07\","
+  "\"kind\":\"instance\",\"software\":{\"name\":\"cergw\",\"version\":\"" GW_VERSION "\"},"
+  "\"implementation\":{\"description\":\"cergw: clinic gateway to central e-registration (CeR)\"},"
+  "\"fhirVersion\":\"4.0.1\",\"format\":[\"application/fhir+json\",\"application/fhir+xml\"],"
+  "\"rest\":[{\"mode\":\"server\","
+  "\"documentation\":\"Writes are checked, stored durably and delivered to P1 (CeR), SIMP and AP-KOLCE. "
+  "Reads serve the calling clinic's own resources as it sent them, every version, each with the delivery "
+  "state of the message that wrote it (meta.extension http://cergw.pl/fhir/StructureDefinition/delivery); "
+  "P1 is the system of record. JSON or XML by Accept or _format; Prefer return=minimal, If-Match, "
+  "If-None-Match and If-None-Exist are honoured.\","
+  "\"security\":{\"description\":\"Mutual TLS: the client certificate names the clinic (RPWDL). "
+  "A clinic reads and writes only its own resources.\"},"
+  "\"resource\":["
+    CS_RESOURCE("Schedule", CS_SP("actor", "reference", "Practitioner/NPWZ or a reference") ","
+                            CS_SP("date", "date", "planning horizon start") ",") ","
+    CS_RESOURCE("Slot", CS_SP("schedule", "reference", "Schedule/id or its identifier value") ","
+                        CS_SP("start", "date", "the slot start") ",") ","
+    CS_RESOURCE("Appointment", CS_SP("actor", "reference", "Patient/PESEL, Practitioner/NPWZ, Location/...") ","
+                               CS_SP("slot", "reference", "Slot/id or its identifier value") ","
+                               CS_SP("date", "date", "start") ",")
+  "],"
+  "\"interaction\":[{\"code\":\"transaction\"},{\"code\":\"batch\"}],"
+  "\"operation\":[{\"name\":\"validate\","
+  "\"definition\":\"http://hl7.org/fhir/OperationDefinition/Resource-validate\"}]}]}\n";
+// clang-format on
+
 static void h_metadata_body(struct gw_resp *resp) {
-  static const char cs[] =
-      "{\"resourceType\":\"CapabilityStatement\",\"status\":\"active\",\"date\":\"2026-12-07\","
-      "\"kind\":\"instance\",\"software\":{\"name\":\"cergw\",\"version\":\"" GW_VERSION "\"},"
-      "\"implementation\":{\"description\":\"cergw: clinic gateway to central e-registration (CeR)\"},"
-      "\"fhirVersion\":\"4.0.1\",\"format\":[\"application/fhir+json\",\"application/fhir+xml\"],"
-      "\"rest\":[{\"mode\":\"server\","
-      "\"documentation\":\"Writes are checked, stored durably and delivered to P1 (CeR), SIMP and AP-KOLCE; "
-      "answers are JSON. A clinic acts only on its own resources.\","
-      "\"security\":{\"description\":\"Mutual TLS: the client certificate names the clinic (RPWDL).\"},"
-      "\"resource\":["
-      "{\"type\":\"Schedule\",\"interaction\":[{\"code\":\"create\"},{\"code\":\"update\"}],"
-      "\"conditionalCreate\":true,\"operation\":[{\"name\":\"validate\","
-      "\"definition\":\"http://hl7.org/fhir/OperationDefinition/Resource-validate\"}]},"
-      "{\"type\":\"Slot\",\"interaction\":[{\"code\":\"create\"},{\"code\":\"update\"}],"
-      "\"conditionalCreate\":true,\"operation\":[{\"name\":\"validate\","
-      "\"definition\":\"http://hl7.org/fhir/OperationDefinition/Resource-validate\"}]},"
-      "{\"type\":\"Appointment\",\"interaction\":[{\"code\":\"create\"},{\"code\":\"update\"}],"
-      "\"conditionalCreate\":true,\"operation\":[{\"name\":\"validate\","
-      "\"definition\":\"http://hl7.org/fhir/OperationDefinition/Resource-validate\"}]}],"
-      "\"interaction\":[{\"code\":\"transaction\"},{\"code\":\"batch\"}],"
-      "\"operation\":[{\"name\":\"validate\","
-      "\"definition\":\"http://hl7.org/fhir/OperationDefinition/Resource-validate\"}]}]}\n";
-  if (gw_resp_set(resp, 200, "application/fhir+json; charset=utf-8", cs))
+  if (gw_resp_set(resp, 200, "application/fhir+json; charset=utf-8", capability_statement))
     resp->status = 500;
 }
 
@@ -411,7 +429,7 @@ static void early(struct gw_req *req, struct gw_resp *resp) {
 /* ---- the handlers of the route table: |a| is what the path pattern captured ---- */
 
 struct args {
-  char type[64], id[96];
+  char type[64], id[96], vid[16];
 };
 
 static void h_metadata(struct gw_req *req, struct gw_resp *resp, const struct args *a) {
@@ -466,7 +484,14 @@ static void h_notify(struct gw_req *req, struct gw_resp *resp, const struct args
   (void)a;
   gw_write_message(req, resp, GW_M_NOTIFY, NULL, NULL);
 }
+/* GET /fhir/{type}[/{id}[/_history[/{vid}]]]: search, read, history, vread; anything else writes. */
 static void h_fhir_write(struct gw_req *req, struct gw_resp *resp, const struct args *a) {
+  if (!strcmp(req->method, "GET") || !strcmp(req->method, "HEAD")) {
+    const char *q = strchr(req->path, '?');
+    bool history = strstr(req->path, "/_history") != NULL;
+    gw_write_read(req, resp, a->type, a->id, a->vid[0] ? atoi(a->vid) : 0, history && !a->vid[0], q ? q + 1 : "");
+    return;
+  }
   gw_write_message(req, resp, GW_M_FHIR, a->type, a->id);
 }
 
@@ -493,8 +518,10 @@ static const struct route {
     {"/hl7v2", M_POST, false, false, h_hl7, "POST"},
     {"/notifications", M_POST, false, false, h_notify, "POST"},
     {"/fhir", M_POST, false, false, h_fhir_write, "POST"},
-    {"/fhir/{type}", M_POST, false, false, h_fhir_write, "POST"},
-    {"/fhir/{type}/{id}", M_PUT, false, false, h_fhir_write, "PUT"},
+    {"/fhir/{type}", M_GET | M_POST, false, false, h_fhir_write, "GET, HEAD, POST"},
+    {"/fhir/{type}/{id}", M_GET | M_PUT, false, false, h_fhir_write, "GET, HEAD, PUT"},
+    {"/fhir/{type}/{id}/_history", M_GET, false, false, h_fhir_write, "GET, HEAD"},
+    {"/fhir/{type}/{id}/_history/{vid}", M_GET, false, false, h_fhir_write, "GET, HEAD"},
 };
 
 /* One path segment of at most |cap| - 1 bytes from |*p| into |out|; advances |*p|. */
@@ -515,11 +542,13 @@ static bool match(const char *pattern, const char *path, struct args *a) {
   while (*q) {
     if (*q == '{') {
       const char *end = strchr(q, '}');
-      bool type = !strncmp(q, "{type}", 6), id = !strncmp(q, "{id}", 4);
+      bool type = !strncmp(q, "{type}", 6), id = !strncmp(q, "{id}", 4), vid = !strncmp(q, "{vid}", 5);
       char tmp[96];
-      if (!segment(&p, id ? a->id : type ? a->type : tmp, id ? sizeof(a->id) : type ? sizeof(a->type) : sizeof(tmp)))
+      char *dst = id ? a->id : type ? a->type : vid ? a->vid : tmp;
+      size_t cap = id ? sizeof(a->id) : type ? sizeof(a->type) : vid ? sizeof(a->vid) : sizeof(tmp);
+      if (!segment(&p, dst, cap))
         return false;
-      if (!id && !type)
+      if (!id && !type && !vid)
         snprintf(a->type, sizeof(a->type), "%s", tmp);
       if (type && strcmp(a->type, "Schedule") && strcmp(a->type, "Slot") && strcmp(a->type, "Appointment"))
         return false;

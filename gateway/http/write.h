@@ -19,6 +19,10 @@ void gw_write_cleanup(void);
 
 /* POST /fhir, /fhir/{type}, PUT /fhir/{type}/{id} (|type| "" for /fhir), /hl7v2 and MLLP frames, /notifications. */
 void gw_write_message(struct gw_req *req, struct gw_resp *resp, enum gw_mkind kind, const char *type, const char *id);
+/* A FHIR read of the caller's own resources: read (|id|), vread (|vid|), history (|history|), search (no
+ * |id|: |query| the query string). */
+void gw_write_read(struct gw_req *req, struct gw_resp *resp, const char *type, const char *id, int vid, bool history,
+                   const char *query);
 /* POST /soap with operation |op| and WS-Addressing MessageID |mid|: false when |op| is not one the pipeline
  * takes (ValidateMessage, faults: the router answers those). */
 bool gw_write_soap(struct gw_req *req, struct gw_resp *resp, const char *op, const char *mid);

@@ -743,6 +743,29 @@ int gw_engine_render(const struct gw_engine *e, struct _xmlDoc *fhir, enum gw_di
   return GW_ERR_NOTFOUND;
 }
 
+int gw_engine_json_as_xml(const struct gw_engine *e, const uint8_t *json, size_t len, struct gw_buf *out) {
+  struct gw_diag d;
+  gw_diag_init(&d, 4);
+  xmlDocPtr doc = NULL;
+  int rv = gw_fhir_json_to_xml(e->model, (const char *)json, len, NULL, &doc, &d);
+  if (rv == GW_OK)
+    rv = gw_xml_dump(doc, 1, 1, out);
+  xmlFreeDoc(doc);
+  gw_diag_cleanup(&d);
+  return rv;
+}
+
+int gw_engine_merge(void *ud, const uint8_t *prev, size_t plen, const uint8_t *partial, size_t len, uint8_t **out,
+                    size_t *out_len) {
+  const struct gw_engine *e = ud;
+  struct gw_buf b;
+  gw_buf_init(&b, 16u << 20);
+  int rv = gw_fhir_merge(e->model, (const char *)prev, plen, (const char *)partial, len, &b);
+  *out = rv == GW_OK ? gw_buf_take(&b, out_len) : NULL;
+  gw_buf_cleanup(&b);
+  return *out ? GW_OK : rv ? rv : GW_ERR_NOMEM;
+}
+
 static void add_text(xmlNodePtr parent, const char *name, const char *value) {
   xmlNodePtr n = xmlNewChild(parent, NULL, BAD_CAST name, NULL);
   xmlSetProp(n, BAD_CAST "value", BAD_CAST value);
@@ -830,8 +853,8 @@ int gw_engine_outbound(const struct gw_engine *e, int kind, struct _xmlDoc *fhir
 }
 
 int gw_engine_tx_response_json(const struct gw_engine *e, const struct gw_diag *diag, int n,
-                               const char *const *locations, const char *status, int batch, int pretty,
-                               struct gw_buf *out) {
+                               const char *const *locations, const char *const *etags, const char *status, int batch,
+                               int pretty, struct gw_buf *out) {
   xmlDocPtr doc = xmlNewDoc(BAD_CAST "1.0");
   xmlNodePtr b = xmlNewDocNode(doc, NULL, BAD_CAST "Bundle", NULL);
   xmlDocSetRootElement(doc, b);
@@ -842,7 +865,7 @@ int gw_engine_tx_response_json(const struct gw_engine *e, const struct gw_diag *
     add_text(r, "status", status);
     if (locations[i] && locations[i][0]) {
       add_text(r, "location", locations[i]);
-      add_text(r, "etag", "W/\"1\"");
+      add_text(r, "etag", etags && etags[i] && etags[i][0] ? etags[i] : "W/\"1\"");
     }
     if (i == 0) /* the delivery report once, with the first entry */
       outcome_node(doc, xmlNewChild(r, NULL, BAD_CAST "outcome", NULL), diag);

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <time.h>
 
 #include "core/buf.h"
@@ -45,6 +46,14 @@ struct gw_check {
  * was found (see |diag|), GW_ERR_NOTFOUND for a dialect not supported yet. */
 int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enum gw_dialect d,
                     const struct gw_check *chk, struct _xmlDoc **out, struct gw_diag *diag);
+
+/* A PATCH's partial resource merged into the version before it (gw_fhir_merge with the engine's
+ * model): the store's merge hook (gw_merge_fn, |ud| the engine). */
+int gw_engine_merge(void *ud, const uint8_t *prev, size_t plen, const uint8_t *partial, size_t len, uint8_t **out,
+                    size_t *out_len);
+
+/* A FHIR JSON answer (an OperationOutcome, a Bundle) as FHIR XML, for a client that asked for XML. */
+int gw_engine_json_as_xml(const struct gw_engine *e, const uint8_t *json, size_t len, struct gw_buf *out);
 
 /* Renders canonical FHIR XML as FHIR JSON (|pretty|: indented), FHIR XML, an
  * HL7 v2 SIU (MSH-7 is |now|, the current time when 0) or a SOAP notification. */
@@ -128,8 +137,8 @@ const char *gw_engine_profile_xsd(const struct gw_engine *e, size_t *len);
  * and its location (may be ""), the delivery report |diag| as the first
  * entry's outcome. */
 int gw_engine_tx_response_json(const struct gw_engine *e, const struct gw_diag *diag, int n,
-                               const char *const *locations, const char *status, int batch, int pretty,
-                               struct gw_buf *out);
+                               const char *const *locations, const char *const *etags, const char *status, int batch,
+                               int pretty, struct gw_buf *out);
 
 /* Renders |diag| as a FHIR OperationOutcome in JSON. */
 int gw_engine_outcome_json(const struct gw_engine *e, const struct gw_diag *diag, int pretty, struct gw_buf *out);

@@ -12,10 +12,9 @@
 #include "pipe/pipe.h"
 #include "validate/rules.h"
 
-#define CT_FHIR_JSON "application/fhir+json; charset=utf-8"
-#define CT_HL7       "x-application/hl7-v2+er7; charset=utf-8"
-#define CT_SOAP11    "text/xml; charset=utf-8"
-#define CT_SOAP12    "application/soap+xml; charset=utf-8"
+#define CT_HL7    "x-application/hl7-v2+er7; charset=utf-8"
+#define CT_SOAP11 "text/xml; charset=utf-8"
+#define CT_SOAP12 "application/soap+xml; charset=utf-8"
 
 static void take(struct gw_answer *a, int status, const char *ct, struct gw_buf *b) {
   free(a->body);
@@ -129,17 +128,25 @@ static void memory_notes(const struct gw_pipe *p, const struct gw_msg *m, struct
   }
 }
 
-/* Where a resource now lives: {prefix}{type}/{id}/_history/1 with its id (or identifier),
- * else an id the gateway gives it from the message: cergw-{message}, and for entry |entry|
- * of a Bundle cergw-{message}-{entry} (|entry| < 0: a single resource). */
-static void location(char *out, size_t n, const char *prefix, const char *type, const char *id, long long msg_id,
-                     int entry) {
+/* Where a resource now lives: {prefix}{type}/{id}/_history/{version}, with the id and version the store
+ * gave the resource of Bundle entry |entry| (-1: a resource alone) — one id per resource whichever way it
+ * was written, the version after the last — and its ETag W/"{version}" in |etag|. A resource the store
+ * keeps no version of (a PATCH of one never seen, a Patient) gets its id or identifier, version 1. */
+static void location(const struct gw_submit *s, char *out, size_t n, char *etag, size_t en, const char *prefix,
+                     const char *type, const char *id, int entry) {
+  for (int i = 0; i < s->nresf; i++)
+    if (s->resf[i].entry == entry && s->resf[i].out_version) {
+      snprintf(out, n, "%s%s/%s/_history/%d", prefix, s->resf[i].rtype, s->resf[i].out_id, s->resf[i].out_version);
+      snprintf(etag, en, "W/\"%d\"", s->resf[i].out_version);
+      return;
+    }
   if (id[0])
     snprintf(out, n, "%s%s/%s/_history/1", prefix, type, id);
   else if (entry < 0)
-    snprintf(out, n, "%s%s/cergw-%lld/_history/1", prefix, type, msg_id);
+    snprintf(out, n, "%s%s/cergw-%lld/_history/1", prefix, type, (long long)s->msg_id);
   else
-    snprintf(out, n, "%s%s/cergw-%lld-%d/_history/1", prefix, type, msg_id, entry);
+    snprintf(out, n, "%s%s/cergw-%lld-%d/_history/1", prefix, type, (long long)s->msg_id, entry);
+  snprintf(etag, en, "W/\"1\"");
 }
 
 /* ---- FHIR ---- */
@@ -157,21 +164,25 @@ static int tx_response(const struct gw_pipe *p, struct gw_msg *m, const struct g
                        struct gw_buf *out) {
   int n = m->nentries;
   char(*buf)[200] = calloc((size_t)n + 1, sizeof(*buf));
-  const char **locs = calloc((size_t)n + 1, sizeof(*locs));
+  char(*tags)[32] = calloc((size_t)n + 1, sizeof(*tags));
+  const char **locs = calloc((size_t)n + 1, sizeof(*locs)), **etags = calloc((size_t)n + 1, sizeof(*etags));
   int rv = GW_ERR_NOMEM;
-  for (int i = 0; buf && locs && i < n; i++) {
+  for (int i = 0; buf && tags && locs && etags && i < n; i++) {
     const struct gw_msg_entry *e = &m->entries[i];
     if (!e->type[0])
       snprintf(buf[i], sizeof(buf[i]), "%s", e->url); /* an entry without a resource keeps its request URL */
     else
-      location(buf[i], sizeof(buf[i]), "", e->type, e->id, (long long)m->s->msg_id, i);
+      location(m->s, buf[i], sizeof(buf[i]), tags[i], sizeof(tags[i]), "", e->type, e->id, i);
     locs[i] = buf[i];
+    etags[i] = tags[i];
   }
-  if (buf && locs)
-    rv = gw_engine_tx_response_json(gw_pipe_engine(p), d, n, locs, status == 202 ? "202 Accepted" : "201 Created",
-                                    m->batch, 1, out);
+  if (buf && tags && locs && etags)
+    rv = gw_engine_tx_response_json(gw_pipe_engine(p), d, n, locs, etags,
+                                    status == 202 ? "202 Accepted" : "201 Created", m->batch, 1, out);
   free(buf);
+  free(tags);
   free(locs);
+  free(etags);
   return rv;
 }
 
@@ -198,8 +209,8 @@ static void fhir_committed(const struct gw_pipe *p, struct gw_msg *m) {
     gw_engine_outcome_json(gw_pipe_engine(p), &d, 1, &out);
   take(&m->ans, status, CT_FHIR_JSON, &out);
   if (!m->bundle && status != 422) {
-    location(m->ans.location, sizeof(m->ans.location), "/fhir/", m->s->rtype, m->rid, (long long)s->msg_id, -1);
-    snprintf(m->ans.etag, sizeof(m->ans.etag), "W/\"1\"");
+    location(s, m->ans.location, sizeof(m->ans.location), m->ans.etag, sizeof(m->ans.etag), "/fhir/", m->s->rtype,
+             m->rid, -1);
   }
   gw_diag_cleanup(&d);
 }
@@ -414,6 +425,8 @@ void gw_answer_committed(const struct gw_pipe *p, struct gw_msg *m) {
   if (s->status == GW_SUB_DUPLICATE && s->answer) { /* the answer first given, as it was */
     free(m->ans.body);
     m->ans = (struct gw_answer){.status = s->answer_status, .body = s->answer, .len = s->answer_len, .replay = true};
+    snprintf(m->ans.location, sizeof(m->ans.location), "%s", s->answer_location); /* as first given */
+    snprintf(m->ans.etag, sizeof(m->ans.etag), "%s", s->answer_etag);
     m->ans.ctype = !strcmp(s->answer_ctype, CT_FHIR_JSON) ? CT_FHIR_JSON
                    : !strcmp(s->answer_ctype, CT_HL7)     ? CT_HL7
                    : !strcmp(s->answer_ctype, CT_SOAP11)  ? CT_SOAP11
@@ -426,9 +439,40 @@ void gw_answer_committed(const struct gw_pipe *p, struct gw_msg *m) {
     matched(p, m);
   } else if (s->status == GW_SUB_CONFLICT) {
     conflict(p, m);
+  } else if (s->status == GW_SUB_PRECONDITION) {
+    char en[200], pl[200];
+    snprintf(en, sizeof(en), "If-Match names version %d, but the current version is %d: nothing was changed",
+             s->if_match, s->current_version);
+    snprintf(pl, sizeof(pl), "If-Match wskazuje wersję %d, a bieżąca wersja to %d: nic nie zmieniono", s->if_match,
+             s->current_version);
+    gw_diag_add(&m->diag, GW_SEV_ERROR, "conflict", "fhir.version-conflict", en, pl);
+    m->status = 412;
+    dialects[m->kind].refused(p, m, "version conflict");
   } else {
     dialects[m->kind].committed(p, m);
   }
+}
+
+void gw_answer_negotiate(const struct gw_pipe *p, struct gw_msg *m) {
+  struct gw_answer *a = &m->ans;
+  if (m->kind != GW_M_FHIR || !a->body || !a->ctype || strcmp(a->ctype, CT_FHIR_JSON))
+    return;
+  if (m->prefer == 1 && a->status >= 200 && a->status < 300 && !m->read) { /* Prefer: return=minimal */
+    free(a->body);
+    a->body = NULL;
+    a->len = 0;
+    return;
+  }
+  if (!m->want_xml)
+    return;
+  struct gw_buf out;
+  gw_buf_init(&out, 32u << 20);
+  if (gw_engine_json_as_xml(gw_pipe_engine(p), a->body, a->len, &out) == GW_OK) {
+    free(a->body);
+    a->body = gw_buf_take(&out, &a->len);
+    a->ctype = CT_FHIR_XML;
+  }
+  gw_buf_cleanup(&out);
 }
 
 void gw_answer_status(const struct gw_pipe *p, struct gw_msg *m, const char *id, const char *status) {
@@ -444,10 +488,11 @@ const char *gw_answer_outcome(const struct gw_msg *m) {
   bool warn;
   if (!s)
     return "invalid";
-  return s->status == GW_SUB_DUPLICATE  ? "duplicate"
-         : s->status == GW_SUB_REJECTED ? s->reject_rule
-         : s->status == GW_SUB_FAILED   ? "store-failed"
-         : s->status == GW_SUB_MATCHED  ? "conditional-match"
-         : s->status == GW_SUB_CONFLICT ? "idempotency-key-reused"
-                                        : state_word(overall(m, s, &warn));
+  return s->status == GW_SUB_DUPLICATE      ? "duplicate"
+         : s->status == GW_SUB_REJECTED     ? s->reject_rule
+         : s->status == GW_SUB_FAILED       ? "store-failed"
+         : s->status == GW_SUB_MATCHED      ? "conditional-match"
+         : s->status == GW_SUB_CONFLICT     ? "idempotency-key-reused"
+         : s->status == GW_SUB_PRECONDITION ? "version-conflict"
+                                            : state_word(overall(m, s, &warn));
 }

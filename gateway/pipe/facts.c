@@ -319,3 +319,99 @@ int gw_facts_owned(xmlDocPtr doc, const char *caller, const char *url, struct gw
   }
   return GW_OK;
 }
+
+/* ---- versions: the Schedules, Slots and Appointments a message writes, for FHIR reads ---- */
+
+/* The references a resource makes, for search: "\nType/value\n" for each reference by literal
+ * reference or by business identifier (Slot.schedule, Appointment.participant.actor and .slot,
+ * Schedule.actor). */
+static void refs_of(xmlXPathContextPtr x, xmlNodePtr r, char *out, size_t n) {
+  xmlXPathObjectPtr o = xnodes(x, r, "f:schedule | f:participant/f:actor | f:actor | f:slot");
+  size_t w = 0;
+  out[0] = 0;
+  for (int i = 0; o && i < o->nodesetval->nodeNr && w + 2 < n; i++) {
+    xmlNodePtr ref = o->nodesetval->nodeTab[i];
+    char lit[140], type[32], val[100];
+    xstr(x, ref, "string(f:reference/@value)", lit, sizeof(lit));
+    xstr(x, ref, "string(f:type/@value)", type, sizeof(type));
+    xstr(x, ref, "string(f:identifier/f:value/@value)", val, sizeof(val));
+    if (!type[0]) /* Slot.schedule and Appointment.slot name their type by the element */
+      snprintf(type, sizeof(type), "%s", xmlStrEqual(ref->name, BAD_CAST "schedule") ? "Schedule" : "Slot");
+    int k = 0;
+    if (lit[0] && lit[0] != '#')
+      k = snprintf(out + w, n - w, "%s%s\n", w ? "" : "\n", lit);
+    if (k >= 0 && w + (size_t)k < n)
+      w += (size_t)k;
+    if (val[0] && w + 2 < n && (k = snprintf(out + w, n - w, "%s%s/%s\n", w ? "" : "\n", type, val)) >= 0 &&
+        w + (size_t)k < n)
+      w += (size_t)k;
+  }
+  xmlXPathFreeObject(o);
+}
+
+int gw_facts_resources(xmlDocPtr doc, const char *caller, const char *url_id, struct gw_submit *s) {
+  xmlXPathContextPtr x = gw_fhir_xpath(doc);
+  if (!x)
+    return GW_ERR_NOMEM;
+  xmlXPathObjectPtr o = xnodes(x, (xmlNodePtr)doc,
+                               "/f:Schedule | /f:Slot | /f:Appointment | /f:Bundle/f:entry/f:resource/f:Schedule | "
+                               "/f:Bundle/f:entry/f:resource/f:Slot | /f:Bundle/f:entry/f:resource/f:Appointment");
+  int n = o ? o->nodesetval->nodeNr : 0;
+  if (n && !(s->resf = gw_calloc((size_t)n, sizeof(*s->resf)))) {
+    xmlXPathFreeObject(o);
+    return GW_ERR_NOMEM;
+  }
+  for (int i = 0; i < n; i++) {
+    xmlNodePtr r = o->nodesetval->nodeTab[i];
+    struct gw_resfact *f = &s->resf[s->nresf];
+    snprintf(f->rtype, sizeof(f->rtype), "%s", (const char *)r->name);
+    char url[200], sys[200], pos[16], method[8];
+    xstr(x, r, "string(f:id/@value)", f->id, sizeof(f->id));
+    xstr(x, r, "string(../../f:request/f:url/@value)", url, sizeof(url));
+    xstr(x, r, "string(../../f:request/f:method/@value)", method, sizeof(method));
+    if (!f->id[0] && !strncmp(url, f->rtype, strlen(f->rtype)) && url[strlen(f->rtype)] == '/')
+      snprintf(f->id, sizeof(f->id), "%.*s", (int)strcspn(url + strlen(f->rtype) + 1, "/?"),
+               url + strlen(f->rtype) + 1); /* "Appointment/A-1" */
+    if (!f->id[0] && r->parent == (xmlNodePtr)doc && url_id && url_id[0])
+      snprintf(f->id, sizeof(f->id), "%s", url_id); /* PUT /fhir/Appointment/A-1 */
+    xstr(x, r, "string(f:identifier[1]/f:system/@value)", sys, sizeof(sys));
+    xstr(x, r, "string(f:identifier[1]/f:value/@value)", f->identvalue, sizeof(f->identvalue));
+    if (!f->identvalue[0] && !strncmp(url, f->rtype, strlen(f->rtype)) && strstr(url, "?identifier=")) {
+      const char *v = strstr(url, "?identifier=") + 12, *bar = strchr(v, '|'); /* a PATCH's conditional URL */
+      snprintf(sys, sizeof(sys), "%.*s", bar ? (int)(bar - v) : 0, v);
+      snprintf(f->identvalue, sizeof(f->identvalue), "%.*s", (int)strcspn(bar ? bar + 1 : v, "&"), bar ? bar + 1 : v);
+    }
+    if (f->identvalue[0]) {
+      char norm[200];
+      if (sys[0])
+        gw_system_normalize(sys, norm, sizeof(norm));
+      else
+        snprintf(norm, sizeof(norm), "clinic:%s", caller);
+      snprintf(f->ident, sizeof(f->ident), "%s|%s", norm, f->identvalue);
+    }
+    xstr(x, r, "string(f:status/@value)", f->status, sizeof(f->status));
+    char date[40];
+    xstr(x, r, "string((f:start/@value | f:planningHorizon/f:start/@value)[1])", date, sizeof(date));
+    f->date_ms = instant_ms(date);
+    refs_of(x, r, f->refs, sizeof(f->refs));
+    f->patch = !strcmp(method, "PATCH");
+    xstr(x, r, "string(count(../../preceding-sibling::f:entry))", pos, sizeof(pos));
+    f->entry = r->parent == (xmlNodePtr)doc ? -1 : atoi(pos);
+    /* the resource alone, its namespace declared on it */
+    xmlDocPtr one = xmlNewDoc(BAD_CAST "1.0");
+    xmlNodePtr copy = one ? xmlDocCopyNode(r, one, 1) : NULL;
+    if (copy)
+      xmlDocSetRootElement(one, copy);
+    xmlBufferPtr b = copy ? xmlBufferCreate() : NULL;
+    if (b && xmlNodeDump(b, one, copy, 0, 0) >= 0 && (f->body = gw_malloc((size_t)xmlBufferLength(b) + 1))) {
+      memcpy(f->body, xmlBufferContent(b), (size_t)xmlBufferLength(b));
+      f->body[xmlBufferLength(b)] = 0;
+      f->body_len = (size_t)xmlBufferLength(b);
+      s->nresf++;
+    }
+    xmlBufferFree(b);
+    xmlFreeDoc(one);
+  }
+  xmlXPathFreeObject(o);
+  return GW_OK;
+}

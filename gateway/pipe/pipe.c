@@ -24,6 +24,8 @@ struct gw_pipe *gw_pipe_new(const struct gw_engine *e, struct gw_store *st) {
   if (p) {
     p->e = e;
     p->st = st;
+    if (st) /* versions of a PATCHed resource: merged with the engine's element model */
+      gw_store_set_merge(st, gw_engine_merge, (void *)e);
   }
   return p;
 }
@@ -84,6 +86,34 @@ static void audit(const struct gw_msg *m, const char *outcome, long long msg_id)
 }
 
 /* ---- the stages ---- */
+
+/* A FHIR read: a clinic (with an RPWDL) reads its own resources; the query must be one the gateway
+ * answers exactly (an unknown parameter is refused, not ignored). */
+static enum gw_step admit_read(struct gw_pipe *p, struct gw_msg *m) {
+  const struct gw_identity *id = m->peer;
+  char q[160], why[300];
+  snprintf(m->who, sizeof(m->who), "role=%s rpwdl=%s cn=%s", id ? gw_role_name(id->role) : "-",
+           id && id->rpwdl[0] ? id->rpwdl : "-", gw_log_quote(q, sizeof(q), id ? id->cn : ""));
+  snprintf(m->caller, sizeof(m->caller), "%s", id && id->rpwdl[0] ? id->rpwdl : "-");
+  snprintf(m->op, sizeof(m->op), "fhir.%s %s",
+           m->rq.search    ? "search"
+           : m->rq.history ? "history"
+           : m->rq.version ? "vread"
+                           : "read",
+           m->url_type);
+  m->now = time(NULL);
+  if (!p->e || !p->st)
+    return gw_msg_refuse(m, 503, "transient", "gw.unavailable", "the store is not available",
+                         "magazyn jest niedostępny");
+  if (!id || id->role != GW_ROLE_CLINIC || !id->rpwdl[0])
+    return gw_msg_refuse(m, 403, "forbidden", "gw.role", "only a clinic certificate with an RPWDL number may read",
+                         "odczyt jest dostępny tylko dla certyfikatu świadczeniodawcy z numerem RPWDL");
+  if (m->rq.search && gw_read_query(m, why, sizeof(why)))
+    return gw_msg_refuse(m, 400, "not-supported", "fhir.search-parameter", why, why);
+  return GW_STEP_NEXT;
+}
+
+static enum gw_step read(struct gw_pipe *p, struct gw_msg *m) { return gw_read_stage(p, p->st, m); }
 
 /* Who may send what: clinics (with an RPWDL) their messages, P1 its notifications. */
 static enum gw_step admit(struct gw_pipe *p, struct gw_msg *m) {
@@ -280,8 +310,10 @@ static enum gw_step facts(struct gw_pipe *p, struct gw_msg *m) {
   snprintf(url, sizeof(url), "%s/%s", m->url_type, m->rid);
   if (m->kind != GW_M_NOTIFY) { /* a notification is P1's word about a clinic's resource: no owner to check */
     gw_facts_memory(m->doc, m->s, m->now, &m->late_cancel);
-    if (gw_facts_owned(m->doc, m->caller, m->update ? url : NULL, m->s))
+    if (gw_facts_owned(m->doc, m->caller, m->update ? url : NULL, m->s) ||
+        gw_facts_resources(m->doc, m->caller, m->update ? m->rid : NULL, m->s))
       return gw_msg_refuse(m, 503, "transient", "gw.no-memory", "out of memory", "brak pamięci");
+    m->s->if_match = m->if_match;
   }
   gw_facts_ids(m->doc, m->ids, sizeof(m->ids), m->rkey, sizeof(m->rkey));
   if (m->bundle && (m->nentries = gw_facts_entries(m->doc, &m->batch, &m->entries)) < 0)
@@ -364,8 +396,10 @@ static void committed(struct gw_submit *s) {
   m->s = s;
   gw_answer_committed(m->pipe, m);
   if (s->status == GW_SUB_ACCEPTED && m->ans.body)
-    gw_store_set_answer(m->pipe->st, s->msg_id, m->ans.status, m->ans.ctype, m->ans.body, m->ans.len);
+    gw_store_set_answer(m->pipe->st, s->msg_id, m->ans.status, m->ans.ctype, m->ans.location, m->ans.etag, m->ans.body,
+                        m->ans.len);
   audit(m, gw_answer_outcome(m), (long long)s->msg_id);
+  gw_answer_negotiate(m->pipe, m);
   m->reply(m->reply_ud, &m->ans);
   gw_msg_free(m);
 }
@@ -414,13 +448,18 @@ static const struct stage {
                     {"check", check},   {"remember", remember}, {"route", route},
                     {"facts", facts},   {"render", render},     {"commit", commit},
                     {NULL, NULL}},
-  status_stages[] = {
-      {"detect", detect}, {"admit", admit}, {"canonicalise", canonicalise}, {"lookup", lookup_status}, {NULL, NULL}};
+  status_stages[] = {{"detect", detect},
+                     {"admit", admit},
+                     {"canonicalise", canonicalise},
+                     {"lookup", lookup_status},
+                     {NULL, NULL}},
+  read_stages[] = {{"admit", admit_read}, {"read", read}, {NULL, NULL}};
 
 bool gw_pipe_run(struct gw_pipe *p, struct gw_msg *m) {
   m->pipe = p;
-  const struct stage *st =
-      m->kind == GW_M_SOAP && !strcmp(m->soap_op, "GetAppointmentStatus") ? status_stages : write_stages;
+  const struct stage *st = m->read                                                               ? read_stages
+                           : m->kind == GW_M_SOAP && !strcmp(m->soap_op, "GetAppointmentStatus") ? status_stages
+                                                                                                 : write_stages;
   for (; st->fn; st++) {
     enum gw_step r = st->fn(p, m);
     if (r == GW_STEP_WAIT)
@@ -433,5 +472,6 @@ bool gw_pipe_run(struct gw_pipe *p, struct gw_msg *m) {
       break;
     }
   }
+  gw_answer_negotiate(p, m);
   return true;
 }

@@ -26,6 +26,9 @@ struct _xmlDoc;
 /* Which endpoint the message came to. */
 enum gw_mkind { GW_M_FHIR, GW_M_SOAP, GW_M_HL7, GW_M_NOTIFY };
 
+#define CT_FHIR_JSON "application/fhir+json; charset=utf-8"
+#define CT_FHIR_XML  "application/fhir+xml; charset=utf-8"
+
 /* An answer, protocol-neutral: the caller turns it into HTTP or an MLLP frame. */
 struct gw_answer {
   int status;
@@ -51,6 +54,13 @@ struct gw_msg {
   size_t len;
   const struct gw_identity *peer;          /* borrowed likewise */
   const char *idem_header, *if_none_exist; /* borrowed likewise, may be NULL */
+  int if_match;                            /* If-Match: W/"n" -> n; 0 none */
+  char if_none_match[32];                  /* If-None-Match of a read */
+  bool read;                               /* a FHIR read (rq, query) */
+  char query[512];                         /* its query string */
+  struct gw_rquery rq;
+  bool want_xml; /* Accept or _format asks for FHIR XML */
+  int prefer;    /* Prefer return=: 0 default, 1 minimal, 2 representation, 3 OperationOutcome */
   uint64_t conn_id;
   int32_t stream_id;
   void (*reply)(void *ud, struct gw_answer *a); /* a later answer (any thread); takes the body */
@@ -93,6 +103,14 @@ bool gw_pipe_run(struct gw_pipe *p, struct gw_msg *m);
 
 /* ---- the stages' parts, for the unit tests and the answer module ---- */
 enum gw_step { GW_STEP_NEXT, GW_STEP_WAIT, GW_STEP_ANSWER, GW_STEP_FAIL };
+/* FHIR reads (pipe/read.c): the search parameters of m->query into m->rq (GW_ERR_INVAL with why), and
+ * the stage that asks the store and answers. */
+int gw_read_query(struct gw_msg *m, char *why, size_t wn);
+/* The answer as the client asked: FHIR XML for Accept/_format XML, no body for Prefer: return=minimal. */
+void gw_answer_negotiate(const struct gw_pipe *p, struct gw_msg *m);
+struct gw_store;
+enum gw_step gw_read_stage(struct gw_pipe *p, struct gw_store *st, struct gw_msg *m);
+
 /* Ends a stage with a refusal of |status| and one issue. */
 enum gw_step gw_msg_refuse(struct gw_msg *m, int status, const char *code, const char *rule, const char *en,
                            const char *pl);
@@ -109,6 +127,9 @@ void gw_facts_str(struct _xmlDoc *doc, void *at, const char *expr, char *out, si
  * logical id and by identifier (system normalised; without a system, the caller's own scope), each
  * Bundle entry's request URL, and |url| (a PUT's "Appointment/A-1", or NULL). */
 int gw_facts_owned(struct _xmlDoc *doc, const char *caller, const char *url, struct gw_submit *s);
+/* The Schedules, Slots and Appointments |doc| writes (s->resf), for their versions; |url_id| the id of a
+ * PUT /fhir/{type}/{id}. */
+int gw_facts_resources(struct _xmlDoc *doc, const char *caller, const char *url_id, struct gw_submit *s);
 /* One more key from a request URL ("Appointment/B-1", "Appointment?identifier=sys|v"); |cap| is the
  * room s->ownkeys was made with. */
 void gw_facts_url(struct gw_submit *s, int cap, const char *caller, const char *url);

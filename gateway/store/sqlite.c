@@ -1,5 +1,6 @@
 #include "store/store.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -23,7 +24,7 @@ static const struct gw_store_ops sq_ops;
 static const struct gw_memq_ops sq_memq_ops;
 
 /* Items for the writer: a submit, a delivery update, an answer, or a lookup (run after the commit). */
-enum witem_kind { W_SUBMIT, W_UPDATE, W_ANSWER, W_LOOKUP };
+enum witem_kind { W_SUBMIT, W_UPDATE, W_ANSWER, W_LOOKUP, W_READ };
 struct witem {
   enum witem_kind kind;
   struct witem *next;
@@ -35,6 +36,9 @@ struct witem {
   uint8_t *body; /* W_ANSWER: the answer; W_LOOKUP: the ordering key */
   size_t len;
   gw_store_latest_fn fn; /* W_LOOKUP */
+  struct gw_rquery rq;   /* W_READ */
+  gw_store_read_fn read_fn;
+  char meta[240]; /* W_ANSWER: "location\tetag" */
   void *ud;
   bool failed; /* W_UPDATE, W_ANSWER: not written by the last batch */
 };
@@ -75,6 +79,16 @@ static const char *const migrations[GW_STORE_SCHEMA_VERSION] = {
      * or a reschedule frees them and a cancellation of an appointment never seen can be told */
     "CREATE TABLE IF NOT EXISTS appointments(caller TEXT NOT NULL, akey TEXT NOT NULL, status TEXT NOT NULL,"
     " start_ms INTEGER NOT NULL, slots TEXT NOT NULL, msg_id INTEGER NOT NULL, PRIMARY KEY(caller, akey));",
+    /* 5 -> 6: every version of each Schedule, Slot and Appointment a clinic sent, for FHIR read, vread,
+     * history and search; one id per resource whichever way it was written; the Location and ETag of
+     * each answer, for replays */
+    "CREATE TABLE IF NOT EXISTS resources(clinic TEXT NOT NULL, rtype TEXT NOT NULL, id TEXT NOT NULL,"
+    " version INTEGER NOT NULL, msg_id INTEGER NOT NULL, updated_ms INTEGER NOT NULL, ident TEXT NOT NULL,"
+    " identvalue TEXT NOT NULL, status TEXT NOT NULL, date_ms INTEGER NOT NULL, refs TEXT NOT NULL,"
+    " body BLOB NOT NULL, PRIMARY KEY(clinic, rtype, id, version));"
+    "CREATE INDEX IF NOT EXISTS resources_ident ON resources(clinic, rtype, ident);"
+    "CREATE INDEX IF NOT EXISTS resources_updated ON resources(clinic, rtype, updated_ms);"
+    "ALTER TABLE messages ADD COLUMN answer_meta TEXT;",
 };
 
 static int user_version(sqlite3 *db) {
@@ -134,18 +148,23 @@ enum stmt {
   S_OWNER_PUT,
   S_APPT_GET,
   S_APPT_PUT,
+  S_RES_BY_IDENT,
+  S_RES_BY_ID,
+  S_RES_PUT,
   S__COUNT
 };
 
 static const char *const stmt_sql[S__COUNT] = {
-    [S_FIND_IDEM] = "SELECT id, answer_status, answer_ctype, answer, idem_digest FROM messages WHERE idem_key = ?1",
+    [S_FIND_IDEM] = "SELECT id, answer_status, answer_ctype, answer, idem_digest, answer_meta FROM messages"
+                    " WHERE idem_key = ?1",
     [S_INS_MSG] = "INSERT INTO messages(received_ms, caller, dialect, op, idem_key, rtype, rid, original, canonical,"
                   " idem_digest) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [S_INS_DEL] = "INSERT INTO deliveries(msg_id, backend, rkey, path, ctype, payload, state, created_ms, ikey)"
                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8)",
     [S_UPD_DEL] = "UPDATE deliveries SET state = ?2, attempts = ?3, next_ms = ?4, last_status = ?5,"
                   " last_error = ?6, done_ms = CASE WHEN ?2 IN (1, 2, 3) THEN ?7 ELSE NULL END WHERE id = ?1",
-    [S_UPD_ANS] = "UPDATE messages SET answer_status = ?2, answer_ctype = ?3, answer = ?4 WHERE id = ?1",
+    [S_UPD_ANS] = "UPDATE messages SET answer_status = ?2, answer_ctype = ?3, answer = ?4, answer_meta = ?5"
+                  " WHERE id = ?1",
     [S_DEL_STATES] = "SELECT backend, state, attempts, last_status, last_error FROM deliveries WHERE msg_id = ?1"
                      " ORDER BY id",
     [S_SLOT_OVERLAP] = "SELECT ident, start_ms, end_ms FROM slots WHERE caller = ?1 AND schedule = ?3 AND"
@@ -153,6 +172,12 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_SLOT_PUT] = "INSERT OR REPLACE INTO slots(caller, ident, schedule, start_ms, end_ms, free, msg_id)"
                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [S_SLOT_GET] = "SELECT free FROM slots WHERE caller = ?1 AND ident = ?2",
+    [S_RES_BY_IDENT] = "SELECT id, version, body FROM resources WHERE clinic = ?1 AND rtype = ?2 AND ident = ?3"
+                       " ORDER BY version DESC LIMIT 1",
+    [S_RES_BY_ID] = "SELECT id, version, body FROM resources WHERE clinic = ?1 AND rtype = ?2 AND id = ?3"
+                    " ORDER BY version DESC LIMIT 1",
+    [S_RES_PUT] = "INSERT INTO resources(clinic, rtype, id, version, msg_id, updated_ms, ident, identvalue, status,"
+                  " date_ms, refs, body) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     [S_APPT_GET] = "SELECT status, start_ms, slots FROM appointments WHERE caller = ?1 AND akey = ?2",
     [S_APPT_PUT] = "INSERT OR REPLACE INTO appointments(caller, akey, status, start_ms, slots, msg_id)"
                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
@@ -178,6 +203,8 @@ struct sq_store {
   bool synced_full;    /* the writer connection's current synchronous mode */
   gw_memory_fn memory; /* the rules with memory, or NULL */
   void *memory_ud;
+  gw_merge_fn merge; /* a PATCH merged into the version before, or NULL */
+  void *merge_ud;
 };
 
 static int open_db(const char *path, sqlite3 **db, struct gw_buf *err) {
@@ -274,6 +301,11 @@ static int find_dup(struct sq_store *st, struct gw_submit *s) {
         memcpy(s->answer, sqlite3_column_blob(q, 3), (size_t)n);
         s->answer[n] = 0;
         s->answer_len = (size_t)n;
+      }
+      const char *meta = (const char *)sqlite3_column_text(q, 5), *tab = meta ? strchr(meta, '\t') : NULL;
+      if (tab) {
+        snprintf(s->answer_location, sizeof(s->answer_location), "%.*s", (int)(tab - meta), meta);
+        snprintf(s->answer_etag, sizeof(s->answer_etag), "%s", tab + 1);
       }
     }
   }
@@ -507,12 +539,229 @@ static void sq_lookup(struct gw_store *gst, const char *rkey, gw_store_latest_fn
   enqueue(st, it);
 }
 
+static void sq_read(struct gw_store *gst, const struct gw_rquery *rq, gw_store_read_fn fn, void *ud) {
+  struct sq_store *st = (struct sq_store *)gst;
+  struct witem *it = gw_calloc(1, sizeof(*it));
+  if (!it) {
+    fn(ud, GW_ERR_NOMEM, NULL, 0, 0);
+    return;
+  }
+  it->kind = W_READ;
+  it->rq = *rq;
+  it->read_fn = fn;
+  it->ud = ud;
+  enqueue(st, it);
+}
+
+static void sq_set_merge(struct gw_store *gst, gw_merge_fn fn, void *ud) {
+  struct sq_store *st = (struct sq_store *)gst;
+  pthread_mutex_lock(&st->mu);
+  st->merge = fn;
+  st->merge_ud = ud;
+  pthread_mutex_unlock(&st->mu);
+}
+
+/* The conditions of a search, shared by its count and its page; ?1 clinic, ?2 type. */
+#define READ_WHERE                                                                                                     \
+  " FROM resources r WHERE r.clinic = ?1 AND r.rtype = ?2"                                                             \
+  " AND (?3 = '' OR r.id = ?3) AND (?4 = 0 OR r.version = ?4)"                                                         \
+  " AND (?13 = 1 OR r.version = (SELECT MAX(x.version) FROM resources x WHERE x.clinic = r.clinic"                     \
+  "  AND x.rtype = r.rtype AND x.id = r.id))"                                                                          \
+  " AND (?5 = '' OR r.ident = ?5) AND (?6 = '' OR r.identvalue = ?6) AND (?7 = '' OR r.status = ?7)"                   \
+  " AND (?8 = '' OR instr(r.refs, char(10) || ?8 || char(10)) > 0) AND (?9 = 0 OR r.date_ms >= ?9)"                    \
+  " AND (?10 = 0 OR r.date_ms < ?10) AND (?11 = 0 OR r.updated_ms >= ?11) AND (?12 = 0 OR r.updated_ms < ?12)"
+
+static void bind_read(sqlite3_stmt *q, const struct gw_rquery *rq) {
+  sqlite3_bind_text(q, 1, rq->clinic, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 2, rq->rtype, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 3, rq->id, -1, SQLITE_STATIC);
+  sqlite3_bind_int(q, 4, rq->version);
+  sqlite3_bind_text(q, 5, rq->ident, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 6, rq->identvalue, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 7, rq->status, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 8, rq->ref, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(q, 9, rq->date_ge);
+  sqlite3_bind_int64(q, 10, rq->date_lt);
+  sqlite3_bind_int64(q, 11, rq->updated_ge);
+  sqlite3_bind_int64(q, 12, rq->updated_lt);
+  sqlite3_bind_int(q, 13, rq->history || rq->version ? 1 : 0);
+}
+
+/* Runs a FHIR read on the writer's connection, after the batch committed: a page of rows, newest
+ * first (a history: highest version first), with the delivery summary of each row's message. */
+static void run_read(struct sq_store *st, struct witem *it) {
+  const struct gw_rquery *rq = &it->rq;
+  int count = rq->count > 0 && rq->count <= 1000 ? rq->count : 50, total = 0, n = 0, rv = GW_OK;
+  struct gw_rrow *rows = calloc((size_t)count, sizeof(*rows));
+  sqlite3_stmt *c = NULL, *q = NULL;
+  if (!rows) {
+    it->read_fn(it->ud, GW_ERR_NOMEM, NULL, 0, 0);
+    return;
+  }
+  if (sqlite3_prepare_v2(st->w, "SELECT COUNT(*)" READ_WHERE, -1, &c, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v2(st->w,
+                         "SELECT r.id, r.version, r.updated_ms, r.msg_id, r.body" READ_WHERE
+                         " ORDER BY r.updated_ms DESC, r.id, r.version DESC LIMIT ?14 OFFSET ?15",
+                         -1, &q, NULL) != SQLITE_OK) {
+    rv = failed_step(st->w, "read", 0);
+    goto out;
+  }
+  bind_read(c, rq);
+  if (sqlite3_step(c) == SQLITE_ROW)
+    total = sqlite3_column_int(c, 0);
+  bind_read(q, rq);
+  sqlite3_bind_int(q, 14, count);
+  sqlite3_bind_int(q, 15, rq->offset > 0 ? rq->offset : 0);
+  int rc;
+  while ((rc = sqlite3_step(q)) == SQLITE_ROW && n < count) {
+    struct gw_rrow *r = &rows[n];
+    snprintf(r->id, sizeof(r->id), "%s", (const char *)sqlite3_column_text(q, 0));
+    r->version = sqlite3_column_int(q, 1);
+    r->updated_ms = sqlite3_column_int64(q, 2);
+    r->msg_id = sqlite3_column_int64(q, 3);
+    int len = sqlite3_column_bytes(q, 4);
+    if (!(r->body = malloc((size_t)len + 1))) {
+      rv = GW_ERR_NOMEM;
+      break;
+    }
+    memcpy(r->body, sqlite3_column_blob(q, 4), (size_t)len);
+    r->body[len] = 0;
+    r->len = (size_t)len;
+    n++;
+  }
+  if (rv == GW_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
+    rv = failed_step(st->w, "read", rc);
+  for (int i = 0; rv == GW_OK && i < n; i++)
+    rv = summarize(st->w, rows[i].msg_id, rows[i].summary, sizeof(rows[i].summary));
+out:
+  sqlite3_finalize(c);
+  sqlite3_finalize(q);
+  it->read_fn(it->ud, rv == GW_OK && !n && !rq->search ? GW_ERR_NOTFOUND : rv, rows, n, total);
+  for (int i = 0; i < n; i++)
+    free(rows[i].body);
+  free(rows);
+}
+
 /* After the commit: the lookups of this batch see everything committed so far. */
 static void run_lookup(struct sq_store *st, struct witem *it) {
   char *canon = NULL, summary[256];
   int rv = latest(st->w, (const char *)it->body, &canon, summary, sizeof(summary));
   it->fn(it->ud, rv, canon, summary);
   free(canon);
+}
+
+/* The latest version of a resource of |clinic|: by identifier when |ident| is given, else by |id|.
+ * 1 (id, version and, when |body| is not NULL, a malloc'd body), 0 none, or GW_ERR_IO. */
+static int res_latest(struct sq_store *st, const char *clinic, const struct gw_resfact *r, char *id, size_t idn,
+                      int *version, uint8_t **body, size_t *blen) {
+  int rv = 0;
+  for (int pass = 0; pass < 2 && rv == 0; pass++) {
+    const char *key = pass == 0 ? r->ident : r->id;
+    if (!key[0])
+      continue;
+    sqlite3_stmt *q = st->st[pass == 0 ? S_RES_BY_IDENT : S_RES_BY_ID];
+    bind_text(q, 1, clinic);
+    bind_text(q, 2, r->rtype);
+    bind_text(q, 3, key);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+      snprintf(id, idn, "%s", (const char *)sqlite3_column_text(q, 0));
+      *version = sqlite3_column_int(q, 1);
+      if (body) {
+        int n = sqlite3_column_bytes(q, 2);
+        if ((*body = malloc((size_t)n + 1))) {
+          memcpy(*body, sqlite3_column_blob(q, 2), (size_t)n);
+          (*body)[n] = 0;
+          *blen = (size_t)n;
+        }
+      }
+      rv = 1;
+    } else if (rc != SQLITE_DONE) {
+      rv = failed_step(st->w, "resource_latest", rc);
+    }
+    sqlite3_reset(q);
+  }
+  return rv;
+}
+
+/* A FHIR id ([A-Za-z0-9.-]{1,64}) from |s|, or "" when it is not one. */
+static void fhir_id(const char *s, char *out, size_t n) {
+  size_t k = strlen(s);
+  bool ok = k > 0 && k <= 64;
+  for (size_t i = 0; ok && i < k; i++)
+    ok = isalnum((unsigned char)s[i]) || s[i] == '-' || s[i] == '.';
+  snprintf(out, n, "%s", ok ? s : "");
+}
+
+/* If-Match: the update names the version it expects of its resource; another one refuses it. */
+static int check_if_match(struct sq_store *st, struct gw_submit *s) {
+  if (!s->if_match || !s->nresf)
+    return GW_OK;
+  char id[72];
+  int version = 0;
+  int rv = res_latest(st, s->caller, &s->resf[0], id, sizeof(id), &version, NULL, NULL);
+  if (rv < 0)
+    return GW_ERR_IO;
+  if (version != s->if_match) {
+    s->status = GW_SUB_PRECONDITION;
+    s->current_version = version;
+  }
+  return GW_OK;
+}
+
+/* Keeps a new version of each resource |s| writes: one id per resource (the one it was first given,
+ * found by identifier, else by id), the version after the last, a PATCH merged into the version
+ * before it (a PATCH of a resource never seen keeps nothing). */
+static int keep_versions(struct sq_store *st, struct gw_submit *s, int64_t now) {
+  for (int i = 0; i < s->nresf; i++) {
+    struct gw_resfact *r = &s->resf[i];
+    char id[72] = "";
+    int version = 0;
+    uint8_t *prev = NULL, *merged = NULL;
+    size_t plen = 0, mlen = 0;
+    int rv = res_latest(st, s->caller, r, id, sizeof(id), &version, r->patch ? &prev : NULL, &plen);
+    if (rv < 0)
+      return GW_ERR_IO;
+    if (!rv) {
+      fhir_id(r->id, id, sizeof(id));
+      if (!id[0])
+        fhir_id(r->identvalue, id, sizeof(id));
+      if (!id[0])
+        snprintf(id, sizeof(id), "cergw-%lld-%d", (long long)s->msg_id, i);
+    }
+    const uint8_t *body = r->body;
+    size_t blen = r->body_len;
+    if (r->patch) {
+      int m = prev && st->merge ? st->merge(st->merge_ud, prev, plen, r->body, r->body_len, &merged, &mlen) : -1;
+      free(prev);
+      if (m != GW_OK) {
+        free(merged);
+        continue; /* nothing to merge into */
+      }
+      body = merged;
+      blen = mlen;
+    }
+    sqlite3_stmt *q = st->st[S_RES_PUT];
+    bind_text(q, 1, s->caller);
+    bind_text(q, 2, r->rtype);
+    bind_text(q, 3, id);
+    sqlite3_bind_int(q, 4, version + 1);
+    sqlite3_bind_int64(q, 5, s->msg_id);
+    sqlite3_bind_int64(q, 6, now);
+    bind_text(q, 7, r->ident);
+    bind_text(q, 8, r->identvalue);
+    bind_text(q, 9, r->status);
+    sqlite3_bind_int64(q, 10, r->date_ms);
+    bind_text(q, 11, r->refs);
+    sqlite3_bind_blob(q, 12, body, (int)blen, SQLITE_STATIC);
+    rv = step_done(st->w, q, "keep_version");
+    free(merged);
+    if (rv != GW_OK)
+      return rv;
+    snprintf(r->out_id, sizeof(r->out_id), "%s", id);
+    r->out_version = version + 1;
+  }
+  return GW_OK;
 }
 
 /* Inserts |s| inside the open transaction. Returns GW_OK (accepted, a
@@ -532,6 +781,10 @@ static int insert_submit(struct sq_store *st, struct gw_submit *s, int64_t now) 
   int dup = find_dup(st, s);
   if (dup)
     return dup > 0 ? GW_OK : GW_ERR_IO;
+  if (check_if_match(st, s) != GW_OK)
+    return GW_ERR_IO;
+  if (s->status == GW_SUB_PRECONDITION)
+    return GW_OK;
   if (exec(st->w, "SAVEPOINT sub") != SQLITE_OK)
     return GW_ERR_IO;
   sqlite3_stmt *q = st->st[S_INS_MSG];
@@ -554,6 +807,8 @@ static int insert_submit(struct sq_store *st, struct gw_submit *s, int64_t now) 
     struct sq_memq m = {.base = {.ops = &sq_memq_ops}, .st = st};
     rv = st->memory(st->memory_ud, &m.base, s);
   }
+  if (rv == GW_OK)
+    rv = keep_versions(st, s, now);
   if (rv != GW_OK) { /* refused by a rule with memory, or the database failed: nothing of it is kept */
     exec(st->w, "ROLLBACK TO sub");
     exec(st->w, "RELEASE sub");
@@ -589,6 +844,7 @@ static int apply_update(struct sq_store *st, const struct witem *it, int64_t now
     sqlite3_bind_int(q, 2, it->status);
     bind_text(q, 3, it->ctype);
     sqlite3_bind_blob(q, 4, it->body, (int)it->len, SQLITE_STATIC);
+    bind_text(q, 5, it->meta);
   }
   return step_done(st->w, q, it->kind == W_UPDATE ? "update_delivery" : "store_answer");
 }
@@ -682,6 +938,8 @@ static bool finish_batch(struct sq_store *st, struct witem *batch, int rc) {
     it->next = NULL;
     if (it->kind == W_LOOKUP)
       run_lookup(st, it);
+    if (it->kind == W_READ)
+      run_read(st, it);
     if (it->kind == W_SUBMIT) {
       struct gw_submit *s = it->s;
       if (rc != SQLITE_OK)
@@ -764,8 +1022,8 @@ static void sq_update(struct gw_store *gst, const struct gw_delivery *d) {
   enqueue(st, it);
 }
 
-static void sq_set_answer(struct gw_store *gst, int64_t msg_id, int status, const char *ctype, const uint8_t *body,
-                          size_t len) {
+static void sq_set_answer(struct gw_store *gst, int64_t msg_id, int status, const char *ctype, const char *location,
+                          const char *etag, const uint8_t *body, size_t len) {
   struct sq_store *st = (struct sq_store *)gst;
   struct witem *it = gw_calloc(1, sizeof(*it));
   if (!it || !(it->body = gw_malloc(len ? len : 1))) {
@@ -773,6 +1031,7 @@ static void sq_set_answer(struct gw_store *gst, int64_t msg_id, int status, cons
     return;
   }
   it->kind = W_ANSWER;
+  snprintf(it->meta, sizeof(it->meta), "%s\t%s", location ? location : "", etag ? etag : "");
   it->msg_id = msg_id;
   it->status = status;
   snprintf(it->ctype, sizeof(it->ctype), "%s", ctype ? ctype : "");
@@ -948,6 +1207,8 @@ static const struct gw_store_ops sq_ops = {.name = "sqlite",
                                            .submit = sq_submit,
                                            .update = sq_update,
                                            .set_answer = sq_set_answer,
+                                           .read = sq_read,
+                                           .set_merge = sq_set_merge,
                                            .load = sq_load,
                                            .load_range = sq_load_range,
                                            .lookup = sq_lookup,

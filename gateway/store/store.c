@@ -38,6 +38,9 @@ void gw_submit_free(struct gw_submit *s) {
   free(s->slots);
   free(s->slotrefs);
   free(s->ownkeys);
+  for (int i = 0; i < s->nresf; i++)
+    free(s->resf[i].body);
+  free(s->resf);
   free(s->answer);
   free(s);
 }
@@ -67,9 +70,15 @@ void gw_store_close(struct gw_store *st) {
     st->ops->close(st);
 }
 
-void gw_store_set_answer(struct gw_store *st, int64_t msg_id, int status, const char *ctype, const uint8_t *body,
-                         size_t len) {
-  st->ops->set_answer(st, msg_id, status, ctype, body, len);
+void gw_store_read(struct gw_store *st, const struct gw_rquery *q, gw_store_read_fn fn, void *ud) {
+  st->ops->read(st, q, fn, ud);
+}
+
+void gw_store_set_merge(struct gw_store *st, gw_merge_fn fn, void *ud) { st->ops->set_merge(st, fn, ud); }
+
+void gw_store_set_answer(struct gw_store *st, int64_t msg_id, int status, const char *ctype, const char *location,
+                         const char *etag, const uint8_t *body, size_t len) {
+  st->ops->set_answer(st, msg_id, status, ctype, location, etag, body, len);
 }
 
 int gw_store_load(struct gw_store *st, int state, void (*fn)(void *ud, struct gw_delivery *d), void *ud) {

