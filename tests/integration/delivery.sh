@@ -681,6 +681,27 @@ c2=$(gw clinic-a /hl7v2 --http1.1 --data-binary @"$T/ctl2.hl7" | tr '\r' '\n' | 
 check "ACKs on two connections have different control ids ($c1, $c2)" bash -c "[ -n '$c1' ] && [ '$c1' != '$c2' ]"
 check "audit log: who, what, outcome, PESEL masked" bash -c "grep 'event=audit' $LOG | grep -q 'patient=850101\*\*\*\*\*' && ! grep 'event=audit' $LOG | grep -q 85010112345"
 
+# ------------------------------------------- third-party clients, unchanged (issue 12)
+# fhir-kit-client (FHIR REST), node-soap (the WSDL, all seven operations, SOAP 1.1 and 1.2, faults),
+# node-hl7-client (SIU S12-S17 and S26 over MLLP/TLS, ACKs): each prints ok/FAIL lines, counted here
+third_party() { # label, command...
+  local line seen=0
+  while IFS= read -r line; do
+    case $line in
+      "ok   - "*) ok "${line#ok   - }"; seen=$((seen + 1)) ;;
+      "FAIL - "*) ko "${line#FAIL - }"; seen=$((seen + 1)) ;;
+    esac
+  done < <(timeout 120 "${@:2}" 2>&1)
+  [ "$seen" -gt 0 ] || ko "$1: the client suite ran no check (is make deps done?)"
+}
+if command -v node >/dev/null && [ -d "$ROOT/tools/node/node_modules/fhir-kit-client" ]; then
+  third_party fhir-kit-client node "$ROOT/tools/node/clients/fhir-kit.mjs" "$D" "https://localhost:$GWP/fhir"
+  third_party node-soap node "$ROOT/tools/node/clients/node-soap.js" "$D" "https://localhost:$GWP"
+  third_party node-hl7-client node "$ROOT/tools/node/clients/node-hl7.js" "$D" "$MLLP"
+else
+  ko "third-party clients: node tools missing: run 'make deps'"
+fi
+
 # ---------------------------------------------------------- kill -9 under load
 # health tells the truth: while the store cannot commit (here a trigger plays the full disk), writes are
 # refused with 503 and /healthz says why; both recover by themselves when the store takes writes again
