@@ -88,7 +88,11 @@ static const char *const migrations[GW_STORE_SCHEMA_VERSION] = {
     " body BLOB NOT NULL, PRIMARY KEY(clinic, rtype, id, version));"
     "CREATE INDEX IF NOT EXISTS resources_ident ON resources(clinic, rtype, ident);"
     "CREATE INDEX IF NOT EXISTS resources_updated ON resources(clinic, rtype, updated_ms);"
-    "ALTER TABLE messages ADD COLUMN answer_meta TEXT;",
+    "ALTER TABLE messages ADD COLUMN answer_meta TEXT;"
+    /* and each delivery attempt's outcome, kept after a later success (cergw outbox show) */
+    "CREATE TABLE IF NOT EXISTS attempts(delivery_id INTEGER NOT NULL, attempt INTEGER NOT NULL,"
+    " at_ms INTEGER NOT NULL, state INTEGER NOT NULL, status INTEGER NOT NULL, answer TEXT NOT NULL,"
+    " PRIMARY KEY(delivery_id, attempt, state));",
 };
 
 static int user_version(sqlite3 *db) {
@@ -148,6 +152,7 @@ enum stmt {
   S_OWNER_PUT,
   S_APPT_GET,
   S_APPT_PUT,
+  S_ATTEMPT_PUT,
   S_RES_BY_IDENT,
   S_RES_BY_ID,
   S_RES_PUT,
@@ -172,6 +177,8 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_SLOT_PUT] = "INSERT OR REPLACE INTO slots(caller, ident, schedule, start_ms, end_ms, free, msg_id)"
                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [S_SLOT_GET] = "SELECT free FROM slots WHERE caller = ?1 AND ident = ?2",
+    [S_ATTEMPT_PUT] = "INSERT OR IGNORE INTO attempts(delivery_id, attempt, at_ms, state, status, answer)"
+                      " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
     [S_RES_BY_IDENT] = "SELECT id, version, body FROM resources WHERE clinic = ?1 AND rtype = ?2 AND ident = ?3"
                        " ORDER BY version DESC LIMIT 1",
     [S_RES_BY_ID] = "SELECT id, version, body FROM resources WHERE clinic = ?1 AND rtype = ?2 AND id = ?3"
@@ -838,6 +845,17 @@ static int apply_update(struct sq_store *st, const struct witem *it, int64_t now
     sqlite3_bind_int(q, 5, it->d.last_status);
     bind_text(q, 6, it->d.last_error);
     sqlite3_bind_int64(q, 7, now);
+    if (it->d.attempts > 0) { /* the attempt this state follows, once */
+      sqlite3_stmt *a = st->st[S_ATTEMPT_PUT];
+      sqlite3_bind_int64(a, 1, it->d.id);
+      sqlite3_bind_int(a, 2, it->d.attempts);
+      sqlite3_bind_int64(a, 3, now);
+      sqlite3_bind_int(a, 4, it->d.state);
+      sqlite3_bind_int(a, 5, it->d.last_status);
+      bind_text(a, 6, it->d.last_error);
+      if (step_done(st->w, a, "keep_attempt") != GW_OK)
+        return GW_ERR_IO;
+    }
   } else {
     q = st->st[S_UPD_ANS];
     sqlite3_bind_int64(q, 1, it->msg_id);
@@ -1225,20 +1243,37 @@ static const struct gw_memq_ops sq_memq_ops = {.slot_overlap = sq_slot_overlap,
 
 /* ---- cergw outbox ---- */
 
-static void print_delivery_row(sqlite3_stmt *q) {
-  time_t t = (time_t)(sqlite3_column_int64(q, 6) / 1000);
+/* "3m", "2h", "5d": how long ago |ms| was. */
+static void age(int64_t ms, char *out, size_t n) {
+  int64_t s = (gw_wall_ms() - ms) / 1000;
+  if (s < 120)
+    snprintf(out, n, "%llds", (long long)s);
+  else if (s < 7200)
+    snprintf(out, n, "%lldm", (long long)(s / 60));
+  else if (s < 172800)
+    snprintf(out, n, "%lldh", (long long)(s / 3600));
+  else
+    snprintf(out, n, "%lldd", (long long)(s / 86400));
+}
+
+static void utc(int64_t ms, char *out, size_t n) {
+  time_t t = (time_t)(ms / 1000);
   struct tm tm;
-  char when[32];
   gmtime_r(&t, &tm);
-  strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-  printf("%-8lld %-8lld %-10s %-16s %-3d %-4d %-20s %s\n", (long long)sqlite3_column_int64(q, 0),
-         (long long)sqlite3_column_int64(q, 1), (const char *)sqlite3_column_text(q, 2),
-         gw_dstate_name(sqlite3_column_int(q, 3)), sqlite3_column_int(q, 4), sqlite3_column_int(q, 5), when,
-         (const char *)sqlite3_column_text(q, 7));
+  strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* One line of text from |s| (|n| bytes): control characters as spaces, at most |max| bytes. */
+static void one_line(const unsigned char *s, int n, char *out, size_t max) {
+  size_t o = 0;
+  for (int i = 0; s && i < n && o + 1 < max; i++)
+    out[o++] = s[i] < 0x20 ? ' ' : (char)s[i];
+  out[o] = 0;
 }
 
 static int outbox_usage(void) {
-  fprintf(stderr, "usage: cergw outbox [--data DIR] list [--state queued|delivered|rejected|dead] [--limit N]\n"
+  fprintf(stderr, "usage: cergw outbox [--data DIR] list [--state queued|delivered|rejected|dead] [--backend NAME]\n"
+                  "                    [--clinic RPWDL] [--since DAYS|YYYY-MM-DD] [--limit N]\n"
                   "       cergw outbox [--data DIR] show DELIVERY-ID\n"
                   "       cergw outbox [--data DIR] retry DELIVERY-ID|--all-dead\n"
                   "       cergw outbox [--data DIR] dead\n"
@@ -1260,55 +1295,129 @@ static int prep(sqlite3 *db, const char *sql, int len, sqlite3_stmt **q, const c
   return rc;
 }
 
+/* cergw outbox list [--state S] [--backend B] [--clinic RPWDL] [--since DAYS|ISO-DATE] [--limit N] */
 static int outbox_list(sqlite3 *db, const char *path, int argc, char **argv) {
   int state = !strcmp(argv[0], "dead") ? GW_DS_DEAD : -1;
   long limit = 100;
+  const char *backend = "", *clinic = "";
+  int64_t since = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--state") && i + 1 < argc && (state = gw_dstate_parse(argv[++i])) >= 0)
       continue;
     if (!strcmp(argv[i], "--limit") && i + 1 < argc && (limit = strtol(argv[++i], NULL, 10)) > 0)
       continue;
+    if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
+      backend = argv[++i];
+      continue;
+    }
+    if (!strcmp(argv[i], "--clinic") && i + 1 < argc) {
+      clinic = argv[++i];
+      continue;
+    }
+    if (!strcmp(argv[i], "--since") && i + 1 < argc) {
+      const char *v = argv[++i];
+      struct tm tm = {0};
+      if (strlen(v) == 10 && strptime(v, "%Y-%m-%d", &tm))
+        since = (int64_t)timegm(&tm) * 1000;
+      else if (strtol(v, NULL, 10) > 0)
+        since = gw_wall_ms() - strtol(v, NULL, 10) * 86400000LL;
+      else
+        return outbox_usage();
+      continue;
+    }
     return outbox_usage();
   }
   sqlite3_stmt *q = NULL;
   if (prep(db,
-           "SELECT d.id, d.msg_id, d.backend, d.state, d.attempts, d.last_status, d.created_ms,"
-           " d.last_error FROM deliveries d WHERE ?1 < 0 OR d.state = ?1 ORDER BY d.id DESC LIMIT ?2",
+           "SELECT d.id, d.msg_id, m.caller, m.op, COALESCE(m.rtype || '/' || m.rid, m.rtype, '-'), d.backend,"
+           " d.state, d.attempts, d.created_ms, d.last_status, d.last_error FROM deliveries d"
+           " JOIN messages m ON m.id = d.msg_id WHERE (?1 < 0 OR d.state = ?1) AND (?3 = '' OR d.backend = ?3)"
+           " AND (?4 = '' OR m.caller = ?4) AND d.created_ms >= ?5 ORDER BY d.id DESC LIMIT ?2",
            -1, &q, NULL) != SQLITE_OK)
     return 2;
   sqlite3_bind_int(q, 1, state);
   sqlite3_bind_int64(q, 2, limit);
-  printf("%-8s %-8s %-10s %-16s %-3s %-4s %-20s %s\n", "ID", "MSG", "BACKEND", "STATE", "TRY", "HTTP", "CREATED",
-         "LAST ERROR");
+  sqlite3_bind_text(q, 3, backend, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 4, clinic, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(q, 5, since);
+  printf("%-7s %-7s %-13s %-26s %-24s %-18s %-16s %-4s %-5s %-4s %s\n", "ID", "MSG", "CLINIC", "OPERATION", "RESOURCE",
+         "BACKEND", "STATE", "TRY", "AGE", "LAST", "LAST ERROR");
   int rc;
-  while ((rc = sqlite3_step(q)) == SQLITE_ROW)
-    print_delivery_row(q);
+  while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+    char ago[16], err[120];
+    age(sqlite3_column_int64(q, 8), ago, sizeof(ago));
+    one_line(sqlite3_column_text(q, 10), sqlite3_column_bytes(q, 10), err, sizeof(err));
+    printf("%-7lld %-7lld %-13s %-26s %-24s %-18s %-16s %-4d %-5s %-4d %s\n", (long long)sqlite3_column_int64(q, 0),
+           (long long)sqlite3_column_int64(q, 1), (const char *)sqlite3_column_text(q, 2),
+           (const char *)sqlite3_column_text(q, 3), (const char *)sqlite3_column_text(q, 4),
+           (const char *)sqlite3_column_text(q, 5), gw_dstate_name(sqlite3_column_int(q, 6)), sqlite3_column_int(q, 7),
+           ago, sqlite3_column_int(q, 9), err);
+  }
   int rv = rc == SQLITE_DONE ? 0 : outbox_failed(path, db);
   sqlite3_finalize(q);
   return rv;
 }
 
+/* |n| bytes of a payload, readable: an HL7 message's CRs as new lines. */
+static void print_payload(const unsigned char *p, int n) {
+  for (int i = 0; p && i < n; i++)
+    putchar(p[i] == '\r' && (i + 1 >= n || p[i + 1] != '\n') ? '\n' : p[i]);
+  putchar('\n');
+}
+
+/* cergw outbox show ID: every field labelled, the attempts one by one, the payload and the original. */
 static int outbox_show(sqlite3 *db, const char *path, int argc, char **argv) {
   sqlite3_stmt *q = NULL;
   if (argc != 2)
     return outbox_usage();
   if (prep(db,
-           "SELECT d.id, d.msg_id, d.backend, d.state, d.attempts, d.last_status, d.created_ms,"
-           " d.last_error, m.caller, m.op, m.idem_key, d.rkey, d.ctype, d.payload, m.original"
+           "SELECT d.id, d.msg_id, d.backend, d.state, d.attempts, d.last_status, d.created_ms, d.last_error,"
+           " m.caller, m.op, m.idem_key, d.rkey, d.ctype, d.payload, m.original, d.path, d.ikey, d.next_ms,"
+           " d.done_ms, m.received_ms, COALESCE(m.rtype || '/' || m.rid, m.rtype, '-')"
            " FROM deliveries d JOIN messages m ON m.id = d.msg_id WHERE d.id = ?1",
            -1, &q, NULL) != SQLITE_OK)
     return 2;
   sqlite3_bind_int64(q, 1, strtoll(argv[1], NULL, 10));
   int rc = sqlite3_step(q), rv = 0;
   if (rc == SQLITE_ROW) {
-    print_delivery_row(q);
-    printf("caller: %s\nop: %s\nidempotency key: %s\nordering key: %s\ncontent type: %s\n--- payload ---\n%.*s\n"
-           "--- original ---\n%.*s\n",
+    char t1[32], t2[32], t3[32], err[300];
+    utc(sqlite3_column_int64(q, 19), t1, sizeof(t1));
+    utc(sqlite3_column_int64(q, 6), t2, sizeof(t2));
+    if (sqlite3_column_type(q, 18) != SQLITE_NULL)
+      utc(sqlite3_column_int64(q, 18), t3, sizeof(t3));
+    else
+      snprintf(t3, sizeof(t3), "-");
+    one_line(sqlite3_column_text(q, 7), sqlite3_column_bytes(q, 7), err, sizeof(err));
+    printf("delivery:        %lld\nmessage:         %lld (received %s)\nclinic:          %s\noperation:       %s\n"
+           "resource:        %s\nbackend:         %s\ntarget path:     %s\nstate:           %s\nattempts:        %d\n"
+           "last status:     %d\nlast answer:     %s\ncreated:         %s\nfinished:        %s\n"
+           "idempotency key: %s (the message's: %s)\nordering key:    %s\ncontent type:    %s\n",
+           (long long)sqlite3_column_int64(q, 0), (long long)sqlite3_column_int64(q, 1), t1,
            (const char *)sqlite3_column_text(q, 8), (const char *)sqlite3_column_text(q, 9),
+           (const char *)sqlite3_column_text(q, 20), (const char *)sqlite3_column_text(q, 2),
+           (const char *)sqlite3_column_text(q, 15), gw_dstate_name(sqlite3_column_int(q, 3)), sqlite3_column_int(q, 4),
+           sqlite3_column_int(q, 5), err[0] ? err : "-", t2, t3, (const char *)sqlite3_column_text(q, 16),
            sqlite3_column_text(q, 10) ? (const char *)sqlite3_column_text(q, 10) : "-",
-           (const char *)sqlite3_column_text(q, 11), (const char *)sqlite3_column_text(q, 12),
-           sqlite3_column_bytes(q, 13), (const char *)sqlite3_column_blob(q, 13), sqlite3_column_bytes(q, 14),
-           (const char *)sqlite3_column_blob(q, 14));
+           (const char *)sqlite3_column_text(q, 11), (const char *)sqlite3_column_text(q, 12));
+    sqlite3_stmt *a = NULL;
+    if (prep(db,
+             "SELECT attempt, at_ms, state, status, answer FROM attempts WHERE delivery_id = ?1 ORDER BY at_ms, rowid",
+             -1, &a, NULL) == SQLITE_OK) {
+      sqlite3_bind_int64(a, 1, sqlite3_column_int64(q, 0));
+      printf("--- attempts ---\n");
+      for (int k = 1; sqlite3_step(a) == SQLITE_ROW; k++) {
+        char at[32], ans[200];
+        utc(sqlite3_column_int64(a, 1), at, sizeof(at));
+        one_line(sqlite3_column_text(a, 4), sqlite3_column_bytes(a, 4), ans, sizeof(ans));
+        printf("#%d %s -> %s, status %d%s%s\n", k, at, gw_dstate_name(sqlite3_column_int(a, 2)),
+               sqlite3_column_int(a, 3), ans[0] ? ": " : "", ans);
+      }
+    }
+    sqlite3_finalize(a);
+    printf("--- payload ---\n");
+    print_payload(sqlite3_column_blob(q, 13), sqlite3_column_bytes(q, 13));
+    printf("--- original ---\n");
+    print_payload(sqlite3_column_blob(q, 14), sqlite3_column_bytes(q, 14));
   } else if (rc == SQLITE_DONE) {
     fprintf(stderr, "no delivery %s\n", argv[1]);
     rv = 1;
@@ -1388,7 +1497,9 @@ static int outbox_purge(sqlite3 *db, const char *path, int argc, char **argv) {
                     "DELETE FROM messages WHERE received_ms < ?1 AND NOT EXISTS"
                     " (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id)"
                     " AND NOT EXISTS (SELECT 1 FROM slots s WHERE s.msg_id = messages.id)",
-                    cut, &nm);
+                    cut, &nm) &&
+           exec_cut(db, "DELETE FROM attempts WHERE delivery_id NOT IN (SELECT id FROM deliveries) AND ?1 > 0", cut,
+                    &(int){0});
   if (!ok || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
     fprintf(stderr, "%s: purge failed, nothing removed: %s\n", path, sqlite3_errmsg(db));
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

@@ -121,6 +121,7 @@ has() { # text pattern...: every (grep) pattern is in the text; says which is no
   local s=$1; shift
   for pat in "$@"; do grep -q -- "$pat" <<<"$s" || { echo "    no '$pat' in: ${s:0:800}" >&2; return 1; }; done
 }
+export -f has
 
 # Messages: the golden SIU S12 with a visit DAYS ahead, unique ids, a specialty
 DAY=$(date -u -d '+5 days' +%Y%m%d)
@@ -641,6 +642,14 @@ mode p1 ok
 did=$(db "select id from deliveries where backend='p1' and state=2 order by id desc limit 1")
 check "  cergw outbox show / retry of a rejected delivery" bash -c "$CLI outbox --data $T/gw show $did | grep -q 'ordering key' && $CLI outbox --data $T/gw retry $did | grep -q '1 delivery'"
 check "  delivered after the retry" wait_for 10 bash -c "[ \"\$(sqlite3 $T/gw/cergw.db \"select state from deliveries where id=$did\")\" = 1 ]"
+show=$("$CLI" outbox --data "$T/gw" show "$did")
+check "  outbox show: labelled fields and the history of attempts, the rejection kept after the successful retry" \
+  has "$show" '^clinic: *000000012345' '^backend: *p1' '^--- attempts ---' '^#1 .* -> rejected, status 422' '^#2 .* -> delivered, status 20'
+list=$("$CLI" outbox --data "$T/gw" list --backend p1 --clinic 000000012345 --since 1 --limit 5)
+check "  outbox list: columns (clinic, operation, resource, backend, state, attempts, age) and filters" \
+  bash -c 'has "$1" "^ID *MSG *CLINIC *OPERATION *RESOURCE *BACKEND *STATE *TRY *AGE" " 000000012345 " " p1 " && ! grep -q " apkolce " <<<"$1"' _ "$list"
+check "  outbox retry of a delivered delivery says why nothing was queued" \
+  bash -c "$CLI outbox --data $T/gw retry $did 2>&1 | grep -q 'is delivered: only rejected or dead deliveries can be retried'"
 
 # ------------------------------------------------------ reload, metrics, audit
 write_delivery false
