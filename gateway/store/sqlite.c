@@ -1329,7 +1329,9 @@ static int outbox_list(sqlite3 *db, const char *path, int argc, char **argv) {
   }
   sqlite3_stmt *q = NULL;
   if (prep(db,
-           "SELECT d.id, d.msg_id, m.caller, m.op, COALESCE(m.rtype || '/' || m.rid, m.rtype, '-'), d.backend,"
+           "SELECT d.id, d.msg_id, m.caller, m.op, CASE WHEN instr(d.rkey, '|') > 0 THEN substr(d.rkey, instr(d.rkey, "
+           "'|') + 1)"
+           " ELSE COALESCE(m.rtype || '/' || m.rid, m.rtype, '-') END, d.backend,"
            " d.state, d.attempts, d.created_ms, d.last_status, d.last_error FROM deliveries d"
            " JOIN messages m ON m.id = d.msg_id WHERE (?1 < 0 OR d.state = ?1) AND (?3 = '' OR d.backend = ?3)"
            " AND (?4 = '' OR m.caller = ?4) AND d.created_ms >= ?5 ORDER BY d.id DESC LIMIT ?2",
@@ -1373,7 +1375,8 @@ static int outbox_show(sqlite3 *db, const char *path, int argc, char **argv) {
   if (prep(db,
            "SELECT d.id, d.msg_id, d.backend, d.state, d.attempts, d.last_status, d.created_ms, d.last_error,"
            " m.caller, m.op, m.idem_key, d.rkey, d.ctype, d.payload, m.original, d.path, d.ikey, d.next_ms,"
-           " d.done_ms, m.received_ms, COALESCE(m.rtype || '/' || m.rid, m.rtype, '-')"
+           " d.done_ms, m.received_ms, CASE WHEN instr(d.rkey, '|') > 0 THEN substr(d.rkey, instr(d.rkey, '|') + 1)"
+           " ELSE COALESCE(m.rtype || '/' || m.rid, m.rtype, '-') END"
            " FROM deliveries d JOIN messages m ON m.id = d.msg_id WHERE d.id = ?1",
            -1, &q, NULL) != SQLITE_OK)
     return 2;
