@@ -65,7 +65,23 @@ static int slot_free(struct gw_memq *q, const char *c, const char *i, int f) {
   (void)q, (void)c, (void)i, (void)f;
   return GW_OK;
 }
-static const struct gw_memq_ops ops = {no_overlap, slot_state, slot_put, slot_free, owner_get, owner_put};
+/* appointments: never seen (the lifecycle is not what this target checks) */
+static int appt_get(struct gw_memq *q, const char *c, const char *k, struct gw_apptfact *f) {
+  (void)q, (void)c, (void)k, (void)f;
+  return 0;
+}
+static int appt_put(struct gw_memq *q, const char *c, const char *k, const struct gw_apptfact *f, int64_t id) {
+  (void)q, (void)c, (void)k, (void)f, (void)id;
+  return GW_OK;
+}
+static const struct gw_memq_ops ops = {.slot_overlap = no_overlap,
+                                       .slot_state = slot_state,
+                                       .slot_put = slot_put,
+                                       .slot_set_free = slot_free,
+                                       .owner_get = owner_get,
+                                       .owner_put = owner_put,
+                                       .appt_get = appt_get,
+                                       .appt_put = appt_put};
 
 static const char *const clinic[2] = {"000000012345", "000000067890"};
 
