@@ -354,10 +354,26 @@
     </Appointment>
   </xsl:template>
 
-  <!-- a run of NTE segments: a new line and NTE-3 for each repetition, then the next segment if it is an NTE -->
+  <!-- a run of NTE segments: a new line and NTE-3 for each repetition, then the next segment if it is an NTE;
+       highlighting (\H\ on, \N\ off) has no place in FHIR's plain text -->
   <xsl:template match="NTE" mode="note">
-    <xsl:for-each select="NTE.3"><xsl:text>&#10;</xsl:text><xsl:value-of select="."/></xsl:for-each>
+    <xsl:for-each select="NTE.3"><xsl:text>&#10;</xsl:text>
+      <xsl:call-template name="plain"><xsl:with-param name="s" select="string(.)"/></xsl:call-template></xsl:for-each>
     <xsl:apply-templates mode="note" select="following-sibling::*[1][self::NTE]"/>
+  </xsl:template>
+
+  <!-- |s| without the highlighting escapes \H\ and \N\ -->
+  <xsl:template name="plain">
+    <xsl:param name="s"/>
+    <xsl:choose>
+      <xsl:when test="contains($s, '\H\')">
+        <xsl:call-template name="plain"><xsl:with-param name="s" select="concat(substring-before($s, '\H\'), substring-after($s, '\H\'))"/></xsl:call-template>
+      </xsl:when>
+      <xsl:when test="contains($s, '\N\')">
+        <xsl:call-template name="plain"><xsl:with-param name="s" select="concat(substring-before($s, '\N\'), substring-after($s, '\N\'))"/></xsl:call-template>
+      </xsl:when>
+      <xsl:otherwise><xsl:value-of select="$s"/></xsl:otherwise>
+    </xsl:choose>
   </xsl:template>
 
   <!-- SCH-25 filler status via table 0278, else from the trigger event -->

@@ -70,10 +70,9 @@ static int hexval(char c) {
 }
 
 /* Whether the formatting escape of length |fl| at |q| is one the decoder turns into text (a line
- * break) or drops (highlighting): those cannot pass through the text literally. */
+ * break): those cannot pass through the text literally. */
 static bool fmt_escape_decoded(const char *q, size_t fl) {
-  return (fl == 3 && (q[1] == 'H' || q[1] == 'N')) || (fl == 5 && !memcmp(q + 1, ".br", 3)) ||
-         (fl >= 5 && !memcmp(q + 1, ".sp", 3));
+  return (fl == 5 && !memcmp(q + 1, ".br", 3)) || (fl >= 5 && !memcmp(q + 1, ".sp", 3));
 }
 
 /* Length of a formatting escape (\H\, \N\, \.br\, \.sp2\, \Zxx\, \Cxxyy\, \Mxxyyzz\)
@@ -120,8 +119,9 @@ static void escape_issue(struct pstate *p, const char *at, const char *seq, size
 /* Decodes HL7 escape sequences of [s, e) into p->tmp (NUL-terminated): the
  * delimiter escapes \F\ \S\ \T\ \R\ \E\; \Xhh..\ (pairs of hexadecimal digits, text
  * in the message's character set; anything else is reported at its field);
- * the line breaks \.br\ and \.sp\ become a new line; highlighting \H\ \N\ is
- * dropped (FHIR text is plain); other formatting escapes stay as written.
+ * the line breaks \.br\ and \.sp\ become a new line; other formatting escapes
+ * (highlighting \H\ \N\, \Z..\) stay as written, so that text survives a round
+ * trip (siu-to-fhir.xsl leaves highlighting out of FHIR's plain text).
  * NULL when out of memory. */
 static const char *decode(struct pstate *p, const char *s, const char *e) {
   p->tmp.len = 0;
@@ -129,8 +129,7 @@ static const char *decode(struct pstate *p, const char *s, const char *e) {
   for (const char *q = s; q < e;) {
     size_t fl = *q == esc ? fmt_escape_len(q, e, esc) : 0;
     if (fl) {
-      if (fl == 3 && (q[1] == 'H' || q[1] == 'N')) { /* highlight on / off */
-      } else if (fmt_escape_decoded(q, fl)) {
+      if (fmt_escape_decoded(q, fl)) {
         gw_buf_append(&p->tmp, "\n", 1);
       } else {
         gw_buf_append(&p->tmp, q, fl); /* kept as written, closing escape character included */
