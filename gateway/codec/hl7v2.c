@@ -816,7 +816,8 @@ static void put_segment(struct sstate *s, xmlNodePtr seg) {
 }
 
 /* What the gateway writes is UTF-8: a message that is not plain ASCII says so
- * in MSH-18 (table 0211 "UNICODE UTF-8") unless it already names a character set. */
+ * in MSH-18 (table 0211 "UNICODE UTF-8"), in place of any other set the
+ * message it came from declared (its text was converted when it was read). */
 static void declare_charset(xmlNodePtr root) {
   xmlNodePtr msh = NULL;
   for (xmlNodePtr n = root->children; n && !msh; n = n->next)
@@ -824,23 +825,27 @@ static void declare_charset(xmlNodePtr root) {
       msh = n;
   if (!msh)
     return;
-  xmlNodePtr after = NULL;
-  for (xmlNodePtr f = msh->children; f; f = f->next) {
-    if (f->type != XML_ELEMENT_NODE)
-      continue;
-    int idx = last_index(f->name);
-    if (idx == 18)
-      return;
-    if (idx > 18 && !after)
-      after = f;
-  }
   xmlChar *all = xmlNodeGetContent(root);
   bool ascii = true;
   for (const xmlChar *c = all; c && *c && ascii; c++)
     ascii = *c < 0x80;
   xmlFree(all);
   if (ascii)
-    return;
+    return; /* any declared set reads ASCII the same */
+  xmlNodePtr after = NULL;
+  for (xmlNodePtr f = msh->children, next; f; f = next) {
+    next = f->next;
+    if (f->type != XML_ELEMENT_NODE)
+      continue;
+    int idx = last_index(f->name);
+    if (idx == 18) { /* every repetition goes: the text is UTF-8 now */
+      xmlUnlinkNode(f);
+      xmlFreeNode(f);
+      continue;
+    }
+    if (idx > 18 && !after)
+      after = f;
+  }
   xmlNodePtr f = xmlNewDocNode(root->doc, NULL, BAD_CAST "MSH.18", NULL);
   if (!f)
     return;
