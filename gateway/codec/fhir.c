@@ -413,6 +413,9 @@ static void emit_value(struct jstate *s, const char *xmlname, const char *type, 
   }
   if (ext && !YAJL_IS_NULL(ext))
     conv_extension_holder(s, ext, el, path);
+  if (!xmlHasProp(el, BAD_CAST "value") && !xmlHasProp(el, BAD_CAST "id") && !el->children)
+    jerr(s, "structure", "fhir.empty", path, "an element needs a value, an id or extensions (\"_x\": {} is empty)",
+         "element musi mieć wartość, id lub rozszerzenia (\"_x\": {} jest pusty)");
 }
 
 /* Which element of |t| does JSON key |key| belong to? Sets |*type| for choices. */
