@@ -59,3 +59,5 @@ echo "libxslt alone, one core: a stylesheet writing the S12 Bundle literally (no
 echo "SIU->FHIR validated: $((s_ours / ROUNDS)) msg/s (target 20000); xsltproc alone: $((s_xslt / ROUNDS)) msg/s; ratio $(awk -v a=$s_ours -v b=$s_xslt 'BEGIN{printf "%.2f", a/b}')"
 echo "FHIR JSON validation: $((f_ours / ROUNDS)) res/s vs medplum $((f_med / ROUNDS)) res/s: $(awk -v a=$f_ours -v b=$f_med 'BEGIN{printf "%.2f", a/b}')x (target 5x)"
 echo "translate: siu_fhir=$((s_ours / ROUNDS))/s xsltproc=$((s_xslt / ROUNDS))/s libxslt_literal_floor=$((x_lit / ROUNDS))/s soap_fhir=$((p_ours / ROUNDS))/s fhir_validate=$((f_ours / ROUNDS))/s medplum=$((f_med / ROUNDS))/s ratio_vs_medplum=$(awk -v a=$f_ours -v b=$f_med 'BEGIN{printf "%.2f", a/b}')"
+# the figure of record: instructions per message under callgrind (last line: RESULT siu_instr_per_msg=...)
+./bench/instructions.sh

@@ -11,7 +11,12 @@
  * that writes the very same Bundle literally (no XPath, no logic: the cost
  * of building the output tree) and a trivial one (the cost of a transform).
  * Prints "RESULT mode=xslt-floor trivial_per_s=.. literal_per_s=..
- * mapping_per_s=..". */
+ * mapping_per_s=..".
+ *
+ * bench_translate count N FILE...: exactly N rounds over the files (check and
+ * FHIR JSON rendering of each), for instruction counts under callgrind: the
+ * difference between two N divided by the messages is the cost of one
+ * (bench/instructions.sh). */
 #include <libxml/parser.h>
 #include <libxml/tree.h>
 #include <libxml/xmlsave.h>
@@ -147,6 +152,7 @@ int main(int argc, char **argv) {
     return xslt_floor(atof(argv[2]), argv[3]);
   if (argc < 4) {
     fprintf(stderr, "usage: bench_translate check|render|outbound SECONDS FILE...\n"
+                    "       bench_translate count ROUNDS FILE...\n"
                     "       bench_translate xslt-floor SECONDS FILE.hl7\n");
     return 2;
   }
@@ -185,12 +191,15 @@ int main(int argc, char **argv) {
     if (!odoc)
       return 2;
   }
+  long rounds = !strcmp(argv[1], "count") ? atol(argv[2]) : -1; /* exactly this many rounds */
+  if (rounds >= 0)
+    render = 1;
   double secs = atof(argv[2]), t0 = now_s(), t;
   long n = 0, bad = 0;
   struct gw_buf out;
   gw_buf_init(&out, 16u << 20);
   do {
-    for (int k = 0; k < 64; k++) {
+    for (int k = 0; k < (rounds >= 0 ? nfiles : 64); k++) {
       struct gw_diag d;
       gw_diag_init(&d, 64);
       xmlDocPtr doc = NULL;
@@ -216,7 +225,7 @@ int main(int argc, char **argv) {
       n++;
     }
     t = now_s() - t0;
-  } while (t < secs);
+  } while (rounds >= 0 ? n < rounds * nfiles : t < secs);
   printf("RESULT mode=%s files=%d msgs=%ld rejected=%ld msgs_per_s=%.0f\n", argv[1], nfiles, n, bad, (double)n / t);
   gw_buf_cleanup(&out);
   xmlFreeDoc(odoc);
