@@ -392,8 +392,9 @@ static bool read_delims(struct pstate *p, const char *text, size_t len) {
   }
   p->d = (struct delims){text[3], text[4], text[5], text[6], text[7]};
   const char all[5] = {p->d.field, p->d.comp, p->d.rep, p->d.esc, p->d.sub};
-  for (int i = 0; i < 5; i++) {
-    if (isalnum((unsigned char)all[i]) || all[i] == '\r' || all[i] == '\n' || all[i] == 0 || all[i] == ' ')
+  for (int i = 0; i < 5; i++) { /* printable ASCII, not a letter or digit: whatever the character set */
+    unsigned char c = (unsigned char)all[i];
+    if (isalnum(c) || c <= ' ' || c >= 0x7f)
       goto bad;
     for (int j = 0; j < i; j++)
       if (all[i] == all[j])
