@@ -33,6 +33,12 @@ else
   echo "(shared corpus absent: FHIR validation uses the golden outputs)"
 fi
 
+# the peer (issue 13): the same validated SIU -> FHIR work in Node (Medplum's HL7 parser, a JavaScript
+# mapping of the same fields, @medplum/core validateResource), on the same messages as ours
+peer_files=(tests/golden/siu/s12-cardiology.hl7 tests/golden/siu/s15-cancel.hl7)
+[ -d "$CORPUS/hl7v2-siu" ] && peer_files+=("$CORPUS"/hl7v2-siu/SIU-*.hl7)
+pe_ours=0; pe_node=0
+
 echo "# one core, ${SECS}s per run, $ROUNDS interleaved rounds"
 s_ours=0; s_xslt=0; f_ours=0; f_med=0; p_ours=0; p_xslt=0; x_triv=0; x_lit=0; x_map=0
 for r in $(seq 1 "$ROUNDS"); do
@@ -52,6 +58,10 @@ for r in $(seq 1 "$ROUNDS"); do
   x_triv=$((x_triv + xt)); x_lit=$((x_lit + xl)); x_map=$((x_map + xm))
   echo "round $r: libxslt in process: trivial stylesheet $xt/s | the same Bundle written literally $xl/s | siu-to-fhir.xsl $xm/s"
   echo "round $r: SIU->FHIR validated $a/s | xsltproc same stylesheet $b/s | FHIR JSON validation $c/s | medplum validateResource $d/s | SOAP->FHIR validated $p/s | xsltproc $q/s"
+  po=$(NOW=$siu_now $PIN ./build/bench_translate check "$SECS" "${peer_files[@]}" | sed -E 's/.*msgs_per_s=([0-9]+).*/\1/')
+  pn=$($PIN node tools/node/siu-peer.js "$SECS" "${peer_files[@]}" | sed -E 's/.*msgs_per_s=([0-9]+).*/\1/')
+  echo "round $r: SIU->FHIR validated, ${#peer_files[@]} messages: cergw $po/s | Node peer (Medplum parse + JS mapping + validateResource) $pn/s"
+  pe_ours=$((pe_ours + po)); pe_node=$((pe_node + pn))
   s_ours=$((s_ours + a)); s_xslt=$((s_xslt + b)); f_ours=$((f_ours + c)); f_med=$((f_med + d)); p_ours=$((p_ours + p)); p_xslt=$((p_xslt + q))
 done
 echo "SOAP->FHIR validated: $((p_ours / ROUNDS)) msg/s; xsltproc alone: $((p_xslt / ROUNDS)) msg/s; ratio $(awk -v a=$p_ours -v b=$p_xslt 'BEGIN{printf "%.2f", a/b}')"
@@ -59,5 +69,7 @@ echo "libxslt alone, one core: a stylesheet writing the S12 Bundle literally (no
 echo "SIU->FHIR validated: $((s_ours / ROUNDS)) msg/s (target 20000); xsltproc alone: $((s_xslt / ROUNDS)) msg/s; ratio $(awk -v a=$s_ours -v b=$s_xslt 'BEGIN{printf "%.2f", a/b}')"
 echo "FHIR JSON validation: $((f_ours / ROUNDS)) res/s vs medplum $((f_med / ROUNDS)) res/s: $(awk -v a=$f_ours -v b=$f_med 'BEGIN{printf "%.2f", a/b}')x (target 5x)"
 echo "translate: siu_fhir=$((s_ours / ROUNDS))/s xsltproc=$((s_xslt / ROUNDS))/s libxslt_literal_floor=$((x_lit / ROUNDS))/s soap_fhir=$((p_ours / ROUNDS))/s fhir_validate=$((f_ours / ROUNDS))/s medplum=$((f_med / ROUNDS))/s ratio_vs_medplum=$(awk -v a=$f_ours -v b=$f_med 'BEGIN{printf "%.2f", a/b}')"
-# the figure of record: instructions per message under callgrind (last line: RESULT siu_instr_per_msg=...)
-./bench/instructions.sh
+echo "SIU->FHIR validated beside the Node peer: cergw $((pe_ours / ROUNDS))/s, peer $((pe_node / ROUNDS))/s: $(awk -v a=$pe_ours -v b=$pe_node 'BEGIN{printf "%.2f", a/b}')x (target 1.8x)"
+# the figure of record: instructions per message under callgrind
+instr=$(./bench/instructions.sh | tail -1)
+echo "RESULT siu_instr_per_msg=$(sed -E 's/.*siu_instr_per_msg=([0-9]+).*/\1/' <<<"$instr") siu_peer_ratio=$(awk -v a=$pe_ours -v b=$pe_node 'BEGIN{printf "%.2f", a/b}') fhir_validation_ratio=$(awk -v a=$f_ours -v b=$f_med 'BEGIN{printf "%.2f", a/b}') fhir_instr_per_msg=$(sed -E 's/.*fhir_instr_per_msg=([0-9]+).*/\1/' <<<"$instr")"

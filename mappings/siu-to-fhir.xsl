@@ -16,7 +16,8 @@
   Parameters: $default_tz ("+01:00").
 -->
 <xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform"
-                xmlns="http://hl7.org/fhir" exclude-result-prefixes="">
+                xmlns:date="http://exslt.org/dates-and-times" extension-element-prefixes="date"
+                xmlns="http://hl7.org/fhir" exclude-result-prefixes="date">
   <xsl:output method="xml" encoding="UTF-8" indent="no"/>
   <xsl:param name="default_tz" select="'+01:00'"/>
 
@@ -411,8 +412,12 @@
       <xsl:when test="$ais/AIS.4/AIS.4.1 != ''"><xsl:call-template name="instant"><xsl:with-param name="dtm" select="$ais/AIS.4/AIS.4.1"/></xsl:call-template></xsl:when>
     </xsl:choose>
   </xsl:variable>
+  <!-- end: TQ1-8, else start plus the duration (R4's app-2: start and end both, or neither) -->
   <xsl:variable name="end">
-    <xsl:if test="$tq1/TQ1.8/TQ1.8.1 != ''"><xsl:call-template name="instant"><xsl:with-param name="dtm" select="$tq1/TQ1.8/TQ1.8.1"/></xsl:call-template></xsl:if>
+    <xsl:choose>
+      <xsl:when test="$tq1/TQ1.8/TQ1.8.1 != ''"><xsl:call-template name="instant"><xsl:with-param name="dtm" select="$tq1/TQ1.8/TQ1.8.1"/></xsl:call-template></xsl:when>
+      <xsl:when test="$start != '' and $minutes &gt; 0"><xsl:value-of select="date:add($start, concat('PT', $minutes, 'M'))"/></xsl:when>
+    </xsl:choose>
   </xsl:variable>
   <!-- SCH-9 duration in SCH-10 units (minutes, seconds or hours), else AIS-7/AIS-8 -->
   <xsl:variable name="minutes">
