@@ -70,13 +70,14 @@ full() {
   echo "  loadgen:                       $res"
   echo "  accepted (committed):          $acc in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')s = $acc_rate msg/s"
   echo "  delivered to every backend:    $del = $del_rate msg/s (backlog drained $(awk -v a="$t1" -v b="$t2" 'BEGIN{printf "%.1f", b-a}')s after the load)"
-  echo "  CPU per message:               gateway $(awk -v t=$((g1 - g0)) -v n="$del" -v hz="$HZ" 'BEGIN{printf "%.0f", t / hz / n * 1e6}') us, simulators $(awk -v t=$((s1 - s0)) -v n="$del" -v hz="$HZ" 'BEGIN{printf "%.0f", t / hz / n * 1e6}') us (the rest of the 2 cores: load generator, kernel, other tenants)"
+  cpu_us=$(awk -v t=$((g1 - g0)) -v n="$del" -v hz="$HZ" 'BEGIN{printf "%.0f", n ? t / hz / n * 1e6 : 0}')
+  echo "  CPU per message:               gateway $cpu_us us, simulators $(awk -v t=$((s1 - s0)) -v n="$del" -v hz="$HZ" 'BEGIN{printf "%.0f", t / hz / n * 1e6}') us (the rest of the 2 cores: load generator, kernel, other tenants)"
 }
 "$ROOT/build/cergw" translate --to fhir "$T/s12.hl7" >"$T/s12.json"
 full "full path, FHIR JSON transaction (POST /fhir)" /fhir "$T/s12.json"
-fhir_acc=$acc_rate fhir_del=$del_rate
+fhir_acc=$acc_rate fhir_del=$del_rate fhir_cpu=$cpu_us
 full "full path, HL7 v2 SIU S12 (POST /hl7v2)" /hl7v2 "$T/s12.hl7"
-full_res=$res
+full_res=$res s12_cpu=$cpu_us
 echo "deliveries in total: $(db "select count(*) from deliveries where state = 1"); P1 simulator: $(curl -s --cacert "$D/ca.pem" --cert "$D/operator.pem" --key "$D/operator.key" "https://localhost:$P1/_sim/stats")"
 
 light=$($LG -c "$LIGHT_CONNS" -m "$LIGHT_STREAMS" -D "$DURATION" --path /hl7v2 --data "$T/s12.hl7" | tail -1)
@@ -93,4 +94,4 @@ fi
 rss1=$(rss_kib "$GW_PID")
 echo "gateway RSS: ${rss0} KiB after warm-up, ${rss1} KiB at the end"
 b_rps=$(sed -n 's/.*rps=\([0-9]*\).*/\1/p' <<<"$base")
-echo "RESULT hl7_accepted_per_s=$acc_rate hl7_delivered_per_s=$del_rate fhir_delivered_per_s=$fhir_del $(sed -n 's/.*\(p50_ms=[0-9.]*\) \(p99_ms=[0-9.]*\).*/\1 \2/p' <<<"$full_res") light_$(sed -n 's/.*\(p99_ms=[0-9.]*\).*/\1/p' <<<"$light") baseline_rps=$b_rps ratio_delivered_to_baseline=$(awk -v a="$del_rate" -v b="$b_rps" 'BEGIN{printf "%.3f", a/b}')"
+echo "RESULT gw_cpu_us_per_s12=$s12_cpu gw_cpu_us_per_fhir=$fhir_cpu hl7_accepted_per_s=$acc_rate hl7_delivered_per_s=$del_rate fhir_delivered_per_s=$fhir_del $(sed -n 's/.*\(p50_ms=[0-9.]*\) \(p99_ms=[0-9.]*\).*/\1 \2/p' <<<"$full_res") light_$(sed -n 's/.*\(p99_ms=[0-9.]*\).*/\1/p' <<<"$light") baseline_rps=$b_rps ratio_delivered_to_baseline=$(awk -v a="$del_rate" -v b="$b_rps" 'BEGIN{printf "%.3f", a/b}')"
