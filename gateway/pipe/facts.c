@@ -236,36 +236,53 @@ static void add_key(struct gw_submit *s, int cap, const char *rtype, const char 
 }
 
 /* An identifier's key: its system normalised, or — without a system — the caller's own scope. */
+static void key_system(const char *caller, const char *sys, char *out, size_t n) {
+  if (sys[0])
+    gw_system_normalize(sys, out, n);
+  else
+    snprintf(out, n, "clinic:%s", caller);
+}
+
 static void add_ident(struct gw_submit *s, int cap, const char *rtype, const char *caller, const char *sys,
                       const char *value) {
   char norm[200];
-  if (sys[0])
-    gw_system_normalize(sys, norm, sizeof(norm));
-  else
-    snprintf(norm, sizeof(norm), "clinic:%s", caller);
+  key_system(caller, sys, norm, sizeof(norm));
   if (value[0])
     add_key(s, cap, rtype, "ident", norm, value);
 }
 
+/* A request URL of a Schedule, Slot or Appointment: its type in |type|, and 'i' with the id in |val|
+ * ("Appointment/B-1"), or 'k' with the identifier's system (maybe "") in |sys| and value in |val|
+ * ("Appointment?identifier=[sys|]value"); 0 for anything else. */
+static int parse_url(const char *url, char *type, size_t tn, char *sys, size_t sn, char *val, size_t vn) {
+  size_t n = strcspn(url, "/?");
+  if (n == 0 || n >= tn)
+    return 0;
+  snprintf(type, tn, "%.*s", (int)n, url);
+  if (strcmp(type, "Schedule") && strcmp(type, "Slot") && strcmp(type, "Appointment"))
+    return 0;
+  sys[0] = 0;
+  if (url[n] == '/') {
+    snprintf(val, vn, "%.*s", (int)strcspn(url + n + 1, "/?"), url + n + 1);
+    return 'i';
+  }
+  if (url[n] != '?' || strncmp(url + n + 1, "identifier=", 11))
+    return 0;
+  const char *v = url + n + 12, *bar = memchr(v, '|', strcspn(v, "&"));
+  if (bar)
+    snprintf(sys, sn, "%.*s", (int)(bar - v), v);
+  snprintf(val, vn, "%.*s", (int)strcspn(bar ? bar + 1 : v, "&"), bar ? bar + 1 : v);
+  return 'k';
+}
+
 /* A request URL of a Bundle entry or of a PUT: "Appointment/B-1" or "Appointment?identifier=[sys|]value". */
 void gw_facts_url(struct gw_submit *s, int cap, const char *caller, const char *url) {
-  char type[40], rest[200];
-  size_t n = strcspn(url, "/?");
-  if (n == 0 || n >= sizeof(type))
-    return;
-  snprintf(type, sizeof(type), "%.*s", (int)n, url);
-  if (strcmp(type, "Schedule") && strcmp(type, "Slot") && strcmp(type, "Appointment"))
-    return;
-  if (url[n] == '/') {
-    snprintf(rest, sizeof(rest), "%.*s", (int)strcspn(url + n + 1, "/?"), url + n + 1);
-    add_key(s, cap, type, "id", rest, NULL);
-  } else if (url[n] == '?' && !strncmp(url + n + 1, "identifier=", 11)) {
-    snprintf(rest, sizeof(rest), "%.*s", (int)strcspn(url + n + 12, "&"), url + n + 12);
-    char *bar = strchr(rest, '|');
-    if (bar)
-      *bar = 0;
-    add_ident(s, cap, type, caller, bar ? rest : "", bar ? bar + 1 : rest);
-  }
+  char type[40], sys[200], val[200];
+  int kind = parse_url(url, type, sizeof(type), sys, sizeof(sys), val, sizeof(val));
+  if (kind == 'i')
+    add_key(s, cap, type, "id", val, NULL);
+  else if (kind == 'k')
+    add_ident(s, cap, type, caller, sys, val);
 }
 
 int gw_facts_owned(xmlDocPtr doc, const char *caller, const char *url, struct gw_submit *s) {
@@ -365,28 +382,26 @@ int gw_facts_resources(xmlDocPtr doc, const char *caller, const char *url_id, st
     xmlNodePtr r = o->nodesetval->nodeTab[i];
     struct gw_resfact *f = &s->resf[s->nresf];
     snprintf(f->rtype, sizeof(f->rtype), "%s", (const char *)r->name);
-    char url[200], sys[200], pos[16], method[8];
+    char url[200], sys[200], usys[200], uval[200], utype[40], pos[16], method[8];
     xstr(x, r, "string(f:id/@value)", f->id, sizeof(f->id));
     xstr(x, r, "string(../../f:request/f:url/@value)", url, sizeof(url));
     xstr(x, r, "string(../../f:request/f:method/@value)", method, sizeof(method));
-    if (!f->id[0] && !strncmp(url, f->rtype, strlen(f->rtype)) && url[strlen(f->rtype)] == '/')
-      snprintf(f->id, sizeof(f->id), "%.*s", (int)strcspn(url + strlen(f->rtype) + 1, "/?"),
-               url + strlen(f->rtype) + 1); /* "Appointment/A-1" */
+    int kind = parse_url(url, utype, sizeof(utype), usys, sizeof(usys), uval, sizeof(uval));
+    if (kind && strcmp(utype, f->rtype))
+      kind = 0;
+    if (!f->id[0] && kind == 'i')
+      snprintf(f->id, sizeof(f->id), "%s", uval); /* "Appointment/A-1" */
     if (!f->id[0] && r->parent == (xmlNodePtr)doc && url_id && url_id[0])
       snprintf(f->id, sizeof(f->id), "%s", url_id); /* PUT /fhir/Appointment/A-1 */
     xstr(x, r, "string(f:identifier[1]/f:system/@value)", sys, sizeof(sys));
     xstr(x, r, "string(f:identifier[1]/f:value/@value)", f->identvalue, sizeof(f->identvalue));
-    if (!f->identvalue[0] && !strncmp(url, f->rtype, strlen(f->rtype)) && strstr(url, "?identifier=")) {
-      const char *v = strstr(url, "?identifier=") + 12, *bar = strchr(v, '|'); /* a PATCH's conditional URL */
-      snprintf(sys, sizeof(sys), "%.*s", bar ? (int)(bar - v) : 0, v);
-      snprintf(f->identvalue, sizeof(f->identvalue), "%.*s", (int)strcspn(bar ? bar + 1 : v, "&"), bar ? bar + 1 : v);
+    if (!f->identvalue[0] && kind == 'k') { /* a PATCH's conditional URL */
+      snprintf(sys, sizeof(sys), "%s", usys);
+      snprintf(f->identvalue, sizeof(f->identvalue), "%s", uval);
     }
     if (f->identvalue[0]) {
       char norm[200];
-      if (sys[0])
-        gw_system_normalize(sys, norm, sizeof(norm));
-      else
-        snprintf(norm, sizeof(norm), "clinic:%s", caller);
+      key_system(caller, sys, norm, sizeof(norm));
       snprintf(f->ident, sizeof(f->ident), "%s|%s", norm, f->identvalue);
     }
     xstr(x, r, "string(f:status/@value)", f->status, sizeof(f->status));

@@ -345,6 +345,14 @@ static void bind_slot(sqlite3_stmt *q, const char *caller, const struct gw_slotf
   sqlite3_bind_int64(q, 5, f->end_ms);
 }
 
+/* After a one-row SELECT whose columns were read: resets |q| and answers 1 (a row), 0 (none) or GW_ERR_IO. */
+static int row_done(sqlite3 *db, sqlite3_stmt *q, int rc, const char *what) {
+  sqlite3_reset(q);
+  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+    return failed_step(db, what, rc);
+  return rc == SQLITE_ROW;
+}
+
 static int sq_slot_overlap(struct gw_memq *gm, const char *caller, const struct gw_slotfact *f, char *other, size_t n) {
   struct sq_memq *m = (struct sq_memq *)gm;
   sqlite3_stmt *q = m->st->st[S_SLOT_OVERLAP];
@@ -352,10 +360,7 @@ static int sq_slot_overlap(struct gw_memq *gm, const char *caller, const struct 
   int rc = sqlite3_step(q);
   if (rc == SQLITE_ROW)
     snprintf(other, n, "%s", (const char *)sqlite3_column_text(q, 0));
-  sqlite3_reset(q);
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-    return failed_step(m->st->w, "slot_overlap", rc);
-  return rc == SQLITE_ROW;
+  return row_done(m->st->w, q, rc, "slot_overlap");
 }
 
 static int sq_slot_state(struct gw_memq *gm, const char *caller, const char *ident) {
@@ -396,10 +401,7 @@ static int sq_owner_get(struct gw_memq *gm, const char *key, char *owner, size_t
   int rc = sqlite3_step(q);
   if (rc == SQLITE_ROW)
     snprintf(owner, n, "%s", (const char *)sqlite3_column_text(q, 0));
-  sqlite3_reset(q);
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-    return failed_step(m->st->w, "owner_get", rc);
-  return rc == SQLITE_ROW;
+  return row_done(m->st->w, q, rc, "owner_get");
 }
 
 static int sq_owner_put(struct gw_memq *gm, const char *key, const char *owner, int64_t msg_id) {
@@ -422,10 +424,7 @@ static int sq_appt_get(struct gw_memq *gm, const char *caller, const char *key, 
     out->start_ms = sqlite3_column_int64(q, 1);
     snprintf(out->slots, sizeof(out->slots), "%s", (const char *)sqlite3_column_text(q, 2));
   }
-  sqlite3_reset(q);
-  if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-    return failed_step(m->st->w, "appt_get", rc);
-  return rc == SQLITE_ROW;
+  return row_done(m->st->w, q, rc, "appt_get");
 }
 
 static int sq_appt_put(struct gw_memq *gm, const char *caller, const char *key, const struct gw_apptfact *f,

@@ -246,8 +246,10 @@ siu 1102 | sed 's/|P|2.5.1/|P|2.5.1|||NE|AL/' >"$T/enh2.hl7"
 check "enhanced mode MSH-15 NE, MSH-16 AL: the application acknowledgment AA" \
   has "$(gw clinic-a /hl7v2 --data-binary @"$T/enh2.hl7" | tr '\r' '\n')" '^MSA|AA|MSG-1102'
 siu 1103 | sed 's/|P|2.5.1/|P|2.5.1|||NE|NE/' >"$T/enh3.hl7"
-check "enhanced mode NE/NE: no acknowledgment (HTTP 204), and the message is still delivered" \
+check "enhanced mode NE/NE: no acknowledgment (HTTP 204)" \
   bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key https://localhost:$GWP/hl7v2 --data-binary @$T/enh3.hl7)\" = 204 ]"
+check "  and the message is still stored and delivered to P1 (no ACK asked is not no delivery)" \
+  wait_for 5 bash -c "[ \"\$(sqlite3 -cmd '.timeout 5000' $T/gw/cergw.db \"select count(*) from deliveries d join messages m on m.id = d.msg_id where m.idem_key like '%MSG-1103' and d.backend = 'p1' and d.state = 1\")\" = 1 ]"
 siu 1104 | sed 's/|P|2.5.1/|P|2.5.1|||AL|AL/; s/85010112345/85010112346/' >"$T/enh4.hl7"
 check "enhanced mode, a message refused (bad PESEL): CE, with the ERR" \
   has "$(gw clinic-a /hl7v2 --data-binary @"$T/enh4.hl7" | tr '\r' '\n')" '^MSA|CE|MSG-1104' 'cer.pesel'
@@ -349,6 +351,12 @@ check "  the next page" has "$(gw clinic-a '/fhir/Slot?schedule=tx-many&_count=5
 check "an unknown search parameter: 400 OperationOutcome, not ignored" \
   has "$(gw clinic-a '/fhir/Appointment?foo=bar' -w '%{http_code}')" 'fhir.search-parameter' '400$'
 check "another clinic cannot read A-1: 404" eq "$(code clinic-b /fhir/Appointment/A-1)" 404
+check "  nor its history or a version of it: 404" bash -c "[ $(code clinic-b /fhir/Appointment/A-1/_history) = 404 ] && [ $(code clinic-b /fhir/Appointment/A-1/_history/1) = 404 ]"
+check "  nor find it by searching with A's identifier or its id: empty searchsets" \
+  bash -c 'for q in "identifier=urn:oid:2.16.840.1.113883.3.4424.2.3.1.000000012345%7CA-1" "_id=A-1" "identifier=A-1"; do
+    has "$(curl -s --cacert $0/ca.pem --cert $0/clinic-b.pem --key $0/clinic-b.key "https://localhost:$1/fhir/Appointment?$q")" "\"total\": 0" || exit 1; done' "$D" "$GWP"
+check "  and the gateway's own certificates cannot read a clinic's resources: 403" \
+  bash -c "[ $(code p1 /fhir/Appointment/A-1) = 403 ] && [ $(code gateway-out '/fhir/Appointment?_id=A-1') = 403 ]"
 check "Accept: application/fhir+xml: FHIR XML" has "$(gw clinic-a /fhir/Appointment/A-1 -H 'Accept: application/fhir+xml' -D -)" \
   '^content-type: application/fhir+xml' '<Appointment xmlns="http://hl7.org/fhir">' '<versionId value="2"/>'
 check "_format=xml: FHIR XML too" has "$(gw clinic-a '/fhir/Appointment/A-1?_format=xml')" '<Appointment xmlns="http://hl7.org/fhir">'
