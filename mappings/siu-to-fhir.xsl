@@ -13,11 +13,16 @@
   status falls back to the trigger event when SCH-25 is empty; participants
   are referenced by business identifier (OID system + value), as P1 does.
 
+  HL7 v2 primitives that XSLT 1.0 does badly are the gateway's extension
+  functions (namespace urn:cergw:xslt:hl7v2, docs/mappings.md): cg:comp(node, k)
+  component k of a field, cg:instant(dtm, tz) DTM to instant, cg:phone(xtn)
+  and cg:e164(s) phone numbers in E.164.
+
   Parameters: $default_tz ("+01:00").
 -->
 <xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform"
-                xmlns:date="http://exslt.org/dates-and-times" extension-element-prefixes="date"
-                xmlns="http://hl7.org/fhir" exclude-result-prefixes="date">
+                xmlns:date="http://exslt.org/dates-and-times" xmlns:cg="urn:cergw:xslt:hl7v2"
+                extension-element-prefixes="date" xmlns="http://hl7.org/fhir" exclude-result-prefixes="date cg">
   <xsl:output method="xml" encoding="UTF-8" indent="no"/>
   <xsl:param name="default_tz" select="'+01:00'"/>
 
@@ -78,12 +83,11 @@
   </xsl:variable>
   <!-- a CX's identifier system: its assigning authority's OID (CX-4.2), else its namespace (CX-4.1) -->
   <xsl:template name="cx-system">
-    <xsl:variable name="n" select="local-name()"/>
-    <xsl:variable name="hd" select="*[local-name() = concat($n, '.4')]"/>
-    <xsl:variable name="oid" select="normalize-space($hd/*[local-name() = concat($n, '.4.2')])"/>
+    <xsl:variable name="hd" select="cg:comp(., 4)"/>
+    <xsl:variable name="oid" select="normalize-space(cg:comp($hd, 2))"/>
     <xsl:choose>
       <xsl:when test="$oid != ''">urn:oid:<xsl:value-of select="$oid"/></xsl:when>
-      <xsl:otherwise>urn:cergw:v2:assigner:<xsl:value-of select="normalize-space(concat($hd/text(), $hd/*[local-name() = concat($n, '.4.1')]))"/></xsl:otherwise>
+      <xsl:otherwise>urn:cergw:v2:assigner:<xsl:value-of select="normalize-space(concat($hd/text(), cg:comp($hd, 1)))"/></xsl:otherwise>
     </xsl:choose>
   </xsl:template>
   <!-- the appointment's placer identifier system: SCH-1.3 (OID), else the sending facility's OID (MSH-4.2) -->
@@ -171,45 +175,15 @@
     </Patient>
   </xsl:template>
 
-  <!-- A phone number in E.164: separators dropped; "+..." kept; "00..." becomes "+..."; a Polish national
-       number (9 digits) gets +48; "48" and 9 digits gets its "+"; anything else is kept as written. -->
-  <xsl:template name="e164">
-    <xsl:param name="s"/>
-    <xsl:variable name="d" select="translate(normalize-space($s), ' -().', '')"/>
-    <xsl:choose>
-      <xsl:when test="starts-with($d, '+') or $d = ''"><xsl:value-of select="$d"/></xsl:when>
-      <xsl:when test="starts-with($d, '00')"><xsl:value-of select="concat('+', substring($d, 3))"/></xsl:when>
-      <xsl:when test="string-length($d) = 9 and translate($d, '0123456789', '') = ''"><xsl:value-of select="concat('+48', $d)"/></xsl:when>
-      <xsl:when test="string-length($d) = 11 and starts-with($d, '48') and translate($d, '0123456789', '') = ''"><xsl:value-of select="concat('+', $d)"/></xsl:when>
-      <xsl:otherwise><xsl:value-of select="$d"/></xsl:otherwise>
-    </xsl:choose>
-  </xsl:template>
-
   <!-- XTN -> ContactPoint: e-mail from XTN-4 when XTN-3 is Internet/X.400, else the phone number -->
   <xsl:template name="telecom">
     <xsl:variable name="n" select="local-name()"/>
-    <xsl:variable name="equip" select="string(*[local-name() = concat($n, '.3')])"/>
-    <xsl:variable name="usecode" select="string(*[local-name() = concat($n, '.2')])"/>
-    <xsl:variable name="email" select="normalize-space(*[local-name() = concat($n, '.4')])"/>
+    <xsl:variable name="equip" select="string(cg:comp(., 3))"/>
+    <xsl:variable name="usecode" select="string(cg:comp(., 2))"/>
+    <xsl:variable name="email" select="normalize-space(cg:comp(., 4))"/>
     <!-- the number in E.164 (CeR sends SMS and voice reminders to it): XTN-12, else country (XTN-5, Poland's
          48 when absent), area (XTN-6) and local number (XTN-7), else XTN-1 -->
-    <xsl:variable name="country" select="translate(normalize-space(*[local-name() = concat($n, '.5')]), '+', '')"/>
-    <xsl:variable name="phone">
-      <xsl:choose>
-        <xsl:when test="normalize-space(*[local-name() = concat($n, '.12')]) != ''">
-          <xsl:call-template name="e164"><xsl:with-param name="s" select="*[local-name() = concat($n, '.12')]"/></xsl:call-template>
-        </xsl:when>
-        <xsl:when test="normalize-space(*[local-name() = concat($n, '.7')]) != '' and $country != ''">
-          <xsl:value-of select="concat('+', $country, translate(concat(*[local-name() = concat($n, '.6')], *[local-name() = concat($n, '.7')]), ' -().', ''))"/>
-        </xsl:when>
-        <xsl:when test="normalize-space(*[local-name() = concat($n, '.7')]) != ''">
-          <xsl:call-template name="e164"><xsl:with-param name="s" select="concat(*[local-name() = concat($n, '.6')], *[local-name() = concat($n, '.7')])"/></xsl:call-template>
-        </xsl:when>
-        <xsl:otherwise>
-          <xsl:call-template name="e164"><xsl:with-param name="s" select="*[local-name() = concat($n, '.1')]"/></xsl:call-template>
-        </xsl:otherwise>
-      </xsl:choose>
-    </xsl:variable>
+    <xsl:variable name="phone" select="cg:phone(.)"/>
     <xsl:choose>
       <xsl:when test="($equip = 'Internet' or $equip = 'X.400' or $usecode = 'NET') and $email != ''">
         <telecom><system value="email"/><value value="{$email}"/></telecom>
@@ -408,14 +382,14 @@
   <xsl:variable name="ais" select="/HL7Message/AIS[1]"/>
   <xsl:variable name="start">
     <xsl:choose>
-      <xsl:when test="$tq1/TQ1.7/TQ1.7.1 != ''"><xsl:call-template name="instant"><xsl:with-param name="dtm" select="$tq1/TQ1.7/TQ1.7.1"/></xsl:call-template></xsl:when>
-      <xsl:when test="$ais/AIS.4/AIS.4.1 != ''"><xsl:call-template name="instant"><xsl:with-param name="dtm" select="$ais/AIS.4/AIS.4.1"/></xsl:call-template></xsl:when>
+      <xsl:when test="$tq1/TQ1.7/TQ1.7.1 != ''"><xsl:value-of select="cg:instant($tq1/TQ1.7/TQ1.7.1, $default_tz)"/></xsl:when>
+      <xsl:when test="$ais/AIS.4/AIS.4.1 != ''"><xsl:value-of select="cg:instant($ais/AIS.4/AIS.4.1, $default_tz)"/></xsl:when>
     </xsl:choose>
   </xsl:variable>
   <!-- end: TQ1-8, else start plus the duration (R4's app-2: start and end both, or neither) -->
   <xsl:variable name="end">
     <xsl:choose>
-      <xsl:when test="$tq1/TQ1.8/TQ1.8.1 != ''"><xsl:call-template name="instant"><xsl:with-param name="dtm" select="$tq1/TQ1.8/TQ1.8.1"/></xsl:call-template></xsl:when>
+      <xsl:when test="$tq1/TQ1.8/TQ1.8.1 != ''"><xsl:value-of select="cg:instant($tq1/TQ1.8/TQ1.8.1, $default_tz)"/></xsl:when>
       <xsl:when test="$start != '' and $minutes &gt; 0"><xsl:value-of select="date:add($start, concat('PT', $minutes, 'M'))"/></xsl:when>
     </xsl:choose>
   </xsl:variable>
@@ -440,49 +414,14 @@
     </xsl:choose>
   </xsl:template>
 
-  <!-- DTM YYYYMMDDHHMM[SS[.S+]][+/-ZZZZ] -> FHIR instant; empty when there is no time -->
-  <xsl:template name="instant">
-    <xsl:param name="dtm"/>
-    <xsl:variable name="d" select="normalize-space($dtm)"/>
-    <xsl:variable name="tzpos">
-      <xsl:choose>
-        <xsl:when test="contains($d, '+')"><xsl:value-of select="string-length(substring-before($d, '+')) + 1"/></xsl:when>
-        <xsl:when test="contains(substring($d, 9), '-')"><xsl:value-of select="8 + string-length(substring-before(substring($d, 9), '-')) + 1"/></xsl:when>
-        <xsl:otherwise>0</xsl:otherwise>
-      </xsl:choose>
-    </xsl:variable>
-    <xsl:variable name="base">
-      <xsl:choose>
-        <xsl:when test="$tzpos &gt; 0"><xsl:value-of select="substring($d, 1, $tzpos - 1)"/></xsl:when>
-        <xsl:otherwise><xsl:value-of select="$d"/></xsl:otherwise>
-      </xsl:choose>
-    </xsl:variable>
-    <xsl:variable name="tz">
-      <xsl:choose>
-        <xsl:when test="$tzpos &gt; 0"><xsl:value-of select="concat(substring($d, $tzpos, 3), ':', substring($d, $tzpos + 3, 2))"/></xsl:when>
-        <xsl:otherwise><xsl:value-of select="$default_tz"/></xsl:otherwise>
-      </xsl:choose>
-    </xsl:variable>
-    <xsl:if test="string-length($base) &gt;= 12 and translate(substring($base, 1, 12), '0123456789', '') = ''">
-      <xsl:variable name="ss">
-        <xsl:choose>
-          <xsl:when test="string-length($base) &gt;= 14"><xsl:value-of select="substring($base, 13, 2)"/></xsl:when>
-          <xsl:otherwise>00</xsl:otherwise>
-        </xsl:choose>
-      </xsl:variable>
-      <xsl:value-of select="concat(substring($base,1,4),'-',substring($base,5,2),'-',substring($base,7,2),'T',substring($base,9,2),':',substring($base,11,2),':',$ss,$tz)"/>
-    </xsl:if>
-  </xsl:template>
-
   <!-- A visit-kind CWE (SCH-7 or SCH-8) -> coding: a code of table 0276 or 0277 without a coding system
        takes that table's (case as the table writes it); 99CGVK is the gateway's visit-kind system -->
   <xsl:template name="kind-coding">
     <xsl:param name="at" select="0"/>
-    <xsl:variable name="n" select="local-name()"/>
-    <xsl:variable name="code" select="normalize-space(*[local-name() = concat($n, '.', 1 + $at)])"/>
+    <xsl:variable name="code" select="normalize-space(cg:comp(., 1 + $at))"/>
     <xsl:variable name="up" select="translate($code, $lower, $upper)"/>
-    <xsl:variable name="sys" select="normalize-space(*[local-name() = concat($n, '.', 3 + $at)])"/>
-    <xsl:variable name="text" select="normalize-space(*[local-name() = concat($n, '.', 2 + $at)])"/>
+    <xsl:variable name="sys" select="normalize-space(cg:comp(., 3 + $at))"/>
+    <xsl:variable name="text" select="normalize-space(cg:comp(., 2 + $at))"/>
     <xsl:choose>
       <xsl:when test="$code != '' and $sys = '99CGVK'">
         <coding><system value="{$VISIT_KIND}"/><code value="{$code}"/><xsl:if test="$text != ''"><display value="{$text}"/></xsl:if></coding>
@@ -504,10 +443,9 @@
   <xsl:template name="cwe-coding">
     <xsl:param name="f"/>
     <xsl:param name="table" select="''"/>
-    <xsl:variable name="n" select="local-name($f)"/>
-    <xsl:variable name="code" select="normalize-space($f/*[local-name() = concat($n, '.1')])"/>
-    <xsl:variable name="text" select="normalize-space($f/*[local-name() = concat($n, '.2')])"/>
-    <xsl:variable name="sys" select="normalize-space($f/*[local-name() = concat($n, '.3')])"/>
+    <xsl:variable name="code" select="normalize-space(cg:comp($f, 1))"/>
+    <xsl:variable name="text" select="normalize-space(cg:comp($f, 2))"/>
+    <xsl:variable name="sys" select="normalize-space(cg:comp($f, 3))"/>
     <xsl:if test="$code != ''">
       <xsl:call-template name="coding-of"><xsl:with-param name="code" select="$code"/><xsl:with-param name="text" select="$text"/>
         <xsl:with-param name="sys" select="$sys"/><xsl:with-param name="table" select="$table"/></xsl:call-template>

@@ -26,6 +26,8 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 /* Forbid every file and network operation, for stylesheets and inputs alike. */
 static void init_once(void) {
   exsltRegisterAll();
+  if (gw_xform_register_hl7() != 0)
+    return;
   prefs = xsltNewSecurityPrefs();
   if (!prefs)
     return;

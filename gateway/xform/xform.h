@@ -17,6 +17,12 @@ int gw_xform_load(const char *path, struct gw_xform **out, struct gw_buf *errs);
 void gw_xform_free(struct gw_xform *x);
 const char *gw_xform_name(const struct gw_xform *x);
 
+/* The namespace of the gateway's XPath extension functions for HL7 v2 primitives (cg:comp,
+ * cg:instant, cg:e164, cg:phone: xform/hl7fn.c, docs/mappings.md). Registered once, before the
+ * first stylesheet compiles. */
+#define GW_XFORM_HL7_NS "urn:cergw:xslt:hl7v2"
+int gw_xform_register_hl7(void);
+
 /* Runs |x| on |in|. |params| is a NULL-terminated list of name, value pairs
  * of string parameters (quoted for you). On success |*out| is a new document.
  * A transform that fails, terminates with xsl:message terminate="yes", or
