@@ -53,6 +53,7 @@ struct gw_fhir_model {
   char **prim_names; /* primitive types with a non-string JSON form */
   enum jkind *prim_kinds;
   int nprim;
+  const struct ftype *element, *extension; /* looked up once: the converters use them per value */
 };
 
 static void choice_name(char *out, size_t n, const char *base, const char *type);
@@ -231,6 +232,8 @@ int gw_fhir_model_load(const char *path, struct gw_fhir_model **out, struct gw_b
     gw_fhir_model_free(m);
     return rv;
   }
+  m->element = find_type(m, "Element");
+  m->extension = find_type(m, "Extension");
   *out = m;
   return GW_OK;
 }
@@ -277,7 +280,7 @@ static void conv_extension_holder(struct jstate *s, yajl_val ext, xmlNodePtr el,
          "element \"_\" wartości prostej musi być obiektem");
     return;
   }
-  const struct ftype *element = find_type(s->m, "Element"); /* id attribute + extensions */
+  const struct ftype *element = s->m->element; /* id attribute + extensions */
   if (element)
     conv_members(s, element, ext, el, path, false);
 }
@@ -975,7 +978,7 @@ static void x_extras(struct xstate *s, xmlNodePtr n, const char *path) {
     GEN_STR(s->g, (const char *)id);
     xmlFree(id);
   }
-  const struct ftype *ext = find_type(s->m, "Extension");
+  const struct ftype *ext = s->m->extension;
   bool open = false;
   for (xmlNodePtr c = n->children; c; c = c->next) {
     if (!fhir_elem(c))
@@ -999,7 +1002,8 @@ static void x_extras(struct xstate *s, xmlNodePtr n, const char *path) {
   yajl_gen_map_close(s->g);
 }
 
-static void x_value(struct xstate *s, const char *type, xmlNodePtr c, const char *path) {
+/* |ct|: the type's definition when it is complex (the element's tdefs), else NULL */
+static void x_value(struct xstate *s, const char *type, const struct ftype *ct, xmlNodePtr c, const char *path) {
   if (strcmp(type, "Resource") == 0) {
     xmlNodePtr r = NULL;
     for (xmlNodePtr k = c->children; k; k = k->next)
@@ -1026,7 +1030,6 @@ static void x_value(struct xstate *s, const char *type, xmlNodePtr c, const char
     xmlBufferFree(b);
     return;
   }
-  const struct ftype *ct = find_type(s->m, type);
   if (ct) {
     yajl_gen_map_open(s->g);
     x_members(s, ct, c, path, false);
@@ -1034,6 +1037,41 @@ static void x_value(struct xstate *s, const char *type, xmlNodePtr c, const char
     return;
   }
   x_primitive_value(s, type, c, path);
+}
+
+struct kid {
+  xmlNodePtr n;
+  short e, k;
+  int at;
+};
+
+static int kid_cmp(const void *a, const void *b) {
+  const struct kid *x = a, *y = b;
+  if (x->e != y->e)
+    return x->e < y->e ? -1 : 1;
+  if (x->k != y->k)
+    return x->k < y->k ? -1 : 1;
+  return x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* The children sorted by (element, type), in document order within each; nothing to do when they
+ * already stand in model order, as FHIR XML writes them. false: out of memory. */
+static bool sort_kids(xmlNodePtr *kv, short *ei, short *ki, int nk) {
+  int j = 1;
+  while (j < nk && (ei[j - 1] < ei[j] || (ei[j - 1] == ei[j] && ki[j - 1] <= ki[j])))
+    j++;
+  if (j >= nk)
+    return true;
+  struct kid *v = malloc((size_t)nk * sizeof(*v));
+  if (!v)
+    return false;
+  for (int i = 0; i < nk; i++)
+    v[i] = (struct kid){kv[i], ei[i], ki[i], i};
+  qsort(v, (size_t)nk, sizeof(*v), kid_cmp);
+  for (int i = 0; i < nk; i++)
+    kv[i] = v[i].n, ei[i] = v[i].e, ki[i] = v[i].k;
+  free(v);
+  return true;
 }
 
 static void x_members(struct xstate *s, const struct ftype *t, xmlNodePtr node, const char *path, bool resource) {
@@ -1082,7 +1120,13 @@ static void x_members(struct xstate *s, const struct ftype *t, xmlNodePtr node, 
     ei[nk] = (short)(e - t->elems);
     ki[nk++] = (short)k;
   }
-  /* 2. model order */
+  /* 2. model order: the children sorted by (element, type), stably, then each run written once
+   * (a walk of the model's elements, not a scan of the children for each of them) */
+  if (!sort_kids(kv, ei, ki, nk)) {
+    s->failed = true;
+    goto out;
+  }
+  int g = 0;
   for (int i = 0; i < t->n && !s->failed; i++) {
     const struct elem *e = &t->elems[i];
     if (e->attr) {
@@ -1096,20 +1140,18 @@ static void x_members(struct xstate *s, const struct ftype *t, xmlNodePtr node, 
       }
       continue;
     }
-    for (int k = 0; k < e->ntypes; k++) {
+    while (g < nk && ei[g] == i) {
+      int k = ki[g], from = g;
+      while (g < nk && ei[g] == i && ki[g] == k)
+        g++;
       const char *key = e->keys[k], *type = e->types[k];
       bool prim = !e->tdefs[k] && strcmp(type, "Resource") && strcmp(type, "xhtml");
-      int count = 0, extras = 0, values = 0;
-      for (int j = 0; j < nk; j++)
-        if (ei[j] == i && ki[j] == k) {
-          count++;
-          if (prim) {
-            extras += has_extras(kv[j]);
-            values += xmlHasProp(kv[j], BAD_CAST "value") != NULL;
-          }
+      int count = g - from, extras = 0, values = 0;
+      if (prim)
+        for (int j = from; j < g; j++) {
+          extras += has_extras(kv[j]);
+          values += xmlHasProp(kv[j], BAD_CAST "value") != NULL;
         }
-      if (!count)
-        continue;
       path_join(sub, sizeof(sub), path, key, -1);
       if (count > 1 && !e->many) {
         char en[600];
@@ -1122,12 +1164,11 @@ static void x_members(struct xstate *s, const struct ftype *t, xmlNodePtr node, 
         if (e->many)
           yajl_gen_array_open(s->g);
         long n = 0;
-        for (int j = 0; j < nk; j++)
-          if (ei[j] == i && ki[j] == k) {
-            char item[540];
-            path_join(item, sizeof(item), path, key, e->many ? n++ : -1);
-            x_value(s, type, kv[j], item);
-          }
+        for (int j = from; j < g; j++) {
+          char item[540];
+          path_join(item, sizeof(item), path, key, e->many ? n++ : -1);
+          x_value(s, type, e->tdefs[k], kv[j], item);
+        }
         if (e->many)
           yajl_gen_array_close(s->g);
       }
@@ -1138,13 +1179,12 @@ static void x_members(struct xstate *s, const struct ftype *t, xmlNodePtr node, 
         GEN_STR(s->g, ukey);
         if (e->many)
           yajl_gen_array_open(s->g);
-        for (int j = 0; j < nk; j++)
-          if (ei[j] == i && ki[j] == k) {
-            if (has_extras(kv[j]))
-              x_extras(s, kv[j], sub);
-            else
-              yajl_gen_null(s->g);
-          }
+        for (int j = from; j < g; j++) {
+          if (has_extras(kv[j]))
+            x_extras(s, kv[j], sub);
+          else
+            yajl_gen_null(s->g);
+        }
         if (e->many)
           yajl_gen_array_close(s->g);
       }
