@@ -427,13 +427,15 @@ static int cmd_translate(int argc, char **argv) {
   }
   struct gw_diag d;
   gw_diag_init(&d, 200);
-  struct gw_check chk = {.caller_rpwdl = NULL, .now = now, .hl7_charset = charset};
+  struct gw_buf out, json;
+  gw_buf_init(&out, 16u << 20);
+  gw_buf_init(&json, 16u << 20);
+  struct gw_check chk = {.caller_rpwdl = NULL, .now = now, .hl7_charset = charset, .json = &json, .json_pretty = 1};
   xmlDocPtr doc = NULL;
   int rv = gw_engine_check(e, text, len, GW_D_UNKNOWN, &chk, &doc, &d);
-  struct gw_buf out;
-  gw_buf_init(&out, 16u << 20);
   if (rv == GW_OK)
-    rv = gw_engine_render(e, doc, to, 1, now, &out, &d);
+    rv = gw_engine_render_checked(e, doc, &chk, to, 1, now, &out, &d);
+  gw_buf_cleanup(&json);
   if (rv == GW_OK) {
     fwrite(out.data, 1, out.len, stdout);
     fputc('\n', stdout);

@@ -196,8 +196,11 @@ int main(int argc, char **argv) {
     render = 1;
   double secs = atof(argv[2]), t0 = now_s(), t;
   long n = 0, bad = 0;
-  struct gw_buf out;
+  struct gw_buf out, json;
   gw_buf_init(&out, 16u << 20);
+  gw_buf_init(&json, 16u << 20);
+  if (render)
+    chk.json = &json;
   do {
     for (int k = 0; k < (rounds >= 0 ? nfiles : 64); k++) {
       struct gw_diag d;
@@ -216,9 +219,9 @@ int main(int argc, char **argv) {
       }
       if (gw_engine_check(e, texts[fi], lens[fi], GW_D_UNKNOWN, &chk, &doc, &d) != GW_OK)
         bad++;
-      if (render && doc) {
+      if (render && doc) { /* the check's own JSON when it wrote one (one conversion, not two) */
         out.len = 0;
-        gw_engine_render(e, doc, GW_D_FHIR_JSON, 0, 0, &out, &d);
+        gw_engine_render_checked(e, doc, &chk, GW_D_FHIR_JSON, 0, 0, &out, &d);
       }
       xmlFreeDoc(doc);
       gw_diag_cleanup(&d);
@@ -228,6 +231,7 @@ int main(int argc, char **argv) {
   } while (rounds >= 0 ? n < rounds * nfiles : t < secs);
   printf("RESULT mode=%s files=%d msgs=%ld rejected=%ld msgs_per_s=%.0f\n", argv[1], nfiles, n, bad, (double)n / t);
   gw_buf_cleanup(&out);
+  gw_buf_cleanup(&json);
   xmlFreeDoc(odoc);
   gw_engine_free(e);
   for (int i = 0; i < nfiles; i++)

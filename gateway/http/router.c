@@ -251,12 +251,15 @@ static void translate(struct gw_req *req, struct gw_resp *resp) {
   struct gw_diag d;
   gw_diag_init(&d, 200);
   xmlDocPtr doc = NULL, v2 = NULL;
-  struct gw_check chk = {.caller_rpwdl = caller_rpwdl(req), .now = time(NULL), .hl7_out = &v2};
-  int rv = gw_engine_check(engine, (const char *)req->body.data, req->body.len, from, &chk, &doc, &d);
-  struct gw_buf out;
+  struct gw_buf out, json;
   gw_buf_init(&out, 16u << 20);
+  gw_buf_init(&json, 16u << 20);
+  struct gw_check chk = {
+      .caller_rpwdl = caller_rpwdl(req), .now = time(NULL), .hl7_out = &v2, .json = &json, .json_pretty = 1};
+  int rv = gw_engine_check(engine, (const char *)req->body.data, req->body.len, from, &chk, &doc, &d);
   if (rv == GW_OK)
-    rv = gw_engine_render(engine, doc, target, 1, 0, &out, &d);
+    rv = gw_engine_render_checked(engine, doc, &chk, target, 1, 0, &out, &d);
+  gw_buf_cleanup(&json);
   if (rv == GW_OK) {
     take_buf(resp, 200,
              target == GW_D_FHIR_XML ? CT_FHIR_XML

@@ -574,9 +574,37 @@ static int hl7_supported(xmlDocPtr v2, struct gw_diag *diag) {
   return siu && known ? GW_OK : GW_ERR_INVAL;
 }
 
+/* Does the canonical Bundle |doc| hold a PATCH entry (written out as FHIRPath Patch)? */
+static bool has_patch_entry(xmlDocPtr doc) {
+  xmlNodePtr root = xmlDocGetRootElement(doc);
+  if (!root || !xmlStrEqual(root->name, BAD_CAST "Bundle"))
+    return false;
+  for (xmlNodePtr en = xmlFirstElementChild(root); en; en = xmlNextElementSibling(en)) {
+    if (!xmlStrEqual(en->name, BAD_CAST "entry"))
+      continue;
+    for (xmlNodePtr rq = xmlFirstElementChild(en); rq; rq = xmlNextElementSibling(rq)) {
+      if (!xmlStrEqual(rq->name, BAD_CAST "request"))
+        continue;
+      for (xmlNodePtr m = xmlFirstElementChild(rq); m; m = xmlNextElementSibling(m))
+        if (xmlStrEqual(m->name, BAD_CAST "method")) {
+          xmlChar *v = xmlGetProp(m, BAD_CAST "value");
+          bool patch = v && xmlStrEqual(v, BAD_CAST "PATCH");
+          xmlFree(v);
+          if (patch)
+            return true;
+        }
+    }
+  }
+  return false;
+}
+
 int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enum gw_dialect d,
                     const struct gw_check *chk, struct _xmlDoc **out, struct gw_diag *diag) {
   *out = NULL;
+  struct gw_buf *json = chk ? chk->json : NULL; /* the model check's output, kept when asked for */
+  int pretty = chk ? chk->json_pretty : 0;
+  if (json)
+    json->len = 0;
   if (d == GW_D_UNKNOWN)
     d = gw_dialect_detect(text, len);
   xmlDocPtr fhir = NULL, soap = NULL;
@@ -592,7 +620,7 @@ int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enu
       /* structural check against the model: FHIR XML must convert to FHIR JSON */
       struct gw_buf sink;
       gw_buf_init(&sink, 16u << 20);
-      rv = gw_fhir_xml_to_json(e->model, doc, 0, &sink, diag);
+      rv = gw_fhir_xml_to_json(e->model, doc, pretty, json ? json : &sink, diag);
       gw_buf_cleanup(&sink);
       if (rv)
         xmlFreeDoc(doc);
@@ -631,7 +659,7 @@ int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enu
         /* the mapping's output must satisfy the FHIR model too */
         struct gw_buf sink;
         gw_buf_init(&sink, 16u << 20);
-        rv = gw_fhir_xml_to_json(e->model, fhir, 0, &sink, diag);
+        rv = gw_fhir_xml_to_json(e->model, fhir, pretty, json ? json : &sink, diag);
         gw_buf_cleanup(&sink);
       }
     }
@@ -653,8 +681,12 @@ int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enu
   if (rv || !fhir) {
     xmlFreeDoc(fhir);
     xmlFreeDoc(soap);
+    if (json)
+      json->len = 0;
     return rv ? rv : GW_ERR_INVAL;
   }
+  if (json && json->len && has_patch_entry(fhir))
+    json->len = 0; /* written out, a PATCH entry carries its FHIRPath Patch instead */
   size_t first_rule_issue = diag->n;
   struct gw_rules_ctx rc = {.caller_rpwdl = chk ? chk->caller_rpwdl : NULL,
                             .now = chk ? chk->now : time(NULL),
@@ -691,14 +723,7 @@ static int render_siu(const struct gw_engine *e, xmlDocPtr fhir, const char *con
  * and the memory read); FHIR written out carries the FHIRPath Patch instead:
  * a copy of |doc| so rewritten, or NULL when |doc| has no such entry. */
 static xmlDocPtr with_patch_bodies(const struct gw_engine *e, xmlDocPtr doc) {
-  xmlXPathContextPtr x = gw_fhir_xpath(doc);
-  xmlXPathObjectPtr o = x ? xmlXPathEvalExpression(BAD_CAST "count(/f:Bundle/f:entry[f:request/f:method/@value="
-                                                            "'PATCH']/f:resource/*[not(self::f:Parameters)]) > 0",
-                                                   x)
-                          : NULL;
-  bool any = o && xmlXPathCastToBoolean(o);
-  xmlXPathFreeObject(o);
-  xmlDocPtr copy = any ? xmlCopyDoc(doc, 1) : NULL;
+  xmlDocPtr copy = has_patch_entry(doc) ? xmlCopyDoc(doc, 1) : NULL;
   if (copy)
     gw_fhir_patch_as_parameters(e->model, copy);
   return copy;
@@ -741,6 +766,20 @@ int gw_engine_render(const struct gw_engine *e, struct _xmlDoc *fhir, enum gw_di
   }
   unsupported(diag, "this output");
   return GW_ERR_NOTFOUND;
+}
+
+int gw_engine_render_checked(const struct gw_engine *e, struct _xmlDoc *fhir, struct gw_check *chk, enum gw_dialect to,
+                             int pretty, time_t now, struct gw_buf *out, struct gw_diag *diag) {
+  struct gw_buf *json = chk ? chk->json : NULL;
+  if (to != GW_D_FHIR_JSON || !json || !json->len || chk->json_pretty != pretty)
+    return gw_engine_render(e, fhir, to, pretty, now, out, diag);
+  if (out->len == 0) { /* handed over whole */
+    struct gw_buf t = *out;
+    *out = *json;
+    *json = t;
+    return GW_OK;
+  }
+  return gw_buf_append(out, json->data, json->len);
 }
 
 int gw_engine_json_as_xml(const struct gw_engine *e, const uint8_t *json, size_t len, struct gw_buf *out) {

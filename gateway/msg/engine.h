@@ -37,6 +37,11 @@ struct gw_check {
    * did not parse), so that an ACK can be built without parsing it again.
    * The caller frees it with xmlFreeDoc. */
   struct _xmlDoc **hl7_out;
+  /* optional: receives the FHIR JSON that the model check of HL7 v2 or FHIR XML input writes anyway
+   * (|json_pretty|: indented), when it is what gw_engine_render would write (no PATCH entry);
+   * emptied otherwise. gw_engine_render_checked takes it instead of converting again. */
+  struct gw_buf *json;
+  int json_pretty;
 };
 
 /* Parses |text| of dialect |d| (GW_D_UNKNOWN: detect) into canonical FHIR
@@ -59,6 +64,11 @@ int gw_engine_json_as_xml(const struct gw_engine *e, const uint8_t *json, size_t
  * HL7 v2 SIU (MSH-7 is |now|, the current time when 0) or a SOAP notification. */
 int gw_engine_render(const struct gw_engine *e, struct _xmlDoc *fhir, enum gw_dialect to, int pretty, time_t now,
                      struct gw_buf *out, struct gw_diag *diag);
+
+/* gw_engine_render after gw_engine_check with |chk|: FHIR JSON the check already wrote
+ * (gw_check.json, same |pretty|) is handed over instead of converted a second time. */
+int gw_engine_render_checked(const struct gw_engine *e, struct _xmlDoc *fhir, struct gw_check *chk, enum gw_dialect to,
+                             int pretty, time_t now, struct gw_buf *out, struct gw_diag *diag);
 
 /* Backends as data: one row per kind of backend (msg/outbound.c). Adding a
  * kind is one row, one mapping in mappings/ and its docs
