@@ -176,6 +176,12 @@ int gw_xml_parse(const char *text, size_t len, size_t max_bytes, struct _xmlDoc 
 
 bool gw_xml_text_ok(const unsigned char *s, size_t n, bool newlines) {
   while (n) {
+    if (s[0] < 0x80) { /* ASCII, most of any text: XML allows tab, the line ends and 0x20 on */
+      if (s[0] < 0x20 && s[0] != '\t' && (!newlines || (s[0] != '\r' && s[0] != '\n')))
+        return false;
+      s++, n--;
+      continue;
+    }
     int len = (int)(n > 4 ? 4 : n);
     if (s[0] >= 0x80 && (s[0] < 0xC2 || s[0] > 0xF4))
       return false; /* not a UTF-8 lead byte (xmlGetUTF8Char does not check) */
