@@ -27,39 +27,34 @@
 
 /* Every XPath the rules evaluate, compiled once when the rules load. */
 #define XPATHS(X)                                                                                                      \
-  X(XP_PESEL, "//f:identifier[f:system/@value='" OID_PESEL "' or "                                                     \
+  X(XP_PESEL, "/descendant::f:identifier[f:system/@value='" OID_PESEL "' or "                                          \
               "f:type/f:coding[f:code/@value='NNPOL']]/f:value")                                                       \
   X(XP_SPECIALTY_CODE, "string(f:specialty/f:coding[f:system/@value='" OID_SPECIALTY "']/f:code/@value)")              \
-  X(XP_START, "string(f:start/@value)")                                                                                \
-  X(XP_END, "string(f:end/@value)")                                                                                    \
   X(XP_START_NODE, "f:start")                                                                                          \
   X(XP_END_NODE, "f:end")                                                                                              \
-  X(XP_APPOINTMENTS, "//f:Appointment")                                                                                \
-  X(XP_STATUS, "string(f:status/@value)")                                                                              \
+  X(XP_APPOINTMENTS, "/descendant::f:Appointment")                                                                     \
   X(XP_SPECIALTY, "f:specialty")                                                                                       \
   X(XP_IS_PATCH, "count(ancestor::f:entry/f:request/f:method[@value='PATCH']) > 0")                                    \
   X(XP_PATIENT_SYS, "string(f:participant/f:actor[f:type/@value='Patient' or "                                         \
                     "starts-with(f:reference/@value,'Patient/')]/f:identifier/f:system/@value)")                       \
   X(XP_PATIENT_VAL, "string(f:participant/f:actor[f:type/@value='Patient' or "                                         \
                     "starts-with(f:reference/@value,'Patient/')]/f:identifier/f:value/@value)")                        \
-  X(XP_REACHABLE_IDS, "//f:Patient[f:telecom/f:value/@value or f:contact/f:telecom/f:value/@value]"                    \
+  X(XP_REACHABLE_IDS, "/descendant::f:Patient[f:telecom/f:value/@value or f:contact/f:telecom/f:value/@value]"         \
                       "/f:identifier[f:system/@value and f:value/@value]")                                             \
-  X(XP_PATIENT_IDS, "//f:Patient/f:identifier[f:system/@value and f:value/@value]")                                    \
+  X(XP_PATIENT_IDS, "/descendant::f:Patient/f:identifier[f:system/@value and f:value/@value]")                         \
   X(XP_CONTAINED_CONTACT, "count(f:contained/f:Patient[f:telecom/f:value/@value or "                                   \
                           "f:contact/f:telecom/f:value/@value]) > 0")                                                  \
-  X(XP_SYSTEM, "string(f:system/@value)")                                                                              \
-  X(XP_VALUE, "string(f:value/@value)")                                                                                \
   X(XP_PARTICIPANT, "f:participant")                                                                                   \
   X(XP_FOLLOWUP,                                                                                                       \
     "string(f:appointmentType/f:coding/f:code[@value='followup' or @value='KONTYNUACJA' or "                           \
     "(@value='FOLLOWUP' and ../f:system/@value='http://terminology.hl7.org/CodeSystem/v2-0276')]/@value)")             \
   X(XP_REFERRAL_OK, "count(f:basedOn[f:identifier/f:value/@value or f:reference/@value]) > 0 and "                     \
                     "count(f:extension[@url='" URGENCY_URL "']/f:valueCode[@value='pilny' or @value='stabilny']) > 0") \
-  X(XP_SLOTS, "//f:Slot")                                                                                              \
+  X(XP_SLOTS, "/descendant::f:Slot")                                                                                   \
   X(XP_SCHEDULE_KEY, "concat(f:schedule/f:reference/@value, '|', f:schedule/f:identifier/f:value/@value)")             \
-  X(XP_HORIZONS, "//f:Schedule/f:planningHorizon")                                                                     \
-  X(XP_RPWDL_IDS, "//f:identifier[f:system/@value='" OID_RPWDL "']/f:value | "                                         \
-                  "//f:system[starts-with(translate(@value, 'URNOID', 'urnoid'), 'urn:oid:')]")
+  X(XP_HORIZONS, "/descendant::f:Schedule/f:planningHorizon")                                                          \
+  X(XP_RPWDL_IDS, "/descendant::f:identifier[f:system/@value='" OID_RPWDL "']/f:value | "                              \
+                  "/descendant::f:system[starts-with(translate(@value, 'URNOID', 'urnoid'), 'urn:oid:')]")
 
 #define XP_ENUM(id, text) id,
 #define XP_TEXT(id, text) text,
@@ -495,6 +490,20 @@ static xmlXPathObjectPtr q(struct ev *e, enum xp expr, xmlNodePtr ctx) {
 
 static int nodes(xmlXPathObjectPtr o) { return (o && o->nodesetval) ? o->nodesetval->nodeNr : 0; }
 
+/* string(f:|name|/@value) of |ctx| without an XPath evaluation (each costs thousands of
+ * instructions in setting up alone): the value of its first FHIR child |name|, "" when none. */
+static char *child_value(xmlNodePtr ctx, const char *name) {
+  for (xmlNodePtr c = ctx ? ctx->children : NULL; c; c = c->next)
+    if (c->type == XML_ELEMENT_NODE && c->ns && xmlStrEqual(c->name, BAD_CAST name) &&
+        xmlStrEqual(c->ns->href, BAD_CAST GW_FHIR_NS)) {
+      xmlChar *v = xmlGetProp(c, BAD_CAST "value");
+      char *r = strdup(v ? (const char *)v : "");
+      xmlFree(v);
+      return r;
+    }
+  return strdup("");
+}
+
 static char *str(struct ev *e, enum xp expr, xmlNodePtr ctx) {
   xmlXPathObjectPtr o = q(e, expr, ctx);
   xmlChar *s = o ? xmlXPathCastToString(o) : NULL;
@@ -565,7 +574,7 @@ static void checked_specialty(struct ev *e, xmlNodePtr res, char *buf, size_t n)
 }
 
 static void check_times(struct ev *e, xmlNodePtr res, const char *kind_status, bool future_rules, const char *spec) {
-  char *start = str(e, XP_START, res), *end = str(e, XP_END, res);
+  char *start = child_value(res, "start"), *end = child_value(res, "end");
   xmlXPathObjectPtr sn = q(e, XP_START_NODE, res), en = q(e, XP_END_NODE, res);
   xmlNodePtr snode = nodes(sn) ? sn->nodesetval->nodeTab[0] : res, enode = nodes(en) ? en->nodesetval->nodeTab[0] : res;
   time_t ts = 0, te = 0;
@@ -613,7 +622,8 @@ static void reachable_patients(struct ev *e, struct keyset *ks, enum xp which) {
   xmlXPathObjectPtr o = q(e, which, NULL);
   if (nodes(o) && (ks->k = calloc((size_t)nodes(o), sizeof(char *)))) {
     for (int i = 0; i < nodes(o); i++) {
-      char *sys = str(e, XP_SYSTEM, o->nodesetval->nodeTab[i]), *val = str(e, XP_VALUE, o->nodesetval->nodeTab[i]);
+      char *sys = child_value(o->nodesetval->nodeTab[i], "system"),
+           *val = child_value(o->nodesetval->nodeTab[i], "value");
       if (sys && val && asprintf(&ks->k[ks->n], "%s|%s", sys, val) >= 0)
         ks->n++;
       free(sys);
@@ -642,7 +652,7 @@ static void check_appointments(struct ev *e) {
   }
   for (int i = 0; i < nodes(o); i++) {
     xmlNodePtr a = o->nodesetval->nodeTab[i];
-    char *status = str(e, XP_STATUS, a);
+    char *status = child_value(a, "status");
     char spec[16];
     checked_specialty(e, a, spec, sizeof(spec));
     check_times(e, a, status, true, spec);
@@ -730,10 +740,10 @@ static void check_slots(struct ev *e) {
     xmlNodePtr sl = o->nodesetval->nodeTab[i];
     char spec[16];
     checked_specialty(e, sl, spec, sizeof(spec));
-    char *status = str(e, XP_STATUS, sl);
+    char *status = child_value(sl, "status");
     check_times(e, sl, status && (!strcmp(status, "free") || !strcmp(status, "busy")) ? "booked" : status, true, spec);
     free(status);
-    char *st = str(e, XP_START, sl), *en = str(e, XP_END, sl);
+    char *st = child_value(sl, "start"), *en = child_value(sl, "end");
     time_t a = 0, b = 0;
     sched[i] = str(e, XP_SCHEDULE_KEY, sl);
     if (st && en && !gw_instant_parse(st, &a) && !gw_instant_parse(en, &b) && a && sched[i])
