@@ -4,8 +4,10 @@
 #include <errno.h>
 #include <iconv.h>
 #include <libxml/chvalid.h>
+#include <libxml/dict.h>
 #include <libxml/tree.h>
 #include <libxml/xmlstring.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -40,6 +42,8 @@ struct pstate {
   bool failed;
   const char *charset; /* iconv name of the message's character set, NULL for UTF-8 */
   const char *where;   /* the element being decoded ("PID.5.1"), for escape issues */
+  struct names *nc;    /* the thread's element names (gw_hl7_limits.thread_names), else NULL */
+  char seg[4];         /* the segment being parsed */
 };
 
 static struct gw_issue *issue(struct pstate *p, const char *rule, int hl7_code, bool resendable, const char *where,
@@ -212,12 +216,83 @@ static void dotted(char *out, size_t n, const char *base, int idx) {
   out[k] = 0;
 }
 
+/* Element names ("PID.3.4.2") interned once per thread instead of hashed into a new dictionary per
+ * message: the thread's dictionary, shared by the documents parsed on it (each holds a reference),
+ * and a direct-mapped cache from (segment, field, component, subcomponent) to the interned name.
+ * A hostile stream of new names cannot grow it without bound: past NAMES_MAX names the thread
+ * starts a new dictionary (documents still holding the old one keep it alive until freed). Such
+ * documents must be freed on the thread that parsed them (gw_hl7_limits.thread_names). */
+#define NAMES_BITS 12
+#define NAMES_MAX  20000
+struct names {
+  xmlDictPtr dict;
+  uint64_t key[1u << NAMES_BITS];
+  const xmlChar *name[1u << NAMES_BITS];
+};
+static pthread_key_t names_key;
+static pthread_once_t names_once = PTHREAD_ONCE_INIT;
+
+static void names_release(void *v) {
+  struct names *nc = v;
+  xmlDictFree(nc->dict);
+  free(nc);
+}
+static void names_key_init(void) { pthread_key_create(&names_key, names_release); }
+
+static struct names *thread_names(void) {
+  pthread_once(&names_once, names_key_init);
+  struct names *nc = pthread_getspecific(names_key);
+  if (nc && xmlDictSize(nc->dict) > NAMES_MAX) {
+    xmlDictPtr fresh = xmlDictCreate();
+    if (!fresh)
+      return NULL;
+    xmlDictFree(nc->dict);
+    nc->dict = fresh;
+    memset(nc->key, 0, sizeof(nc->key));
+  }
+  if (!nc) {
+    if (!(nc = calloc(1, sizeof(*nc))) || !(nc->dict = xmlDictCreate()) || pthread_setspecific(names_key, nc)) {
+      if (nc)
+        xmlDictFree(nc->dict);
+      free(nc);
+      return NULL;
+    }
+  }
+  return nc;
+}
+
+/* The interned name |text| of element (field |f|, component |c|, subcomponent |sub|) of the current
+ * segment; 0 for the levels below. */
+static const xmlChar *name_of(struct pstate *p, const char *text, int f, int c, int sub) {
+  if (!p->nc || f >= 4096 || c >= 4096 || sub >= 4096)
+    return xmlDictLookup(p->doc->dict, BAD_CAST text, -1);
+  uint64_t key = (uint64_t)(uint8_t)p->seg[0] << 60 | (uint64_t)(uint8_t)p->seg[1] << 52 |
+                 (uint64_t)(uint8_t)p->seg[2] << 44 | (uint64_t)f << 32 | (uint64_t)c << 16 | (uint64_t)sub;
+  size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> (64 - NAMES_BITS));
+  if (p->nc->key[i] == key)
+    return p->nc->name[i];
+  const xmlChar *n = xmlDictLookup(p->doc->dict, BAD_CAST text, -1);
+  if (n) {
+    p->nc->key[i] = key;
+    p->nc->name[i] = n;
+  }
+  return n;
+}
+
+/* A new element |name| (owned by the document's dictionary) appended to |parent|. */
+static xmlNodePtr add_named(struct pstate *p, xmlNodePtr parent, const xmlChar *name) {
+  xmlNodePtr n = name ? xmlNewDocNodeEatName(p->doc, NULL, (xmlChar *)name, NULL) : NULL;
+  if (n)
+    xmlAddChild(parent, n);
+  return n;
+}
+
 static xmlNodePtr add_elem(xmlNodePtr parent, const char *name) {
   return xmlNewChild(parent, NULL, BAD_CAST name, NULL);
 }
 
-static void add_text(struct pstate *p, xmlNodePtr parent, const char *name, const char *s, const char *e) {
-  xmlNodePtr n = xmlNewDocNode(p->doc, NULL, BAD_CAST name, NULL);
+static void add_text(struct pstate *p, xmlNodePtr parent, const xmlChar *name, const char *s, const char *e) {
+  xmlNodePtr n = name ? xmlNewDocNodeEatName(p->doc, NULL, (xmlChar *)name, NULL) : NULL;
   if (!n) {
     p->failed = true;
     return;
@@ -226,7 +301,7 @@ static void add_text(struct pstate *p, xmlNodePtr parent, const char *name, cons
   if (!memchr(s, p->d.esc, (size_t)(e - s))) {
     t = xmlNewDocTextLen(p->doc, BAD_CAST s, (int)(e - s)); /* the common case: nothing to decode */
   } else {
-    p->where = name;
+    p->where = (const char *)name;
     const char *v = decode(p, s, e);
     if (!v) {
       xmlFreeNode(n);
@@ -241,8 +316,8 @@ static void add_text(struct pstate *p, xmlNodePtr parent, const char *name, cons
 }
 
 /* [s, e) is one repetition of field |fname| ("PID.3"). */
-static void parse_rep(struct pstate *p, xmlNodePtr seg, const char *fname, const char *s, const char *e) {
-  xmlNodePtr f = add_elem(seg, fname);
+static void parse_rep(struct pstate *p, xmlNodePtr seg, const char *fname, int fi, const char *s, const char *e) {
+  xmlNodePtr f = add_named(p, seg, name_of(p, fname, fi, 0, 0));
   if (!f) {
     p->failed = true;
     return;
@@ -273,7 +348,11 @@ static void parse_rep(struct pstate *p, xmlNodePtr seg, const char *fname, const
       if (vend == cs) {
         /* nothing but empty subcomponents: an empty component */
       } else if (has_subs) {
-        xmlNodePtr c = add_elem(f, cname);
+        xmlNodePtr c = add_named(p, f, name_of(p, cname, fi, ci, 0));
+        if (!c) {
+          p->failed = true;
+          return;
+        }
         int si = 0;
         for (const char *ss = cs; ss <= ce;) {
           const char *se = memchr(ss, p->d.sub, (size_t)(ce - ss));
@@ -288,12 +367,12 @@ static void parse_rep(struct pstate *p, xmlNodePtr seg, const char *fname, const
           if (se > ss) {
             char sname[80];
             dotted(sname, sizeof(sname), cname, si);
-            add_text(p, c, sname, ss, se);
+            add_text(p, c, name_of(p, sname, fi, ci, si), ss, se);
           }
           ss = se + 1;
         }
       } else {
-        add_text(p, f, cname, cs, vend);
+        add_text(p, f, name_of(p, cname, fi, ci, 0), cs, vend);
       }
     }
     cs = ce + 1;
@@ -318,7 +397,7 @@ static void parse_field(struct pstate *p, xmlNodePtr seg, const char *segname, i
             "za dużo powtórzeń pola %s", fname);
       return;
     }
-    parse_rep(p, seg, fname, rs, re);
+    parse_rep(p, seg, fname, idx, rs, re);
     rs = re + 1;
   }
 }
@@ -345,6 +424,7 @@ static void parse_segment(struct pstate *p, xmlNodePtr root, const char *s, cons
     return;
   }
   memcpy(name, s, 3);
+  memcpy(p->seg, name, 4);
   xmlNodePtr seg = add_elem(root, name);
   if (!seg) {
     p->failed = true;
@@ -649,8 +729,10 @@ int gw_hl7_parse(const char *text, size_t len, const struct gw_hl7_limits *lim, 
   }
   gw_buf_init(&p.tmp, len + 16);
   p.doc = xmlNewDoc(BAD_CAST "1.0");
-  if (p.doc)
-    p.doc->dict = xmlDictCreate(); /* element names are interned, not copied per node */
+  if (p.doc && p.lim->thread_names && (p.nc = thread_names()) && xmlDictReference(p.nc->dict) == 0)
+    p.doc->dict = p.nc->dict; /* the thread's names: no hashing of names seen before */
+  else if (p.doc)
+    p.nc = NULL, p.doc->dict = xmlDictCreate(); /* element names are interned, not copied per node */
   xmlNodePtr root = p.doc ? xmlNewDocNode(p.doc, NULL, BAD_CAST "HL7Message", NULL) : NULL;
   if (!root) {
     xmlFreeDoc(p.doc);
@@ -715,6 +797,30 @@ struct _xmlDoc *gw_hl7_parse_header(const char *text, size_t len) {
   gw_diag_cleanup(&d);
   free(h);
   return p.doc;
+}
+
+struct _xmlDoc *gw_hl7_header_copy(struct _xmlDoc *doc) {
+  xmlNodePtr root = doc ? xmlDocGetRootElement(doc) : NULL;
+  if (!root)
+    return NULL;
+  xmlDocPtr copy = xmlNewDoc(BAD_CAST "1.0");
+  xmlNodePtr r = copy ? xmlDocCopyNode(root, copy, 2) : NULL; /* the element and its attributes */
+  if (!r) {
+    xmlFreeDoc(copy);
+    return NULL;
+  }
+  xmlDocSetRootElement(copy, r);
+  for (xmlNodePtr seg = root->children; seg; seg = seg->next)
+    if (seg->type == XML_ELEMENT_NODE && xmlStrEqual(seg->name, BAD_CAST "MSH")) {
+      xmlNodePtr m = xmlDocCopyNode(seg, copy, 1);
+      if (!m || !xmlAddChild(r, m)) {
+        xmlFreeNode(m);
+        xmlFreeDoc(copy);
+        return NULL;
+      }
+      break;
+    }
+  return copy;
 }
 
 /* ---- ER7 output ---- */

@@ -18,6 +18,7 @@
 #ifndef GW_CODEC_HL7V2_H
 #define GW_CODEC_HL7V2_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <time.h>
 
@@ -37,6 +38,9 @@ struct gw_hl7_limits {
    * iconv name such as "WINDOWS-1250" (Polish systems send it undeclared; a
    * per-clinic setting), or NULL for UTF-8. */
   const char *charset;
+  /* Element names from the calling thread's dictionary (faster for a stream of messages); the
+   * document must then be freed on the same thread (gw_engine_check keeps it there). */
+  bool thread_names;
 };
 
 /* Defaults: 1 MiB, 2,000 segments, 256 fields, 100 repetitions, 64
@@ -60,6 +64,10 @@ int gw_hl7_parse(const char *text, size_t len, const struct gw_hl7_limits *lim, 
  * MSA-2 echoes MSH-10 and MSH-3..6 and the version come back. NULL when even
  * that does not parse. */
 struct _xmlDoc *gw_hl7_parse_header(const char *text, size_t len);
+
+/* A copy of |doc|'s root (with its attributes) and MSH segment in a document of its own: what an
+ * ACK reads, free to travel to another thread. NULL when out of memory or |doc| is NULL. */
+struct _xmlDoc *gw_hl7_header_copy(struct _xmlDoc *doc);
 
 /* Serialises a document of the form above back to ER7 (CR terminators),
  * appending to |out|; a message with text beyond ASCII and no MSH-18 gets

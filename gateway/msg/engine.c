@@ -639,21 +639,15 @@ int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enu
     xmlDocPtr v2 = NULL;
     struct gw_hl7_limits lim = gw_hl7_default_limits;
     lim.charset = chk ? chk->hl7_charset : NULL;
+    lim.thread_names = true; /* |v2| is freed here, on this thread; only a copy of its header leaves */
     rv = gw_hl7_parse(text + skip, end - skip, &lim, &v2, diag);
-    if (rv != GW_OK && !v2)
-      v2 = gw_hl7_parse_header(text + skip, end - skip); /* for the ACK: MSA-2, MSH-3..6, the version */
     if (rv == GW_OK)
       rv = hl7_supported(v2, diag);
-    if (rv != GW_OK && v2 && chk && chk->hl7_out) { /* the ACK still answers this message (MSA-2, MSH-3..6) */
-      *chk->hl7_out = v2;
-      v2 = NULL;
-    }
+    if (chk && chk->hl7_out) /* the ACK answers this message (MSA-2, MSH-3..6, the version) */
+      *chk->hl7_out = v2 ? gw_hl7_header_copy(v2) : gw_hl7_parse_header(text + skip, end - skip);
     if (rv == GW_OK) {
       rv = gw_xform_apply(e->siu2fhir, v2, NULL, &fhir, diag);
-      if (chk && chk->hl7_out)
-        *chk->hl7_out = v2;
-      else
-        xmlFreeDoc(v2);
+      xmlFreeDoc(v2);
       v2 = NULL;
       if (rv == GW_OK) {
         /* the mapping's output must satisfy the FHIR model too */

@@ -6,6 +6,7 @@
 
 #include "../suites.h"
 #include "codec/hl7v2.h"
+#include "core/buf.h"
 #include "core/err.h"
 
 static const char siu[] = "MSH|^~\\&|SCHApp|Fac^2.16.1^ISO|EHR|Fac2|202109141120||SIU^S12^SIU_S12|MSG1|P|2.5.1\r"
@@ -259,9 +260,57 @@ static void test_control_ids(void) {
   CU_ASSERT_EQUAL(dup, 0);
 }
 
+/* Names from the thread's dictionary: a stream of messages with new segment and field names (a
+ * hostile sender's) does not grow it without bound: it is replaced past its cap, while documents
+ * parsed before keep theirs and stay whole; names read the same as with a dictionary per document. */
+static void test_thread_names(void) {
+  struct gw_hl7_limits lim = gw_hl7_default_limits;
+  lim.thread_names = true;
+  struct gw_buf msg;
+  gw_buf_init(&msg, 1 << 20);
+  xmlDocPtr first = NULL, last = NULL;
+  for (int i = 0; i < 400; i++) { /* 400 x 100 field names, twice the cap */
+    msg.len = 0;
+    gw_buf_printf(&msg, "MSH|^~\\&|A|B|C|D|20261203||SIU^S12|M%d|P|2.5\rZ%c%c", i, 'A' + i % 26, 'A' + i / 26);
+    for (int f = 1; f <= 100; f++)
+      gw_buf_printf(&msg, "|v%d^c%d", f, f);
+    gw_buf_printf(&msg, "\r");
+    struct gw_diag d;
+    gw_diag_init(&d, 16);
+    xmlDocPtr doc = NULL;
+    CU_ASSERT_EQUAL(gw_hl7_parse((const char *)msg.data, msg.len, &lim, &doc, &d), GW_OK);
+    gw_diag_cleanup(&d);
+    if (!first)
+      first = doc;
+    else if (i == 399)
+      last = doc;
+    else
+      xmlFreeDoc(doc);
+  }
+  CU_ASSERT_TRUE(xmlDictSize(last->dict) < 30000);
+  CU_ASSERT_PTR_NOT_EQUAL(first->dict, last->dict); /* replaced on the way */
+  char *v;
+  CU_ASSERT_STRING_EQUAL((v = gw_hl7_get(first, "ZAA", 100, 2)), "c100");
+  free(v);
+  CU_ASSERT_STRING_EQUAL((v = gw_hl7_get(last, "ZJP", 7, 1)), "v7");
+  free(v);
+  CU_ASSERT_STRING_EQUAL((v = gw_hl7_get(last, "MSH", 10, 0)), "M399");
+  free(v);
+  /* the header copy stands on its own */
+  xmlDocPtr h = gw_hl7_header_copy(last);
+  xmlFreeDoc(last);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+  CU_ASSERT_STRING_EQUAL((v = gw_hl7_get(h, "MSH", 10, 0)), "M399");
+  free(v);
+  CU_ASSERT_PTR_NULL(gw_hl7_get(h, "ZJP", 7, 1));
+  xmlFreeDoc(h);
+  xmlFreeDoc(first);
+  gw_buf_cleanup(&msg);
+}
+
 int gw_test_hl7v2_suite(void) {
   CU_pSuite s = CU_add_suite("codec/hl7v2", NULL, NULL);
   return !s || GW_ADD(s, test_parse_structure) || GW_ADD(s, test_roundtrip) ||
          GW_ADD(s, test_line_endings_and_delimiters) || GW_ADD(s, test_errors) || GW_ADD(s, test_ack) ||
-         GW_ADD(s, test_corpus) || GW_ADD(s, test_control_ids);
+         GW_ADD(s, test_corpus) || GW_ADD(s, test_control_ids) || GW_ADD(s, test_thread_names);
 }
