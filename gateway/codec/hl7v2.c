@@ -612,6 +612,28 @@ static bool convert(const char *charset, const char *text, size_t len, struct gw
 }
 
 /* Offset of the first byte of |s| that does not start a valid UTF-8 character (libxml2 decodes), or |len|. */
+/* Is |s| UTF-8 of characters XML allows, with no control character but CR, LF and TAB? */
+static bool clean_text(const char *s, size_t len) {
+  const unsigned char *u = (const unsigned char *)s;
+  for (size_t i = 0; i < len;) {
+    unsigned char c = u[i];
+    if (c < 0x80) {
+      if (c < 0x20 && c != '\r' && c != '\n' && c != '\t')
+        return false;
+      i++;
+      continue;
+    }
+    int n = (int)(len - i > 4 ? 4 : len - i);
+    if (c < 0xC2 || c > 0xF4)
+      return false;
+    int cp = xmlGetUTF8Char(u + i, &n);
+    if (cp < 0 || n <= 0 || !xmlIsCharQ(cp))
+      return false;
+    i += (size_t)n;
+  }
+  return true;
+}
+
 static size_t first_non_utf8(const char *s, size_t len) {
   size_t i = 0;
   while (i < len) {
@@ -684,7 +706,10 @@ int gw_hl7_parse(const char *text, size_t len, const struct gw_hl7_limits *lim, 
     text = (const char *)conv.data;
     len = conv.len;
   }
-  /* the whole text must be UTF-8 without NUL bytes before any of it reaches XML */
+  /* the whole text must be UTF-8 without NUL bytes before any of it reaches XML: one pass for the
+   * common case, and the checks below, which say what is wrong where, only when it fails */
+  if (clean_text(text, len))
+    goto clean;
   char *copy = malloc(len + 1);
   if (!copy) {
     gw_buf_cleanup(&conv);
@@ -723,6 +748,7 @@ int gw_hl7_parse(const char *text, size_t len, const struct gw_hl7_limits *lim, 
     return GW_ERR_INVAL;
   }
   free(copy);
+clean:
   if (!read_delims(&p, text, len)) {
     gw_buf_cleanup(&conv);
     return GW_ERR_INVAL;
@@ -782,7 +808,7 @@ struct _xmlDoc *gw_hl7_parse_header(const char *text, size_t len) {
   gw_diag_init(&d, 8);
   struct pstate p = {.lim = &gw_hl7_default_limits, .diag = &d};
   xmlNodePtr root = NULL;
-  if (read_delims(&p, h, n) && (p.doc = xmlNewDoc(BAD_CAST "1.0")) &&
+  if (read_delims(&p, h, n) && (p.doc = xmlNewDoc(BAD_CAST "1.0")) && (p.doc->dict = xmlDictCreate()) &&
       (root = xmlNewDocNode(p.doc, NULL, BAD_CAST "HL7Message", NULL))) {
     xmlDocSetRootElement(p.doc, root);
     gw_buf_init(&p.tmp, n + 16);

@@ -308,9 +308,37 @@ static void test_thread_names(void) {
   gw_buf_cleanup(&msg);
 }
 
+/* A message that does not parse still gets an ACK that echoes it: its MSH alone, bytes outside
+ * printable ASCII read as '?'. */
+static void test_parse_header(void) {
+  static const char bad[] = "MSH|^~\\&|GABINET|PORADNIA|CERGW|NFZ|20261203||SIU^S12|MSG-9|P|2.5.1\rPID|1||\xa3\r";
+  struct gw_diag d;
+  gw_diag_init(&d, 8);
+  xmlDocPtr doc = NULL;
+  CU_ASSERT_EQUAL(gw_hl7_parse(bad, sizeof(bad) - 1, NULL, &doc, &d), GW_ERR_INVAL);
+  CU_ASSERT_PTR_NULL(doc);
+  gw_diag_cleanup(&d);
+  xmlDocPtr h = gw_hl7_parse_header(bad, sizeof(bad) - 1);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(h);
+  char *v;
+  CU_ASSERT_STRING_EQUAL((v = gw_hl7_get(h, "MSH", 10, 0)), "MSG-9");
+  free(v);
+  CU_ASSERT_STRING_EQUAL((v = gw_hl7_get(h, "MSH", 5, 1)), "CERGW");
+  free(v);
+  CU_ASSERT_STRING_EQUAL((v = gw_hl7_get(h, "MSH", 9, 2)), "S12");
+  free(v);
+  xmlFreeDoc(h);
+  static const char latin[] = "MSH|^~\\&|\xa3ODZ|P|C|D|20261203||SIU^S12|MSG-10|P|2.5.1\r";
+  CU_ASSERT_PTR_NOT_NULL_FATAL((h = gw_hl7_parse_header(latin, sizeof(latin) - 1)));
+  CU_ASSERT_STRING_EQUAL((v = gw_hl7_get(h, "MSH", 3, 1)), "?ODZ");
+  free(v);
+  xmlFreeDoc(h);
+}
+
 int gw_test_hl7v2_suite(void) {
   CU_pSuite s = CU_add_suite("codec/hl7v2", NULL, NULL);
   return !s || GW_ADD(s, test_parse_structure) || GW_ADD(s, test_roundtrip) ||
          GW_ADD(s, test_line_endings_and_delimiters) || GW_ADD(s, test_errors) || GW_ADD(s, test_ack) ||
-         GW_ADD(s, test_corpus) || GW_ADD(s, test_control_ids) || GW_ADD(s, test_thread_names);
+         GW_ADD(s, test_corpus) || GW_ADD(s, test_control_ids) || GW_ADD(s, test_thread_names) ||
+         GW_ADD(s, test_parse_header);
 }
