@@ -27,6 +27,14 @@ SOAK=${SOAK:-0}
 . bench/fullpath.sh
 HZ=$(getconf CLK_TCK)
 cpu_ticks() { local t=0 p; for p in "$@"; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done; echo $t; }
+# thread_ticks PID: "name ticks" per thread (the gateway names its threads: cergw-worker1.., cergw-store,
+# cergw-dispatch; the main thread is cergw), user + system
+thread_ticks() { local t; for t in /proc/"$1"/task/*; do echo "$(tr ' ' _ <"$t/comm") $(awk '{print $14 + $15}' "$t/stat")"; done | sort; }
+# per_thread BEFORE AFTER N: CPU microseconds per message of each thread between the two snapshots
+per_thread() {
+  join -a 2 -e 0 -o 0,1.2,2.2 <(echo "$1") <(echo "$2") |
+    awk -v n="$3" -v hz="$HZ" '{ d = $3 - $2; printf "%s%s=%.0f", (NR > 1 ? " " : ""), $1, n ? d / hz / n * 1e6 : 0 }'
+}
 rss_kib() { awk '/VmRSS/{print $2}' "/proc/$1/status"; }
 db() { sqlite3 -cmd '.timeout 10000' "$T/gw/cergw.db" "$1"; }
 delivered_msgs() {
@@ -49,6 +57,8 @@ full() {
   local g0 s0 g1 s1
   g0=$(cpu_ticks "$GW_PID")
   s0=$(cpu_ticks "${SIM_PIDS[@]}")
+  local th0 th1
+  th0=$(thread_ticks "$GW_PID")
   t0=$(date +%s.%N)
   res=$($LG -c "$CONNS" -m "$STREAMS" -D "$DURATION" --path "$2" --data "$3" | tail -1)
   t1=$(date +%s.%N)
@@ -60,6 +70,7 @@ full() {
   t2=$(date +%s.%N)
   g1=$(cpu_ticks "$GW_PID")
   s1=$(cpu_ticks "${SIM_PIDS[@]}")
+  th1=$(thread_ticks "$GW_PID")
   m1=$(db "select count(*) from messages")
   d1=$(delivered_msgs)
   acc=$((m1 - m0))
@@ -71,13 +82,15 @@ full() {
   echo "  accepted (committed):          $acc in $(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')s = $acc_rate msg/s"
   echo "  delivered to every backend:    $del = $del_rate msg/s (backlog drained $(awk -v a="$t1" -v b="$t2" 'BEGIN{printf "%.1f", b-a}')s after the load)"
   cpu_us=$(awk -v t=$((g1 - g0)) -v n="$del" -v hz="$HZ" 'BEGIN{printf "%.0f", n ? t / hz / n * 1e6 : 0}')
+  threads=$(per_thread "$th0" "$th1" "$del")
+  echo "  gateway CPU per message by thread (us): $threads"
   echo "  CPU per message:               gateway $cpu_us us, simulators $(awk -v t=$((s1 - s0)) -v n="$del" -v hz="$HZ" 'BEGIN{printf "%.0f", t / hz / n * 1e6}') us (the rest of the 2 cores: load generator, kernel, other tenants)"
 }
 "$ROOT/build/cergw" translate --to fhir "$T/s12.hl7" >"$T/s12.json"
 full "full path, FHIR JSON transaction (POST /fhir)" /fhir "$T/s12.json"
-fhir_acc=$acc_rate fhir_del=$del_rate fhir_cpu=$cpu_us
+fhir_acc=$acc_rate fhir_del=$del_rate fhir_cpu=$cpu_us fhir_threads=$threads
 full "full path, HL7 v2 SIU S12 (POST /hl7v2)" /hl7v2 "$T/s12.hl7"
-full_res=$res s12_cpu=$cpu_us
+full_res=$res s12_cpu=$cpu_us s12_threads=$threads
 echo "deliveries in total: $(db "select count(*) from deliveries where state = 1"); P1 simulator: $(curl -s --cacert "$D/ca.pem" --cert "$D/operator.pem" --key "$D/operator.key" "https://localhost:$P1/_sim/stats")"
 
 light=$($LG -c "$LIGHT_CONNS" -m "$LIGHT_STREAMS" -D "$DURATION" --path /hl7v2 --data "$T/s12.hl7" | tail -1)
@@ -91,6 +104,7 @@ if [ "$SOAK" -gt 0 ]; then
   while [ "$(date +%s)" -lt "$end" ]; do printf '%s ' "$(rss_kib "$GW_PID")"; sleep 10; done
   wait $lp; echo; tail -1 "$T/soak.out"
 fi
+echo "gateway CPU per delivered message by thread (us): S12 [$s12_threads] FHIR [$fhir_threads]"
 rss1=$(rss_kib "$GW_PID")
 echo "gateway RSS: ${rss0} KiB after warm-up, ${rss1} KiB at the end"
 b_rps=$(sed -n 's/.*rps=\([0-9]*\).*/\1/p' <<<"$base")

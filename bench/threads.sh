@@ -8,13 +8,12 @@ BASE_PORT=${BASE_PORT:-29540}
 . bench/fullpath.sh
 GP=$GW_PID
 $LG -c 2 -m 4 -n 200 --path /hl7v2 --data $T/s12.hl7 > /dev/null
-snap() { for t in /proc/$GP/task/*; do echo "$(basename $t) $(awk '{print $14+$15}' $t/stat)"; done; }
+snap() { for t in /proc/$GP/task/*; do echo "$(tr ' ' _ <$t/comm) $(awk '{print $14+$15}' $t/stat)"; done | sort; }
 snap > $T/a
 $LG -c 8 -m 32 -n ${N:-3000} --path /hl7v2 --data $T/s12.hl7 | tail -1
 sleep 2
 snap > $T/b
-# threads in creation order: main, store writer, dispatcher, then one worker per core
-join <(sort -n $T/a) <(sort -n $T/b) | sort -n | awk -v n=${N:-3000} '
-  { d = $3 - $2; tot += d; name = NR == 1 ? "main" : NR == 2 ? "store writer" : NR == 3 ? "dispatcher" : "worker " (NR - 3);
-    printf "%-13s %5d ticks = %5.0f us/msg\n", name, d, d * 10000 / n }
-  END { printf "%-13s %5d ticks = %5.0f us/msg\n", "gateway", tot, tot * 10000 / n }'
+# the gateway names its threads: cergw (main), cergw-worker1.., cergw-store, cergw-dispatch
+join $T/a $T/b | awk -v n=${N:-3000} '
+  { d = $3 - $2; tot += d; printf "%-15s %5d ticks = %5.0f us/msg\n", $1, d, d * 10000 / n }
+  END { printf "%-15s %5d ticks = %5.0f us/msg\n", "gateway", tot, tot * 10000 / n }'

@@ -740,6 +740,7 @@ static void turn(struct gw_dispatch *D, const struct gw_dconf *c, int64_t now) {
 
 static void *dispatch_main(void *arg) {
   struct gw_dispatch *D = arg;
+  pthread_setname_np(pthread_self(), "cergw-dispatch");
   gw_log_buffer_thread(1);
   for (;;) {
     struct gw_dconf *c = gw_dconf_get(); /* one snapshot per turn */

@@ -920,6 +920,9 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg) {
 
 static void *worker_main(void *arg) {
   struct worker *w = arg;
+  char name[16];
+  snprintf(name, sizeof(name), "cergw-worker%d", w->idx + 1);
+  pthread_setname_np(pthread_self(), name); /* per-thread CPU in top -H and bench/full.sh */
   gw_log_buffer_thread(1);
   event_base_dispatch(w->base);
   /* past the deadline or nothing left: free whatever remains */

@@ -57,8 +57,68 @@ static xmlXPathObjectPtr xeval(xmlXPathContextPtr x, xmlNodePtr at, const char *
   return c ? xmlXPathCompiledEval(c, x) : xmlXPathEvalExpression(BAD_CAST expr, x);
 }
 
+/* The first @value (in document order) at the end of |steps| (n of them: "..", "f:name" or
+ * "f:name[1]") from |at|, walked without XPath; NULL when there is none. */
+static xmlChar *walk_value(xmlNodePtr at, const char *const *steps, int n) {
+  if (!at)
+    return NULL;
+  if (n == 0)
+    return at->type == XML_ELEMENT_NODE ? xmlGetProp(at, BAD_CAST "value") : NULL;
+  if (strcmp(steps[0], "..") == 0)
+    return walk_value(at->parent, steps + 1, n - 1);
+  const char *name = steps[0] + 2; /* after "f:" */
+  size_t len = strcspn(name, "[");
+  bool first_only = name[len] == '[';
+  for (xmlNodePtr c = at->children; c; c = c->next) {
+    if (c->type != XML_ELEMENT_NODE || !c->ns || strncmp((const char *)c->name, name, len) != 0 || c->name[len] ||
+        !xmlStrEqual(c->ns->href, BAD_CAST GW_FHIR_NS))
+      continue;
+    xmlChar *v = walk_value(c, steps + 1, n - 1);
+    if (v || first_only)
+      return v;
+  }
+  return NULL;
+}
+
+/* string(STEP/.../@value) for steps of the forms walk_value takes: the value into |out| without
+ * an XPath evaluation (each costs thousands of instructions in setting up alone). false: |expr|
+ * is of another form. */
+static bool simple_value(xmlNodePtr at, const char *expr, char *out, size_t n) {
+  static const char head[] = "string(", tail[] = "/@value)";
+  size_t len = strlen(expr);
+  if (len <= sizeof(head) + sizeof(tail) || strncmp(expr, head, sizeof(head) - 1) != 0 ||
+      strcmp(expr + len - (sizeof(tail) - 1), tail) != 0)
+    return false;
+  char path[160];
+  size_t plen = len - (sizeof(head) - 1) - (sizeof(tail) - 1);
+  if (plen >= sizeof(path))
+    return false;
+  memcpy(path, expr + sizeof(head) - 1, plen);
+  path[plen] = 0;
+  const char *steps[8];
+  int ns = 0;
+  for (char *save = NULL, *t = strtok_r(path, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
+    if (ns == 8)
+      return false;
+    steps[ns++] = t;
+    if (strcmp(t, "..") == 0)
+      continue;
+    if (strncmp(t, "f:", 2) != 0)
+      return false;
+    size_t k = strspn(t + 2, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ");
+    if (k == 0 || (t[2 + k] && strcmp(t + 2 + k, "[1]") != 0))
+      return false; /* a name, or a name and [1]: nothing else */
+  }
+  xmlChar *v = walk_value(at, steps, ns);
+  snprintf(out, n, "%s", v ? (const char *)v : "");
+  xmlFree(v);
+  return true;
+}
+
 static void xstr(xmlXPathContextPtr x, xmlNodePtr at, const char *expr, char *out, size_t n) {
   out[0] = 0;
+  if (simple_value(at, expr, out, n))
+    return;
   xmlXPathObjectPtr o = xeval(x, at, expr);
   xmlChar *s = o ? xmlXPathCastToString(o) : NULL;
   if (s)

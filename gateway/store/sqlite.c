@@ -988,6 +988,7 @@ static bool finish_batch(struct sq_store *st, struct witem *batch, int rc) {
 
 static void *writer_main(void *arg) {
   struct sq_store *st = arg;
+  pthread_setname_np(pthread_self(), "cergw-store");
   bool failed = false;
   for (;;) {
     int n;

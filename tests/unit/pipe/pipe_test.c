@@ -5,6 +5,8 @@
  * every core allocation failing in turn. */
 #include <libxml/parser.h>
 #include <libxml/tree.h>
+#include <libxml/xpath.h>
+#include <libxml/xpathInternals.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -369,10 +371,54 @@ static void test_backend_kinds(void) {
   free(msg);
 }
 
+/* gw_facts_str reads string(f:a/f:b/@value) paths by walking the tree, and everything else with
+ * XPath: the walk must give what XPath gives, first match in document order, [1], "..", absence. */
+static void test_facts_str_walk(void) {
+  static const char doc_text[] =
+      "<Bundle xmlns='http://hl7.org/fhir' xmlns:o='urn:other'><type value='transaction'/>"
+      "<entry><resource><Appointment><o:status value='wrong-ns'/><status value='booked'/>"
+      "<identifier><system value='s1'/></identifier><identifier><system value='s2'/><value value='v2'/></identifier>"
+      "<participant><actor><identifier><value/></identifier></actor></participant>"
+      "</Appointment></resource><request><method value='PUT'/><url value='Appointment?x'/></request></entry></Bundle>";
+  xmlDocPtr doc = xmlReadMemory(doc_text, (int)strlen(doc_text), "t.xml", NULL, XML_PARSE_NONET);
+  CU_ASSERT_PTR_NOT_NULL_FATAL(doc);
+  xmlNodePtr appt = xmlDocGetRootElement(doc)->children->next->children->children;
+  CU_ASSERT_STRING_EQUAL((const char *)appt->name, "Appointment");
+  static const char *const exprs[] = {
+      "string(f:status/@value)",
+      "string(f:identifier/f:value/@value)",    /* the first identifier has none: the second's */
+      "string(f:identifier[1]/f:value/@value)", /* only the first: none */
+      "string(f:identifier[1]/f:system/@value)",
+      "string(f:identifier/f:system/@value)",
+      "string(../../f:request/f:url/@value)",
+      "string(f:participant/f:actor/f:identifier/f:value/@value)", /* present without a value */
+      "string(f:nothing/@value)",
+      "string((f:identifier/f:value/@value | f:id/@value)[1])", /* not a simple path: XPath */
+  };
+  static const char *const want[] = {"booked", "v2", "", "s1", "s1", "Appointment?x", "", "", "v2"};
+  xmlXPathContextPtr x = xmlXPathNewContext(doc);
+  xmlXPathRegisterNs(x, BAD_CAST "f", BAD_CAST "http://hl7.org/fhir");
+  for (size_t i = 0; i < sizeof(exprs) / sizeof(exprs[0]); i++) {
+    char got[64];
+    gw_facts_str(doc, appt, exprs[i], got, sizeof(got));
+    x->node = appt;
+    xmlXPathObjectPtr o = xmlXPathEvalExpression(BAD_CAST exprs[i], x);
+    xmlChar *xp = xmlXPathCastToString(o);
+    if (strcmp(got, want[i]) || strcmp(got, (const char *)xp))
+      fprintf(stderr, "\n%s: walk \"%s\", XPath \"%s\", want \"%s\"\n", exprs[i], got, xp, want[i]);
+    CU_ASSERT_STRING_EQUAL(got, want[i]);
+    CU_ASSERT_STRING_EQUAL(got, (const char *)xp);
+    xmlFree(xp);
+    xmlXPathFreeObject(o);
+  }
+  xmlXPathFreeContext(x);
+  xmlFreeDoc(doc);
+}
+
 int gw_test_pipe_suite(void) {
   CU_pSuite s = CU_add_suite("pipe", setup, teardown);
   if (!s)
     return -1;
   return GW_ADD(s, test_stages_and_answers) || GW_ADD(s, test_route_refusal) || GW_ADD(s, test_facts_uncut) ||
-         GW_ADD(s, test_backend_kinds) || GW_ADD(s, test_allocation_failures);
+         GW_ADD(s, test_backend_kinds) || GW_ADD(s, test_allocation_failures) || GW_ADD(s, test_facts_str_walk);
 }
