@@ -29,6 +29,8 @@
   <xsl:variable name="OID_PESEL" select="'2.16.840.1.113883.3.4424.1.1.616'"/>
   <xsl:variable name="OID_NPWZ" select="'2.16.840.1.113883.3.4424.1.6.2'"/>
   <xsl:variable name="OID_SPECIALTY" select="'2.16.840.1.113883.3.4424.11.2.4'"/>
+  <!-- a CX's identifier system: its assigning authority's OID (CX-4.2), else this and its namespace (CX-4.1) -->
+  <xsl:variable name="ASSIGNER" select="'urn:cergw:v2:assigner:'"/>
   <xsl:variable name="VISIT_KIND" select="'http://cergw.pl/fhir/CodeSystem/visit-kind'"/>
   <xsl:variable name="KIND_CODES" select="' CHECKUP EMERGENCY FOLLOWUP ROUTINE WALKIN PIERWSZA KONTYNUACJA FIRST '"/>
   <xsl:variable name="lower" select="'abcdefghijklmnopqrstuvwxyz'"/>
@@ -75,29 +77,10 @@
   <xsl:variable name="pesel-cx" select="$pesel-cxs[1]"/>
   <xsl:variable name="pid-cx" select="$pesel-cx | $pid/PID.3[1][not($pesel-cx)]"/>
   <xsl:variable name="pid-value" select="normalize-space($pid-cx/PID.3.1)"/>
-  <xsl:variable name="pid-system">
-    <xsl:choose>
-      <xsl:when test="$pesel-cx">urn:oid:<xsl:value-of select="$OID_PESEL"/></xsl:when>
-      <xsl:otherwise><xsl:for-each select="$pid-cx"><xsl:call-template name="cx-system"/></xsl:for-each></xsl:otherwise>
-    </xsl:choose>
-  </xsl:variable>
-  <!-- a CX's identifier system: its assigning authority's OID (CX-4.2), else its namespace (CX-4.1) -->
-  <xsl:template name="cx-system">
-    <xsl:variable name="hd" select="cg:comp(., 4)"/>
-    <xsl:variable name="oid" select="normalize-space(cg:comp($hd, 2))"/>
-    <xsl:choose>
-      <xsl:when test="$oid != ''">urn:oid:<xsl:value-of select="$oid"/></xsl:when>
-      <xsl:otherwise>urn:cergw:v2:assigner:<xsl:value-of select="normalize-space(concat($hd/text(), cg:comp($hd, 1)))"/></xsl:otherwise>
-    </xsl:choose>
-  </xsl:template>
+  <xsl:variable name="pid-system" select="cg:if($pesel-cx, concat('urn:oid:', $OID_PESEL), cg:cx-system($pid-cx, $ASSIGNER))"/>
   <!-- the appointment's placer identifier system: SCH-1.3 (OID), else the sending facility's OID (MSH-4.2) -->
-  <xsl:variable name="placer-system">
-    <xsl:choose>
-      <xsl:when test="$sch/SCH.1[1]/SCH.1.3 != ''">urn:oid:<xsl:value-of select="$sch/SCH.1[1]/SCH.1.3"/></xsl:when>
-      <xsl:when test="$msh/MSH.4/MSH.4.2 != ''">urn:oid:<xsl:value-of select="$msh/MSH.4/MSH.4.2"/></xsl:when>
-      <xsl:otherwise>urn:cergw:v2:placer:<xsl:value-of select="$msh/MSH.3/MSH.3.1"/></xsl:otherwise>
-    </xsl:choose>
-  </xsl:variable>
+  <xsl:variable name="placer-system" select="cg:if($sch/SCH.1[1]/SCH.1.3 != '', concat('urn:oid:', $sch/SCH.1[1]/SCH.1.3),
+    cg:if($msh/MSH.4/MSH.4.2 != '', concat('urn:oid:', $msh/MSH.4/MSH.4.2), concat('urn:cergw:v2:placer:', $msh/MSH.3/MSH.3.1)))"/>
 
   <!-- ========================================================== Patient -->
   <xsl:template name="patient">
@@ -115,9 +98,7 @@
           <xsl:if test="normalize-space(PID.3.5) != ''">
             <type><coding><system value="http://terminology.hl7.org/CodeSystem/v2-0203"/><code value="{normalize-space(PID.3.5)}"/></coding></type>
           </xsl:if>
-          <system>
-            <xsl:attribute name="value"><xsl:call-template name="cx-system"/></xsl:attribute>
-          </system>
+          <system value="{cg:cx-system(., $ASSIGNER)}"/>
           <value value="{normalize-space(PID.3.1)}"/>
         </identifier>
       </xsl:for-each>
@@ -353,66 +334,23 @@
 
   <!-- SCH-25 filler status via table 0278, else from the trigger event -->
   <xsl:variable name="sch25" select="string($sch/SCH.25/SCH.25.1)"/>
-  <xsl:variable name="status">
-    <xsl:choose>
-      <xsl:when test="$sch25 = 'Pending'">pending</xsl:when>
-      <xsl:when test="$sch25 = 'Waitlist'">waitlist</xsl:when>
-      <xsl:when test="$sch25 = 'Booked'">booked</xsl:when>
-      <xsl:when test="$sch25 = 'Started'">checked-in</xsl:when>
-      <xsl:when test="$sch25 = 'Complete'">fulfilled</xsl:when>
-      <xsl:when test="$sch25 = 'Cancelled' or $sch25 = 'Dc'">cancelled</xsl:when>
-      <xsl:when test="$sch25 = 'Deleted'">entered-in-error</xsl:when>
-      <xsl:when test="$sch25 = 'Noshow'">noshow</xsl:when>
-      <xsl:when test="$event = 'S15' or $event = 'S16'">cancelled</xsl:when>
-      <xsl:when test="$event = 'S17'">entered-in-error</xsl:when>
-      <xsl:when test="$event = 'S26'">noshow</xsl:when>
-      <xsl:otherwise>booked</xsl:otherwise>
-    </xsl:choose>
-  </xsl:variable>
-  <xsl:variable name="participant-status">
-    <xsl:choose>
-      <xsl:when test="$status = 'cancelled' or $status = 'entered-in-error'">declined</xsl:when>
-      <xsl:when test="$status = 'pending' or $status = 'waitlist'">tentative</xsl:when>
-      <xsl:otherwise>accepted</xsl:otherwise>
-    </xsl:choose>
-  </xsl:variable>
+  <xsl:variable name="status" select="cg:map($sch25, 'Pending=pending Waitlist=waitlist Booked=booked Started=checked-in
+    Complete=fulfilled Cancelled=cancelled Dc=cancelled Deleted=entered-in-error Noshow=noshow',
+    cg:map($event, 'S15=cancelled S16=cancelled S17=entered-in-error S26=noshow', 'booked'))"/>
+  <xsl:variable name="participant-status"
+    select="cg:map($status, 'cancelled=declined entered-in-error=declined pending=tentative waitlist=tentative', 'accepted')"/>
 
   <!-- start/end: TQ1-7/TQ1-8, else AIS-4 (+ AIS-7 duration in AIS-8 units) -->
   <xsl:variable name="tq1" select="/HL7Message/TQ1[1]"/>
   <xsl:variable name="ais" select="/HL7Message/AIS[1]"/>
-  <xsl:variable name="start">
-    <xsl:choose>
-      <xsl:when test="$tq1/TQ1.7/TQ1.7.1 != ''"><xsl:value-of select="cg:instant($tq1/TQ1.7/TQ1.7.1, $default_tz)"/></xsl:when>
-      <xsl:when test="$ais/AIS.4/AIS.4.1 != ''"><xsl:value-of select="cg:instant($ais/AIS.4/AIS.4.1, $default_tz)"/></xsl:when>
-    </xsl:choose>
-  </xsl:variable>
+  <xsl:variable name="start" select="cg:instant(cg:if($tq1/TQ1.7/TQ1.7.1 != '', string($tq1/TQ1.7/TQ1.7.1), string($ais/AIS.4/AIS.4.1)), $default_tz)"/>
   <!-- end: TQ1-8, else start plus the duration (R4's app-2: start and end both, or neither) -->
-  <xsl:variable name="end">
-    <xsl:choose>
-      <xsl:when test="$tq1/TQ1.8/TQ1.8.1 != ''"><xsl:value-of select="cg:instant($tq1/TQ1.8/TQ1.8.1, $default_tz)"/></xsl:when>
-      <xsl:when test="$start != '' and $minutes &gt; 0"><xsl:value-of select="date:add($start, concat('PT', $minutes, 'M'))"/></xsl:when>
-    </xsl:choose>
-  </xsl:variable>
+  <xsl:variable name="end" select="cg:if($tq1/TQ1.8/TQ1.8.1 != '', cg:instant($tq1/TQ1.8/TQ1.8.1, $default_tz),
+    cg:if($start != '' and $minutes &gt; 0, date:add($start, concat('PT', $minutes, 'M')), ''))"/>
   <!-- SCH-9 duration in SCH-10 units (minutes, seconds or hours), else AIS-7/AIS-8 -->
-  <xsl:variable name="minutes">
-    <xsl:call-template name="minutes">
-      <xsl:with-param name="n" select="normalize-space(($sch/SCH.9/SCH.9.1 | $ais/AIS.7/AIS.7.1)[1])"/>
-      <xsl:with-param name="unit" select="normalize-space(($sch/SCH.10/SCH.10.1 | $ais/AIS.8/AIS.8.1)[1])"/>
-    </xsl:call-template>
-  </xsl:variable>
+  <xsl:variable name="minutes" select="cg:minutes(normalize-space(($sch/SCH.9/SCH.9.1 | $ais/AIS.7/AIS.7.1)[1]),
+    normalize-space(($sch/SCH.10/SCH.10.1 | $ais/AIS.8/AIS.8.1)[1]))"/>
 
-  <xsl:template name="minutes">
-    <xsl:param name="n"/>
-    <xsl:param name="unit"/>
-    <xsl:variable name="u" select="translate($unit, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"/>
-    <xsl:choose>
-      <xsl:when test="string(number($n)) = 'NaN' or $n &lt;= 0">0</xsl:when>
-      <xsl:when test="$u = 's' or $u = 'sec' or $u = 'seconds'"><xsl:value-of select="ceiling($n div 60)"/></xsl:when>
-      <xsl:when test="$u = 'h' or $u = 'hr' or $u = 'hours'"><xsl:value-of select="round($n * 60)"/></xsl:when>
-      <xsl:when test="$u = '' or $u = 'm' or $u = 'min' or $u = 'minutes'"><xsl:value-of select="round($n)"/></xsl:when>
-      <xsl:otherwise>0</xsl:otherwise>
-    </xsl:choose>
-  </xsl:template>
 
   <!-- A visit-kind CWE (SCH-7 or SCH-8) -> coding: a code of table 0276 or 0277 without a coding system
        takes that table's (case as the table writes it); 99CGVK is the gateway's visit-kind system -->

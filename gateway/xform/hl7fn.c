@@ -13,12 +13,24 @@
  *   cg:phone(xtn)         an XTN's number in E.164: XTN-12, else country
  *                         (XTN-5) + area (XTN-6) + local number (XTN-7),
  *                         else XTN-1
+ *   cg:cx-system(cx, prefix)  a CX's identifier system: "urn:oid:" and its
+ *                         assigning authority's OID (CX-4.2), else |prefix|
+ *                         and the authority's namespace (CX-4.1)
+ *   cg:minutes(n, unit)   a duration (SCH-9/SCH-10, AIS-7/AIS-8) in whole
+ *                         minutes: s/sec/seconds rounded up, h/hr/hours and
+ *                         m/min/minutes (or none) rounded; 0 for anything else
+ *   cg:map(key, table, default)  a table lookup: table is "k1=v1 k2=v2 ...",
+ *                         the value of the first entry whose key is |key|,
+ *                         else |default|
+ *   cg:if(test, then, else)  XPath 1.0 has no conditional expression: |then|
+ *                         when test is true, else |else| (both evaluated)
  *
  * They read only the nodes and strings they are given: no file, network or
  * document access, so the security preferences of xform.c still hold. */
 #include <libxml/xmlstring.h>
 #include <libxml/xpathInternals.h>
 #include <libxslt/extensions.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,11 +301,122 @@ static void fn_instant(xmlXPathParserContextPtr ctxt, int nargs) {
   push_buf(ctxt, &out);
 }
 
+static void fn_cx_system(xmlXPathParserContextPtr ctxt, int nargs) {
+  if (nargs != 2) {
+    xmlXPathSetArityError(ctxt);
+    return;
+  }
+  xmlChar *prefix = xmlXPathPopString(ctxt);
+  if (!xmlXPathStackIsNodeSet(ctxt)) {
+    xmlFree(prefix);
+    xmlXPathSetTypeError(ctxt);
+    return;
+  }
+  xmlNodePtr hd = component(pop_first_node(ctxt), 4);
+  struct gw_buf out, t;
+  gw_buf_init(&out, 4096);
+  gw_buf_init(&t, 4096);
+  xmlChar *oid = comp_string(hd, 2);
+  normalize(&t, oid);
+  if (t.len) {
+    gw_buf_append(&out, "urn:oid:", 8);
+    gw_buf_append(&out, t.data, t.len);
+  } else { /* the HD written whole (its text) or its namespace (HD-1) */
+    xmlChar *ns = NULL;
+    for (xmlNodePtr c = hd ? hd->children : NULL; c && !ns; c = c->next)
+      if (c->type == XML_TEXT_NODE)
+        ns = xmlNodeGetContent(c);
+    xmlChar *ns1 = comp_string(hd, 1);
+    ns = xmlStrcat(ns, ns1);
+    normalize(&t, ns);
+    gw_buf_append(&out, prefix, (size_t)xmlStrlen(prefix));
+    gw_buf_append(&out, t.data ? t.data : BAD_CAST "", t.len);
+    xmlFree(ns);
+    xmlFree(ns1);
+  }
+  xmlFree(oid);
+  xmlFree(prefix);
+  gw_buf_cleanup(&t);
+  push_buf(ctxt, &out);
+}
+
+static void fn_minutes(xmlXPathParserContextPtr ctxt, int nargs) {
+  if (nargs != 2) {
+    xmlXPathSetArityError(ctxt);
+    return;
+  }
+  xmlChar *unit = xmlXPathPopString(ctxt);
+  xmlChar *num = xmlXPathPopString(ctxt);
+  struct gw_buf u, n;
+  gw_buf_init(&u, 4096);
+  gw_buf_init(&n, 4096);
+  normalize(&u, unit);
+  normalize(&n, num);
+  for (size_t i = 0; i < u.len; i++)
+    if (u.data[i] >= 'A' && u.data[i] <= 'Z')
+      u.data[i] = (uint8_t)(u.data[i] - 'A' + 'a');
+  double v = xmlXPathStringEvalNumber(n.data ? n.data : BAD_CAST ""), r = 0;
+  const char *w = u.data ? (const char *)u.data : "";
+  if (!(v > 0)) /* NaN too */
+    r = 0;
+  else if (!strcmp(w, "s") || !strcmp(w, "sec") || !strcmp(w, "seconds"))
+    r = ceil(v / 60);
+  else if (!strcmp(w, "h") || !strcmp(w, "hr") || !strcmp(w, "hours"))
+    r = floor(v * 60 + 0.5); /* XPath round() */
+  else if (!w[0] || !strcmp(w, "m") || !strcmp(w, "min") || !strcmp(w, "minutes"))
+    r = floor(v + 0.5);
+  gw_buf_cleanup(&u);
+  gw_buf_cleanup(&n);
+  xmlFree(unit);
+  xmlFree(num);
+  valuePush(ctxt, xmlXPathNewFloat(r));
+}
+
+static void fn_map(xmlXPathParserContextPtr ctxt, int nargs) {
+  if (nargs != 3) {
+    xmlXPathSetArityError(ctxt);
+    return;
+  }
+  xmlChar *def = xmlXPathPopString(ctxt);
+  xmlChar *table = xmlXPathPopString(ctxt);
+  xmlChar *key = xmlXPathPopString(ctxt);
+  size_t kl = key ? (size_t)xmlStrlen(key) : 0;
+  const xmlChar *hit = NULL;
+  size_t hl = 0;
+  for (const xmlChar *e = table; e && *e && !hit;) {
+    while (*e == ' ')
+      e++;
+    const xmlChar *end = e;
+    while (*end && *end != ' ')
+      end++;
+    const xmlChar *eq = memchr(e, '=', (size_t)(end - e));
+    if (eq && (size_t)(eq - e) == kl && memcmp(e, key, kl) == 0)
+      hit = eq + 1, hl = (size_t)(end - eq - 1);
+    e = end;
+  }
+  valuePush(ctxt, hit ? xmlXPathWrapString(xmlStrndup(hit, (int)hl)) : xmlXPathNewString(def ? def : BAD_CAST ""));
+  xmlFree(def);
+  xmlFree(table);
+  xmlFree(key);
+}
+
+static void fn_if(xmlXPathParserContextPtr ctxt, int nargs) {
+  if (nargs != 3) {
+    xmlXPathSetArityError(ctxt);
+    return;
+  }
+  xmlXPathObjectPtr no = valuePop(ctxt), yes = valuePop(ctxt);
+  int test = xmlXPathPopBoolean(ctxt);
+  valuePush(ctxt, test ? yes : no);
+  xmlXPathFreeObject(test ? no : yes);
+}
+
 int gw_xform_register_hl7(void) {
   static const struct {
     const char *name;
     xmlXPathFunction fn;
-  } fns[] = {{"comp", fn_comp}, {"e164", fn_e164}, {"phone", fn_phone}, {"instant", fn_instant}};
+  } fns[] = {{"comp", fn_comp},       {"e164", fn_e164},           {"phone", fn_phone}, {"instant", fn_instant},
+             {"minutes", fn_minutes}, {"cx-system", fn_cx_system}, {"map", fn_map},     {"if", fn_if}};
   for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++)
     if (xsltRegisterExtModuleFunction(BAD_CAST fns[i].name, BAD_CAST GW_XFORM_HL7_NS, fns[i].fn) != 0)
       return -1;

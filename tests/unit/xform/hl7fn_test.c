@@ -103,7 +103,33 @@ static void test_comp(void) {
       "a|\na|\n");
 }
 
+static void test_minutes(void) {
+  /* SCH-9 duration in SCH-10 units (ISO+ / ANSI+ unit codes as clinics write them) */
+  run("cg:minutes(string(n), string(u))",
+      "<m><t><n>20</n><u>min</u></t><t><n>20</n><u/></t><t><n>90</n><u>s</u></t><t><n>61</n><u>SEC</u></t>"
+      "<t><n>1.5</n><u>h</u></t><t><n>2</n><u>hours</u></t><t><n>0</n><u>min</u></t><t><n>-5</n><u>min</u></t>"
+      "<t><n>abc</n><u>min</u></t><t><n>20</n><u>d</u></t><t><n> 30 </n><u> M </u></t><t><n>2.5</n><u>m</u></t></m>",
+      "20\n20\n2\n2\n90\n120\n0\n0\n0\n0\n30\n3\n");
+}
+
+static void test_map_if(void) {
+  run("cg:map(string(.), 'Booked=booked Cancelled=cancelled Dc=cancelled', 'none')",
+      "<m><t>Booked</t><t>Dc</t><t>booked</t><t></t><t>Cancel</t></m>", "booked\ncancelled\nnone\nnone\nnone\n");
+  run("cg:if(. = 'a', 'yes', concat('no:', .))", "<m><t>a</t><t>b</t></m>", "yes\nno:b\n");
+  /* a node-set passes through whole */
+  run("count(cg:if(true(), ../t, /nothing))", "<m><t/><t/></m>", "2\n2\n");
+}
+
+static void test_cx_system(void) {
+  /* CX-4 HD: universal id (HD-2) first, else the namespace (HD-1, or the HD written whole) */
+  run("cg:cx-system(., 'urn:x:')",
+      "<m><t><t.1>1</t.1><t.4><t.4.1>NS</t.4.1><t.4.2> 1.2.3 </t.4.2></t.4></t>"
+      "<t><t.1>2</t.1><t.4><t.4.1>NS</t.4.1></t.4></t><t><t.1>3</t.1><t.4>WHOLE</t.4></t><t><t.1>4</t.1></t></m>",
+      "urn:oid:1.2.3\nurn:x:NS\nurn:x:WHOLE\nurn:x:\n");
+}
+
 int gw_test_hl7fn_suite(void) {
   CU_pSuite s = CU_add_suite("xform/hl7fn", NULL, NULL);
-  return !s || GW_ADD(s, test_instant) || GW_ADD(s, test_e164) || GW_ADD(s, test_phone) || GW_ADD(s, test_comp);
+  return !s || GW_ADD(s, test_instant) || GW_ADD(s, test_e164) || GW_ADD(s, test_phone) || GW_ADD(s, test_comp) ||
+         GW_ADD(s, test_minutes) || GW_ADD(s, test_map_if) || GW_ADD(s, test_cx_system);
 }
