@@ -924,6 +924,7 @@ struct xstate {
   struct gw_diag *diag;
   yajl_gen g;
   bool failed;
+  const xmlNs *fns; /* the document's FHIR namespace, once seen: compared by address after */
 };
 
 static void xerr(struct xstate *s, const char *rule, const char *path, const char *en, const char *pl) {
@@ -935,18 +936,27 @@ static void xerr(struct xstate *s, const char *rule, const char *path, const cha
 
 #define GEN_STR(g, s) yajl_gen_string((g), (const unsigned char *)(s), strlen(s))
 
-static bool fhir_elem(xmlNodePtr n) {
-  return n->type == XML_ELEMENT_NODE && n->ns && xmlStrEqual(n->ns->href, BAD_CAST GW_FHIR_NS);
+/* An element in the FHIR namespace? (The document does not change while it is converted, so an
+ * xmlNs found to be FHIR's stays so.) */
+static bool fhir_elem(struct xstate *s, xmlNodePtr n) {
+  if (n->type != XML_ELEMENT_NODE || !n->ns)
+    return false;
+  if (n->ns == s->fns)
+    return true;
+  if (!xmlStrEqual(n->ns->href, BAD_CAST GW_FHIR_NS))
+    return false;
+  s->fns = n->ns;
+  return true;
 }
 
 static void x_resource(struct xstate *s, xmlNodePtr node, const char *path);
 static void x_members(struct xstate *s, const struct ftype *t, xmlNodePtr node, const char *path, bool resource);
 
-static bool has_extras(xmlNodePtr n) {
+static bool has_extras(struct xstate *s, xmlNodePtr n) {
   if (xmlHasProp(n, BAD_CAST "id"))
     return true;
   for (xmlNodePtr c = n->children; c; c = c->next)
-    if (fhir_elem(c))
+    if (fhir_elem(s, c))
       return true;
   return false;
 }
@@ -981,7 +991,7 @@ static void x_extras(struct xstate *s, xmlNodePtr n, const char *path) {
   const struct ftype *ext = s->m->extension;
   bool open = false;
   for (xmlNodePtr c = n->children; c; c = c->next) {
-    if (!fhir_elem(c))
+    if (!fhir_elem(s, c))
       continue;
     if (!xmlStrEqual(c->name, BAD_CAST "extension")) {
       xerr(s, "fhir.unknown-element", path, "a primitive element may only hold extensions",
@@ -1007,7 +1017,7 @@ static void x_value(struct xstate *s, const char *type, const struct ftype *ct, 
   if (strcmp(type, "Resource") == 0) {
     xmlNodePtr r = NULL;
     for (xmlNodePtr k = c->children; k; k = k->next)
-      if (fhir_elem(k)) {
+      if (fhir_elem(s, k)) {
         r = k;
         break;
       }
@@ -1106,10 +1116,10 @@ static void x_members(struct xstate *s, const struct ftype *t, xmlNodePtr node, 
       kv = nkv, ei = nei, ki = nki;
     }
     int k = 0;
-    const struct elem *e = (c->ns && (fhir_elem(c) || xmlStrEqual(c->name, BAD_CAST "div")))
+    const struct elem *e = (c->ns && (fhir_elem(s, c) || xmlStrEqual(c->name, BAD_CAST "div")))
                                ? elem_for_key_k(t, (const char *)c->name, &k)
                                : NULL;
-    if (!e || e->attr || (!fhir_elem(c) && strcmp(e->types[k], "xhtml"))) {
+    if (!e || e->attr || (!fhir_elem(s, c) && strcmp(e->types[k], "xhtml"))) {
       path_join(sub, sizeof(sub), path, (const char *)c->name, -1);
       char en[300];
       snprintf(en, sizeof(en), "unknown element \"%s\" in %s", (const char *)c->name, t->name);
@@ -1149,7 +1159,7 @@ static void x_members(struct xstate *s, const struct ftype *t, xmlNodePtr node, 
       int count = g - from, extras = 0, values = 0;
       if (prim)
         for (int j = from; j < g; j++) {
-          extras += has_extras(kv[j]);
+          extras += has_extras(s, kv[j]);
           values += xmlHasProp(kv[j], BAD_CAST "value") != NULL;
         }
       path_join(sub, sizeof(sub), path, key, -1);
@@ -1180,7 +1190,7 @@ static void x_members(struct xstate *s, const struct ftype *t, xmlNodePtr node, 
         if (e->many)
           yajl_gen_array_open(s->g);
         for (int j = from; j < g; j++) {
-          if (has_extras(kv[j]))
+          if (has_extras(s, kv[j]))
             x_extras(s, kv[j], sub);
           else
             yajl_gen_null(s->g);
@@ -1199,7 +1209,7 @@ out:
 }
 
 static void x_resource(struct xstate *s, xmlNodePtr node, const char *path) {
-  const struct ftype *t = fhir_elem(node) ? find_type(s->m, (const char *)node->name) : NULL;
+  const struct ftype *t = fhir_elem(s, node) ? find_type(s->m, (const char *)node->name) : NULL;
   if (!t || !t->resource) {
     char en[256];
     snprintf(en, sizeof(en), "resource type \"%.100s\" is not supported", (const char *)node->name);

@@ -27,8 +27,6 @@
 
 /* Every XPath the rules evaluate, compiled once when the rules load. */
 #define XPATHS(X)                                                                                                      \
-  X(XP_PESEL, "/descendant::f:identifier[f:system/@value='" OID_PESEL "' or "                                          \
-              "f:type/f:coding[f:code/@value='NNPOL']]/f:value")                                                       \
   X(XP_SPECIALTY_CODE, "string(f:specialty/f:coding[f:system/@value='" OID_SPECIALTY "']/f:code/@value)")              \
   X(XP_START_NODE, "f:start")                                                                                          \
   X(XP_END_NODE, "f:end")                                                                                              \
@@ -516,31 +514,74 @@ static char *str(struct ev *e, enum xp expr, xmlNodePtr ctx) {
 /* Every PESEL in the message, whatever resource or repetition carries it; one
  * wrong number is reported once, where it first stands (the Patient's
  * identifier, not again at each reference to it). */
-static void check_pesel(struct ev *e) {
-  enum { MAX_BAD = 64 }; /* distinct wrong numbers reported; more adds nothing for the sender */
-  xmlChar *bad[MAX_BAD];
-  int nbad = 0;
-  xmlXPathObjectPtr o = q(e, XP_PESEL, NULL);
-  for (int i = 0; i < nodes(o) && nbad < MAX_BAD; i++) {
-    xmlNodePtr n = o->nodesetval->nodeTab[i];
-    xmlChar *v = xmlGetProp(n, BAD_CAST "value");
-    if (!v || gw_pesel_valid((const char *)v)) {
+static bool is_f(xmlNodePtr n, const char *name) {
+  return n->type == XML_ELEMENT_NODE && n->ns && xmlStrEqual(n->name, BAD_CAST name) &&
+         xmlStrEqual(n->ns->href, BAD_CAST GW_FHIR_NS);
+}
+
+/* Has |n| a FHIR child |name| whose @value is |value|? */
+static bool has_child_value(xmlNodePtr n, const char *name, const char *value) {
+  for (xmlNodePtr c = n->children; c; c = c->next)
+    if (is_f(c, name)) {
+      xmlChar *v = xmlGetProp(c, BAD_CAST "value");
+      bool eq = v && xmlStrEqual(v, BAD_CAST value);
       xmlFree(v);
-      continue;
+      if (eq)
+        return true;
     }
-    bool seen = false;
-    for (int k = 0; k < nbad && !seen; k++)
-      seen = xmlStrEqual(v, bad[k]);
-    if (seen) {
-      xmlFree(v);
+  return false;
+}
+
+/* A PESEL identifier, wherever it stands (a resource's, a participant's, an assigner's): system
+ * the PESEL OID, or type NNPOL (f:identifier[f:system/@value=PESEL or f:type/f:coding[f:code/@value=
+ * 'NNPOL']]), found by one walk of the tree in document order instead of an XPath scan. */
+static bool pesel_identifier(xmlNodePtr n) {
+  if (!is_f(n, "identifier"))
+    return false;
+  if (has_child_value(n, "system", OID_PESEL))
+    return true;
+  for (xmlNodePtr t = n->children; t; t = t->next)
+    if (is_f(t, "type"))
+      for (xmlNodePtr c = t->children; c; c = c->next)
+        if (is_f(c, "coding") && has_child_value(c, "code", "NNPOL"))
+          return true;
+  return false;
+}
+
+enum { MAX_BAD_PESEL = 64 }; /* distinct wrong numbers reported; more adds nothing for the sender */
+struct pesels {
+  xmlChar *bad[MAX_BAD_PESEL];
+  int nbad;
+};
+
+static void pesel_walk(struct ev *e, xmlNodePtr n, struct pesels *p) {
+  for (; n && p->nbad < MAX_BAD_PESEL; n = n->next) {
+    if (n->type != XML_ELEMENT_NODE)
       continue;
-    }
-    report(e, "cer.pesel", n, (const char *)v, NULL);
-    bad[nbad++] = v;
+    if (pesel_identifier(n))
+      for (xmlNodePtr v = n->children; v && p->nbad < MAX_BAD_PESEL; v = v->next) {
+        if (!is_f(v, "value"))
+          continue;
+        xmlChar *val = xmlGetProp(v, BAD_CAST "value");
+        bool seen = !val || gw_pesel_valid((const char *)val);
+        for (int k = 0; k < p->nbad && !seen; k++)
+          seen = xmlStrEqual(val, p->bad[k]);
+        if (seen) {
+          xmlFree(val);
+          continue;
+        }
+        report(e, "cer.pesel", v, (const char *)val, NULL);
+        p->bad[p->nbad++] = val;
+      }
+    pesel_walk(e, n->children, p);
   }
-  for (int k = 0; k < nbad; k++)
-    xmlFree(bad[k]);
-  xmlXPathFreeObject(o);
+}
+
+static void check_pesel(struct ev *e) {
+  struct pesels p = {.nbad = 0};
+  pesel_walk(e, xmlDocGetRootElement(e->x->doc), &p);
+  for (int k = 0; k < p.nbad; k++)
+    xmlFree(p.bad[k]);
 }
 
 static bool is_booking(const char *status) {
