@@ -5,6 +5,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,12 +161,22 @@ void gw_random_uuid(char out[37]) {
            r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14], r[15]);
 }
 
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+/* fetched once: EVP_sha256() makes every digest look its implementation up again (OpenSSL 3) */
+static void sha256_fetch(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
+
 void gw_sha256_hex(const void *data, size_t n, char out[65]) {
+  static const char hex[] = "0123456789abcdef";
   unsigned char md[32];
   unsigned int len = 0;
   out[0] = 0;
-  if (EVP_Digest(data, n, md, &len, EVP_sha256(), NULL) != 1 || len != 32)
+  pthread_once(&sha256_once, sha256_fetch);
+  if (EVP_Digest(data, n, md, &len, sha256_md ? sha256_md : EVP_sha256(), NULL) != 1 || len != 32)
     return;
-  for (int i = 0; i < 32; i++)
-    snprintf(out + 2 * i, 3, "%02x", md[i]);
+  for (int i = 0; i < 32; i++) {
+    out[2 * i] = hex[md[i] >> 4];
+    out[2 * i + 1] = hex[md[i] & 15];
+  }
+  out[64] = 0;
 }

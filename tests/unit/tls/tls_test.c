@@ -6,6 +6,7 @@
 #include "conf/conf.h"
 #include "core/buf.h"
 #include "core/err.h"
+#include "tls/jwt.h"
 #include "tls/tls.h"
 
 static char path[4300];
@@ -79,7 +80,20 @@ static void test_server_ctx(void) {
   gw_conf_cleanup(&c);
 }
 
+/* SHA-256 as the idempotency digest uses it: the test vectors of FIPS 180-2 (appendix B) */
+static void test_sha256(void) {
+  char hex[65];
+  gw_sha256_hex("abc", 3, hex);
+  CU_ASSERT_STRING_EQUAL(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  static const char two[] = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  gw_sha256_hex(two, sizeof(two) - 1, hex);
+  CU_ASSERT_STRING_EQUAL(hex, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  gw_sha256_hex("", 0, hex);
+  CU_ASSERT_STRING_EQUAL(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+}
+
 int gw_test_tls_suite(void) {
   CU_pSuite s = CU_add_suite("tls/tls", NULL, NULL);
-  return !s || GW_ADD(s, test_identity_clinic) || GW_ADD(s, test_identity_roles) || GW_ADD(s, test_server_ctx);
+  return !s || GW_ADD(s, test_identity_clinic) || GW_ADD(s, test_identity_roles) || GW_ADD(s, test_server_ctx) ||
+         GW_ADD(s, test_sha256);
 }
