@@ -50,9 +50,7 @@
                     "count(f:extension[@url='" URGENCY_URL "']/f:valueCode[@value='pilny' or @value='stabilny']) > 0") \
   X(XP_SLOTS, "/descendant::f:Slot")                                                                                   \
   X(XP_SCHEDULE_KEY, "concat(f:schedule/f:reference/@value, '|', f:schedule/f:identifier/f:value/@value)")             \
-  X(XP_HORIZONS, "/descendant::f:Schedule/f:planningHorizon")                                                          \
-  X(XP_RPWDL_IDS, "/descendant::f:identifier[f:system/@value='" OID_RPWDL "']/f:value | "                              \
-                  "/descendant::f:system[starts-with(translate(@value, 'URNOID', 'urnoid'), 'urn:oid:')]")
+  X(XP_HORIZONS, "/descendant::f:Schedule/f:planningHorizon")
 
 #define XP_ENUM(id, text) id,
 #define XP_TEXT(id, text) text,
@@ -823,25 +821,46 @@ static void check_slots(struct ev *e) {
   xmlXPathFreeObject(o);
 }
 
+/* One node of the identity check: an RPWDL identifier's value (the clinic is the part before the first
+ * dot), or an identifier system under some clinic's RPWDL OID. */
+static void identity_node(struct ev *e, xmlNodePtr n, bool is_system) {
+  xmlChar *v = xmlGetProp(n, BAD_CAST "value");
+  char clinic[32] = "";
+  if (v && is_system)
+    gw_system_clinic((const char *)v, clinic, sizeof(clinic));
+  else if (v)
+    snprintf(clinic, sizeof(clinic), "%.*s", (int)strcspn((const char *)v, "."), (const char *)v);
+  if (v && *clinic && strcmp(clinic, e->ctx->caller_rpwdl))
+    report(e, "cer.identity-match", n, clinic, e->ctx->caller_rpwdl);
+  xmlFree(v);
+}
+
+/* In document order: f:value of f:identifier[f:system/@value = RPWDL OID], and f:system whose value
+ * starts with "urn:oid:" in any case, by one walk of the tree (no XPath scan of every element). */
+static void identity_walk(struct ev *e, xmlNodePtr n) {
+  for (; n; n = n->next) {
+    if (n->type != XML_ELEMENT_NODE)
+      continue;
+    if (is_f(n, "value") && n->parent && is_f(n->parent, "identifier") &&
+        has_child_value(n->parent, "system", OID_RPWDL)) {
+      identity_node(e, n, false);
+    } else if (is_f(n, "system")) {
+      xmlChar *v = xmlGetProp(n, BAD_CAST "value");
+      bool oid = v && strncasecmp((const char *)v, "urn:oid:", 8) == 0;
+      xmlFree(v);
+      if (oid)
+        identity_node(e, n, true);
+    }
+    identity_walk(e, n->children);
+  }
+}
+
 static void check_identity(struct ev *e) {
   if (!e->ctx->caller_rpwdl || !*e->ctx->caller_rpwdl)
     return;
   /* RPWDL identifiers, and identifier systems scoped under a clinic's RPWDL OID in any spelling
    * (upper case, leading zeros in an arc) */
-  xmlXPathObjectPtr o = q(e, XP_RPWDL_IDS, NULL);
-  for (int i = 0; i < nodes(o); i++) {
-    xmlNodePtr n = o->nodesetval->nodeTab[i];
-    xmlChar *v = xmlGetProp(n, BAD_CAST "value");
-    char clinic[32] = "";
-    if (v && xmlStrEqual(n->name, BAD_CAST "system"))
-      gw_system_clinic((const char *)v, clinic, sizeof(clinic));
-    else if (v)
-      snprintf(clinic, sizeof(clinic), "%.*s", (int)strcspn((const char *)v, "."), (const char *)v);
-    if (v && *clinic && strcmp(clinic, e->ctx->caller_rpwdl))
-      report(e, "cer.identity-match", n, clinic, e->ctx->caller_rpwdl);
-    xmlFree(v);
-  }
-  xmlXPathFreeObject(o);
+  identity_walk(e, xmlDocGetRootElement(e->x->doc));
 }
 
 /* ---- the CeR profile ---- */
