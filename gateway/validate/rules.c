@@ -27,16 +27,11 @@
 
 /* Every XPath the rules evaluate, compiled once when the rules load. */
 #define XPATHS(X)                                                                                                      \
-  X(XP_SPECIALTY_CODE, "string(f:specialty/f:coding[f:system/@value='" OID_SPECIALTY "']/f:code/@value)")              \
   X(XP_START_NODE, "f:start")                                                                                          \
   X(XP_END_NODE, "f:end")                                                                                              \
   X(XP_APPOINTMENTS, "/descendant::f:Appointment")                                                                     \
   X(XP_SPECIALTY, "f:specialty")                                                                                       \
   X(XP_IS_PATCH, "count(ancestor::f:entry/f:request/f:method[@value='PATCH']) > 0")                                    \
-  X(XP_PATIENT_SYS, "string(f:participant/f:actor[f:type/@value='Patient' or "                                         \
-                    "starts-with(f:reference/@value,'Patient/')]/f:identifier/f:system/@value)")                       \
-  X(XP_PATIENT_VAL, "string(f:participant/f:actor[f:type/@value='Patient' or "                                         \
-                    "starts-with(f:reference/@value,'Patient/')]/f:identifier/f:value/@value)")                        \
   X(XP_REACHABLE_IDS, "/descendant::f:Patient[f:telecom/f:value/@value or f:contact/f:telecom/f:value/@value]"         \
                       "/f:identifier[f:system/@value and f:value/@value]")                                             \
   X(XP_PATIENT_IDS, "/descendant::f:Patient/f:identifier[f:system/@value and f:value/@value]")                         \
@@ -546,6 +541,62 @@ static bool pesel_identifier(xmlNodePtr n) {
   return false;
 }
 
+/* The @value of |n|'s first FHIR child |name| (malloc'd), NULL when none has one. */
+static char *first_child_value(xmlNodePtr n, const char *name) {
+  for (xmlNodePtr c = n ? n->children : NULL; c; c = c->next)
+    if (is_f(c, name)) {
+      xmlChar *v = xmlGetProp(c, BAD_CAST "value");
+      if (v) {
+        char *r = strdup((const char *)v);
+        xmlFree(v);
+        return r;
+      }
+    }
+  return NULL;
+}
+
+/* string(f:specialty/f:coding[f:system/@value=SPECIALTY OID]/f:code/@value) of |res|, by walking */
+static char *specialty_code(xmlNodePtr res) {
+  for (xmlNodePtr sp = res->children; sp; sp = sp->next)
+    if (is_f(sp, "specialty"))
+      for (xmlNodePtr c = sp->children; c; c = c->next)
+        if (is_f(c, "coding") && has_child_value(c, "system", OID_SPECIALTY)) {
+          char *v = first_child_value(c, "code");
+          if (v)
+            return v;
+        }
+  return strdup("");
+}
+
+/* string(f:participant/f:actor[f:type/@value='Patient' or starts-with(f:reference/@value,'Patient/')]
+ *        /f:identifier/f:|part|/@value) of appointment |a|, by walking: the first in document order */
+static char *patient_actor_value(xmlNodePtr a, const char *part) {
+  for (xmlNodePtr p = a->children; p; p = p->next) {
+    if (!is_f(p, "participant"))
+      continue;
+    for (xmlNodePtr act = p->children; act; act = act->next) {
+      if (!is_f(act, "actor"))
+        continue;
+      bool patient = has_child_value(act, "type", "Patient");
+      for (xmlNodePtr r = act->children; r && !patient; r = r->next)
+        if (is_f(r, "reference")) {
+          xmlChar *v = xmlGetProp(r, BAD_CAST "value");
+          patient = v && strncmp((const char *)v, "Patient/", 8) == 0;
+          xmlFree(v);
+        }
+      if (!patient)
+        continue;
+      for (xmlNodePtr id = act->children; id; id = id->next)
+        if (is_f(id, "identifier")) {
+          char *v = first_child_value(id, part);
+          if (v)
+            return v;
+        }
+    }
+  }
+  return strdup("");
+}
+
 enum { MAX_BAD_PESEL = 64 }; /* distinct wrong numbers reported; more adds nothing for the sender */
 struct pesels {
   xmlChar *bad[MAX_BAD_PESEL];
@@ -587,8 +638,8 @@ static bool is_booking(const char *status) {
                     !strcmp(status, "checked-in") || !strcmp(status, "proposed"));
 }
 
-static const char *specialty_of(struct ev *e, xmlNodePtr res, char *buf, size_t n) {
-  char *s = str(e, XP_SPECIALTY_CODE, res);
+static const char *specialty_of(xmlNodePtr res, char *buf, size_t n) {
+  char *s = specialty_code(res);
   snprintf(buf, n, "%s", s ? s : "");
   free(s);
   return buf;
@@ -604,7 +655,7 @@ static int covered_kind(const struct gw_rules *r, const char *code) { /* -1 not 
 /* The poradnia code of |res| into |buf|; reports cer.specialty-covered, at
  * the specialty element, when configuration does not cover it. */
 static void checked_specialty(struct ev *e, xmlNodePtr res, char *buf, size_t n) {
-  specialty_of(e, res, buf, n);
+  specialty_of(res, buf, n);
   if (!*buf || covered_kind(e->r, buf) >= 0)
     return;
   xmlXPathObjectPtr s = q(e, XP_SPECIALTY, res);
@@ -707,7 +758,7 @@ static void check_appointments(struct ev *e) {
     }
     if (is_booking(status) && !is_patch) {
       /* 1. contact: the patient's own telecom, or a contact person's, in this message */
-      char *sys = str(e, XP_PATIENT_SYS, a), *val = str(e, XP_PATIENT_VAL, a);
+      char *sys = patient_actor_value(a, "system"), *val = patient_actor_value(a, "value");
       xmlXPathObjectPtr c = q(e, XP_CONTAINED_CONTACT, a);
       bool reachable = keyset_has(&reach, sys, val) || (c && xmlXPathCastToBoolean(c));
       xmlXPathFreeObject(c);
