@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "core/buf.h"
 #include "core/err.h"
 
@@ -192,6 +193,26 @@ bool gw_xml_text_ok(const unsigned char *s, size_t n, bool newlines) {
     n -= (size_t)len;
   }
   return true;
+}
+
+int gw_xml_node_alone(struct _xmlNode *n, uint8_t **out, size_t *len) {
+  *out = NULL;
+  *len = 0;
+  xmlDocPtr one = xmlNewDoc(BAD_CAST "1.0");
+  xmlNodePtr copy = one ? xmlDocCopyNode(n, one, 1) : NULL;
+  if (copy)
+    xmlDocSetRootElement(one, copy);
+  xmlBufferPtr b = copy ? xmlBufferCreate() : NULL;
+  int rv = GW_ERR_NOMEM;
+  if (b && xmlNodeDump(b, one, copy, 0, 0) >= 0 && (*out = gw_malloc((size_t)xmlBufferLength(b) + 1))) {
+    memcpy(*out, xmlBufferContent(b), (size_t)xmlBufferLength(b));
+    (*out)[xmlBufferLength(b)] = 0;
+    *len = (size_t)xmlBufferLength(b);
+    rv = GW_OK;
+  }
+  xmlBufferFree(b);
+  xmlFreeDoc(one);
+  return rv;
 }
 
 static int buf_write(void *ctx, const char *data, int len) { return gw_buf_append(ctx, data, (size_t)len) ? -1 : len; }

@@ -7,10 +7,13 @@
 #define GW_CODEC_XML_H
 
 #include <stddef.h>
+#include <stdint.h>
 
+#include "core/buf.h"
 #include "core/diag.h"
 
 struct _xmlDoc;
+struct _xmlNode;
 
 /* Parses |len| bytes (at most |max_bytes|). On success |*out| is a new
  * document (free with xmlFreeDoc). Problems go to |diag| as "xml.*" rules:
@@ -29,5 +32,9 @@ bool gw_xml_text_ok(const unsigned char *s, size_t n, bool newlines);
 /* Serialises |doc| (no XML declaration when |decl| is 0) to |out|. */
 struct gw_buf;
 int gw_xml_dump(struct _xmlDoc *doc, int decl, int pretty, struct gw_buf *out);
+
+/* Element |n| (and its subtree) written as a document of its own, its namespaces declared on it, no
+ * XML declaration: |*out| malloc'd and NUL-terminated. GW_OK or GW_ERR_NOMEM. */
+int gw_xml_node_alone(struct _xmlNode *n, uint8_t **out, size_t *len);
 
 #endif

@@ -788,6 +788,33 @@ int gw_engine_json_as_xml(const struct gw_engine *e, const uint8_t *json, size_t
   return rv;
 }
 
+int gw_engine_extract(void *ud, const uint8_t *canonical, size_t len, int entry, uint8_t **out, size_t *out_len) {
+  (void)ud;
+  *out = NULL;
+  *out_len = 0;
+  struct gw_diag d;
+  gw_diag_init(&d, 4);
+  xmlDocPtr doc = NULL;
+  int rv = gw_xml_parse((const char *)canonical, len, len + 1, &doc, &d);
+  gw_diag_cleanup(&d);
+  if (rv != GW_OK)
+    return GW_ERR_INVAL;
+  xmlNodePtr root = xmlDocGetRootElement(doc), res = entry < 0 ? root : NULL;
+  int k = 0;
+  for (xmlNodePtr en = root && entry >= 0 ? xmlFirstElementChild(root) : NULL; en && !res;
+       en = xmlNextElementSibling(en)) {
+    if (!xmlStrEqual(en->name, BAD_CAST "entry") || k++ != entry)
+      continue;
+    for (xmlNodePtr r = xmlFirstElementChild(en); r && !res; r = xmlNextElementSibling(r))
+      if (xmlStrEqual(r->name, BAD_CAST "resource"))
+        res = xmlFirstElementChild(r);
+    break;
+  }
+  rv = res ? gw_xml_node_alone(res, out, out_len) : GW_ERR_NOTFOUND;
+  xmlFreeDoc(doc);
+  return rv;
+}
+
 int gw_engine_merge(void *ud, const uint8_t *prev, size_t plen, const uint8_t *partial, size_t len, uint8_t **out,
                     size_t *out_len) {
   const struct gw_engine *e = ud;

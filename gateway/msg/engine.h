@@ -57,6 +57,11 @@ int gw_engine_check(const struct gw_engine *e, const char *text, size_t len, enu
 int gw_engine_merge(void *ud, const uint8_t *prev, size_t plen, const uint8_t *partial, size_t len, uint8_t **out,
                     size_t *out_len);
 
+/* The resource at |entry| of a message's canonical FHIR XML (-1: the canonical form is the resource),
+ * as a document of its own: the store's extract hook (gw_extract_fn, |ud| the engine), for versions
+ * kept as their message holds them. GW_OK, GW_ERR_NOTFOUND, GW_ERR_INVAL or GW_ERR_NOMEM. */
+int gw_engine_extract(void *ud, const uint8_t *canonical, size_t len, int entry, uint8_t **out, size_t *out_len);
+
 /* A FHIR JSON answer (an OperationOutcome, a Bundle) as FHIR XML, for a client that asked for XML. */
 int gw_engine_json_as_xml(const struct gw_engine *e, const uint8_t *json, size_t len, struct gw_buf *out);
 

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "codec/fhir.h"
+#include "codec/xml.h"
 #include "core/alloc.h"
 #include "core/err.h"
 #include "pipe/pipe.h"
@@ -95,6 +96,8 @@ static bool simple_value(xmlNodePtr at, const char *expr, char *out, size_t n) {
     return false;
   memcpy(path, expr + sizeof(head) - 1, plen);
   path[plen] = 0;
+  if (path[0] == '/' || strstr(path, "//"))
+    return false; /* from the root, or any descendant: XPath's */
   const char *steps[8];
   int ns = 0;
   for (char *save = NULL, *t = strtok_r(path, "/", &save); t; t = strtok_r(NULL, "/", &save)) {
@@ -472,20 +475,11 @@ int gw_facts_resources(xmlDocPtr doc, const char *caller, const char *url_id, st
     f->patch = !strcmp(method, "PATCH");
     xstr(x, r, "string(count(../../preceding-sibling::f:entry))", pos, sizeof(pos));
     f->entry = r->parent == (xmlNodePtr)doc ? -1 : atoi(pos);
-    /* the resource alone, its namespace declared on it */
-    xmlDocPtr one = xmlNewDoc(BAD_CAST "1.0");
-    xmlNodePtr copy = one ? xmlDocCopyNode(r, one, 1) : NULL;
-    if (copy)
-      xmlDocSetRootElement(one, copy);
-    xmlBufferPtr b = copy ? xmlBufferCreate() : NULL;
-    if (b && xmlNodeDump(b, one, copy, 0, 0) >= 0 && (f->body = gw_malloc((size_t)xmlBufferLength(b) + 1))) {
-      memcpy(f->body, xmlBufferContent(b), (size_t)xmlBufferLength(b));
-      f->body[xmlBufferLength(b)] = 0;
-      f->body_len = (size_t)xmlBufferLength(b);
-      s->nresf++;
-    }
-    xmlBufferFree(b);
-    xmlFreeDoc(one);
+    /* a PATCH's partial resource, which the store merges into the version before it; a whole
+     * resource is kept as its message's canonical form holds it (at entry f->entry), not copied */
+    if (f->patch && gw_xml_node_alone(r, &f->body, &f->body_len) != GW_OK)
+      continue;
+    s->nresf++;
   }
   xmlXPathFreeObject(o);
   return GW_OK;

@@ -24,8 +24,11 @@ struct gw_pipe *gw_pipe_new(const struct gw_engine *e, struct gw_store *st) {
   if (p) {
     p->e = e;
     p->st = st;
-    if (st) /* versions of a PATCHed resource: merged with the engine's element model */
+    if (st) { /* versions of a PATCHed resource merged with the engine's element model; the others
+               * read from their message's canonical form */
       gw_store_set_merge(st, gw_engine_merge, (void *)e);
+      gw_store_set_extract(st, gw_engine_extract, (void *)e);
+    }
   }
   return p;
 }

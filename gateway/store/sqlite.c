@@ -93,6 +93,10 @@ static const char *const migrations[GW_STORE_SCHEMA_VERSION] = {
     "CREATE TABLE IF NOT EXISTS attempts(delivery_id INTEGER NOT NULL, attempt INTEGER NOT NULL,"
     " at_ms INTEGER NOT NULL, state INTEGER NOT NULL, status INTEGER NOT NULL, answer TEXT NOT NULL,"
     " PRIMARY KEY(delivery_id, attempt, state));",
+    /* 6 -> 7: a version that is its message's resource as sent is not copied: an empty body and the
+     * Bundle entry (-1: the message is the resource) say where the message's canonical form holds it */
+    "ALTER TABLE resources ADD COLUMN entry INTEGER NOT NULL DEFAULT -1;"
+    "CREATE INDEX IF NOT EXISTS resources_msg ON resources(msg_id);",
 };
 
 static int user_version(sqlite3 *db) {
@@ -179,12 +183,14 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_SLOT_GET] = "SELECT free FROM slots WHERE caller = ?1 AND ident = ?2",
     [S_ATTEMPT_PUT] = "INSERT OR IGNORE INTO attempts(delivery_id, attempt, at_ms, state, status, answer)"
                       " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-    [S_RES_BY_IDENT] = "SELECT id, version, body FROM resources WHERE clinic = ?1 AND rtype = ?2 AND ident = ?3"
+    [S_RES_BY_IDENT] = "SELECT id, version, body, msg_id, entry FROM resources WHERE clinic = ?1 AND rtype = ?2"
+                       " AND ident = ?3"
                        " ORDER BY version DESC LIMIT 1",
-    [S_RES_BY_ID] = "SELECT id, version, body FROM resources WHERE clinic = ?1 AND rtype = ?2 AND id = ?3"
+    [S_RES_BY_ID] = "SELECT id, version, body, msg_id, entry FROM resources WHERE clinic = ?1 AND rtype = ?2"
+                    " AND id = ?3"
                     " ORDER BY version DESC LIMIT 1",
     [S_RES_PUT] = "INSERT INTO resources(clinic, rtype, id, version, msg_id, updated_ms, ident, identvalue, status,"
-                  " date_ms, refs, body) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                  " date_ms, refs, body, entry) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     [S_APPT_GET] = "SELECT status, start_ms, slots FROM appointments WHERE caller = ?1 AND akey = ?2",
     [S_APPT_PUT] = "INSERT OR REPLACE INTO appointments(caller, akey, status, start_ms, slots, msg_id)"
                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
@@ -212,6 +218,8 @@ struct sq_store {
   void *memory_ud;
   gw_merge_fn merge; /* a PATCH merged into the version before, or NULL */
   void *merge_ud;
+  gw_extract_fn extract; /* a version kept as its message holds it, read out of the canonical form */
+  void *extract_ud;
 };
 
 static int open_db(const char *path, sqlite3 **db, struct gw_buf *err) {
@@ -567,6 +575,44 @@ static void sq_set_merge(struct gw_store *gst, gw_merge_fn fn, void *ud) {
   pthread_mutex_unlock(&st->mu);
 }
 
+static void sq_set_extract(struct gw_store *gst, gw_extract_fn fn, void *ud) {
+  struct sq_store *st = (struct sq_store *)gst;
+  pthread_mutex_lock(&st->mu);
+  st->extract = fn;
+  st->extract_ud = ud;
+  pthread_mutex_unlock(&st->mu);
+}
+
+/* A version's body from a row (|q| at column |col|: body, then msg_id and entry): its own, or when it
+ * has none (stored empty), the resource at its entry of its message's canonical form. |*out| malloc'd,
+ * NUL-terminated. GW_OK, GW_ERR_NOTFOUND (the canonical form is gone) or another error. */
+static int row_body(struct sq_store *st, sqlite3_stmt *q, int col, uint8_t **out, size_t *len) {
+  int n = sqlite3_column_bytes(q, col);
+  *out = NULL;
+  *len = 0;
+  if (n > 0) {
+    if (!(*out = malloc((size_t)n + 1)))
+      return GW_ERR_NOMEM;
+    memcpy(*out, sqlite3_column_blob(q, col), (size_t)n);
+    (*out)[n] = 0;
+    *len = (size_t)n;
+    return GW_OK;
+  }
+  if (!st->extract)
+    return GW_ERR_NOTFOUND;
+  int64_t msg_id = sqlite3_column_int64(q, col + 1);
+  int entry = sqlite3_column_int(q, col + 2);
+  sqlite3_stmt *c = NULL;
+  int rv = GW_ERR_NOTFOUND;
+  if (sqlite3_prepare_v2(st->w, "SELECT canonical FROM messages WHERE id = ?1", -1, &c, NULL) != SQLITE_OK)
+    return failed_step(st->w, "resource_body", 0);
+  sqlite3_bind_int64(c, 1, msg_id);
+  if (sqlite3_step(c) == SQLITE_ROW && sqlite3_column_bytes(c, 0) > 0)
+    rv = st->extract(st->extract_ud, sqlite3_column_blob(c, 0), (size_t)sqlite3_column_bytes(c, 0), entry, out, len);
+  sqlite3_finalize(c);
+  return rv;
+}
+
 /* The conditions of a search, shared by its count and its page; ?1 clinic, ?2 type. */
 #define READ_WHERE                                                                                                     \
   " FROM resources r WHERE r.clinic = ?1 AND r.rtype = ?2"                                                             \
@@ -606,7 +652,7 @@ static void run_read(struct sq_store *st, struct witem *it) {
   }
   if (sqlite3_prepare_v2(st->w, "SELECT COUNT(*)" READ_WHERE, -1, &c, NULL) != SQLITE_OK ||
       sqlite3_prepare_v2(st->w,
-                         "SELECT r.id, r.version, r.updated_ms, r.msg_id, r.body" READ_WHERE
+                         "SELECT r.id, r.version, r.updated_ms, r.msg_id, r.body, r.msg_id, r.entry" READ_WHERE
                          " ORDER BY r.updated_ms DESC, r.id, r.version DESC LIMIT ?14 OFFSET ?15",
                          -1, &q, NULL) != SQLITE_OK) {
     rv = failed_step(st->w, "read", 0);
@@ -625,14 +671,8 @@ static void run_read(struct sq_store *st, struct witem *it) {
     r->version = sqlite3_column_int(q, 1);
     r->updated_ms = sqlite3_column_int64(q, 2);
     r->msg_id = sqlite3_column_int64(q, 3);
-    int len = sqlite3_column_bytes(q, 4);
-    if (!(r->body = malloc((size_t)len + 1))) {
-      rv = GW_ERR_NOMEM;
+    if ((rv = row_body(st, q, 4, &r->body, &r->len)) != GW_OK)
       break;
-    }
-    memcpy(r->body, sqlite3_column_blob(q, 4), (size_t)len);
-    r->body[len] = 0;
-    r->len = (size_t)len;
     n++;
   }
   if (rv == GW_OK && rc != SQLITE_ROW && rc != SQLITE_DONE)
@@ -673,14 +713,8 @@ static int res_latest(struct sq_store *st, const char *clinic, const struct gw_r
     if (rc == SQLITE_ROW) {
       snprintf(id, idn, "%s", (const char *)sqlite3_column_text(q, 0));
       *version = sqlite3_column_int(q, 1);
-      if (body) {
-        int n = sqlite3_column_bytes(q, 2);
-        if ((*body = malloc((size_t)n + 1))) {
-          memcpy(*body, sqlite3_column_blob(q, 2), (size_t)n);
-          (*body)[n] = 0;
-          *blen = (size_t)n;
-        }
-      }
+      if (body && row_body(st, q, 2, body, blen) != GW_OK)
+        *body = NULL; /* nothing to merge into: the version is not kept */
       rv = 1;
     } else if (rc != SQLITE_DONE) {
       rv = failed_step(st->w, "resource_latest", rc);
@@ -759,7 +793,8 @@ static int keep_versions(struct sq_store *st, struct gw_submit *s, int64_t now) 
     bind_text(q, 9, r->status);
     sqlite3_bind_int64(q, 10, r->date_ms);
     bind_text(q, 11, r->refs);
-    sqlite3_bind_blob(q, 12, body, (int)blen, SQLITE_STATIC);
+    sqlite3_bind_blob(q, 12, body ? (const void *)body : "", (int)blen, SQLITE_STATIC); /* empty: see entry */
+    sqlite3_bind_int(q, 13, r->entry);
     rv = step_done(st->w, q, "keep_version");
     free(merged);
     if (rv != GW_OK)
@@ -1227,6 +1262,7 @@ static const struct gw_store_ops sq_ops = {.name = "sqlite",
                                            .set_answer = sq_set_answer,
                                            .read = sq_read,
                                            .set_merge = sq_set_merge,
+                                           .set_extract = sq_set_extract,
                                            .load = sq_load,
                                            .load_range = sq_load_range,
                                            .lookup = sq_lookup,
@@ -1499,7 +1535,9 @@ static int outbox_purge(sqlite3 *db, const char *path, int argc, char **argv) {
            exec_cut(db,
                     "DELETE FROM messages WHERE received_ms < ?1 AND NOT EXISTS"
                     " (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id)"
-                    " AND NOT EXISTS (SELECT 1 FROM slots s WHERE s.msg_id = messages.id)",
+                    " AND NOT EXISTS (SELECT 1 FROM slots s WHERE s.msg_id = messages.id)"
+                    /* a version of a resource read out of the message's canonical form keeps it */
+                    " AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.msg_id = messages.id AND length(r.body) = 0)",
                     cut, &nm) &&
            exec_cut(db, "DELETE FROM attempts WHERE delivery_id NOT IN (SELECT id FROM deliveries) AND ?1 > 0", cut,
                     &(int){0});

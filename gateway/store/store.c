@@ -75,6 +75,7 @@ void gw_store_read(struct gw_store *st, const struct gw_rquery *q, gw_store_read
 }
 
 void gw_store_set_merge(struct gw_store *st, gw_merge_fn fn, void *ud) { st->ops->set_merge(st, fn, ud); }
+void gw_store_set_extract(struct gw_store *st, gw_extract_fn fn, void *ud) { st->ops->set_extract(st, fn, ud); }
 
 void gw_store_set_answer(struct gw_store *st, int64_t msg_id, int status, const char *ctype, const char *location,
                          const char *etag, const uint8_t *body, size_t len) {

@@ -52,7 +52,8 @@ struct gw_resfact {
   char refs[512];  /* what it references, for search: "\nSchedule/S-1\nPractitioner/1234567\n" */
   int patch;       /* a partial resource (PATCH): merged with the version before */
   int entry;       /* its Bundle entry, -1 for a resource alone */
-  uint8_t *body;   /* its canonical FHIR XML (malloc'd) */
+  uint8_t *body;   /* a PATCH's partial resource (malloc'd); NULL for a whole resource, which the store
+                      keeps as its message's canonical form holds it (at |entry|), not as a copy */
   size_t body_len;
   /* results */
   char out_id[72];
@@ -193,6 +194,9 @@ typedef void (*gw_store_read_fn)(void *ud, int rv, const struct gw_rrow *rows, i
  * (malloc'd). GW_OK or an error (then the version is not kept). */
 typedef int (*gw_merge_fn)(void *ud, const uint8_t *prev, size_t prev_len, const uint8_t *partial, size_t len,
                            uint8_t **out, size_t *out_len);
+/* The resource at |entry| of a message's canonical form (-1: the whole of it), for a version kept as
+ * its message holds it (gw_resfact.body NULL): |*out| malloc'd. GW_OK or an error. */
+typedef int (*gw_extract_fn)(void *ud, const uint8_t *canonical, size_t len, int entry, uint8_t **out, size_t *out_len);
 
 /* ---- implementations ----
  * A store is a table of operations and the state behind it; the calls below
@@ -210,6 +214,7 @@ struct gw_store_ops {
   void (*update)(struct gw_store *st, const struct gw_delivery *d);
   void (*read)(struct gw_store *st, const struct gw_rquery *q, gw_store_read_fn fn, void *ud);
   void (*set_merge)(struct gw_store *st, gw_merge_fn fn, void *ud);
+  void (*set_extract)(struct gw_store *st, gw_extract_fn fn, void *ud);
   void (*set_answer)(struct gw_store *st, int64_t msg_id, int status, const char *ctype, const char *location,
                      const char *etag, const uint8_t *body, size_t len);
   int (*load)(struct gw_store *st, int state, void (*fn)(void *ud, struct gw_delivery *d), void *ud);
@@ -276,7 +281,7 @@ void gw_store_set_memory(struct gw_store *st, gw_memory_fn fn, void *ud);
 /* The schema version this build writes (PRAGMA user_version). A database of
  * an older version is migrated forward at open, in one transaction; a newer
  * one is refused. */
-#define GW_STORE_SCHEMA_VERSION 6
+#define GW_STORE_SCHEMA_VERSION 7
 /* Prometheus lines of the store (errors counted since start). */
 void gw_store_metrics(struct gw_buf *out);
 
@@ -303,6 +308,8 @@ void gw_store_set_answer(struct gw_store *st, int64_t msg_id, int status, const 
 void gw_store_read(struct gw_store *st, const struct gw_rquery *q, gw_store_read_fn fn, void *ud);
 /* Sets the hook that merges a PATCH into the version before it (NULL: a PATCH keeps no version). */
 void gw_store_set_merge(struct gw_store *st, gw_merge_fn fn, void *ud);
+/* Versions kept without a body of their own are read through |fn| (the engine's gw_engine_extract). */
+void gw_store_set_extract(struct gw_store *st, gw_extract_fn fn, void *ud);
 
 /* Loads deliveries in |state| (ordered by id) for the dispatcher; each is
  * handed to |fn|, which owns it. Synchronous, on a reader connection. */

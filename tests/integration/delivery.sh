@@ -342,6 +342,8 @@ check "GET /fhir/Appointment/A-1: 200, the latest version with its id, versionId
 check "GET /fhir/Appointment/A-1/_history/1: version 1" has "$(gw clinic-a /fhir/Appointment/A-1/_history/1)" '"versionId": "1"'
 check "GET /fhir/Appointment/A-1/_history: a history Bundle of both versions" \
   has "$(gw clinic-a /fhir/Appointment/A-1/_history)" '"type": "history"' '"total": 2'
+check "  the store keeps no copy of a version sent whole: read out of its message's canonical form" \
+  eq "$(db "select count(*) from resources where clinic = '000000012345' and id = 'A-1' and length(body) = 0")" 2
 check "GET /fhir/Appointment?identifier=system|A-1: a searchset with it" \
   has "$(gw clinic-a '/fhir/Appointment?identifier=urn:oid:2.16.840.1.113883.3.4424.2.3.1.000000012345%7CA-1')" '"type": "searchset"' '"total": 1' '"id": "A-1"'
 r=$(gw clinic-a '/fhir/Slot?schedule=tx-many&_count=5')
@@ -499,6 +501,8 @@ check "  P1 received a FHIRPath Patch (Parameters: replace Appointment.status ca
 check "  and no Appointment body" bash -c '! grep -q "\"resourceType\":\"Appointment\"" <<<"$1"' _ "$last"
 check "  GET /fhir/Appointment/L-A: version 2, the patch merged into the booking (cancelled, its start and patient kept)" \
   has "$(gw clinic-a /fhir/Appointment/L-A)" '"versionId": "2"' '"status": "cancelled"' '"start": ' '85010112345' 'pacjent odwołał'
+check "  the merged version is the one kept with a body of its own (the PATCH's partial resource is not a version)" \
+  eq "$(db "select length(body) > 0 from resources where id = 'L-A' and version = 2")" 1
 check "  the cancellation freed L-1: L-B books it now (201)" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/lb.json")" 201
 lappt L-B L-1 12:00 12:25 >"$T/lb2.json"
 check "  L-B keeps L-1 and corrects its end (a reschedule to the slot it holds): 201" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/lb2.json")" 201

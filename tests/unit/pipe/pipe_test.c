@@ -394,8 +394,11 @@ static void test_facts_str_walk(void) {
       "string(f:participant/f:actor/f:identifier/f:value/@value)", /* present without a value */
       "string(f:nothing/@value)",
       "string((f:identifier/f:value/@value | f:id/@value)[1])", /* not a simple path: XPath */
+      "string(//f:system/@value)",                              /* any descendant: XPath */
+      "string(/f:Bundle/f:type/@value)",                        /* from the root: XPath */
   };
-  static const char *const want[] = {"booked", "v2", "", "s1", "s1", "Appointment?x", "", "", "v2"};
+  static const char *const want[] = {"booked", "v2", "",   "s1", "s1",         "Appointment?x",
+                                     "",       "",   "v2", "s1", "transaction"};
   xmlXPathContextPtr x = xmlXPathNewContext(doc);
   xmlXPathRegisterNs(x, BAD_CAST "f", BAD_CAST "http://hl7.org/fhir");
   for (size_t i = 0; i < sizeof(exprs) / sizeof(exprs[0]); i++) {
