@@ -91,6 +91,7 @@ full "full path, FHIR JSON transaction (POST /fhir)" /fhir "$T/s12.json"
 fhir_acc=$acc_rate fhir_del=$del_rate fhir_cpu=$cpu_us fhir_threads=$threads
 full "full path, HL7 v2 SIU S12 (POST /hl7v2)" /hl7v2 "$T/s12.hl7"
 full_res=$res s12_cpu=$cpu_us s12_threads=$threads
+echo "gateway -> backend TLS connections open: P1 $(ss -Htn state established "( dport = :$P1 )" | wc -l), AP-KOLCE $(ss -Htn state established "( dport = :$KOLCE )" | wc -l) (HTTP/2, every delivery multiplexed on them)"
 echo "deliveries in total: $(db "select count(*) from deliveries where state = 1"); P1 simulator: $(curl -s --cacert "$D/ca.pem" --cert "$D/operator.pem" --key "$D/operator.key" "https://localhost:$P1/_sim/stats")"
 
 light=$($LG -c "$LIGHT_CONNS" -m "$LIGHT_STREAMS" -D "$DURATION" --path /hl7v2 --data "$T/s12.hl7" | tail -1)

@@ -93,6 +93,9 @@ struct gw_dispatch {
   unsigned long key_serial;
   int64_t last_poll_ms;
   const struct gw_dconf *conf; /* the snapshot of the current turn (policies of queues made while loading) */
+  CURL *spare[64];             /* easy handles of finished transfers, reset for the next (curl_easy_init and
+                                  cleanup cost more than a reset; connections live in the multi handle either way) */
+  int nspare;
 };
 
 static _Atomic(struct gw_dispatch *) the; /* for metrics */
@@ -324,7 +327,7 @@ static struct curl_slist *headers(const struct dlv *v, const struct gw_backend_c
 
 static void https_start(struct gw_dispatch *D, struct dlv *v, const struct gw_backend_conf *bc,
                         const struct gw_dconf *c, int64_t now) {
-  CURL *h = curl_easy_init();
+  CURL *h = D->nspare ? D->spare[--D->nspare] : curl_easy_init();
   if (!h) {
     failed(D, v, "out of memory", now);
     return;
@@ -635,7 +638,12 @@ static void completed(struct gw_dispatch *D, CURL *h, CURLcode cc, int64_t now) 
   long status = 0;
   curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
   curl_multi_remove_handle(D->multi, h);
-  curl_easy_cleanup(h);
+  if (x->kind != X_TOKEN && D->nspare < (int)(sizeof(D->spare) / sizeof(D->spare[0]))) {
+    curl_easy_reset(h);
+    D->spare[D->nspare++] = h;
+  } else {
+    curl_easy_cleanup(h);
+  }
   if (x->kind == X_TOKEN)
     token_completed((struct auth *)(void *)((char *)x - offsetof(struct auth, x)), cc, status, now);
   else
@@ -835,6 +843,8 @@ void gw_dispatch_stop(struct gw_dispatch *D) {
     gw_buf_cleanup(&a->body);
     free(a);
   }
+  while (D->nspare)
+    curl_easy_cleanup(D->spare[--D->nspare]);
   gw_tls_free(D->mtls);
   gw_jwt_key_free(D->key);
   curl_multi_cleanup(D->multi);
