@@ -20,6 +20,7 @@ int gw_test_mllp_suite(void);
 int gw_test_sched_suite(void);
 int gw_test_pipe_suite(void);
 int gw_test_hl7fn_suite(void);
+int gw_test_seal_suite(void);
 
 /* Directory of the development certificates (certs/dev), or NULL. */
 const char *gw_test_certs(void);
