@@ -40,15 +40,15 @@ $(FZ)/fuzz_fhir: fuzz/fuzz_fhir.c gateway/codec/fhir.c gateway/codec/xml.c $(COR
 	@mkdir -p $(FZ)
 	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)
 $(FZ)/fuzz_soap: fuzz/fuzz_soap.c gateway/msg/engine.c gateway/msg/outbound.c gateway/codec/fhir.c gateway/codec/hl7v2.c gateway/codec/xml.c \
-  gateway/xform/xform.c gateway/validate/rules.c $(CORE)
+  gateway/xform/xform.c gateway/xform/hl7fn.c gateway/validate/rules.c $(CORE)
 	@mkdir -p $(FZ)
 	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)
 $(FZ)/fuzz_cer: fuzz/fuzz_cer.c gateway/msg/engine.c gateway/msg/outbound.c gateway/codec/fhir.c gateway/codec/hl7v2.c gateway/codec/xml.c \
-  gateway/xform/xform.c gateway/validate/rules.c $(CORE)
+  gateway/xform/xform.c gateway/xform/hl7fn.c gateway/validate/rules.c $(CORE)
 	@mkdir -p $(FZ)
 	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)
 $(FZ)/fuzz_dconf: fuzz/fuzz_dconf.c gateway/deliver/config.c gateway/deliver/sched.c gateway/mllp/mllp.c gateway/msg/engine.c gateway/msg/outbound.c gateway/codec/fhir.c \
-  gateway/codec/hl7v2.c gateway/codec/xml.c gateway/xform/xform.c gateway/validate/rules.c $(CORE)
+  gateway/codec/hl7v2.c gateway/codec/xml.c gateway/xform/xform.c gateway/xform/hl7fn.c gateway/validate/rules.c $(CORE)
 	@mkdir -p $(FZ)
 	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)
 $(FZ)/fuzz_owner: fuzz/fuzz_owner.c gateway/pipe/facts.c gateway/validate/memory.c gateway/validate/rules.c \
