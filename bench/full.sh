@@ -106,7 +106,38 @@ if [ "$SOAK" -gt 0 ]; then
   wait $lp; echo; tail -1 "$T/soak.out"
 fi
 echo "gateway CPU per delivered message by thread (us): S12 [$s12_threads] FHIR [$fhir_threads]"
+# sealing's cost (personal data at rest): the same S12 load, alternating (ABAB), on this gateway (content
+# sealed, AES-256-GCM) and on a second one whose store keeps it in clear (store.seal "off")
+GW2P=$((BASE + 4))
+sed -e "s/127.0.0.1:$GWP/127.0.0.1:$GW2P/" -e "s|\"$T/gw\"|\"$T/gw2\"|" -e 's|"workers": 2|"store": {"seal": "off"}, "workers": 2|' \
+  "$T/gw.json" >"$T/gw2.json"
+./build/cergw serve --config "$T/gw2.json" >"$T/gw2.log" 2>&1 &
+GW2_PID=$!
+pids+=("$GW2_PID")
+for _ in $(seq 1 100); do grep -q event=listening "$T/gw2.log" && break; sleep 0.05; done
+LG2="./build/loadgen --port $GW2P --cert $D/clinic-a.pem --key $D/clinic-a.key --cacert $D/ca.pem"
+$LG2 -c 2 -m 4 -n 200 --path /hl7v2 --data "$T/s12.hl7" >/dev/null
+# seal_run PID DBDIR LOADGEN...: CPU microseconds per delivered message of one S12 run
+seal_run() {
+  local pid=$1 dbf=$2/cergw.db; shift 2
+  local g0 d0 g1 d1
+  g0=$(cpu_ticks "$pid"); d0=$(sqlite3 -cmd '.timeout 10000' "$dbf" "select count(*) from deliveries where state = 1")
+  "$@" -c "$CONNS" -m "$STREAMS" -D "$DURATION" --path /hl7v2 --data "$T/s12.hl7" >/dev/null
+  for _ in $(seq 1 600); do
+    [ "$(sqlite3 -cmd '.timeout 10000' "$dbf" "select count(*) from deliveries where state = 0")" = 0 ] && break
+    sleep 0.1
+  done
+  g1=$(cpu_ticks "$pid"); d1=$(sqlite3 -cmd '.timeout 10000' "$dbf" "select count(*) from deliveries where state = 1")
+  awk -v t=$((g1 - g0)) -v n=$(((d1 - d0) / 2)) -v hz="$HZ" 'BEGIN{printf "%.0f", n ? t / hz / n * 1e6 : 0}'
+}
+sealed=() clear=()
+for r in 1 2; do
+  sealed+=("$(seal_run "$GW_PID" "$T/gw" $LG)")
+  clear+=("$(seal_run "$GW2_PID" "$T/gw2" $LG2)")
+done
+seal_ratio=$(awk -v a="${sealed[0]}" -v b="${sealed[1]}" -v c="${clear[0]}" -v d="${clear[1]}" 'BEGIN{printf "%.3f", (a + b) / (c + d)}')
+echo "sealing at rest, S12, gateway CPU per delivered message: sealed ${sealed[*]} us, in clear ${clear[*]} us: ratio $seal_ratio (target <= 1.05)"
 rss1=$(rss_kib "$GW_PID")
 echo "gateway RSS: ${rss0} KiB after warm-up, ${rss1} KiB at the end"
 b_rps=$(sed -n 's/.*rps=\([0-9]*\).*/\1/p' <<<"$base")
-echo "RESULT gw_cpu_us_per_s12=$s12_cpu gw_cpu_us_per_fhir=$fhir_cpu hl7_accepted_per_s=$acc_rate hl7_delivered_per_s=$del_rate fhir_delivered_per_s=$fhir_del $(sed -n 's/.*\(p50_ms=[0-9.]*\) \(p99_ms=[0-9.]*\).*/\1 \2/p' <<<"$full_res") light_$(sed -n 's/.*\(p99_ms=[0-9.]*\).*/\1/p' <<<"$light") baseline_rps=$b_rps ratio_delivered_to_baseline=$(awk -v a="$del_rate" -v b="$b_rps" 'BEGIN{printf "%.3f", a/b}')"
+echo "RESULT gw_cpu_us_per_s12=$s12_cpu gw_cpu_us_per_fhir=$fhir_cpu seal_cpu_ratio=$seal_ratio hl7_accepted_per_s=$acc_rate hl7_delivered_per_s=$del_rate fhir_delivered_per_s=$fhir_del $(sed -n 's/.*\(p50_ms=[0-9.]*\) \(p99_ms=[0-9.]*\).*/\1 \2/p' <<<"$full_res") light_$(sed -n 's/.*\(p99_ms=[0-9.]*\).*/\1/p' <<<"$light") baseline_rps=$b_rps ratio_delivered_to_baseline=$(awk -v a="$del_rate" -v b="$b_rps" 'BEGIN{printf "%.3f", a/b}')"

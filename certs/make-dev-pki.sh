@@ -14,7 +14,18 @@ out=${CERGW_CERT_DIR:-$here/dev}
 force=0
 [ "${1:-}" = "--force" ] && force=1
 
+# the development key that seals the store's content at rest (store.key_file; docs/operations.md):
+# one "ID HEX" line, mode 0600; never replaced once made (the store's rows are sealed under it)
+store_key() {
+  [ -f "$out/store.key" ] && return 0
+  mkdir -p "$out"
+  (umask 077 && printf '# cergw store keys (development): "ID HEX" per line, the last seals new rows\ndev-1 %s\n' \
+    "$(openssl rand -hex 32)" >"$out/store.key")
+  echo "certs: created the development store key $out/store.key"
+}
+
 if [ $force -eq 0 ] && [ -f "$out/.complete" ]; then
+  store_key
   ok=1
   for c in ca server clinic-a clinic-b p1 gateway-out revoked foreign-ca foreign rogue-p1 ca-client two-orgid no-clientauth operator; do
     openssl x509 -checkend 86400 -noout -in "$out/$c.pem" >/dev/null 2>&1 || ok=0
@@ -29,8 +40,11 @@ if [ $force -eq 0 ] && [ -f "$out/.complete" ]; then
   fi
 fi
 
+keep=$(mktemp)
+[ -f "$out/store.key" ] && cp -p "$out/store.key" "$keep" || rm -f "$keep"
 rm -rf "$out"
 mkdir -p "$out"
+[ -f "$keep" ] && mv "$keep" "$out/store.key"
 cd "$out"
 umask 077
 work=$out/.ca
@@ -149,5 +163,6 @@ done
 chmod 600 ./*.key ./*.bundle.pem
 chmod 644 ./*.pem
 chmod 600 ./*.bundle.pem
+store_key
 touch .complete
 echo "certs: created development PKI in $out"

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -22,6 +23,7 @@
 #include "net/server.h"
 #include "sim/sim.h"
 #include "store/store.h"
+#include "tls/seal.h"
 #include "tls/tls.h"
 #include "validate/rules.h"
 
@@ -33,7 +35,8 @@ static void usage(FILE *f) {
           "                                        exit 0 valid, 1 invalid, 2 unreadable\n"
           "       cergw translate --to fhir|fhir-xml|hl7v2|soap|soap-notification FILE [--now INSTANT] [--charset CS]\n"
           "       cergw identity CERT.pem   show the identity the gateway reads from a certificate\n"
-          "       cergw outbox [--data DIR] list|show|retry|dead|purge ...   the delivery queue\n"
+          "       cergw outbox [--data DIR] [--key FILE] list|show|retry|dead|purge ...   the delivery queue\n"
+          "       cergw store [--data DIR] [--key FILE] status | keygen FILE [ID]   the store: size, states, keys\n"
           "       cergw sim --role p1|simp|apkolce|clinic --listen HOST:PORT [--data DIR]   backend simulator\n"
           "       cergw version\n");
 }
@@ -77,6 +80,25 @@ static void reload_delivery(void) {
   gw_buf_cleanup(&errs);
 }
 
+/* The keys that seal the store's content (store.key_file), unless store.seal is "off". */
+static int open_keyring(const struct gw_conf *c, struct gw_keyring **kr, struct gw_buf *errs) {
+  *kr = NULL;
+  if (strcmp(c->store.seal, "off") == 0) {
+    gw_log(GW_LOG_WARN, "store_unsealed", "detail=\"store.seal is off: personal data is stored in clear\"");
+    return GW_OK;
+  }
+  if (strcmp(c->store.seal, "on") != 0) {
+    gw_buf_printf(errs, "store.seal: \"on\" or \"off\", not \"%s\"\n", c->store.seal);
+    return GW_ERR_CONF;
+  }
+  int rv = gw_keyring_load(c->store.key_file, kr, errs);
+  if (rv == GW_OK) {
+    gw_store_use_keyring(*kr);
+    gw_log(GW_LOG_INFO, "store_sealed", "key_file=%s current_key=%s", c->store.key_file, gw_keyring_current(*kr));
+  }
+  return rv;
+}
+
 static int cmd_serve(int argc, char **argv) {
   const char *conf_path = NULL, *listen = NULL;
   for (int i = 0; i < argc; i++) {
@@ -89,6 +111,12 @@ static int cmd_serve(int argc, char **argv) {
       return 2;
     }
   }
+  /* what the gateway writes is for its own user only, and a crash does not leave the patients of the
+   * messages in memory in a core file (CERGW_CORE_DUMPS=1 keeps them for debugging) */
+  umask(077);
+  const char *dumps = getenv("CERGW_CORE_DUMPS");
+  if (!dumps || strcmp(dumps, "1") != 0)
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   struct gw_conf c;
   if (load_conf(&c, conf_path)) {
     gw_conf_cleanup(&c);
@@ -113,7 +141,10 @@ static int cmd_serve(int argc, char **argv) {
   struct gw_dconf *dc = NULL;
   struct gw_store *st = NULL;
   struct gw_dispatch *disp = NULL;
+  struct gw_keyring *kr = NULL;
   int rv = gw_dconf_load(c.delivery, &dc, &errs);
+  if (rv == GW_OK)
+    rv = open_keyring(&c, &kr, &errs);
   if (rv == GW_OK)
     rv = gw_store_open(c.data_dir, NULL, NULL, &st, &errs);
   if (rv == GW_OK) { /* the configuration in force first: the queues recovered at start take its policies */
@@ -128,6 +159,8 @@ static int cmd_serve(int argc, char **argv) {
     gw_dconf_free(dc);
     gw_dconf_install(NULL);
     gw_store_close(st);
+    gw_store_use_keyring(NULL);
+    gw_keyring_free(kr);
     gw_engine_free(engine);
     gw_conf_cleanup(&c);
     return 1;
@@ -142,6 +175,8 @@ static int cmd_serve(int argc, char **argv) {
   rv = gw_server_run(&c, &app);
   gw_dispatch_stop(disp);
   gw_store_close(st);
+  gw_store_use_keyring(NULL);
+  gw_keyring_free(kr);
   gw_write_cleanup();
   gw_dconf_install(NULL);
   gw_router_set_engine(NULL);
@@ -479,14 +514,41 @@ int main(int argc, char **argv) {
     gw_engine_free(e);
     return rv;
   }
-  if (strcmp(cmd, "outbox") == 0) {
-    const char *dir = "data";
+  if (strcmp(cmd, "outbox") == 0 || strcmp(cmd, "store") == 0) {
+    const char *dir = "data", *key = getenv("CERGW_STORE_KEY");
     int i = 2;
-    if (argc > 3 && strcmp(argv[2], "--data") == 0) {
-      dir = argv[3];
-      i = 4;
+    for (; i + 1 < argc && (!strcmp(argv[i], "--data") || !strcmp(argv[i], "--key")); i += 2)
+      *(!strcmp(argv[i], "--data") ? &dir : &key) = argv[i + 1];
+    if (!strcmp(cmd, "store") && i + 1 < argc && !strcmp(argv[i], "keygen")) {
+      struct gw_buf errs;
+      gw_buf_init(&errs, 4096);
+      int rv = gw_keyring_create(argv[i + 1], i + 2 < argc ? argv[i + 2] : "key-1", &errs);
+      if (rv)
+        fprintf(stderr, "%s", errs.data ? (const char *)errs.data : "keygen failed\n");
+      else
+        printf("%s: a new store key file (mode 0600); set store.key_file to it\n", argv[i + 1]);
+      gw_buf_cleanup(&errs);
+      return rv ? 1 : 0;
     }
-    return gw_outbox_cmd(dir, argc - i, argv + i);
+    struct gw_keyring *kr = NULL;
+    struct stat sb;
+    if (!key && stat("certs/dev/store.key", &sb) == 0)
+      key = "certs/dev/store.key"; /* the development key of make run */
+    if (key) {
+      struct gw_buf errs;
+      gw_buf_init(&errs, 4096);
+      if (gw_keyring_load(key, &kr, &errs)) {
+        fprintf(stderr, "%s", errs.data ? (const char *)errs.data : "");
+        gw_buf_cleanup(&errs);
+        return 2;
+      }
+      gw_buf_cleanup(&errs);
+      gw_store_use_keyring(kr);
+    }
+    int rv = strcmp(cmd, "store") == 0 ? gw_store_cmd(dir, argc - i, argv + i) : gw_outbox_cmd(dir, argc - i, argv + i);
+    gw_store_use_keyring(NULL);
+    gw_keyring_free(kr);
+    return rv;
   }
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
     printf("cergw %s\n", GW_VERSION);

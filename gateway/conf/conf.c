@@ -35,6 +35,9 @@ static const struct field fields[] = {
     {"public_url", K_STR, OFF(public_url), 0, 0, "https://HOST[:PORT] clients use (the WSDL's address)"},
     {"workers", K_U32, OFF(workers), 0, 64, "event loops, 0 = one per core"},
     {"log_level", K_LOGLEVEL, OFF(log_level), 0, 0, "debug|info|warn|error"},
+    {"store", K_OBJ, 0, 0, 0, NULL},
+    {"store.key_file", K_PATH, OFF(store.key_file), 0, 0, "keys that seal personal data at rest (mode 0600)"},
+    {"store.seal", K_STR, OFF(store.seal), 0, 0, "\"on\" (default) or \"off\" (content stored in clear)"},
     {"tls", K_OBJ, 0, 0, 0, NULL},
     {"tls.cert", K_PATH, OFF(tls.cert), 0, 0, NULL},
     {"tls.key", K_PATH, OFF(tls.key), 0, 0, NULL},
@@ -496,9 +499,11 @@ int gw_conf_defaults(struct gw_conf *c) {
   c->tls.ca = strdup("certs/dev/ca.pem");
   c->tls.crl = strdup("certs/dev/crl.pem");
   c->data_dir = strdup("data");
+  c->store.key_file = strdup("certs/dev/store.key");
+  c->store.seal = strdup("on");
   c->roles.p1_subject_cn = strdup("P1 CeR notifications (dev)"); /* the development PKI's (certs/) */
   c->roles.p1_issuer_cn = strdup("cergw development CA");
-  if (!c->data_dir || !c->roles.p1_subject_cn || !c->roles.p1_issuer_cn ||
+  if (!c->data_dir || !c->store.key_file || !c->store.seal || !c->roles.p1_subject_cn || !c->roles.p1_issuer_cn ||
       gw_hostport_split("127.0.0.1:2575", &c->mllp_host, &c->mllp_port))
     c->tls.cert = NULL;
   if (!c->tls.cert || !c->tls.key || !c->tls.ca || !c->tls.crl || gw_conf_set_listen(c, "127.0.0.1:8443")) {
@@ -519,6 +524,8 @@ void gw_conf_cleanup(struct gw_conf *c) {
   free(c->mllp_host);
   free(c->mllp_port);
   free(c->data_dir);
+  free(c->store.key_file);
+  free(c->store.seal);
   free(c->delivery);
   free(c->public_url);
   free(c->roles.p1_subject_cn);

@@ -47,9 +47,13 @@ struct gw_conf {
   char *listen_port;
   char *mllp_host, *mllp_port; /* MLLP over TLS listener; NULL when off */
   char *data_dir;              /* durable store (SQLite) directory */
-  char *delivery;              /* routes/backends/clinics file; NULL = embedded defaults */
-  char *public_url;            /* how clients reach the gateway (the WSDL's address); NULL: the request's Host */
-  uint32_t workers;            /* event loops; 0 = one per online core */
+  struct {
+    char *key_file; /* the keys that seal content at rest (tls/seal.h) */
+    char *seal;     /* "on" or "off" */
+  } store;
+  char *delivery;   /* routes/backends/clinics file; NULL = embedded defaults */
+  char *public_url; /* how clients reach the gateway (the WSDL's address); NULL: the request's Host */
+  uint32_t workers; /* event loops; 0 = one per online core */
   enum gw_log_level log_level;
   struct gw_conf_tls tls;
   struct gw_limits limits;

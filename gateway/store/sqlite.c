@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
@@ -11,12 +12,15 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/alloc.h"
+#include "core/buf.h"
 #include "core/clock.h"
 #include "core/err.h"
 #include "core/health.h"
 #include "core/log.h"
+#include "tls/seal.h"
 
 #define BATCH_MAX 1024
 
@@ -97,6 +101,9 @@ static const char *const migrations[GW_STORE_SCHEMA_VERSION] = {
      * Bundle entry (-1: the message is the resource) say where the message's canonical form holds it */
     "ALTER TABLE resources ADD COLUMN entry INTEGER NOT NULL DEFAULT -1;"
     "CREATE INDEX IF NOT EXISTS resources_msg ON resources(msg_id);",
+    /* 7 -> 8: every key content was ever sealed under, with a value sealed under it: at start a key
+     * missing from store.key_file, or another key under its id, is found before anything is written */
+    "CREATE TABLE IF NOT EXISTS seal_keys(id TEXT PRIMARY KEY, check_value BLOB NOT NULL, since_ms INTEGER NOT NULL);",
 };
 
 static int user_version(sqlite3 *db) {
@@ -164,17 +171,23 @@ enum stmt {
 };
 
 static const char *const stmt_sql[S__COUNT] = {
-    [S_FIND_IDEM] = "SELECT id, answer_status, answer_ctype, answer, idem_digest, answer_meta FROM messages"
+    [S_FIND_IDEM] = "SELECT id, answer_status, answer_ctype, unseal(answer, id), idem_digest, answer_meta FROM messages"
                     " WHERE idem_key = ?1",
-    [S_INS_MSG] = "INSERT INTO messages(received_ms, caller, dialect, op, idem_key, rtype, rid, original, canonical,"
-                  " idem_digest) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    /* the message's id is known before the row exists (the writer is the only one to insert): it is what
+     * the content is sealed with */
+    [S_INS_MSG] =
+        "WITH n(id) AS (SELECT IFNULL(MAX(id), 0) + 1 FROM messages)"
+        " INSERT INTO messages(id, received_ms, caller, dialect, op, idem_key, rtype, rid, original, canonical,"
+        " idem_digest) SELECT n.id, ?1, ?2, ?3, ?4, ?5, ?6, ?7, seal(?8, n.id), seal(?9, n.id), ?10 FROM n",
     [S_INS_DEL] = "INSERT INTO deliveries(msg_id, backend, rkey, path, ctype, payload, state, created_ms, ikey)"
-                  " VALUES(?1, ?2, ?3, ?4, ?5, ?6, 0, ?7, ?8)",
+                  " VALUES(?1, ?2, ?3, ?4, ?5, seal(?6, ?1), 0, ?7, ?8)",
     [S_UPD_DEL] = "UPDATE deliveries SET state = ?2, attempts = ?3, next_ms = ?4, last_status = ?5,"
-                  " last_error = ?6, done_ms = CASE WHEN ?2 IN (1, 2, 3) THEN ?7 ELSE NULL END WHERE id = ?1",
-    [S_UPD_ANS] = "UPDATE messages SET answer_status = ?2, answer_ctype = ?3, answer = ?4, answer_meta = ?5"
+                  " last_error = seal(?6, msg_id), done_ms = CASE WHEN ?2 IN (1, 2, 3) THEN ?7 ELSE NULL END"
                   " WHERE id = ?1",
-    [S_DEL_STATES] = "SELECT backend, state, attempts, last_status, last_error FROM deliveries WHERE msg_id = ?1"
+    [S_UPD_ANS] = "UPDATE messages SET answer_status = ?2, answer_ctype = ?3, answer = seal(?4, ?1), answer_meta = ?5"
+                  " WHERE id = ?1",
+    [S_DEL_STATES] = "SELECT backend, state, attempts, last_status, unseal(last_error, msg_id) FROM deliveries"
+                     " WHERE msg_id = ?1"
                      " ORDER BY id",
     [S_SLOT_OVERLAP] = "SELECT ident, start_ms, end_ms FROM slots WHERE caller = ?1 AND schedule = ?3 AND"
                        " ident <> ?2 AND start_ms < ?5 AND end_ms > ?4 LIMIT 1",
@@ -182,15 +195,18 @@ static const char *const stmt_sql[S__COUNT] = {
                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [S_SLOT_GET] = "SELECT free FROM slots WHERE caller = ?1 AND ident = ?2",
     [S_ATTEMPT_PUT] = "INSERT OR IGNORE INTO attempts(delivery_id, attempt, at_ms, state, status, answer)"
-                      " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
-    [S_RES_BY_IDENT] = "SELECT id, version, body, msg_id, entry FROM resources WHERE clinic = ?1 AND rtype = ?2"
+                      " VALUES(?1, ?2, ?3, ?4, ?5, seal(?6, (SELECT msg_id FROM deliveries WHERE id = ?1)))",
+    [S_RES_BY_IDENT] = "SELECT id, version, unseal(body, msg_id), msg_id, entry FROM resources WHERE clinic = ?1"
+                       " AND rtype = ?2"
                        " AND ident = ?3"
                        " ORDER BY version DESC LIMIT 1",
-    [S_RES_BY_ID] = "SELECT id, version, body, msg_id, entry FROM resources WHERE clinic = ?1 AND rtype = ?2"
+    [S_RES_BY_ID] = "SELECT id, version, unseal(body, msg_id), msg_id, entry FROM resources WHERE clinic = ?1"
+                    " AND rtype = ?2"
                     " AND id = ?3"
                     " ORDER BY version DESC LIMIT 1",
     [S_RES_PUT] = "INSERT INTO resources(clinic, rtype, id, version, msg_id, updated_ms, ident, identvalue, status,"
-                  " date_ms, refs, body, entry) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                  " date_ms, refs, body, entry) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, refkeys(?11),"
+                  " seal(?12, ?5), ?13)",
     [S_APPT_GET] = "SELECT status, start_ms, slots FROM appointments WHERE caller = ?1 AND akey = ?2",
     [S_APPT_PUT] = "INSERT OR REPLACE INTO appointments(caller, akey, status, start_ms, slots, msg_id)"
                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
@@ -222,6 +238,131 @@ struct sq_store {
   void *extract_ud;
 };
 
+/* ---- personal data at rest (tls/seal.h) ----
+ * The content columns (messages.original, canonical and answer, deliveries.payload and last_error,
+ * attempts.answer, resources.body) go in and out through SQL functions registered on every
+ * connection: seal(x, msg_id) and unseal(x, msg_id), AES-256-GCM with the row's message id as
+ * associated data; what the store looks a patient up by (resources.refs) through refkeys(x) and
+ * khash(x), keyed hashes. Without a keyring (store.key_file "", unit tests) they pass values through;
+ * a sealed value then does not open, and the statement fails with the key id it needs. */
+static const struct gw_keyring *keyring;
+
+void gw_store_use_keyring(const struct gw_keyring *kr) { keyring = kr; }
+
+static void fn_seal(sqlite3_context *cx, int argc, sqlite3_value **v) {
+  (void)argc;
+  int n = sqlite3_value_bytes(v[0]);
+  if (!keyring || sqlite3_value_type(v[0]) == SQLITE_NULL || n == 0) {
+    sqlite3_result_value(cx, v[0]);
+    return;
+  }
+  const void *in = sqlite3_value_blob(v[0]);
+  struct gw_buf out;
+  gw_buf_init(&out, (size_t)n + GW_SEAL_OVERHEAD);
+  if (gw_seal(keyring, sqlite3_value_int64(v[1]), in, (size_t)n, &out) != GW_OK) {
+    gw_buf_cleanup(&out);
+    sqlite3_result_error(cx, "sealing failed", -1);
+    return;
+  }
+  size_t len = 0;
+  uint8_t *sealed = gw_buf_take(&out, &len); /* before |len| is read */
+  sqlite3_result_blob(cx, sealed, (int)len, free);
+}
+
+static void fn_unseal(sqlite3_context *cx, int argc, sqlite3_value **v) {
+  (void)argc;
+  int n = sqlite3_value_bytes(v[0]);
+  const uint8_t *in = sqlite3_value_blob(v[0]);
+  if (sqlite3_value_type(v[0]) == SQLITE_NULL || !gw_sealed(in, (size_t)n)) {
+    sqlite3_result_value(cx, v[0]);
+    return;
+  }
+  struct gw_buf out;
+  gw_buf_init(&out, (size_t)n);
+  int rv = gw_unseal(keyring, sqlite3_value_int64(v[1]), in, (size_t)n, &out);
+  if (rv != GW_OK) {
+    char id[40], msg[200];
+    gw_sealed_key_id(in, (size_t)n, id, sizeof(id));
+    snprintf(msg, sizeof(msg),
+             rv == GW_ERR_NOTFOUND ? "sealed under key '%s', which store.key_file does not hold"
+                                   : "sealed under key '%s' and it does not open with that key (another key of that "
+                                     "id, or the row was altered)",
+             id);
+    gw_buf_cleanup(&out);
+    sqlite3_result_error(cx, msg, -1);
+    return;
+  }
+  size_t len = 0;
+  uint8_t *p = gw_buf_take(&out, &len);
+  sqlite3_result_blob(cx, p ? (void *)p : (void *)"", (int)len, p ? free : SQLITE_TRANSIENT);
+}
+
+static void fn_khash(sqlite3_context *cx, int argc, sqlite3_value **v) {
+  (void)argc;
+  if (!keyring || sqlite3_value_type(v[0]) == SQLITE_NULL || sqlite3_value_bytes(v[0]) == 0) {
+    sqlite3_result_value(cx, v[0]);
+    return;
+  }
+  char h[65];
+  gw_keyed_hash(keyring, sqlite3_value_blob(v[0]), (size_t)sqlite3_value_bytes(v[0]), h);
+  sqlite3_result_text(cx, h, 64, SQLITE_TRANSIENT);
+}
+
+/* "\nA\nB\n" -> "\nkhash(A)\nkhash(B)\n": each reference a resource makes, searchable, none in clear */
+static void fn_refkeys(sqlite3_context *cx, int argc, sqlite3_value **v) {
+  (void)argc;
+  if (!keyring || sqlite3_value_type(v[0]) == SQLITE_NULL) {
+    sqlite3_result_value(cx, v[0]);
+    return;
+  }
+  const char *s = (const char *)sqlite3_value_text(v[0]);
+  struct gw_buf out;
+  gw_buf_init(&out, 1 << 16);
+  gw_buf_append(&out, "", 0);
+  for (const char *p = s; p && *p;) {
+    const char *e = strchr(p, '\n');
+    size_t n = e ? (size_t)(e - p) : strlen(p);
+    if (n) {
+      char h[65];
+      gw_keyed_hash(keyring, p, n, h);
+      gw_buf_append(&out, out.len ? "" : "\n", out.len ? 0 : 1);
+      gw_buf_append(&out, h, 64);
+      gw_buf_append(&out, "\n", 1);
+    }
+    p = e ? e + 1 : p + n;
+  }
+  sqlite3_result_text(cx, (const char *)out.data, (int)out.len, SQLITE_TRANSIENT);
+  gw_buf_cleanup(&out);
+}
+
+/* The key id a value is sealed under, NULL when it is not sealed (cergw store status). */
+static void fn_keyid(sqlite3_context *cx, int argc, sqlite3_value **v) {
+  (void)argc;
+  char id[40];
+  gw_sealed_key_id(sqlite3_value_blob(v[0]), (size_t)sqlite3_value_bytes(v[0]), id, sizeof(id));
+  if (id[0])
+    sqlite3_result_text(cx, id, -1, SQLITE_TRANSIENT);
+  else
+    sqlite3_result_null(cx);
+}
+
+static int register_seal(sqlite3 *db) {
+  static const struct {
+    const char *name;
+    int n;
+    void (*fn)(sqlite3_context *, int, sqlite3_value **);
+  } fns[] = {{"seal", 2, fn_seal},
+             {"unseal", 2, fn_unseal},
+             {"khash", 1, fn_khash},
+             {"refkeys", 1, fn_refkeys},
+             {"keyid", 1, fn_keyid}};
+  for (size_t i = 0; i < sizeof(fns) / sizeof(fns[0]); i++) /* not DETERMINISTIC: a seal draws a fresh nonce */
+    if (sqlite3_create_function_v2(db, fns[i].name, fns[i].n, SQLITE_UTF8, NULL, fns[i].fn, NULL, NULL, NULL) !=
+        SQLITE_OK)
+      return GW_ERR_NOMEM;
+  return GW_OK;
+}
+
 static int open_db(const char *path, sqlite3 **db, struct gw_buf *err) {
   int rc = sqlite3_open_v2(path, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   if (rc != SQLITE_OK) {
@@ -229,6 +370,10 @@ static int open_db(const char *path, sqlite3 **db, struct gw_buf *err) {
     return GW_ERR_IO;
   }
   sqlite3_busy_timeout(*db, 10000);
+  if (register_seal(*db) != GW_OK) {
+    gw_buf_printf(err, "%s: cannot register the sealing functions\n", path);
+    return GW_ERR_NOMEM;
+  }
   /* WAL, and every commit synced: an acknowledged message survives power loss */
   char *msg = NULL;
   rc = sqlite3_exec(*db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL, &msg);
@@ -509,7 +654,7 @@ static int latest(sqlite3 *db, const char *rkey, char **canonical, char *summary
   sqlite3_stmt *q = NULL;
   int rv;
   if (sqlite3_prepare_v2(db,
-                         "SELECT m.id, m.canonical FROM deliveries d JOIN messages m ON m.id = d.msg_id"
+                         "SELECT m.id, unseal(m.canonical, m.id) FROM deliveries d JOIN messages m ON m.id = d.msg_id"
                          " WHERE d.rkey = ?1 ORDER BY d.id DESC LIMIT 1",
                          -1, &q, NULL) != SQLITE_OK) {
     rv = failed_step(db, "latest", 0);
@@ -604,7 +749,7 @@ static int row_body(struct sq_store *st, sqlite3_stmt *q, int col, uint8_t **out
   int entry = sqlite3_column_int(q, col + 2);
   sqlite3_stmt *c = NULL;
   int rv = GW_ERR_NOTFOUND;
-  if (sqlite3_prepare_v2(st->w, "SELECT canonical FROM messages WHERE id = ?1", -1, &c, NULL) != SQLITE_OK)
+  if (sqlite3_prepare_v2(st->w, "SELECT unseal(canonical, id) FROM messages WHERE id = ?1", -1, &c, NULL) != SQLITE_OK)
     return failed_step(st->w, "resource_body", 0);
   sqlite3_bind_int64(c, 1, msg_id);
   if (sqlite3_step(c) == SQLITE_ROW && sqlite3_column_bytes(c, 0) > 0)
@@ -620,7 +765,7 @@ static int row_body(struct sq_store *st, sqlite3_stmt *q, int col, uint8_t **out
   " AND (?13 = 1 OR r.version = (SELECT MAX(x.version) FROM resources x WHERE x.clinic = r.clinic"                     \
   "  AND x.rtype = r.rtype AND x.id = r.id))"                                                                          \
   " AND (?5 = '' OR r.ident = ?5) AND (?6 = '' OR r.identvalue = ?6) AND (?7 = '' OR r.status = ?7)"                   \
-  " AND (?8 = '' OR instr(r.refs, char(10) || ?8 || char(10)) > 0) AND (?9 = 0 OR r.date_ms >= ?9)"                    \
+  " AND (?8 = '' OR instr(r.refs, char(10) || khash(?8) || char(10)) > 0) AND (?9 = 0 OR r.date_ms >= ?9)"             \
   " AND (?10 = 0 OR r.date_ms < ?10) AND (?11 = 0 OR r.updated_ms >= ?11) AND (?12 = 0 OR r.updated_ms < ?12)"
 
 static void bind_read(sqlite3_stmt *q, const struct gw_rquery *rq) {
@@ -651,10 +796,11 @@ static void run_read(struct sq_store *st, struct witem *it) {
     return;
   }
   if (sqlite3_prepare_v2(st->w, "SELECT COUNT(*)" READ_WHERE, -1, &c, NULL) != SQLITE_OK ||
-      sqlite3_prepare_v2(st->w,
-                         "SELECT r.id, r.version, r.updated_ms, r.msg_id, r.body, r.msg_id, r.entry" READ_WHERE
-                         " ORDER BY r.updated_ms DESC, r.id, r.version DESC LIMIT ?14 OFFSET ?15",
-                         -1, &q, NULL) != SQLITE_OK) {
+      sqlite3_prepare_v2(
+          st->w,
+          "SELECT r.id, r.version, r.updated_ms, r.msg_id, unseal(r.body, r.msg_id), r.msg_id, r.entry" READ_WHERE
+          " ORDER BY r.updated_ms DESC, r.id, r.version DESC LIMIT ?14 OFFSET ?15",
+          -1, &q, NULL) != SQLITE_OK) {
     rv = failed_step(st->w, "read", 0);
     goto out;
   }
@@ -1124,8 +1270,8 @@ static struct gw_delivery *row_delivery(sqlite3_stmt *q) {
 }
 
 #define DELIVERY_COLS                                                                                                  \
-  "d.id, d.msg_id, d.backend, d.rkey, d.path, d.ctype, d.payload, d.state, d.attempts, d.next_ms, d.last_status, "     \
-  "d.last_error, d.created_ms, d.ikey, m.caller"
+  "d.id, d.msg_id, d.backend, d.rkey, d.path, d.ctype, unseal(d.payload, d.msg_id), d.state, d.attempts, d.next_ms, "  \
+  "d.last_status, unseal(d.last_error, d.msg_id), d.created_ms, d.ikey, m.caller"
 #define DELIVERY_FROM " FROM deliveries d JOIN messages m ON m.id = d.msg_id"
 
 /* Hands every row of |q| (prepared and bound) to |fn| as a delivery, then finalizes |q|. */
@@ -1173,19 +1319,107 @@ static int sq_load_range(struct gw_store *gst, const char *backend, int64_t from
   return each_delivery(st->r, q, fn, ud);
 }
 
+/* The data directory 0700 and the database files 0600: a store others can read is refused, with the
+ * fix (personal data at rest, docs/operations.md). */
 static int make_dir(const char *dir, struct gw_buf *err) {
   if (mkdir(dir, 0700) && errno != EEXIST) {
     gw_buf_printf(err, "%s: %s\n", dir, strerror(errno));
     return GW_ERR_IO;
   }
+  struct stat sb;
+  if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+    gw_buf_printf(err, "%s: not a directory\n", dir);
+    return GW_ERR_IO;
+  }
+  if (sb.st_mode & 077) {
+    gw_buf_printf(err,
+                  "%s: the data directory is open to other users (mode %04o) and holds personal data: "
+                  "chmod 700 %s\n",
+                  dir, (unsigned)(sb.st_mode & 07777), dir);
+    return GW_ERR_CONF;
+  }
+  static const char *const files[] = {"cergw.db", "cergw.db-wal", "cergw.db-shm", "cergw.db-journal"};
+  for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+    char p[4096];
+    snprintf(p, sizeof(p), "%s/%s", dir, files[i]);
+    if (stat(p, &sb) == 0 && (sb.st_mode & 077)) {
+      gw_buf_printf(err, "%s: readable by other users (mode %04o): chmod 600 %s/cergw.db*\n", p,
+                    (unsigned)(sb.st_mode & 07777), dir);
+      return GW_ERR_CONF;
+    }
+  }
   return GW_OK;
+}
+
+/* Every key that sealed rows must be in the ring, and be the same key (its check value opens);
+ * the current key is recorded before it seals anything. Without a ring, a store with sealed rows
+ * is refused. Nothing is written before this passes. */
+static int check_keys(sqlite3 *db, const char *path, struct gw_buf *err) {
+  sqlite3_stmt *q = NULL;
+  int rv = GW_OK;
+  bool current_seen = false;
+  if (sqlite3_prepare_v2(db, "SELECT id, check_value FROM seal_keys ORDER BY since_ms", -1, &q, NULL) != SQLITE_OK) {
+    gw_buf_printf(err, "%s: %s\n", path, sqlite3_errmsg(db));
+    return GW_ERR_IO;
+  }
+  while (rv == GW_OK && sqlite3_step(q) == SQLITE_ROW) {
+    const char *id = (const char *)sqlite3_column_text(q, 0);
+    struct gw_buf p;
+    gw_buf_init(&p, 4096);
+    if (!keyring) {
+      gw_buf_printf(err,
+                    "%s: the store holds content sealed under key '%s'; set store.key_file to the key file "
+                    "that holds it\n",
+                    path, id);
+      rv = GW_ERR_CONF;
+    } else if (!gw_keyring_has(keyring, id)) {
+      gw_buf_printf(err,
+                    "%s: content is sealed under key '%s', which store.key_file does not hold: put its line "
+                    "back (a key is dropped only after `cergw store rekey` has re-sealed its rows)\n",
+                    path, id);
+      rv = GW_ERR_CONF;
+    } else if (gw_unseal(keyring, 0, sqlite3_column_blob(q, 1), (size_t)sqlite3_column_bytes(q, 1), &p) != GW_OK ||
+               p.len != 15 || memcmp(p.data, "cergw key check", 15) != 0) {
+      gw_buf_printf(err,
+                    "%s: key '%s' in store.key_file is not the key the store's rows were sealed with; "
+                    "nothing was written\n",
+                    path, id);
+      rv = GW_ERR_CONF;
+    } else if (!strcmp(id, gw_keyring_current(keyring))) {
+      current_seen = true;
+    }
+    gw_buf_cleanup(&p);
+  }
+  sqlite3_finalize(q);
+  if (rv == GW_OK && keyring && !current_seen) {
+    struct gw_buf c;
+    gw_buf_init(&c, 4096);
+    sqlite3_stmt *ins = NULL;
+    if (gw_seal(keyring, 0, (const uint8_t *)"cergw key check", 15, &c) != GW_OK ||
+        sqlite3_prepare_v2(db, "INSERT INTO seal_keys(id, check_value, since_ms) VALUES(?1, ?2, ?3)", -1, &ins, NULL) !=
+            SQLITE_OK) {
+      rv = GW_ERR_IO;
+    } else {
+      sqlite3_bind_text(ins, 1, gw_keyring_current(keyring), -1, SQLITE_STATIC);
+      sqlite3_bind_blob(ins, 2, c.data, (int)c.len, SQLITE_STATIC);
+      sqlite3_bind_int64(ins, 3, gw_wall_ms());
+      if (sqlite3_step(ins) != SQLITE_DONE)
+        rv = GW_ERR_IO;
+    }
+    if (rv != GW_OK)
+      gw_buf_printf(err, "%s: cannot record the sealing key: %s\n", path, sqlite3_errmsg(db));
+    sqlite3_finalize(ins);
+    gw_buf_cleanup(&c);
+  }
+  return rv;
 }
 
 int gw_store_open_sqlite(const char *dir, gw_store_accepted_fn on_accepted, void *ud, struct gw_store **out,
                          struct gw_buf *err) {
   *out = NULL;
-  if (make_dir(dir, err))
-    return GW_ERR_IO;
+  int mrv = make_dir(dir, err);
+  if (mrv)
+    return mrv;
   char path[4096];
   snprintf(path, sizeof(path), "%s/cergw.db", dir);
   struct sq_store *st = calloc(1, sizeof(*st));
@@ -1195,9 +1429,15 @@ int gw_store_open_sqlite(const char *dir, gw_store_accepted_fn on_accepted, void
   st->ud = ud;
   pthread_mutex_init(&st->mu, NULL);
   pthread_cond_init(&st->cv, NULL);
+  /* created 0600 before SQLite opens it: its WAL and shared-memory files take the same mode */
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd >= 0)
+    close(fd);
   int rv = open_db(path, &st->w, err);
   if (!rv)
     rv = migrate(st->w, path, err);
+  if (!rv)
+    rv = check_keys(st->w, path, err);
   for (int i = 0; !rv && i < S__COUNT; i++)
     if (sqlite3_prepare_v3(st->w, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &st->st[i], NULL) != SQLITE_OK) {
       gw_buf_printf(err, "%s: %s\n", path, sqlite3_errmsg(st->w));
@@ -1368,7 +1608,7 @@ static int outbox_list(sqlite3 *db, const char *path, int argc, char **argv) {
            "SELECT d.id, d.msg_id, m.caller, m.op, CASE WHEN instr(d.rkey, '|') > 0 THEN substr(d.rkey, instr(d.rkey, "
            "'|') + 1)"
            " ELSE COALESCE(m.rtype || '/' || m.rid, m.rtype, '-') END, d.backend,"
-           " d.state, d.attempts, d.created_ms, d.last_status, d.last_error FROM deliveries d"
+           " d.state, d.attempts, d.created_ms, d.last_status, unseal(d.last_error, d.msg_id) FROM deliveries d"
            " JOIN messages m ON m.id = d.msg_id WHERE (?1 < 0 OR d.state = ?1) AND (?3 = '' OR d.backend = ?3)"
            " AND (?4 = '' OR m.caller = ?4) AND d.created_ms >= ?5 ORDER BY d.id DESC LIMIT ?2",
            -1, &q, NULL) != SQLITE_OK)
@@ -1409,8 +1649,9 @@ static int outbox_show(sqlite3 *db, const char *path, int argc, char **argv) {
   if (argc != 2)
     return outbox_usage();
   if (prep(db,
-           "SELECT d.id, d.msg_id, d.backend, d.state, d.attempts, d.last_status, d.created_ms, d.last_error,"
-           " m.caller, m.op, m.idem_key, d.rkey, d.ctype, d.payload, m.original, d.path, d.ikey, d.next_ms,"
+           "SELECT d.id, d.msg_id, d.backend, d.state, d.attempts, d.last_status, d.created_ms,"
+           " unseal(d.last_error, d.msg_id), m.caller, m.op, m.idem_key, d.rkey, d.ctype, unseal(d.payload, d.msg_id),"
+           " unseal(m.original, m.id), d.path, d.ikey, d.next_ms,"
            " d.done_ms, m.received_ms, CASE WHEN instr(d.rkey, '|') > 0 THEN substr(d.rkey, instr(d.rkey, '|') + 1)"
            " ELSE COALESCE(m.rtype || '/' || m.rid, m.rtype, '-') END"
            " FROM deliveries d JOIN messages m ON m.id = d.msg_id WHERE d.id = ?1",
@@ -1440,7 +1681,8 @@ static int outbox_show(sqlite3 *db, const char *path, int argc, char **argv) {
            (const char *)sqlite3_column_text(q, 11), (const char *)sqlite3_column_text(q, 12));
     sqlite3_stmt *a = NULL;
     if (prep(db,
-             "SELECT attempt, at_ms, state, status, answer FROM attempts WHERE delivery_id = ?1 ORDER BY at_ms, rowid",
+             "SELECT a.attempt, a.at_ms, a.state, a.status, unseal(a.answer, d.msg_id) FROM attempts a"
+             " JOIN deliveries d ON d.id = a.delivery_id WHERE a.delivery_id = ?1 ORDER BY a.at_ms, a.rowid",
              -1, &a, NULL) == SQLITE_OK) {
       sqlite3_bind_int64(a, 1, sqlite3_column_int64(q, 0));
       printf("--- attempts ---\n");
@@ -1574,7 +1816,76 @@ int gw_outbox_cmd(const char *dir, int argc, char **argv) {
     return 2;
   }
   sqlite3_busy_timeout(db, 10000);
+  register_seal(db);
   int rv = fn(db, path, argc, argv);
   sqlite3_close(db);
   return rv;
+}
+
+/* ---- cergw store status ---- */
+
+static long long one_int(sqlite3 *db, const char *sql) {
+  sqlite3_stmt *q = NULL;
+  long long v = -1;
+  if (sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+    v = sqlite3_column_int64(q, 0);
+  sqlite3_finalize(q);
+  return v;
+}
+
+int gw_store_cmd(const char *dir, int argc, char **argv) {
+  if (argc != 1 || strcmp(argv[0], "status")) {
+    fprintf(stderr, "usage: cergw store [--data DIR] [--key FILE] status | keygen FILE [ID]\n");
+    return 2;
+  }
+  char path[4096], wal[4200];
+  snprintf(path, sizeof(path), "%s/cergw.db", dir);
+  snprintf(wal, sizeof(wal), "%s-wal", path);
+  struct stat sb, sw;
+  if (stat(path, &sb) != 0) {
+    fprintf(stderr, "%s: %s\n", path, strerror(errno));
+    return 2;
+  }
+  sqlite3 *db = NULL;
+  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+    fprintf(stderr, "%s: %s\n", path, db ? sqlite3_errmsg(db) : "cannot open");
+    sqlite3_close(db);
+    return 2;
+  }
+  sqlite3_busy_timeout(db, 10000);
+  register_seal(db);
+  long long walsz = stat(wal, &sw) == 0 ? (long long)sw.st_size : 0;
+  printf("store:           %s (%lld bytes, write-ahead log %lld bytes, mode %04o)\n", path, (long long)sb.st_size,
+         walsz, (unsigned)(sb.st_mode & 07777));
+  printf("schema version:  %d\n", user_version(db));
+  printf("messages:        %lld\n", one_int(db, "SELECT COUNT(*) FROM messages"));
+  long long oldest = one_int(db, "SELECT IFNULL(MIN(received_ms), 0) FROM messages WHERE length(original) > 0");
+  char t[32] = "-";
+  if (oldest > 0)
+    utc(oldest, t, sizeof(t));
+  printf("oldest content:  %s\n", t);
+  sqlite3_stmt *q = NULL;
+  printf("deliveries:     ");
+  if (sqlite3_prepare_v2(db, "SELECT state, COUNT(*) FROM deliveries GROUP BY state ORDER BY state", -1, &q, NULL) ==
+      SQLITE_OK)
+    while (sqlite3_step(q) == SQLITE_ROW)
+      printf(" %s %lld", gw_dstate_name(sqlite3_column_int(q, 0)), (long long)sqlite3_column_int64(q, 1));
+  sqlite3_finalize(q);
+  printf("\nresource versions: %lld\n", one_int(db, "SELECT COUNT(*) FROM resources"));
+  printf("sealing keys:   ");
+  if (sqlite3_prepare_v2(db, "SELECT id, since_ms FROM seal_keys ORDER BY since_ms", -1, &q, NULL) == SQLITE_OK)
+    while (sqlite3_step(q) == SQLITE_ROW) {
+      utc(sqlite3_column_int64(q, 1), t, sizeof(t));
+      printf(" %s (since %s)", (const char *)sqlite3_column_text(q, 0), t);
+    }
+  sqlite3_finalize(q);
+  printf("\nmessages by key: ");
+  if (sqlite3_prepare_v2(db, "SELECT IFNULL(keyid(original), '(clear)'), COUNT(*) FROM messages GROUP BY 1", -1, &q,
+                         NULL) == SQLITE_OK)
+    while (sqlite3_step(q) == SQLITE_ROW)
+      printf(" %s %lld", (const char *)sqlite3_column_text(q, 0), (long long)sqlite3_column_int64(q, 1));
+  sqlite3_finalize(q);
+  printf("\nthis key file:   %s\n", keyring ? gw_keyring_current(keyring) : "(none given: --key FILE)");
+  sqlite3_close(db);
+  return 0;
 }

@@ -281,7 +281,7 @@ void gw_store_set_memory(struct gw_store *st, gw_memory_fn fn, void *ud);
 /* The schema version this build writes (PRAGMA user_version). A database of
  * an older version is migrated forward at open, in one transaction; a newer
  * one is refused. */
-#define GW_STORE_SCHEMA_VERSION 7
+#define GW_STORE_SCHEMA_VERSION 8
 /* Prometheus lines of the store (errors counted since start). */
 void gw_store_metrics(struct gw_buf *out);
 
@@ -308,6 +308,10 @@ void gw_store_set_answer(struct gw_store *st, int64_t msg_id, int status, const 
 void gw_store_read(struct gw_store *st, const struct gw_rquery *q, gw_store_read_fn fn, void *ud);
 /* Sets the hook that merges a PATCH into the version before it (NULL: a PATCH keeps no version). */
 void gw_store_set_merge(struct gw_store *st, gw_merge_fn fn, void *ud);
+/* The keys the SQLite store seals content and hashes identifiers with (tls/seal.h), for every
+ * connection opened from now on, process-wide; NULL: stored in clear. Set before gw_store_open. */
+struct gw_keyring;
+void gw_store_use_keyring(const struct gw_keyring *kr);
 /* Versions kept without a body of their own are read through |fn| (the engine's gw_engine_extract). */
 void gw_store_set_extract(struct gw_store *st, gw_extract_fn fn, void *ud);
 
@@ -332,5 +336,8 @@ void gw_delivery_free(struct gw_delivery *d);
 
 /* ---- the operator's view (cergw outbox): opens the database directly ---- */
 int gw_outbox_cmd(const char *dir, int argc, char **argv);
+/* `cergw store status`: the store's size, messages and deliveries per state, the oldest content,
+ * and the keys its content is sealed under (opens the database read-only). 0, 1 or 2. */
+int gw_store_cmd(const char *dir, int argc, char **argv);
 
 #endif

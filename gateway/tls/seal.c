@@ -23,7 +23,7 @@ struct key {
 
 struct gw_keyring {
   struct key keys[GW_SEAL_MAX_KEYS];
-  int n;            /* the last one seals */
+  int n;             /* the last one seals */
   uint8_t index[32]; /* the keyed hashes' key, from the first */
 };
 
@@ -108,8 +108,9 @@ int gw_keyring_load(const char *path, struct gw_keyring **out, struct gw_buf *er
     for (int k = 0; ok && k < kr->n; k++)
       ok = strncmp(kr->keys[k].id, l, idn) != 0 || kr->keys[k].id[idn] != 0;
     if (!ok) {
-      gw_buf_printf(errs, "%s:%d: not \"ID HEX\" (ID of 1 to 32 letters, digits, '.', '_', '-', unique; HEX 64 hex "
-                          "digits; at most 32 keys)\n",
+      gw_buf_printf(errs,
+                    "%s:%d: not \"ID HEX\" (ID of 1 to 32 letters, digits, '.', '_', '-', unique; HEX 64 hex "
+                    "digits; at most 32 keys)\n",
                     path, line);
       rv = GW_ERR_CONF;
       break;
@@ -153,8 +154,7 @@ static const struct key *find(const struct gw_keyring *kr, const char *id, size_
 bool gw_keyring_has(const struct gw_keyring *kr, const char *id) { return find(kr, id, strlen(id)) != NULL; }
 
 bool gw_sealed(const uint8_t *v, size_t len) {
-  return len >= 5 && memcmp(v, GW_SEAL_MAGIC, 4) == 0 && v[4] >= 1 && v[4] <= 32 &&
-         len >= (size_t)5 + v[4] + 12 + 16;
+  return len >= 5 && memcmp(v, GW_SEAL_MAGIC, 4) == 0 && v[4] >= 1 && v[4] <= 32 && len >= (size_t)5 + v[4] + 12 + 16;
 }
 
 void gw_sealed_key_id(const uint8_t *v, size_t len, char *id, size_t n) {
@@ -270,9 +270,9 @@ int gw_keyring_create(const char *path, const char *id, struct gw_buf *errs) {
     return GW_ERR_IO;
   }
   char line[256];
-  int n = snprintf(line, sizeof(line),
-                   "# cergw store keys: \"ID HEX\" per line; the last seals new rows, all of them open old ones\n%s ",
-                   id);
+  int n =
+      snprintf(line, sizeof(line),
+               "# cergw store keys: \"ID HEX\" per line; the last seals new rows, all of them open old ones\n%s ", id);
   for (int i = 0; i < 32; i++)
     n += snprintf(line + n, sizeof(line) - (size_t)n, "%02x", k[i]);
   n += snprintf(line + n, sizeof(line) - (size_t)n, "\n");

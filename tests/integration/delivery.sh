@@ -85,10 +85,13 @@ write_delivery() { # extra route settings: apkolce route enabled (true|false)
 }
 EOF
 }
+# the store's content sealed at rest under a key of this run (the CLI reads it from CERGW_STORE_KEY)
+"$GW" store keygen "$T/store.key" test-1 >/dev/null
+export CERGW_STORE_KEY=$T/store.key
 cat >"$T/gw.json" <<EOF
 {
   "listen": "127.0.0.1:$GWP", "mllp_listen": "127.0.0.1:$MLLP", "workers": 2, "log_level": "info",
-  "data_dir": "$T/gw", "delivery": "$T/delivery.json",
+  "data_dir": "$T/gw", "delivery": "$T/delivery.json", "store": {"key_file": "$T/store.key"},
   "tls": {"cert": "$D/server.pem", "key": "$D/server.key", "client_ca": "$D/ca.pem", "crl": "$D/crl.pem"},
   "limits": {"max_body_bytes": 65536}
 }
@@ -557,12 +560,12 @@ check "    the clinic holds it once, MSH-10 the delivery's key" bash -c "[ \"\$(
 mode mllpclinic reject
 sed 's/WIZ-N1/WIZ-N4/' "$T/n4.json" >"$T/n5.json"
 nres=$(sim p1 /_sim/notify -X POST --data-binary @"$T/n5.json")
-check "    an ACK AE from the clinic: rejected, the ACK's text kept" bash -c "printf '%s' \"\$1\" | grep -q 'clinic-000000011111 rejected the message: ACK AE: rejected by the simulator' && [ \"\$(sqlite3 -cmd '.timeout 5000' $T/gw/cergw.db \"select count(*) from deliveries where backend='clinic-000000011111' and state=2 and last_error like 'ACK AE: rejected by the simulator%'\")\" = 1 ]" _ "$nres"
+check "    an ACK AE from the clinic: rejected, the ACK's text kept" bash -c "printf '%s' \"\$1\" | grep -q 'clinic-000000011111 rejected the message: ACK AE: rejected by the simulator' && [ \"\$(\"$CLI\" outbox --data $T/gw list --backend clinic-000000011111 --state rejected | grep -c 'ACK AE: rejected by the simulator')\" = 1 ]" _ "$nres"
 mode mllpclinic fail
 u0=$(stat mllpclinic unique)
 sed 's/WIZ-N1/WIZ-N5/' "$T/n4.json" >"$T/n6.json"
 sim p1 /_sim/notify -X POST --data-binary @"$T/n6.json" >/dev/null
-check "    an answer that is no ACK: attempted again (not an ACK, logged as a failed attempt)" wait_for 10 bash -c "[ \"\$(sqlite3 -cmd '.timeout 5000' $T/gw/cergw.db \"select count(*) from deliveries where backend='clinic-000000011111' and state=0 and attempts>=2 and last_error like '%not an HL7 ACK%'\")\" = 1 ]"
+check "    an answer that is no ACK: attempted again (not an ACK, logged as a failed attempt)" wait_for 10 bash -c "[ \"\$(\"$CLI\" outbox --data $T/gw list --backend clinic-000000011111 --state queued | awk '/not an HL7 ACK/ && \$8 >= 2' | wc -l)\" = 1 ]"
 mode mllpclinic ok
 check "    then delivered once the clinic acknowledges" wait_for 10 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$CLIN2/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((u0 + 1)) ]"
 sed 's/000000012345/000000099999/' "$T/n1.json" >"$T/n3.json"
@@ -808,6 +811,33 @@ grep -h 'ERROR: AddressSanitizer\|runtime error' "$LOG" "$T"/sim-*.log && ko "sa
 pd=$(grep -h -o -E '8501011234[0-9]|Kowalsk[a-z]*|600100200|jan\.kowalski@example\.pl' "$LOG" | sort | uniq -c | tr '\n' ' ')
 check "no PESEL, patient name, phone number or e-mail of the test data in any line of the gateway's log${pd:+ (found: $pd)}" \
   test -z "$pd"
+
+# personal data at rest: after everything above, not one PESEL, name, phone or e-mail of the test data in
+# any file under the data directory (the database, its write-ahead log and shared memory: raw bytes)
+pf=$(cat "$T"/gw/* 2>/dev/null | grep -a -o -E '8501011234[0-9]|Kowalsk[a-z]*|600100200|jan\.kowalski@example\.pl' | sort | uniq -c | tr '\n' ' ')
+check "no PESEL, patient name, phone number or e-mail of the test data in any file of the data directory${pf:+ (found: $pf)}" \
+  test -z "$pf"
+check "  yet the store is whole: cergw store status names the key and every message sealed under it" \
+  bash -c "\"$CLI\" store --data $T/gw status | grep -q 'messages by key: *test-1 [0-9]' && ! \"$CLI\" store --data $T/gw status | grep -q '(clear)'"
+check "  data directory 0700, database and write-ahead log 0600" \
+  eq "$(command stat -c %a "$T/gw") $(command stat -c %a "$T/gw/cergw.db")" "700 600"
+dump() { sqlite3 -cmd '.timeout 5000' "$T/gw/cergw.db" .dump | sha256sum; } # the rows, whatever SQLite's scratch files do
+sum0=$(dump)
+"$GW" store keygen "$T/other.key" test-1 >/dev/null # the same id, another key
+sed "s|$T/store.key|$T/other.key|" "$T/gw.json" >"$T/gw-wrong.json"
+out=$(timeout 20 "$GW" serve --config "$T/gw-wrong.json" 2>&1); rc=$?
+check "a wrong key under the right id: refused at start, saying so" \
+  bash -c "[ $rc -ne 0 ] && grep -q \"key 'test-1' in store.key_file is not the key\" <<<\"\$1\"" _ "$out"
+"$GW" store keygen "$T/missing.key" test-9 >/dev/null
+sed "s|$T/store.key|$T/missing.key|" "$T/gw.json" >"$T/gw-missing.json"
+out=$(timeout 20 "$GW" serve --config "$T/gw-missing.json" 2>&1); rc=$?
+check "a key file without the key the rows are sealed under: refused at start, naming the key id" \
+  bash -c "[ $rc -ne 0 ] && grep -q \"sealed under key 'test-1', which store.key_file does not hold\" <<<\"\$1\"" _ "$out"
+chmod 644 "$T/store.key"
+out=$(timeout 20 "$GW" serve --config "$T/gw.json" 2>&1); rc=$?
+chmod 600 "$T/store.key"
+check "a key file others can read: refused at start, with the fix" bash -c "[ $rc -ne 0 ] && grep -q 'chmod 600' <<<\"\$1\"" _ "$out"
+check "  and none of these changed a row of the store" eq "$(dump)" "$sum0"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -7,10 +7,10 @@
 #include "suites.h"
 
 static int (*const suites[])(void) = {
-    gw_test_buf_suite,   gw_test_log_suite,    gw_test_metrics_suite, gw_test_conf_suite,
-    gw_test_tls_suite,   gw_test_router_suite, gw_test_h1_suite,      gw_test_h2_suite,
-    gw_test_hl7v2_suite, gw_test_fhir_suite,   gw_test_rules_suite,   gw_test_store_suite,
-    gw_test_mllp_suite,  gw_test_sched_suite,  gw_test_pipe_suite,    gw_test_hl7fn_suite, gw_test_seal_suite,
+    gw_test_buf_suite,    gw_test_log_suite,   gw_test_metrics_suite, gw_test_conf_suite,  gw_test_tls_suite,
+    gw_test_router_suite, gw_test_h1_suite,    gw_test_h2_suite,      gw_test_hl7v2_suite, gw_test_fhir_suite,
+    gw_test_rules_suite,  gw_test_store_suite, gw_test_mllp_suite,    gw_test_sched_suite, gw_test_pipe_suite,
+    gw_test_hl7fn_suite,  gw_test_seal_suite,
 };
 
 const char *gw_test_certs(void) {

@@ -475,6 +475,17 @@ static void test_migration(void) {
   struct gw_store *st = NULL;
   struct gw_buf err;
   gw_buf_init(&err, 4096);
+  /* a database file other users can read holds personal data in the open: refused, with the fix */
+  chmod(path, 0644);
+  CU_ASSERT_EQUAL(gw_store_open(sub, on_accepted, NULL, &st, &err), GW_ERR_CONF);
+  CU_ASSERT_PTR_NOT_NULL(err.data && strstr((const char *)err.data, "chmod 600"));
+  chmod(path, 0600);
+  chmod(sub, 0755); /* and so is a data directory they can list */
+  err.len = 0;
+  CU_ASSERT_EQUAL(gw_store_open(sub, on_accepted, NULL, &st, &err), GW_ERR_CONF);
+  CU_ASSERT_PTR_NOT_NULL(err.data && strstr((const char *)err.data, "chmod 700"));
+  chmod(sub, 0700);
+  err.len = 0;
   CU_ASSERT_EQUAL_FATAL(gw_store_open(sub, on_accepted, NULL, &st, &err), GW_OK);
   CU_ASSERT_EQUAL(gw_store_schema_version(st), GW_STORE_SCHEMA_VERSION);
   count_loaded = 0;

@@ -99,7 +99,7 @@ static void test_rotation(void) {
   gw_seal(both, 7, (const uint8_t *)"new row", 7, &b);
   char id[40];
   gw_sealed_key_id(b.data, b.len, id, sizeof(id));
-  CU_ASSERT_STRING_EQUAL(id, "k2"); /* new rows under the last key */
+  CU_ASSERT_STRING_EQUAL(id, "k2");                              /* new rows under the last key */
   CU_ASSERT_EQUAL(gw_unseal(both, 7, a.data, a.len, &p), GW_OK); /* old rows still open */
   p.len = 0;
   CU_ASSERT_EQUAL(gw_unseal(other, 7, a.data, a.len, &p), GW_ERR_NOTFOUND); /* k1 dropped too early: said so */
@@ -127,9 +127,9 @@ static void test_key_file_refused(void) {
   write_key_file("open.key", K1, 0644, path, sizeof(path)); /* readable by others */
   CU_ASSERT_EQUAL(gw_keyring_load(path, &kr, &errs), GW_ERR_CONF);
   CU_ASSERT_PTR_NOT_NULL(errs.data && strstr((const char *)errs.data, "chmod 600"));
-  static const char *const bad[] = {"k1 0011\n", "k1 zz0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n",
-                                    "bad/id 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n",
-                                    K1 K1, "# nothing\n"};
+  static const char *const bad[] = {
+      "k1 0011\n", "k1 zz0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n",
+      "bad/id 000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f\n", K1 K1, "# nothing\n"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     write_key_file("bad.key", bad[i], 0600, path, sizeof(path));
     errs.len = 0;
