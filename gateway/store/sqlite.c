@@ -1792,6 +1792,20 @@ static int outbox_purge(sqlite3 *db, const char *path, int argc, char **argv) {
   return 0;
 }
 
+/* The database for a command line tool (|flags|: read-only or read-write), sealed content readable
+ * with the keyring given (gw_store_use_keyring); NULL after saying why. */
+static sqlite3 *open_cli(const char *path, int flags) {
+  sqlite3 *db = NULL;
+  if (sqlite3_open_v2(path, &db, flags, NULL) != SQLITE_OK) {
+    fprintf(stderr, "%s: %s\n", path, db ? sqlite3_errmsg(db) : "cannot open");
+    sqlite3_close(db);
+    return NULL;
+  }
+  sqlite3_busy_timeout(db, 10000);
+  register_seal(db);
+  return db;
+}
+
 int gw_outbox_cmd(const char *dir, int argc, char **argv) {
   static const struct {
     const char *name;
@@ -1809,14 +1823,9 @@ int gw_outbox_cmd(const char *dir, int argc, char **argv) {
     return outbox_usage();
   char path[4096];
   snprintf(path, sizeof(path), "%s/cergw.db", dir);
-  sqlite3 *db = NULL;
-  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE, NULL) != SQLITE_OK) {
-    fprintf(stderr, "%s: %s\n", path, db ? sqlite3_errmsg(db) : "cannot open");
-    sqlite3_close(db);
+  sqlite3 *db = open_cli(path, SQLITE_OPEN_READWRITE);
+  if (!db)
     return 2;
-  }
-  sqlite3_busy_timeout(db, 10000);
-  register_seal(db);
   int rv = fn(db, path, argc, argv);
   sqlite3_close(db);
   return rv;
@@ -1846,14 +1855,9 @@ int gw_store_cmd(const char *dir, int argc, char **argv) {
     fprintf(stderr, "%s: %s\n", path, strerror(errno));
     return 2;
   }
-  sqlite3 *db = NULL;
-  if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
-    fprintf(stderr, "%s: %s\n", path, db ? sqlite3_errmsg(db) : "cannot open");
-    sqlite3_close(db);
+  sqlite3 *db = open_cli(path, SQLITE_OPEN_READONLY);
+  if (!db)
     return 2;
-  }
-  sqlite3_busy_timeout(db, 10000);
-  register_seal(db);
   long long walsz = stat(wal, &sw) == 0 ? (long long)sw.st_size : 0;
   printf("store:           %s (%lld bytes, write-ahead log %lld bytes, mode %04o)\n", path, (long long)sb.st_size,
          walsz, (unsigned)(sb.st_mode & 07777));
