@@ -10,7 +10,8 @@
 # JSON transaction Bundle (POST /fhir) runs too, for the dialect that skips
 # the SIU mapping.
 # Baseline = GET /healthz on the same gateway, same connections and streams.
-# Not a test. Last line: the ratio of delivered messages/s to the baseline.
+# Then the cost of sealing the store at rest: the same S12 load alternating between this gateway and a
+# second one with store.seal "off" (seal_cpu_ratio). Not a test. Last line: RESULT with the figures.
 #
 # Environment: DURATION seconds per run (10), CONNS (8), STREAMS (32),
 # LIGHT_CONNS (1), LIGHT_STREAMS (4) for the latency run at lower load,
