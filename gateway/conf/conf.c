@@ -38,6 +38,12 @@ static const struct field fields[] = {
     {"store", K_OBJ, 0, 0, 0, NULL},
     {"store.key_file", K_PATH, OFF(store.key_file), 0, 0, "keys that seal personal data at rest (mode 0600)"},
     {"store.seal", K_STR, OFF(store.seal), 0, 0, "\"on\" (default) or \"off\" (content stored in clear)"},
+    {"store.retention", K_OBJ, 0, 0, 0, NULL},
+    {"store.retention.content_days", K_U32, OFF(store.content_days), 0, 36500,
+     "content of a delivered message kept this many days (0 = forever)"},
+    {"store.retention.metadata_days", K_U32, OFF(store.metadata_days), 0, 36500,
+     "its ids, states and times kept this many days (0 = forever)"},
+    {"store.retention.check_ms", K_U32, OFF(store.check_ms), 100, 86400000, "how often the store prunes a step"},
     {"tls", K_OBJ, 0, 0, 0, NULL},
     {"tls.cert", K_PATH, OFF(tls.cert), 0, 0, NULL},
     {"tls.key", K_PATH, OFF(tls.key), 0, 0, NULL},
@@ -501,6 +507,9 @@ int gw_conf_defaults(struct gw_conf *c) {
   c->data_dir = strdup("data");
   c->store.key_file = strdup("certs/dev/store.key");
   c->store.seal = strdup("on");
+  c->store.content_days = 7;
+  c->store.metadata_days = 90;
+  c->store.check_ms = 60000;
   c->roles.p1_subject_cn = strdup("P1 CeR notifications (dev)"); /* the development PKI's (certs/) */
   c->roles.p1_issuer_cn = strdup("cergw development CA");
   if (!c->data_dir || !c->store.key_file || !c->store.seal || !c->roles.p1_subject_cn || !c->roles.p1_issuer_cn ||

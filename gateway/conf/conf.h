@@ -48,8 +48,9 @@ struct gw_conf {
   char *mllp_host, *mllp_port; /* MLLP over TLS listener; NULL when off */
   char *data_dir;              /* durable store (SQLite) directory */
   struct {
-    char *key_file; /* the keys that seal content at rest (tls/seal.h) */
-    char *seal;     /* "on" or "off" */
+    char *key_file;                                 /* the keys that seal content at rest (tls/seal.h) */
+    char *seal;                                     /* "on" or "off" */
+    uint32_t content_days, metadata_days, check_ms; /* retention (gw_store_set_retention) */
   } store;
   char *delivery;   /* routes/backends/clinics file; NULL = embedded defaults */
   char *public_url; /* how clients reach the gateway (the WSDL's address); NULL: the request's Host */

@@ -28,7 +28,15 @@ static const struct gw_store_ops sq_ops;
 static const struct gw_memq_ops sq_memq_ops;
 
 /* Items for the writer: a submit, a delivery update, an answer, or a lookup (run after the commit). */
-enum witem_kind { W_SUBMIT, W_UPDATE, W_ANSWER, W_LOOKUP, W_READ };
+enum witem_kind { W_SUBMIT, W_UPDATE, W_ANSWER, W_LOOKUP, W_READ, W_PRUNE };
+struct prune_wait { /* W_PRUNE: gw_store_prune waits on it */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool done;
+  int rv;
+  int64_t now;
+  long content, metadata;
+};
 struct witem {
   enum witem_kind kind;
   struct witem *next;
@@ -44,7 +52,8 @@ struct witem {
   gw_store_read_fn read_fn;
   char meta[240]; /* W_ANSWER: "location\tetag" */
   void *ud;
-  bool failed; /* W_UPDATE, W_ANSWER: not written by the last batch */
+  bool failed;           /* W_UPDATE, W_ANSWER: not written by the last batch */
+  struct prune_wait *pw; /* W_PRUNE */
 };
 
 /* The schema, as forward migrations: migrations[v] takes a database of version v
@@ -104,6 +113,8 @@ static const char *const migrations[GW_STORE_SCHEMA_VERSION] = {
     /* 7 -> 8: every key content was ever sealed under, with a value sealed under it: at start a key
      * missing from store.key_file, or another key under its id, is found before anything is written */
     "CREATE TABLE IF NOT EXISTS seal_keys(id TEXT PRIMARY KEY, check_value BLOB NOT NULL, since_ms INTEGER NOT NULL);",
+    /* 8 -> 9: retention finds old messages by age */
+    "CREATE INDEX IF NOT EXISTS messages_received ON messages(received_ms);",
 };
 
 static int user_version(sqlite3 *db) {
@@ -236,6 +247,8 @@ struct sq_store {
   void *merge_ud;
   gw_extract_fn extract; /* a version kept as its message holds it, read out of the canonical form */
   void *extract_ud;
+  /* retention (gw_store_set_retention), read and written by the writer only after it is set */
+  int64_t content_ms, metadata_ms, prune_every_ms, next_prune_ms;
 };
 
 /* ---- personal data at rest (tls/seal.h) ----
@@ -402,6 +415,8 @@ static int sq_schema_version(struct gw_store *gst) {
 
 /* Every SQLite failure is counted here (cergw_store_errors_total) and logged once where it happens. */
 static _Atomic long long store_errors;
+static _Atomic long long pruned_content, pruned_messages; /* retention, for the metrics */
+static char metrics_path[4096];                           /* the store opened last, for its size */
 
 static int failed_step(sqlite3 *db, const char *what, int rc) {
   atomic_fetch_add(&store_errors, 1);
@@ -419,6 +434,16 @@ static int step_done(sqlite3 *db, sqlite3_stmt *q, const char *what) {
 void gw_store_metrics(struct gw_buf *o) {
   gw_buf_printf(o, "# TYPE cergw_store_errors_total counter\ncergw_store_errors_total %lld\n",
                 (long long)atomic_load(&store_errors));
+  gw_buf_printf(o,
+                "# TYPE cergw_store_pruned_content_total counter\ncergw_store_pruned_content_total %lld\n"
+                "# TYPE cergw_store_pruned_messages_total counter\ncergw_store_pruned_messages_total %lld\n",
+                (long long)atomic_load(&pruned_content), (long long)atomic_load(&pruned_messages));
+  struct stat sb, sw;
+  char wal[4200];
+  snprintf(wal, sizeof(wal), "%s-wal", metrics_path);
+  if (metrics_path[0] && stat(metrics_path, &sb) == 0)
+    gw_buf_printf(o, "# TYPE cergw_store_bytes gauge\ncergw_store_bytes %lld\n",
+                  (long long)sb.st_size + (stat(wal, &sw) == 0 ? (long long)sw.st_size : 0));
 }
 
 static int load_states(struct sq_store *st, struct gw_submit *s) {
@@ -1049,6 +1074,97 @@ static int apply_update(struct sq_store *st, const struct witem *it, int64_t now
 
 /* The next batch (at most BATCH_MAX items), or NULL when stopping with nothing queued. After a failed
  * batch it waits a little first, so a full disk is not hammered. */
+/* ---- retention ----
+ * Content (original, canonical form, answer, payloads, errors, attempt answers, resource versions) of a
+ * message whose every delivery was delivered goes after content_days; the message's metadata after
+ * metadata_days, unless a slot or a resource version still names it. A message with a delivery queued,
+ * being retried, rejected or dead is never pruned: it waits for an operator. Small steps (PRUNE_STEP
+ * messages, one short transaction), between batches, so the writer is never held for long. */
+#define PRUNE_STEP 64
+#define PRUNE_DONE "NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id AND d.state <> 1)"
+
+static int prune_step(struct sq_store *st, int64_t now, long *content, long *metadata) {
+  *content = *metadata = 0;
+  if (!st->content_ms && !st->metadata_ms)
+    return GW_OK;
+  if (exec(st->w, "BEGIN IMMEDIATE") != SQLITE_OK)
+    return GW_ERR_IO;
+  int rv = GW_OK;
+  sqlite3_stmt *q = NULL;
+  if (st->content_ms) {
+    /* the ids first (a small temporary table), then each table once */
+    static const char *const content_sql[] = {
+        "CREATE TEMP TABLE IF NOT EXISTS prune_ids(id INTEGER PRIMARY KEY)",
+        "DELETE FROM prune_ids",
+        "INSERT INTO prune_ids SELECT id FROM messages WHERE received_ms < ?1 AND (length(original) > 0 OR"
+        " length(canonical) > 0 OR answer IS NOT NULL) AND " PRUNE_DONE " ORDER BY received_ms LIMIT "
+        "64",
+        "UPDATE messages SET original = X'', canonical = X'', answer = NULL WHERE id IN prune_ids",
+        "UPDATE deliveries SET payload = X'', last_error = '' WHERE msg_id IN prune_ids",
+        "UPDATE attempts SET answer = '' WHERE delivery_id IN (SELECT id FROM deliveries WHERE msg_id IN prune_ids)",
+        "DELETE FROM resources WHERE msg_id IN prune_ids",
+    };
+    for (size_t i = 0; rv == GW_OK && i < sizeof(content_sql) / sizeof(content_sql[0]); i++) {
+      if (sqlite3_prepare_v2(st->w, content_sql[i], -1, &q, NULL) != SQLITE_OK) {
+        rv = failed_step(st->w, "prune", 0);
+        break;
+      }
+      sqlite3_bind_int64(q, 1, now - st->content_ms);
+      if (sqlite3_step(q) != SQLITE_DONE)
+        rv = failed_step(st->w, "prune", 0);
+      if (i == 2)
+        *content = sqlite3_changes(st->w);
+      sqlite3_finalize(q);
+    }
+  }
+  if (rv == GW_OK && st->metadata_ms) {
+    static const char *const meta_sql[] = {
+        "CREATE TEMP TABLE IF NOT EXISTS prune_ids(id INTEGER PRIMARY KEY)",
+        "DELETE FROM prune_ids",
+        "INSERT INTO prune_ids SELECT id FROM messages WHERE received_ms < ?1 AND " PRUNE_DONE
+        " AND NOT EXISTS (SELECT 1 FROM slots s WHERE s.msg_id = messages.id)"
+        " AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.msg_id = messages.id) ORDER BY received_ms LIMIT 64",
+        "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE msg_id IN prune_ids)",
+        "DELETE FROM deliveries WHERE msg_id IN prune_ids",
+        "DELETE FROM messages WHERE id IN prune_ids",
+    };
+    for (size_t i = 0; rv == GW_OK && i < sizeof(meta_sql) / sizeof(meta_sql[0]); i++) {
+      if (sqlite3_prepare_v2(st->w, meta_sql[i], -1, &q, NULL) != SQLITE_OK) {
+        rv = failed_step(st->w, "prune", 0);
+        break;
+      }
+      sqlite3_bind_int64(q, 1, now - st->metadata_ms);
+      if (sqlite3_step(q) != SQLITE_DONE)
+        rv = failed_step(st->w, "prune", 0);
+      if (i == 2)
+        *metadata = sqlite3_changes(st->w);
+      sqlite3_finalize(q);
+    }
+  }
+  if (rv == GW_OK && exec(st->w, "COMMIT") == SQLITE_OK) {
+    atomic_fetch_add(&pruned_content, *content);
+    atomic_fetch_add(&pruned_messages, *metadata);
+    if (*content || *metadata) {
+      exec(st->w, "PRAGMA incremental_vacuum(256)"); /* the space back, a little at a time */
+      gw_log(GW_LOG_INFO, "store_pruned", "content=%ld metadata=%ld", *content, *metadata);
+    }
+    return GW_OK;
+  }
+  if (!sqlite3_get_autocommit(st->w))
+    exec(st->w, "ROLLBACK");
+  return rv != GW_OK ? rv : GW_ERR_IO;
+}
+
+/* Between batches: a prune step when one is due; another right away while the last one found a full
+ * step's worth (a backlog), else at the next period. */
+static void maybe_prune(struct sq_store *st, int64_t now) {
+  if (!st->prune_every_ms || now < st->next_prune_ms)
+    return;
+  long c = 0, m = 0;
+  int rv = prune_step(st, now, &c, &m);
+  st->next_prune_ms = now + (rv == GW_OK && (c == PRUNE_STEP || m == PRUNE_STEP) ? 0 : st->prune_every_ms);
+}
+
 static struct witem *take_batch(struct sq_store *st, bool pause, int *n) {
   pthread_mutex_lock(&st->mu);
   if (pause && !st->stop) {
@@ -1059,8 +1175,22 @@ static struct witem *take_batch(struct sq_store *st, bool pause, int *n) {
     ts.tv_nsec %= 1000000000L;
     pthread_cond_timedwait(&st->cv, &st->mu, &ts);
   }
-  while (!st->head && !st->stop)
-    pthread_cond_wait(&st->cv, &st->mu);
+  while (!st->head && !st->stop) {
+    if (!st->prune_every_ms) {
+      pthread_cond_wait(&st->cv, &st->mu);
+      continue;
+    }
+    int64_t wait = st->next_prune_ms - gw_wall_ms();
+    if (wait <= 0)
+      break; /* idle, and a prune step is due */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += wait / 1000;
+    ts.tv_nsec += (wait % 1000) * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(&st->cv, &st->mu, &ts);
+  }
   struct witem *batch = st->head, *last = batch;
   *n = batch ? 1 : 0;
   while (last && last->next && *n < BATCH_MAX) {
@@ -1138,6 +1268,15 @@ static bool finish_batch(struct sq_store *st, struct witem *batch, int rc) {
       run_lookup(st, it);
     if (it->kind == W_READ)
       run_read(st, it);
+    if (it->kind == W_PRUNE) {
+      struct prune_wait *pw = it->pw;
+      int prv = prune_step(st, pw->now, &pw->content, &pw->metadata);
+      pthread_mutex_lock(&pw->mu);
+      pw->rv = prv;
+      pw->done = true;
+      pthread_cond_signal(&pw->cv);
+      pthread_mutex_unlock(&pw->mu);
+    }
     if (it->kind == W_SUBMIT) {
       struct gw_submit *s = it->s;
       if (rc != SQLITE_OK)
@@ -1174,10 +1313,18 @@ static void *writer_main(void *arg) {
   for (;;) {
     int n;
     struct witem *batch = take_batch(st, failed, &n);
-    if (!batch)
-      break;
+    if (!batch) {
+      pthread_mutex_lock(&st->mu);
+      bool stop = st->stop;
+      pthread_mutex_unlock(&st->mu);
+      if (stop)
+        break;
+      maybe_prune(st, gw_wall_ms());
+      continue;
+    }
     int rc = write_batch(st, batch, n, gw_wall_ms());
     failed = finish_batch(st, batch, rc);
+    maybe_prune(st, gw_wall_ms());
   }
   return NULL;
 }
@@ -1191,6 +1338,39 @@ static void enqueue(struct sq_store *st, struct witem *it) {
   st->tail = it;
   pthread_cond_signal(&st->cv);
   pthread_mutex_unlock(&st->mu);
+}
+
+static void sq_set_retention(struct gw_store *gst, uint32_t content_days, uint32_t metadata_days, uint32_t every_ms) {
+  struct sq_store *st = (struct sq_store *)gst;
+  pthread_mutex_lock(&st->mu);
+  st->content_ms = (int64_t)content_days * 86400000;
+  st->metadata_ms = (int64_t)metadata_days * 86400000;
+  st->prune_every_ms = (content_days || metadata_days) ? (every_ms ? every_ms : 60000) : 0;
+  st->next_prune_ms = gw_wall_ms() + st->prune_every_ms;
+  pthread_cond_signal(&st->cv);
+  pthread_mutex_unlock(&st->mu);
+}
+
+static int sq_prune(struct gw_store *gst, int64_t now_ms, long *content, long *metadata) {
+  struct sq_store *st = (struct sq_store *)gst;
+  struct prune_wait pw = {.now = now_ms};
+  pthread_mutex_init(&pw.mu, NULL);
+  pthread_cond_init(&pw.cv, NULL);
+  struct witem *it = gw_calloc(1, sizeof(*it));
+  if (!it)
+    return GW_ERR_NOMEM;
+  it->kind = W_PRUNE;
+  it->pw = &pw;
+  enqueue(st, it);
+  pthread_mutex_lock(&pw.mu);
+  while (!pw.done)
+    pthread_cond_wait(&pw.cv, &pw.mu);
+  pthread_mutex_unlock(&pw.mu);
+  pthread_mutex_destroy(&pw.mu);
+  pthread_cond_destroy(&pw.cv);
+  *content = pw.content;
+  *metadata = pw.metadata;
+  return pw.rv;
 }
 
 static void sq_submit(struct gw_store *gst, struct gw_submit *s) {
@@ -1429,11 +1609,14 @@ int gw_store_open_sqlite(const char *dir, gw_store_accepted_fn on_accepted, void
   st->ud = ud;
   pthread_mutex_init(&st->mu, NULL);
   pthread_cond_init(&st->cv, NULL);
+  snprintf(metrics_path, sizeof(metrics_path), "%s", path);
   /* created 0600 before SQLite opens it: its WAL and shared-memory files take the same mode */
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
   if (fd >= 0)
     close(fd);
   int rv = open_db(path, &st->w, err);
+  if (!rv) /* pruned space goes back to the file system (effective for a database made from now on) */
+    exec(st->w, "PRAGMA auto_vacuum=INCREMENTAL");
   if (!rv)
     rv = migrate(st->w, path, err);
   if (!rv)
@@ -1503,6 +1686,8 @@ static const struct gw_store_ops sq_ops = {.name = "sqlite",
                                            .read = sq_read,
                                            .set_merge = sq_set_merge,
                                            .set_extract = sq_set_extract,
+                                           .set_retention = sq_set_retention,
+                                           .prune = sq_prune,
                                            .load = sq_load,
                                            .load_range = sq_load_range,
                                            .lookup = sq_lookup,

@@ -76,6 +76,12 @@ void gw_store_read(struct gw_store *st, const struct gw_rquery *q, gw_store_read
 
 void gw_store_set_merge(struct gw_store *st, gw_merge_fn fn, void *ud) { st->ops->set_merge(st, fn, ud); }
 void gw_store_set_extract(struct gw_store *st, gw_extract_fn fn, void *ud) { st->ops->set_extract(st, fn, ud); }
+void gw_store_set_retention(struct gw_store *st, uint32_t content_days, uint32_t metadata_days, uint32_t every_ms) {
+  st->ops->set_retention(st, content_days, metadata_days, every_ms);
+}
+int gw_store_prune(struct gw_store *st, int64_t now_ms, long *content, long *metadata) {
+  return st->ops->prune(st, now_ms, content, metadata);
+}
 
 void gw_store_set_answer(struct gw_store *st, int64_t msg_id, int status, const char *ctype, const char *location,
                          const char *etag, const uint8_t *body, size_t len) {

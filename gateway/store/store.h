@@ -215,6 +215,8 @@ struct gw_store_ops {
   void (*read)(struct gw_store *st, const struct gw_rquery *q, gw_store_read_fn fn, void *ud);
   void (*set_merge)(struct gw_store *st, gw_merge_fn fn, void *ud);
   void (*set_extract)(struct gw_store *st, gw_extract_fn fn, void *ud);
+  void (*set_retention)(struct gw_store *st, uint32_t content_days, uint32_t metadata_days, uint32_t every_ms);
+  int (*prune)(struct gw_store *st, int64_t now_ms, long *content, long *metadata);
   void (*set_answer)(struct gw_store *st, int64_t msg_id, int status, const char *ctype, const char *location,
                      const char *etag, const uint8_t *body, size_t len);
   int (*load)(struct gw_store *st, int state, void (*fn)(void *ud, struct gw_delivery *d), void *ud);
@@ -281,7 +283,7 @@ void gw_store_set_memory(struct gw_store *st, gw_memory_fn fn, void *ud);
 /* The schema version this build writes (PRAGMA user_version). A database of
  * an older version is migrated forward at open, in one transaction; a newer
  * one is refused. */
-#define GW_STORE_SCHEMA_VERSION 8
+#define GW_STORE_SCHEMA_VERSION 9
 /* Prometheus lines of the store (errors counted since start). */
 void gw_store_metrics(struct gw_buf *out);
 
@@ -308,6 +310,15 @@ void gw_store_set_answer(struct gw_store *st, int64_t msg_id, int status, const 
 void gw_store_read(struct gw_store *st, const struct gw_rquery *q, gw_store_read_fn fn, void *ud);
 /* Sets the hook that merges a PATCH into the version before it (NULL: a PATCH keeps no version). */
 void gw_store_set_merge(struct gw_store *st, gw_merge_fn fn, void *ud);
+/* Retention by policy (store.retention): the content of a message whose every delivery was delivered is
+ * dropped |content_days| after it arrived, its metadata after |metadata_days| (0: never); a message with a
+ * delivery queued, retried, rejected or dead is never pruned. The writer prunes in small steps every
+ * |every_ms| (60 s when 0). */
+void gw_store_set_retention(struct gw_store *st, uint32_t content_days, uint32_t metadata_days, uint32_t every_ms);
+/* One prune step now, as of |now_ms|, waiting for it: how many messages lost their content and how many
+ * were removed. GW_OK or an error. */
+int gw_store_prune(struct gw_store *st, int64_t now_ms, long *content, long *metadata);
+
 /* The keys the SQLite store seals content and hashes identifiers with (tls/seal.h), for every
  * connection opened from now on, process-wide; NULL: stored in clear. Set before gw_store_open. */
 struct gw_keyring;

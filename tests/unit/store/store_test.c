@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../suites.h"
+#include "core/clock.h"
 #include "core/err.h"
 #include "core/health.h"
 #include "deliver/deliver.h"
@@ -682,6 +683,93 @@ static void test_mask_pesel(void) {
   CU_ASSERT_STRING_EQUAL(s, "WIZ-1 patient=850101***** tel 600100200 nr 123456789012");
 }
 
+/* Retention, as a property over random ages and delivery states: after pruning as of |now|, a message
+ * with any delivery not delivered (queued, rejected, dead, retry asked) keeps everything; one whose
+ * deliveries were all delivered keeps its content while younger than content_days, loses it after, and
+ * is gone after metadata_days; nothing younger is touched. */
+static void test_retention_property(void) {
+  char sub[96], path[128];
+  snprintf(sub, sizeof(sub), "%s/retention", dir);
+  snprintf(path, sizeof(path), "%s/cergw.db", sub);
+  struct gw_store *st = NULL;
+  struct gw_buf err;
+  gw_buf_init(&err, 4096);
+  CU_ASSERT_EQUAL_FATAL(gw_store_open(sub, on_accepted, NULL, &st, &err), GW_OK);
+  enum { N = 60 };
+  reset_done();
+  for (int i = 0; i < N; i += 30) { /* done_list holds 64 */
+    for (int k = i; k < i + 30; k++) {
+      char key[32], body[64];
+      snprintf(key, sizeof(key), "ret-%d", k);
+      snprintf(body, sizeof(body), "PESEL 85010112345 message %d", k);
+      gw_store_submit(st, msg(key, body));
+    }
+    wait_done(30);
+    reset_done();
+  }
+  gw_store_close(st);
+  /* random ages (0 to 120 days) and states, written behind the store's back */
+  const int64_t day = 86400000, now = gw_wall_ms();
+  int age[N + 1], state[N + 1][2];
+  srand(20261207);
+  sqlite3 *db = NULL;
+  CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+  for (int id = 1; id <= N; id++) {
+    age[id] = rand() % 121;
+    char sql[256];
+    snprintf(sql, sizeof(sql), "UPDATE messages SET received_ms = %lld WHERE id = %d", (long long)(now - age[id] * day),
+             id);
+    CU_ASSERT_EQUAL(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    for (int k = 0; k < 2; k++) {
+      state[id][k] = rand() % 3 ? GW_DS_DELIVERED : rand() % 5; /* mostly delivered, else any state */
+      snprintf(sql, sizeof(sql),
+               "UPDATE deliveries SET state = %d WHERE id = (SELECT id FROM deliveries WHERE msg_id = %d ORDER BY id "
+               "LIMIT 1 OFFSET %d)",
+               state[id][k], id, k);
+      CU_ASSERT_EQUAL(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    }
+  }
+  sqlite3_close(db);
+  CU_ASSERT_EQUAL_FATAL(gw_store_open(sub, on_accepted, NULL, &st, &err), GW_OK);
+  gw_store_set_retention(st, 7, 90, 3600000);
+  long c = 0, m = 0, tc = 0, tm = 0;
+  do { /* steps until nothing is left to prune */
+    CU_ASSERT_EQUAL_FATAL(gw_store_prune(st, now, &c, &m), GW_OK);
+    tc += c, tm += m;
+  } while (c || m);
+  gw_store_close(st);
+  CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
+  int expect_content = 0, expect_meta = 0;
+  for (int id = 1; id <= N; id++) {
+    bool done = state[id][0] == GW_DS_DELIVERED && state[id][1] == GW_DS_DELIVERED;
+    char sql[200];
+    snprintf(sql, sizeof(sql),
+             "SELECT length(original), (SELECT COUNT(*) FROM deliveries WHERE msg_id = %d AND length(payload) > 0)"
+             " FROM messages WHERE id = %d",
+             id, id);
+    sqlite3_stmt *q = NULL;
+    CU_ASSERT_EQUAL_FATAL(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
+    int rc = sqlite3_step(q);
+    if (!done || age[id] <= 7) { /* untouched: waiting for an operator, or young */
+      CU_ASSERT_EQUAL(rc, SQLITE_ROW);
+      CU_ASSERT_TRUE(rc == SQLITE_ROW && sqlite3_column_int(q, 0) > 0 && sqlite3_column_int(q, 1) == 2);
+    } else if (age[id] <= 90) { /* content gone, metadata kept */
+      CU_ASSERT_EQUAL(rc, SQLITE_ROW);
+      CU_ASSERT_TRUE(rc == SQLITE_ROW && sqlite3_column_int(q, 0) == 0 && sqlite3_column_int(q, 1) == 0);
+      expect_content++;
+    } else { /* gone */
+      CU_ASSERT_EQUAL(rc, SQLITE_DONE);
+      expect_meta++;
+    }
+    sqlite3_finalize(q);
+  }
+  CU_ASSERT_TRUE(expect_content > 0 && expect_meta > 0); /* the draw covers every case */
+  CU_ASSERT_EQUAL(tm, expect_meta);
+  CU_ASSERT_EQUAL(tc, expect_content + expect_meta); /* the oldest lost their content first, then went */
+  sqlite3_close(db);
+  gw_buf_cleanup(&err);
+}
+
 int gw_test_store_suite(void) {
   CU_pSuite s = CU_add_suite("store", setup, teardown);
   if (!s)
@@ -689,5 +777,5 @@ int gw_test_store_suite(void) {
   return GW_ADD(s, test_commit_dup_recover) || GW_ADD(s, test_memory_rules) || GW_ADD(s, test_migration) ||
          GW_ADD(s, test_failure_is_not_silent) || GW_ADD(s, test_ownership) || GW_ADD(s, test_idempotency_digest) ||
          GW_ADD(s, test_updates_survive_a_fault) || GW_ADD(s, test_dconf_and_routes) ||
-         GW_ADD(s, test_dconf_many_clinics) || GW_ADD(s, test_mask_pesel);
+         GW_ADD(s, test_dconf_many_clinics) || GW_ADD(s, test_mask_pesel) || GW_ADD(s, test_retention_property);
 }
