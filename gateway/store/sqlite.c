@@ -1083,6 +1083,24 @@ static int apply_update(struct sq_store *st, const struct witem *it, int64_t now
 #define PRUNE_STEP 64
 #define PRUNE_DONE "NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id AND d.state <> 1)"
 
+/* Runs |n| statements of a prune step (?1 the cut-off time); |*changes|: the rows the third one
+ * (the choice of messages) picked. */
+static int prune_sql(struct sq_store *st, const char *const *sql, size_t n, int64_t cut, long *changes) {
+  for (size_t i = 0; i < n; i++) {
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(st->w, sql[i], -1, &q, NULL) != SQLITE_OK)
+      return failed_step(st->w, "prune", 0);
+    sqlite3_bind_int64(q, 1, cut);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    if (rc != SQLITE_DONE)
+      return failed_step(st->w, "prune", rc);
+    if (i == 2)
+      *changes = sqlite3_changes(st->w);
+  }
+  return GW_OK;
+}
+
 static int prune_step(struct sq_store *st, int64_t now, long *content, long *metadata) {
   *content = *metadata = 0;
   if (!st->content_ms && !st->metadata_ms)
@@ -1090,32 +1108,19 @@ static int prune_step(struct sq_store *st, int64_t now, long *content, long *met
   if (exec(st->w, "BEGIN IMMEDIATE") != SQLITE_OK)
     return GW_ERR_IO;
   int rv = GW_OK;
-  sqlite3_stmt *q = NULL;
   if (st->content_ms) {
     /* the ids first (a small temporary table), then each table once */
     static const char *const content_sql[] = {
         "CREATE TEMP TABLE IF NOT EXISTS prune_ids(id INTEGER PRIMARY KEY)",
         "DELETE FROM prune_ids",
         "INSERT INTO prune_ids SELECT id FROM messages WHERE received_ms < ?1 AND (length(original) > 0 OR"
-        " length(canonical) > 0 OR answer IS NOT NULL) AND " PRUNE_DONE " ORDER BY received_ms LIMIT "
-        "64",
+        " length(canonical) > 0 OR answer IS NOT NULL) AND " PRUNE_DONE " ORDER BY received_ms LIMIT 64",
         "UPDATE messages SET original = X'', canonical = X'', answer = NULL WHERE id IN prune_ids",
         "UPDATE deliveries SET payload = X'', last_error = '' WHERE msg_id IN prune_ids",
         "UPDATE attempts SET answer = '' WHERE delivery_id IN (SELECT id FROM deliveries WHERE msg_id IN prune_ids)",
         "DELETE FROM resources WHERE msg_id IN prune_ids",
     };
-    for (size_t i = 0; rv == GW_OK && i < sizeof(content_sql) / sizeof(content_sql[0]); i++) {
-      if (sqlite3_prepare_v2(st->w, content_sql[i], -1, &q, NULL) != SQLITE_OK) {
-        rv = failed_step(st->w, "prune", 0);
-        break;
-      }
-      sqlite3_bind_int64(q, 1, now - st->content_ms);
-      if (sqlite3_step(q) != SQLITE_DONE)
-        rv = failed_step(st->w, "prune", 0);
-      if (i == 2)
-        *content = sqlite3_changes(st->w);
-      sqlite3_finalize(q);
-    }
+    rv = prune_sql(st, content_sql, sizeof(content_sql) / sizeof(content_sql[0]), now - st->content_ms, content);
   }
   if (rv == GW_OK && st->metadata_ms) {
     static const char *const meta_sql[] = {
@@ -1128,18 +1133,7 @@ static int prune_step(struct sq_store *st, int64_t now, long *content, long *met
         "DELETE FROM deliveries WHERE msg_id IN prune_ids",
         "DELETE FROM messages WHERE id IN prune_ids",
     };
-    for (size_t i = 0; rv == GW_OK && i < sizeof(meta_sql) / sizeof(meta_sql[0]); i++) {
-      if (sqlite3_prepare_v2(st->w, meta_sql[i], -1, &q, NULL) != SQLITE_OK) {
-        rv = failed_step(st->w, "prune", 0);
-        break;
-      }
-      sqlite3_bind_int64(q, 1, now - st->metadata_ms);
-      if (sqlite3_step(q) != SQLITE_DONE)
-        rv = failed_step(st->w, "prune", 0);
-      if (i == 2)
-        *metadata = sqlite3_changes(st->w);
-      sqlite3_finalize(q);
-    }
+    rv = prune_sql(st, meta_sql, sizeof(meta_sql) / sizeof(meta_sql[0]), now - st->metadata_ms, metadata);
   }
   if (rv == GW_OK && exec(st->w, "COMMIT") == SQLITE_OK) {
     atomic_fetch_add(&pruned_content, *content);
