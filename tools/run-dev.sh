@@ -6,7 +6,7 @@
 set -u
 cd "$(dirname "$0")/.."
 GW=./build/cergw
-mkdir -p data
+mkdir -p data && chmod 700 data && { chmod 600 data/cergw.db* 2>/dev/null || true; } # the store holds personal data: its directory and files for this user only
 pids=()
 stop() { kill -TERM "${pids[@]}" 2>/dev/null; wait 2>/dev/null; }
 trap stop EXIT INT TERM
