@@ -52,9 +52,9 @@ $(FZ)/fuzz_dconf: fuzz/fuzz_dconf.c gateway/deliver/config.c gateway/deliver/sch
 	@mkdir -p $(FZ)
 	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)
 $(FZ)/fuzz_owner: fuzz/fuzz_owner.c gateway/pipe/facts.c gateway/validate/memory.c gateway/validate/rules.c \
-  gateway/store/store.c gateway/store/sqlite.c gateway/codec/fhir.c gateway/codec/xml.c $(CORE)
+  gateway/store/store.c gateway/store/sqlite.c gateway/tls/seal.c gateway/codec/fhir.c gateway/codec/xml.c $(CORE)
 	@mkdir -p $(FZ)
-	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS) $(shell pkg-config --libs sqlite3)
+	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS) $(shell pkg-config --libs sqlite3 libcrypto)
 $(FZ)/fuzz_sched: fuzz/fuzz_sched.c gateway/deliver/sched.c $(CORE)
 	@mkdir -p $(FZ)
 	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)
