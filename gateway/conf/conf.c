@@ -38,6 +38,10 @@ static const struct field fields[] = {
     {"store", K_OBJ, 0, 0, 0, NULL},
     {"store.key_file", K_PATH, OFF(store.key_file), 0, 0, "keys that seal personal data at rest (mode 0600)"},
     {"store.seal", K_STR, OFF(store.seal), 0, 0, "\"on\" (default) or \"off\" (content stored in clear)"},
+    {"store.max_bytes", K_SIZE, OFF(store.max_bytes), 0, (uint64_t)1 << 50,
+     "database and log past this: new messages refused with 503 (0 = no limit)"},
+    {"store.min_free_bytes", K_SIZE, OFF(store.min_free_bytes), 0, (uint64_t)1 << 50,
+     "free space kept on the store's disk: below it new messages are refused with 503"},
     {"store.retention", K_OBJ, 0, 0, 0, NULL},
     {"store.retention.content_days", K_U32, OFF(store.content_days), 0, 36500,
      "content of a delivered message kept this many days (0 = forever)"},
@@ -507,6 +511,7 @@ int gw_conf_defaults(struct gw_conf *c) {
   c->data_dir = strdup("data");
   c->store.key_file = strdup("certs/dev/store.key");
   c->store.seal = strdup("on");
+  c->store.min_free_bytes = 64u << 20;
   c->store.content_days = 7;
   c->store.metadata_days = 90;
   c->store.check_ms = 60000;

@@ -365,11 +365,13 @@ static void store_refused(const struct gw_pipe *p, struct gw_msg *m) {
   bool failed = s->status == GW_SUB_FAILED;
   const struct gw_rule_info *ri = failed ? NULL : gw_rules_info(gw_engine_rules(gw_pipe_engine(p)), s->reject_rule);
   struct gw_issue *is =
-      failed ? gw_diag_add(&m->diag, GW_SEV_FATAL, "transient", "store.failed",
-                           "the message could not be stored: nothing was accepted, send it again",
-                           "nie udało się zapisać komunikatu: nic nie zostało przyjęte, wyślij go ponownie")
-             : gw_diag_add(&m->diag, GW_SEV_ERROR, ri ? ri->code : "business-rule", s->reject_rule, s->reject_en,
-                           s->reject_pl);
+      failed && s->reject_en[0] /* the store said why (full) */
+          ? gw_diag_add(&m->diag, GW_SEV_FATAL, "transient", "store.full", s->reject_en, s->reject_pl)
+          : failed ? gw_diag_add(&m->diag, GW_SEV_FATAL, "transient", "store.failed",
+                                 "the message could not be stored: nothing was accepted, send it again",
+                                 "nie udało się zapisać komunikatu: nic nie zostało przyjęte, wyślij go ponownie")
+                   : gw_diag_add(&m->diag, GW_SEV_ERROR, ri ? ri->code : "business-rule", s->reject_rule, s->reject_en,
+                                 s->reject_pl);
   if (is) {
     is->hl7_code = ri ? ri->hl7_code : 207;
     is->resendable = ri ? ri->resendable : true;

@@ -228,6 +228,30 @@ void gw_facts_memory(xmlDocPtr doc, struct gw_submit *s, time_t now, int *late_c
   appointment_facts(x, s, now, late_cancel);
 }
 
+int gw_facts_pesels(xmlDocPtr doc, struct gw_submit *s) {
+  xmlXPathContextPtr x = gw_fhir_xpath(doc);
+  xmlXPathObjectPtr o =
+      x ? xnodes(x, (xmlNodePtr)doc, "//f:identifier[f:system/@value = '" PESEL_SYSTEM "']/f:value") : NULL;
+  int n = o ? o->nodesetval->nodeNr : 0;
+  if (n > 16)
+    n = 16;
+  if (n && !(s->pesels = gw_calloc((size_t)n, sizeof(*s->pesels)))) {
+    xmlXPathFreeObject(o);
+    return GW_ERR_NOMEM;
+  }
+  for (int i = 0; i < n; i++) {
+    xmlChar *v = xmlGetProp(o->nodesetval->nodeTab[i], BAD_CAST "value");
+    bool seen = !v || !*v || xmlStrlen(v) >= 16;
+    for (int k = 0; k < s->npesels && !seen; k++)
+      seen = !strcmp(s->pesels[k], (const char *)v);
+    if (!seen)
+      snprintf(s->pesels[s->npesels++], sizeof(s->pesels[0]), "%s", (const char *)v);
+    xmlFree(v);
+  }
+  xmlXPathFreeObject(o);
+  return GW_OK;
+}
+
 void gw_facts_ids(xmlDocPtr doc, char *ids, size_t n, char *rkey, size_t rn) {
   rkey[0] = ids[0] = 0;
   xmlXPathContextPtr x = gw_fhir_xpath(doc);

@@ -319,6 +319,8 @@ static enum gw_step facts(struct gw_pipe *p, struct gw_msg *m) {
     m->s->if_match = m->if_match;
   }
   gw_facts_ids(m->doc, m->ids, sizeof(m->ids), m->rkey, sizeof(m->rkey));
+  if (gw_facts_pesels(m->doc, m->s))
+    return gw_msg_refuse(m, 503, "transient", "gw.no-memory", "out of memory", "brak pamięci");
   if (m->bundle && (m->nentries = gw_facts_entries(m->doc, &m->batch, &m->entries)) < 0)
     return gw_msg_refuse(m, 503, "transient", "gw.no-memory", "out of memory", "brak pamięci");
   return GW_STEP_NEXT;

@@ -120,6 +120,8 @@ void gw_mask_pesel(char *s);
 /* Facts read from the canonical document (pipe/facts.c). */
 void gw_facts_memory(struct _xmlDoc *doc, struct gw_submit *s, time_t now, int *late_cancel);
 void gw_facts_ids(struct _xmlDoc *doc, char *ids, size_t n, char *rkey, size_t rn);
+/* The PESELs the message names (identifiers of that system, distinct, at most 16) into s->pesels. */
+int gw_facts_pesels(struct _xmlDoc *doc, struct gw_submit *s);
 void gw_facts_payload_rpwdl(struct _xmlDoc *doc, char *out, size_t n);
 int gw_facts_entries(struct _xmlDoc *doc, bool *batch, struct gw_msg_entry **out);
 void gw_facts_str(struct _xmlDoc *doc, void *at, const char *expr, char *out, size_t n);

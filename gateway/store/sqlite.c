@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,7 +29,7 @@ static const struct gw_store_ops sq_ops;
 static const struct gw_memq_ops sq_memq_ops;
 
 /* Items for the writer: a submit, a delivery update, an answer, or a lookup (run after the commit). */
-enum witem_kind { W_SUBMIT, W_UPDATE, W_ANSWER, W_LOOKUP, W_READ, W_PRUNE };
+enum witem_kind { W_SUBMIT, W_UPDATE, W_ANSWER, W_LOOKUP, W_READ, W_PRUNE, W_FULL /* a submit refused: full */ };
 struct prune_wait { /* W_PRUNE: gw_store_prune waits on it */
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -115,6 +116,10 @@ static const char *const migrations[GW_STORE_SCHEMA_VERSION] = {
     "CREATE TABLE IF NOT EXISTS seal_keys(id TEXT PRIMARY KEY, check_value BLOB NOT NULL, since_ms INTEGER NOT NULL);",
     /* 8 -> 9: retention finds old messages by age */
     "CREATE INDEX IF NOT EXISTS messages_received ON messages(received_ms);",
+    /* 9 -> 10: which messages name a patient, by a keyed hash of the PESEL (a patient's request to know
+     * what the gateway holds: cergw outbox find --pesel) */
+    "CREATE TABLE IF NOT EXISTS patients(hash TEXT NOT NULL, msg_id INTEGER NOT NULL, PRIMARY KEY(hash, msg_id));"
+    "CREATE INDEX IF NOT EXISTS patients_msg ON patients(msg_id);",
 };
 
 static int user_version(sqlite3 *db) {
@@ -174,6 +179,7 @@ enum stmt {
   S_OWNER_PUT,
   S_APPT_GET,
   S_APPT_PUT,
+  S_PATIENT_PUT,
   S_ATTEMPT_PUT,
   S_RES_BY_IDENT,
   S_RES_BY_ID,
@@ -219,6 +225,7 @@ static const char *const stmt_sql[S__COUNT] = {
                   " date_ms, refs, body, entry) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, refkeys(?11),"
                   " seal(?12, ?5), ?13)",
     [S_APPT_GET] = "SELECT status, start_ms, slots FROM appointments WHERE caller = ?1 AND akey = ?2",
+    [S_PATIENT_PUT] = "INSERT OR IGNORE INTO patients(hash, msg_id) VALUES(khash(?1), ?2)",
     [S_APPT_PUT] = "INSERT OR REPLACE INTO appointments(caller, akey, status, start_ms, slots, msg_id)"
                    " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
     [S_SLOT_SETFREE] = "UPDATE slots SET free = ?3 WHERE caller = ?1 AND ident = ?2",
@@ -249,6 +256,8 @@ struct sq_store {
   void *extract_ud;
   /* retention (gw_store_set_retention), read and written by the writer only after it is set */
   int64_t content_ms, metadata_ms, prune_every_ms, next_prune_ms;
+  char dir[4096];                     /* the data directory (free space) */
+  uint64_t max_bytes, min_free_bytes; /* gw_store_set_limits; read by the writer */
 };
 
 /* ---- personal data at rest (tls/seal.h) ----
@@ -1015,6 +1024,12 @@ static int insert_submit(struct sq_store *st, struct gw_submit *s, int64_t now) 
     s->msg_id = sqlite3_last_insert_rowid(st->w);
     rv = insert_deliveries(st, s, now);
   }
+  for (int i = 0; rv == GW_OK && i < s->npesels; i++) {
+    sqlite3_stmt *p = st->st[S_PATIENT_PUT];
+    bind_text(p, 1, s->pesels[i]);
+    sqlite3_bind_int64(p, 2, s->msg_id);
+    rv = step_done(st->w, p, "patient_index");
+  }
   if (rv == GW_OK && st->memory) {
     struct sq_memq m = {.base = {.ops = &sq_memq_ops}, .st = st};
     rv = st->memory(st->memory_ud, &m.base, s);
@@ -1083,6 +1098,46 @@ static int apply_update(struct sq_store *st, const struct witem *it, int64_t now
 #define PRUNE_STEP 64
 #define PRUNE_DONE "NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id AND d.state <> 1)"
 
+/* Full: past store.max_bytes (database and write-ahead log), or less than store.min_free_bytes left on
+ * its file system. New messages are then refused (503, the reason said) before the disk is full, so what
+ * was acknowledged and the state of its deliveries can always be written. */
+static bool store_full(struct sq_store *st, char *why, size_t n) {
+  char p[4200];
+  struct stat sb;
+  uint64_t size = 0;
+  snprintf(p, sizeof(p), "%s/cergw.db", st->dir);
+  if (stat(p, &sb) == 0)
+    size += (uint64_t)sb.st_size;
+  snprintf(p, sizeof(p), "%s/cergw.db-wal", st->dir);
+  if (stat(p, &sb) == 0)
+    size += (uint64_t)sb.st_size;
+  if (st->max_bytes && size > st->max_bytes) {
+    snprintf(why, n,
+             "the store is full (%llu bytes of store.max_bytes %llu): nothing was accepted; send it again "
+             "later",
+             (unsigned long long)size, (unsigned long long)st->max_bytes);
+    return true;
+  }
+  struct statvfs vs;
+  if (st->min_free_bytes && statvfs(st->dir, &vs) == 0 &&
+      (uint64_t)vs.f_bavail * (uint64_t)vs.f_frsize < st->min_free_bytes) {
+    snprintf(why, n,
+             "the store's disk is nearly full (%llu bytes free, store.min_free_bytes %llu): nothing was "
+             "accepted; send it again later",
+             (unsigned long long)vs.f_bavail * (unsigned long long)vs.f_frsize, (unsigned long long)st->min_free_bytes);
+    return true;
+  }
+  return false;
+}
+
+static void sq_set_limits(struct gw_store *gst, uint64_t max_bytes, uint64_t min_free_bytes) {
+  struct sq_store *st = (struct sq_store *)gst;
+  pthread_mutex_lock(&st->mu);
+  st->max_bytes = max_bytes;
+  st->min_free_bytes = min_free_bytes;
+  pthread_mutex_unlock(&st->mu);
+}
+
 /* Runs |n| statements of a prune step (?1 the cut-off time); |*changes|: the rows the third one
  * (the choice of messages) picked. */
 static int prune_sql(struct sq_store *st, const char *const *sql, size_t n, int64_t cut, long *changes) {
@@ -1131,6 +1186,7 @@ static int prune_step(struct sq_store *st, int64_t now, long *content, long *met
         " AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.msg_id = messages.id) ORDER BY received_ms LIMIT 64",
         "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE msg_id IN prune_ids)",
         "DELETE FROM deliveries WHERE msg_id IN prune_ids",
+        "DELETE FROM patients WHERE msg_id IN prune_ids",
         "DELETE FROM messages WHERE id IN prune_ids",
     };
     rv = prune_sql(st, meta_sql, sizeof(meta_sql) / sizeof(meta_sql[0]), now - st->metadata_ms, metadata);
@@ -1211,12 +1267,25 @@ static int write_batch(struct sq_store *st, struct witem *batch, int n, int64_t 
   bool has_submit = false;
   for (struct witem *it = batch; it && !has_submit; it = it->next)
     has_submit = it->kind == W_SUBMIT;
+  char full[256];
+  if (has_submit && store_full(st, full, sizeof(full))) { /* new messages refused, state changes still written */
+    for (struct witem *it = batch; it; it = it->next)
+      if (it->kind == W_SUBMIT && it->s->status == GW_SUB_ACCEPTED) {
+        it->s->status = GW_SUB_FAILED;
+        snprintf(it->s->reject_en, sizeof(it->s->reject_en), "%s", full);
+        snprintf(it->s->reject_pl, sizeof(it->s->reject_pl), "%s", full);
+        it->kind = W_FULL;
+      }
+    has_submit = false;
+  }
   if (has_submit != st->synced_full) {
     exec(st->w, has_submit ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
     st->synced_full = has_submit;
   }
   int rc = exec(st->w, "BEGIN IMMEDIATE");
   for (struct witem *it = batch; it && rc == SQLITE_OK; it = it->next) {
+    if (it->kind == W_FULL)
+      continue;
     if (it->kind == W_SUBMIT && insert_submit(st, it->s, now) != GW_OK)
       it->s->status = GW_SUB_FAILED; /* logged where it failed; the others of the batch stand */
     else if (it->kind == W_UPDATE || it->kind == W_ANSWER)
@@ -1252,6 +1321,7 @@ static void requeue(struct sq_store *st, struct witem *retry, struct witem *retr
  * fault. Returns whether anything failed. */
 static bool finish_batch(struct sq_store *st, struct witem *batch, int rc) {
   struct witem *retry = NULL, *retry_tail = NULL;
+  char full[256] = ""; /* new messages refused: the store is full */
   pthread_mutex_lock(&st->mu);
   bool failed = rc != SQLITE_OK, stopping = st->stop; /* stopping: what is not written now is lost */
   pthread_mutex_unlock(&st->mu);
@@ -1271,11 +1341,14 @@ static bool finish_batch(struct sq_store *st, struct witem *batch, int rc) {
       pthread_cond_signal(&pw->cv);
       pthread_mutex_unlock(&pw->mu);
     }
-    if (it->kind == W_SUBMIT) {
+    if (it->kind == W_SUBMIT || it->kind == W_FULL) {
       struct gw_submit *s = it->s;
       if (rc != SQLITE_OK)
         s->status = GW_SUB_FAILED;
-      failed |= s->status == GW_SUB_FAILED;
+      if (it->kind == W_FULL)
+        snprintf(full, sizeof(full), "%s", s->reject_en);
+      else
+        failed |= s->status == GW_SUB_FAILED;
       if (s->status == GW_SUB_ACCEPTED && st->on_accepted)
         st->on_accepted(st->ud, s);
       else
@@ -1296,7 +1369,7 @@ static bool finish_batch(struct sq_store *st, struct witem *batch, int rc) {
   requeue(st, retry, retry_tail);
   char why[300];
   snprintf(why, sizeof(why), "the store cannot commit: %s", sqlite3_errmsg(st->w));
-  gw_health_set(GW_HEALTH_STORE, failed ? why : NULL);
+  gw_health_set(GW_HEALTH_STORE, failed ? why : full[0] ? full : NULL);
   return failed;
 }
 
@@ -1601,6 +1674,8 @@ int gw_store_open_sqlite(const char *dir, gw_store_accepted_fn on_accepted, void
     return GW_ERR_NOMEM;
   st->on_accepted = on_accepted;
   st->ud = ud;
+  snprintf(st->dir, sizeof(st->dir), "%s", dir);
+  st->min_free_bytes = 64u << 20;
   pthread_mutex_init(&st->mu, NULL);
   pthread_cond_init(&st->cv, NULL);
   snprintf(metrics_path, sizeof(metrics_path), "%s", path);
@@ -1681,6 +1756,7 @@ static const struct gw_store_ops sq_ops = {.name = "sqlite",
                                            .set_merge = sq_set_merge,
                                            .set_extract = sq_set_extract,
                                            .set_retention = sq_set_retention,
+                                           .set_limits = sq_set_limits,
                                            .prune = sq_prune,
                                            .load = sq_load,
                                            .load_range = sq_load_range,
@@ -1732,6 +1808,7 @@ static int outbox_usage(void) {
                   "       cergw outbox [--data DIR] show DELIVERY-ID\n"
                   "       cergw outbox [--data DIR] retry DELIVERY-ID|--all-dead\n"
                   "       cergw outbox [--data DIR] dead\n"
+                  "       cergw outbox [--data DIR] [--key FILE] find --pesel NNNNNNNNNNN\n"
                   "       cergw outbox [--data DIR] purge --older-than DAYS\n");
   return 2;
 }
@@ -1941,6 +2018,43 @@ static int exec_cut(sqlite3 *db, const char *sql, int64_t cut, int *changed) {
   return ok;
 }
 
+/* `find --pesel N`: the messages that name a patient, through the keyed hash the store keeps (a patient's
+ * request to know what the gateway holds about them); `show` opens one delivery's content. */
+static int outbox_find(sqlite3 *db, const char *path, int argc, char **argv) {
+  if (argc != 3 || strcmp(argv[1], "--pesel") || strspn(argv[2], "0123456789") != 11 || strlen(argv[2]) != 11) {
+    fprintf(stderr, "usage: cergw outbox [--data DIR] [--key FILE] find --pesel NNNNNNNNNNN\n");
+    return 2;
+  }
+  if (!keyring)
+    fprintf(stderr, "find: no key file given (--key FILE): only a store kept in clear can be searched\n");
+  sqlite3_stmt *q = NULL;
+  if (sqlite3_prepare_v2(db,
+                         "SELECT m.id, m.received_ms, m.caller, m.op, length(m.original) > 0,"
+                         " (SELECT group_concat(d.id || ':' || d.backend || '=' || d.state, ' ') FROM deliveries d"
+                         " WHERE d.msg_id = m.id) FROM patients p JOIN messages m ON m.id = p.msg_id"
+                         " WHERE p.hash = khash(?1) ORDER BY m.id",
+                         -1, &q, NULL) != SQLITE_OK)
+    return outbox_failed(path, db);
+  sqlite3_bind_text(q, 1, argv[2], -1, SQLITE_STATIC);
+  printf("%-7s %-20s %-13s %-26s %-8s %s\n", "MSG", "RECEIVED", "CLINIC", "OPERATION", "CONTENT",
+         "DELIVERIES (id:backend=state)");
+  int rc, n = 0;
+  while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+    char t[32];
+    utc(sqlite3_column_int64(q, 1), t, sizeof(t));
+    printf("%-7lld %-20s %-13s %-26s %-8s %s\n", (long long)sqlite3_column_int64(q, 0), t,
+           (const char *)sqlite3_column_text(q, 2), (const char *)sqlite3_column_text(q, 3),
+           sqlite3_column_int(q, 4) ? "kept" : "pruned",
+           sqlite3_column_text(q, 5) ? (const char *)sqlite3_column_text(q, 5) : "-");
+    n++;
+  }
+  int rv = rc == SQLITE_DONE ? 0 : outbox_failed(path, db);
+  sqlite3_finalize(q);
+  if (rv == 0)
+    printf("%d message%s name this patient (content older than the retention period is gone)\n", n, n == 1 ? "" : "s");
+  return rv;
+}
+
 static int outbox_purge(sqlite3 *db, const char *path, int argc, char **argv) {
   if (argc != 3 || strcmp(argv[1], "--older-than"))
     return outbox_usage();
@@ -1949,19 +2063,21 @@ static int outbox_purge(sqlite3 *db, const char *path, int argc, char **argv) {
   int nd = 0, nm = 0;
   if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
     return outbox_failed(path, db);
-  int ok = exec_cut(db,
-                    "DELETE FROM deliveries WHERE msg_id IN (SELECT m.id FROM messages m WHERE m.received_ms < ?1"
-                    " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.state IN (0, 4)))",
-                    cut, &nd) &&
-           exec_cut(db,
-                    "DELETE FROM messages WHERE received_ms < ?1 AND NOT EXISTS"
-                    " (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id)"
-                    " AND NOT EXISTS (SELECT 1 FROM slots s WHERE s.msg_id = messages.id)"
-                    /* a version of a resource read out of the message's canonical form keeps it */
-                    " AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.msg_id = messages.id AND length(r.body) = 0)",
-                    cut, &nm) &&
-           exec_cut(db, "DELETE FROM attempts WHERE delivery_id NOT IN (SELECT id FROM deliveries) AND ?1 > 0", cut,
-                    &(int){0});
+  int ok =
+      exec_cut(db,
+               "DELETE FROM deliveries WHERE msg_id IN (SELECT m.id FROM messages m WHERE m.received_ms < ?1"
+               " AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.state IN (0, 4)))",
+               cut, &nd) &&
+      exec_cut(db,
+               "DELETE FROM messages WHERE received_ms < ?1 AND NOT EXISTS"
+               " (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id)"
+               " AND NOT EXISTS (SELECT 1 FROM slots s WHERE s.msg_id = messages.id)"
+               /* a version of a resource read out of the message's canonical form keeps it */
+               " AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.msg_id = messages.id AND length(r.body) = 0)",
+               cut, &nm) &&
+      exec_cut(db, "DELETE FROM attempts WHERE delivery_id NOT IN (SELECT id FROM deliveries) AND ?1 > 0", cut,
+               &(int){0}) &&
+      exec_cut(db, "DELETE FROM patients WHERE msg_id NOT IN (SELECT id FROM messages) AND ?1 > 0", cut, &(int){0});
   if (!ok || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
     fprintf(stderr, "%s: purge failed, nothing removed: %s\n", path, sqlite3_errmsg(db));
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
@@ -1989,11 +2105,8 @@ int gw_outbox_cmd(const char *dir, int argc, char **argv) {
   static const struct {
     const char *name;
     int (*fn)(sqlite3 *db, const char *path, int argc, char **argv);
-  } cmds[] = {{"list", outbox_list},
-              {"dead", outbox_list},
-              {"show", outbox_show},
-              {"retry", outbox_retry},
-              {"purge", outbox_purge}};
+  } cmds[] = {{"list", outbox_list},   {"dead", outbox_list}, {"show", outbox_show},
+              {"retry", outbox_retry}, {"find", outbox_find}, {"purge", outbox_purge}};
   int (*fn)(sqlite3 *, const char *, int, char **) = NULL;
   for (size_t i = 0; argc >= 1 && i < sizeof(cmds) / sizeof(cmds[0]); i++)
     if (!strcmp(argv[0], cmds[i].name))
@@ -2021,9 +2134,98 @@ static long long one_int(sqlite3 *db, const char *sql) {
   return v;
 }
 
+/* `cergw store rekey`: every sealed column re-sealed under the current key (and content written in clear,
+ * before sealing was on, sealed), a few hundred rows per short transaction so that a running gateway
+ * waits milliseconds at most; then the keys no row uses any more are forgotten (seal_keys), and their
+ * lines may leave the key file. */
+static int store_rekey(const char *path) {
+  if (!keyring) {
+    fprintf(stderr, "rekey: give the key file (--key FILE or CERGW_STORE_KEY)\n");
+    return 2;
+  }
+  sqlite3 *db = open_cli(path, SQLITE_OPEN_READWRITE);
+  if (!db)
+    return 2;
+  struct gw_buf err;
+  gw_buf_init(&err, 4096);
+  if (check_keys(db, path, &err) != GW_OK) { /* every key in use is in the file, and the current one recorded */
+    fprintf(stderr, "%s", err.data ? (const char *)err.data : "rekey: the keys do not match the store\n");
+    gw_buf_cleanup(&err);
+    sqlite3_close(db);
+    return 2;
+  }
+  gw_buf_cleanup(&err);
+  static const struct {
+    const char *table, *col, *aad, *from;
+  } cols[] = {
+      {"messages", "original", "id", "messages"},
+      {"messages", "canonical", "id", "messages"},
+      {"messages", "answer", "id", "messages"},
+      {"deliveries", "payload", "msg_id", "deliveries"},
+      {"deliveries", "last_error", "msg_id", "deliveries"},
+      {"resources", "body", "msg_id", "resources"},
+      {"attempts", "answer", "(SELECT d.msg_id FROM deliveries d WHERE d.id = attempts.delivery_id)", "attempts"},
+  };
+  const char *cur = gw_keyring_current(keyring);
+  long long total = 0;
+  int rv = 0;
+  for (size_t i = 0; rv == 0 && i < sizeof(cols) / sizeof(cols[0]); i++) {
+    char sql[1024];
+    snprintf(sql, sizeof(sql),
+             "UPDATE %s SET %s = seal(unseal(%s, %s), %s) WHERE rowid IN (SELECT rowid FROM %s WHERE length(%s) > 0"
+             " AND IFNULL(keyid(%s), '') <> ?1 LIMIT 256)",
+             cols[i].table, cols[i].col, cols[i].col, cols[i].aad, cols[i].aad, cols[i].from, cols[i].col, cols[i].col);
+    for (;;) {
+      sqlite3_stmt *q = NULL;
+      if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+          sqlite3_prepare_v2(db, sql, -1, &q, NULL) != SQLITE_OK) {
+        rv = outbox_failed(path, db);
+        break;
+      }
+      sqlite3_bind_text(q, 1, cur, -1, SQLITE_STATIC);
+      int rc = sqlite3_step(q);
+      int n = sqlite3_changes(db);
+      sqlite3_finalize(q);
+      if (rc != SQLITE_DONE || sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+        rv = outbox_failed(path, db); /* a row that does not open: nothing of this step written */
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        break;
+      }
+      total += n;
+      if (n == 0)
+        break;
+    }
+  }
+  if (rv == 0) { /* keys no row is sealed under any more */
+    static const char forget[] =
+        "DELETE FROM seal_keys WHERE id <> ?1 AND NOT EXISTS (SELECT 1 FROM messages WHERE keyid(original) = "
+        "seal_keys.id"
+        " OR keyid(canonical) = seal_keys.id OR keyid(answer) = seal_keys.id) AND NOT EXISTS (SELECT 1 FROM deliveries"
+        " WHERE keyid(payload) = seal_keys.id OR keyid(last_error) = seal_keys.id) AND NOT EXISTS (SELECT 1 FROM"
+        " resources WHERE keyid(body) = seal_keys.id) AND NOT EXISTS (SELECT 1 FROM attempts WHERE keyid(answer) ="
+        " seal_keys.id)";
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(db, forget, -1, &q, NULL) == SQLITE_OK) {
+      sqlite3_bind_text(q, 1, cur, -1, SQLITE_STATIC);
+      if (sqlite3_step(q) != SQLITE_DONE)
+        rv = outbox_failed(path, db);
+    }
+    sqlite3_finalize(q);
+  }
+  if (rv == 0)
+    printf("re-sealed %lld values under key %s; keys still in use are listed by `cergw store status`\n", total, cur);
+  sqlite3_close(db);
+  return rv;
+}
+
 int gw_store_cmd(const char *dir, int argc, char **argv) {
+  if (argc == 1 && !strcmp(argv[0], "rekey")) {
+    char p[4096];
+    snprintf(p, sizeof(p), "%s/cergw.db", dir);
+    return store_rekey(p);
+  }
   if (argc != 1 || strcmp(argv[0], "status")) {
-    fprintf(stderr, "usage: cergw store [--data DIR] [--key FILE] status | keygen FILE [ID]\n");
+    fprintf(stderr, "usage: cergw store [--data DIR] [--key FILE] status | rekey | keygen FILE [ID]\n");
     return 2;
   }
   char path[4096], wal[4200];

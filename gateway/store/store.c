@@ -38,6 +38,7 @@ void gw_submit_free(struct gw_submit *s) {
   free(s->slots);
   free(s->slotrefs);
   free(s->ownkeys);
+  free(s->pesels);
   for (int i = 0; i < s->nresf; i++)
     free(s->resf[i].body);
   free(s->resf);
@@ -78,6 +79,9 @@ void gw_store_set_merge(struct gw_store *st, gw_merge_fn fn, void *ud) { st->ops
 void gw_store_set_extract(struct gw_store *st, gw_extract_fn fn, void *ud) { st->ops->set_extract(st, fn, ud); }
 void gw_store_set_retention(struct gw_store *st, uint32_t content_days, uint32_t metadata_days, uint32_t every_ms) {
   st->ops->set_retention(st, content_days, metadata_days, every_ms);
+}
+void gw_store_set_limits(struct gw_store *st, uint64_t max_bytes, uint64_t min_free_bytes) {
+  st->ops->set_limits(st, max_bytes, min_free_bytes);
 }
 int gw_store_prune(struct gw_store *st, int64_t now_ms, long *content, long *metadata) {
   return st->ops->prune(st, now_ms, content, metadata);

@@ -131,6 +131,9 @@ struct gw_submit {
   struct gw_resfact *resf; /* the resources it writes (malloc'd) */
   int if_match;            /* If-Match: the version the update expects of resf[0], 0 none */
   int nownkeys;
+  int npesels;
+  char (*pesels)[16];             /* the patients the message names (PESEL), for `cergw outbox find --pesel` (malloc'd);
+                                     the store keeps them as keyed hashes */
   char (*ownkeys)[GW_OWNKEY_MAX]; /* the resources the message writes: "Appointment|id:A-1",
                                      "Slot|ident:urn:oid:...|S-1" (ownership, malloc'd) */
   /* --- results, filled by the store (and the dispatcher) --- */
@@ -217,6 +220,7 @@ struct gw_store_ops {
   void (*set_extract)(struct gw_store *st, gw_extract_fn fn, void *ud);
   void (*set_retention)(struct gw_store *st, uint32_t content_days, uint32_t metadata_days, uint32_t every_ms);
   int (*prune)(struct gw_store *st, int64_t now_ms, long *content, long *metadata);
+  void (*set_limits)(struct gw_store *st, uint64_t max_bytes, uint64_t min_free_bytes);
   void (*set_answer)(struct gw_store *st, int64_t msg_id, int status, const char *ctype, const char *location,
                      const char *etag, const uint8_t *body, size_t len);
   int (*load)(struct gw_store *st, int state, void (*fn)(void *ud, struct gw_delivery *d), void *ud);
@@ -283,7 +287,7 @@ void gw_store_set_memory(struct gw_store *st, gw_memory_fn fn, void *ud);
 /* The schema version this build writes (PRAGMA user_version). A database of
  * an older version is migrated forward at open, in one transaction; a newer
  * one is refused. */
-#define GW_STORE_SCHEMA_VERSION 9
+#define GW_STORE_SCHEMA_VERSION 10
 /* Prometheus lines of the store (errors counted since start). */
 void gw_store_metrics(struct gw_buf *out);
 
@@ -315,6 +319,9 @@ void gw_store_set_merge(struct gw_store *st, gw_merge_fn fn, void *ud);
  * delivery queued, retried, rejected or dead is never pruned. The writer prunes in small steps every
  * |every_ms| (60 s when 0). */
 void gw_store_set_retention(struct gw_store *st, uint32_t content_days, uint32_t metadata_days, uint32_t every_ms);
+/* New messages are refused (GW_SUB_FAILED, the reason in reject_en) once the store passes |max_bytes|
+ * (0: no limit) or its file system has less than |min_free_bytes| free (default 64 MiB). */
+void gw_store_set_limits(struct gw_store *st, uint64_t max_bytes, uint64_t min_free_bytes);
 /* One prune step now, as of |now_ms|, waiting for it: how many messages lost their content and how many
  * were removed. GW_OK or an error. */
 int gw_store_prune(struct gw_store *st, int64_t now_ms, long *content, long *metadata);

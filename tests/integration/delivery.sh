@@ -838,6 +838,22 @@ out=$(timeout 20 "$GW" serve --config "$T/gw.json" 2>&1); rc=$?
 chmod 600 "$T/store.key"
 check "a key file others can read: refused at start, with the fix" bash -c "[ $rc -ne 0 ] && grep -q 'chmod 600' <<<\"\$1\"" _ "$out"
 check "  and none of these changed a row of the store" eq "$(dump)" "$sum0"
+found=$("$CLI" outbox --data "$T/gw" find --pesel 85010112345)
+check "cergw outbox find --pesel: the messages that name the patient, through the keyed hash (none of it in clear)" \
+  bash -c "grep -Eq '^[0-9]+ +20[0-9-]+T.* kept ' <<<\"\$1\" && grep -Eq '^[1-9][0-9]* messages? name this patient' <<<\"\$1\"" _ "$found"
+check "  a PESEL the gateway never saw: none" bash -c "\"$CLI\" outbox --data $T/gw find --pesel 02070803628 | grep -q '^0 messages name this patient'"
+# key rotation: a new key appended seals new rows; `cergw store rekey` re-seals the old ones under it; then
+# the old key's line can go and everything still opens
+"$GW" store keygen "$T/k2.key" test-2 >/dev/null
+grep '^test-2 ' "$T/k2.key" >>"$T/store.key"
+rk=$("$CLI" store --data "$T/gw" rekey 2>&1)
+check "cergw store rekey: every sealed value re-sealed under the new key (${rk})" \
+  bash -c "\"$CLI\" store --data $T/gw status | grep -q 'messages by key: *test-2 [0-9]*\$' && \"$CLI\" store --data $T/gw status | grep -q 'sealing keys: *test-2 (since'"
+grep -v '^test-1 ' "$T/store.key" >"$T/only2.key" && chmod 600 "$T/only2.key"
+check "  the old key's line dropped: what the store holds still opens (outbox show of a delivery, under test-2 alone)" \
+  bash -c "CERGW_STORE_KEY=$T/only2.key \"$CLI\" outbox --data $T/gw show 1 | grep -q -- '--- payload ---'"
+pf2=$(cat "$T"/gw/* 2>/dev/null | grep -a -o -E '8501011234[0-9]|Kowalsk[a-z]*|600100200|jan\.kowalski@example\.pl' | sort | uniq -c | tr '\n' ' ')
+check "  and still nothing of the test data in clear in any file${pf2:+ (found: $pf2)}" test -z "$pf2"
 
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

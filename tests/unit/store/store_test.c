@@ -770,6 +770,32 @@ static void test_retention_property(void) {
   gw_buf_cleanup(&err);
 }
 
+/* Past store.max_bytes a new message is refused with the reason (503 upstream), nothing of it kept; an
+ * operator's room (no limit) takes the next one. */
+static void test_store_full(void) {
+  char sub[96];
+  snprintf(sub, sizeof(sub), "%s/full", dir);
+  struct gw_store *st = NULL;
+  struct gw_buf err;
+  gw_buf_init(&err, 4096);
+  CU_ASSERT_EQUAL_FATAL(gw_store_open(sub, on_accepted, NULL, &st, &err), GW_OK);
+  reset_done();
+  gw_store_set_limits(st, 1, 0);
+  gw_store_submit(st, msg("full-1", "PESEL 85010112345"));
+  wait_done(1);
+  CU_ASSERT_EQUAL(done_list[0]->status, GW_SUB_FAILED);
+  CU_ASSERT_PTR_NOT_NULL(strstr(done_list[0]->reject_en, "the store is full"));
+  CU_ASSERT_EQUAL(done_list[0]->msg_id, 0);
+  reset_done();
+  gw_store_set_limits(st, 0, 0);
+  gw_store_submit(st, msg("full-2", "PESEL 85010112345"));
+  wait_done(1);
+  CU_ASSERT_EQUAL(done_list[0]->status, GW_SUB_ACCEPTED);
+  reset_done();
+  gw_store_close(st);
+  gw_buf_cleanup(&err);
+}
+
 int gw_test_store_suite(void) {
   CU_pSuite s = CU_add_suite("store", setup, teardown);
   if (!s)
@@ -777,5 +803,6 @@ int gw_test_store_suite(void) {
   return GW_ADD(s, test_commit_dup_recover) || GW_ADD(s, test_memory_rules) || GW_ADD(s, test_migration) ||
          GW_ADD(s, test_failure_is_not_silent) || GW_ADD(s, test_ownership) || GW_ADD(s, test_idempotency_digest) ||
          GW_ADD(s, test_updates_survive_a_fault) || GW_ADD(s, test_dconf_and_routes) ||
-         GW_ADD(s, test_dconf_many_clinics) || GW_ADD(s, test_mask_pesel) || GW_ADD(s, test_retention_property);
+         GW_ADD(s, test_dconf_many_clinics) || GW_ADD(s, test_mask_pesel) || GW_ADD(s, test_retention_property) ||
+         GW_ADD(s, test_store_full);
 }
