@@ -189,13 +189,13 @@ enum stmt {
 
 static const char *const stmt_sql[S__COUNT] = {
     [S_FIND_IDEM] = "SELECT id, answer_status, answer_ctype, unseal(answer, id), idem_digest, answer_meta FROM messages"
-                    " WHERE idem_key = ?1",
+                    " WHERE idem_key = khash(?1)",
     /* the message's id is known before the row exists (the writer is the only one to insert): it is what
      * the content is sealed with */
     [S_INS_MSG] =
         "WITH n(id) AS (SELECT IFNULL(MAX(id), 0) + 1 FROM messages)"
         " INSERT INTO messages(id, received_ms, caller, dialect, op, idem_key, rtype, rid, original, canonical,"
-        " idem_digest) SELECT n.id, ?1, ?2, ?3, ?4, ?5, ?6, ?7, seal(?8, n.id), seal(?9, n.id), ?10 FROM n",
+        " idem_digest) SELECT n.id, ?1, ?2, ?3, ?4, khash(?5), ?6, ?7, seal(?8, n.id), seal(?9, n.id), ?10 FROM n",
     [S_INS_DEL] = "INSERT INTO deliveries(msg_id, backend, rkey, path, ctype, payload, state, created_ms, ikey)"
                   " VALUES(?1, ?2, ?3, ?4, ?5, seal(?6, ?1), 0, ?7, ?8)",
     [S_UPD_DEL] = "UPDATE deliveries SET state = ?2, attempts = ?3, next_ms = ?4, last_status = ?5,"
@@ -215,22 +215,22 @@ static const char *const stmt_sql[S__COUNT] = {
                       " VALUES(?1, ?2, ?3, ?4, ?5, seal(?6, (SELECT msg_id FROM deliveries WHERE id = ?1)))",
     [S_RES_BY_IDENT] = "SELECT id, version, unseal(body, msg_id), msg_id, entry FROM resources WHERE clinic = ?1"
                        " AND rtype = ?2"
-                       " AND ident = ?3"
+                       " AND ident = khash(?3)"
                        " ORDER BY version DESC LIMIT 1",
     [S_RES_BY_ID] = "SELECT id, version, unseal(body, msg_id), msg_id, entry FROM resources WHERE clinic = ?1"
                     " AND rtype = ?2"
                     " AND id = ?3"
                     " ORDER BY version DESC LIMIT 1",
     [S_RES_PUT] = "INSERT INTO resources(clinic, rtype, id, version, msg_id, updated_ms, ident, identvalue, status,"
-                  " date_ms, refs, body, entry) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, refkeys(?11),"
+                  " date_ms, refs, body, entry) VALUES(?1, ?2, ?3, ?4, ?5, ?6, khash(?7), khash(?8), ?9, ?10, refkeys(?11),"
                   " seal(?12, ?5), ?13)",
-    [S_APPT_GET] = "SELECT status, start_ms, slots FROM appointments WHERE caller = ?1 AND akey = ?2",
+    [S_APPT_GET] = "SELECT status, start_ms, slots FROM appointments WHERE caller = ?1 AND akey = khash(?2)",
     [S_PATIENT_PUT] = "INSERT OR IGNORE INTO patients(hash, msg_id) VALUES(khash(?1), ?2)",
     [S_APPT_PUT] = "INSERT OR REPLACE INTO appointments(caller, akey, status, start_ms, slots, msg_id)"
-                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+                   " VALUES(?1, khash(?2), ?3, ?4, ?5, ?6)",
     [S_SLOT_SETFREE] = "UPDATE slots SET free = ?3 WHERE caller = ?1 AND ident = ?2",
-    [S_OWNER_GET] = "SELECT owner FROM owners WHERE key = ?1",
-    [S_OWNER_PUT] = "INSERT OR IGNORE INTO owners(key, owner, msg_id) VALUES(?1, ?2, ?3)",
+    [S_OWNER_GET] = "SELECT owner FROM owners WHERE key = khash(?1)",
+    [S_OWNER_PUT] = "INSERT OR IGNORE INTO owners(key, owner, msg_id) VALUES(khash(?1), ?2, ?3)",
 };
 
 struct sq_store {
@@ -798,7 +798,7 @@ static int row_body(struct sq_store *st, sqlite3_stmt *q, int col, uint8_t **out
   " AND (?3 = '' OR r.id = ?3) AND (?4 = 0 OR r.version = ?4)"                                                         \
   " AND (?13 = 1 OR r.version = (SELECT MAX(x.version) FROM resources x WHERE x.clinic = r.clinic"                     \
   "  AND x.rtype = r.rtype AND x.id = r.id))"                                                                          \
-  " AND (?5 = '' OR r.ident = ?5) AND (?6 = '' OR r.identvalue = ?6) AND (?7 = '' OR r.status = ?7)"                   \
+  " AND (?5 = '' OR r.ident = khash(?5)) AND (?6 = '' OR r.identvalue = khash(?6)) AND (?7 = '' OR r.status = ?7)"                   \
   " AND (?8 = '' OR instr(r.refs, char(10) || khash(?8) || char(10)) > 0) AND (?9 = 0 OR r.date_ms >= ?9)"             \
   " AND (?10 = 0 OR r.date_ms < ?10) AND (?11 = 0 OR r.updated_ms >= ?11) AND (?12 = 0 OR r.updated_ms < ?12)"
 
@@ -1598,6 +1598,32 @@ static int make_dir(const char *dir, struct gw_buf *err) {
   return GW_OK;
 }
 
+/* The identifiers the store looks things up by (idempotency keys, business identifiers, ownership and
+ * appointment keys) are kept as keyed hashes once a keyring is in use: a store written in clear before
+ * is converted once, in one transaction (store_meta records it). */
+static int hash_identifiers(sqlite3 *db, const char *path, struct gw_buf *err) {
+  static const char sql[] =
+      "CREATE TABLE IF NOT EXISTS store_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+      "BEGIN IMMEDIATE;"
+      "UPDATE messages SET idem_key = khash(idem_key) WHERE idem_key IS NOT NULL AND NOT EXISTS"
+      " (SELECT 1 FROM store_meta WHERE key = 'identifiers');"
+      "UPDATE resources SET ident = khash(ident), identvalue = khash(identvalue) WHERE NOT EXISTS"
+      " (SELECT 1 FROM store_meta WHERE key = 'identifiers');"
+      "UPDATE owners SET key = khash(key) WHERE NOT EXISTS (SELECT 1 FROM store_meta WHERE key = 'identifiers');"
+      "UPDATE appointments SET akey = khash(akey) WHERE NOT EXISTS"
+      " (SELECT 1 FROM store_meta WHERE key = 'identifiers');"
+      "INSERT OR IGNORE INTO store_meta(key, value) VALUES('identifiers', 'keyed hashes');"
+      "COMMIT;";
+  char *msg = NULL;
+  if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+    gw_buf_printf(err, "%s: cannot convert the identifiers to keyed hashes: %s\n", path, msg ? msg : "?");
+    sqlite3_free(msg);
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return GW_ERR_IO;
+  }
+  return GW_OK;
+}
+
 /* Every key that sealed rows must be in the ring, and be the same key (its check value opens);
  * the current key is recorded before it seals anything. Without a ring, a store with sealed rows
  * is refused. Nothing is written before this passes. */
@@ -1638,6 +1664,8 @@ static int check_keys(sqlite3 *db, const char *path, struct gw_buf *err) {
     gw_buf_cleanup(&p);
   }
   sqlite3_finalize(q);
+  if (rv == GW_OK && keyring)
+    rv = hash_identifiers(db, path, err);
   if (rv == GW_OK && keyring && !current_seen) {
     struct gw_buf c;
     gw_buf_init(&c, 4096);
@@ -2219,13 +2247,22 @@ static int store_rekey(const char *path) {
 }
 
 int gw_store_cmd(const char *dir, int argc, char **argv) {
+  if (argc >= 2 && !strcmp(argv[0], "hash")) { /* what the store keeps for an identifier: to find its row */
+    for (int i = 1; i < argc; i++) {
+      char h[65];
+      if (keyring)
+        gw_keyed_hash(keyring, argv[i], strlen(argv[i]), h);
+      printf("%s\n", keyring ? h : argv[i]);
+    }
+    return 0;
+  }
   if (argc == 1 && !strcmp(argv[0], "rekey")) {
     char p[4096];
     snprintf(p, sizeof(p), "%s/cergw.db", dir);
     return store_rekey(p);
   }
   if (argc != 1 || strcmp(argv[0], "status")) {
-    fprintf(stderr, "usage: cergw store [--data DIR] [--key FILE] status | rekey | keygen FILE [ID]\n");
+    fprintf(stderr, "usage: cergw store [--data DIR] [--key FILE] status | rekey | hash VALUE... | keygen FILE [ID]\n");
     return 2;
   }
   char path[4096], wal[4200];
