@@ -221,9 +221,10 @@ static const char *const stmt_sql[S__COUNT] = {
                     " AND rtype = ?2"
                     " AND id = ?3"
                     " ORDER BY version DESC LIMIT 1",
-    [S_RES_PUT] = "INSERT INTO resources(clinic, rtype, id, version, msg_id, updated_ms, ident, identvalue, status,"
-                  " date_ms, refs, body, entry) VALUES(?1, ?2, ?3, ?4, ?5, ?6, khash(?7), khash(?8), ?9, ?10, refkeys(?11),"
-                  " seal(?12, ?5), ?13)",
+    [S_RES_PUT] =
+        "INSERT INTO resources(clinic, rtype, id, version, msg_id, updated_ms, ident, identvalue, status,"
+        " date_ms, refs, body, entry) VALUES(?1, ?2, ?3, ?4, ?5, ?6, khash(?7), khash(?8), ?9, ?10, refkeys(?11),"
+        " seal(?12, ?5), ?13)",
     [S_APPT_GET] = "SELECT status, start_ms, slots FROM appointments WHERE caller = ?1 AND akey = khash(?2)",
     [S_PATIENT_PUT] = "INSERT OR IGNORE INTO patients(hash, msg_id) VALUES(khash(?1), ?2)",
     [S_APPT_PUT] = "INSERT OR REPLACE INTO appointments(caller, akey, status, start_ms, slots, msg_id)"
@@ -798,7 +799,7 @@ static int row_body(struct sq_store *st, sqlite3_stmt *q, int col, uint8_t **out
   " AND (?3 = '' OR r.id = ?3) AND (?4 = 0 OR r.version = ?4)"                                                         \
   " AND (?13 = 1 OR r.version = (SELECT MAX(x.version) FROM resources x WHERE x.clinic = r.clinic"                     \
   "  AND x.rtype = r.rtype AND x.id = r.id))"                                                                          \
-  " AND (?5 = '' OR r.ident = khash(?5)) AND (?6 = '' OR r.identvalue = khash(?6)) AND (?7 = '' OR r.status = ?7)"                   \
+  " AND (?5 = '' OR r.ident = khash(?5)) AND (?6 = '' OR r.identvalue = khash(?6)) AND (?7 = '' OR r.status = ?7)"     \
   " AND (?8 = '' OR instr(r.refs, char(10) || khash(?8) || char(10)) > 0) AND (?9 = 0 OR r.date_ms >= ?9)"             \
   " AND (?10 = 0 OR r.date_ms < ?10) AND (?11 = 0 OR r.updated_ms >= ?11) AND (?12 = 0 OR r.updated_ms < ?12)"
 
