@@ -97,6 +97,21 @@ echo "deliveries in total: $(db "select count(*) from deliveries where state = 1
 
 light=$($LG -c "$LIGHT_CONNS" -m "$LIGHT_STREAMS" -D "$DURATION" --path /hl7v2 --data "$T/s12.hl7" | tail -1)
 echo "lighter load ($LIGHT_CONNS conn x $LIGHT_STREAMS streams): $light"
+# pruning under load (retention): every message so far aged by 100 days behind the gateway's back, so the
+# writer prunes them in 64-message steps (every 200 ms here) while the same lighter load runs; then the
+# same load again with nothing left to prune. The writes' p99 of the two, side by side.
+aged=$(db "select count(*) from messages")
+db "update messages set received_ms = received_ms - 8640000000" >/dev/null
+p0=$(grep -c event=store_pruned "$T/gw.log" || true)
+prune_run=$($LG -c "$LIGHT_CONNS" -m "$LIGHT_STREAMS" -D "$DURATION" --path /hl7v2 --data "$T/s12.hl7" | tail -1)
+p1=$(grep -c event=store_pruned "$T/gw.log" || true)
+left=$(db "select count(*) from messages where length(original) > 0 and received_ms < $(($(date +%s) * 1000 - 86400000))")
+for _ in $(seq 1 600); do [ "$(db "select count(*) from messages where length(original) > 0 and received_ms < $(($(date +%s) * 1000 - 86400000))")" = 0 ] && break; sleep 0.2; done
+quiet_run=$($LG -c "$LIGHT_CONNS" -m "$LIGHT_STREAMS" -D "$DURATION" --path /hl7v2 --data "$T/s12.hl7" | tail -1)
+echo "pruning under the lighter load ($aged messages aged, $((p1 - p0)) prune steps during the run, $left left after it): $prune_run"
+echo "the same load with nothing to prune: $quiet_run"
+prune_p99=$(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' <<<"$prune_run")
+quiet_p99=$(sed -n 's/.*p99_ms=\([0-9.]*\).*/\1/p' <<<"$quiet_run")
 
 if [ "$SOAK" -gt 0 ]; then
   echo "# soak: ${SOAK}s at the lighter load, gateway RSS every 10 s (KiB)"
@@ -141,4 +156,4 @@ echo "sealing at rest, S12, gateway CPU per delivered message: sealed ${sealed[*
 rss1=$(rss_kib "$GW_PID")
 echo "gateway RSS: ${rss0} KiB after warm-up, ${rss1} KiB at the end"
 b_rps=$(sed -n 's/.*rps=\([0-9]*\).*/\1/p' <<<"$base")
-echo "RESULT gw_cpu_us_per_s12=$s12_cpu gw_cpu_us_per_fhir=$fhir_cpu seal_cpu_ratio=$seal_ratio hl7_accepted_per_s=$acc_rate hl7_delivered_per_s=$del_rate fhir_delivered_per_s=$fhir_del $(sed -n 's/.*\(p50_ms=[0-9.]*\) \(p99_ms=[0-9.]*\).*/\1 \2/p' <<<"$full_res") light_$(sed -n 's/.*\(p99_ms=[0-9.]*\).*/\1/p' <<<"$light") baseline_rps=$b_rps ratio_delivered_to_baseline=$(awk -v a="$del_rate" -v b="$b_rps" 'BEGIN{printf "%.3f", a/b}')"
+echo "RESULT gw_cpu_us_per_s12=$s12_cpu gw_cpu_us_per_fhir=$fhir_cpu seal_cpu_ratio=$seal_ratio hl7_accepted_per_s=$acc_rate hl7_delivered_per_s=$del_rate fhir_delivered_per_s=$fhir_del $(sed -n 's/.*\(p50_ms=[0-9.]*\) \(p99_ms=[0-9.]*\).*/\1 \2/p' <<<"$full_res") light_$(sed -n 's/.*\(p99_ms=[0-9.]*\).*/\1/p' <<<"$light") prune_p99_ms=$prune_p99 noprune_p99_ms=$quiet_p99 baseline_rps=$b_rps ratio_delivered_to_baseline=$(awk -v a="$del_rate" -v b="$b_rps" 'BEGIN{printf "%.3f", a/b}')"

@@ -37,7 +37,7 @@ cat >"$T/delivery.json" <<EOF2
 EOF2
 cat >"$T/gw.json" <<EOF2
 { "listen": "127.0.0.1:$GWP", "mllp_listen": "", "workers": 2, "log_level": "${LOGLEVEL:-info}",
-  "data_dir": "$T/gw", "delivery": "$T/delivery.json",
+  "data_dir": "$T/gw", "delivery": "$T/delivery.json", "store": {"retention": {"check_ms": 200}},
   "tls": { "cert": "$D/server.pem", "key": "$D/server.key", "client_ca": "$D/ca.pem", "crl": "$D/crl.pem" },
   "limits": { "max_connections": 20000, "idle_timeout_ms": 600000 } }
 EOF2

@@ -803,6 +803,24 @@ code clinic-a "/85010112345/Kowalski" >/dev/null
 check "the access log has the template, not the URL's PESEL or name" \
   wait_for 3 bash -c "grep -q 'path=\"/fhir/Appointment?patient=\*&name=\*\"' $LOG && grep -q 'path=\"/fhir/Appointment/{id}\"' $LOG"
 
+# key rotation under load: a new key appended, `cergw store rekey` re-sealing the old rows while clinics keep
+# sending; the gateway restarted on the new key; nothing acknowledged lost, every message still opens
+"$GW" store keygen "$T/k2.key" test-2 >/dev/null
+grep '^test-2 ' "$T/k2.key" >>"$T/store.key"
+u_rot=$(stat p1 unique)
+( for i in $(seq 9101 9160); do [ "$(post_fhir clinic-a "$i")" = 200 ] && echo "$i"; done >"$T/rot-acked" ) &
+loader=$!
+rk1=$("$CLI" store --data "$T/gw" rekey 2>&1); rkrc=$?
+wait "$loader"
+check "rekey under load: done while 60 transactions came in ($rk1)" eq "$rkrc" 0
+check "  and every one of them acknowledged" eq "$(wc -l <"$T/rot-acked")" 60
+kill -TERM "$GW_PID"; wait "$GW_PID"; GW_PID=
+start_gw || exit 1
+c9161=$(post_fhir clinic-a 9161)
+check "  restarted on the new key: new messages sealed under test-2 ($c9161)" \
+  bash -c "[ $c9161 = 200 ] && \"$CLI\" store --data $T/gw status | grep -q 'messages by key:.*test-2 [0-9]'"
+check "  P1 received each of the 61 once" wait_for 20 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((u_rot + 61)) ]"
+
 kill -TERM "$GW_PID"; wait "$GW_PID"; rc=$?; GW_PID=
 check "the gateway stops cleanly on SIGTERM (exit 0; under ASan: no leak)" eq "$rc" 0
 for r in p1 simp apkolce clinic; do
@@ -826,16 +844,17 @@ check "  data directory 0700, database and write-ahead log 0600" \
   eq "$(command stat -c %a "$T/gw") $(command stat -c %a "$T/gw/cergw.db")" "700 600"
 dump() { sqlite3 -cmd '.timeout 5000' "$T/gw/cergw.db" .dump | sha256sum; } # the rows, whatever SQLite's scratch files do
 sum0=$(dump)
-"$GW" store keygen "$T/other.key" test-1 >/dev/null # the same id, another key
+sed "s/^test-2 .*/test-2 $(openssl rand -hex 32)/" "$T/store.key" >"$T/other.key" # the same ids, another key
+chmod 600 "$T/other.key"
 sed "s|$T/store.key|$T/other.key|" "$T/gw.json" >"$T/gw-wrong.json"
 out=$(timeout 20 "$GW" serve --config "$T/gw-wrong.json" 2>&1); rc=$?
 check "a wrong key under the right id: refused at start, saying so" \
-  bash -c "[ $rc -ne 0 ] && grep -q \"key 'test-1' in store.key_file is not the key\" <<<\"\$1\"" _ "$out"
+  bash -c "[ $rc -ne 0 ] && grep -q \"key 'test-2' in store.key_file is not the key\" <<<\"\$1\"" _ "$out"
 "$GW" store keygen "$T/missing.key" test-9 >/dev/null
 sed "s|$T/store.key|$T/missing.key|" "$T/gw.json" >"$T/gw-missing.json"
 out=$(timeout 20 "$GW" serve --config "$T/gw-missing.json" 2>&1); rc=$?
 check "a key file without the key the rows are sealed under: refused at start, naming the key id" \
-  bash -c "[ $rc -ne 0 ] && grep -q \"sealed under key 'test-1', which store.key_file does not hold\" <<<\"\$1\"" _ "$out"
+  bash -c "[ $rc -ne 0 ] && grep -q \"sealed under key 'test-[12]', which store.key_file does not hold\" <<<\"\$1\"" _ "$out"
 chmod 644 "$T/store.key"
 out=$(timeout 20 "$GW" serve --config "$T/gw.json" 2>&1); rc=$?
 chmod 600 "$T/store.key"
@@ -847,8 +866,6 @@ check "cergw outbox find --pesel: the messages that name the patient, through th
 check "  a PESEL the gateway never saw: none" bash -c "\"$CLI\" outbox --data $T/gw find --pesel 02070803628 | grep -q '^0 messages name this patient'"
 # key rotation: a new key appended seals new rows; `cergw store rekey` re-seals the old ones under it; then
 # the old key's line can go and everything still opens
-"$GW" store keygen "$T/k2.key" test-2 >/dev/null
-grep '^test-2 ' "$T/k2.key" >>"$T/store.key"
 rk=$("$CLI" store --data "$T/gw" rekey 2>&1)
 check "cergw store rekey: every sealed value re-sealed under the new key (${rk})" \
   bash -c "\"$CLI\" store --data $T/gw status | grep -q 'messages by key: *test-2 [0-9]*\$' && \"$CLI\" store --data $T/gw status | grep -q 'sealing keys: *test-2 (since'"
