@@ -125,7 +125,7 @@ echo "gateway CPU per delivered message by thread (us): S12 [$s12_threads] FHIR 
 # sealing's cost (personal data at rest): the same S12 load, alternating (ABAB), on this gateway (content
 # sealed, AES-256-GCM) and on a second one whose store keeps it in clear (store.seal "off")
 GW2P=$((BASE + 4))
-sed -e "s/127.0.0.1:$GWP/127.0.0.1:$GW2P/" -e "s|\"$T/gw\"|\"$T/gw2\"|" -e 's|"workers": 2|"store": {"seal": "off"}, "workers": 2|' \
+sed -e "s/127.0.0.1:$GWP/127.0.0.1:$GW2P/" -e "s|\"$T/gw\"|\"$T/gw2\"|" -e 's|"store": {|"store": {"seal": "off", |' \
   "$T/gw.json" >"$T/gw2.json"
 ./build/cergw serve --config "$T/gw2.json" >"$T/gw2.log" 2>&1 &
 GW2_PID=$!
