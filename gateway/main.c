@@ -151,7 +151,7 @@ static int cmd_serve(int argc, char **argv) {
     gw_dconf_install(dc);
     dc = NULL;
     gw_store_set_memory(st, gw_rules_memory, (void *)gw_engine_rules(engine));
-    gw_store_set_retention(st, c.store.content_days, c.store.metadata_days, c.store.check_ms);
+    gw_store_set_retention(st, c.store.content_days, c.store.metadata_days, c.store.check_ms, c.store.rejected_days);
     gw_store_set_limits(st, c.store.max_bytes, c.store.min_free_bytes);
     rv = gw_dispatch_start(st, &disp);
   }

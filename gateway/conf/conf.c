@@ -47,6 +47,9 @@ static const struct field fields[] = {
      "content of a delivered message kept this many days (0 = forever)"},
     {"store.retention.metadata_days", K_U32, OFF(store.metadata_days), 0, 36500,
      "its ids, states and times kept this many days (0 = forever)"},
+    {"store.retention.rejected_days", K_U32, OFF(store.rejected_days), 0, 36500,
+     "content of a message with rejected deliveries (and no queued or dead one) kept this many days (0 = until an "
+     "operator acts)"},
     {"store.retention.check_ms", K_U32, OFF(store.check_ms), 100, 86400000, "how often the store prunes a step"},
     {"tls", K_OBJ, 0, 0, 0, NULL},
     {"tls.cert", K_PATH, OFF(tls.cert), 0, 0, NULL},

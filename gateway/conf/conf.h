@@ -48,10 +48,10 @@ struct gw_conf {
   char *mllp_host, *mllp_port; /* MLLP over TLS listener; NULL when off */
   char *data_dir;              /* durable store (SQLite) directory */
   struct {
-    char *key_file;                                 /* the keys that seal content at rest (tls/seal.h) */
-    char *seal;                                     /* "on" or "off" */
-    uint32_t content_days, metadata_days, check_ms; /* retention (gw_store_set_retention) */
-    uint64_t max_bytes, min_free_bytes;             /* gw_store_set_limits */
+    char *key_file;                                                /* the keys that seal content at rest (tls/seal.h) */
+    char *seal;                                                    /* "on" or "off" */
+    uint32_t content_days, metadata_days, check_ms, rejected_days; /* retention (gw_store_set_retention) */
+    uint64_t max_bytes, min_free_bytes;                            /* gw_store_set_limits */
   } store;
   char *delivery;   /* routes/backends/clinics file; NULL = embedded defaults */
   char *public_url; /* how clients reach the gateway (the WSDL's address); NULL: the request's Host */

@@ -120,6 +120,8 @@ static const char *const migrations[GW_STORE_SCHEMA_VERSION] = {
      * what the gateway holds: cergw outbox find --pesel) */
     "CREATE TABLE IF NOT EXISTS patients(hash TEXT NOT NULL, msg_id INTEGER NOT NULL, PRIMARY KEY(hash, msg_id));"
     "CREATE INDEX IF NOT EXISTS patients_msg ON patients(msg_id);",
+    /* 10 -> 11: facts about the store itself (identifiers hashed, the retention in force, the last prune) */
+    "CREATE TABLE IF NOT EXISTS store_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);",
 };
 
 static int user_version(sqlite3 *db) {
@@ -256,7 +258,7 @@ struct sq_store {
   gw_extract_fn extract; /* a version kept as its message holds it, read out of the canonical form */
   void *extract_ud;
   /* retention (gw_store_set_retention), read and written by the writer only after it is set */
-  int64_t content_ms, metadata_ms, prune_every_ms, next_prune_ms;
+  int64_t content_ms, metadata_ms, rejected_ms, prune_every_ms, next_prune_ms;
   char dir[4096];                     /* the data directory (free space) */
   uint64_t max_bytes, min_free_bytes; /* gw_store_set_limits; read by the writer */
 };
@@ -1098,6 +1100,10 @@ static int apply_update(struct sq_store *st, const struct witem *it, int64_t now
  * messages, one short transaction), between batches, so the writer is never held for long. */
 #define PRUNE_STEP 16
 #define PRUNE_DONE "NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id AND d.state <> 1)"
+/* ?2: messages whose deliveries were each delivered or rejected, older than this, go too (0: never) */
+#define PRUNE_REJECTED                                                                                                 \
+  "(?2 > 0 AND received_ms < ?2 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id"               \
+  " AND d.state NOT IN (1, 2)))"
 
 /* Full: past store.max_bytes (database and write-ahead log), or less than store.min_free_bytes left on
  * its file system. New messages are then refused (503, the reason said) before the disk is full, so what
@@ -1141,12 +1147,15 @@ static void sq_set_limits(struct gw_store *gst, uint64_t max_bytes, uint64_t min
 
 /* Runs |n| statements of a prune step (?1 the cut-off time); |*changes|: the rows the third one
  * (the choice of messages) picked. */
-static int prune_sql(struct sq_store *st, const char *const *sql, size_t n, int64_t cut, long *changes) {
+static int prune_sql(struct sq_store *st, const char *const *sql, size_t n, int64_t cut, int64_t cut_rejected,
+                     long *changes) {
   for (size_t i = 0; i < n; i++) {
     sqlite3_stmt *q = NULL;
     if (sqlite3_prepare_v2(st->w, sql[i], -1, &q, NULL) != SQLITE_OK)
       return failed_step(st->w, "prune", 0);
     sqlite3_bind_int64(q, 1, cut);
+    if (sqlite3_bind_parameter_count(q) >= 2)
+      sqlite3_bind_int64(q, 2, cut_rejected);
     int rc = sqlite3_step(q);
     sqlite3_finalize(q);
     if (rc != SQLITE_DONE)
@@ -1174,20 +1183,24 @@ static int prune_step(struct sq_store *st, int64_t now, long *content, long *met
     static const char *const content_sql[] = {
         "CREATE TEMP TABLE IF NOT EXISTS prune_ids(id INTEGER PRIMARY KEY)",
         "DELETE FROM prune_ids",
-        "INSERT INTO prune_ids SELECT id FROM messages WHERE received_ms < ?1 AND (length(original) > 0 OR"
-        " length(canonical) > 0 OR answer IS NOT NULL) AND " PRUNE_DONE " ORDER BY received_ms LIMIT 16",
+        "INSERT INTO prune_ids SELECT id FROM messages WHERE (length(original) > 0 OR"
+        " length(canonical) > 0 OR answer IS NOT NULL) AND ((received_ms < ?1 AND " PRUNE_DONE ") OR " PRUNE_REJECTED
+        ") ORDER BY received_ms LIMIT 16",
         "UPDATE messages SET original = X'', canonical = X'', answer = NULL WHERE id IN prune_ids",
         "UPDATE deliveries SET payload = X'', last_error = '' WHERE msg_id IN prune_ids",
         "UPDATE attempts SET answer = '' WHERE delivery_id IN (SELECT id FROM deliveries WHERE msg_id IN prune_ids)",
         "DELETE FROM resources WHERE msg_id IN prune_ids",
     };
-    rv = prune_sql(st, content_sql, sizeof(content_sql) / sizeof(content_sql[0]), now - st->content_ms, content);
+    rv = prune_sql(st, content_sql, sizeof(content_sql) / sizeof(content_sql[0]), now - st->content_ms,
+                   st->rejected_ms ? now - st->rejected_ms : 0, content);
   }
   if (rv == GW_OK && st->metadata_ms) {
     static const char *const meta_sql[] = {
         "CREATE TEMP TABLE IF NOT EXISTS prune_ids(id INTEGER PRIMARY KEY)",
         "DELETE FROM prune_ids",
-        "INSERT INTO prune_ids SELECT id FROM messages WHERE received_ms < ?1 AND " PRUNE_DONE
+        "INSERT INTO prune_ids SELECT id FROM messages WHERE ((received_ms < ?1 AND " PRUNE_DONE ") OR"
+        " (?2 > 0 AND received_ms < ?1 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id"
+        " AND d.state NOT IN (1, 2))))"
         " AND NOT EXISTS (SELECT 1 FROM slots s WHERE s.msg_id = messages.id)"
         " AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.msg_id = messages.id) ORDER BY received_ms LIMIT 16",
         "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE msg_id IN prune_ids)",
@@ -1195,7 +1208,22 @@ static int prune_step(struct sq_store *st, int64_t now, long *content, long *met
         "DELETE FROM patients WHERE msg_id IN prune_ids",
         "DELETE FROM messages WHERE id IN prune_ids",
     };
-    rv = prune_sql(st, meta_sql, sizeof(meta_sql) / sizeof(meta_sql[0]), now - st->metadata_ms, metadata);
+    rv = prune_sql(st, meta_sql, sizeof(meta_sql) / sizeof(meta_sql[0]), now - st->metadata_ms, st->rejected_ms ? 1 : 0,
+                   metadata);
+  }
+  if (rv == GW_OK) { /* for cergw store status: the policy in force and when it last ran */
+    char v[200];
+    snprintf(v, sizeof(v), "%lld %lld %lld %lld %lld", (long long)now, (long long)(st->content_ms / 86400000),
+             (long long)(st->metadata_ms / 86400000), (long long)(st->rejected_ms / 86400000),
+             (long long)st->prune_every_ms);
+    sqlite3_stmt *q = NULL;
+    if (sqlite3_prepare_v2(st->w, "INSERT OR REPLACE INTO store_meta(key, value) VALUES('retention', ?1)", -1, &q,
+                           NULL) == SQLITE_OK) {
+      sqlite3_bind_text(q, 1, v, -1, SQLITE_STATIC);
+      if (sqlite3_step(q) != SQLITE_DONE)
+        rv = failed_step(st->w, "prune", 0);
+    }
+    sqlite3_finalize(q);
   }
   if (rv == GW_OK && exec(st->w, "COMMIT") == SQLITE_OK) {
     atomic_fetch_add(&pruned_content, *content);
@@ -1415,9 +1443,11 @@ static void enqueue(struct sq_store *st, struct witem *it) {
   pthread_mutex_unlock(&st->mu);
 }
 
-static void sq_set_retention(struct gw_store *gst, uint32_t content_days, uint32_t metadata_days, uint32_t every_ms) {
+static void sq_set_retention(struct gw_store *gst, uint32_t content_days, uint32_t metadata_days, uint32_t every_ms,
+                             uint32_t rejected_days) {
   struct sq_store *st = (struct sq_store *)gst;
   pthread_mutex_lock(&st->mu);
+  st->rejected_ms = (int64_t)rejected_days * 86400000;
   st->content_ms = (int64_t)content_days * 86400000;
   st->metadata_ms = (int64_t)metadata_days * 86400000;
   st->prune_every_ms = (content_days || metadata_days) ? (every_ms ? every_ms : 60000) : 0;
@@ -2316,6 +2346,20 @@ int gw_store_cmd(const char *dir, int argc, char **argv) {
       printf(" %s %lld", (const char *)sqlite3_column_text(q, 0), (long long)sqlite3_column_int64(q, 1));
   sqlite3_finalize(q);
   printf("\nthis key file:   %s\n", keyring ? gw_keyring_current(keyring) : "(none given: --key FILE)");
+  if (sqlite3_prepare_v2(db, "SELECT value FROM store_meta WHERE key = 'retention'", -1, &q, NULL) == SQLITE_OK &&
+      sqlite3_step(q) == SQLITE_ROW) {
+    long long last = 0, cd = 0, md = 0, rd = 0, every = 0;
+    sscanf((const char *)sqlite3_column_text(q, 0), "%lld %lld %lld %lld %lld", &last, &cd, &md, &rd, &every);
+    char t1[32], t2[32];
+    utc(last, t1, sizeof(t1));
+    utc(last + every, t2, sizeof(t2));
+    printf("retention:       content %lld days (rejected: %lld, 0 = kept), metadata %lld days; last prune %s, "
+           "next %s\n",
+           cd, rd, md, t1, t2);
+  } else {
+    printf("retention:       no prune has run yet\n");
+  }
+  sqlite3_finalize(q);
   sqlite3_close(db);
   return 0;
 }

@@ -77,8 +77,9 @@ void gw_store_read(struct gw_store *st, const struct gw_rquery *q, gw_store_read
 
 void gw_store_set_merge(struct gw_store *st, gw_merge_fn fn, void *ud) { st->ops->set_merge(st, fn, ud); }
 void gw_store_set_extract(struct gw_store *st, gw_extract_fn fn, void *ud) { st->ops->set_extract(st, fn, ud); }
-void gw_store_set_retention(struct gw_store *st, uint32_t content_days, uint32_t metadata_days, uint32_t every_ms) {
-  st->ops->set_retention(st, content_days, metadata_days, every_ms);
+void gw_store_set_retention(struct gw_store *st, uint32_t content_days, uint32_t metadata_days, uint32_t every_ms,
+                            uint32_t rejected_days) {
+  st->ops->set_retention(st, content_days, metadata_days, every_ms, rejected_days);
 }
 void gw_store_set_limits(struct gw_store *st, uint64_t max_bytes, uint64_t min_free_bytes) {
   st->ops->set_limits(st, max_bytes, min_free_bytes);

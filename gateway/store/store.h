@@ -218,7 +218,8 @@ struct gw_store_ops {
   void (*read)(struct gw_store *st, const struct gw_rquery *q, gw_store_read_fn fn, void *ud);
   void (*set_merge)(struct gw_store *st, gw_merge_fn fn, void *ud);
   void (*set_extract)(struct gw_store *st, gw_extract_fn fn, void *ud);
-  void (*set_retention)(struct gw_store *st, uint32_t content_days, uint32_t metadata_days, uint32_t every_ms);
+  void (*set_retention)(struct gw_store *st, uint32_t content_days, uint32_t metadata_days, uint32_t every_ms,
+                        uint32_t rejected_days);
   int (*prune)(struct gw_store *st, int64_t now_ms, long *content, long *metadata);
   void (*set_limits)(struct gw_store *st, uint64_t max_bytes, uint64_t min_free_bytes);
   void (*set_answer)(struct gw_store *st, int64_t msg_id, int status, const char *ctype, const char *location,
@@ -287,7 +288,7 @@ void gw_store_set_memory(struct gw_store *st, gw_memory_fn fn, void *ud);
 /* The schema version this build writes (PRAGMA user_version). A database of
  * an older version is migrated forward at open, in one transaction; a newer
  * one is refused. */
-#define GW_STORE_SCHEMA_VERSION 10
+#define GW_STORE_SCHEMA_VERSION 11
 /* Prometheus lines of the store (errors counted since start). */
 void gw_store_metrics(struct gw_buf *out);
 
@@ -315,10 +316,12 @@ void gw_store_read(struct gw_store *st, const struct gw_rquery *q, gw_store_read
 /* Sets the hook that merges a PATCH into the version before it (NULL: a PATCH keeps no version). */
 void gw_store_set_merge(struct gw_store *st, gw_merge_fn fn, void *ud);
 /* Retention by policy (store.retention): the content of a message whose every delivery was delivered is
- * dropped |content_days| after it arrived, its metadata after |metadata_days| (0: never); a message with a
- * delivery queued, retried, rejected or dead is never pruned. The writer prunes in small steps every
- * |every_ms| (60 s when 0). */
-void gw_store_set_retention(struct gw_store *st, uint32_t content_days, uint32_t metadata_days, uint32_t every_ms);
+ * dropped |content_days| after it arrived, its metadata after |metadata_days| (0: never); one whose
+ * deliveries were each delivered or rejected loses its content after |rejected_days| (0: never) and its
+ * metadata with the others; a message with a delivery queued, retried or dead is never pruned. The writer
+ * prunes in small steps every |every_ms| (60 s when 0). */
+void gw_store_set_retention(struct gw_store *st, uint32_t content_days, uint32_t metadata_days, uint32_t every_ms,
+                            uint32_t rejected_days);
 /* New messages are refused (GW_SUB_FAILED, the reason in reject_en) once the store passes |max_bytes|
  * (0: no limit) or its file system has less than |min_free_bytes| free (default 64 MiB). */
 void gw_store_set_limits(struct gw_store *st, uint64_t max_bytes, uint64_t min_free_bytes);

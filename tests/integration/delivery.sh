@@ -91,7 +91,7 @@ export CERGW_STORE_KEY=$T/store.key
 cat >"$T/gw.json" <<EOF
 {
   "listen": "127.0.0.1:$GWP", "mllp_listen": "127.0.0.1:$MLLP", "workers": 2, "log_level": "info",
-  "data_dir": "$T/gw", "delivery": "$T/delivery.json", "store": {"key_file": "$T/store.key"},
+  "data_dir": "$T/gw", "delivery": "$T/delivery.json", "store": {"key_file": "$T/store.key", "retention": {"check_ms": 1000}},
   "tls": {"cert": "$D/server.pem", "key": "$D/server.key", "client_ca": "$D/ca.pem", "crl": "$D/crl.pem"},
   "limits": {"max_body_bytes": 65536}
 }
@@ -838,6 +838,8 @@ check "no PESEL, patient name, phone number or e-mail of the test data in any li
 pf=$(cat "$T"/gw/* 2>/dev/null | grep -a -o -E '8501011234[0-9]|Kowalsk[a-z]*|600100200|jan\.kowalski@example\.pl' | sort | uniq -c | tr '\n' ' ')
 check "no PESEL, patient name, phone number or e-mail of the test data in any file of the data directory${pf:+ (found: $pf)}" \
   test -z "$pf"
+check "cergw store status reports the retention in force and when it last pruned" \
+  bash -c "\"$CLI\" store --data $T/gw status | grep -Eq '^retention: +content 7 days \\(rejected: 0, 0 = kept\\), metadata 90 days; last prune 20'"
 check "  yet the store is whole: cergw store status names the key and every message sealed under it" \
   bash -c "\"$CLI\" store --data $T/gw status | grep -q 'messages by key: *test-1 [0-9]' && ! \"$CLI\" store --data $T/gw status | grep -q '(clear)'"
 check "  data directory 0700, database and write-ahead log 0600" \

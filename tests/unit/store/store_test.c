@@ -684,9 +684,10 @@ static void test_mask_pesel(void) {
 }
 
 /* Retention, as a property over random ages and delivery states: after pruning as of |now|, a message
- * with any delivery not delivered (queued, rejected, dead, retry asked) keeps everything; one whose
- * deliveries were all delivered keeps its content while younger than content_days, loses it after, and
- * is gone after metadata_days; nothing younger is touched. */
+ * with a delivery queued, dead or with a retry asked keeps everything; one whose deliveries were all
+ * delivered keeps its content while younger than content_days (7), loses it after; one with rejected
+ * ones too after rejected_days (30); either is gone after metadata_days (90); nothing younger is
+ * touched. */
 static void test_retention_property(void) {
   char sub[96], path[128];
   snprintf(sub, sizeof(sub), "%s/retention", dir);
@@ -695,7 +696,7 @@ static void test_retention_property(void) {
   struct gw_buf err;
   gw_buf_init(&err, 4096);
   CU_ASSERT_EQUAL_FATAL(gw_store_open(sub, on_accepted, NULL, &st, &err), GW_OK);
-  enum { N = 60 };
+  enum { N = 120 };
   reset_done();
   for (int i = 0; i < N; i += 30) { /* done_list holds 64 */
     for (int k = i; k < i + 30; k++) {
@@ -731,7 +732,7 @@ static void test_retention_property(void) {
   }
   sqlite3_close(db);
   CU_ASSERT_EQUAL_FATAL(gw_store_open(sub, on_accepted, NULL, &st, &err), GW_OK);
-  gw_store_set_retention(st, 7, 90, 3600000);
+  gw_store_set_retention(st, 7, 90, 3600000, 30); /* and rejected ones after 30 days */
   long c = 0, m = 0, tc = 0, tm = 0;
   do { /* steps until nothing is left to prune */
     CU_ASSERT_EQUAL_FATAL(gw_store_prune(st, now, &c, &m), GW_OK);
@@ -739,9 +740,14 @@ static void test_retention_property(void) {
   } while (c || m);
   gw_store_close(st);
   CU_ASSERT_EQUAL_FATAL(sqlite3_open(path, &db), SQLITE_OK);
-  int expect_content = 0, expect_meta = 0;
+  int expect_content = 0, expect_meta = 0, rejected_kept = 0, rejected_pruned = 0;
   for (int id = 1; id <= N; id++) {
     bool done = state[id][0] == GW_DS_DELIVERED && state[id][1] == GW_DS_DELIVERED;
+    bool settled = (state[id][0] == GW_DS_DELIVERED || state[id][0] == GW_DS_REJECTED) &&
+                   (state[id][1] == GW_DS_DELIVERED || state[id][1] == GW_DS_REJECTED);
+    bool content_gone = (done && age[id] > 7) || (settled && age[id] > 30), gone = settled && age[id] > 90;
+    rejected_kept += settled && !done && age[id] > 7 && age[id] <= 30;
+    rejected_pruned += settled && !done && age[id] > 30;
     char sql[200];
     snprintf(sql, sizeof(sql),
              "SELECT length(original), (SELECT COUNT(*) FROM deliveries WHERE msg_id = %d AND length(payload) > 0)"
@@ -750,10 +756,10 @@ static void test_retention_property(void) {
     sqlite3_stmt *q = NULL;
     CU_ASSERT_EQUAL_FATAL(sqlite3_prepare_v2(db, sql, -1, &q, NULL), SQLITE_OK);
     int rc = sqlite3_step(q);
-    if (!done || age[id] <= 7) { /* untouched: waiting for an operator, or young */
+    if (!content_gone) { /* untouched: waiting for an operator (queued, dead, retry asked), or young */
       CU_ASSERT_EQUAL(rc, SQLITE_ROW);
       CU_ASSERT_TRUE(rc == SQLITE_ROW && sqlite3_column_int(q, 0) > 0 && sqlite3_column_int(q, 1) == 2);
-    } else if (age[id] <= 90) { /* content gone, metadata kept */
+    } else if (!gone) { /* content gone, metadata kept */
       CU_ASSERT_EQUAL(rc, SQLITE_ROW);
       CU_ASSERT_TRUE(rc == SQLITE_ROW && sqlite3_column_int(q, 0) == 0 && sqlite3_column_int(q, 1) == 0);
       expect_content++;
@@ -763,7 +769,8 @@ static void test_retention_property(void) {
     }
     sqlite3_finalize(q);
   }
-  CU_ASSERT_TRUE(expect_content > 0 && expect_meta > 0); /* the draw covers every case */
+  /* the draw covers every case: a rejected one young enough to stay, and one old enough to go */
+  CU_ASSERT_TRUE(expect_content > 0 && expect_meta > 0 && rejected_kept > 0 && rejected_pruned > 0);
   CU_ASSERT_EQUAL(tm, expect_meta);
   CU_ASSERT_EQUAL(tc, expect_content + expect_meta); /* the oldest lost their content first, then went */
   sqlite3_close(db);
