@@ -122,6 +122,8 @@ static const char *const migrations[GW_STORE_SCHEMA_VERSION] = {
     "CREATE INDEX IF NOT EXISTS patients_msg ON patients(msg_id);",
     /* 10 -> 11: facts about the store itself (identifiers hashed, the retention in force, the last prune) */
     "CREATE TABLE IF NOT EXISTS store_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    /* 11 -> 12: a slot's identifier sealed beside its keyed hash, for the answers that name it */
+    "ALTER TABLE slots ADD COLUMN label BLOB;",
 };
 
 static int user_version(sqlite3 *db) {
@@ -208,11 +210,13 @@ static const char *const stmt_sql[S__COUNT] = {
     [S_DEL_STATES] = "SELECT backend, state, attempts, last_status, unseal(last_error, msg_id) FROM deliveries"
                      " WHERE msg_id = ?1"
                      " ORDER BY id",
-    [S_SLOT_OVERLAP] = "SELECT ident, start_ms, end_ms FROM slots WHERE caller = ?1 AND schedule = ?3 AND"
-                       " ident <> ?2 AND start_ms < ?5 AND end_ms > ?4 LIMIT 1",
-    [S_SLOT_PUT] = "INSERT OR REPLACE INTO slots(caller, ident, schedule, start_ms, end_ms, free, msg_id)"
-                   " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    [S_SLOT_GET] = "SELECT free FROM slots WHERE caller = ?1 AND ident = ?2",
+    /* slots are looked up by keyed hashes of their identifier and schedule; the identifier itself, which
+     * the overlap rule names in its answer, is kept sealed beside them (label) */
+    [S_SLOT_OVERLAP] = "SELECT IFNULL(unseal(label, msg_id), ident), start_ms, end_ms FROM slots WHERE caller = ?1"
+                       " AND schedule = khash(?3) AND ident <> khash(?2) AND start_ms < ?5 AND end_ms > ?4 LIMIT 1",
+    [S_SLOT_PUT] = "INSERT OR REPLACE INTO slots(caller, ident, schedule, start_ms, end_ms, free, msg_id, label)"
+                   " VALUES(?1, khash(?2), khash(?3), ?4, ?5, ?6, ?7, seal(?2, ?7))",
+    [S_SLOT_GET] = "SELECT free FROM slots WHERE caller = ?1 AND ident = khash(?2)",
     [S_ATTEMPT_PUT] = "INSERT OR IGNORE INTO attempts(delivery_id, attempt, at_ms, state, status, answer)"
                       " VALUES(?1, ?2, ?3, ?4, ?5, seal(?6, (SELECT msg_id FROM deliveries WHERE id = ?1)))",
     [S_RES_BY_IDENT] = "SELECT id, version, unseal(body, msg_id), msg_id, entry FROM resources WHERE clinic = ?1"
@@ -227,11 +231,12 @@ static const char *const stmt_sql[S__COUNT] = {
         "INSERT INTO resources(clinic, rtype, id, version, msg_id, updated_ms, ident, identvalue, status,"
         " date_ms, refs, body, entry) VALUES(?1, ?2, ?3, ?4, ?5, ?6, khash(?7), khash(?8), ?9, ?10, refkeys(?11),"
         " seal(?12, ?5), ?13)",
-    [S_APPT_GET] = "SELECT status, start_ms, slots FROM appointments WHERE caller = ?1 AND akey = khash(?2)",
+    [S_APPT_GET] = "SELECT status, start_ms, unseal(slots, msg_id) FROM appointments WHERE caller = ?1"
+                   " AND akey = khash(?2)",
     [S_PATIENT_PUT] = "INSERT OR IGNORE INTO patients(hash, msg_id) VALUES(khash(?1), ?2)",
     [S_APPT_PUT] = "INSERT OR REPLACE INTO appointments(caller, akey, status, start_ms, slots, msg_id)"
-                   " VALUES(?1, khash(?2), ?3, ?4, ?5, ?6)",
-    [S_SLOT_SETFREE] = "UPDATE slots SET free = ?3 WHERE caller = ?1 AND ident = ?2",
+                   " VALUES(?1, khash(?2), ?3, ?4, seal(?5, ?6), ?6)",
+    [S_SLOT_SETFREE] = "UPDATE slots SET free = ?3 WHERE caller = ?1 AND ident = khash(?2)",
     [S_OWNER_GET] = "SELECT owner FROM owners WHERE key = khash(?1)",
     [S_OWNER_PUT] = "INSERT OR IGNORE INTO owners(key, owner, msg_id) VALUES(khash(?1), ?2, ?3)",
 };
@@ -1648,7 +1653,9 @@ static int hash_identifiers(sqlite3 *db, const char *path, struct gw_buf *err) {
       "UPDATE resources SET ident = khash(ident), identvalue = khash(identvalue) WHERE NOT EXISTS"
       " (SELECT 1 FROM store_meta WHERE key = 'identifiers');"
       "UPDATE owners SET key = khash(key) WHERE NOT EXISTS (SELECT 1 FROM store_meta WHERE key = 'identifiers');"
-      "UPDATE appointments SET akey = khash(akey) WHERE NOT EXISTS"
+      "UPDATE appointments SET akey = khash(akey), slots = seal(slots, msg_id) WHERE NOT EXISTS"
+      " (SELECT 1 FROM store_meta WHERE key = 'identifiers');"
+      "UPDATE slots SET label = seal(ident, msg_id), ident = khash(ident), schedule = khash(schedule) WHERE NOT EXISTS"
       " (SELECT 1 FROM store_meta WHERE key = 'identifiers');"
       "INSERT OR IGNORE INTO store_meta(key, value) VALUES('identifiers', 'keyed hashes');"
       "COMMIT;";
@@ -2231,6 +2238,8 @@ static int store_rekey(const char *path) {
       {"deliveries", "last_error", "msg_id", "deliveries"},
       {"resources", "body", "msg_id", "resources"},
       {"attempts", "answer", "(SELECT d.msg_id FROM deliveries d WHERE d.id = attempts.delivery_id)", "attempts"},
+      {"slots", "label", "msg_id", "slots"},
+      {"appointments", "slots", "msg_id", "appointments"},
   };
   const char *cur = gw_keyring_current(keyring);
   long long total = 0;
@@ -2269,7 +2278,8 @@ static int store_rekey(const char *path) {
         " OR keyid(canonical) = seal_keys.id OR keyid(answer) = seal_keys.id) AND NOT EXISTS (SELECT 1 FROM deliveries"
         " WHERE keyid(payload) = seal_keys.id OR keyid(last_error) = seal_keys.id) AND NOT EXISTS (SELECT 1 FROM"
         " resources WHERE keyid(body) = seal_keys.id) AND NOT EXISTS (SELECT 1 FROM attempts WHERE keyid(answer) ="
-        " seal_keys.id)";
+        " seal_keys.id) AND NOT EXISTS (SELECT 1 FROM slots WHERE keyid(label) = seal_keys.id) AND NOT EXISTS"
+        " (SELECT 1 FROM appointments WHERE keyid(slots) = seal_keys.id)";
     sqlite3_stmt *q = NULL;
     if (sqlite3_prepare_v2(db, forget, -1, &q, NULL) == SQLITE_OK) {
       sqlite3_bind_text(q, 1, cur, -1, SQLITE_STATIC);

@@ -288,7 +288,7 @@ void gw_store_set_memory(struct gw_store *st, gw_memory_fn fn, void *ud);
 /* The schema version this build writes (PRAGMA user_version). A database of
  * an older version is migrated forward at open, in one transaction; a newer
  * one is refused. */
-#define GW_STORE_SCHEMA_VERSION 11
+#define GW_STORE_SCHEMA_VERSION 12
 /* Prometheus lines of the store (errors counted since start). */
 void gw_store_metrics(struct gw_buf *out);
 
