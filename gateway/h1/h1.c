@@ -54,6 +54,7 @@ static int on_message_begin(http_parser *p) {
   h->req.peer_addr = h->peer_addr;
   h->req.conn_id = h->conn_id;
   h->in_req = true;
+  gw_buf_cleanup(&h->hval); /* what a trailer of the message before left */
   h->cur = H_NONE;
   h->last_was_value = false;
   h->in_name = false;
@@ -134,6 +135,7 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
       else if (strcasecmp(h->hname, "expect") == 0)
         h->cur = H_EXPECT;
     }
+    gw_buf_cleanup(&h->hval); /* a trailer's value may still be held (chunked: trailers end a message) */
     gw_buf_init(&h->hval, h->lim->max_header_bytes);
   }
   if (h->cur != H_OTHER && gw_buf_append(&h->hval, at, n) == GW_ERR_NOMEM)
