@@ -653,6 +653,11 @@ static pthread_once_t xpath_once = PTHREAD_ONCE_INIT;
 static void xpath_release(void *x) { xmlXPathFreeContext(x); }
 static void xpath_key_init(void) { pthread_key_create(&xpath_key, xpath_release); }
 
+int gw_fhir_is(const struct _xmlNode *n, const char *name) {
+  return n->type == XML_ELEMENT_NODE && n->ns && xmlStrEqual(n->name, BAD_CAST name) &&
+         xmlStrEqual(n->ns->href, BAD_CAST GW_FHIR_NS);
+}
+
 struct _xmlXPathContext *gw_fhir_xpath(struct _xmlDoc *doc) {
   pthread_once(&xpath_once, xpath_key_init);
   xmlXPathContextPtr x = pthread_getspecific(xpath_key);

@@ -77,4 +77,8 @@ int gw_fhir_json_locate(const char *json, size_t len, const char *fhirpath, char
  * thread's next call; not to be freed. NULL when out of memory. */
 struct _xmlXPathContext *gw_fhir_xpath(struct _xmlDoc *doc);
 
+/* Is |n| the FHIR element |name| (in the FHIR namespace)? For the walks that replace XPath scans. */
+struct _xmlNode;
+int gw_fhir_is(const struct _xmlNode *n, const char *name);
+
 #endif

@@ -612,28 +612,6 @@ static bool convert(const char *charset, const char *text, size_t len, struct gw
 }
 
 /* Offset of the first byte of |s| that does not start a valid UTF-8 character (libxml2 decodes), or |len|. */
-/* Is |s| UTF-8 of characters XML allows, with no control character but CR, LF and TAB? */
-static bool clean_text(const char *s, size_t len) {
-  const unsigned char *u = (const unsigned char *)s;
-  for (size_t i = 0; i < len;) {
-    unsigned char c = u[i];
-    if (c < 0x80) {
-      if (c < 0x20 && c != '\r' && c != '\n' && c != '\t')
-        return false;
-      i++;
-      continue;
-    }
-    int n = (int)(len - i > 4 ? 4 : len - i);
-    if (c < 0xC2 || c > 0xF4)
-      return false;
-    int cp = xmlGetUTF8Char(u + i, &n);
-    if (cp < 0 || n <= 0 || !xmlIsCharQ(cp))
-      return false;
-    i += (size_t)n;
-  }
-  return true;
-}
-
 static size_t first_non_utf8(const char *s, size_t len) {
   size_t i = 0;
   while (i < len) {
@@ -708,7 +686,7 @@ int gw_hl7_parse(const char *text, size_t len, const struct gw_hl7_limits *lim, 
   }
   /* the whole text must be UTF-8 without NUL bytes before any of it reaches XML: one pass for the
    * common case, and the checks below, which say what is wrong where, only when it fails */
-  if (clean_text(text, len))
+  if (gw_xml_text_ok((const unsigned char *)text, len, true))
     goto clean;
   char *copy = malloc(len + 1);
   if (!copy) {

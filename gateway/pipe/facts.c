@@ -228,27 +228,40 @@ void gw_facts_memory(xmlDocPtr doc, struct gw_submit *s, time_t now, int *late_c
   appointment_facts(x, s, now, late_cancel);
 }
 
+/* //f:identifier[f:system/@value = PESEL]/f:value, in document order, by one walk of the tree (this runs
+ * for every message: no XPath scan of every element) */
+static void pesel_walk(xmlNodePtr n, struct gw_submit *s, int max) {
+  for (; n && s->npesels < max; n = n->next) {
+    if (n->type != XML_ELEMENT_NODE)
+      continue;
+    bool pesel = false;
+    if (gw_fhir_is(n, "identifier"))
+      for (xmlNodePtr c = n->children; c && !pesel; c = c->next)
+        if (gw_fhir_is(c, "system")) {
+          xmlChar *v = xmlGetProp(c, BAD_CAST "value");
+          pesel = v && xmlStrEqual(v, BAD_CAST PESEL_SYSTEM);
+          xmlFree(v);
+        }
+    for (xmlNodePtr c = pesel ? n->children : NULL; c && s->npesels < max; c = c->next) {
+      if (!gw_fhir_is(c, "value"))
+        continue;
+      xmlChar *v = xmlGetProp(c, BAD_CAST "value");
+      bool seen = !v || !*v || xmlStrlen(v) >= (int)sizeof(s->pesels[0]);
+      for (int k = 0; k < s->npesels && !seen; k++)
+        seen = !strcmp(s->pesels[k], (const char *)v);
+      if (!seen)
+        snprintf(s->pesels[s->npesels++], sizeof(s->pesels[0]), "%s", (const char *)v);
+      xmlFree(v);
+    }
+    pesel_walk(n->children, s, max);
+  }
+}
+
 int gw_facts_pesels(xmlDocPtr doc, struct gw_submit *s) {
-  xmlXPathContextPtr x = gw_fhir_xpath(doc);
-  xmlXPathObjectPtr o =
-      x ? xnodes(x, (xmlNodePtr)doc, "//f:identifier[f:system/@value = '" PESEL_SYSTEM "']/f:value") : NULL;
-  int n = o ? o->nodesetval->nodeNr : 0;
-  if (n > 16)
-    n = 16;
-  if (n && !(s->pesels = gw_calloc((size_t)n, sizeof(*s->pesels)))) {
-    xmlXPathFreeObject(o);
+  enum { MAX_PESELS = 16 };
+  if (!(s->pesels = gw_calloc(MAX_PESELS, sizeof(*s->pesels))))
     return GW_ERR_NOMEM;
-  }
-  for (int i = 0; i < n; i++) {
-    xmlChar *v = xmlGetProp(o->nodesetval->nodeTab[i], BAD_CAST "value");
-    bool seen = !v || !*v || xmlStrlen(v) >= 16;
-    for (int k = 0; k < s->npesels && !seen; k++)
-      seen = !strcmp(s->pesels[k], (const char *)v);
-    if (!seen)
-      snprintf(s->pesels[s->npesels++], sizeof(s->pesels[0]), "%s", (const char *)v);
-    xmlFree(v);
-  }
-  xmlXPathFreeObject(o);
+  pesel_walk(xmlDocGetRootElement(doc), s, MAX_PESELS);
   return GW_OK;
 }
 

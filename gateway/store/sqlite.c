@@ -348,19 +348,19 @@ static void fn_refkeys(sqlite3_context *cx, int argc, sqlite3_value **v) {
   const char *s = (const char *)sqlite3_value_text(v[0]);
   struct gw_buf out;
   gw_buf_init(&out, 1 << 16);
-  gw_buf_append(&out, "", 0);
+  gw_buf_append(&out, "\n", 1); /* "\n" alone: none */
   for (const char *p = s; p && *p;) {
-    const char *e = strchr(p, '\n');
-    size_t n = e ? (size_t)(e - p) : strlen(p);
+    size_t n = strcspn(p, "\n");
     if (n) {
       char h[65];
       gw_keyed_hash(keyring, p, n, h);
-      gw_buf_append(&out, out.len ? "" : "\n", out.len ? 0 : 1);
       gw_buf_append(&out, h, 64);
       gw_buf_append(&out, "\n", 1);
     }
-    p = e ? e + 1 : p + n;
+    p += n + (p[n] == '\n');
   }
+  if (out.len == 1)
+    out.len = 0; /* as the facts write no reference: "" */
   sqlite3_result_text(cx, (const char *)out.data, (int)out.len, SQLITE_TRANSIENT);
   gw_buf_cleanup(&out);
 }
@@ -1203,9 +1203,8 @@ static int prune_step(struct sq_store *st, int64_t now, long *content, long *met
     static const char *const meta_sql[] = {
         "CREATE TEMP TABLE IF NOT EXISTS prune_ids(id INTEGER PRIMARY KEY)",
         "DELETE FROM prune_ids",
-        "INSERT INTO prune_ids SELECT id FROM messages WHERE ((received_ms < ?1 AND " PRUNE_DONE ") OR"
-        " (?2 > 0 AND received_ms < ?1 AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = messages.id"
-        " AND d.state NOT IN (1, 2))))"
+        "INSERT INTO prune_ids SELECT id FROM messages WHERE ((received_ms < ?1 AND " PRUNE_DONE ") OR " PRUNE_REJECTED
+        ")"
         " AND NOT EXISTS (SELECT 1 FROM slots s WHERE s.msg_id = messages.id)"
         " AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.msg_id = messages.id) ORDER BY received_ms LIMIT 16",
         "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE msg_id IN prune_ids)",
@@ -1213,8 +1212,8 @@ static int prune_step(struct sq_store *st, int64_t now, long *content, long *met
         "DELETE FROM patients WHERE msg_id IN prune_ids",
         "DELETE FROM messages WHERE id IN prune_ids",
     };
-    rv = prune_sql(st, meta_sql, sizeof(meta_sql) / sizeof(meta_sql[0]), now - st->metadata_ms, st->rejected_ms ? 1 : 0,
-                   metadata);
+    rv = prune_sql(st, meta_sql, sizeof(meta_sql) / sizeof(meta_sql[0]), now - st->metadata_ms,
+                   st->rejected_ms ? now - st->metadata_ms : 0, metadata);
   }
   if (rv == GW_OK) { /* for cergw store status: the policy in force and when it last ran */
     char v[200];
@@ -1659,6 +1658,12 @@ static int hash_identifiers(sqlite3 *db, const char *path, struct gw_buf *err) {
       " (SELECT 1 FROM store_meta WHERE key = 'identifiers');"
       "INSERT OR IGNORE INTO store_meta(key, value) VALUES('identifiers', 'keyed hashes');"
       "COMMIT;";
+  sqlite3_stmt *q = NULL;
+  bool done = sqlite3_prepare_v2(db, "SELECT 1 FROM store_meta WHERE key = 'identifiers'", -1, &q, NULL) == SQLITE_OK &&
+              sqlite3_step(q) == SQLITE_ROW;
+  sqlite3_finalize(q);
+  if (done)
+    return GW_OK; /* converted before: no pass over the tables at every start */
   char *msg = NULL;
   if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
     gw_buf_printf(err, "%s: cannot convert the identifiers to keyed hashes: %s\n", path, msg ? msg : "?");

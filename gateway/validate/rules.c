@@ -481,18 +481,38 @@ static xmlXPathObjectPtr q(struct ev *e, enum xp expr, xmlNodePtr ctx) {
 
 static int nodes(xmlXPathObjectPtr o) { return (o && o->nodesetval) ? o->nodesetval->nodeNr : 0; }
 
-/* string(f:|name|/@value) of |ctx| without an XPath evaluation (each costs thousands of
- * instructions in setting up alone): the value of its first FHIR child |name|, "" when none. */
-static char *child_value(xmlNodePtr ctx, const char *name) {
-  for (xmlNodePtr c = ctx ? ctx->children : NULL; c; c = c->next)
-    if (c->type == XML_ELEMENT_NODE && c->ns && xmlStrEqual(c->name, BAD_CAST name) &&
-        xmlStrEqual(c->ns->href, BAD_CAST GW_FHIR_NS)) {
+/* Has |n| a FHIR child |name| whose @value is |value|? */
+static bool has_child_value(xmlNodePtr n, const char *name, const char *value) {
+  for (xmlNodePtr c = n->children; c; c = c->next)
+    if (gw_fhir_is(c, name)) {
       xmlChar *v = xmlGetProp(c, BAD_CAST "value");
-      char *r = strdup(v ? (const char *)v : "");
+      bool eq = v && xmlStrEqual(v, BAD_CAST value);
       xmlFree(v);
-      return r;
+      if (eq)
+        return true;
     }
-  return strdup("");
+  return false;
+}
+
+/* The @value of |n|'s first FHIR child |name| (malloc'd), NULL when none has one. */
+static char *first_child_value(xmlNodePtr n, const char *name) {
+  for (xmlNodePtr c = n ? n->children : NULL; c; c = c->next)
+    if (gw_fhir_is(c, name)) {
+      xmlChar *v = xmlGetProp(c, BAD_CAST "value");
+      if (v) {
+        char *r = strdup((const char *)v);
+        xmlFree(v);
+        return r;
+      }
+    }
+  return NULL;
+}
+
+/* string(f:|name|/@value) of |ctx| without an XPath evaluation (each costs thousands of
+ * instructions in setting up alone): the first value of a FHIR child |name|, "" when none has one. */
+static char *child_value(xmlNodePtr ctx, const char *name) {
+  char *v = first_child_value(ctx, name);
+  return v ? v : strdup("");
 }
 
 static char *str(struct ev *e, enum xp expr, xmlNodePtr ctx) {
@@ -507,60 +527,29 @@ static char *str(struct ev *e, enum xp expr, xmlNodePtr ctx) {
 /* Every PESEL in the message, whatever resource or repetition carries it; one
  * wrong number is reported once, where it first stands (the Patient's
  * identifier, not again at each reference to it). */
-static bool is_f(xmlNodePtr n, const char *name) {
-  return n->type == XML_ELEMENT_NODE && n->ns && xmlStrEqual(n->name, BAD_CAST name) &&
-         xmlStrEqual(n->ns->href, BAD_CAST GW_FHIR_NS);
-}
-
-/* Has |n| a FHIR child |name| whose @value is |value|? */
-static bool has_child_value(xmlNodePtr n, const char *name, const char *value) {
-  for (xmlNodePtr c = n->children; c; c = c->next)
-    if (is_f(c, name)) {
-      xmlChar *v = xmlGetProp(c, BAD_CAST "value");
-      bool eq = v && xmlStrEqual(v, BAD_CAST value);
-      xmlFree(v);
-      if (eq)
-        return true;
-    }
-  return false;
-}
 
 /* A PESEL identifier, wherever it stands (a resource's, a participant's, an assigner's): system
  * the PESEL OID, or type NNPOL (f:identifier[f:system/@value=PESEL or f:type/f:coding[f:code/@value=
  * 'NNPOL']]), found by one walk of the tree in document order instead of an XPath scan. */
 static bool pesel_identifier(xmlNodePtr n) {
-  if (!is_f(n, "identifier"))
+  if (!gw_fhir_is(n, "identifier"))
     return false;
   if (has_child_value(n, "system", OID_PESEL))
     return true;
   for (xmlNodePtr t = n->children; t; t = t->next)
-    if (is_f(t, "type"))
+    if (gw_fhir_is(t, "type"))
       for (xmlNodePtr c = t->children; c; c = c->next)
-        if (is_f(c, "coding") && has_child_value(c, "code", "NNPOL"))
+        if (gw_fhir_is(c, "coding") && has_child_value(c, "code", "NNPOL"))
           return true;
   return false;
-}
-
-/* The @value of |n|'s first FHIR child |name| (malloc'd), NULL when none has one. */
-static char *first_child_value(xmlNodePtr n, const char *name) {
-  for (xmlNodePtr c = n ? n->children : NULL; c; c = c->next)
-    if (is_f(c, name)) {
-      xmlChar *v = xmlGetProp(c, BAD_CAST "value");
-      if (v) {
-        char *r = strdup((const char *)v);
-        xmlFree(v);
-        return r;
-      }
-    }
-  return NULL;
 }
 
 /* string(f:specialty/f:coding[f:system/@value=SPECIALTY OID]/f:code/@value) of |res|, by walking */
 static char *specialty_code(xmlNodePtr res) {
   for (xmlNodePtr sp = res->children; sp; sp = sp->next)
-    if (is_f(sp, "specialty"))
+    if (gw_fhir_is(sp, "specialty"))
       for (xmlNodePtr c = sp->children; c; c = c->next)
-        if (is_f(c, "coding") && has_child_value(c, "system", OID_SPECIALTY)) {
+        if (gw_fhir_is(c, "coding") && has_child_value(c, "system", OID_SPECIALTY)) {
           char *v = first_child_value(c, "code");
           if (v)
             return v;
@@ -572,14 +561,14 @@ static char *specialty_code(xmlNodePtr res) {
  *        /f:identifier/f:|part|/@value) of appointment |a|, by walking: the first in document order */
 static char *patient_actor_value(xmlNodePtr a, const char *part) {
   for (xmlNodePtr p = a->children; p; p = p->next) {
-    if (!is_f(p, "participant"))
+    if (!gw_fhir_is(p, "participant"))
       continue;
     for (xmlNodePtr act = p->children; act; act = act->next) {
-      if (!is_f(act, "actor"))
+      if (!gw_fhir_is(act, "actor"))
         continue;
       bool patient = has_child_value(act, "type", "Patient");
       for (xmlNodePtr r = act->children; r && !patient; r = r->next)
-        if (is_f(r, "reference")) {
+        if (gw_fhir_is(r, "reference")) {
           xmlChar *v = xmlGetProp(r, BAD_CAST "value");
           patient = v && strncmp((const char *)v, "Patient/", 8) == 0;
           xmlFree(v);
@@ -587,7 +576,7 @@ static char *patient_actor_value(xmlNodePtr a, const char *part) {
       if (!patient)
         continue;
       for (xmlNodePtr id = act->children; id; id = id->next)
-        if (is_f(id, "identifier")) {
+        if (gw_fhir_is(id, "identifier")) {
           char *v = first_child_value(id, part);
           if (v)
             return v;
@@ -609,7 +598,7 @@ static void pesel_walk(struct ev *e, xmlNodePtr n, struct pesels *p) {
       continue;
     if (pesel_identifier(n))
       for (xmlNodePtr v = n->children; v && p->nbad < MAX_BAD_PESEL; v = v->next) {
-        if (!is_f(v, "value"))
+        if (!gw_fhir_is(v, "value"))
           continue;
         xmlChar *val = xmlGetProp(v, BAD_CAST "value");
         bool seen = !val || gw_pesel_valid((const char *)val);
@@ -892,10 +881,10 @@ static void identity_walk(struct ev *e, xmlNodePtr n) {
   for (; n; n = n->next) {
     if (n->type != XML_ELEMENT_NODE)
       continue;
-    if (is_f(n, "value") && n->parent && is_f(n->parent, "identifier") &&
+    if (gw_fhir_is(n, "value") && n->parent && gw_fhir_is(n->parent, "identifier") &&
         has_child_value(n->parent, "system", OID_RPWDL)) {
       identity_node(e, n, false);
-    } else if (is_f(n, "system")) {
+    } else if (gw_fhir_is(n, "system")) {
       xmlChar *v = xmlGetProp(n, BAD_CAST "value");
       bool oid = v && strncasecmp((const char *)v, "urn:oid:", 8) == 0;
       xmlFree(v);

@@ -142,10 +142,7 @@ static xmlNodePtr pop_first_node(xmlXPathParserContextPtr ctxt) {
 }
 
 static void fn_comp(xmlXPathParserContextPtr ctxt, int nargs) {
-  if (nargs != 2) {
-    xmlXPathSetArityError(ctxt);
-    return;
-  }
+  CHECK_ARITY(2); /* libxml2: the count and the stack */
   double k = xmlXPathPopNumber(ctxt);
   if (xmlXPathCheckError(ctxt))
     return;
@@ -170,10 +167,7 @@ static void push_buf(xmlXPathParserContextPtr ctxt, struct gw_buf *b) {
 }
 
 static void fn_e164(xmlXPathParserContextPtr ctxt, int nargs) {
-  if (nargs != 1) {
-    xmlXPathSetArityError(ctxt);
-    return;
-  }
+  CHECK_ARITY(1); /* libxml2: the count and the stack */
   xmlChar *s = xmlXPathPopString(ctxt);
   struct gw_buf b;
   gw_buf_init(&b, 4096);
@@ -183,10 +177,7 @@ static void fn_e164(xmlXPathParserContextPtr ctxt, int nargs) {
 }
 
 static void fn_phone(xmlXPathParserContextPtr ctxt, int nargs) {
-  if (nargs != 1) {
-    xmlXPathSetArityError(ctxt);
-    return;
-  }
+  CHECK_ARITY(1); /* libxml2: the count and the stack */
   if (!xmlXPathStackIsNodeSet(ctxt)) {
     xmlXPathSetTypeError(ctxt);
     return;
@@ -207,19 +198,16 @@ static void fn_phone(xmlXPathParserContextPtr ctxt, int nargs) {
   } else if (has7) {
     xmlChar *c6 = comp_string(x, 6);
     xmlChar *area = xmlStrcat(c6, c7);
-    if (country.len) {
+    if (country.len) { /* concat('+', country, translate(concat(XTN-6, XTN-7), ' -().', '')) */
+      struct gw_buf a;
+      gw_buf_init(&a, 4096);
+      gw_buf_append(&a, area ? area : BAD_CAST "", (size_t)xmlStrlen(area));
+      drop_chars(&a, " -().");
       b.len = 0;
       gw_buf_append(&b, "+", 1);
       gw_buf_append(&b, country.data, country.len);
-      size_t mark = b.len;
-      gw_buf_append(&b, area ? area : BAD_CAST "", (size_t)xmlStrlen(area));
-      /* translate(concat(XTN-6, XTN-7), ' -().', '') after the prefix */
-      size_t w = mark;
-      for (size_t r = mark; r < b.len; r++)
-        if (!strchr(" -().", b.data[r]))
-          b.data[w++] = b.data[r];
-      b.len = w;
-      b.data[w] = 0;
+      gw_buf_append(&b, a.data ? a.data : BAD_CAST "", a.len);
+      gw_buf_cleanup(&a);
     } else {
       e164(&b, area);
     }
@@ -246,10 +234,7 @@ static void sub_append(struct gw_buf *b, const xmlChar *s, int start, int len) {
 }
 
 static void fn_instant(xmlXPathParserContextPtr ctxt, int nargs) {
-  if (nargs != 2) {
-    xmlXPathSetArityError(ctxt);
-    return;
-  }
+  CHECK_ARITY(2); /* libxml2: the count and the stack */
   xmlChar *deftz = xmlXPathPopString(ctxt);
   xmlChar *dtm = xmlXPathPopString(ctxt);
   struct gw_buf d, out;
@@ -302,10 +287,7 @@ static void fn_instant(xmlXPathParserContextPtr ctxt, int nargs) {
 }
 
 static void fn_cx_system(xmlXPathParserContextPtr ctxt, int nargs) {
-  if (nargs != 2) {
-    xmlXPathSetArityError(ctxt);
-    return;
-  }
+  CHECK_ARITY(2); /* libxml2: the count and the stack */
   xmlChar *prefix = xmlXPathPopString(ctxt);
   if (!xmlXPathStackIsNodeSet(ctxt)) {
     xmlFree(prefix);
@@ -341,10 +323,7 @@ static void fn_cx_system(xmlXPathParserContextPtr ctxt, int nargs) {
 }
 
 static void fn_minutes(xmlXPathParserContextPtr ctxt, int nargs) {
-  if (nargs != 2) {
-    xmlXPathSetArityError(ctxt);
-    return;
-  }
+  CHECK_ARITY(2); /* libxml2: the count and the stack */
   xmlChar *unit = xmlXPathPopString(ctxt);
   xmlChar *num = xmlXPathPopString(ctxt);
   struct gw_buf u, n;
@@ -373,10 +352,7 @@ static void fn_minutes(xmlXPathParserContextPtr ctxt, int nargs) {
 }
 
 static void fn_map(xmlXPathParserContextPtr ctxt, int nargs) {
-  if (nargs != 3) {
-    xmlXPathSetArityError(ctxt);
-    return;
-  }
+  CHECK_ARITY(3); /* libxml2: the count and the stack */
   xmlChar *def = xmlXPathPopString(ctxt);
   xmlChar *table = xmlXPathPopString(ctxt);
   xmlChar *key = xmlXPathPopString(ctxt);
@@ -401,10 +377,7 @@ static void fn_map(xmlXPathParserContextPtr ctxt, int nargs) {
 }
 
 static void fn_if(xmlXPathParserContextPtr ctxt, int nargs) {
-  if (nargs != 3) {
-    xmlXPathSetArityError(ctxt);
-    return;
-  }
+  CHECK_ARITY(3); /* libxml2: the count and the stack */
   xmlXPathObjectPtr no = valuePop(ctxt), yes = valuePop(ctxt);
   int test = xmlXPathPopBoolean(ctxt);
   valuePush(ctxt, test ? yes : no);

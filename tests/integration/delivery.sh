@@ -857,6 +857,10 @@ sed "s|$T/store.key|$T/missing.key|" "$T/gw.json" >"$T/gw-missing.json"
 out=$(timeout 20 "$GW" serve --config "$T/gw-missing.json" 2>&1); rc=$?
 check "a key file without the key the rows are sealed under: refused at start, naming the key id" \
   bash -c "[ $rc -ne 0 ] && grep -q \"sealed under key 'test-[12]', which store.key_file does not hold\" <<<\"\$1\"" _ "$out"
+sed 's|"store": {|"store": {"seal": "off", |' "$T/gw.json" >"$T/gw-off.json"
+out=$(timeout 20 "$GW" serve --config "$T/gw-off.json" 2>&1); rc=$?
+check "sealing turned off over a sealed store: refused at start (never a store half sealed, half clear)" \
+  bash -c "[ $rc -ne 0 ] && grep -q \"the store holds content sealed under key 'test-\" <<<\"\$1\"" _ "$out"
 chmod 644 "$T/store.key"
 out=$(timeout 20 "$GW" serve --config "$T/gw.json" 2>&1); rc=$?
 chmod 600 "$T/store.key"
