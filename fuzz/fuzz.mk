@@ -5,7 +5,7 @@ FUZZ_SECONDS ?= 30
 FZ := build/fuzz
 FCC := clang
 FUZZ_FLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=gnu11 -D_GNU_SOURCE -Igateway \
-  $(shell pkg-config --cflags yajl libxml-2.0 libxslt)
+  $(shell pkg-config --cflags yajl libxml-2.0 libxslt libpq)
 FUZZ_LIBS := $(shell pkg-config --libs libnghttp2 yajl libxml-2.0 libxslt libexslt) -lhttp_parser -lpthread
 CORE := gateway/core/alloc.c gateway/core/health.c gateway/core/buf.c gateway/core/err.c gateway/core/log.c gateway/core/metrics.c gateway/core/diag.c gateway/core/file.c \
   gateway/http/req.c
@@ -52,9 +52,10 @@ $(FZ)/fuzz_dconf: fuzz/fuzz_dconf.c gateway/deliver/config.c gateway/deliver/sch
 	@mkdir -p $(FZ)
 	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)
 $(FZ)/fuzz_owner: fuzz/fuzz_owner.c gateway/pipe/facts.c gateway/validate/memory.c gateway/validate/rules.c \
-  gateway/store/store.c gateway/store/sqlite.c gateway/tls/seal.c gateway/codec/fhir.c gateway/codec/xml.c $(CORE)
+  gateway/store/store.c gateway/store/sqlite.c gateway/store/pg.c gateway/tls/seal.c gateway/tls/jwt.c gateway/codec/fhir.c \
+  gateway/codec/xml.c $(CORE)
 	@mkdir -p $(FZ)
-	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS) $(shell pkg-config --libs sqlite3 libcrypto)
+	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS) $(shell pkg-config --libs sqlite3 libcrypto libpq)
 $(FZ)/fuzz_sched: fuzz/fuzz_sched.c gateway/deliver/sched.c $(CORE)
 	@mkdir -p $(FZ)
 	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)

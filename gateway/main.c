@@ -22,6 +22,7 @@
 #include "msg/engine.h"
 #include "net/server.h"
 #include "sim/sim.h"
+#include "store/pg.h"
 #include "store/store.h"
 #include "tls/seal.h"
 #include "tls/tls.h"
@@ -78,6 +79,23 @@ static void reload_delivery(void) {
            dc->nr, on);
   }
   gw_buf_cleanup(&errs);
+}
+
+/* The store store.backend names: SQLite in data_dir, or PostgreSQL shared by several instances. */
+static int open_store(const struct gw_conf *c, struct gw_store **st, struct gw_buf *errs) {
+  if (strcmp(c->store.backend, "postgresql") == 0) {
+    if (!c->store.pg[0]) {
+      gw_buf_printf(errs, "store.backend is \"postgresql\": set store.postgresql to a connection string\n");
+      return GW_ERR_CONF;
+    }
+    struct gw_pg_opts o = {.conninfo = c->store.pg, .instance = c->store.instance, .lease_ms = c->store.lease_ms};
+    return gw_store_open_pg(&o, NULL, NULL, st, errs);
+  }
+  if (strcmp(c->store.backend, "sqlite") != 0) {
+    gw_buf_printf(errs, "store.backend: \"sqlite\" or \"postgresql\", not \"%s\"\n", c->store.backend);
+    return GW_ERR_CONF;
+  }
+  return gw_store_open(c->data_dir, NULL, NULL, st, errs);
 }
 
 /* The keys that seal the store's content (store.key_file), unless store.seal is "off". */
@@ -146,7 +164,7 @@ static int cmd_serve(int argc, char **argv) {
   if (rv == GW_OK)
     rv = open_keyring(&c, &kr, &errs);
   if (rv == GW_OK)
-    rv = gw_store_open(c.data_dir, NULL, NULL, &st, &errs);
+    rv = open_store(&c, &st, &errs);
   if (rv == GW_OK) { /* the configuration in force first: the queues recovered at start take its policies */
     gw_dconf_install(dc);
     dc = NULL;
@@ -517,10 +535,11 @@ int main(int argc, char **argv) {
     return rv;
   }
   if (strcmp(cmd, "outbox") == 0 || strcmp(cmd, "store") == 0) {
-    const char *dir = "data", *key = getenv("CERGW_STORE_KEY");
+    const char *dir = "data", *key = getenv("CERGW_STORE_KEY"), *pg = getenv("CERGW_STORE_PG");
     int i = 2;
-    for (; i + 1 < argc && (!strcmp(argv[i], "--data") || !strcmp(argv[i], "--key")); i += 2)
-      *(!strcmp(argv[i], "--data") ? &dir : &key) = argv[i + 1];
+    for (; i + 1 < argc && (!strcmp(argv[i], "--data") || !strcmp(argv[i], "--key") || !strcmp(argv[i], "--pg"));
+         i += 2)
+      *(!strcmp(argv[i], "--data") ? &dir : !strcmp(argv[i], "--key") ? &key : &pg) = argv[i + 1];
     if (!strcmp(cmd, "store") && i + 1 < argc && !strcmp(argv[i], "keygen")) {
       struct gw_buf errs;
       gw_buf_init(&errs, 4096);
@@ -547,7 +566,13 @@ int main(int argc, char **argv) {
       gw_buf_cleanup(&errs);
       gw_store_use_keyring(kr);
     }
-    int rv = strcmp(cmd, "store") == 0 ? gw_store_cmd(dir, argc - i, argv + i) : gw_outbox_cmd(dir, argc - i, argv + i);
+    int rv;
+    if (pg && pg[0] && !strcmp(cmd, "store") && i < argc && !strcmp(argv[i], "copy"))
+      rv = gw_pg_copy_from_sqlite(dir, pg);
+    else if (pg && pg[0] && !(!strcmp(cmd, "store") && i < argc && !strcmp(argv[i], "hash")))
+      rv = !strcmp(cmd, "store") ? gw_pg_store_cmd(pg, argc - i, argv + i) : gw_pg_outbox_cmd(pg, argc - i, argv + i);
+    else
+      rv = strcmp(cmd, "store") == 0 ? gw_store_cmd(dir, argc - i, argv + i) : gw_outbox_cmd(dir, argc - i, argv + i);
     gw_store_use_keyring(NULL);
     gw_keyring_free(kr);
     return rv;

@@ -42,6 +42,13 @@ static const struct field fields[] = {
      "database and log past this: new messages refused with 503 (0 = no limit)"},
     {"store.min_free_bytes", K_SIZE, OFF(store.min_free_bytes), 0, (uint64_t)1 << 50,
      "free space kept on the store's disk: below it new messages are refused with 503"},
+    {"store.backend", K_STR, OFF(store.backend), 0, 0,
+     "\"sqlite\" (default: data_dir/cergw.db) or \"postgresql\" (several instances share store.postgresql)"},
+    {"store.postgresql", K_STR, OFF(store.pg), 0, 0,
+     "libpq connection string or URI, e.g. \"host=db.example dbname=cergw user=cergw sslmode=verify-full\""},
+    {"store.instance", K_STR, OFF(store.instance), 0, 0, "this instance's name in a cluster (\"\" = host-pid-random)"},
+    {"store.lease_ms", K_U32, OFF(store.lease_ms), 500, 3600000,
+     "an instance silent this long is declared dead and its deliveries are taken over"},
     {"store.retention", K_OBJ, 0, 0, 0, NULL},
     {"store.retention.content_days", K_U32, OFF(store.content_days), 0, 36500,
      "content of a delivered message kept this many days (0 = forever)"},
@@ -514,13 +521,18 @@ int gw_conf_defaults(struct gw_conf *c) {
   c->data_dir = strdup("data");
   c->store.key_file = strdup("certs/dev/store.key");
   c->store.seal = strdup("on");
+  c->store.backend = strdup("sqlite");
+  c->store.pg = strdup("");
+  c->store.instance = strdup("");
+  c->store.lease_ms = 10000;
   c->store.min_free_bytes = 64u << 20;
   c->store.content_days = 7;
   c->store.metadata_days = 90;
   c->store.check_ms = 60000;
   c->roles.p1_subject_cn = strdup("P1 CeR notifications (dev)"); /* the development PKI's (certs/) */
   c->roles.p1_issuer_cn = strdup("cergw development CA");
-  if (!c->data_dir || !c->store.key_file || !c->store.seal || !c->roles.p1_subject_cn || !c->roles.p1_issuer_cn ||
+  if (!c->data_dir || !c->store.key_file || !c->store.seal || !c->store.backend || !c->store.pg || !c->store.instance ||
+      !c->roles.p1_subject_cn || !c->roles.p1_issuer_cn ||
       gw_hostport_split("127.0.0.1:2575", &c->mllp_host, &c->mllp_port))
     c->tls.cert = NULL;
   if (!c->tls.cert || !c->tls.key || !c->tls.ca || !c->tls.crl || gw_conf_set_listen(c, "127.0.0.1:8443")) {
@@ -543,6 +555,9 @@ void gw_conf_cleanup(struct gw_conf *c) {
   free(c->data_dir);
   free(c->store.key_file);
   free(c->store.seal);
+  free(c->store.backend);
+  free(c->store.pg);
+  free(c->store.instance);
   free(c->delivery);
   free(c->public_url);
   free(c->roles.p1_subject_cn);

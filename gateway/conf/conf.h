@@ -52,6 +52,10 @@ struct gw_conf {
     char *seal;                                                    /* "on" or "off" */
     uint32_t content_days, metadata_days, check_ms, rejected_days; /* retention (gw_store_set_retention) */
     uint64_t max_bytes, min_free_bytes;                            /* gw_store_set_limits */
+    char *backend;                                                 /* "sqlite" (default) or "postgresql" */
+    char *pg;                                                      /* PostgreSQL connection string (store.postgresql) */
+    char *instance;    /* this instance's name in a cluster ("" = host-pid-random) */
+    uint32_t lease_ms; /* a silent instance is declared dead after this */
   } store;
   char *delivery;   /* routes/backends/clinics file; NULL = embedded defaults */
   char *public_url; /* how clients reach the gateway (the WSDL's address); NULL: the request's Host */

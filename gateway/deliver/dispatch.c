@@ -216,6 +216,10 @@ static void take_submit(struct gw_dispatch *D, struct gw_submit *s, const struct
     memcpy(r->backend, s->d[i].backend, sizeof(r->backend));
     r->state = GW_DS_QUEUED;
     struct gw_sched_bk *b = queue(D, s->d[i].backend, c);
+    if (s->d[i].held) { /* a cluster: an earlier delivery of its resource is pending at another instance */
+      snprintf(r->error, sizeof(r->error), "%s", "queued behind an earlier message of the same resource");
+      continue;
+    }
     if (!b || gw_sched_spill(b, s->d[i].id)) {
       snprintf(r->error, sizeof(r->error), "%s", "queued in the store behind a backlog");
       continue;
@@ -728,6 +732,7 @@ static void turn(struct gw_dispatch *D, const struct gw_dconf *c, int64_t now) {
   if (now - D->last_poll_ms >= 1000) { /* operators' retry requests (cergw outbox retry) */
     D->last_poll_ms = now;
     gw_store_load(D->st, GW_DS_RETRY_REQ, load_one, D);
+    gw_store_claim(D->st, load_one, D); /* a cluster: a dead instance's deliveries, held ones whose turn came */
   }
   refill(D);
   if (c)

@@ -21,6 +21,7 @@
 #include "core/err.h"
 #include "core/health.h"
 #include "core/log.h"
+#include "store/pg.h"
 #include "tls/seal.h"
 
 #define BATCH_MAX 1024
@@ -277,7 +278,10 @@ struct sq_store {
  * a sealed value then does not open, and the statement fails with the key id it needs. */
 static const struct gw_keyring *keyring;
 
-void gw_store_use_keyring(const struct gw_keyring *kr) { keyring = kr; }
+void gw_store_use_keyring(const struct gw_keyring *kr) {
+  keyring = kr;
+  gw_store_pg_use_keyring(kr);
+}
 
 static void fn_seal(sqlite3_context *cx, int argc, sqlite3_value **v) {
   (void)argc;
@@ -449,6 +453,7 @@ static int step_done(sqlite3 *db, sqlite3_stmt *q, const char *what) {
 }
 
 void gw_store_metrics(struct gw_buf *o) {
+  gw_store_pg_metrics(o);
   gw_buf_printf(o, "# TYPE cergw_store_errors_total counter\ncergw_store_errors_total %lld\n",
                 (long long)atomic_load(&store_errors));
   gw_buf_printf(o,

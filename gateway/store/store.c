@@ -102,6 +102,9 @@ int gw_store_load_range(struct gw_store *st, const char *backend, int64_t from, 
   return st->ops->load_range(st, backend, from, to, limit, fn, ud);
 }
 
+int gw_store_claim(struct gw_store *st, void (*fn)(void *ud, struct gw_delivery *d), void *ud) {
+  return st->ops->claim ? st->ops->claim(st, fn, ud) : 0;
+}
 void gw_store_lookup(struct gw_store *st, const char *rkey, gw_store_latest_fn fn, void *ud) {
   st->ops->lookup(st, rkey, fn, ud);
 }

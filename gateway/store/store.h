@@ -81,6 +81,8 @@ struct gw_delivery {
   int state, attempts, last_status;
   int64_t next_ms, created_ms;
   char last_error[256];
+  int held; /* PostgreSQL store: stored without an owner behind an earlier delivery of its resource pending at
+               another instance; not scheduled here (an instance claims it when its turn comes) */
 };
 
 /* The per-backend result of an accepted message, as answered to the caller. */
@@ -227,6 +229,8 @@ struct gw_store_ops {
   int (*load)(struct gw_store *st, int state, void (*fn)(void *ud, struct gw_delivery *d), void *ud);
   int (*load_range)(struct gw_store *st, const char *backend, int64_t from, int64_t to, int limit,
                     void (*fn)(void *ud, struct gw_delivery *d), void *ud);
+  /* NULL for a store of one instance; see gw_store_claim */
+  int (*claim)(struct gw_store *st, void (*fn)(void *ud, struct gw_delivery *d), void *ud);
   void (*lookup)(struct gw_store *st, const char *rkey, gw_store_latest_fn fn, void *ud);
   int (*schema_version)(struct gw_store *st);
 };
@@ -351,6 +355,11 @@ int gw_store_load_range(struct gw_store *st, const char *backend, int64_t from, 
  * and a summary of its deliveries ("p1=delivered apkolce=queued"),
  * GW_ERR_NOTFOUND or GW_ERR_IO, from the writer thread. */
 void gw_store_lookup(struct gw_store *st, const char *rkey, gw_store_latest_fn fn, void *ud);
+
+/* A store shared by several instances (PostgreSQL): claims for this instance the deliveries nobody
+ * alive owns (a dead instance's, and held ones whose turn came), each to |fn| in id order; the number
+ * claimed, or an error. 0 for a store of one instance. The dispatcher calls it every second. */
+int gw_store_claim(struct gw_store *st, void (*fn)(void *ud, struct gw_delivery *d), void *ud);
 
 /* Frees a delivery from gw_store_load. */
 void gw_delivery_free(struct gw_delivery *d);

@@ -5,16 +5,28 @@
 # idempotency, retries, a backend down and back, dead letters, ordering,
 # the rules with memory, notifications back to clinics, SIGHUP reload, and
 # kill -9 of the gateway under load.
-# Usage: delivery.sh BUILD_DIR. Prints "N passed, N failed"; exits 1 on failure.
+# Usage: delivery.sh BUILD_DIR [sqlite|postgresql]: the same suite over either store (postgresql: a
+# throwaway PostgreSQL started from Debian's package, tests/lib/pg.sh; the few checks that are about
+# one store's files say which). Prints "N passed, N failed"; exits 1 on failure.
 set -u
 BUILD=${1:-build}
+STORE=${2:-sqlite}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
+. tests/lib/pg.sh
 GW=$ROOT/$BUILD/cergw
 CLI=$ROOT/build/cergw
 D=$ROOT/certs/dev
 T=$(mktemp -d /tmp/cergw-dl.XXXXXX)
 B=$(( 30000 + ($$ % 15000) ))
+PGU=
+if [ "$STORE" = postgresql ]; then
+  pg_available || { echo "FAIL - PostgreSQL is not installed: run 'make deps'"; echo "0 passed, 1 failed"; exit 1; }
+  pg_start || { echo "FAIL - the test PostgreSQL did not start"; exit 1; }
+  PGU=$(pg_db cergw_dl) || exit 1
+  export CERGW_STORE_PG=$PGU # the command line tools (cergw outbox, store) work on it
+fi
+export STORE PGU T
 GWP=$B MLLP=$((B + 1)) P1=$((B + 2)) SIMP=$((B + 3)) KOLCE=$((B + 4)) CLIN=$((B + 5)) CLIN2=$((B + 6)) CLINM=$((B + 7))
 pass=0
 fail=0
@@ -25,6 +37,7 @@ cleanup() {
   for r in "${!SIM_PID[@]}"; do kill -TERM "${SIM_PID[$r]}" 2>/dev/null; done
   wait 2>/dev/null
   [ -n "${KEEP_LOGS:-}" ] && cp "$T/gw.log" /tmp/last-gw.log; rm -rf "$T"
+  pg_stop
 }
 trap cleanup EXIT
 
@@ -88,10 +101,12 @@ EOF
 # the store's content sealed at rest under a key of this run (the CLI reads it from CERGW_STORE_KEY)
 "$GW" store keygen "$T/store.key" test-1 >/dev/null
 export CERGW_STORE_KEY=$T/store.key
+STORE_CONF=
+[ "$STORE" = postgresql ] && STORE_CONF=", \"backend\": \"postgresql\", \"postgresql\": \"$PGU\", \"lease_ms\": 3000"
 cat >"$T/gw.json" <<EOF
 {
   "listen": "127.0.0.1:$GWP", "mllp_listen": "127.0.0.1:$MLLP", "workers": 2, "log_level": "info",
-  "data_dir": "$T/gw", "delivery": "$T/delivery.json", "store": {"key_file": "$T/store.key", "retention": {"check_ms": 1000}},
+  "data_dir": "$T/gw", "delivery": "$T/delivery.json", "store": {"key_file": "$T/store.key", "retention": {"check_ms": 1000}$STORE_CONF},
   "tls": {"cert": "$D/server.pem", "key": "$D/server.key", "client_ca": "$D/ca.pem", "crl": "$D/crl.pem"},
   "limits": {"max_body_bytes": 65536}
 }
@@ -113,7 +128,10 @@ gw() { # cert path [curl args]
   curl -s --max-time 15 --cacert "$D/ca.pem" --cert "$D/$1.pem" --key "$D/$1.key" "https://localhost:$GWP$2" "${@:3}"
 }
 code() { gw "$1" "$2" -o /dev/null -w '%{http_code}' "${@:3}"; }
-db() { sqlite3 -cmd '.timeout 5000' "$T/gw/cergw.db" "$1"; }
+db() { # SQL: the store's answer, one value per line (the same SQL runs on both stores)
+  if [ "$STORE" = postgresql ]; then psql "$PGU" -X -q -t -A -c "$1"; else sqlite3 -cmd '.timeout 5000' "$T/gw/cergw.db" "$1"; fi
+}
+export -f db
 wait_for() { # seconds, command...: polls until the command succeeds
   local s=$1; shift
   for _ in $(seq 1 $((s * 20))); do "$@" && return 0; sleep 0.05; done
@@ -252,7 +270,7 @@ siu 1103 | sed 's/|P|2.5.1/|P|2.5.1|||NE|NE/' >"$T/enh3.hl7"
 check "enhanced mode NE/NE: no acknowledgment (HTTP 204)" \
   bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key https://localhost:$GWP/hl7v2 --data-binary @$T/enh3.hl7)\" = 204 ]"
 check "  and the message is still stored and delivered to P1 (no ACK asked is not no delivery)" \
-  wait_for 5 bash -c "[ \"\$(sqlite3 -cmd '.timeout 5000' $T/gw/cergw.db \"select count(*) from deliveries d join messages m on m.id = d.msg_id where m.idem_key = '$("$CLI" store hash '000000012345|msh10|MSG-1103')' and d.backend = 'p1' and d.state = 1\")\" = 1 ]"
+  wait_for 5 bash -c "[ \"\$(db \"select count(*) from deliveries d join messages m on m.id = d.msg_id where m.idem_key = '$("$CLI" store hash '000000012345|msh10|MSG-1103')' and d.backend = 'p1' and d.state = 1\")\" = 1 ]"
 siu 1104 | sed 's/|P|2.5.1/|P|2.5.1|||AL|AL/; s/85010112345/85010112346/' >"$T/enh4.hl7"
 check "enhanced mode, a message refused (bad PESEL): CE, with the ERR" \
   has "$(gw clinic-a /hl7v2 --data-binary @"$T/enh4.hl7" | tr '\r' '\n')" '^MSA|CE|MSG-1104' 'cer.pesel'
@@ -505,7 +523,7 @@ check "  and no Appointment body" bash -c '! grep -q "\"resourceType\":\"Appoint
 check "  GET /fhir/Appointment/L-A: version 2, the patch merged into the booking (cancelled, its start and patient kept)" \
   has "$(gw clinic-a /fhir/Appointment/L-A)" '"versionId": "2"' '"status": "cancelled"' '"start": ' '85010112345' 'pacjent odwołał'
 check "  the merged version is the one kept with a body of its own (the PATCH's partial resource is not a version)" \
-  eq "$(db "select length(body) > 0 from resources where id = 'L-A' and version = 2")" 1
+  eq "$(db "select case when length(body) > 0 then 1 else 0 end from resources where id = 'L-A' and version = 2")" 1
 check "  the cancellation freed L-1: L-B books it now (201)" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/lb.json")" 201
 lappt L-B L-1 12:00 12:25 >"$T/lb2.json"
 check "  L-B keeps L-1 and corrects its end (a reschedule to the slot it holds): 201" eq "$(code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/lb2.json")" 201
@@ -600,7 +618,7 @@ code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json'
 code clinic-a /fhir/Appointment -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/o2.json" >/dev/null
 sleep 0.5
 mode p1 ok
-wait_for 10 bash -c "sqlite3 $T/gw/cergw.db \"select count(*) from deliveries where backend='p1' and state=0\" | grep -qx 0"
+wait_for 10 bash -c "db \"select count(*) from deliveries where backend='p1' and state=0\" | grep -qx 0"
 check "ordering: the cancellation did not overtake its booking (P1 saw it last)" bash -c "curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$P1/_sim/last | grep -q '\"status\":\"cancelled\"'"
 
 # P1's token endpoint failing: the issued tokens are revoked (the next delivery gets 401, the gateway
@@ -636,7 +654,7 @@ for i in $(seq 3001 3020); do post_fhir clinic-a $i >>"$T/down.codes"; echo >>"$
 check "AP-KOLCE down: all 20 messages accepted (202, queued)" eq "$(grep -c 202 "$T/down.codes")" 20
 start_sim apkolce
 k0=$(($(stat apkolce unique)))
-check "AP-KOLCE back: every queued message delivered" wait_for 20 bash -c "[ \"\$(sqlite3 $T/gw/cergw.db \"select count(*) from deliveries where backend='apkolce' and state=0\")\" = 0 ]"
+check "AP-KOLCE back: every queued message delivered" wait_for 20 bash -c "[ \"\$(db \"select count(*) from deliveries where backend='apkolce' and state=0\")\" = 0 ]"
 check "  exactly once (no repeats seen by AP-KOLCE)" eq "$(stat apkolce duplicates)" 0
 check "  the backlog beyond memory_queue (5) waited in the store only and was loaded back from it" \
   wait_for 5 bash -c "grep -q 'event=backlog_spilled backend=apkolce' $LOG && grep -q 'event=backlog_back_in_memory backend=apkolce' $LOG"
@@ -644,11 +662,11 @@ check "  P1 was not held up meanwhile" eq "$(stat p1 unique)" $((n0 + 20))
 
 mode simp fail
 post_fhir clinic-a 4001 7910 >/dev/null
-check "SIMP failing past max_attempts (3): dead letter" wait_for 10 bash -c "[ \"\$(sqlite3 $T/gw/cergw.db \"select count(*) from deliveries where backend='simp' and state=3\")\" = 1 ]"
+check "SIMP failing past max_attempts (3): dead letter" wait_for 10 bash -c "[ \"\$(db \"select count(*) from deliveries where backend='simp' and state=3\")\" = 1 ]"
 check "  cergw outbox dead lists it" bash -c "$CLI outbox --data $T/gw dead | grep -q ' simp '"
 mode simp ok
 check "  cergw outbox retry --all-dead" bash -c "$CLI outbox --data $T/gw retry --all-dead | grep -q '1 delivery'"
-check "  then delivered" wait_for 10 bash -c "[ \"\$(sqlite3 $T/gw/cergw.db \"select count(*) from deliveries where backend='simp' and state<>1\")\" = 0 ]"
+check "  then delivered" wait_for 10 bash -c "[ \"\$(db \"select count(*) from deliveries where backend='simp' and state<>1\")\" = 0 ]"
 
 mode p1 reject
 rj=$(fhir 5001 >"$T/r.json"; gw clinic-a /fhir -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/r.json" -w '\n%{http_code}')
@@ -656,7 +674,7 @@ check "P1 rejects: 422, the error attributed to P1" bash -c "printf '%s' \"\$1\"
 mode p1 ok
 did=$(db "select id from deliveries where backend='p1' and state=2 order by id desc limit 1")
 check "  cergw outbox show / retry of a rejected delivery" bash -c "$CLI outbox --data $T/gw show $did | grep -q 'ordering key' && $CLI outbox --data $T/gw retry $did | grep -q '1 delivery'"
-check "  delivered after the retry" wait_for 10 bash -c "[ \"\$(sqlite3 $T/gw/cergw.db \"select state from deliveries where id=$did\")\" = 1 ]"
+check "  delivered after the retry" wait_for 10 bash -c "[ \"\$(db \"select state from deliveries where id=$did\")\" = 1 ]"
 show=$("$CLI" outbox --data "$T/gw" show "$did")
 check "  outbox show: labelled fields and the history of attempts, the rejection kept after the successful retry" \
   has "$show" '^clinic: *000000012345' '^backend: *p1' '^--- attempts ---' '^#1 .* -> rejected, status 422' '^#2 .* -> delivered, status 20'
@@ -745,14 +763,24 @@ fi
 # ---------------------------------------------------------- kill -9 under load
 # health tells the truth: while the store cannot commit (here a trigger plays the full disk), writes are
 # refused with 503 and /healthz says why; both recover by themselves when the store takes writes again
-db "CREATE TRIGGER no_messages BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;
-    CREATE TRIGGER no_updates BEFORE UPDATE ON deliveries BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;"
+if [ "$STORE" = postgresql ]; then
+  db "CREATE FUNCTION full_disk() RETURNS trigger LANGUAGE plpgsql AS \$\$ BEGIN RAISE EXCEPTION 'could not extend file: No space left on device'; END \$\$;
+      CREATE TRIGGER no_messages BEFORE INSERT ON messages FOR EACH ROW EXECUTE FUNCTION full_disk();
+      CREATE TRIGGER no_updates BEFORE UPDATE ON deliveries FOR EACH ROW EXECUTE FUNCTION full_disk();" >/dev/null
+else
+  db "CREATE TRIGGER no_messages BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;
+      CREATE TRIGGER no_updates BEFORE UPDATE ON deliveries BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;"
+fi
 c=$(post_fhir clinic-a 9001)
 h=$(gw clinic-a /healthz -w '\n%{http_code}')
 check "a store that cannot commit: the write is refused with 503 ($c)" eq "$c" 503
 check "  and /healthz says so: 503, degraded, with the reason" \
   bash -c "[ \"\$(tail -1 <<<\"\$1\")\" = 503 ] && grep -q '\"status\":\"degraded\"' <<<\"\$1\" && grep -q 'the store cannot commit' <<<\"\$1\"" _ "$h"
-db "DROP TRIGGER no_messages; DROP TRIGGER no_updates;"
+if [ "$STORE" = postgresql ]; then
+  db "DROP TRIGGER no_messages ON messages; DROP TRIGGER no_updates ON deliveries; DROP FUNCTION full_disk();" >/dev/null
+else
+  db "DROP TRIGGER no_messages; DROP TRIGGER no_updates;"
+fi
 c=$(post_fhir clinic-a 9002)
 check "  recovered by itself: the next write is accepted ($c)" bash -c "[[ $c == 20? ]]"
 health_ok() { [ "$(code clinic-a /healthz)" = 200 ]; }
@@ -789,10 +817,10 @@ start_gw || exit 1
 # the clients retry everything they sent, acknowledged or not
 send $(seq 7001 7200)
 check "kill -9 with four clients sending: some messages were acknowledged before the crash ($acked)" test "$acked" -gt 0
-check "  every acknowledged message is in the store" bash -c "for i in \$(cat $T/acked); do h=\$(sed -n \"\$((i - 7000))p\" $T/killhash); sqlite3 $T/gw/cergw.db \"select count(*) from messages where idem_key = '\$h'\" | grep -qx 1 || exit 1; done"
+check "  every acknowledged message is in the store" bash -c "for i in \$(cat $T/acked); do h=\$(sed -n \"\$((i - 7000))p\" $T/killhash); db \"select count(*) from messages where idem_key = '\$h'\" | grep -qx 1 || exit 1; done"
 check "  some were committed but their answers were swallowed by the crash ($((stored - acked)))" test $((stored - acked)) -gt 0
 check "  client retries did not create a second message" eq "$(db "select count(*) from messages where idem_key in ($killed)")" 200
-check "  after restart every delivery reaches its backend" wait_for 30 bash -c "[ \"\$(sqlite3 $T/gw/cergw.db \"select count(*) from deliveries where state<>1 and msg_id in (select id from messages where idem_key in ($killed))\")\" = 0 ]"
+check "  after restart every delivery reaches its backend" wait_for 30 bash -c "[ \"\$(db \"select count(*) from deliveries where state<>1 and msg_id in (select id from messages where idem_key in ($killed))\")\" = 0 ]"
 p1_dl=$(db "select count(*) from deliveries where backend='p1' and state=1")
 check "  P1 holds exactly one copy of each delivered message" eq "$(stat p1 unique)" "$p1_dl"
 
@@ -805,6 +833,7 @@ check "the access log has the template, not the URL's PESEL or name" \
 
 # key rotation under load: a new key appended, `cergw store rekey` re-sealing the old rows while clinics keep
 # sending; the gateway restarted on the new key; nothing acknowledged lost, every message still opens
+if [ "$STORE" = sqlite ]; then # cergw store rekey works on the SQLite store
 "$GW" store keygen "$T/k2.key" test-2 >/dev/null
 grep '^test-2 ' "$T/k2.key" >>"$T/store.key"
 u_rot=$(stat p1 unique)
@@ -820,6 +849,7 @@ c9161=$(post_fhir clinic-a 9161)
 check "  restarted on the new key: new messages sealed under test-2 ($c9161)" \
   bash -c "[ $c9161 = 200 ] && \"$CLI\" store --data $T/gw status | grep -q 'messages by key:.*test-2 [0-9]'"
 check "  P1 received each of the 61 once" wait_for 20 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((u_rot + 61)) ]"
+fi
 
 kill -TERM "$GW_PID"; wait "$GW_PID"; rc=$?; GW_PID=
 check "the gateway stops cleanly on SIGTERM (exit 0; under ASan: no leak)" eq "$rc" 0
@@ -835,23 +865,32 @@ check "no PESEL, patient name, phone number or e-mail of the test data in any li
 
 # personal data at rest: after everything above, not one PESEL, name, phone or e-mail of the test data in
 # any file under the data directory (the database, its write-ahead log and shared memory: raw bytes)
-pf=$(cat "$T"/gw/* 2>/dev/null | grep -a -o -E '8501011234[0-9]|Kowalsk[a-z]*|600100200|jan\.kowalski@example\.pl' | sort | uniq -c | tr '\n' ' ')
+store_files() { if [ "$STORE" = postgresql ]; then find "$PG_DIR/data/base" "$PG_DIR/data/pg_wal" -type f -exec cat {} + 2>/dev/null; else cat "$T"/gw/* 2>/dev/null; fi; }
+pf=$(store_files | grep -a -o -E '8501011234[0-9]|Kowalsk[a-z]*|600100200|jan\.kowalski@example\.pl' | sort | uniq -c | tr '\n' ' ')
 check "no PESEL, patient name, phone number or e-mail of the test data in any file of the data directory${pf:+ (found: $pf)}" \
   test -z "$pf"
+if [ "$STORE" = postgresql ]; then # the same promises, checked on the PostgreSQL store
+  pst=$("$CLI" store status 2>&1)
+  check "cergw store --pg status: schema, deliveries by state, every instance and the sealing key" \
+    has "$pst" '^schema version: 1' 'delivered' '^instance .*: dead' '^sealing key: *test-1'
+  dump() { pg_dump "$PGU" --data-only -T instances | grep -v -e '^--' -e '^\\' | sha256sum; }
+else
 check "cergw store status reports the retention in force and when it last pruned" \
   bash -c "\"$CLI\" store --data $T/gw status | grep -Eq '^retention: +content 7 days \\(rejected: 0, 0 = kept\\), metadata 90 days; last prune 20'"
 check "  yet the store is whole: cergw store status names the key and every message sealed under it" \
   bash -c "\"$CLI\" store --data $T/gw status | grep -q 'messages by key: *test-1 [0-9]' && ! \"$CLI\" store --data $T/gw status | grep -q '(clear)'"
 check "  data directory 0700, database and write-ahead log 0600" \
   eq "$(command stat -c %a "$T/gw") $(command stat -c %a "$T/gw/cergw.db")" "700 600"
-dump() { sqlite3 -cmd '.timeout 5000' "$T/gw/cergw.db" .dump | sha256sum; } # the rows, whatever SQLite's scratch files do
+  dump() { sqlite3 -cmd '.timeout 5000' "$T/gw/cergw.db" .dump | sha256sum; } # the rows, whatever SQLite's scratch files do
+fi
 sum0=$(dump)
-sed "s/^test-2 .*/test-2 $(openssl rand -hex 32)/" "$T/store.key" >"$T/other.key" # the same ids, another key
+KID=test-2; [ "$STORE" = postgresql ] && KID=test-1 # the key in force (rotated above on the SQLite store)
+sed "s/^$KID .*/$KID $(openssl rand -hex 32)/" "$T/store.key" >"$T/other.key" # the same ids, another key
 chmod 600 "$T/other.key"
 sed "s|$T/store.key|$T/other.key|" "$T/gw.json" >"$T/gw-wrong.json"
 out=$(timeout 20 "$GW" serve --config "$T/gw-wrong.json" 2>&1); rc=$?
 check "a wrong key under the right id: refused at start, saying so" \
-  bash -c "[ $rc -ne 0 ] && grep -q \"key 'test-2' in store.key_file is not the key\" <<<\"\$1\"" _ "$out"
+  bash -c "[ $rc -ne 0 ] && grep -q \"key '$KID' in store.key_file is not the key\" <<<\"\$1\"" _ "$out"
 "$GW" store keygen "$T/missing.key" test-9 >/dev/null
 sed "s|$T/store.key|$T/missing.key|" "$T/gw.json" >"$T/gw-missing.json"
 out=$(timeout 20 "$GW" serve --config "$T/gw-missing.json" 2>&1); rc=$?
@@ -870,6 +909,7 @@ found=$("$CLI" outbox --data "$T/gw" find --pesel 85010112345)
 check "cergw outbox find --pesel: the messages that name the patient, through the keyed hash (none of it in clear)" \
   bash -c "grep -Eq '^[0-9]+ +20[0-9-]+T.* kept ' <<<\"\$1\" && grep -Eq '^[1-9][0-9]* messages? name this patient' <<<\"\$1\"" _ "$found"
 check "  a PESEL the gateway never saw: none" bash -c "\"$CLI\" outbox --data $T/gw find --pesel 02070803628 | grep -q '^0 messages name this patient'"
+if [ "$STORE" = sqlite ]; then
 # key rotation: a new key appended seals new rows; `cergw store rekey` re-seals the old ones under it; then
 # the old key's line can go and everything still opens
 rk=$("$CLI" store --data "$T/gw" rekey 2>&1)
@@ -880,6 +920,6 @@ check "  the old key's line dropped: what the store holds still opens (outbox sh
   bash -c "CERGW_STORE_KEY=$T/only2.key \"$CLI\" outbox --data $T/gw show 1 | grep -q -- '--- payload ---'"
 pf2=$(cat "$T"/gw/* 2>/dev/null | grep -a -o -E '8501011234[0-9]|Kowalsk[a-z]*|600100200|jan\.kowalski@example\.pl' | sort | uniq -c | tr '\n' ' ')
 check "  and still nothing of the test data in clear in any file${pf2:+ (found: $pf2)}" test -z "$pf2"
-
+fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
