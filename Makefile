@@ -51,7 +51,7 @@ endef
 $(eval $(call variant,$(B),$(REL_FLAGS),$(REL_ALLOC)))
 $(eval $(call variant,$(B)/asan,$(ASAN_FLAGS),))
 
-.PHONY: all asan deps certs run test bench test-unit test-integration bench-transport bench-translate bench-loadgen-check fuzz fuzz-build \
+.PHONY: all asan deps certs run test bench test-unit test-integration bench-transport bench-cluster bench-translate bench-loadgen-check fuzz fuzz-build \
   valgrind format format-check clean check-deps
 
 all: check-deps $(B)/cergw $(B)/loadgen $(B)/bench_translate
@@ -99,6 +99,11 @@ test-integration: all certs
 bench: deps
 	@$(MAKE) --no-print-directory all certs
 	@./bench/full.sh
+
+# the full path on SQLite beside 1, 2 and 3 instances on one PostgreSQL (docs/benchmarks.md)
+bench-cluster: deps
+	@$(MAKE) --no-print-directory all certs
+	./bench/cluster.sh
 
 bench-transport: deps
 	@$(MAKE) --no-print-directory all certs

@@ -7,7 +7,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-enum gw_health_part { GW_HEALTH_STORE = 0, GW_HEALTH__COUNT };
+/* STORE: the store's writer cannot commit; STORE_LINK: a shared store (PostgreSQL) cannot be reached
+ * by this instance's heartbeat, so it cannot take writes nor keep its deliveries. */
+enum gw_health_part { GW_HEALTH_STORE = 0, GW_HEALTH_STORE_LINK, GW_HEALTH__COUNT };
 
 /* |problem| NULL: |part| is fine again. */
 void gw_health_set(enum gw_health_part part, const char *problem);

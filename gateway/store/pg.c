@@ -1474,7 +1474,7 @@ static void *writer_main(void *arg) {
 static void beat_once(struct pg_store *st) {
   if (ensure(&st->h, st->conninfo, "cergw-lease") != GW_OK) {
     st->npeers = 0; /* what was seen before the outage says nothing about who is alive now */
-    gw_health_set(GW_HEALTH_STORE, "the PostgreSQL store cannot be reached");
+    gw_health_set(GW_HEALTH_STORE_LINK, "the store (PostgreSQL) cannot be reached");
     return;
   }
   struct pq p = {0};
@@ -1486,8 +1486,10 @@ static void beat_once(struct pg_store *st) {
                     &p, "heartbeat", NULL);
   if (!r) {
     st->npeers = 0;
+    gw_health_set(GW_HEALTH_STORE_LINK, "the store (PostgreSQL) cannot be reached");
     return;
   }
+  gw_health_set(GW_HEALTH_STORE_LINK, NULL);
   int mine = PQntuples(r);
   PQclear(r);
   if (!mine) {

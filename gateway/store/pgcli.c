@@ -218,16 +218,17 @@ static int show(PGconn *c, int argc, char **argv) {
          t2, t3, PQgetvalue(r, 0, 15), PQgetvalue(r, 0, 10), PQgetvalue(r, 0, 11), PQgetvalue(r, 0, 18));
   PGresult *a = q(c,
                   "SELECT attempt, at_ms, state, status, answer FROM attempts WHERE delivery_id = $1::bigint"
-                  " ORDER BY attempt, at_ms",
+                  " ORDER BY at_ms, attempt",
                   1, v);
+  printf("--- attempts ---\n");
   for (int i = 0; a && i < PQntuples(a); i++) {
     char t[32], line[200];
     utc(atoll(PQgetvalue(a, i, 1)), t, sizeof(t));
     char *ans = opened(a, i, 4, mid);
     one_line(ans, line, sizeof(line));
     free(ans);
-    printf("attempt %-3s     %s %s status %s %s\n", PQgetvalue(a, i, 0), t, gw_dstate_name(atoi(PQgetvalue(a, i, 2))),
-           PQgetvalue(a, i, 3), line);
+    printf("#%d %s -> %s, status %s%s%s\n", i + 1, t, gw_dstate_name(atoi(PQgetvalue(a, i, 2))), PQgetvalue(a, i, 3),
+           line[0] ? ": " : "", line);
   }
   PQclear(a);
   printf("--- payload ---\n");
