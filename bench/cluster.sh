@@ -72,7 +72,8 @@ EOF
   for _ in $(seq 1 100); do grep -q event=listening "$T/gw-$1.log" && break; sleep 0.05; done
   sed -e "s/MSG-0001/MSG-$1SEQ0000000/; s/WIZ-2026-0001/WIZ-$1SEQ0000000/g; s/20261203/$DAY/g" \
     tests/golden/siu/s12-cardiology.hl7 >"$T/s12-$1.hl7"
-  LG "$port" -c 1 -m 4 -n 100 --path /hl7v2 --data "$T/s12-$1.hl7" >/dev/null # warm: token, connections
+  sed -e "s/MSG-$1SEQ/MSG-W$1SEQ/; s/WIZ-$1SEQ/WIZ-W$1SEQ/g" "$T/s12-$1.hl7" >"$T/warm-$1.hl7" # ids of their own
+  LG "$port" -c 1 -m 4 -n 100 --path /hl7v2 --data "$T/warm-$1.hl7" >/dev/null # warm: token, connections
 }
 stop_gws() { for p in "${GWS[@]}"; do kill -TERM "$p"; wait "$p" 2>/dev/null || true; done; GWS=(); }
 # q KIND DB SQL: one value from the store of this run
@@ -89,6 +90,9 @@ run() {
   u0=$(curl -s --cacert "$D/ca.pem" --cert "$D/operator.pem" --key "$D/operator.key" "https://localhost:$P1/_sim/stats" | sed -n 's/.*"unique":\([0-9]*\).*/\1/p')
   d0=$(q "$k" "$db" "select count(*) from deliveries where backend = 'p1' and state = 1")
   g0=$(cpu_ticks "${GWS[@]}")
+  local dbp=() b0=0 b1=0
+  [ "$kind" = pg ] && mapfile -t dbp < <(pgrep -f "postgres: cergw bench_$name " || true)
+  [ ${#dbp[@]} -gt 0 ] && b0=$(cpu_ticks "${dbp[@]}")
   t0=$(date +%s.%N)
   local lgp=() c=$(( (CONNS + n - 1) / n ))
   for i in $(seq 1 "$n"); do
@@ -104,6 +108,7 @@ run() {
   t2=$(date +%s.%N)
   local g1 m1 d1 u1 acked ok p99
   g1=$(cpu_ticks "${GWS[@]}")
+  [ ${#dbp[@]} -gt 0 ] && b1=$(cpu_ticks "${dbp[@]}")
   m1=$(q "$k" "$db" "select count(*) from messages")
   d1=$(q "$k" "$db" "select count(*) from messages m where not exists (select 1 from deliveries d where d.msg_id = m.id and d.state <> 1)")
   local p1d
@@ -120,7 +125,8 @@ run() {
   cpu=$(awk -v t=$((g1 - g0)) -v n="$d1" -v hz="$HZ" 'BEGIN{printf "%.0f", n ? t / hz / n * 1e6 : 0}')
   echo "$name: $n instance(s) on $k: acknowledged $acked, stored $stored, delivered $d1 = $per_s msg/s" \
     "(backlog drained $(awk -v a="$t1" -v b="$t2" 'BEGIN{printf "%.1f", b-a}')s after the load), worst p99 $p99 ms," \
-    "gateway CPU $cpu us per delivered message, P1 copies $((u1 - u0)) of $p1d deliveries"
+    "gateway CPU $cpu us per delivered message, PostgreSQL backends' CPU" \
+    "$(awk -v t=$((b1 - b0)) -v n="$d1" -v hz="$HZ" 'BEGIN{printf "%.0f", n ? t / hz / n * 1e6 : 0}') us, P1 copies $((u1 - u0)) of $p1d deliveries"
   eval "${name}_cpu=$cpu ${name}_p99=$p99"
   stop_gws
 }

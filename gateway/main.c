@@ -88,7 +88,10 @@ static int open_store(const struct gw_conf *c, struct gw_store **st, struct gw_b
       gw_buf_printf(errs, "store.backend is \"postgresql\": set store.postgresql to a connection string\n");
       return GW_ERR_CONF;
     }
-    struct gw_pg_opts o = {.conninfo = c->store.pg, .instance = c->store.instance, .lease_ms = c->store.lease_ms};
+    struct gw_pg_opts o = {.conninfo = c->store.pg,
+                           .instance = c->store.instance,
+                           .lease_ms = c->store.lease_ms,
+                           .writers = (int)c->store.writers};
     return gw_store_open_pg(&o, NULL, NULL, st, errs);
   }
   if (strcmp(c->store.backend, "sqlite") != 0) {

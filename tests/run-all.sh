@@ -29,12 +29,36 @@ step "unit tests (valgrind memcheck)" valgrind --error-exitcode=1 --leak-check=f
   --errors-for-leak-kinds=definite,indirect -q ./build/unit-tests
 step "fuzz smoke: every libFuzzer target from its seeds (${FUZZ_SECONDS:-10} s each)" \
   make --no-print-directory -f fuzz/fuzz.mk fuzz-run FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
+# The suites on PostgreSQL (the delivery suite again, over the PostgreSQL store, and the cluster of three
+# instances) run side by side with the rest, one after another in the background; their output is shown
+# at the end.
+PGLOG=$(mktemp /tmp/cergw-pgsuites.XXXXXX)
+pg_suites() {
+  local name rc
+  for name in "delivery over PostgreSQL (release)|./tests/integration/delivery.sh build postgresql" \
+    "cluster: three instances on one PostgreSQL (release)|./tests/integration/cluster.sh build" \
+    "delivery over PostgreSQL (asan+ubsan)|./tests/integration/delivery.sh build/asan postgresql" \
+    "cluster: three instances on one PostgreSQL (asan+ubsan)|./tests/integration/cluster.sh build/asan"; do
+    echo "=== ${name%%|*}"
+    ${name#*|}
+    rc=$?
+    echo "=== result $rc ${name%%|*}"
+  done
+}
+pg_suites >"$PGLOG" 2>&1 &
+pg_pid=$!
 step "integration tests (release)" ./tests/integration/run.sh build
 step "offline tools, mappings, corpus (release)" ./tests/integration/cli.sh build
 step "delivery: gateway + simulators end to end (release)" ./tests/integration/delivery.sh build
 step "integration tests (asan+ubsan)" ./tests/integration/run.sh build/asan
 step "offline tools, mappings, corpus (asan+ubsan)" ./tests/integration/cli.sh build/asan
 step "delivery: gateway + simulators end to end (asan+ubsan)" ./tests/integration/delivery.sh build/asan
+wait "$pg_pid"
+cat "$PGLOG"
+while read -r _ _ rc name; do
+  if [ "$rc" = 0 ]; then passed=$((passed + 1)); results+=("ok   $name"); else failed=$((failed + 1)); results+=("FAIL $name"); fi
+done < <(grep '^=== result ' "$PGLOG")
+rm -f "$PGLOG"
 echo "=== summary"
 printf '%s\n' "${results[@]}"
 echo "$passed passed, $failed failed, $skipped skipped"

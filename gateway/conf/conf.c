@@ -47,6 +47,8 @@ static const struct field fields[] = {
     {"store.postgresql", K_STR, OFF(store.pg), 0, 0,
      "libpq connection string or URI, e.g. \"host=db.example dbname=cergw user=cergw sslmode=verify-full\""},
     {"store.instance", K_STR, OFF(store.instance), 0, 0, "this instance's name in a cluster (\"\" = host-pid-random)"},
+    {"store.writers", K_U32, OFF(store.writers), 2, 16,
+     "PostgreSQL: connections writing at once (one for delivery states, the others new messages)"},
     {"store.lease_ms", K_U32, OFF(store.lease_ms), 500, 3600000,
      "an instance silent this long is declared dead and its deliveries are taken over"},
     {"store.retention", K_OBJ, 0, 0, 0, NULL},
@@ -525,6 +527,7 @@ int gw_conf_defaults(struct gw_conf *c) {
   c->store.pg = strdup("");
   c->store.instance = strdup("");
   c->store.lease_ms = 10000;
+  c->store.writers = 4;
   c->store.min_free_bytes = 64u << 20;
   c->store.content_days = 7;
   c->store.metadata_days = 90;

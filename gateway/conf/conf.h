@@ -56,6 +56,7 @@ struct gw_conf {
     char *pg;                                                      /* PostgreSQL connection string (store.postgresql) */
     char *instance;    /* this instance's name in a cluster ("" = host-pid-random) */
     uint32_t lease_ms; /* a silent instance is declared dead after this */
+    uint32_t writers;  /* PostgreSQL connections writing in parallel */
   } store;
   char *delivery;   /* routes/backends/clinics file; NULL = embedded defaults */
   char *public_url; /* how clients reach the gateway (the WSDL's address); NULL: the request's Host */

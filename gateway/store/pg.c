@@ -3,9 +3,10 @@
  * queued up in one transaction (PostgreSQL's own group commit joins the instances' commits), new
  * messages only after the commit are acknowledged, the rules with memory run inside the transaction —
  * plus what a cluster needs:
- *  - Transactions that write messages run SERIALIZABLE: two instances deciding on the same slot, the
- *    same idempotency key or the same appointment cannot both commit; the loser's whole batch is run
- *    again (cergw_store_serialization_retries_total) and sees the winner's rows.
+ *  - Facts two instances could decide at once (a slot, a schedule's slots, an appointment, a resource's
+ *    owner) are locked for the transaction (advisory locks) before they are read; idempotency keys and
+ *    resource versions are unique keys. The loser of a unique-key conflict or a deadlock has its whole
+ *    batch run again (cergw_store_serialization_retries_total) and then sees the winner's rows.
  *  - Each delivery has an owner, the instance whose dispatcher sends it. Instances beat a heartbeat in
  *    `instances`; an instance that sees another's beat stand still for store.lease_ms, while it could
  *    itself reach the database the whole time, declares it dead (conditionally on the beat it saw) and
@@ -164,8 +165,55 @@ static bool retryable(const PGresult *r) {
 struct pg_store;
 /* Runs |sql| with |p| (may be NULL); a result to PQclear, or NULL on failure (logged unless retryable,
  * which sets *|retry|). */
+/* Statements are prepared once per connection (planning each of a message's fifteen statements anew cost
+ * the database more than running them): each thread keeps the statements its connection has prepared,
+ * by the address of their text (string literals), and forgets them when it reconnects. */
+#define PCACHE_MAX 96
+static __thread struct {
+  PGconn *c;
+  const char *sql[PCACHE_MAX];
+  int n;
+} pcache;
+
+/* The name |sql| is prepared under on |c| ("" when the cache is full: run it unprepared); NULL when
+ * preparing failed (the failure in |*err|, to PQclear: inside a transaction it aborted it). */
+static const char *prepared(PGconn *c, const char *sql, const struct pq *p, char name[32], PGresult **err) {
+  name[0] = 0;
+  *err = NULL;
+  if (pcache.c != c) {
+    pcache.c = c;
+    pcache.n = 0;
+  }
+  static _Atomic int threads;
+  static __thread int tid;
+  if (!tid)
+    tid = atomic_fetch_add(&threads, 1) + 1;
+  char nm[32]; /* per thread and text: two threads may use one connection one after the other */
+  snprintf(nm, sizeof(nm), "q%d_%lx", tid, (unsigned long)(uintptr_t)sql);
+  for (int i = 0; i < pcache.n; i++)
+    if (pcache.sql[i] == sql) {
+      snprintf(name, 32, "%s", nm);
+      return name;
+    }
+  if (pcache.n >= PCACHE_MAX)
+    return name;
+  PGresult *r = PQprepare(c, nm, sql, p ? p->n : 0, NULL);
+  if (r && PQresultStatus(r) == PGRES_COMMAND_OK) {
+    PQclear(r);
+    pcache.sql[pcache.n++] = sql;
+    snprintf(name, 32, "%s", nm);
+    return name;
+  }
+  *err = r;
+  return NULL;
+}
+
 static PGresult *run(PGconn *c, const char *sql, const struct pq *p, const char *what, bool *retry) {
-  PGresult *r = PQexecParams(c, sql, p ? p->n : 0, NULL, p ? p->v : NULL, p ? p->l : NULL, p ? p->f : NULL, 1);
+  char name[32];
+  PGresult *r = NULL; /* when it cannot be prepared: why */
+  if (prepared(c, sql, p, name, &r))
+    r = name[0] ? PQexecPrepared(c, name, p ? p->n : 0, p ? p->v : NULL, p ? p->l : NULL, p ? p->f : NULL, 1)
+                : PQexecParams(c, sql, p ? p->n : 0, NULL, p ? p->v : NULL, p ? p->l : NULL, p ? p->f : NULL, 1);
   ExecStatusType t = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
   if (t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK)
     return r;
@@ -307,6 +355,8 @@ static int ensure(PGconn **c, const char *conninfo, const char *app) {
     return GW_OK;
   if (*c) {
     PQreset(*c);
+    if (pcache.c == *c)
+      pcache.n = 0; /* a new session: nothing prepared in it */
   } else {
     *c = connect_pg(conninfo, app);
   }
@@ -352,19 +402,34 @@ struct peer {
   int64_t beat, seen_mono;
 };
 
+/* A writer: a thread with its own connection. Writer 0 writes delivery states and answers (in the
+ * order the dispatcher gave them) and prunes; the others write new messages, in parallel transactions
+ * (facts locked as the rules read them), and run reads and lookups after their commits. */
+struct wr {
+  PGconn *c;
+  bool retry; /* the current batch lost to another transaction: run it again */
+  bool upd;   /* writer 0 */
+  pthread_t th;
+  struct pg_store *st;
+};
+static __thread struct wr *cur_w; /* the writer this thread is */
+
 struct pg_store {
   struct gw_store base;
   char *conninfo;
   char instance[96];
   int64_t lease_ms, beat_ms;
-  PGconn *w; /* the writer's */
+  struct wr wr[GW_PG_MAX_WRITERS];
+  int nwr;
   PGconn *r; /* the dispatcher's (load, claim), under rmu */
   pthread_mutex_t rmu;
   PGconn *h; /* the heartbeat thread's */
-  pthread_t th, hth;
+  pthread_t hth;
   pthread_mutex_t mu;
-  pthread_cond_t cv;  /* the writer waits on it */
-  pthread_cond_t hcv; /* the heartbeat thread waits on it (its own: a signal for the writer never wakes it) */
+  pthread_cond_t cv;           /* the writers of new messages wait on it */
+  pthread_cond_t ucv;          /* writer 0 waits on it */
+  struct witem *uhead, *utail; /* delivery states and answers, for writer 0 */
+  pthread_cond_t hcv;          /* the heartbeat thread waits on it (its own: a signal for the writer never wakes it) */
   struct witem *head, *tail;
   bool stop;
   gw_store_accepted_fn on_accepted;
@@ -382,7 +447,6 @@ struct pg_store {
   /* heartbeat thread */
   struct peer peers[MAX_PEERS];
   int npeers;
-  bool retry; /* the writer's current batch lost to another instance: run it again */
 };
 
 static const struct gw_store_ops pg_ops;
@@ -492,14 +556,33 @@ static int pg_check_keys(PGconn *c, struct gw_buf *err) {
   return rv;
 }
 
-/* ---- the rules with memory ---- */
+/* ---- the rules with memory ----
+ * Decided inside the writer's transaction (READ COMMITTED). What two instances (or two writers) could
+ * decide at once on the same fact is serialized by a transaction-scoped advisory lock on that fact —
+ * a schedule's slots, a slot, an appointment, a resource's owner — taken before it is read, so the
+ * second transaction reads what the first committed. Two transactions locking in opposite orders
+ * deadlock: PostgreSQL cancels one (40P01) and its batch runs again, as after a unique-key conflict. */
 struct pg_memq {
   struct gw_memq base;
   struct pg_store *st;
 };
 
+/* Takes the advisory lock of fact (|kind|, |a|, |b|) until the transaction ends. GW_OK or GW_ERR_IO. */
+static int lock_fact(const char *kind, const char *a, const char *b) {
+  uint64_t h = 1469598103934665603ull; /* FNV-1a over kind, a, b */
+  const char *parts[] = {kind, "\x1f", a, "\x1f", b ? b : ""};
+  for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++)
+    for (const unsigned char *c = (const unsigned char *)parts[i]; *c; c++)
+      h = (h ^ *c) * 1099511628211ull;
+  struct pq p = {0};
+  p_i64(&p, (int64_t)h);
+  return exec_p(cur_w->c, "SELECT pg_advisory_xact_lock($1::bigint)", &p, "lock_fact", &cur_w->retry);
+}
+
 static int pg_slot_overlap(struct gw_memq *gm, const char *caller, const struct gw_slotfact *f, char *other, size_t n) {
-  struct pg_store *st = ((struct pg_memq *)gm)->st;
+  (void)gm;
+  if (lock_fact("schedule", caller, f->schedule) != GW_OK)
+    return GW_ERR_IO;
   char h1[65], h2[65];
   struct pq p = {0};
   p_text(&p, caller);
@@ -507,10 +590,10 @@ static int pg_slot_overlap(struct gw_memq *gm, const char *caller, const struct 
   p_text(&p, kh(f->schedule, h2));
   p_i64(&p, f->start_ms);
   p_i64(&p, f->end_ms);
-  PGresult *r = run(st->w,
+  PGresult *r = run(cur_w->c,
                     "SELECT label, ident, msg_id FROM slots WHERE caller = $1 AND schedule = $3 AND ident <> $2"
                     " AND start_ms < $5::bigint AND end_ms > $4::bigint LIMIT 1",
-                    &p, "slot_overlap", &st->retry);
+                    &p, "slot_overlap", &cur_w->retry);
   if (!r)
     return GW_ERR_IO;
   int found = PQntuples(r) > 0;
@@ -525,12 +608,15 @@ static int pg_slot_overlap(struct gw_memq *gm, const char *caller, const struct 
 }
 
 static int pg_slot_state(struct gw_memq *gm, const char *caller, const char *ident) {
-  struct pg_store *st = ((struct pg_memq *)gm)->st;
+  (void)gm;
+  if (lock_fact("slot", caller, ident) != GW_OK)
+    return GW_ERR_IO;
   char h[65];
   struct pq p = {0};
   p_text(&p, caller);
   p_text(&p, kh(ident, h));
-  PGresult *r = run(st->w, "SELECT free FROM slots WHERE caller = $1 AND ident = $2", &p, "slot_state", &st->retry);
+  PGresult *r =
+      run(cur_w->c, "SELECT free FROM slots WHERE caller = $1 AND ident = $2", &p, "slot_state", &cur_w->retry);
   if (!r)
     return GW_ERR_IO;
   int v = PQntuples(r) ? g_i64(r, 0, 0) != 0 : GW_ERR_NOTFOUND;
@@ -539,7 +625,7 @@ static int pg_slot_state(struct gw_memq *gm, const char *caller, const char *ide
 }
 
 static int pg_slot_put(struct gw_memq *gm, const char *caller, const struct gw_slotfact *f, int64_t msg_id) {
-  struct pg_store *st = ((struct pg_memq *)gm)->st;
+  (void)gm;
   char h1[65], h2[65];
   struct gw_buf label;
   sealv(msg_id, f->ident, strlen(f->ident), &label);
@@ -552,33 +638,35 @@ static int pg_slot_put(struct gw_memq *gm, const char *caller, const struct gw_s
   p_i64(&p, f->free);
   p_i64(&p, msg_id);
   p_bin(&p, label.data, label.len);
-  int rv = exec_p(st->w,
+  int rv = exec_p(cur_w->c,
                   "INSERT INTO slots(caller, ident, schedule, start_ms, end_ms, free, msg_id, label)"
                   " VALUES($1, $2, $3, $4::bigint, $5::bigint, $6::bigint, $7::bigint, $8) ON CONFLICT (caller, ident)"
                   " DO UPDATE SET schedule = EXCLUDED.schedule, start_ms = EXCLUDED.start_ms, end_ms = EXCLUDED.end_ms,"
                   " free = EXCLUDED.free, msg_id = EXCLUDED.msg_id, label = EXCLUDED.label",
-                  &p, "slot_put", &st->retry);
+                  &p, "slot_put", &cur_w->retry);
   gw_buf_cleanup(&label);
   return rv;
 }
 
 static int pg_slot_set_free(struct gw_memq *gm, const char *caller, const char *ident, int is_free) {
-  struct pg_store *st = ((struct pg_memq *)gm)->st;
+  (void)gm;
   char h[65];
   struct pq p = {0};
   p_text(&p, caller);
   p_text(&p, kh(ident, h));
   p_i64(&p, is_free ? 1 : 0);
-  return exec_p(st->w, "UPDATE slots SET free = $3::bigint WHERE caller = $1 AND ident = $2", &p, "slot_set_free",
-                &st->retry);
+  return exec_p(cur_w->c, "UPDATE slots SET free = $3::bigint WHERE caller = $1 AND ident = $2", &p, "slot_set_free",
+                &cur_w->retry);
 }
 
 static int pg_owner_get(struct gw_memq *gm, const char *key, char *owner, size_t n) {
-  struct pg_store *st = ((struct pg_memq *)gm)->st;
+  (void)gm;
+  if (lock_fact("owner", key, NULL) != GW_OK)
+    return GW_ERR_IO;
   char h[65];
   struct pq p = {0};
   p_text(&p, kh(key, h));
-  PGresult *r = run(st->w, "SELECT owner FROM owners WHERE key = $1", &p, "owner_get", &st->retry);
+  PGresult *r = run(cur_w->c, "SELECT owner FROM owners WHERE key = $1", &p, "owner_get", &cur_w->retry);
   if (!r)
     return GW_ERR_IO;
   int found = PQntuples(r) > 0;
@@ -589,24 +677,28 @@ static int pg_owner_get(struct gw_memq *gm, const char *key, char *owner, size_t
 }
 
 static int pg_owner_put(struct gw_memq *gm, const char *key, const char *owner, int64_t msg_id) {
-  struct pg_store *st = ((struct pg_memq *)gm)->st;
+  (void)gm;
   char h[65];
   struct pq p = {0};
   p_text(&p, kh(key, h));
   p_text(&p, owner);
   p_i64(&p, msg_id);
-  return exec_p(st->w, "INSERT INTO owners(key, owner, msg_id) VALUES($1, $2, $3::bigint) ON CONFLICT (key) DO NOTHING",
-                &p, "owner_put", &st->retry);
+  return exec_p(cur_w->c,
+                "INSERT INTO owners(key, owner, msg_id) VALUES($1, $2, $3::bigint) ON CONFLICT (key) DO NOTHING", &p,
+                "owner_put", &cur_w->retry);
 }
 
 static int pg_appt_get(struct gw_memq *gm, const char *caller, const char *key, struct gw_apptfact *out) {
-  struct pg_store *st = ((struct pg_memq *)gm)->st;
+  (void)gm;
+  if (lock_fact("appointment", caller, key) != GW_OK)
+    return GW_ERR_IO;
   char h[65];
   struct pq p = {0};
   p_text(&p, caller);
   p_text(&p, kh(key, h));
-  PGresult *r = run(st->w, "SELECT status, start_ms, slots, msg_id FROM appointments WHERE caller = $1 AND akey = $2",
-                    &p, "appt_get", &st->retry);
+  PGresult *r =
+      run(cur_w->c, "SELECT status, start_ms, slots, msg_id FROM appointments WHERE caller = $1 AND akey = $2", &p,
+          "appt_get", &cur_w->retry);
   if (!r)
     return GW_ERR_IO;
   int found = PQntuples(r) > 0;
@@ -621,7 +713,7 @@ static int pg_appt_get(struct gw_memq *gm, const char *caller, const char *key, 
 
 static int pg_appt_put(struct gw_memq *gm, const char *caller, const char *key, const struct gw_apptfact *f,
                        int64_t msg_id) {
-  struct pg_store *st = ((struct pg_memq *)gm)->st;
+  (void)gm;
   char h[65];
   struct gw_buf slots;
   sealv(msg_id, f->slots, strlen(f->slots), &slots);
@@ -632,24 +724,24 @@ static int pg_appt_put(struct gw_memq *gm, const char *caller, const char *key, 
   p_i64(&p, f->start_ms);
   p_bin(&p, slots.data, slots.len);
   p_i64(&p, msg_id);
-  int rv = exec_p(st->w,
+  int rv = exec_p(cur_w->c,
                   "INSERT INTO appointments(caller, akey, status, start_ms, slots, msg_id) VALUES($1, $2, $3,"
                   " $4::bigint, $5, $6::bigint) ON CONFLICT (caller, akey) DO UPDATE SET status = EXCLUDED.status,"
                   " start_ms = EXCLUDED.start_ms, slots = EXCLUDED.slots, msg_id = EXCLUDED.msg_id",
-                  &p, "appt_put", &st->retry);
+                  &p, "appt_put", &cur_w->retry);
   gw_buf_cleanup(&slots);
   return rv;
 }
 
 /* ---- submits ---- */
 
-static int load_states(struct pg_store *st, struct gw_submit *s) {
+static int load_states(struct gw_submit *s) {
   struct pq p = {0};
   p_i64(&p, s->msg_id);
-  PGresult *r = run(st->w,
+  PGresult *r = run(cur_w->c,
                     "SELECT backend, state, attempts, last_status, last_error FROM deliveries WHERE msg_id = $1::bigint"
                     " ORDER BY id",
-                    &p, "load_states", &st->retry);
+                    &p, "load_states", &cur_w->retry);
   if (!r)
     return GW_ERR_IO;
   s->nres = 0;
@@ -666,16 +758,16 @@ static int load_states(struct pg_store *st, struct gw_submit *s) {
 }
 
 /* An idempotent repeat (1), none (0) or GW_ERR_IO. */
-static int find_dup(struct pg_store *st, struct gw_submit *s) {
+static int find_dup(struct gw_submit *s) {
   if (!s->idem_key)
     return 0;
   char h[65];
   struct pq p = {0};
   p_text(&p, kh(s->idem_key, h));
-  PGresult *r = run(st->w,
+  PGresult *r = run(cur_w->c,
                     "SELECT id, answer_status, answer_ctype, answer, idem_digest, answer_meta, answer IS NULL FROM"
                     " messages WHERE idem_key = $1",
-                    &p, "find_idempotency_key", &st->retry);
+                    &p, "find_idempotency_key", &cur_w->retry);
   if (!r)
     return GW_ERR_IO;
   if (!PQntuples(r)) {
@@ -704,7 +796,7 @@ static int find_dup(struct pg_store *st, struct gw_submit *s) {
   }
   PQclear(r);
   s->status = GW_SUB_DUPLICATE;
-  return load_states(st, s) == GW_OK ? 1 : GW_ERR_IO;
+  return load_states(s) == GW_OK ? 1 : GW_ERR_IO;
 }
 
 /* "p1=delivered apkolce=queued" for message |id|. */
@@ -763,7 +855,8 @@ static int row_body(struct pg_store *st, const PGresult *r, int row, int col, ui
     return GW_ERR_NOTFOUND;
   struct pq p = {0};
   p_i64(&p, msg_id);
-  PGresult *c = run(st->w, "SELECT canonical FROM messages WHERE id = $1::bigint", &p, "resource_body", &st->retry);
+  PGresult *c =
+      run(cur_w->c, "SELECT canonical FROM messages WHERE id = $1::bigint", &p, "resource_body", &cur_w->retry);
   if (!c)
     return GW_ERR_IO;
   int rv = GW_ERR_NOTFOUND;
@@ -791,12 +884,12 @@ static int res_latest(struct pg_store *st, const char *clinic, const struct gw_r
     p_text(&p, rf->rtype);
     p_text(&p, pass == 0 ? kh(key, h) : key);
     PGresult *r =
-        run(st->w,
+        run(cur_w->c,
             pass == 0 ? "SELECT id, version, body, msg_id, entry FROM resources WHERE clinic = $1 AND rtype = $2"
                         " AND ident = $3 ORDER BY version DESC LIMIT 1"
                       : "SELECT id, version, body, msg_id, entry FROM resources WHERE clinic = $1 AND rtype = $2"
                         " AND id = $3 ORDER BY version DESC LIMIT 1",
-            &p, "resource_latest", &st->retry);
+            &p, "resource_latest", &cur_w->retry);
     if (!r)
       return GW_ERR_IO;
     if (PQntuples(r)) {
@@ -867,11 +960,11 @@ static int keep_versions(struct pg_store *st, struct gw_submit *s, int64_t now) 
     p_text(&p, refs ? refs : "");
     p_bin(&p, sealed.data, sealed.len);
     p_i64(&p, r->entry);
-    rv = exec_p(st->w,
+    rv = exec_p(cur_w->c,
                 "INSERT INTO resources(clinic, rtype, id, version, msg_id, updated_ms, ident, identvalue, status,"
                 " date_ms, refs, body, entry) VALUES($1, $2, $3, $4::bigint, $5::bigint, $6::bigint, $7, $8, $9,"
                 " $10::bigint, $11, $12, $13::bigint)",
-                &p, "keep_version", &st->retry);
+                &p, "keep_version", &cur_w->retry);
     gw_buf_cleanup(&sealed);
     free(refs);
     free(merged);
@@ -900,13 +993,13 @@ static int insert_deliveries(struct pg_store *st, struct gw_submit *s, int64_t n
     p_i64(&p, now);
     p_text(&p, d->ikey);
     p_text(&p, st->instance);
-    PGresult *r = run(st->w,
+    PGresult *r = run(cur_w->c,
                       "INSERT INTO deliveries(msg_id, backend, rkey, path, ctype, payload, state, created_ms, ikey,"
                       " owner) SELECT $1::bigint, $2, $3, $4, $5, $6, 0, $7::bigint, $8,"
                       " CASE WHEN EXISTS (SELECT 1 FROM deliveries e WHERE e.rkey = $3 AND e.backend = $2"
                       "  AND e.state IN (0, 4) AND e.owner IS DISTINCT FROM $9) THEN NULL ELSE $9 END"
                       " RETURNING id, owner IS NULL",
-                      &p, "insert_delivery", &st->retry);
+                      &p, "insert_delivery", &cur_w->retry);
     gw_buf_cleanup(&sealed);
     if (!r)
       return GW_ERR_IO;
@@ -920,13 +1013,13 @@ static int insert_deliveries(struct pg_store *st, struct gw_submit *s, int64_t n
   return GW_OK;
 }
 
-static int savepoint(struct pg_store *st, const char *sql) { return exec_p(st->w, sql, NULL, sql, &st->retry); }
+static int savepoint(const char *sql) { return exec_p(cur_w->c, sql, NULL, sql, &cur_w->retry); }
 
 /* Inserts |s| inside the open transaction (see the SQLite store's insert_submit). */
 static int insert_submit(struct pg_store *st, struct gw_submit *s, int64_t now) {
   if (s->match_rkey) {
     char *canon = NULL;
-    int rv = latest(st->w, s->match_rkey, &canon, s->match_summary, sizeof(s->match_summary), &st->retry);
+    int rv = latest(cur_w->c, s->match_rkey, &canon, s->match_summary, sizeof(s->match_summary), &cur_w->retry);
     free(canon);
     if (rv == GW_OK) {
       s->status = GW_SUB_MATCHED;
@@ -935,7 +1028,7 @@ static int insert_submit(struct pg_store *st, struct gw_submit *s, int64_t now) 
     if (rv != GW_ERR_NOTFOUND)
       return GW_ERR_IO;
   }
-  int dup = find_dup(st, s);
+  int dup = find_dup(s);
   if (dup)
     return dup > 0 ? GW_OK : GW_ERR_IO;
   if (s->if_match && s->nresf) {
@@ -949,9 +1042,9 @@ static int insert_submit(struct pg_store *st, struct gw_submit *s, int64_t now) 
       return GW_OK;
     }
   }
-  if (savepoint(st, "SAVEPOINT sub") != GW_OK)
+  if (savepoint("SAVEPOINT sub") != GW_OK)
     return GW_ERR_IO;
-  PGresult *r = run(st->w, "SELECT nextval('messages_id_seq')", NULL, "message_id", &st->retry);
+  PGresult *r = run(cur_w->c, "SELECT nextval('messages_id_seq')", NULL, "message_id", &cur_w->retry);
   if (!r)
     return GW_ERR_IO;
   s->msg_id = g_i64(r, 0, 0);
@@ -973,10 +1066,10 @@ static int insert_submit(struct pg_store *st, struct gw_submit *s, int64_t now) 
   p_bin(&p, canon.data, canon.len);
   p_text(&p, s->digest[0] ? s->digest : NULL);
   int rv =
-      exec_p(st->w,
+      exec_p(cur_w->c,
              "INSERT INTO messages(id, received_ms, caller, dialect, op, idem_key, rtype, rid, original, canonical,"
              " idem_digest) VALUES($1::bigint, $2::bigint, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-             &p, "insert_message", &st->retry);
+             &p, "insert_message", &cur_w->retry);
   gw_buf_cleanup(&orig);
   gw_buf_cleanup(&canon);
   if (rv == GW_OK)
@@ -985,8 +1078,8 @@ static int insert_submit(struct pg_store *st, struct gw_submit *s, int64_t now) 
     struct pq q = {0};
     p_text(&q, kh(s->pesels[i], h));
     p_i64(&q, s->msg_id);
-    rv = exec_p(st->w, "INSERT INTO patients(hash, msg_id) VALUES($1, $2::bigint) ON CONFLICT DO NOTHING", &q,
-                "patient_index", &st->retry);
+    rv = exec_p(cur_w->c, "INSERT INTO patients(hash, msg_id) VALUES($1, $2::bigint) ON CONFLICT DO NOTHING", &q,
+                "patient_index", &cur_w->retry);
   }
   if (rv == GW_OK && st->memory) {
     struct pg_memq m = {.base = {.ops = &pg_memq_ops}, .st = st};
@@ -995,9 +1088,9 @@ static int insert_submit(struct pg_store *st, struct gw_submit *s, int64_t now) 
   if (rv == GW_OK)
     rv = keep_versions(st, s, now);
   if (rv != GW_OK) {
-    if (st->retry)
+    if (cur_w->retry)
       return GW_ERR_IO; /* the whole batch runs again */
-    if (savepoint(st, "ROLLBACK TO SAVEPOINT sub") != GW_OK || savepoint(st, "RELEASE SAVEPOINT sub") != GW_OK)
+    if (savepoint("ROLLBACK TO SAVEPOINT sub") != GW_OK || savepoint("RELEASE SAVEPOINT sub") != GW_OK)
       return GW_ERR_IO;
     if (rv == GW_ERR_INVAL) {
       s->status = GW_SUB_REJECTED;
@@ -1008,13 +1101,13 @@ static int insert_submit(struct pg_store *st, struct gw_submit *s, int64_t now) 
     }
     return GW_ERR_IO;
   }
-  if (savepoint(st, "RELEASE SAVEPOINT sub") != GW_OK)
+  if (savepoint("RELEASE SAVEPOINT sub") != GW_OK)
     return GW_ERR_IO;
   s->status = GW_SUB_ACCEPTED;
   return GW_OK;
 }
 
-static int apply_update(struct pg_store *st, const struct witem *it, int64_t now) {
+static int apply_update(const struct witem *it, int64_t now) {
   if (it->kind == W_UPDATE) {
     struct gw_buf err;
     sealv(it->d.msg_id, it->d.last_error, strlen(it->d.last_error), &err);
@@ -1026,11 +1119,11 @@ static int apply_update(struct pg_store *st, const struct witem *it, int64_t now
     p_i64(&p, it->d.last_status);
     p_bin(&p, err.data, err.len);
     p_i64(&p, now);
-    int rv = exec_p(st->w,
+    int rv = exec_p(cur_w->c,
                     "UPDATE deliveries SET state = $2::bigint, attempts = $3::bigint, next_ms = $4::bigint,"
                     " last_status = $5::bigint, last_error = $6, done_ms = CASE WHEN $2::bigint IN (1, 2, 3) THEN"
                     " $7::bigint ELSE NULL END WHERE id = $1::bigint",
-                    &p, "update_delivery", &st->retry);
+                    &p, "update_delivery", &cur_w->retry);
     if (rv == GW_OK && it->d.attempts > 0) {
       struct pq a = {0};
       p_i64(&a, it->d.id);
@@ -1039,10 +1132,10 @@ static int apply_update(struct pg_store *st, const struct witem *it, int64_t now
       p_i64(&a, it->d.state);
       p_i64(&a, it->d.last_status);
       p_bin(&a, err.data, err.len);
-      rv = exec_p(st->w,
+      rv = exec_p(cur_w->c,
                   "INSERT INTO attempts(delivery_id, attempt, at_ms, state, status, answer) VALUES($1::bigint,"
                   " $2::bigint, $3::bigint, $4::bigint, $5::bigint, $6) ON CONFLICT DO NOTHING",
-                  &a, "keep_attempt", &st->retry);
+                  &a, "keep_attempt", &cur_w->retry);
     }
     gw_buf_cleanup(&err);
     return rv;
@@ -1055,10 +1148,10 @@ static int apply_update(struct pg_store *st, const struct witem *it, int64_t now
   p_text(&p, it->ctype);
   p_bin(&p, body.data, body.len);
   p_text(&p, it->meta);
-  int rv = exec_p(st->w,
+  int rv = exec_p(cur_w->c,
                   "UPDATE messages SET answer_status = $2::bigint, answer_ctype = $3, answer = $4, answer_meta = $5"
                   " WHERE id = $1::bigint",
-                  &p, "store_answer", &st->retry);
+                  &p, "store_answer", &cur_w->retry);
   gw_buf_cleanup(&body);
   return rv;
 }
@@ -1069,7 +1162,7 @@ static bool store_full(struct pg_store *st, char *why, size_t n) {
     return false;
   int64_t now = gw_wall_ms();
   if (now - st->size_checked_ms > 5000) {
-    PGresult *r = run(st->w, "SELECT pg_database_size(current_database())", NULL, "database_size", NULL);
+    PGresult *r = run(cur_w->c, "SELECT pg_database_size(current_database())", NULL, "database_size", NULL);
     if (r) {
       st->size_seen = (uint64_t)g_i64(r, 0, 0);
       st->size_checked_ms = now;
@@ -1110,8 +1203,8 @@ static int write_batch(struct pg_store *st, struct witem *batch, int n, int64_t 
   bool has_submit = false;
   for (struct witem *it = batch; it && !has_submit; it = it->next)
     has_submit = it->kind == W_SUBMIT;
-  if (ensure(&st->w, st->conninfo, "cergw-store") != GW_OK) {
-    gw_log(GW_LOG_ERROR, "store_commit_failed", "detail=\"%.200s\" items=%d", PQerrorMessage(st->w), n);
+  if (ensure(&cur_w->c, st->conninfo, "cergw-store") != GW_OK) {
+    gw_log(GW_LOG_ERROR, "store_commit_failed", "detail=\"%.200s\" items=%d", PQerrorMessage(cur_w->c), n);
     return GW_ERR_IO;
   }
   char full[256];
@@ -1126,27 +1219,26 @@ static int write_batch(struct pg_store *st, struct witem *batch, int n, int64_t 
     has_submit = false;
   }
   for (int attempt = 0;; attempt++) {
-    st->retry = false;
-    int rv =
-        exec_p(st->w, has_submit ? "BEGIN ISOLATION LEVEL SERIALIZABLE" : "BEGIN; SET LOCAL synchronous_commit = off",
-               NULL, "begin", NULL);
+    cur_w->retry = false;
+    int rv = exec_p(cur_w->c, has_submit ? "BEGIN" : "BEGIN; SET LOCAL synchronous_commit = off", NULL, "begin", NULL);
     for (struct witem *it = batch; it && rv == GW_OK; it = it->next) {
       if (it->kind == W_SUBMIT) {
         if (insert_submit(st, it->s, now) != GW_OK)
           rv = GW_ERR_IO; /* a failed statement aborts the transaction: the batch fails as a whole */
       } else if (it->kind == W_UPDATE || it->kind == W_ANSWER) {
-        rv = apply_update(st, it, now);
+        rv = apply_update(it, now);
       }
     }
     if (rv == GW_OK)
-      rv = exec_p(st->w, "COMMIT", NULL, "commit", &st->retry);
+      rv = exec_p(cur_w->c, "COMMIT", NULL, "commit", &cur_w->retry);
     if (rv == GW_OK) {
       atomic_fetch_add(&pg_commits, 1);
       return GW_OK;
     }
-    PQclear(PQexec(st->w, "ROLLBACK"));
-    if (!st->retry || attempt >= MAX_RETRIES) {
-      gw_log(GW_LOG_ERROR, "store_commit_failed", "detail=\"%.200s\" items=%d", PQerrorMessage(st->w), n);
+    PQclear(PQexec(cur_w->c, "ROLLBACK"));
+    if (!cur_w->retry || attempt >= MAX_RETRIES) {
+      gw_log(GW_LOG_ERROR, "store_commit_failed", "detail=\"%.200s\" items=%d attempts=%d", PQerrorMessage(cur_w->c), n,
+             attempt + 1);
       return GW_ERR_IO;
     }
     atomic_fetch_add(&pg_retries, 1);
@@ -1155,9 +1247,9 @@ static int write_batch(struct pg_store *st, struct witem *batch, int n, int64_t 
   }
 }
 
-static void run_lookup(struct pg_store *st, struct witem *it) {
+static void run_lookup(struct witem *it) {
   char *canon = NULL, summary[256];
-  int rv = latest(st->w, (const char *)it->body, &canon, summary, sizeof(summary), NULL);
+  int rv = latest(cur_w->c, (const char *)it->body, &canon, summary, sizeof(summary), NULL);
   it->fn(it->ud, rv, canon, summary);
   free(canon);
 }
@@ -1196,8 +1288,8 @@ static void run_read(struct pg_store *st, struct witem *it) {
   " AND ($8 = '' OR strpos(r.refs, E'\\n' || $8 || E'\\n') > 0) AND ($9::bigint = 0 OR r.date_ms >= $9::bigint)"       \
   " AND ($10::bigint = 0 OR r.date_ms < $10::bigint) AND ($11::bigint = 0 OR r.updated_ms >= $11::bigint)"             \
   " AND ($12::bigint = 0 OR r.updated_ms < $12::bigint)"
-  PGresult *c = run(st->w, "SELECT COUNT(*), $14::bigint + $15::bigint" PG_READ_WHERE, &p, "read", NULL);
-  PGresult *q = c ? run(st->w,
+  PGresult *c = run(cur_w->c, "SELECT COUNT(*), $14::bigint + $15::bigint" PG_READ_WHERE, &p, "read", NULL);
+  PGresult *q = c ? run(cur_w->c,
                         "SELECT r.id, r.version, r.updated_ms, r.msg_id, r.body, r.msg_id, r.entry" PG_READ_WHERE
                         " ORDER BY r.updated_ms DESC, r.id, r.version DESC LIMIT $14::bigint OFFSET $15::bigint",
                         &p, "read", NULL)
@@ -1220,7 +1312,7 @@ static void run_read(struct pg_store *st, struct witem *it) {
   PQclear(c);
   PQclear(q);
   for (int i = 0; rv == GW_OK && i < n; i++)
-    rv = summarize(st->w, rows[i].msg_id, rows[i].summary, sizeof(rows[i].summary), NULL);
+    rv = summarize(cur_w->c, rows[i].msg_id, rows[i].summary, sizeof(rows[i].summary), NULL);
   it->read_fn(it->ud, rv == GW_OK && !n && !rq->search ? GW_ERR_NOTFOUND : rv, rows, n, total);
   for (int i = 0; i < n; i++)
     free(rows[i].body);
@@ -1234,8 +1326,7 @@ static void run_read(struct pg_store *st, struct witem *it) {
   "($2::bigint > 0 AND received_ms < $2::bigint AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id ="           \
   " messages.id AND d.state NOT IN (1, 2)))"
 
-static int prune_sql(struct pg_store *st, const char *const *sql, size_t n, int64_t cut, int64_t cut_rejected,
-                     long *changes) {
+static int prune_sql(const char *const *sql, size_t n, int64_t cut, int64_t cut_rejected, long *changes) {
   for (size_t i = 0; i < n; i++) {
     struct pq p = {0};
     p_i64(&p, cut);
@@ -1243,7 +1334,7 @@ static int prune_sql(struct pg_store *st, const char *const *sql, size_t n, int6
       p_i64(&p, cut_rejected);
     if (!strstr(sql[i], "$1"))
       p.n = 0;
-    PGresult *r = run(st->w, sql[i], &p, "prune", NULL);
+    PGresult *r = run(cur_w->c, sql[i], &p, "prune", NULL);
     if (!r)
       return GW_ERR_IO;
     if (i == 1)
@@ -1257,12 +1348,12 @@ static int prune_step(struct pg_store *st, int64_t now, long *content, long *met
   *content = *metadata = 0;
   if (!st->content_ms && !st->metadata_ms)
     return GW_OK;
-  if (ensure(&st->w, st->conninfo, "cergw-store") != GW_OK)
+  if (ensure(&cur_w->c, st->conninfo, "cergw-store") != GW_OK)
     return GW_ERR_IO;
-  if (exec_p(st->w, "BEGIN; SET LOCAL synchronous_commit = off", NULL, "prune", NULL) != GW_OK)
+  if (exec_p(cur_w->c, "BEGIN; SET LOCAL synchronous_commit = off", NULL, "prune", NULL) != GW_OK)
     return GW_ERR_IO;
-  int rv = exec_p(st->w, "CREATE TEMP TABLE IF NOT EXISTS prune_ids(id bigint PRIMARY KEY) ON COMMIT DELETE ROWS", NULL,
-                  "prune", NULL);
+  int rv = exec_p(cur_w->c, "CREATE TEMP TABLE IF NOT EXISTS prune_ids(id bigint PRIMARY KEY) ON COMMIT DELETE ROWS",
+                  NULL, "prune", NULL);
   if (rv == GW_OK && st->content_ms) {
     static const char *const content_sql[] = {
         "DELETE FROM prune_ids",
@@ -1275,7 +1366,7 @@ static int prune_step(struct pg_store *st, int64_t now, long *content, long *met
         " FROM prune_ids))",
         "DELETE FROM resources WHERE msg_id IN (SELECT id FROM prune_ids)",
     };
-    rv = prune_sql(st, content_sql, sizeof(content_sql) / sizeof(content_sql[0]), now - st->content_ms,
+    rv = prune_sql(content_sql, sizeof(content_sql) / sizeof(content_sql[0]), now - st->content_ms,
                    st->rejected_ms ? now - st->rejected_ms : 0, content);
   }
   if (rv == GW_OK && st->metadata_ms) {
@@ -1291,7 +1382,7 @@ static int prune_step(struct pg_store *st, int64_t now, long *content, long *met
         "DELETE FROM patients WHERE msg_id IN (SELECT id FROM prune_ids)",
         "DELETE FROM messages WHERE id IN (SELECT id FROM prune_ids)",
     };
-    rv = prune_sql(st, meta_sql, sizeof(meta_sql) / sizeof(meta_sql[0]), now - st->metadata_ms,
+    rv = prune_sql(meta_sql, sizeof(meta_sql) / sizeof(meta_sql[0]), now - st->metadata_ms,
                    st->rejected_ms ? now - st->metadata_ms : 0, metadata);
   }
   if (rv == GW_OK) {
@@ -1301,15 +1392,15 @@ static int prune_step(struct pg_store *st, int64_t now, long *content, long *met
              (long long)st->prune_every_ms);
     struct pq p = {0};
     p_text(&p, v);
-    rv = exec_p(st->w,
+    rv = exec_p(cur_w->c,
                 "INSERT INTO store_meta(key, value) VALUES('retention', $1) ON CONFLICT (key) DO UPDATE SET value ="
                 " EXCLUDED.value",
                 &p, "prune", NULL);
   }
   if (rv == GW_OK)
-    rv = exec_p(st->w, "COMMIT", NULL, "prune", NULL);
+    rv = exec_p(cur_w->c, "COMMIT", NULL, "prune", NULL);
   if (rv != GW_OK) {
-    PQclear(PQexec(st->w, "ROLLBACK"));
+    PQclear(PQexec(cur_w->c, "ROLLBACK"));
     return rv;
   }
   if (*content || *metadata)
@@ -1325,16 +1416,19 @@ static void maybe_prune(struct pg_store *st, int64_t now) {
   st->next_prune_ms = now + (rv == GW_OK && (c == PRUNE_STEP || m == PRUNE_STEP) ? 20 : st->prune_every_ms);
 }
 
-/* ---- the writer thread ---- */
+/* ---- the writer threads ---- */
 
+/* Delivery states and answers go to writer 0, in order; everything else to the writers of new messages. */
 static void enqueue(struct pg_store *st, struct witem *it) {
+  bool upd = it->kind == W_UPDATE || it->kind == W_ANSWER;
+  struct witem **head = upd ? &st->uhead : &st->head, **tail = upd ? &st->utail : &st->tail;
   pthread_mutex_lock(&st->mu);
-  if (st->tail)
-    st->tail->next = it;
+  if (*tail)
+    (*tail)->next = it;
   else
-    st->head = it;
-  st->tail = it;
-  pthread_cond_signal(&st->cv);
+    *head = it;
+  *tail = it;
+  pthread_cond_signal(upd ? &st->ucv : &st->cv);
   pthread_mutex_unlock(&st->mu);
 }
 
@@ -1348,44 +1442,47 @@ static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms) {
   pthread_cond_timedwait(cv, mu, &ts);
 }
 
-static struct witem *take_batch(struct pg_store *st, bool pause, int *n) {
+static struct witem *take_batch(struct pg_store *st, struct wr *w, bool pause, int *n) {
+  struct witem **head = w->upd ? &st->uhead : &st->head, **tail = w->upd ? &st->utail : &st->tail;
+  pthread_cond_t *cv = w->upd ? &st->ucv : &st->cv;
   pthread_mutex_lock(&st->mu);
   if (pause && !st->stop)
-    timed_wait(&st->cv, &st->mu, 200);
-  while (!st->head && !st->stop) {
-    if (!st->prune_every_ms) {
-      pthread_cond_wait(&st->cv, &st->mu);
+    timed_wait(cv, &st->mu, 200);
+  while (!*head && !st->stop) {
+    if (!w->upd || !st->prune_every_ms) {
+      pthread_cond_wait(cv, &st->mu);
       continue;
     }
     int64_t wait = st->next_prune_ms - gw_wall_ms();
     if (wait <= 0)
-      break;
-    timed_wait(&st->cv, &st->mu, wait);
+      break; /* idle, and a prune step is due */
+    timed_wait(cv, &st->mu, wait);
   }
-  struct witem *batch = st->head, *last = batch;
+  struct witem *batch = *head, *last = batch;
   *n = batch ? 1 : 0;
   while (last && last->next && *n < BATCH_MAX) {
     last = last->next;
     (*n)++;
   }
   if (last) {
-    st->head = last->next;
-    if (!st->head)
-      st->tail = NULL;
+    *head = last->next;
+    if (!*head)
+      *tail = NULL;
     last->next = NULL;
   }
   pthread_mutex_unlock(&st->mu);
   return batch;
 }
 
+/* Delivery states and answers not written go back to the head of writer 0's queue, in order. */
 static void requeue(struct pg_store *st, struct witem *retry, struct witem *retry_tail) {
   if (!retry)
     return;
   pthread_mutex_lock(&st->mu);
-  retry_tail->next = st->head;
-  st->head = retry;
-  if (!st->tail)
-    st->tail = retry_tail;
+  retry_tail->next = st->uhead;
+  st->uhead = retry;
+  if (!st->utail)
+    st->utail = retry_tail;
   pthread_mutex_unlock(&st->mu);
 }
 
@@ -1399,7 +1496,7 @@ static bool finish_batch(struct pg_store *st, struct witem *batch, int rc) {
     next = it->next;
     it->next = NULL;
     if (it->kind == W_LOOKUP)
-      run_lookup(st, it);
+      run_lookup(it);
     if (it->kind == W_READ)
       run_read(st, it);
     if (it->kind == W_PRUNE) {
@@ -1436,7 +1533,7 @@ static bool finish_batch(struct pg_store *st, struct witem *batch, int rc) {
   }
   requeue(st, retry, retry_tail);
   char why[300];
-  snprintf(why, sizeof(why), "the store cannot commit (PostgreSQL): %.200s", PQerrorMessage(st->w));
+  snprintf(why, sizeof(why), "the store cannot commit (PostgreSQL): %.200s", PQerrorMessage(cur_w->c));
   for (char *p = why; *p; p++)
     if (*p == '\n')
       *p = ' ';
@@ -1445,24 +1542,28 @@ static bool finish_batch(struct pg_store *st, struct witem *batch, int rc) {
 }
 
 static void *writer_main(void *arg) {
-  struct pg_store *st = arg;
-  pthread_setname_np(pthread_self(), "cergw-store");
+  struct wr *w = arg;
+  struct pg_store *st = w->st;
+  cur_w = w;
+  pthread_setname_np(pthread_self(), w->upd ? "cergw-store" : "cergw-storew");
   bool failed = false;
   for (;;) {
     int n;
-    struct witem *batch = take_batch(st, failed, &n);
+    struct witem *batch = take_batch(st, w, failed, &n);
     if (!batch) {
       pthread_mutex_lock(&st->mu);
       bool stop = st->stop;
       pthread_mutex_unlock(&st->mu);
       if (stop)
         break;
-      maybe_prune(st, gw_wall_ms());
+      if (w->upd)
+        maybe_prune(st, gw_wall_ms());
       continue;
     }
     int rc = write_batch(st, batch, n, gw_wall_ms());
     failed = finish_batch(st, batch, rc);
-    maybe_prune(st, gw_wall_ms());
+    if (w->upd)
+      maybe_prune(st, gw_wall_ms());
   }
   return NULL;
 }
@@ -1887,9 +1988,11 @@ static void pg_close(struct gw_store *gst) {
   pthread_mutex_lock(&st->mu);
   st->stop = true;
   pthread_cond_broadcast(&st->cv);
+  pthread_cond_broadcast(&st->ucv);
   pthread_cond_broadcast(&st->hcv);
   pthread_mutex_unlock(&st->mu);
-  pthread_join(st->th, NULL);
+  for (int i = 0; i < st->nwr; i++)
+    pthread_join(st->wr[i].th, NULL);
   pthread_join(st->hth, NULL);
   /* a clean stop: what this instance owns is free for the others at once */
   if (ensure(&st->h, st->conninfo, "cergw-lease") == GW_OK) {
@@ -1897,12 +2000,14 @@ static void pg_close(struct gw_store *gst) {
     p_text(&p, st->instance);
     exec_p(st->h, "UPDATE instances SET dead = true WHERE id = $1", &p, "instance_stop", NULL);
   }
-  PQfinish(st->w);
+  for (int i = 0; i < st->nwr; i++)
+    PQfinish(st->wr[i].c);
   PQfinish(st->r);
   PQfinish(st->h);
   pthread_mutex_destroy(&st->rmu);
   pthread_mutex_destroy(&st->mu);
   pthread_cond_destroy(&st->cv);
+  pthread_cond_destroy(&st->ucv);
   pthread_cond_destroy(&st->hcv);
   free(st->conninfo);
   free(st);
@@ -1942,41 +2047,54 @@ int gw_store_open_pg(const struct gw_pg_opts *o, gw_store_accepted_fn on_accepte
   pthread_mutex_init(&st->mu, NULL);
   pthread_mutex_init(&st->rmu, NULL);
   pthread_cond_init(&st->cv, NULL);
+  pthread_cond_init(&st->ucv, NULL);
   pthread_cond_init(&st->hcv, NULL);
-  int rv = gw_pg_connect(st->conninfo, &st->w, err);
+  st->nwr = o->writers > 0 && o->writers <= GW_PG_MAX_WRITERS ? o->writers : 4;
+  struct wr *w0 = &st->wr[0];
+  int rv = gw_pg_connect(st->conninfo, &w0->c, err);
   if (!rv)
-    rv = pg_migrate(st->w, err);
+    rv = pg_migrate(w0->c, err);
   if (!rv)
-    rv = pg_check_keys(st->w, err);
+    rv = pg_check_keys(w0->c, err);
   if (!rv) {
     struct pq p = {0};
     p_text(&p, st->instance);
     p_i64(&p, gw_wall_ms());
     rv =
-        exec_p(st->w,
+        exec_p(w0->c,
                "INSERT INTO instances(id, beat, started_ms, seen_ms, dead) VALUES($1, 0, $2::bigint, $2::bigint, false)"
                " ON CONFLICT (id) DO UPDATE SET dead = false, beat = instances.beat + 1, started_ms = $2::bigint,"
                " seen_ms = $2::bigint",
                &p, "instance_start", NULL);
     if (rv)
-      gw_buf_printf(err, "postgresql: cannot register instance %s: %s", st->instance, PQerrorMessage(st->w));
+      gw_buf_printf(err, "postgresql: cannot register instance %s: %s", st->instance, PQerrorMessage(w0->c));
   }
+  for (int i = 1; !rv && i < st->nwr; i++)
+    rv = gw_pg_connect(st->conninfo, &st->wr[i].c, err);
   if (!rv)
     rv = gw_pg_connect(st->conninfo, &st->r, err);
   if (!rv)
     rv = gw_pg_connect(st->conninfo, &st->h, err);
-  if (!rv && pthread_create(&st->th, NULL, writer_main, st))
+  int started = 0;
+  for (; !rv && started < st->nwr; started++) {
+    struct wr *w = &st->wr[started];
+    w->st = st;
+    w->upd = started == 0;
+    if (pthread_create(&w->th, NULL, writer_main, w))
+      rv = GW_ERR_IO;
+  }
+  if (!rv && pthread_create(&st->hth, NULL, heartbeat_main, st))
     rv = GW_ERR_IO;
-  if (!rv && pthread_create(&st->hth, NULL, heartbeat_main, st)) {
+  if (rv) {
     pthread_mutex_lock(&st->mu);
     st->stop = true;
     pthread_cond_broadcast(&st->cv);
+    pthread_cond_broadcast(&st->ucv);
     pthread_mutex_unlock(&st->mu);
-    pthread_join(st->th, NULL);
-    rv = GW_ERR_IO;
-  }
-  if (rv) {
-    PQfinish(st->w);
+    for (int i = 0; i < started - (rv ? 1 : 0); i++)
+      pthread_join(st->wr[i].th, NULL);
+    for (int i = 0; i < st->nwr; i++)
+      PQfinish(st->wr[i].c);
     PQfinish(st->r);
     PQfinish(st->h);
     free(st->conninfo);

@@ -11,11 +11,14 @@
 
 /* The PostgreSQL schema's version (store_meta 'schema_version'); its own numbering. */
 #define GW_PG_SCHEMA_VERSION 1
+/* The most writer connections (store.writers) an instance opens. */
+#define GW_PG_MAX_WRITERS 16
 
 struct gw_pg_opts {
   const char *conninfo; /* libpq connection string or URI (sslmode=verify-full etc. for TLS) */
   const char *instance; /* this instance's name in the cluster; NULL or "": host-pid-random */
   int64_t lease_ms;     /* silence after which an instance is declared dead (default 10000) */
+  int writers;          /* connections writing in parallel: 1 for delivery states, the rest for new messages (4) */
 };
 
 /* Opens (and migrates) the PostgreSQL store, registers this instance and starts its writer and

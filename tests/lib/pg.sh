@@ -21,7 +21,7 @@ pg_start() {
   pg_as openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost -keyout "$PG_DIR/data/server.key" \
     -out "$PG_DIR/data/server.crt" >/dev/null 2>&1 && pg_as chmod 600 "$PG_DIR/data/server.key"
   for _ in 1 2 3 4 5; do
-    PG_PORT=$(( 20000 + RANDOM % 10000 ))
+    PG_PORT=$(( 46000 + RANDOM % 9000 ))
     if pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 30 start \
       -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c ssl=on -c max_connections=200 -c fsync=on" \
       >/dev/null 2>&1; then
