@@ -344,8 +344,8 @@ static char *refkeys(const char *s) {
 
 /* Connects with |conninfo| (a libpq connection string or URI; its own settings win over ours). */
 static PGconn *connect_pg(const char *conninfo, const char *app) {
-  const char *const kw[] = {"connect_timeout", "application_name", "dbname", NULL};
-  const char *const vals[] = {"3", app, conninfo, NULL};
+  const char *const kw[] = {"connect_timeout", "application_name", "options", "dbname", NULL};
+  const char *const vals[] = {"3", app, "-c client_min_messages=warning", conninfo, NULL};
   return PQconnectdbParams(kw, vals, 1);
 }
 

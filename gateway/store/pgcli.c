@@ -21,8 +21,8 @@
 static const struct gw_keyring *cli_keyring(void) { return gw_store_pg_keyring(); }
 
 static PGconn *cli_connect(const char *conninfo) {
-  const char *const kw[] = {"connect_timeout", "application_name", "dbname", NULL};
-  const char *const vals[] = {"5", "cergw-cli", conninfo, NULL};
+  const char *const kw[] = {"connect_timeout", "application_name", "options", "dbname", NULL};
+  const char *const vals[] = {"5", "cergw-cli", "-c client_min_messages=warning", conninfo, NULL};
   PGconn *c = PQconnectdbParams(kw, vals, 1);
   if (PQstatus(c) != CONNECTION_OK) {
     fprintf(stderr, "postgresql: %s", PQerrorMessage(c));
@@ -433,7 +433,7 @@ static int copy_table(sqlite3 *db, PGconn *c, const struct table *t, long *rows)
   size_t o = (size_t)snprintf(ins, sizeof(ins), "INSERT INTO %s(%s) VALUES(", t->name, t->cols);
   for (int i = 0; i < ncol; i++)
     o += (size_t)snprintf(ins + o, sizeof(ins) - o, "%s$%d", i ? ", " : "", i + 1);
-  snprintf(ins + o, sizeof(ins) - o, ")");
+  snprintf(ins + o, sizeof(ins) - o, ") ON CONFLICT DO NOTHING"); /* the sealing key opening the store recorded */
   sqlite3_stmt *s = NULL;
   if (sqlite3_prepare_v2(db, sql, -1, &s, NULL) != SQLITE_OK) {
     fprintf(stderr, "copy: %s: %s\n", t->name, sqlite3_errmsg(db));
@@ -517,15 +517,18 @@ int gw_pg_copy_from_sqlite(const char *dir, const char *conninfo) {
     return 2;
   }
   int rv = 0;
-  PGresult *r = q(c, "SELECT (SELECT COUNT(*) FROM messages) + (SELECT COUNT(*) FROM seal_keys)", 0, NULL);
+  PGresult *r = q(c, "SELECT COUNT(*) FROM messages", 0, NULL);
   if (!r || atol(PQgetvalue(r, 0, 0)) > 0) {
-    fprintf(stderr, "copy: the PostgreSQL store is not empty (messages or sealing keys in it): nothing copied\n");
+    fprintf(stderr, "copy: the PostgreSQL store is not empty (it holds messages): nothing copied\n");
     rv = 2;
   }
   PQclear(r);
   long counts[sizeof(tables) / sizeof(tables[0])] = {0};
-  if (!rv)
+  bool began = false;
+  if (!rv) {
     PQclear(q(c, "BEGIN", 0, NULL));
+    began = true;
+  }
   for (size_t i = 0; !rv && i < sizeof(tables) / sizeof(tables[0]); i++)
     rv = copy_table(db, c, &tables[i], &counts[i]);
   if (!rv) {
@@ -542,7 +545,7 @@ int gw_pg_copy_from_sqlite(const char *dir, const char *conninfo) {
     if (!r)
       rv = 2;
     PQclear(r);
-  } else {
+  } else if (began) {
     PQclear(PQexec(c, "ROLLBACK"));
   }
   if (!rv) {

@@ -33,6 +33,10 @@ ok() { pass=$((pass + 1)); echo "ok   - $1"; }
 ko() { fail=$((fail + 1)); echo "FAIL - $1${2:+: $2}"; }
 check() { local name=$1; shift; if "$@"; then ok "$name"; else ko "$name"; fi; }
 eq() { [ "$1" = "$2" ] || { echo "    expected '$2', got '$1'" >&2; return 1; }; }
+has() { # text pattern...: every (grep) pattern is in the text; says which is not, and shows the text
+  local s=$1; shift
+  for pat in "$@"; do grep -q -- "$pat" <<<"$s" || { echo "    no '$pat' in: ${s:0:800}" >&2; return 1; }; done
+}
 wait_for() { local s=$1; shift; for _ in $(seq 1 $((s * 10))); do "$@" && return 0; sleep 0.1; done; return 1; }
 
 if ! pg_available; then
@@ -146,7 +150,35 @@ start_sim p1 $P1 || exit 1
 start_sim simp $SIMP || exit 1
 start_sim apkolce $KOLCE || exit 1
 start_sim clinic $CLIN || exit 1
+# ------------------------------------------------------------ moving from SQLite
+# a single gateway on its SQLite file accepts ten visits while P1 is down, and stops with them queued;
+# `cergw store copy` moves its store into the (empty) PostgreSQL database; the cluster then sends them
+sed -e "s|\"listen\": \"127.0.0.1:$B\"|\"listen\": \"127.0.0.1:$((B + 3))\"|" -e 's|"store": {"backend": "postgresql", "postgresql": "[^"]*", "instance": "node-1", "lease_ms": [0-9]*,|"store": {|' \
+  -e "s|$T/gw-1\"|$T/sq\"|" "$T/gw-1.json" >"$T/gw-sq.json"
+sim_get $P1 "/_sim/control?mode=fail" -X POST >/dev/null
+"$GW" serve --config "$T/gw-sq.json" >>"$T/gw-sq.log" 2>&1 &
+sq_pid=$!
+sq_acked=0
+for _ in $(seq 1 100); do curl -s --max-time 1 --cacert "$D/ca.pem" --cert "$D/clinic-a.pem" --key "$D/clinic-a.key" "https://localhost:$((B + 3))/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
+for i in $(seq 9001 9010); do
+  bundle "$i"
+  c=$(curl -s --max-time 15 -o /dev/null -w '%{http_code}' --cacert "$D/ca.pem" --cert "$D/clinic-a.pem" --key "$D/clinic-a.key" \
+    "https://localhost:$((B + 3))/fhir" -X POST -H 'content-type: application/fhir+json' --data-binary @"$T/b-$i.json")
+  case $c in 20[02]) sq_acked=$((sq_acked + 1)) ;; esac
+done
+kill -TERM "$sq_pid"; wait "$sq_pid"
+sim_get $P1 "/_sim/control?mode=ok" -X POST >/dev/null
+u_copy=$(p1_unique)
+copied=$("$CLI" store --data "$T/sq" --pg "$PGU" --key "$T/store.key" copy 2>&1)
+check "cergw store copy: a SQLite store with 10 visits queued for P1 moved into PostgreSQL ($sq_acked acknowledged)" \
+  has "$copied" 'messages 10,' '^10 deliveries still to send'
+check "  the copy refuses a database that is not empty" \
+  bash -c "! \"$CLI\" store --data $T/sq --pg \"$PGU\" --key $T/store.key copy 2>&1 | grep -q '^copied'"
 for n in 1 2 3; do start_gw $n || exit 1; done
+check "  the cluster claims the copied deliveries and P1 receives the 10" \
+  wait_for 20 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" = $((u_copy + 10)) ]"
+check "  and the copied content opens under the same key (outbox show of a copied delivery)" \
+  bash -c "\"$CLI\" outbox --pg \"$PGU\" --key $T/store.key show 1 | grep -q 'WIZ-9001'"
 
 # ------------------------------------------------------------------ load spread
 u0=$(p1_unique)
