@@ -305,6 +305,51 @@ static int find(PGconn *c, int argc, char **argv) {
   return 0;
 }
 
+/* purge --older-than DAYS: finished messages older than that, as the SQLite store's purge (a message with a
+ * delivery queued or retry-requested, a slot it published, or a resource version read out of it stays). */
+static int purge(PGconn *c, int argc, char **argv) {
+  if (argc != 3 || strcmp(argv[1], "--older-than") || atol(argv[2]) < 0)
+    return usage();
+  char cut[24];
+  snprintf(cut, sizeof(cut), "%lld", (long long)(gw_wall_ms() - (int64_t)atol(argv[2]) * 86400000));
+  const char *v[] = {cut};
+  PGresult *r = q(c, "BEGIN", 0, NULL);
+  PQclear(r);
+  PGresult *d = r ? q(c,
+                      "DELETE FROM deliveries WHERE msg_id IN (SELECT m.id FROM messages m WHERE m.received_ms <"
+                      " $1::bigint AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.msg_id = m.id AND d.state IN (0,"
+                      " 4)))",
+                      1, v)
+                  : NULL;
+  PGresult *m = d ? q(c,
+                      "DELETE FROM messages WHERE received_ms < $1::bigint AND NOT EXISTS (SELECT 1 FROM deliveries d"
+                      " WHERE d.msg_id = messages.id) AND NOT EXISTS (SELECT 1 FROM slots s WHERE s.msg_id ="
+                      " messages.id) AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.msg_id = messages.id AND"
+                      " length(r.body) = 0)",
+                      1, v)
+                  : NULL;
+  PGresult *a = m ? q(c,
+                      "DELETE FROM attempts WHERE delivery_id NOT IN (SELECT id FROM deliveries);"
+                      "DELETE FROM patients WHERE msg_id NOT IN (SELECT id FROM messages)",
+                      0, NULL)
+                  : NULL;
+  PGresult *done = a ? q(c, "COMMIT", 0, NULL) : NULL;
+  int rv = 0;
+  if (!done) {
+    fprintf(stderr, "purge failed, nothing removed\n");
+    PQclear(PQexec(c, "ROLLBACK"));
+    rv = 2;
+  } else {
+    printf("purged %s messages and %s finished deliveries older than %s days\n", PQcmdTuples(m), PQcmdTuples(d),
+           argv[2]);
+  }
+  PQclear(d);
+  PQclear(m);
+  PQclear(a);
+  PQclear(done);
+  return rv;
+}
+
 int gw_pg_outbox_cmd(const char *conninfo, int argc, char **argv) {
   if (argc < 1)
     return usage();
@@ -320,6 +365,8 @@ int gw_pg_outbox_cmd(const char *conninfo, int argc, char **argv) {
     rv = retry(c, argc, argv);
   else if (!strcmp(argv[0], "find"))
     rv = find(c, argc, argv);
+  else if (!strcmp(argv[0], "purge"))
+    rv = purge(c, argc, argv);
   else
     rv = usage();
   PQfinish(c);

@@ -339,6 +339,10 @@ metrics=$(curl -s --cacert "$D/ca.pem" --cert "$D/operator.pem" --key "$D/operat
 check "metrics: claims, lease takeovers, serialization retries" \
   bash -c "grep -q '^cergw_store_claims_total ' <<<\"\$1\" && grep -q '^cergw_store_lease_takeovers_total ' <<<\"\$1\" && grep -q '^cergw_store_serialization_retries_total ' <<<\"\$1\"" _ "$metrics"
 
+before=$(db "select count(*) from messages")
+pur=$("$CLI" outbox --pg "$PGU" purge --older-than 0 2>&1)
+check "cergw outbox --pg purge: finished messages removed, those a slot or a resource version needs kept ($pur)" \
+  bash -c "grep -Eq '^purged [1-9][0-9]* messages' <<<\"\$1\" && [ \"\$(db 'select count(*) from messages')\" -lt $before ] && [ \"\$(db 'select count(*) from messages')\" -gt 0 ]" _ "$pur"
 for n in 1 2 3; do
   kill -TERM "${GW_PID[$n]}"; wait "${GW_PID[$n]}"; rc=$?; unset "GW_PID[$n]"
   check "instance $n stops cleanly on SIGTERM (exit 0; under ASan: no leak)" eq "$rc" 0
