@@ -8,7 +8,7 @@ PKGS := libevent_openssl libevent_pthreads libnghttp2 openssl yajl libxml-2.0 li
 DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev openssl curl \
   libevent-dev libnghttp2-dev libssl-dev libyajl-dev libhttp-parser-dev libcunit1-dev \
   libxml2-dev libxslt1-dev libsqlite3-dev sqlite3 libcurl4-openssl-dev nghttp2-client nghttp2-server valgrind clang-format procps xsltproc \
-  libjemalloc-dev gsoap libgsoap-dev libpq-dev postgresql
+  libjemalloc-dev gsoap libgsoap-dev libpq-dev postgresql chromium
 
 # -Wno-format-truncation: every snprintf into a fixed field truncates on purpose
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \

@@ -24,12 +24,21 @@ store_key() {
   echo "certs: created the development store key $out/store.key"
 }
 
+# the console's development bearer token (console.token_file), for a browser without operator.p12
+console_token() {
+  [ -f "$out/console.token" ] && return 0
+  (umask 077 && openssl rand -hex 24 >"$out/console.token")
+  echo "certs: created the console's development token $out/console.token"
+}
+
 if [ $force -eq 0 ] && [ -f "$out/.complete" ]; then
   store_key
+  console_token
   ok=1
   for c in ca server clinic-a clinic-b p1 gateway-out revoked foreign-ca foreign rogue-p1 ca-client two-orgid no-clientauth operator; do
     openssl x509 -checkend 86400 -noout -in "$out/$c.pem" >/dev/null 2>&1 || ok=0
   done
+  [ -f "$out/operator.p12" ] || ok=0
   # the CRL must not be stale either
   if [ $ok -eq 1 ] && openssl crl -in "$out/crl.pem" -noout -nextupdate >/dev/null 2>&1; then
     next=$(openssl crl -in "$out/crl.pem" -noout -nextupdate | cut -d= -f2)
@@ -163,6 +172,11 @@ done
 chmod 600 ./*.key ./*.bundle.pem
 chmod 644 ./*.pem
 chmod 600 ./*.bundle.pem
+# the operator's certificate for a browser (Chromium, Firefox: import it; password "cergw")
+openssl pkcs12 -export -in operator.pem -inkey operator.key -certfile ca.pem -name "cergw operator (dev)" \
+  -out operator.p12 -passout pass:cergw 2>/dev/null
+chmod 600 operator.p12
 store_key
+console_token
 touch .complete
 echo "certs: created development PKI in $out"

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "conf/conf.h"
+#include "console/console.h"
 #include "core/buf.h"
 #include "core/err.h"
 #include "core/file.h"
@@ -191,11 +192,30 @@ static int cmd_serve(int argc, char **argv) {
   gw_buf_cleanup(&errs);
   gw_store_set_accepted(st, gw_dispatch_accepted, disp);
   gw_write_init(engine, st);
+  if (c.console_host) {
+    struct gw_buf cerrs;
+    gw_buf_init(&cerrs, 4096);
+    if (gw_console_init(&c, engine, st, &cerrs) != GW_OK) {
+      fprintf(stderr, "%s", cerrs.data ? (const char *)cerrs.data : "console: cannot start\n");
+      gw_buf_cleanup(&cerrs);
+      gw_dispatch_stop(disp);
+      gw_store_close(st);
+      gw_store_use_keyring(NULL);
+      gw_keyring_free(kr);
+      gw_write_cleanup();
+      gw_engine_free(engine);
+      gw_conf_cleanup(&c);
+      return 1;
+    }
+    gw_buf_cleanup(&cerrs);
+    gw_router_set_console(gw_console_handle);
+  }
   reload_path = c.delivery;
   gw_log(GW_LOG_INFO, "delivery_ready", "data_dir=%s delivery=%s", c.data_dir,
          c.delivery ? c.delivery : "embedded-defaults");
   static const struct gw_app app = {.handle = gw_router_handle, .reload = reload_delivery};
   rv = gw_server_run(&c, &app);
+  gw_console_stop();
   gw_dispatch_stop(disp);
   gw_store_close(st);
   gw_store_use_keyring(NULL);

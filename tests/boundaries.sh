@@ -17,8 +17,9 @@ rules=(
   "event2/|gateway/net/"
   "libxslt/|gateway/xform/"
   "libexslt/|gateway/xform/"
-  "libxml/|gateway/codec/ gateway/xform/ gateway/validate/ gateway/msg/ gateway/pipe/ gateway/deliver/config.c gateway/deliver/dispatch.c gateway/http/router.c gateway/main.c gateway/sim/"
-  "yajl/|gateway/codec/fhir.c gateway/conf/ gateway/deliver/config.c gateway/deliver/dispatch.c gateway/validate/rules.c gateway/sim/"
+  "libxml/|gateway/codec/ gateway/xform/ gateway/validate/ gateway/msg/ gateway/pipe/ gateway/deliver/config.c gateway/deliver/dispatch.c gateway/http/router.c gateway/main.c gateway/sim/ gateway/console/"
+  "yajl/|gateway/codec/fhir.c gateway/conf/ gateway/deliver/config.c gateway/deliver/dispatch.c gateway/validate/rules.c gateway/sim/ gateway/console/"
+  "libpq-fe.h|gateway/store/"
   "http_parser.h|gateway/h1/ gateway/net/server.c"
 )
 for r in "${rules[@]}"; do

@@ -30,15 +30,17 @@ step "unit tests (valgrind memcheck)" valgrind --error-exitcode=1 --leak-check=f
 step "fuzz smoke: every libFuzzer target from its seeds (${FUZZ_SECONDS:-10} s each)" \
   make --no-print-directory -f fuzz/fuzz.mk fuzz-run FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
 # The suites on PostgreSQL (the delivery suite again, over the PostgreSQL store, and the cluster of three
-# instances) run side by side with the rest, one after another in the background; their output is shown
-# at the end.
+# instances) and the console's browser tests run side by side with the rest, one after another in the
+# background; their output is shown at the end.
 PGLOG=$(mktemp /tmp/cergw-pgsuites.XXXXXX)
 pg_suites() {
   local name rc
   for name in "delivery over PostgreSQL (release)|./tests/integration/delivery.sh build postgresql" \
     "cluster: three instances on one PostgreSQL (release)|./tests/integration/cluster.sh build" \
     "delivery over PostgreSQL (asan+ubsan)|./tests/integration/delivery.sh build/asan postgresql" \
-    "cluster: three instances on one PostgreSQL (asan+ubsan)|./tests/integration/cluster.sh build/asan"; do
+    "cluster: three instances on one PostgreSQL (asan+ubsan)|./tests/integration/cluster.sh build/asan" \
+    "console in Chromium (release)|./tests/integration/console.sh build" \
+    "console in Chromium (asan+ubsan)|./tests/integration/console.sh build/asan"; do
     echo "=== ${name%%|*}"
     ${name#*|}
     rc=$?

@@ -2,7 +2,7 @@
 # `make run`: the four backend simulators (P1 with its OAuth token endpoint,
 # SIMP, AP-KOLCE, a clinic notification endpoint) in the background, then the
 # gateway in the foreground on the embedded defaults (HTTPS 127.0.0.1:8443,
-# MLLP/TLS 127.0.0.1:2575, store in data/). Ctrl-C stops everything.
+# MLLP/TLS 127.0.0.1:2575, store in data/) and the console on 127.0.0.1:8444. Ctrl-C stops everything.
 set -u
 cd "$(dirname "$0")/.."
 GW=./build/cergw
@@ -20,7 +20,12 @@ done
 echo "gateway on https://127.0.0.1:8443 and MLLP/TLS 127.0.0.1:2575; try:"
 echo "  curl --cert certs/dev/clinic-a.pem --key certs/dev/clinic-a.key --cacert certs/dev/ca.pem \\"
 echo "       https://localhost:8443/hl7v2 --data-binary @tests/golden/siu/s12-cardiology.hl7"
-"$GW" serve &
+# the embedded defaults, plus the operators' console on 127.0.0.1:8444 (docs/console.md)
+cat >data/dev.json <<'EOF'
+{ "console_listen": "127.0.0.1:8444", "console": {"token_file": "../certs/dev/console.token", "root": "../console"} }
+EOF
+echo "console on https://127.0.0.1:8444/console/ (import certs/dev/operator.p12, password cergw, or give the token in certs/dev/console.token)"
+"$GW" serve --config data/dev.json &
 gw=$!
 pids+=($gw)
 wait "$gw"

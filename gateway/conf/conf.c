@@ -16,7 +16,7 @@
 #define MAX_DEPTH      8
 #define MAX_ERRORS     32
 
-enum kind { K_STR, K_PATH, K_U32, K_SIZE, K_LOGLEVEL, K_TLSVER, K_LISTEN, K_MLLP, K_OBJ };
+enum kind { K_STR, K_PATH, K_U32, K_SIZE, K_LOGLEVEL, K_TLSVER, K_LISTEN, K_MLLP, K_CONSOLE, K_OBJ };
 
 struct field {
   const char *path; /* dotted */
@@ -30,6 +30,11 @@ struct field {
 static const struct field fields[] = {
     {"listen", K_LISTEN, 0, 0, 0, "HOST:PORT"},
     {"mllp_listen", K_MLLP, 0, 0, 0, "HOST:PORT of the MLLP/TLS listener, \"\" = off"},
+    {"console_listen", K_CONSOLE, 0, 0, 0, "HOST:PORT of the operators' console (TLS), \"\" = off (the default)"},
+    {"console", K_OBJ, 0, 0, 0, NULL},
+    {"console.token_file", K_PATH, OFF(console.token_file), 0, 0,
+     "a file holding the console's bearer token (mode 0600), for browsers without an operator certificate"},
+    {"console.root", K_PATH, OFF(console.root), 0, 0, "the console's static files"},
     {"data_dir", K_PATH, OFF(data_dir), 0, 0, "durable store directory"},
     {"delivery", K_PATH, OFF(delivery), 0, 0, "routes, backends and clinics (JSON)"},
     {"public_url", K_STR, OFF(public_url), 0, 0, "https://HOST[:PORT] clients use (the WSDL's address)"},
@@ -202,12 +207,14 @@ static int set_string(struct pctx *p, const struct field *f, const char *s, size
     p->oom = 1;
     return 0;
   }
-  if (f->kind == K_MLLP) {
-    int rv = n == 0 ? GW_OK : gw_hostport_split(v, &p->c->mllp_host, &p->c->mllp_port);
+  if (f->kind == K_MLLP || f->kind == K_CONSOLE) { /* an optional listener: "" turns it off */
+    char **host = f->kind == K_MLLP ? &p->c->mllp_host : &p->c->console_host;
+    char **port = f->kind == K_MLLP ? &p->c->mllp_port : &p->c->console_port;
+    int rv = n == 0 ? GW_OK : gw_hostport_split(v, host, port);
     if (n == 0) {
-      free(p->c->mllp_host);
-      free(p->c->mllp_port);
-      p->c->mllp_host = p->c->mllp_port = NULL;
+      free(*host);
+      free(*port);
+      *host = *port = NULL;
     } else if (rv) {
       perr(p, "'%s': expected HOST:PORT or \"\", got \"%s\"", f->path, v);
     }
@@ -532,10 +539,11 @@ int gw_conf_defaults(struct gw_conf *c) {
   c->store.content_days = 7;
   c->store.metadata_days = 90;
   c->store.check_ms = 60000;
+  c->console.root = strdup("console");
   c->roles.p1_subject_cn = strdup("P1 CeR notifications (dev)"); /* the development PKI's (certs/) */
   c->roles.p1_issuer_cn = strdup("cergw development CA");
   if (!c->data_dir || !c->store.key_file || !c->store.seal || !c->store.backend || !c->store.pg || !c->store.instance ||
-      !c->roles.p1_subject_cn || !c->roles.p1_issuer_cn ||
+      !c->roles.p1_subject_cn || !c->roles.p1_issuer_cn || !c->console.root ||
       gw_hostport_split("127.0.0.1:2575", &c->mllp_host, &c->mllp_port))
     c->tls.cert = NULL;
   if (!c->tls.cert || !c->tls.key || !c->tls.ca || !c->tls.crl || gw_conf_set_listen(c, "127.0.0.1:8443")) {
@@ -555,6 +563,10 @@ void gw_conf_cleanup(struct gw_conf *c) {
   free(c->tls.crl);
   free(c->mllp_host);
   free(c->mllp_port);
+  free(c->console_host);
+  free(c->console_port);
+  free(c->console.token_file);
+  free(c->console.root);
   free(c->data_dir);
   free(c->store.key_file);
   free(c->store.seal);

@@ -45,8 +45,13 @@ struct gw_conf {
   char *path; /* file it came from, or NULL for the embedded defaults */
   char *listen_host;
   char *listen_port;
-  char *mllp_host, *mllp_port; /* MLLP over TLS listener; NULL when off */
-  char *data_dir;              /* durable store (SQLite) directory */
+  char *mllp_host, *mllp_port;       /* MLLP over TLS listener; NULL when off */
+  char *console_host, *console_port; /* the console's listener; NULL when off (the default) */
+  struct {
+    char *token_file; /* a bearer token for browsers without an operator certificate; NULL: certificates only */
+    char *root;       /* the console's static files */
+  } console;
+  char *data_dir; /* durable store (SQLite) directory */
   struct {
     char *key_file;                                                /* the keys that seal content at rest (tls/seal.h) */
     char *seal;                                                    /* "on" or "off" */

@@ -87,6 +87,16 @@ struct gw_dispatch;
 /* Starts the dispatcher over |st| (loads pending deliveries from it). */
 int gw_dispatch_start(struct gw_store *st, struct gw_dispatch **out);
 void gw_dispatch_stop(struct gw_dispatch *d);
+/* Each queue's counters now (the console's health page): up to |max|, the number filled. */
+struct gw_backend_health {
+  char name[40];
+  long long queued, in_flight, delivered, failed, rejected, dead, breaker_open;
+  double mean_ms; /* mean delivery latency since start */
+};
+int gw_dispatch_health(struct gw_backend_health *out, int max);
+/* An operator marked delivery |id| dead (the store already says so): if this instance holds it queued, it is
+ * not attempted again; one being attempted right now finishes that attempt first. */
+void gw_dispatch_kill(int64_t id);
 /* The store's on_accepted hook: the dispatcher takes |s| and its deliveries. */
 void gw_dispatch_accepted(void *ud, struct gw_submit *s);
 /* Prometheus lines for every backend. */

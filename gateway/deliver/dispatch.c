@@ -93,8 +93,11 @@ struct gw_dispatch {
   unsigned long key_serial;
   int64_t last_poll_ms;
   const struct gw_dconf *conf; /* the snapshot of the current turn (policies of queues made while loading) */
-  CURL *spare[64];             /* easy handles of finished transfers, reset for the next (curl_easy_init and
-                                  cleanup cost more than a reset; connections live in the multi handle either way) */
+  pthread_mutex_t kmu;         /* deliveries an operator marked dead (the console): not attempted again here */
+  int64_t kill[64];
+  int nkill;
+  CURL *spare[64]; /* easy handles of finished transfers, reset for the next (curl_easy_init and
+                      cleanup cost more than a reset; connections live in the multi handle either way) */
   int nspare;
 };
 
@@ -617,6 +620,45 @@ static void start(struct gw_dispatch *D, struct dlv *v, const struct gw_backend_
 }
 
 /* Starts what the scheduler lets go now, backend by backend. */
+/* Whether an operator marked delivery |id| dead (consumed: it is answered once). */
+static bool killed(struct gw_dispatch *D, int64_t id) {
+  bool hit = false;
+  pthread_mutex_lock(&D->kmu);
+  for (int i = 0; i < D->nkill && !hit; i++)
+    if (D->kill[i] == id) {
+      D->kill[i] = D->kill[--D->nkill];
+      hit = true;
+    }
+  pthread_mutex_unlock(&D->kmu);
+  return hit;
+}
+
+void gw_dispatch_kill(int64_t id) {
+  struct gw_dispatch *D = atomic_load(&the);
+  if (!D)
+    return;
+  pthread_mutex_lock(&D->kmu);
+  if (D->nkill == (int)(sizeof(D->kill) / sizeof(D->kill[0])))
+    memmove(D->kill, D->kill + 1, sizeof(D->kill) - sizeof(D->kill[0])); /* the oldest forgotten */
+  else
+    D->nkill++;
+  D->kill[D->nkill - 1] = id;
+  pthread_mutex_unlock(&D->kmu);
+}
+
+/* An operator marked it dead: no attempt; it leaves its queue (its chain moves on) as a dead letter. */
+static void operator_dead(struct gw_dispatch *D, struct dlv *v, int64_t now) {
+  gw_sched_rejected(D->S, &v->it, now);
+  v->it.d.state = GW_DS_DEAD;
+  snprintf(v->it.d.last_error, sizeof(v->it.d.last_error), "%s", "marked dead by an operator (console)");
+  gw_log(GW_LOG_WARN, "delivery_dead",
+         "delivery=%lld msg=%lld backend=%s attempts=%d last=\"marked dead by an operator\"", (long long)v->it.d.id,
+         (long long)v->it.d.msg_id, v->it.d.backend, v->it.d.attempts);
+  gw_store_update(D->st, &v->it.d);
+  first_outcome(D, v);
+  free_dlv(v);
+}
+
 static void pump(struct gw_dispatch *D, const struct gw_dconf *c, int64_t now) {
   gw_sched_tick(D->S, now);
   int n = gw_sched_nbackends(D->S);
@@ -631,8 +673,12 @@ static void pump(struct gw_dispatch *D, const struct gw_dconf *c, int64_t now) {
     if (!bc || (bc->token_url[0] && !have_token(D, b, bc, c, now)))
       continue;
     struct gw_sched_item *it;
-    while ((it = gw_sched_next(D->S, b, now)))
-      start(D, DLV(it), bc, c, now);
+    while ((it = gw_sched_next(D->S, b, now))) {
+      if (D->nkill && killed(D, DLV(it)->it.d.id))
+        operator_dead(D, DLV(it), now);
+      else
+        start(D, DLV(it), bc, c, now);
+    }
   }
 }
 
@@ -785,6 +831,7 @@ int gw_dispatch_start(struct gw_store *st, struct gw_dispatch **out) {
     return GW_ERR_NOMEM;
   D->st = st;
   pthread_mutex_init(&D->mu, NULL);
+  pthread_mutex_init(&D->kmu, NULL);
   D->multi = curl_multi_init();
   D->S = gw_sched_new(jitter, NULL);
   if (!D->multi || !D->S) {
@@ -854,7 +901,31 @@ void gw_dispatch_stop(struct gw_dispatch *D) {
   gw_jwt_key_free(D->key);
   curl_multi_cleanup(D->multi);
   pthread_mutex_destroy(&D->mu);
+  pthread_mutex_destroy(&D->kmu);
   free(D);
+}
+
+int gw_dispatch_health(struct gw_backend_health *out, int max) {
+  struct gw_dispatch *D = atomic_load(&the);
+  if (!D)
+    return 0;
+  int n = gw_sched_nbackends(D->S), k = 0;
+  for (int i = 0; i < n && k < max; i++) {
+    struct gw_sched_bk *b = gw_sched_backend_at(D->S, i);
+    struct gw_sched_counters *c = gw_sched_counters(b);
+    struct gw_backend_health *h = &out[k++];
+    snprintf(h->name, sizeof(h->name), "%s", gw_sched_name(b));
+    h->queued = atomic_load(&c->queued);
+    h->in_flight = atomic_load(&c->in_flight);
+    h->delivered = atomic_load(&c->delivered);
+    h->failed = atomic_load(&c->failed);
+    h->rejected = atomic_load(&c->rejected);
+    h->dead = atomic_load(&c->dead);
+    h->breaker_open = atomic_load(&c->breaker_open);
+    long long cnt = atomic_load(&c->lat_count);
+    h->mean_ms = cnt ? (double)atomic_load(&c->lat_us_sum) / (double)cnt / 1000.0 : 0;
+  }
+  return k;
 }
 
 void gw_dispatch_metrics(struct gw_buf *o) {

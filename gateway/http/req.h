@@ -29,6 +29,7 @@ struct gw_req {
   uint64_t start_ns;
   int32_t stream_id; /* HTTP/2 stream, or the request's ordinal on an HTTP/1.1 connection */
   int proto;         /* 1 (HTTP/1.1), 2 (HTTP/2) or GW_PROTO_MLLP */
+  int console;       /* arrived on the console's listener (console_listen) */
   /* borrowed from the connection; valid while the request lives */
   const struct gw_identity *peer;
   const char *peer_addr;

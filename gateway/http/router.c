@@ -596,9 +596,19 @@ void gw_router_log_path(const char *path, char *out, size_t n) {
   }
 }
 
+static void (*console_fn)(struct gw_req *req, struct gw_resp *resp);
+void gw_router_set_console(void (*fn)(struct gw_req *req, struct gw_resp *resp)) { console_fn = fn; }
+
 void gw_router_handle(struct gw_req *req, struct gw_resp *resp) {
   if (req->early_status) {
     early(req, resp);
+    return;
+  }
+  if (req->console) { /* the console's listener serves the console only, and the console only there */
+    if (console_fn)
+      console_fn(req, resp);
+    else
+      gw_router_error(resp, 404, "the console is not running");
     return;
   }
   if (!req->path || req->path[0] != '/') {

@@ -31,5 +31,7 @@ void gw_router_log_path(const char *path, char *out, size_t n);
 /* Builds the JSON error body used for every protocol-level refusal
  * (413, 431, 408, 404, ...): {"status":N,"error":"...","message":"..."}. */
 void gw_router_error(struct gw_resp *resp, int status, const char *message);
+/* The handler of requests that arrive on the console's listener (console/console.c), set once at start. */
+void gw_router_set_console(void (*fn)(struct gw_req *req, struct gw_resp *resp));
 
 #endif

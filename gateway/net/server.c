@@ -48,6 +48,7 @@ struct reply_item {
 struct worker {
   struct server *srv;
   struct evconnlistener *mllp_lis;
+  struct evconnlistener *console_lis;
   struct event *reply_ev;
   struct reply_item *rq_head, *rq_tail; /* under reply_mu */
   struct conn *zombies;                 /* closed connections still owed deferred answers */
@@ -70,6 +71,7 @@ struct server {
   const struct gw_conf *conf;
   const struct gw_app *app;
   struct gw_tls *tls;     /* swapped by SIGHUP under tls_mu; connections keep the context they began with */
+  struct gw_tls *ctls;    /* the console's (client certificate optional), swapped likewise */
   pthread_mutex_t tls_mu; /* held only while a worker starts a connection and while the pointer is swapped */
   int nworkers;
   struct worker *w;
@@ -101,6 +103,7 @@ struct conn {
   int npending;          /* deferred answers not yet received */
   bool dead;             /* closed; the struct lives on while npending > 0 */
   bool mllp;             /* accepted on the MLLP listener */
+  bool console;          /* accepted on the console's listener (client certificate optional) */
   struct gw_buf backlog; /* HTTP/1.1 or MLLP input waiting while a request awaits its answer */
   bool mwait, in_pump;   /* MLLP: a message awaits its answer; the framing loop is running */
   bool mdiscard;         /* MLLP: the rest of a frame over the limit (answered already) is dropped */
@@ -198,6 +201,7 @@ static void conn_respond(struct conn *c, struct gw_req *req, struct gw_resp *res
 static void answer(struct conn *c, struct gw_req *req) {
   struct gw_resp resp = {0};
   req->reply = (struct gw_reply_token){.worker = c->w, .conn = c, .conn_id = c->id, .stream_id = req->stream_id};
+  req->console = c->console;
   c->w->srv->app->handle(req, &resp);
   if (resp.deferred) {
     c->npending++;
@@ -667,8 +671,9 @@ static void pin_roles(struct conn *c, const struct gw_conf *conf) {
 static void on_handshake(struct conn *c) {
   struct worker *w = c->w;
   GW_METRIC_INC(w->m, handshakes[GW_HS_OK]);
-  if (gw_tls_peer_identity(c->tls, &c->ident)) {
-    /* cannot happen with SSL_VERIFY_FAIL_IF_NO_PEER_CERT; refuse rather than guess */
+  if (gw_tls_peer_identity(c->tls, &c->ident) && !c->console) {
+    /* cannot happen with SSL_VERIFY_FAIL_IF_NO_PEER_CERT; refuse rather than guess (the console's listener
+     * lets a browser without a certificate in: nobody, until it gives the console's token) */
     GW_METRIC_INC(w->m, handshakes[GW_HS_BAD_CERT]);
     conn_free(c);
     return;
@@ -715,7 +720,9 @@ static void on_handshake(struct conn *c) {
   conn_readable(c);
 }
 
-static void accept_conn(struct worker *w, evutil_socket_t fd, struct sockaddr *sa, int salen, bool mllp) {
+enum listener { L_MAIN, L_MLLP, L_CONSOLE };
+static void accept_conn(struct worker *w, evutil_socket_t fd, struct sockaddr *sa, int salen, enum listener kind) {
+  bool mllp = kind == L_MLLP;
   struct server *srv = w->srv;
   GW_METRIC_INC(w->m, conn_accepted);
   char host[INET6_ADDRSTRLEN + 2], port[8];
@@ -739,7 +746,8 @@ static void accept_conn(struct worker *w, evutil_socket_t fd, struct sockaddr *s
   if (c) {
     c->fd = fd;
     pthread_mutex_lock(&srv->tls_mu);
-    c->tls = gw_tls_conn_new(srv->tls, fd); /* the connection holds its own reference to the context */
+    c->tls = gw_tls_conn_new(kind == L_CONSOLE ? srv->ctls : srv->tls, fd); /* the connection holds its own
+                                                                                 reference to the context */
     pthread_mutex_unlock(&srv->tls_mu);
     if (mllp)
       gw_tls_conn_no_alpn(c->tls); /* HL7 only on that port */
@@ -761,6 +769,7 @@ static void accept_conn(struct worker *w, evutil_socket_t fd, struct sockaddr *s
   }
   c->w = w;
   c->mllp = mllp;
+  c->console = kind == L_CONSOLE;
   c->id = atomic_fetch_add(&srv->next_id, 1) + 1;
   c->accepted_ns = gw_now_ns();
   gw_buf_init(&c->out, (size_t)8 << 20);
@@ -775,12 +784,18 @@ static void accept_conn(struct worker *w, evutil_socket_t fd, struct sockaddr *s
 
 static void accept_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg) {
   (void)lis;
-  accept_conn(arg, fd, sa, salen, false);
+  accept_conn(arg, fd, sa, salen, L_MAIN);
 }
 
 static void accept_mllp_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg) {
   (void)lis;
-  accept_conn(arg, fd, sa, salen, true);
+  accept_conn(arg, fd, sa, salen, L_MLLP);
+}
+
+static void accept_console_cb(struct evconnlistener *lis, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                              void *arg) {
+  (void)lis;
+  accept_conn(arg, fd, sa, salen, L_CONSOLE);
 }
 
 /* ---- timers and shutdown ---- */
@@ -900,6 +915,10 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg) {
     evconnlistener_free(w->mllp_lis);
     w->mllp_lis = NULL;
   }
+  if (w->console_lis) {
+    evconnlistener_free(w->console_lis);
+    w->console_lis = NULL;
+  }
   struct conn *next;
   for (struct conn *c = w->conns; c; c = next) {
     next = c->next;
@@ -958,11 +977,15 @@ static void reload_tls(struct server *srv) {
     return;
   }
   gw_buf_cleanup(&errs);
+  struct gw_tls *ct = srv->ctls ? gw_tls_console_new(&srv->conf->tls, &errs) : NULL;
   pthread_mutex_lock(&srv->tls_mu);
-  struct gw_tls *old = srv->tls;
+  struct gw_tls *old = srv->tls, *cold = ct ? srv->ctls : NULL;
   srv->tls = t;
+  if (ct)
+    srv->ctls = ct;
   pthread_mutex_unlock(&srv->tls_mu);
   gw_tls_free(old); /* open connections hold references of their own */
+  gw_tls_free(cold);
   gw_log(GW_LOG_INFO, "tls_reloaded", "cert=%s client_ca=%s crl=%s", srv->conf->tls.cert, srv->conf->tls.ca,
          srv->conf->tls.crl ? srv->conf->tls.crl : "-");
 }
@@ -1000,10 +1023,17 @@ int gw_server_run(const struct gw_conf *conf, const struct gw_app *app) {
     gw_buf_cleanup(&errs);
     return GW_ERR_CONF;
   }
+  if (conf->console_host && !(srv.ctls = gw_tls_console_new(&conf->tls, &errs))) {
+    gw_log(GW_LOG_ERROR, "start_failed", "reason=tls detail=\"%.*s\"", (int)strcspn((char *)errs.data, "\n"),
+           (char *)errs.data);
+    gw_buf_cleanup(&errs);
+    gw_tls_free(srv.tls);
+    return GW_ERR_CONF;
+  }
   gw_buf_cleanup(&errs);
 
   struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL,
-                  *mai = NULL;
+                  *mai = NULL, *cai = NULL;
   struct event_base *main_base = NULL;
   int gai = getaddrinfo(conf->listen_host, conf->listen_port, &hints, &ai);
   if (gai) {
@@ -1012,6 +1042,10 @@ int gw_server_run(const struct gw_conf *conf, const struct gw_app *app) {
   }
   if (conf->mllp_host && (gai = getaddrinfo(conf->mllp_host, conf->mllp_port, &hints, &mai))) {
     gw_log(GW_LOG_ERROR, "start_failed", "reason=resolve host=%s detail=\"%s\"", conf->mllp_host, gai_strerror(gai));
+    goto out_ai;
+  }
+  if (conf->console_host && (gai = getaddrinfo(conf->console_host, conf->console_port, &hints, &cai))) {
+    gw_log(GW_LOG_ERROR, "start_failed", "reason=resolve host=%s detail=\"%s\"", conf->console_host, gai_strerror(gai));
     goto out_ai;
   }
   srv.nworkers = workers_count(conf);
@@ -1036,6 +1070,11 @@ int gw_server_run(const struct gw_conf *conf, const struct gw_app *app) {
     if (mai && !(w->mllp_lis = make_listener(w, mai, accept_mllp_cb))) {
       gw_log(GW_LOG_ERROR, "start_failed", "reason=listen address=%s:%s detail=\"%s\"", conf->mllp_host,
              conf->mllp_port, strerror(errno));
+      goto out_workers;
+    }
+    if (cai && !(w->console_lis = make_listener(w, cai, accept_console_cb))) {
+      gw_log(GW_LOG_ERROR, "start_failed", "reason=listen address=%s:%s detail=\"%s\"", conf->console_host,
+             conf->console_port, strerror(errno));
       goto out_workers;
     }
     w->reply_ev = event_new(w->base, -1, 0, reply_cb, w);
@@ -1067,9 +1106,10 @@ int gw_server_run(const struct gw_conf *conf, const struct gw_app *app) {
   if (started < srv.nworkers) {
     signal_cb(SIGTERM, 0, &srv);
   } else {
-    gw_log(GW_LOG_INFO, "listening", "address=%s:%s mllp=%s:%s workers=%d cert=%s client_ca=%s crl=%s",
+    gw_log(GW_LOG_INFO, "listening", "address=%s:%s mllp=%s:%s console=%s:%s workers=%d cert=%s client_ca=%s crl=%s",
            conf->listen_host, conf->listen_port, conf->mllp_host ? conf->mllp_host : "-",
-           conf->mllp_port ? conf->mllp_port : "-", srv.nworkers, conf->tls.cert, conf->tls.ca,
+           conf->mllp_port ? conf->mllp_port : "-", conf->console_host ? conf->console_host : "-",
+           conf->console_port ? conf->console_port : "-", srv.nworkers, conf->tls.cert, conf->tls.ca,
            conf->tls.crl ? conf->tls.crl : "-");
     /* the first SIGTERM/SIGINT breaks this loop; workers then drain on their own */
     srv.main_base = main_base;
@@ -1104,6 +1144,8 @@ out_workers:
       event_free(w->reply_ev);
     if (w->mllp_lis)
       evconnlistener_free(w->mllp_lis);
+    if (w->console_lis)
+      evconnlistener_free(w->console_lis);
     if (w->lis)
       evconnlistener_free(w->lis);
     if (w->sweep_ev)
@@ -1120,7 +1162,10 @@ out_ai:
   freeaddrinfo(ai);
   if (mai)
     freeaddrinfo(mai);
+  if (cai)
+    freeaddrinfo(cai);
 out_tls:
   gw_tls_free(srv.tls);
+  gw_tls_free(srv.ctls);
   return rv;
 }

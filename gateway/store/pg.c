@@ -1828,6 +1828,277 @@ static int pg_load_range(struct gw_store *gst, const char *backend, int64_t from
   return r ? each_delivery(r, fn, ud) : GW_ERR_IO;
 }
 
+/* ---- the console's view (console/console.c), on the dispatcher's connection ---- */
+
+#define PG_OBX_COLS                                                                                                    \
+  "d.id, d.msg_id, d.created_ms, COALESCE(d.done_ms, 0), m.caller, m.op, CASE WHEN strpos(d.rkey, '|') > 0 THEN"       \
+  " substr(d.rkey, strpos(d.rkey, '|') + 1) ELSE COALESCE(m.rtype || '/' || m.rid, m.rtype, '-') END, d.backend,"      \
+  " d.state, d.attempts, d.last_status, d.last_error"
+
+static void pg_obx_row(const PGresult *r, int i, struct gw_obx_row *o) {
+  memset(o, 0, sizeof(*o));
+  o->id = g_i64(r, i, 0);
+  o->msg_id = g_i64(r, i, 1);
+  o->created_ms = g_i64(r, i, 2);
+  o->done_ms = g_i64(r, i, 3);
+  snprintf(o->clinic, sizeof(o->clinic), "%s", g_str(r, i, 4));
+  snprintf(o->op, sizeof(o->op), "%s", g_str(r, i, 5));
+  snprintf(o->resource, sizeof(o->resource), "%s", g_str(r, i, 6));
+  snprintf(o->backend, sizeof(o->backend), "%s", g_str(r, i, 7));
+  o->state = (int)g_i64(r, i, 8);
+  o->attempts = (int)g_i64(r, i, 9);
+  o->last_status = (int)g_i64(r, i, 10);
+  unseal_into(r, i, 11, o->msg_id, o->last_error, sizeof(o->last_error));
+}
+
+/* The keyed hashes of |search| as every clinic's MSH-10, MessageID and Idempotency-Key: "{h1,h2,...}". */
+static char *idem_candidates(struct pg_store *st, const char *search) {
+  struct gw_buf b;
+  gw_buf_init(&b, 1 << 20);
+  gw_buf_append(&b, "{", 1);
+  PGresult *c = search[0] ? run(st->r, "SELECT DISTINCT caller FROM messages", NULL, "outbox_list", NULL) : NULL;
+  int k = 0;
+  for (int i = 0; c && i < PQntuples(c); i++) {
+    static const char *const kinds[] = {"msh10", "wsa", "key"};
+    for (int j = 0; j < 3; j++) {
+      char key[GW_OWNKEY_MAX + 160], h[65];
+      snprintf(key, sizeof(key), "%s|%s|%s", g_str(c, i, 0), kinds[j], search);
+      const char *v = kh(key, h);
+      if (strpbrk(v, "{},\"\\ ")) /* in clear and not an array element as it stands: not a candidate */
+        continue;
+      gw_buf_printf(&b, "%s%s", k++ ? "," : "", v);
+    }
+  }
+  PQclear(c);
+  gw_buf_append(&b, "}", 2);
+  size_t len;
+  return (char *)gw_buf_take(&b, &len);
+}
+
+static int pg_outbox_list(struct gw_store *gst, const struct gw_obx_query *oq, struct gw_obx_row *rows, int max,
+                          long counts[5]) {
+  struct pg_store *st = (struct pg_store *)gst;
+  pthread_mutex_lock(&st->rmu);
+  if (ensure(&st->r, st->conninfo, "cergw-dispatch") != GW_OK) {
+    pthread_mutex_unlock(&st->rmu);
+    return GW_ERR_IO;
+  }
+  char *cand = idem_candidates(st, oq->search);
+  struct pq p = {0};
+  p_i64(&p, oq->state);
+  p_text(&p, oq->backend);
+  p_text(&p, oq->clinic);
+  p_text(&p, oq->op);
+  p_i64(&p, oq->since_ms);
+  p_i64(&p, oq->until_ms);
+  p_text(&p, oq->search);
+  p_i64(&p, oq->limit > 0 && oq->limit < max ? oq->limit : max);
+  p_text(&p, cand ? cand : "{}");
+  PGresult *r =
+      run(st->r,
+          "SELECT " PG_OBX_COLS " FROM deliveries d JOIN messages m ON m.id = d.msg_id WHERE ($1::bigint < 0"
+          " OR d.state = $1::bigint) AND ($2 = '' OR d.backend = $2) AND ($3 = '' OR m.caller = $3) AND ($4 ="
+          " '' OR m.op = $4) AND ($5::bigint = 0 OR d.created_ms >= $5::bigint) AND ($6::bigint = 0 OR"
+          " d.created_ms < $6::bigint) AND ($7 = '' OR strpos(d.rkey, $7) > 0 OR m.idem_key = ANY($9::text[]))"
+          " ORDER BY d.id DESC LIMIT $8::bigint",
+          &p, "outbox_list", NULL);
+  PGresult *c = run(st->r, "SELECT state, COUNT(*) FROM deliveries GROUP BY state", NULL, "outbox_list", NULL);
+  pthread_mutex_unlock(&st->rmu);
+  free(cand);
+  int n = 0;
+  for (int i = 0; r && i < PQntuples(r) && n < max; i++)
+    pg_obx_row(r, i, &rows[n++]);
+  for (int i = 0; i < 5; i++)
+    counts[i] = 0;
+  for (int i = 0; c && i < PQntuples(c); i++)
+    if (g_i64(c, i, 0) >= 0 && g_i64(c, i, 0) < 5)
+      counts[g_i64(c, i, 0)] = (long)g_i64(c, i, 1);
+  int rv = r && c ? n : GW_ERR_IO;
+  PQclear(r);
+  PQclear(c);
+  return rv;
+}
+
+static int pg_outbox_show(struct gw_store *gst, int64_t id, struct gw_obx_detail *d) {
+  struct pg_store *st = (struct pg_store *)gst;
+  memset(d, 0, sizeof(*d));
+  struct pq p = {0};
+  p_i64(&p, id);
+  pthread_mutex_lock(&st->rmu);
+  PGresult *r = NULL, *a = NULL;
+  if (ensure(&st->r, st->conninfo, "cergw-dispatch") == GW_OK) {
+    r = run(st->r,
+            "SELECT " PG_OBX_COLS ", d.rkey, d.path, d.ctype, d.ikey, m.original, COALESCE(m.canonical, ''), d.payload"
+            " FROM deliveries d JOIN messages m ON m.id = d.msg_id WHERE d.id = $1::bigint",
+            &p, "outbox_show", NULL);
+    a = run(st->r,
+            "SELECT attempt, at_ms, state, status, answer FROM attempts WHERE delivery_id = $1::bigint ORDER BY at_ms,"
+            " attempt",
+            &p, "outbox_show", NULL);
+  }
+  pthread_mutex_unlock(&st->rmu);
+  int rv = !r || !a ? GW_ERR_IO : !PQntuples(r) ? GW_ERR_NOTFOUND : GW_OK;
+  if (rv == GW_OK) {
+    pg_obx_row(r, 0, &d->row);
+    snprintf(d->rkey, sizeof(d->rkey), "%s", g_str(r, 0, 12));
+    snprintf(d->path, sizeof(d->path), "%s", g_str(r, 0, 13));
+    snprintf(d->ctype, sizeof(d->ctype), "%s", g_str(r, 0, 14));
+    snprintf(d->ikey, sizeof(d->ikey), "%s", g_str(r, 0, 15));
+    int64_t mid = d->row.msg_id;
+    if (unsealv(r, 0, 16, mid, &d->original, &d->original_len) != GW_OK ||
+        unsealv(r, 0, 17, mid, &d->canonical, &d->canonical_len) != GW_OK ||
+        unsealv(r, 0, 18, mid, &d->payload, &d->payload_len) != GW_OK)
+      rv = GW_ERR_IO;
+    for (int i = 0; a && i < PQntuples(a) && d->nattempts < (int)(sizeof(d->att) / sizeof(d->att[0])); i++) {
+      struct gw_obx_attempt *t = &d->att[d->nattempts++];
+      t->attempt = (int)g_i64(a, i, 0);
+      t->at_ms = g_i64(a, i, 1);
+      t->state = (int)g_i64(a, i, 2);
+      t->status = (int)g_i64(a, i, 3);
+      unseal_into(a, i, 4, mid, t->answer, sizeof(t->answer));
+    }
+  }
+  PQclear(r);
+  PQclear(a);
+  if (rv != GW_OK)
+    gw_obx_detail_free(d);
+  return rv;
+}
+
+static int pg_outbox_act(struct gw_store *gst, int64_t id, const char *action, char *why, size_t n) {
+  struct pg_store *st = (struct pg_store *)gst;
+  bool is_retry = !strcmp(action, "retry"), is_dead = !strcmp(action, "dead");
+  if (!is_retry && !is_dead && strcmp(action, "purge")) {
+    snprintf(why, n, "unknown action '%s'", action);
+    return GW_ERR_INVAL;
+  }
+  struct pq p = {0};
+  p_i64(&p, id);
+  pthread_mutex_lock(&st->rmu);
+  int rv = ensure(&st->r, st->conninfo, "cergw-dispatch");
+  PGresult *s0 =
+      rv == GW_OK ? run(st->r, "SELECT state FROM deliveries WHERE id = $1::bigint", &p, "outbox_act", NULL) : NULL;
+  int state = s0 && PQntuples(s0) ? (int)g_i64(s0, 0, 0) : -1;
+  PQclear(s0);
+  long changed = 0;
+  if (rv == GW_OK && state >= 0) {
+    if (is_dead) {
+      static const char why_dead[] = "marked dead by an operator (console)";
+      int64_t mid = 0;
+      PGresult *m = run(st->r, "SELECT msg_id FROM deliveries WHERE id = $1::bigint", &p, "outbox_act", NULL);
+      if (m && PQntuples(m))
+        mid = g_i64(m, 0, 0);
+      PQclear(m);
+      struct gw_buf sealed;
+      sealv(mid, why_dead, sizeof(why_dead) - 1, &sealed);
+      struct pq dq = {0};
+      p_i64(&dq, id);
+      p_bin(&dq, sealed.data, sealed.len);
+      p_i64(&dq, gw_wall_ms());
+      PGresult *r = run(st->r,
+                        "UPDATE deliveries SET state = 3, last_error = $2, done_ms = $3::bigint WHERE id = $1::bigint"
+                        " AND state IN (0, 2, 4)",
+                        &dq, "outbox_act", NULL);
+      gw_buf_cleanup(&sealed);
+      changed = r ? atol(PQcmdTuples(r)) : 0;
+      rv = r ? GW_OK : GW_ERR_IO;
+      PQclear(r);
+    } else if (is_retry) {
+      PGresult *r = run(st->r, "UPDATE deliveries SET state = 4 WHERE id = $1::bigint AND state IN (2, 3)", &p,
+                        "outbox_act", NULL);
+      changed = r ? atol(PQcmdTuples(r)) : 0;
+      rv = r ? GW_OK : GW_ERR_IO;
+      PQclear(r);
+    } else if ((rv = exec_p(st->r, "BEGIN", NULL, "outbox_act", NULL)) == GW_OK) {
+      static const char *const purge[] = {
+          "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE msg_id = (SELECT msg_id FROM"
+          " deliveries WHERE id = $1::bigint)) AND NOT EXISTS (SELECT 1 FROM deliveries x WHERE x.msg_id = (SELECT"
+          " msg_id FROM deliveries WHERE id = $1::bigint) AND x.state IN (0, 4))",
+          "DELETE FROM patients WHERE msg_id = (SELECT msg_id FROM deliveries WHERE id = $1::bigint) AND NOT EXISTS"
+          " (SELECT 1 FROM deliveries x WHERE x.msg_id = patients.msg_id AND x.state IN (0, 4))",
+          "WITH gone AS (DELETE FROM deliveries WHERE msg_id = (SELECT msg_id FROM deliveries WHERE id = $1::bigint)"
+          " AND NOT EXISTS (SELECT 1 FROM deliveries x WHERE x.msg_id = deliveries.msg_id AND x.state IN (0, 4))"
+          " RETURNING msg_id) DELETE FROM messages WHERE id IN (SELECT msg_id FROM gone) AND NOT EXISTS (SELECT 1"
+          " FROM slots s WHERE s.msg_id = messages.id) AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.msg_id ="
+          " messages.id)",
+      };
+      for (size_t i = 0; i < sizeof(purge) / sizeof(purge[0]) && rv == GW_OK; i++) {
+        PGresult *r = run(st->r, purge[i], &p, "outbox_act", NULL);
+        rv = r ? GW_OK : GW_ERR_IO;
+        changed += r ? atol(PQcmdTuples(r)) : 0;
+        PQclear(r);
+      }
+      /* the deliveries went even when the message stays (a slot or a version names it) */
+      PGresult *left = rv == GW_OK
+                           ? run(st->r, "SELECT COUNT(*) FROM deliveries WHERE id = $1::bigint", &p, "outbox_act", NULL)
+                           : NULL;
+      if (left && !g_i64(left, 0, 0))
+        changed = changed ? changed : 1;
+      else if (left)
+        changed = 0;
+      PQclear(left);
+      exec_p(st->r, rv == GW_OK ? "COMMIT" : "ROLLBACK", NULL, "outbox_act", NULL);
+    }
+  }
+  pthread_mutex_unlock(&st->rmu);
+  if (rv != GW_OK)
+    return rv;
+  if (state < 0) {
+    snprintf(why, n, "no delivery %lld", (long long)id);
+    return GW_ERR_NOTFOUND;
+  }
+  if (!changed) {
+    snprintf(why, n,
+             is_retry  ? "delivery %lld is %s: only rejected or dead deliveries can be retried"
+             : is_dead ? "delivery %lld is %s: only queued, rejected or retry-requested deliveries can be marked dead"
+                       : "delivery %lld is %s: a message with a delivery queued or being retried is not purged",
+             (long long)id, gw_dstate_name(state));
+    return GW_ERR_INVAL;
+  }
+  return GW_OK;
+}
+
+static int pg_outbox_backends(struct gw_store *gst, int64_t since_ms, struct gw_obx_backend *out, int max) {
+  struct pg_store *st = (struct pg_store *)gst;
+  struct pq p = {0};
+  p_i64(&p, since_ms);
+  pthread_mutex_lock(&st->rmu);
+  PGresult *r = ensure(&st->r, st->conninfo, "cergw-dispatch") == GW_OK
+                    ? run(st->r,
+                          "SELECT b.backend, COUNT(d.id), COALESCE(percentile_disc(0.5) WITHIN GROUP (ORDER BY"
+                          " d.done_ms - d.created_ms), 0), COALESCE(percentile_disc(0.95) WITHIN GROUP (ORDER BY"
+                          " d.done_ms - d.created_ms), 0), COALESCE(percentile_disc(0.99) WITHIN GROUP (ORDER BY"
+                          " d.done_ms - d.created_ms), 0), (SELECT a.answer FROM attempts a JOIN deliveries x ON x.id"
+                          " = a.delivery_id WHERE x.backend = b.backend AND a.state <> 1 AND a.answer <> '' ORDER BY"
+                          " a.at_ms DESC LIMIT 1), (SELECT a.at_ms FROM attempts a JOIN deliveries x ON x.id ="
+                          " a.delivery_id WHERE x.backend = b.backend AND a.state <> 1 AND a.answer <> '' ORDER BY"
+                          " a.at_ms DESC LIMIT 1), (SELECT x.msg_id FROM attempts a JOIN deliveries x ON x.id ="
+                          " a.delivery_id WHERE x.backend = b.backend AND a.state <> 1 AND a.answer <> '' ORDER BY"
+                          " a.at_ms DESC LIMIT 1) FROM (SELECT DISTINCT backend FROM deliveries WHERE created_ms >="
+                          " $1::bigint OR done_ms >= $1::bigint) b LEFT JOIN deliveries d ON d.backend = b.backend AND"
+                          " d.state = 1 AND d.done_ms >= $1::bigint GROUP BY b.backend ORDER BY b.backend",
+                          &p, "outbox_backends", NULL)
+                    : NULL;
+  pthread_mutex_unlock(&st->rmu);
+  if (!r)
+    return GW_ERR_IO;
+  int n = 0;
+  for (int i = 0; i < PQntuples(r) && n < max; i++) {
+    struct gw_obx_backend *o = &out[n++];
+    memset(o, 0, sizeof(*o));
+    snprintf(o->backend, sizeof(o->backend), "%s", g_str(r, i, 0));
+    o->delivered = (long)g_i64(r, i, 1);
+    o->p50 = g_i64(r, i, 2);
+    o->p95 = g_i64(r, i, 3);
+    o->p99 = g_i64(r, i, 4);
+    if (!PQgetisnull(r, i, 5))
+      unseal_into(r, i, 5, g_i64(r, i, 7), o->last_error, sizeof(o->last_error));
+    o->last_error_ms = g_i64(r, i, 6);
+  }
+  PQclear(r);
+  return n;
+}
+
 /* ---- the interface ---- */
 
 static void pg_set_accepted(struct gw_store *gst, gw_store_accepted_fn fn, void *ud) {
@@ -2126,7 +2397,11 @@ static const struct gw_store_ops pg_ops = {.name = "postgresql",
                                            .load_range = pg_load_range,
                                            .claim = pg_claim,
                                            .lookup = pg_lookup,
-                                           .schema_version = pg_schema_version};
+                                           .schema_version = pg_schema_version,
+                                           .outbox_list = pg_outbox_list,
+                                           .outbox_show = pg_outbox_show,
+                                           .outbox_act = pg_outbox_act,
+                                           .outbox_backends = pg_outbox_backends};
 
 static const struct gw_memq_ops pg_memq_ops = {.slot_overlap = pg_slot_overlap,
                                                .slot_state = pg_slot_state,

@@ -1828,6 +1828,261 @@ static void sq_close(struct gw_store *gst) {
   free(st);
 }
 
+/* ---- the console's view (console/console.c), on the lookup connection ---- */
+
+#define OBX_RESOURCE                                                                                                   \
+  "CASE WHEN instr(d.rkey, '|') > 0 THEN substr(d.rkey, instr(d.rkey, '|') + 1)"                                       \
+  " ELSE COALESCE(m.rtype || '/' || m.rid, m.rtype, '-') END"
+#define OBX_COLS                                                                                                       \
+  "d.id, d.msg_id, d.created_ms, IFNULL(d.done_ms, 0), m.caller, m.op, " OBX_RESOURCE                                  \
+  ", d.backend, d.state, d.attempts, d.last_status, unseal(d.last_error, d.msg_id)"
+/* the search: an idempotency key of any clinic (MSH-10, MessageID, Idempotency-Key), or a resource identifier */
+#define OBX_WHERE                                                                                                      \
+  " FROM deliveries d JOIN messages m ON m.id = d.msg_id WHERE (?1 < 0 OR d.state = ?1) AND (?2 = '' OR"               \
+  " d.backend = ?2) AND (?3 = '' OR m.caller = ?3) AND (?4 = '' OR m.op = ?4) AND (?5 = 0 OR d.created_ms >= ?5)"      \
+  " AND (?6 = 0 OR d.created_ms < ?6) AND (?7 = '' OR instr(d.rkey, ?7) > 0 OR m.idem_key IN (SELECT khash(c.caller"   \
+  " || k.kind || ?7) FROM (SELECT DISTINCT caller FROM messages) c, (SELECT '|msh10|' AS kind UNION ALL SELECT"        \
+  " '|wsa|' UNION ALL SELECT '|key|') k))"
+
+static void obx_row(sqlite3_stmt *q, struct gw_obx_row *r) {
+  memset(r, 0, sizeof(*r));
+  r->id = sqlite3_column_int64(q, 0);
+  r->msg_id = sqlite3_column_int64(q, 1);
+  r->created_ms = sqlite3_column_int64(q, 2);
+  r->done_ms = sqlite3_column_int64(q, 3);
+  snprintf(r->clinic, sizeof(r->clinic), "%s", (const char *)sqlite3_column_text(q, 4));
+  snprintf(r->op, sizeof(r->op), "%s", (const char *)sqlite3_column_text(q, 5));
+  snprintf(r->resource, sizeof(r->resource), "%s", (const char *)sqlite3_column_text(q, 6));
+  snprintf(r->backend, sizeof(r->backend), "%s", (const char *)sqlite3_column_text(q, 7));
+  r->state = sqlite3_column_int(q, 8);
+  r->attempts = sqlite3_column_int(q, 9);
+  r->last_status = sqlite3_column_int(q, 10);
+  const unsigned char *e = sqlite3_column_text(q, 11);
+  snprintf(r->last_error, sizeof(r->last_error), "%s", e ? (const char *)e : "");
+}
+
+static int sq_outbox_list(struct gw_store *gst, const struct gw_obx_query *oq, struct gw_obx_row *rows, int max,
+                          long counts[5]) {
+  struct sq_store *st = (struct sq_store *)gst;
+  sqlite3_stmt *q = NULL, *c = NULL;
+  int n = 0, rv = GW_OK;
+  pthread_mutex_lock(&st->qmu);
+  if (sqlite3_prepare_v2(st->q, "SELECT " OBX_COLS OBX_WHERE " ORDER BY d.id DESC LIMIT ?8", -1, &q, NULL) !=
+          SQLITE_OK ||
+      sqlite3_prepare_v2(st->q, "SELECT state, COUNT(*) FROM deliveries GROUP BY state", -1, &c, NULL) != SQLITE_OK) {
+    rv = failed_step(st->q, "outbox_list", 0);
+  } else {
+    sqlite3_bind_int(q, 1, oq->state);
+    sqlite3_bind_text(q, 2, oq->backend, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 3, oq->clinic, -1, SQLITE_STATIC);
+    sqlite3_bind_text(q, 4, oq->op, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 5, oq->since_ms);
+    sqlite3_bind_int64(q, 6, oq->until_ms);
+    sqlite3_bind_text(q, 7, oq->search, -1, SQLITE_STATIC);
+    sqlite3_bind_int(q, 8, oq->limit > 0 && oq->limit < max ? oq->limit : max);
+    while (n < max && sqlite3_step(q) == SQLITE_ROW)
+      obx_row(q, &rows[n++]);
+    for (int i = 0; i < 5; i++)
+      counts[i] = 0;
+    while (sqlite3_step(c) == SQLITE_ROW)
+      if (sqlite3_column_int(c, 0) >= 0 && sqlite3_column_int(c, 0) < 5)
+        counts[sqlite3_column_int(c, 0)] = (long)sqlite3_column_int64(c, 1);
+  }
+  sqlite3_finalize(q);
+  sqlite3_finalize(c);
+  pthread_mutex_unlock(&st->qmu);
+  return rv ? rv : n;
+}
+
+/* A column's bytes, malloc'd and NUL-terminated. */
+static uint8_t *col_dup(sqlite3_stmt *q, int col, size_t *len) {
+  int n = sqlite3_column_bytes(q, col);
+  uint8_t *p = malloc((size_t)n + 1);
+  if (p) {
+    if (n)
+      memcpy(p, sqlite3_column_blob(q, col), (size_t)n);
+    p[n] = 0;
+  }
+  *len = p ? (size_t)n : 0;
+  return p;
+}
+
+static int sq_outbox_show(struct gw_store *gst, int64_t id, struct gw_obx_detail *d) {
+  struct sq_store *st = (struct sq_store *)gst;
+  memset(d, 0, sizeof(*d));
+  sqlite3_stmt *q = NULL, *a = NULL;
+  int rv = GW_ERR_NOTFOUND;
+  pthread_mutex_lock(&st->qmu);
+  if (sqlite3_prepare_v2(st->q,
+                         "SELECT " OBX_COLS ", d.rkey, d.path, d.ctype, d.ikey, unseal(m.original, m.id),"
+                         " unseal(m.canonical, m.id), unseal(d.payload, d.msg_id)"
+                         " FROM deliveries d JOIN messages m ON m.id = d.msg_id WHERE d.id = ?1",
+                         -1, &q, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v2(st->q,
+                         "SELECT a.attempt, a.at_ms, a.state, a.status, unseal(a.answer, d.msg_id) FROM attempts a JOIN"
+                         " deliveries d ON d.id = a.delivery_id WHERE a.delivery_id = ?1 ORDER BY a.at_ms, a.rowid",
+                         -1, &a, NULL) != SQLITE_OK) {
+    rv = failed_step(st->q, "outbox_show", 0);
+  } else {
+    sqlite3_bind_int64(q, 1, id);
+    int rc = sqlite3_step(q);
+    if (rc == SQLITE_ROW) {
+      obx_row(q, &d->row);
+      snprintf(d->rkey, sizeof(d->rkey), "%s", (const char *)sqlite3_column_text(q, 12));
+      snprintf(d->path, sizeof(d->path), "%s", (const char *)sqlite3_column_text(q, 13));
+      snprintf(d->ctype, sizeof(d->ctype), "%s", (const char *)sqlite3_column_text(q, 14));
+      snprintf(d->ikey, sizeof(d->ikey), "%s", (const char *)sqlite3_column_text(q, 15));
+      d->original = col_dup(q, 16, &d->original_len);
+      d->canonical = col_dup(q, 17, &d->canonical_len);
+      d->payload = col_dup(q, 18, &d->payload_len);
+      sqlite3_bind_int64(a, 1, id);
+      while (d->nattempts < (int)(sizeof(d->att) / sizeof(d->att[0])) && sqlite3_step(a) == SQLITE_ROW) {
+        struct gw_obx_attempt *t = &d->att[d->nattempts++];
+        t->attempt = sqlite3_column_int(a, 0);
+        t->at_ms = sqlite3_column_int64(a, 1);
+        t->state = sqlite3_column_int(a, 2);
+        t->status = sqlite3_column_int(a, 3);
+        const unsigned char *ans = sqlite3_column_text(a, 4);
+        snprintf(t->answer, sizeof(t->answer), "%s", ans ? (const char *)ans : "");
+      }
+      rv = d->original && d->canonical && d->payload ? GW_OK : GW_ERR_NOMEM;
+    } else if (rc != SQLITE_DONE) {
+      rv = failed_step(st->q, "outbox_show", rc);
+    }
+  }
+  sqlite3_finalize(q);
+  sqlite3_finalize(a);
+  pthread_mutex_unlock(&st->qmu);
+  if (rv != GW_OK)
+    gw_obx_detail_free(d);
+  return rv;
+}
+
+static int sq_outbox_act(struct gw_store *gst, int64_t id, const char *action, char *why, size_t n) {
+  struct sq_store *st = (struct sq_store *)gst;
+  static const char *const retry[] = {"UPDATE deliveries SET state = 4 WHERE id = ?1 AND state IN (2, 3)"};
+  static const char *const dead[] = {"UPDATE deliveries SET state = 3, last_error = seal('marked dead by an operator"
+                                     " (console)', msg_id), done_ms = ?2 WHERE id = ?1 AND state IN (0, 2, 4)"};
+  /* purge: the deliveries of a finished message (none of them queued or being retried) and the message */
+  static const char *const purge[] = {
+      "DELETE FROM attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE msg_id = (SELECT msg_id FROM"
+      " deliveries WHERE id = ?1)) AND NOT EXISTS (SELECT 1 FROM deliveries x WHERE x.msg_id = (SELECT msg_id FROM"
+      " deliveries WHERE id = ?1) AND x.state IN (0, 4))",
+      "DELETE FROM patients WHERE msg_id = (SELECT msg_id FROM deliveries WHERE id = ?1) AND NOT EXISTS (SELECT 1"
+      " FROM deliveries x WHERE x.msg_id = patients.msg_id AND x.state IN (0, 4))",
+      "DELETE FROM deliveries WHERE msg_id = (SELECT msg_id FROM deliveries WHERE id = ?1) AND NOT EXISTS (SELECT 1"
+      " FROM deliveries x WHERE x.msg_id = deliveries.msg_id AND x.state IN (0, 4))",
+      /* the message itself, unless a slot or a resource version still names it (as cergw outbox purge) */
+      "DELETE FROM messages WHERE id NOT IN (SELECT msg_id FROM deliveries) AND NOT EXISTS (SELECT 1 FROM slots s"
+      " WHERE s.msg_id = messages.id) AND NOT EXISTS (SELECT 1 FROM resources r WHERE r.msg_id = messages.id) AND"
+      " id = ?2",
+  };
+  bool is_retry = !strcmp(action, "retry"), is_dead = !strcmp(action, "dead");
+  if (!is_retry && !is_dead && strcmp(action, "purge")) {
+    snprintf(why, n, "unknown action '%s'", action);
+    return GW_ERR_INVAL;
+  }
+  pthread_mutex_lock(&st->qmu);
+  int64_t msg = 0;
+  int state = -1, rv = GW_OK, changed = 0;
+  sqlite3_stmt *q = NULL;
+  if (sqlite3_prepare_v2(st->q, "SELECT msg_id, state FROM deliveries WHERE id = ?1", -1, &q, NULL) == SQLITE_OK) {
+    sqlite3_bind_int64(q, 1, id);
+    if (sqlite3_step(q) == SQLITE_ROW) {
+      msg = sqlite3_column_int64(q, 0);
+      state = sqlite3_column_int(q, 1);
+    }
+  }
+  sqlite3_finalize(q);
+  if (state < 0) {
+    snprintf(why, n, "no delivery %lld", (long long)id);
+    rv = GW_ERR_NOTFOUND;
+  } else if (exec(st->q, "BEGIN IMMEDIATE") != SQLITE_OK) {
+    rv = GW_ERR_IO;
+  } else {
+    const char *const *sql = is_retry ? retry : is_dead ? dead : purge;
+    size_t k = is_retry || is_dead ? 1 : sizeof(purge) / sizeof(purge[0]);
+    for (size_t i = 0; i < k && rv == GW_OK; i++) {
+      q = NULL;
+      if (sqlite3_prepare_v2(st->q, sql[i], -1, &q, NULL) != SQLITE_OK) {
+        rv = failed_step(st->q, "outbox_act", 0);
+        break;
+      }
+      sqlite3_bind_int64(q, 1, id);
+      if (sqlite3_bind_parameter_count(q) >= 2)
+        sqlite3_bind_int64(q, 2, is_dead ? gw_wall_ms() : msg);
+      if (sqlite3_step(q) != SQLITE_DONE)
+        rv = failed_step(st->q, "outbox_act", 0);
+      changed += sqlite3_changes(st->q);
+      sqlite3_finalize(q);
+    }
+    exec(st->q, rv == GW_OK ? "COMMIT" : "ROLLBACK");
+    if (rv == GW_OK && !changed) {
+      snprintf(why, n,
+               is_retry  ? "delivery %lld is %s: only rejected or dead deliveries can be retried"
+               : is_dead ? "delivery %lld is %s: only queued, rejected or retry-requested deliveries can be marked dead"
+                         : "delivery %lld is %s: a message with a delivery queued or being retried is not purged",
+               (long long)id, gw_dstate_name(state));
+      rv = GW_ERR_INVAL;
+    }
+  }
+  pthread_mutex_unlock(&st->qmu);
+  return rv;
+}
+
+static int sq_outbox_backends(struct gw_store *gst, int64_t since_ms, struct gw_obx_backend *out, int max) {
+  struct sq_store *st = (struct sq_store *)gst;
+  sqlite3_stmt *b = NULL, *p = NULL, *e = NULL;
+  int n = 0, rv = GW_OK;
+  pthread_mutex_lock(&st->qmu);
+  if (sqlite3_prepare_v2(st->q,
+                         "SELECT backend, COUNT(*) FROM deliveries WHERE state = 1 AND done_ms >= ?1 GROUP BY backend"
+                         " UNION SELECT DISTINCT backend, 0 FROM deliveries WHERE state <> 1 AND created_ms >= ?1"
+                         " AND backend NOT IN (SELECT backend FROM deliveries WHERE state = 1 AND done_ms >= ?1)",
+                         -1, &b, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v2(st->q,
+                         "SELECT done_ms - created_ms FROM deliveries WHERE backend = ?1 AND state = 1 AND done_ms >="
+                         " ?2 ORDER BY 1 LIMIT 1 OFFSET ?3",
+                         -1, &p, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v2(st->q,
+                         "SELECT unseal(a.answer, d.msg_id), a.at_ms FROM attempts a JOIN deliveries d ON d.id ="
+                         " a.delivery_id WHERE d.backend = ?1 AND a.state <> 1 AND a.answer <> '' ORDER BY a.at_ms DESC"
+                         " LIMIT 1",
+                         -1, &e, NULL) != SQLITE_OK) {
+    rv = failed_step(st->q, "outbox_backends", 0);
+  } else {
+    sqlite3_bind_int64(b, 1, since_ms);
+    while (n < max && sqlite3_step(b) == SQLITE_ROW) {
+      struct gw_obx_backend *o = &out[n++];
+      memset(o, 0, sizeof(*o));
+      snprintf(o->backend, sizeof(o->backend), "%s", (const char *)sqlite3_column_text(b, 0));
+      o->delivered = (long)sqlite3_column_int64(b, 1);
+      int64_t *pct[] = {&o->p50, &o->p95, &o->p99};
+      static const int per[] = {50, 95, 99};
+      for (int k = 0; k < 3 && o->delivered > 0; k++) {
+        sqlite3_reset(p);
+        sqlite3_bind_text(p, 1, o->backend, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(p, 2, since_ms);
+        sqlite3_bind_int64(p, 3, (o->delivered * per[k] + 99) / 100 - 1);
+        if (sqlite3_step(p) == SQLITE_ROW)
+          *pct[k] = sqlite3_column_int64(p, 0);
+      }
+      sqlite3_reset(e);
+      sqlite3_bind_text(e, 1, o->backend, -1, SQLITE_STATIC);
+      if (sqlite3_step(e) == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(e, 0);
+        snprintf(o->last_error, sizeof(o->last_error), "%s", t ? (const char *)t : "");
+        o->last_error_ms = sqlite3_column_int64(e, 1);
+      }
+    }
+  }
+  sqlite3_finalize(b);
+  sqlite3_finalize(p);
+  sqlite3_finalize(e);
+  pthread_mutex_unlock(&st->qmu);
+  return rv ? rv : n;
+}
+
 static const struct gw_store_ops sq_ops = {.name = "sqlite",
                                            .set_accepted = sq_set_accepted,
                                            .set_memory = sq_set_memory,
@@ -1844,7 +2099,11 @@ static const struct gw_store_ops sq_ops = {.name = "sqlite",
                                            .load = sq_load,
                                            .load_range = sq_load_range,
                                            .lookup = sq_lookup,
-                                           .schema_version = sq_schema_version};
+                                           .schema_version = sq_schema_version,
+                                           .outbox_list = sq_outbox_list,
+                                           .outbox_show = sq_outbox_show,
+                                           .outbox_act = sq_outbox_act,
+                                           .outbox_backends = sq_outbox_backends};
 
 static const struct gw_memq_ops sq_memq_ops = {.slot_overlap = sq_slot_overlap,
                                                .slot_state = sq_slot_state,

@@ -102,6 +102,26 @@ int gw_store_load_range(struct gw_store *st, const char *backend, int64_t from, 
   return st->ops->load_range(st, backend, from, to, limit, fn, ud);
 }
 
+int gw_store_outbox_list(struct gw_store *st, const struct gw_obx_query *q, struct gw_obx_row *rows, int max,
+                         long counts[5]) {
+  return st->ops->outbox_list(st, q, rows, max, counts);
+}
+int gw_store_outbox_show(struct gw_store *st, int64_t id, struct gw_obx_detail *d) {
+  return st->ops->outbox_show(st, id, d);
+}
+int gw_store_outbox_act(struct gw_store *st, int64_t id, const char *action, char *why, size_t n) {
+  return st->ops->outbox_act(st, id, action, why, n);
+}
+int gw_store_outbox_backends(struct gw_store *st, int64_t since_ms, struct gw_obx_backend *out, int max) {
+  return st->ops->outbox_backends(st, since_ms, out, max);
+}
+void gw_obx_detail_free(struct gw_obx_detail *d) {
+  free(d->original);
+  free(d->canonical);
+  free(d->payload);
+  d->original = d->canonical = d->payload = NULL;
+}
+
 int gw_store_claim(struct gw_store *st, void (*fn)(void *ud, struct gw_delivery *d), void *ud) {
   return st->ops->claim ? st->ops->claim(st, fn, ud) : 0;
 }

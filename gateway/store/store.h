@@ -203,6 +203,43 @@ typedef int (*gw_merge_fn)(void *ud, const uint8_t *prev, size_t prev_len, const
  * its message holds it (gw_resfact.body NULL): |*out| malloc'd. GW_OK or an error. */
 typedef int (*gw_extract_fn)(void *ud, const uint8_t *canonical, size_t len, int entry, uint8_t **out, size_t *out_len);
 
+/* ---- the console's view of the outbox (console/console.c) ---- */
+struct gw_obx_row {
+  int64_t id, msg_id, created_ms, done_ms;
+  char clinic[64], op[48], resource[160], backend[32];
+  int state, attempts, last_status;
+  char last_error[256];
+};
+struct gw_obx_query {
+  int state; /* -1: any */
+  char backend[32], clinic[64], op[48];
+  char search[128];           /* an MSH-10, WS-Addressing MessageID or Idempotency-Key (found through the keyed hashes
+                                 of each clinic's key), or an appointment or slot identifier (in the ordering key) */
+  int64_t since_ms, until_ms; /* created in [since, until); 0: open */
+  int limit;
+};
+struct gw_obx_attempt {
+  int attempt, state, status;
+  int64_t at_ms;
+  char answer[256];
+};
+struct gw_obx_detail {
+  struct gw_obx_row row;
+  char rkey[192], path[96], ctype[64], ikey[80];
+  uint8_t *original, *canonical, *payload; /* malloc'd, NUL-terminated ("" when pruned) */
+  size_t original_len, canonical_len, payload_len;
+  int nattempts;
+  struct gw_obx_attempt att[32];
+};
+struct gw_obx_backend {
+  char backend[32];
+  long delivered;        /* in the window */
+  int64_t p50, p95, p99; /* delivery latency (created -> delivered), ms, over the window */
+  char last_error[256];  /* the latest failed attempt's answer ("" none) */
+  int64_t last_error_ms;
+};
+void gw_obx_detail_free(struct gw_obx_detail *d);
+
 /* ---- implementations ----
  * A store is a table of operations and the state behind it; the calls below
  * (gw_store_*, gw_memq_*) go through the table, so the pipeline, the
@@ -233,6 +270,12 @@ struct gw_store_ops {
   int (*claim)(struct gw_store *st, void (*fn)(void *ud, struct gw_delivery *d), void *ud);
   void (*lookup)(struct gw_store *st, const char *rkey, gw_store_latest_fn fn, void *ud);
   int (*schema_version)(struct gw_store *st);
+  /* the console (see gw_store_outbox_*) */
+  int (*outbox_list)(struct gw_store *st, const struct gw_obx_query *q, struct gw_obx_row *rows, int max,
+                     long counts[5]);
+  int (*outbox_show)(struct gw_store *st, int64_t id, struct gw_obx_detail *d);
+  int (*outbox_act)(struct gw_store *st, int64_t id, const char *action, char *why, size_t n);
+  int (*outbox_backends)(struct gw_store *st, int64_t since_ms, struct gw_obx_backend *out, int max);
 };
 struct gw_store {
   const struct gw_store_ops *ops; /* an implementation's state follows */
@@ -360,6 +403,19 @@ void gw_store_lookup(struct gw_store *st, const char *rkey, gw_store_latest_fn f
  * alive owns (a dead instance's, and held ones whose turn came), each to |fn| in id order; the number
  * claimed, or an error. 0 for a store of one instance. The dispatcher calls it every second. */
 int gw_store_claim(struct gw_store *st, void (*fn)(void *ud, struct gw_delivery *d), void *ud);
+
+/* The console's reads and actions, on a connection of their own (never the writer's). List: up to |max|
+ * rows newest first and |counts| (deliveries per state, all of them); the number of rows or an error. Show:
+ * one delivery with its message's content opened and its attempts; GW_OK, GW_ERR_NOTFOUND or an error.
+ * Act: "retry" (a rejected or dead delivery queued again, as cergw outbox retry), "dead" (a queued, rejected or
+ * retry-requested delivery made a dead letter: the dispatcher is told by the caller) or "purge" (the message of
+ * a finished delivery removed, as cergw outbox purge); GW_OK, or GW_ERR_INVAL with why in |why|. Backends:
+ * per backend, deliveries delivered since |since_ms| with latency percentiles and the last error. */
+int gw_store_outbox_list(struct gw_store *st, const struct gw_obx_query *q, struct gw_obx_row *rows, int max,
+                         long counts[5]);
+int gw_store_outbox_show(struct gw_store *st, int64_t id, struct gw_obx_detail *d);
+int gw_store_outbox_act(struct gw_store *st, int64_t id, const char *action, char *why, size_t n);
+int gw_store_outbox_backends(struct gw_store *st, int64_t since_ms, struct gw_obx_backend *out, int max);
 
 /* Frees a delivery from gw_store_load. */
 void gw_delivery_free(struct gw_delivery *d);

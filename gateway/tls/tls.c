@@ -160,7 +160,15 @@ static int load_identity(SSL_CTX *ctx, const char *where, const char *cert, cons
   return GW_OK;
 }
 
+static struct gw_tls *server_new(const struct gw_conf_tls *c, bool cert_optional, struct gw_buf *errs);
 struct gw_tls *gw_tls_server_new(const struct gw_conf_tls *c, struct gw_buf *errs) {
+  return server_new(c, false, errs);
+}
+struct gw_tls *gw_tls_console_new(const struct gw_conf_tls *c, struct gw_buf *errs) {
+  return server_new(c, true, errs);
+}
+
+static struct gw_tls *server_new(const struct gw_conf_tls *c, bool cert_optional, struct gw_buf *errs) {
   struct gw_tls *t = calloc(1, sizeof(*t));
   if (!t)
     return NULL;
@@ -186,7 +194,8 @@ struct gw_tls *gw_tls_server_new(const struct gw_conf_tls *c, struct gw_buf *err
   if (c->crl && load_crls(SSL_CTX_get_cert_store(ctx), c->crl, errs))
     goto fail;
   pthread_once(&refused_cn_once, refused_cn_init);
-  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT | SSL_VERIFY_CLIENT_ONCE, verify_cb);
+  SSL_CTX_set_verify(
+      ctx, SSL_VERIFY_PEER | (cert_optional ? 0 : SSL_VERIFY_FAIL_IF_NO_PEER_CERT) | SSL_VERIFY_CLIENT_ONCE, verify_cb);
   SSL_CTX_set_verify_depth(ctx, 5);
   /* No session resumption: every connection is verified in full against the
    * CA bundle and the CRL, so a revoked certificate cannot ride on an old

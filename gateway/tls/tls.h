@@ -25,6 +25,9 @@ enum gw_alpn { GW_ALPN_HTTP11 = 0, GW_ALPN_H2 = 1 };
  * ALPN h2 and http/1.1. Problems are appended to |errs|. Returns NULL on
  * failure. The private key material is wiped from memory after loading. */
 struct gw_tls *gw_tls_server_new(const struct gw_conf_tls *c, struct gw_buf *errs);
+/* The same, for the console's listener: a client certificate is asked for and verified when given, but
+ * a browser without one may connect (it then needs the console's bearer token). */
+struct gw_tls *gw_tls_console_new(const struct gw_conf_tls *c, struct gw_buf *errs);
 void gw_tls_free(struct gw_tls *t);
 
 /* Builds a client context (the gateway calling a peer): TLS 1.2/1.3, AEAD
