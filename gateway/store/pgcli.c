@@ -328,12 +328,9 @@ static int purge(PGconn *c, int argc, char **argv) {
                       " length(r.body) = 0)",
                       1, v)
                   : NULL;
-  PGresult *a = m ? q(c,
-                      "DELETE FROM attempts WHERE delivery_id NOT IN (SELECT id FROM deliveries);"
-                      "DELETE FROM patients WHERE msg_id NOT IN (SELECT id FROM messages)",
-                      0, NULL)
-                  : NULL;
-  PGresult *done = a ? q(c, "COMMIT", 0, NULL) : NULL;
+  PGresult *a = m ? q(c, "DELETE FROM attempts WHERE delivery_id NOT IN (SELECT id FROM deliveries)", 0, NULL) : NULL;
+  PGresult *pa = a ? q(c, "DELETE FROM patients WHERE msg_id NOT IN (SELECT id FROM messages)", 0, NULL) : NULL;
+  PGresult *done = pa ? q(c, "COMMIT", 0, NULL) : NULL;
   int rv = 0;
   if (!done) {
     fprintf(stderr, "purge failed, nothing removed\n");
@@ -346,6 +343,7 @@ static int purge(PGconn *c, int argc, char **argv) {
   PQclear(d);
   PQclear(m);
   PQclear(a);
+  PQclear(pa);
   PQclear(done);
   return rv;
 }

@@ -74,6 +74,7 @@ for n in 1 2 3; do
   cat >"$T/gw-$n.json" <<EOF
 {
   "listen": "127.0.0.1:$((B + n - 1))", "workers": 2, "log_level": "info", "data_dir": "$T/gw-$n",
+  "console_listen": "127.0.0.1:$((B + 10 + n))", "console": {"root": "$ROOT/console"},
   "delivery": "$T/delivery.json",
   "store": {"backend": "postgresql", "postgresql": "$PGU", "instance": "node-$n", "lease_ms": $LEASE_MS,
             "key_file": "$T/store.key"},
@@ -339,10 +340,22 @@ metrics=$(curl -s --cacert "$D/ca.pem" --cert "$D/operator.pem" --key "$D/operat
 check "metrics: claims, lease takeovers, serialization retries" \
   bash -c "grep -q '^cergw_store_claims_total ' <<<\"\$1\" && grep -q '^cergw_store_lease_takeovers_total ' <<<\"\$1\" && grep -q '^cergw_store_serialization_retries_total ' <<<\"\$1\"" _ "$metrics"
 
-before=$(db "select count(*) from messages")
+# the console's outbox and health on the PostgreSQL store (the browser tests run it on SQLite)
+con() { curl -s --max-time 10 --cacert "$D/ca.pem" --cert "$D/operator.pem" --key "$D/operator.key" "https://localhost:$((B + 13))/console/api/$1" "${@:2}"; }
+found=$(con 'outbox?q=race-3')
+check "console on PostgreSQL: an Idempotency-Key found through the keyed hashes (race-3: one message, its deliveries)" \
+  bash -c "grep -q '\"backend\":\"p1\"' <<<\"\$1\" && [ \$(grep -o '\"msg\":[0-9]*' <<<\"\$1\" | sort -u | wc -l) = 1 ]" _ "$found"
+did=$(grep -o '"id":[0-9]*' <<<"$found" | head -1 | cut -d: -f2)
+shown=$(con "outbox/$did")
+check "  a delivery shown with its content opened and its attempts" \
+  bash -c "grep -q 'WIZ-503' <<<\"\$1\" && grep -q '\"attempts_history\":\[{' <<<\"\$1\"" _ "$shown"
+check "  marking a delivered delivery dead is refused (409), retrying it too" \
+  bash -c "[ \"\$(curl -s -o /dev/null -w '%{http_code}' --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key -X POST https://localhost:$((B + 13))/console/api/outbox/$did/dead)\" = 409 ] && [ \"\$(curl -s -o /dev/null -w '%{http_code}' --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key -X POST https://localhost:$((B + 13))/console/api/outbox/$did/retry)\" = 409 ]"
+check "  health: latency percentiles over the hour from the store" bash -c "grep -Eq '\"name\":\"p1\".*\"p99_ms\":[0-9]+' <<<\"\$1\"" _ "$(con health)"
+dbefore=$(db "select count(*) from deliveries")
 pur=$("$CLI" outbox --pg "$PGU" purge --older-than 0 2>&1)
-check "cergw outbox --pg purge: finished messages removed, those a slot or a resource version needs kept ($pur)" \
-  bash -c "grep -Eq '^purged [1-9][0-9]* messages' <<<\"\$1\" && [ \"\$(db 'select count(*) from messages')\" -lt $before ] && [ \"\$(db 'select count(*) from messages')\" -gt 0 ]" _ "$pur"
+check "cergw outbox --pg purge: finished deliveries removed, messages a resource version or a slot still names kept ($pur)" \
+  bash -c "grep -Eq '^purged [0-9]+ messages and [1-9][0-9]* finished deliveries' <<<\"\$1\" && [ \"\$(db 'select count(*) from deliveries')\" -lt $dbefore ] && [ \"\$(db 'select count(*) from messages')\" -gt 0 ]" _ "$pur"
 for n in 1 2 3; do
   kill -TERM "${GW_PID[$n]}"; wait "${GW_PID[$n]}"; rc=$?; unset "GW_PID[$n]"
   check "instance $n stops cleanly on SIGTERM (exit 0; under ASan: no leak)" eq "$rc" 0
