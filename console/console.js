@@ -294,7 +294,16 @@
     const att = el('ol', { 'data-test': 'attempts' });
     for (const a of d.attempts_history) att.append(el('li', {}, `${fmt(a.at_ms)}: ${a.state}, status ${a.status}${a.answer ? ' — ' + a.answer : ''}`));
     if (!d.attempts_history.length) att.append(el('li', {}, 'not attempted yet'));
-    out.append(att, el('h4', {}, 'Payload sent to ' + d.backend + ' (' + d.content_type + ')'), el('pre', {}, d.payload || '(pruned)'),
+    /* the message's other deliveries: each backend's payload */
+    const sib = el('div', { 'data-test': 'message-deliveries' });
+    try {
+      const all = await api('outbox?msg=' + d.msg);
+      for (const o of all.rows.filter((x) => x.id !== d.id)) {
+        const od = await api('outbox/' + o.id);
+        sib.append(el('h4', {}, `Payload sent to ${od.backend} (${od.content_type}) — delivery ${od.id}, ${od.state}`), el('pre', {}, od.payload || '(pruned)'));
+      }
+    } catch (e) { sib.append(el('p', { class: 'error' }, e.message)); }
+    out.append(att, el('h4', {}, 'Payload sent to ' + d.backend + ' (' + d.content_type + ')'), el('pre', {}, d.payload || '(pruned)'), sib,
       el('h4', {}, 'Canonical form (FHIR XML)'), el('pre', {}, d.canonical || '(pruned)'),
       el('h4', {}, 'Original'), el('pre', {}, (d.original || '(pruned)').replace(/\r(?!\n)/g, '\n')));
     out.focus();

@@ -457,6 +457,8 @@ static void outbox_list(struct gw_req *req, struct gw_resp *resp) {
   snprintf(q.clinic, sizeof(q.clinic), "%s", param(req->path, "clinic", v, sizeof(v)));
   snprintf(q.op, sizeof(q.op), "%s", param(req->path, "op", v, sizeof(v)));
   snprintf(q.search, sizeof(q.search), "%s", param(req->path, "q", v, sizeof(v)));
+  if (param(req->path, "msg", v, sizeof(v))[0])
+    q.msg_id = atoll(v);
   if (param(req->path, "since_min", v, sizeof(v))[0])
     q.since_ms = gw_wall_ms() - atoll(v) * 60000;
   if (param(req->path, "limit", v, sizeof(v))[0])

@@ -1894,12 +1894,14 @@ static int pg_outbox_list(struct gw_store *gst, const struct gw_obx_query *oq, s
   p_text(&p, oq->search);
   p_i64(&p, oq->limit > 0 && oq->limit < max ? oq->limit : max);
   p_text(&p, cand ? cand : "{}");
+  p_i64(&p, oq->msg_id);
   PGresult *r =
       run(st->r,
           "SELECT " PG_OBX_COLS " FROM deliveries d JOIN messages m ON m.id = d.msg_id WHERE ($1::bigint < 0"
           " OR d.state = $1::bigint) AND ($2 = '' OR d.backend = $2) AND ($3 = '' OR m.caller = $3) AND ($4 ="
           " '' OR m.op = $4) AND ($5::bigint = 0 OR d.created_ms >= $5::bigint) AND ($6::bigint = 0 OR"
           " d.created_ms < $6::bigint) AND ($7 = '' OR strpos(d.rkey, $7) > 0 OR m.idem_key = ANY($9::text[]))"
+          " AND ($10::bigint = 0 OR d.msg_id = $10::bigint)"
           " ORDER BY d.id DESC LIMIT $8::bigint",
           &p, "outbox_list", NULL);
   PGresult *c = run(st->r, "SELECT state, COUNT(*) FROM deliveries GROUP BY state", NULL, "outbox_list", NULL);

@@ -1842,7 +1842,7 @@ static void sq_close(struct gw_store *gst) {
   " d.backend = ?2) AND (?3 = '' OR m.caller = ?3) AND (?4 = '' OR m.op = ?4) AND (?5 = 0 OR d.created_ms >= ?5)"      \
   " AND (?6 = 0 OR d.created_ms < ?6) AND (?7 = '' OR instr(d.rkey, ?7) > 0 OR m.idem_key IN (SELECT khash(c.caller"   \
   " || k.kind || ?7) FROM (SELECT DISTINCT caller FROM messages) c, (SELECT '|msh10|' AS kind UNION ALL SELECT"        \
-  " '|wsa|' UNION ALL SELECT '|key|') k))"
+  " '|wsa|' UNION ALL SELECT '|key|') k)) AND (?9 = 0 OR d.msg_id = ?9)"
 
 static void obx_row(sqlite3_stmt *q, struct gw_obx_row *r) {
   memset(r, 0, sizeof(*r));
@@ -1880,6 +1880,7 @@ static int sq_outbox_list(struct gw_store *gst, const struct gw_obx_query *oq, s
     sqlite3_bind_int64(q, 6, oq->until_ms);
     sqlite3_bind_text(q, 7, oq->search, -1, SQLITE_STATIC);
     sqlite3_bind_int(q, 8, oq->limit > 0 && oq->limit < max ? oq->limit : max);
+    sqlite3_bind_int64(q, 9, oq->msg_id);
     while (n < max && sqlite3_step(q) == SQLITE_ROW)
       obx_row(q, &rows[n++]);
     for (int i = 0; i < 5; i++)

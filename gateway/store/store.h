@@ -216,6 +216,7 @@ struct gw_obx_query {
   char search[128];           /* an MSH-10, WS-Addressing MessageID or Idempotency-Key (found through the keyed hashes
                                  of each clinic's key), or an appointment or slot identifier (in the ordering key) */
   int64_t since_ms, until_ms; /* created in [since, until); 0: open */
+  int64_t msg_id;             /* the deliveries of one message; 0: any */
   int limit;
 };
 struct gw_obx_attempt {

@@ -33,6 +33,14 @@ const context = (cert) => browser.newContext({
   clientCertificates: cert ? [{ origin: ORIGIN, certPath: path.join(D, cert + '.pem'), keyPath: path.join(D, cert + '.key') }] : [],
 });
 const shots = E.SHOTS || '';
+// the gateway's log as the workers flush it (they write in batches): polled until |re| shows or 5 s pass
+async function logHas(re) {
+  for (let i = 0; i < 50; i++) {
+    if (re.test(fs.readFileSync(E.GW_LOG, 'utf8'))) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}
 async function shot(page, name) {
   if (!shots) return;
   await page.evaluate(() => window.scrollTo(0, 0));
@@ -149,6 +157,9 @@ await check('a message sent through the gateway is found in the outbox by its MS
   await page.waitForSelector('[data-test="attempts"] li');
   const att = await page.textContent('[data-test="attempts"]');
   if (!/delivered, status 20\d/.test(att)) throw new Error(att);
+  await page.waitForSelector('[data-test="message-deliveries"] h4');
+  const sib = await page.textContent('[data-test="message-deliveries"]');
+  if (!/Payload sent to apkolce/.test(sib)) throw new Error('the other backend\'s payload: ' + sib.slice(0, 80));
   const counts = await page.textContent('[data-test="outbox-counts"]');
   if (!/delivered: [1-9]/.test(counts)) throw new Error(counts);
   await shot(page, 'outbox');
@@ -171,8 +182,7 @@ await check('a dead delivery retried from the console (confirmed, audited) is de
     await page.waitForTimeout(200);
     const st = await page.locator(`[data-test="outbox-table"] tbody tr[data-id="${id}"] td:nth-child(7)`).textContent().catch(() => '');
     if (st === 'delivered') {
-      const log = fs.readFileSync(E.GW_LOG, 'utf8');
-      if (!new RegExp(`event=console_audit who="operator:cergw operator \\(dev\\)" action=retry delivery=${id} outcome=done`).test(log)) throw new Error('no audit line');
+      if (!(await logHas(new RegExp(`event=console_audit who="operator:cergw operator \\(dev\\)" action=retry delivery=${id} outcome=done`)))) throw new Error('no audit line');
       return `delivery ${id}`;
     }
   }
@@ -208,7 +218,7 @@ await check('a delivery being retried, marked dead from the console: never attem
   const st = await page.locator(`[data-test="outbox-table"] tbody tr[data-id="${id}"] td:nth-child(7)`).textContent();
   if (st !== 'dead') throw new Error('state ' + st);
   if (unique() !== before) throw new Error('P1 received it');
-  if (!/event=delivery_dead delivery=\d+ .*marked dead by an operator/.test(fs.readFileSync(E.GW_LOG, 'utf8'))) throw new Error('the dispatcher did not drop it');
+  if (!(await logHas(/event=delivery_dead delivery=\d+ .*marked dead by an operator/))) throw new Error('the dispatcher did not drop it');
   await page.selectOption('#ob-state', '');
   await page.fill('[data-test="outbox-search"]', '');
   return `delivery ${id}`;
