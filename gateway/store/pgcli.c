@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/buf.h"
 #include "core/clock.h"
@@ -386,7 +387,13 @@ static int status(PGconn *c) {
       "SELECT 'instance ' || id || ': ' || CASE WHEN dead THEN 'dead' ELSE 'alive' END || ', beat ' || beat ||"
       " ', last seen ' || to_char(to_timestamp(seen_ms / 1000.0) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
       " FROM instances ORDER BY id",
-      "SELECT 'sealing key:    ' || id FROM seal_keys ORDER BY since_ms",
+      "SELECT 'sealing keys:    ' || COALESCE(string_agg(id || ' (since ' || to_char(to_timestamp(since_ms / 1000.0) AT"
+      " TIME ZONE 'UTC', 'YYYY-MM-DD') || ')', ', ' ORDER BY since_ms), '(none: content in clear)') FROM seal_keys",
+      /* the key each message's content is sealed under ("CGS1", the key id's length, the key id) */
+      "SELECT 'messages by key: ' || COALESCE(string_agg(k || ' ' || n, ' ' ORDER BY k), '-') FROM (SELECT CASE WHEN"
+      " length(original) > 5 AND substring(original from 1 for 4) = '\\x43475331'::bytea THEN"
+      " convert_from(substring(original from 6 for get_byte(original, 4)), 'UTF8') WHEN length(original) = 0 THEN"
+      " '(pruned)' ELSE '(clear)' END AS k, COUNT(*) AS n FROM messages GROUP BY 1) x",
   };
   for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
     PGresult *r = q(c, sql[i], 0, NULL);
@@ -399,9 +406,126 @@ static int status(PGconn *c) {
   return 0;
 }
 
+/* ---- rekey: every value sealed under another key than the current one sealed again under it ----
+ * In batches of 200 rows, each its own short transaction, beside running instances: a row is rewritten only
+ * if it still holds the value read (a state update in between leaves it for the next round), and the rounds
+ * go on until no row holds a value under another key. Then the keys no row uses are forgotten. */
+static int rekey(PGconn *c, const struct gw_keyring *kr) {
+  const char *cur = gw_keyring_current(kr);
+  long total = 0;
+  for (int k = 0; k < gw_nsealed_columns; k++) {
+    const struct gw_sealed_column *sc = &gw_sealed_columns[k];
+    char sel[1024], upd[512], col[64], aad[96];
+    snprintf(col, sizeof(col), "t.%s", sc->column);
+    if (sc->msg_id)
+      snprintf(aad, sizeof(aad), "t.%s", sc->msg_id);
+    else
+      snprintf(aad, sizeof(aad), "%s", "(SELECT d.msg_id FROM deliveries d WHERE d.id = t.delivery_id)");
+    /* sealed ("CGS1", the key id's length, the key id) under another key than $1 */
+    snprintf(sel, sizeof(sel),
+             "SELECT t.ctid, %s, %s FROM %s t WHERE length(%s) > 5 AND substring(%s from 1 for 4) ="
+             " '\\x43475331'::bytea AND substring(%s from 6 for get_byte(%s, 4)) <> convert_to($1, 'UTF8') LIMIT 200",
+             aad, col, sc->table, col, col, col, col);
+    snprintf(upd, sizeof(upd), "UPDATE %s SET %s = $1 WHERE ctid = $2::tid AND %s = $3", sc->table, sc->column,
+             sc->column);
+    for (;;) {
+      const char *v[] = {cur};
+      PGresult *r = q(c, sel, 1, v);
+      if (!r)
+        return 2;
+      int n = PQntuples(r);
+      if (!n) {
+        PQclear(r);
+        break;
+      }
+      PQclear(q(c, "BEGIN", 0, NULL));
+      int done = 0;
+      for (int i = 0; i < n; i++) {
+        size_t len = 0;
+        unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 2), &len);
+        struct gw_buf open, again;
+        gw_buf_init(&open, len + 16);
+        gw_buf_init(&again, len + GW_SEAL_OVERHEAD + 16);
+        int64_t msg = atoll(PQgetvalue(r, i, 1));
+        int rv = raw ? gw_unseal(kr, msg, raw, len, &open) : GW_ERR_NOMEM;
+        if (rv == GW_OK)
+          rv = gw_seal(kr, msg, open.data ? open.data : (const uint8_t *)"", open.len, &again);
+        if (rv == GW_OK) {
+          const char *uv[] = {(const char *)again.data, PQgetvalue(r, i, 0), (const char *)raw};
+          int ul[] = {(int)again.len, 0, (int)len}, uf[] = {1, 0, 1};
+          PGresult *u = PQexecParams(c, upd, 3, NULL, uv, ul, uf, 0);
+          done += PQresultStatus(u) == PGRES_COMMAND_OK ? atoi(PQcmdTuples(u)) : 0;
+          PQclear(u);
+        } else {
+          char id[40];
+          gw_sealed_key_id(raw, len, id, sizeof(id));
+          fprintf(stderr,
+                  "rekey: %s.%s: a value sealed under key '%s' does not open with store.key_file: nothing "
+                  "forgotten\n",
+                  sc->table, sc->column, id);
+        }
+        PQfreemem(raw);
+        gw_buf_cleanup(&open);
+        gw_buf_cleanup(&again);
+        if (rv != GW_OK) {
+          PQclear(PQexec(c, "ROLLBACK"));
+          PQclear(r);
+          return 2;
+        }
+      }
+      PQclear(q(c, "COMMIT", 0, NULL));
+      PQclear(r);
+      total += done;
+      if (!done)
+        usleep(50000); /* every row of the batch changed meanwhile: the next round reads them again */
+    }
+  }
+  /* the keys no row uses any more */
+  long forgotten = 0;
+  PGresult *ks = q(c, "SELECT id FROM seal_keys WHERE id <> $1", 1, (const char *[]){cur});
+  for (int i = 0; ks && i < PQntuples(ks); i++) {
+    const char *id = PQgetvalue(ks, i, 0);
+    bool used = false;
+    for (int k = 0; k < gw_nsealed_columns && !used; k++) {
+      char sql[512], col[64];
+      snprintf(col, sizeof(col), "t.%s", gw_sealed_columns[k].column);
+      snprintf(sql, sizeof(sql),
+               "SELECT 1 FROM %s t WHERE length(%s) > 5 AND substring(%s from 6 for get_byte(%s, 4)) = convert_to($1,"
+               " 'UTF8') LIMIT 1",
+               gw_sealed_columns[k].table, col, col, col);
+      PGresult *u = q(c, sql, 1, (const char *[]){id});
+      used = !u || PQntuples(u) > 0;
+      PQclear(u);
+    }
+    if (!used) {
+      PQclear(q(c, "DELETE FROM seal_keys WHERE id = $1", 1, (const char *[]){id}));
+      forgotten++;
+    }
+  }
+  PQclear(ks);
+  printf("rekey: %ld values sealed again under key '%s'; %ld key(s) no row uses forgotten\n", total, cur, forgotten);
+  return 0;
+}
+
 int gw_pg_store_cmd(const char *conninfo, int argc, char **argv) {
   if (argc != 1)
     return usage();
+  if (!strcmp(argv[0], "rekey")) {
+    const struct gw_keyring *kr = cli_keyring();
+    if (!kr) {
+      fprintf(stderr, "rekey: give the key file (--key FILE or CERGW_STORE_KEY) whose last key seals\n");
+      return 2;
+    }
+    /* the current key recorded (opening checks every key the store knows is in the file) */
+    if (gw_pg_store_cmd(conninfo, 1, (char *[]){"init"}) != 0)
+      return 2;
+    PGconn *c = cli_connect(conninfo);
+    if (!c)
+      return 2;
+    int rv = rekey(c, kr);
+    PQfinish(c);
+    return rv;
+  }
   if (!strcmp(argv[0], "init") || !strcmp(argv[0], "migrate")) {
     /* opening the store migrates it (under the cluster's migration lock) and checks the keys */
     struct gw_store *st = NULL;

@@ -2498,28 +2498,17 @@ static int store_rekey(const char *path) {
     return 2;
   }
   gw_buf_cleanup(&err);
-  static const struct {
-    const char *table, *col, *aad, *from;
-  } cols[] = {
-      {"messages", "original", "id", "messages"},
-      {"messages", "canonical", "id", "messages"},
-      {"messages", "answer", "id", "messages"},
-      {"deliveries", "payload", "msg_id", "deliveries"},
-      {"deliveries", "last_error", "msg_id", "deliveries"},
-      {"resources", "body", "msg_id", "resources"},
-      {"attempts", "answer", "(SELECT d.msg_id FROM deliveries d WHERE d.id = attempts.delivery_id)", "attempts"},
-      {"slots", "label", "msg_id", "slots"},
-      {"appointments", "slots", "msg_id", "appointments"},
-  };
   const char *cur = gw_keyring_current(keyring);
   long long total = 0;
   int rv = 0;
-  for (size_t i = 0; rv == 0 && i < sizeof(cols) / sizeof(cols[0]); i++) {
+  for (int i = 0; rv == 0 && i < gw_nsealed_columns; i++) {
+    const struct gw_sealed_column *c = &gw_sealed_columns[i];
+    const char *aad = c->msg_id ? c->msg_id : "(SELECT d.msg_id FROM deliveries d WHERE d.id = attempts.delivery_id)";
     char sql[1024];
     snprintf(sql, sizeof(sql),
              "UPDATE %s SET %s = seal(unseal(%s, %s), %s) WHERE rowid IN (SELECT rowid FROM %s WHERE length(%s) > 0"
              " AND IFNULL(keyid(%s), '') <> ?1 LIMIT 256)",
-             cols[i].table, cols[i].col, cols[i].col, cols[i].aad, cols[i].aad, cols[i].from, cols[i].col, cols[i].col);
+             c->table, c->column, c->column, aad, aad, c->table, c->column, c->column);
     for (;;) {
       sqlite3_stmt *q = NULL;
       if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||

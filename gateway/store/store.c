@@ -115,6 +115,13 @@ int gw_store_outbox_act(struct gw_store *st, int64_t id, const char *action, cha
 int gw_store_outbox_backends(struct gw_store *st, int64_t since_ms, struct gw_obx_backend *out, int max) {
   return st->ops->outbox_backends(st, since_ms, out, max);
 }
+const struct gw_sealed_column gw_sealed_columns[] = {
+    {"messages", "original", "id"},      {"messages", "canonical", "id"},        {"messages", "answer", "id"},
+    {"deliveries", "payload", "msg_id"}, {"deliveries", "last_error", "msg_id"}, {"resources", "body", "msg_id"},
+    {"attempts", "answer", NULL},        {"slots", "label", "msg_id"},           {"appointments", "slots", "msg_id"},
+};
+const int gw_nsealed_columns = (int)(sizeof(gw_sealed_columns) / sizeof(gw_sealed_columns[0]));
+
 void gw_obx_detail_free(struct gw_obx_detail *d) {
   free(d->original);
   free(d->canonical);

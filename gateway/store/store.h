@@ -241,6 +241,14 @@ struct gw_obx_backend {
 };
 void gw_obx_detail_free(struct gw_obx_detail *d);
 
+/* Every column a store keeps sealed (tls/seal.h), with the column of its row that holds the message id (the
+ * associated data); NULL: the message of the row's delivery (attempts). Both stores' rekey walk it. */
+struct gw_sealed_column {
+  const char *table, *column, *msg_id;
+};
+extern const struct gw_sealed_column gw_sealed_columns[];
+extern const int gw_nsealed_columns;
+
 /* ---- implementations ----
  * A store is a table of operations and the state behind it; the calls below
  * (gw_store_*, gw_memq_*) go through the table, so the pipeline, the
