@@ -14,7 +14,7 @@ GW=$ROOT/$BUILD/cergw
 CLI=$ROOT/build/cergw
 D=$ROOT/certs/dev
 T=$(mktemp -d /tmp/cergw-cl.XXXXXX)
-B=$(( 20000 + ($$ % 9000) ))
+B=$(( 36000 + ($$ % 3980) )) # port bands: see tests/integration/run.sh
 P1=$((B + 6)) SIMP=$((B + 7)) KOLCE=$((B + 8)) CLIN=$((B + 9))
 LEASE_MS=2000
 pass=0

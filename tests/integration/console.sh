@@ -11,7 +11,7 @@ cd "$ROOT"
 GW=$ROOT/$BUILD/cergw
 D=$ROOT/certs/dev
 T=$(mktemp -d /tmp/cergw-console.XXXXXX)
-B=$(( 20000 + ($$ % 9000) + 3000 ))
+B=$(( 40000 + ($$ % 3990) )) # port bands: see tests/integration/run.sh
 GWP=$B CP=$((B + 1)) P1=$((B + 2)) SIMP=$((B + 3)) KOLCE=$((B + 4))
 pids=()
 cleanup() {

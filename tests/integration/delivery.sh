@@ -18,7 +18,8 @@ GW=$ROOT/$BUILD/cergw
 CLI=$ROOT/build/cergw
 D=$ROOT/certs/dev
 T=$(mktemp -d /tmp/cergw-dl.XXXXXX)
-B=$(( 30000 + ($$ % 15000) ))
+B=$(( 28000 + ($$ % 3990) ))  # port bands: see tests/integration/run.sh
+[ "$STORE" = postgresql ] && B=$(( 32000 + ($$ % 3990) ))
 PGU=
 if [ "$STORE" = postgresql ]; then
   pg_available || { echo "FAIL - PostgreSQL is not installed: run 'make deps'"; echo "0 passed, 1 failed"; exit 1; }

@@ -10,7 +10,10 @@ GW=$ROOT/$BUILD/cergw
 LOADGEN=$ROOT/build/loadgen
 D=$ROOT/certs/dev
 T=$(mktemp -d /tmp/cergw-it.XXXXXX)
-PORT_BASE=$(( 20000 + ($$ % 20000) ))
+# port bands: the suites run beside each other (tests/run-all.sh) and the gateway binds with SO_REUSEPORT,
+# so two of them on one port would share its connections: run.sh 20000-27999, delivery.sh 28000-35999,
+# cluster.sh 36000-39999, console.sh 40000-43999, the test PostgreSQL servers 46000-54999
+PORT_BASE=$(( 20000 + ($$ % 7900) ))
 pass=0
 fail=0
 GW_PID=
@@ -275,6 +278,7 @@ for proto in --http2 --http1.1; do
   cp=$!
   sleep 1
   kill -TERM "$GW_PID"
+  wait_log 'event=shutdown_begin' # the signal handled (a loaded machine may take a while to get there)
   sleep 0.3
   check "graceful $proto: new connections refused after SIGTERM" bash -c "! curl -sS --max-time 2 --cacert $D/ca.pem --cert $D/clinic-a.pem --key $D/clinic-a.key $(URL /healthz) >/dev/null 2>&1"
   wait $cp
