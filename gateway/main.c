@@ -192,6 +192,7 @@ static int cmd_serve(int argc, char **argv) {
   gw_buf_cleanup(&errs);
   gw_store_set_accepted(st, gw_dispatch_accepted, disp);
   gw_write_init(engine, st);
+  gw_router_set_store_name(st->ops->name);
   if (c.console_host) {
     struct gw_buf cerrs;
     gw_buf_init(&cerrs, 4096);

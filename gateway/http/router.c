@@ -109,6 +109,9 @@ static void h_metadata_body(struct gw_resp *resp) {
 /* The liveness answer; the cheapest request path, so no printf here. */
 /* 200 "ok" while the gateway can do its job; 503 "degraded" with the reason while it cannot (the store
  * cannot commit), back to 200 by itself when it can again. */
+static const char *store_name; /* "sqlite" or "postgresql": which store /healthz speaks for */
+void gw_router_set_store_name(const char *name) { store_name = name; }
+
 static void healthz(struct gw_resp *resp) {
   char body[600], problem[300], q[320];
   uint64_t ms = (gw_now_ns() - start_ns) / 1000000u;
@@ -128,6 +131,11 @@ static void healthz(struct gw_resp *resp) {
     q[o++] = '"';
     q[o] = 0;
     gw_fmt_str(&f, q);
+  }
+  if (store_name) {
+    gw_fmt_str(&f, ",\"store\":\"");
+    gw_fmt_str(&f, store_name);
+    gw_fmt_str(&f, "\"");
   }
   gw_fmt_str(&f, ",\"version\":\"" GW_VERSION "\",\"uptime_seconds\":");
   gw_fmt_u64(&f, ms / 1000);

@@ -33,5 +33,7 @@ void gw_router_log_path(const char *path, char *out, size_t n);
 void gw_router_error(struct gw_resp *resp, int status, const char *message);
 /* The handler of requests that arrive on the console's listener (console/console.c), set once at start. */
 void gw_router_set_console(void (*fn)(struct gw_req *req, struct gw_resp *resp));
+/* The store /healthz reports on ("sqlite", "postgresql"; a static string), set once at start. */
+void gw_router_set_store_name(const char *name);
 
 #endif

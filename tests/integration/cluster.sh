@@ -334,6 +334,8 @@ up() { bundle 4003; [ "$(post 3 "$T/b-4003.json" -H 'Idempotency-Key: after-rest
 check "  the database back: writes accepted again, the gateways not restarted" wait_for 30 up
 check "  nothing acknowledged lost: P1 received the message before the crash and the one after" \
   wait_for 30 bash -c "[ \"\$(curl -s --cacert $D/ca.pem --cert $D/operator.pem --key $D/operator.key https://localhost:$P1/_sim/stats | sed -n 's/.*\"unique\":\([0-9]*\).*/\1/p')\" -ge $((u0 + 2)) ]"
+healthy() { curl -s --max-time 5 --cacert "$D/ca.pem" --cert "$D/clinic-a.pem" --key "$D/clinic-a.key" "https://localhost:$(port 3)/healthz" | grep -q '"status":"ok","store":"postgresql"'; }
+check "  /healthz back to ok by itself, naming the store" wait_for 10 healthy
 check "  and no instance declared another dead over the outage" \
   eq "$(db "select count(*) from instances where dead and id in ('node-1', 'node-3')")" 0
 metrics=$(curl -s --cacert "$D/ca.pem" --cert "$D/operator.pem" --key "$D/operator.key" "https://localhost:$(port 1)/metrics")

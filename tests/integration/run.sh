@@ -85,8 +85,8 @@ wait_log() { for _ in $(seq 1 60); do log_has "$1" && return 0; sleep 0.05; done
 write_conf main; start_gw "$CONF" || exit 1
 for proto in --http2 --http1.1; do
   out=$(ccurl clinic-a $proto "$(URL /healthz)")
-  check "clinic-a $proto /healthz answers 200 with version and uptime" \
-    grep -q '"status":"ok","version":"[0-9.]*","uptime_seconds":' <<<"$out"
+  check "clinic-a $proto /healthz answers 200 with the store, version and uptime" \
+    grep -q '"status":"ok","store":"sqlite","version":"[0-9.]*","uptime_seconds":' <<<"$out"
 done
 check "clinic-b is accepted too" test "$(status_of clinic-b --http2 "$(URL /healthz)")" = 200
 check "HTTP/2 was negotiated by ALPN" test "$(ccurl clinic-a --http2 -o /dev/null -w '%{http_version}' "$(URL /healthz)")" = 2
