@@ -7,7 +7,7 @@ FCC := clang
 FUZZ_FLAGS := -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=gnu11 -D_GNU_SOURCE -Igateway \
   $(shell pkg-config --cflags yajl libxml-2.0 libxslt libpq)
 FUZZ_LIBS := $(shell pkg-config --libs libnghttp2 yajl libxml-2.0 libxslt libexslt) -lhttp_parser -lpthread
-CORE := gateway/core/alloc.c gateway/core/health.c gateway/core/buf.c gateway/core/err.c gateway/core/log.c gateway/core/metrics.c gateway/core/diag.c gateway/core/file.c \
+CORE := gateway/core/alloc.c gateway/core/health.c gateway/core/buf.c gateway/core/err.c gateway/core/log.c gateway/core/metrics.c gateway/core/diag.c gateway/core/file.c gateway/core/query.c \
   gateway/http/req.c
 
 TARGETS := $(FZ)/fuzz_h1 $(FZ)/fuzz_h2 $(FZ)/fuzz_conf $(FZ)/fuzz_hl7v2 $(FZ)/fuzz_fhir $(FZ)/fuzz_soap $(FZ)/fuzz_dconf $(FZ)/fuzz_mllp $(FZ)/fuzz_cer $(FZ)/fuzz_sched $(FZ)/fuzz_owner
@@ -52,7 +52,7 @@ $(FZ)/fuzz_dconf: fuzz/fuzz_dconf.c gateway/deliver/config.c gateway/deliver/sch
 	@mkdir -p $(FZ)
 	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS)
 $(FZ)/fuzz_owner: fuzz/fuzz_owner.c gateway/pipe/facts.c gateway/validate/memory.c gateway/validate/rules.c \
-  gateway/store/store.c gateway/store/sqlite.c gateway/store/pg.c gateway/tls/seal.c gateway/tls/jwt.c gateway/codec/fhir.c \
+  gateway/store/store.c gateway/store/sqlite.c gateway/store/pg.c gateway/store/cli.c gateway/tls/seal.c gateway/tls/jwt.c gateway/codec/fhir.c \
   gateway/codec/xml.c $(CORE)
 	@mkdir -p $(FZ)
 	$(FCC) $(FUZZ_FLAGS) $^ -o $@ $(FUZZ_LIBS) $(shell pkg-config --libs sqlite3 libcrypto libpq)

@@ -24,6 +24,7 @@
 #include "core/err.h"
 #include "core/file.h"
 #include "core/log.h"
+#include "core/query.h"
 #include "core/version.h"
 #include "deliver/deliver.h"
 #include "msg/engine.h"
@@ -264,38 +265,6 @@ static void serve_static(const char *name, struct gw_resp *resp) {
   free(data);
 }
 
-/* ---- query strings ---- */
-
-static int hexval(char c) {
-  return c >= '0' && c <= '9'   ? c - '0'
-         : c >= 'a' && c <= 'f' ? c - 'a' + 10
-         : c >= 'A' && c <= 'F' ? c - 'A' + 10
-                                : -1;
-}
-
-/* The value of |name| in the query of |path|, percent-decoded into |out| ("" when absent). */
-static const char *param(const char *path, const char *name, char *out, size_t n) {
-  out[0] = 0;
-  const char *q = strchr(path, '?');
-  size_t nl = strlen(name);
-  for (const char *p = q; p && *p; p = strchr(p + 1, '&')) {
-    if (strncmp(p + 1, name, nl) || p[1 + nl] != '=')
-      continue;
-    size_t o = 0;
-    for (const char *v = p + 2 + nl; *v && *v != '&' && o + 1 < n; v++) {
-      if (*v == '%' && hexval(v[1]) >= 0 && hexval(v[2]) >= 0) {
-        out[o++] = (char)(hexval(v[1]) * 16 + hexval(v[2]));
-        v += 2;
-      } else {
-        out[o++] = *v == '+' ? ' ' : *v;
-      }
-    }
-    out[o] = 0;
-    break;
-  }
-  return out;
-}
-
 /* ---- the playground ---- */
 
 static void issues_json(yajl_gen g, const struct gw_diag *d) {
@@ -321,7 +290,7 @@ static void issues_json(yajl_gen g, const struct gw_diag *d) {
 static void playground(struct gw_req *req, struct gw_resp *resp, const char *who_s) {
   char v[64];
   time_t now = time(NULL);
-  if (param(req->path, "now", v, sizeof(v))[0] && gw_instant_parse(v, &now)) {
+  if (gw_query_param(req->path, "now", v, sizeof(v))[0] && gw_instant_parse(v, &now)) {
     error_json(resp, 400, "now: expected a FHIR instant such as 2026-12-01T08:00:00+01:00");
     return;
   }
@@ -449,19 +418,19 @@ static void row_json(yajl_gen g, const struct gw_obx_row *r) {
 static void outbox_list(struct gw_req *req, struct gw_resp *resp) {
   struct gw_obx_query q = {.state = -1, .limit = 100};
   char v[160];
-  if (param(req->path, "state", v, sizeof(v))[0] && (q.state = gw_dstate_parse(v)) < 0) {
+  if (gw_query_param(req->path, "state", v, sizeof(v))[0] && (q.state = gw_dstate_parse(v)) < 0) {
     error_json(resp, 400, "state: queued, delivered, rejected, dead or retry-requested");
     return;
   }
-  snprintf(q.backend, sizeof(q.backend), "%s", param(req->path, "backend", v, sizeof(v)));
-  snprintf(q.clinic, sizeof(q.clinic), "%s", param(req->path, "clinic", v, sizeof(v)));
-  snprintf(q.op, sizeof(q.op), "%s", param(req->path, "op", v, sizeof(v)));
-  snprintf(q.search, sizeof(q.search), "%s", param(req->path, "q", v, sizeof(v)));
-  if (param(req->path, "msg", v, sizeof(v))[0])
+  snprintf(q.backend, sizeof(q.backend), "%s", gw_query_param(req->path, "backend", v, sizeof(v)));
+  snprintf(q.clinic, sizeof(q.clinic), "%s", gw_query_param(req->path, "clinic", v, sizeof(v)));
+  snprintf(q.op, sizeof(q.op), "%s", gw_query_param(req->path, "op", v, sizeof(v)));
+  snprintf(q.search, sizeof(q.search), "%s", gw_query_param(req->path, "q", v, sizeof(v)));
+  if (gw_query_param(req->path, "msg", v, sizeof(v))[0])
     q.msg_id = atoll(v);
-  if (param(req->path, "since_min", v, sizeof(v))[0])
+  if (gw_query_param(req->path, "since_min", v, sizeof(v))[0])
     q.since_ms = gw_wall_ms() - atoll(v) * 60000;
-  if (param(req->path, "limit", v, sizeof(v))[0])
+  if (gw_query_param(req->path, "limit", v, sizeof(v))[0])
     q.limit = atoi(v) > 0 && atoi(v) <= MAX_ROWS ? atoi(v) : 100;
   struct gw_obx_row *rows = calloc(MAX_ROWS, sizeof(*rows));
   long counts[5] = {0};

@@ -12,6 +12,7 @@
 #include "codec/xml.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/query.h"
 #include "pipe/pipe.h"
 #include "validate/rules.h"
 
@@ -214,27 +215,13 @@ static int date_param(const char *v, int64_t *ge, int64_t *lt) {
 }
 
 /* %XX in a query value. */
-static void unescape(const char *s, size_t n, char *out, size_t on) {
-  size_t o = 0;
-  for (size_t i = 0; i < n && o + 1 < on; i++) {
-    if (s[i] == '%' && i + 2 < n) {
-      char h[3] = {s[i + 1], s[i + 2], 0};
-      out[o++] = (char)strtol(h, NULL, 16);
-      i += 2;
-    } else {
-      out[o++] = s[i] == '+' ? ' ' : s[i];
-    }
-  }
-  out[o] = 0;
-}
-
 int gw_read_query(struct gw_msg *m, char *why, size_t wn) {
   struct gw_rquery *q = &m->rq;
   for (const char *p = m->query; p && *p;) {
     size_t len = strcspn(p, "&"), eq = strcspn(p, "=");
     char name[40], val[200];
     snprintf(name, sizeof(name), "%.*s", (int)(eq < len ? eq : len), p);
-    unescape(eq < len ? p + eq + 1 : "", eq < len ? len - eq - 1 : 0, val, sizeof(val));
+    gw_url_unescape(eq < len ? p + eq + 1 : "", eq < len ? len - eq - 1 : 0, val, sizeof(val));
     p += len + (p[len] == '&');
     if (!name[0])
       continue;

@@ -28,6 +28,7 @@
 #include "core/err.h"
 #include "core/file.h"
 #include "core/log.h"
+#include "core/query.h"
 #include "http/router.h"
 #include "msg/engine.h"
 #include "net/server.h"
@@ -121,20 +122,6 @@ static void set_json(struct gw_resp *r, int status, const char *ct, const char *
   gw_resp_set(r, status, ct, body);
 }
 
-static const char *query(const char *path, const char *name, char *out, size_t n) {
-  out[0] = 0;
-  const char *q = strchr(path, '?');
-  size_t nl = strlen(name);
-  for (const char *p = q; p && *p; p = strchr(p + 1, '&')) {
-    if (!strncmp(p + 1, name, nl) && p[1 + nl] == '=') {
-      const char *v = p + 2 + nl;
-      snprintf(out, n, "%.*s", (int)strcspn(v, "&"), v);
-      return out;
-    }
-  }
-  return NULL;
-}
-
 static void stats(struct gw_resp *r) {
   pthread_mutex_lock(&S.mu);
   set_json(r, 200, "application/json",
@@ -151,19 +138,20 @@ static void stats(struct gw_resp *r) {
 static void control(struct gw_req *req, struct gw_resp *r) {
   char v[32];
   pthread_mutex_lock(&S.mu);
-  if (query(req->path, "mode", v, sizeof(v)))
+  if (gw_query_param(req->path, "mode", v, sizeof(v))[0])
     S.mode = !strcmp(v, "fail") ? M_FAIL : !strcmp(v, "reject") ? M_REJECT : M_OK;
-  if (query(req->path, "status", v, sizeof(v)))
+  if (gw_query_param(req->path, "status", v, sizeof(v))[0])
     S.fail_status = atoi(v) >= 400 && atoi(v) <= 599 ? atoi(v) : 503;
-  if (query(req->path, "delay_ms", v, sizeof(v)))
+  if (gw_query_param(req->path, "delay_ms", v, sizeof(v))[0])
     S.delay_ms = atoi(v) >= 0 && atoi(v) <= 60000 ? atoi(v) : 0;
-  if (query(req->path, "token_delay_ms", v, sizeof(v)))
+  if (gw_query_param(req->path, "token_delay_ms", v, sizeof(v))[0])
     S.token_delay_ms = atoi(v) >= 0 && atoi(v) <= 60000 ? atoi(v) : 0;
-  if (query(req->path, "token_ttl", v, sizeof(v)))
+  if (gw_query_param(req->path, "token_ttl", v, sizeof(v))[0])
     S.token_ttl = atoi(v) > 0 ? atoi(v) : 300;
-  if (query(req->path, "token", v, sizeof(v))) /* token=fail: the token endpoint fails; token=ok */
+  if (gw_query_param(req->path, "token", v, sizeof(v))[0]) /* token=fail: the token endpoint fails; token=ok */
     S.token_fail = !strcmp(v, "fail");
-  if (query(req->path, "revoke", v, sizeof(v)) && !strcmp(v, "1")) /* every token issued so far stops working */
+  if (gw_query_param(req->path, "revoke", v, sizeof(v))[0] &&
+      !strcmp(v, "1")) /* every token issued so far stops working */
     memset(S.tokens, 0, sizeof(S.tokens));
   pthread_mutex_unlock(&S.mu);
   stats(r);
@@ -545,7 +533,7 @@ static void notify(struct gw_req *req, struct gw_resp *r) {
   snprintf(url, sizeof(url), "%s/notifications", S.gateway_url);
   struct curl_slist *hs = curl_slist_append(NULL, "content-type: application/fhir+json");
   char ik[80];
-  if (query(req->path, "key", ik, sizeof(ik))) {
+  if (gw_query_param(req->path, "key", ik, sizeof(ik))[0]) {
     snprintf(hdr, sizeof(hdr), "idempotency-key: %s", ik);
     hs = curl_slist_append(hs, hdr);
   }

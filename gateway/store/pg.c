@@ -38,6 +38,7 @@
 #include "core/health.h"
 #include "core/log.h"
 #include "store/pg.h"
+#include "store/queue.h"
 #include "store/store.h"
 #include "tls/jwt.h"
 #include "tls/seal.h"
@@ -208,12 +209,8 @@ static const char *prepared(PGconn *c, const char *sql, const struct pq *p, char
   return NULL;
 }
 
-static PGresult *run(PGconn *c, const char *sql, const struct pq *p, const char *what, bool *retry) {
-  char name[32];
-  PGresult *r = NULL; /* when it cannot be prepared: why */
-  if (prepared(c, sql, p, name, &r))
-    r = name[0] ? PQexecPrepared(c, name, p ? p->n : 0, p ? p->v : NULL, p ? p->l : NULL, p ? p->f : NULL, 1)
-                : PQexecParams(c, sql, p ? p->n : 0, NULL, p ? p->v : NULL, p ? p->l : NULL, p ? p->f : NULL, 1);
+/* |r| when it succeeded; else NULL after PQclear(r), the failure logged unless retryable (*|retry| set). */
+static PGresult *checked(PGconn *c, PGresult *r, const char *what, bool *retry) {
   ExecStatusType t = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
   if (t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK)
     return r;
@@ -228,28 +225,22 @@ static PGresult *run(PGconn *c, const char *sql, const struct pq *p, const char 
   return NULL;
 }
 
+static PGresult *run(PGconn *c, const char *sql, const struct pq *p, const char *what, bool *retry) {
+  char name[32];
+  PGresult *r = NULL; /* when it cannot be prepared: why */
+  if (prepared(c, sql, p, name, &r))
+    r = name[0] ? PQexecPrepared(c, name, p ? p->n : 0, p ? p->v : NULL, p ? p->l : NULL, p ? p->f : NULL, 1)
+                : PQexecParams(c, sql, p ? p->n : 0, NULL, p ? p->v : NULL, p ? p->l : NULL, p ? p->f : NULL, 1);
+  return checked(c, r, what, retry);
+}
+
 /* Runs a statement whose rows are not needed. GW_OK or GW_ERR_IO. */
 static int exec_p(PGconn *c, const char *sql, const struct pq *p, const char *what, bool *retry) {
-  if (!p) { /* no parameters: possibly several commands (PQexecParams takes one) */
-    PGresult *r = PQexec(c, sql);
-    ExecStatusType t = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
-    if (t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK) {
-      PQclear(r);
-      return GW_OK;
-    }
-    if (retry && retryable(r)) {
-      *retry = true;
-    } else {
-      atomic_fetch_add(&pg_errors, 1);
-      gw_log(GW_LOG_ERROR, "store_error", "op=%s detail=\"%.200s\"", what,
-             r ? PQresultErrorMessage(r) : PQerrorMessage(c));
-    }
-    PQclear(r);
-    return GW_ERR_IO;
-  }
-  PGresult *r = run(c, sql, p, what, retry);
+  /* no parameters: possibly several commands, which only PQexec takes */
+  PGresult *r = p ? run(c, sql, p, what, retry) : checked(c, PQexec(c, sql), what, retry);
+  bool ok = r != NULL;
   PQclear(r);
-  return r ? GW_OK : GW_ERR_IO;
+  return ok ? GW_OK : GW_ERR_IO;
 }
 
 /* ---- sealing (tls/seal.h): done here, before a value leaves the process ---- */
@@ -315,35 +306,11 @@ static const char *kh(const char *s, char out[65]) {
 }
 
 /* "\nA\nB\n" -> "\nkh(A)\nkh(B)\n" */
-static char *refkeys(const char *s) {
-  struct gw_buf out;
-  gw_buf_init(&out, 1 << 16);
-  if (!pg_keyring) {
-    gw_buf_append(&out, s, strlen(s));
-  } else {
-    gw_buf_append(&out, "\n", 1);
-    for (const char *p = s; p && *p;) {
-      size_t n = strcspn(p, "\n");
-      if (n) {
-        char h[65];
-        gw_keyed_hash(pg_keyring, p, n, h);
-        gw_buf_append(&out, h, 64);
-        gw_buf_append(&out, "\n", 1);
-      }
-      p += n + (p[n] == '\n');
-    }
-    if (out.len == 1)
-      out.len = 0;
-  }
-  gw_buf_append(&out, "", 1);
-  size_t len;
-  return (char *)gw_buf_take(&out, &len);
-}
 
 /* ---- connections ---- */
 
 /* Connects with |conninfo| (a libpq connection string or URI; its own settings win over ours). */
-static PGconn *connect_pg(const char *conninfo, const char *app) {
+struct pg_conn *gw_pg_connect_as(const char *conninfo, const char *app) {
   const char *const kw[] = {"connect_timeout", "application_name", "options", "dbname", NULL};
   const char *const vals[] = {"3", app, "-c client_min_messages=warning", conninfo, NULL};
   return PQconnectdbParams(kw, vals, 1);
@@ -358,7 +325,7 @@ static int ensure(PGconn **c, const char *conninfo, const char *app) {
     if (pcache.c == *c)
       pcache.n = 0; /* a new session: nothing prepared in it */
   } else {
-    *c = connect_pg(conninfo, app);
+    *c = gw_pg_connect_as(conninfo, app);
   }
   if (*c && PQstatus(*c) == CONNECTION_OK) {
     gw_log(GW_LOG_INFO, "store_connected", "app=%s", app);
@@ -368,34 +335,6 @@ static int ensure(PGconn **c, const char *conninfo, const char *app) {
 }
 
 /* ---- the store ---- */
-
-enum witem_kind { W_SUBMIT, W_UPDATE, W_ANSWER, W_LOOKUP, W_READ, W_PRUNE, W_FULL };
-struct prune_wait {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  bool done;
-  int rv;
-  int64_t now;
-  long content, metadata;
-};
-struct witem {
-  enum witem_kind kind;
-  struct witem *next;
-  struct gw_submit *s;
-  struct gw_delivery d;
-  int64_t msg_id;
-  int status;
-  char ctype[64];
-  uint8_t *body;
-  size_t len;
-  gw_store_latest_fn fn;
-  struct gw_rquery rq;
-  gw_store_read_fn read_fn;
-  char meta[240];
-  void *ud;
-  bool failed;
-  struct prune_wait *pw;
-};
 
 struct peer {
   char id[96];
@@ -426,20 +365,12 @@ struct pg_store {
   PGconn *h; /* the heartbeat thread's */
   pthread_t hth;
   pthread_mutex_t mu;
-  pthread_cond_t cv;           /* the writers of new messages wait on it */
-  pthread_cond_t ucv;          /* writer 0 waits on it */
-  struct witem *uhead, *utail; /* delivery states and answers, for writer 0 */
-  pthread_cond_t hcv;          /* the heartbeat thread waits on it (its own: a signal for the writer never wakes it) */
-  struct witem *head, *tail;
+  pthread_cond_t cv;       /* the writers of new messages wait on it */
+  pthread_cond_t ucv;      /* writer 0 waits on it */
+  struct gw_wlist updates; /* delivery states and answers, for writer 0 (under mu) */
+  pthread_cond_t hcv;      /* the heartbeat thread waits on it (its own: a signal for the writer never wakes it) */
+  struct gw_wlist submits; /* the rest, for the writers of new messages (under mu) */
   bool stop;
-  gw_store_accepted_fn on_accepted;
-  void *ud;
-  gw_memory_fn memory;
-  void *memory_ud;
-  gw_merge_fn merge;
-  void *merge_ud;
-  gw_extract_fn extract;
-  void *extract_ud;
   int64_t content_ms, metadata_ms, rejected_ms, prune_every_ms, next_prune_ms;
   uint64_t max_bytes;
   int64_t size_checked_ms;
@@ -851,7 +782,7 @@ static int row_body(struct pg_store *st, const PGresult *r, int row, int col, ui
     return unsealv(r, row, col, msg_id, out, len);
   *out = NULL;
   *len = 0;
-  if (!st->extract)
+  if (!st->base.hooks.extract)
     return GW_ERR_NOTFOUND;
   struct pq p = {0};
   p_i64(&p, msg_id);
@@ -865,7 +796,7 @@ static int row_body(struct pg_store *st, const PGresult *r, int row, int col, ui
     size_t clen = 0;
     rv = unsealv(c, 0, 0, msg_id, &canon, &clen);
     if (rv == GW_OK)
-      rv = st->extract(st->extract_ud, canon, clen, (int)g_i64(r, row, col + 2), out, len);
+      rv = st->base.hooks.extract(st->base.hooks.extract_ud, canon, clen, (int)g_i64(r, row, col + 2), out, len);
     free(canon);
   }
   PQclear(c);
@@ -905,45 +836,27 @@ static int res_latest(struct pg_store *st, const char *clinic, const struct gw_r
   return 0;
 }
 
-static void fhir_id(const char *s, char *out, size_t n) {
-  size_t k = strlen(s);
-  bool ok = k > 0 && k <= 64;
-  for (size_t i = 0; ok && i < k; i++)
-    ok = isalnum((unsigned char)s[i]) || s[i] == '-' || s[i] == '.';
-  snprintf(out, n, "%s", ok ? s : "");
-}
-
 static int keep_versions(struct pg_store *st, struct gw_submit *s, int64_t now) {
   for (int i = 0; i < s->nresf; i++) {
     struct gw_resfact *r = &s->resf[i];
     char id[72] = "";
     int version = 0;
     uint8_t *prev = NULL, *merged = NULL;
-    size_t plen = 0, mlen = 0;
+    size_t plen = 0;
     int rv = res_latest(st, s->caller, r, id, sizeof(id), &version, r->patch ? &prev : NULL, &plen);
     if (rv < 0)
       return GW_ERR_IO;
-    if (!rv) {
-      fhir_id(r->id, id, sizeof(id));
-      if (!id[0])
-        fhir_id(r->identvalue, id, sizeof(id));
-      if (!id[0])
-        snprintf(id, sizeof(id), "cergw-%lld-%d", (long long)s->msg_id, i);
-    }
-    const uint8_t *body = r->body;
-    size_t blen = r->body_len;
-    if (r->patch) {
-      int m = prev && st->merge ? st->merge(st->merge_ud, prev, plen, r->body, r->body_len, &merged, &mlen) : -1;
-      free(prev);
-      if (m != GW_OK) {
-        free(merged);
-        continue;
-      }
-      body = merged;
-      blen = mlen;
-    }
+    if (!rv)
+      gw_store_new_id(r, s->msg_id, i, id, sizeof(id));
+    const uint8_t *body;
+    size_t blen;
+    if (gw_store_version_body(&st->base.hooks, r, prev, plen, &body, &blen, &merged) != GW_OK)
+      continue; /* a PATCH with nothing to merge into: no version kept */
     char h1[65], h2[65];
-    char *refs = refkeys(r->refs);
+    struct gw_buf refs;
+    gw_buf_init(&refs, 1 << 16);
+    gw_store_refkeys(pg_keyring, r->refs, &refs);
+    gw_buf_append(&refs, "", 1);
     struct gw_buf sealed;
     sealv(s->msg_id, body, body ? blen : 0, &sealed);
     struct pq p = {0};
@@ -957,7 +870,7 @@ static int keep_versions(struct pg_store *st, struct gw_submit *s, int64_t now) 
     p_text(&p, kh(r->identvalue, h2));
     p_text(&p, r->status);
     p_i64(&p, r->date_ms);
-    p_text(&p, refs ? refs : "");
+    p_text(&p, refs.data ? (const char *)refs.data : "");
     p_bin(&p, sealed.data, sealed.len);
     p_i64(&p, r->entry);
     rv = exec_p(cur_w->c,
@@ -966,7 +879,7 @@ static int keep_versions(struct pg_store *st, struct gw_submit *s, int64_t now) 
                 " $10::bigint, $11, $12, $13::bigint)",
                 &p, "keep_version", &cur_w->retry);
     gw_buf_cleanup(&sealed);
-    free(refs);
+    gw_buf_cleanup(&refs);
     free(merged);
     if (rv != GW_OK)
       return rv;
@@ -1081,9 +994,9 @@ static int insert_submit(struct pg_store *st, struct gw_submit *s, int64_t now) 
     rv = exec_p(cur_w->c, "INSERT INTO patients(hash, msg_id) VALUES($1, $2::bigint) ON CONFLICT DO NOTHING", &q,
                 "patient_index", &cur_w->retry);
   }
-  if (rv == GW_OK && st->memory) {
+  if (rv == GW_OK && st->base.hooks.memory) {
     struct pg_memq m = {.base = {.ops = &pg_memq_ops}, .st = st};
-    rv = st->memory(st->memory_ud, &m.base, s);
+    rv = st->base.hooks.memory(st->base.hooks.memory_ud, &m.base, s);
   }
   if (rv == GW_OK)
     rv = keep_versions(st, s, now);
@@ -1107,7 +1020,7 @@ static int insert_submit(struct pg_store *st, struct gw_submit *s, int64_t now) 
   return GW_OK;
 }
 
-static int apply_update(const struct witem *it, int64_t now) {
+static int apply_update(const struct gw_witem *it, int64_t now) {
   if (it->kind == W_UPDATE) {
     struct gw_buf err;
     sealv(it->d.msg_id, it->d.last_error, strlen(it->d.last_error), &err);
@@ -1177,8 +1090,8 @@ static bool store_full(struct pg_store *st, char *why, size_t n) {
 }
 
 /* Clears what a run of the batch wrote into its submits, before it runs again. */
-static void reset_batch(struct witem *batch) {
-  for (struct witem *it = batch; it; it = it->next) {
+static void reset_batch(struct gw_witem *batch) {
+  for (struct gw_witem *it = batch; it; it = it->next) {
     if (it->kind != W_SUBMIT)
       continue;
     struct gw_submit *s = it->s;
@@ -1199,9 +1112,9 @@ static void reset_batch(struct witem *batch) {
 
 /* One transaction for the batch, run again while another instance wins a conflict. GW_OK when it
  * committed. */
-static int write_batch(struct pg_store *st, struct witem *batch, int n, int64_t now) {
+static int write_batch(struct pg_store *st, struct gw_witem *batch, int n, int64_t now) {
   bool has_submit = false;
-  for (struct witem *it = batch; it && !has_submit; it = it->next)
+  for (struct gw_witem *it = batch; it && !has_submit; it = it->next)
     has_submit = it->kind == W_SUBMIT;
   if (ensure(&cur_w->c, st->conninfo, "cergw-store") != GW_OK) {
     gw_log(GW_LOG_ERROR, "store_commit_failed", "detail=\"%.200s\" items=%d", PQerrorMessage(cur_w->c), n);
@@ -1209,7 +1122,7 @@ static int write_batch(struct pg_store *st, struct witem *batch, int n, int64_t 
   }
   char full[256];
   if (has_submit && store_full(st, full, sizeof(full))) {
-    for (struct witem *it = batch; it; it = it->next)
+    for (struct gw_witem *it = batch; it; it = it->next)
       if (it->kind == W_SUBMIT) {
         it->s->status = GW_SUB_FAILED;
         snprintf(it->s->reject_en, sizeof(it->s->reject_en), "%s", full);
@@ -1221,7 +1134,7 @@ static int write_batch(struct pg_store *st, struct witem *batch, int n, int64_t 
   for (int attempt = 0;; attempt++) {
     cur_w->retry = false;
     int rv = exec_p(cur_w->c, has_submit ? "BEGIN" : "BEGIN; SET LOCAL synchronous_commit = off", NULL, "begin", NULL);
-    for (struct witem *it = batch; it && rv == GW_OK; it = it->next) {
+    for (struct gw_witem *it = batch; it && rv == GW_OK; it = it->next) {
       if (it->kind == W_SUBMIT) {
         if (insert_submit(st, it->s, now) != GW_OK)
           rv = GW_ERR_IO; /* a failed statement aborts the transaction: the batch fails as a whole */
@@ -1247,14 +1160,14 @@ static int write_batch(struct pg_store *st, struct witem *batch, int n, int64_t 
   }
 }
 
-static void run_lookup(struct witem *it) {
+static void run_lookup(struct gw_witem *it) {
   char *canon = NULL, summary[256];
   int rv = latest(cur_w->c, (const char *)it->body, &canon, summary, sizeof(summary), NULL);
   it->fn(it->ud, rv, canon, summary);
   free(canon);
 }
 
-static void run_read(struct pg_store *st, struct witem *it) {
+static void run_read(struct pg_store *st, struct gw_witem *it) {
   const struct gw_rquery *rq = &it->rq;
   int count = rq->count > 0 && rq->count <= 1000 ? rq->count : 50, total = 0, n = 0, rv = GW_OK;
   struct gw_rrow *rows = calloc((size_t)count, sizeof(*rows));
@@ -1419,36 +1332,21 @@ static void maybe_prune(struct pg_store *st, int64_t now) {
 /* ---- the writer threads ---- */
 
 /* Delivery states and answers go to writer 0, in order; everything else to the writers of new messages. */
-static void enqueue(struct pg_store *st, struct witem *it) {
+static void enqueue(struct pg_store *st, struct gw_witem *it) {
   bool upd = it->kind == W_UPDATE || it->kind == W_ANSWER;
-  struct witem **head = upd ? &st->uhead : &st->head, **tail = upd ? &st->utail : &st->tail;
   pthread_mutex_lock(&st->mu);
-  if (*tail)
-    (*tail)->next = it;
-  else
-    *head = it;
-  *tail = it;
+  gw_wlist_push(upd ? &st->updates : &st->submits, it);
   pthread_cond_signal(upd ? &st->ucv : &st->cv);
   pthread_mutex_unlock(&st->mu);
 }
 
-static void timed_wait(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (ms % 1000) * 1000000L;
-  ts.tv_sec += ts.tv_nsec / 1000000000L;
-  ts.tv_nsec %= 1000000000L;
-  pthread_cond_timedwait(cv, mu, &ts);
-}
-
-static struct witem *take_batch(struct pg_store *st, struct wr *w, bool pause, int *n) {
-  struct witem **head = w->upd ? &st->uhead : &st->head, **tail = w->upd ? &st->utail : &st->tail;
+static struct gw_witem *take_batch(struct pg_store *st, struct wr *w, bool pause, int *n) {
+  struct gw_wlist *l = w->upd ? &st->updates : &st->submits;
   pthread_cond_t *cv = w->upd ? &st->ucv : &st->cv;
   pthread_mutex_lock(&st->mu);
   if (pause && !st->stop)
-    timed_wait(cv, &st->mu, 200);
-  while (!*head && !st->stop) {
+    gw_timed_wait(cv, &st->mu, 200);
+  while (!l->head && !st->stop) {
     if (!w->upd || !st->prune_every_ms) {
       pthread_cond_wait(cv, &st->mu);
       continue;
@@ -1456,82 +1354,35 @@ static struct witem *take_batch(struct pg_store *st, struct wr *w, bool pause, i
     int64_t wait = st->next_prune_ms - gw_wall_ms();
     if (wait <= 0)
       break; /* idle, and a prune step is due */
-    timed_wait(cv, &st->mu, wait);
+    gw_timed_wait(cv, &st->mu, wait);
   }
-  struct witem *batch = *head, *last = batch;
-  *n = batch ? 1 : 0;
-  while (last && last->next && *n < BATCH_MAX) {
-    last = last->next;
-    (*n)++;
-  }
-  if (last) {
-    *head = last->next;
-    if (!*head)
-      *tail = NULL;
-    last->next = NULL;
-  }
+  struct gw_witem *batch = gw_wlist_take(l, BATCH_MAX, n);
   pthread_mutex_unlock(&st->mu);
   return batch;
 }
 
-/* Delivery states and answers not written go back to the head of writer 0's queue, in order. */
-static void requeue(struct pg_store *st, struct witem *retry, struct witem *retry_tail) {
-  if (!retry)
-    return;
-  pthread_mutex_lock(&st->mu);
-  retry_tail->next = st->uhead;
-  st->uhead = retry;
-  if (!st->utail)
-    st->utail = retry_tail;
-  pthread_mutex_unlock(&st->mu);
+static void fin_lookup(void *impl, struct gw_witem *it) {
+  (void)impl;
+  run_lookup(it);
+}
+static void fin_read(void *impl, struct gw_witem *it) { run_read(impl, it); }
+static int fin_prune(void *impl, int64_t now, long *content, long *metadata) {
+  return prune_step(impl, now, content, metadata);
 }
 
-static bool finish_batch(struct pg_store *st, struct witem *batch, int rc) {
-  struct witem *retry = NULL, *retry_tail = NULL;
-  char full[256] = "";
+/* After the commit (see gw_store_finish): delivery states and answers not written go back to the head of
+ * writer 0's queue, in order. */
+static bool finish_batch(struct pg_store *st, struct gw_witem *batch, int rc) {
+  struct gw_wlist retry = {0};
+  char full[256];
   pthread_mutex_lock(&st->mu);
-  bool failed = rc != GW_OK, stopping = st->stop;
+  bool stopping = st->stop;
   pthread_mutex_unlock(&st->mu);
-  for (struct witem *it = batch, *next; it; it = next) {
-    next = it->next;
-    it->next = NULL;
-    if (it->kind == W_LOOKUP)
-      run_lookup(it);
-    if (it->kind == W_READ)
-      run_read(st, it);
-    if (it->kind == W_PRUNE) {
-      struct prune_wait *pw = it->pw;
-      int prv = prune_step(st, pw->now, &pw->content, &pw->metadata);
-      pthread_mutex_lock(&pw->mu);
-      pw->rv = prv;
-      pw->done = true;
-      pthread_cond_signal(&pw->cv);
-      pthread_mutex_unlock(&pw->mu);
-    }
-    if (it->kind == W_SUBMIT || it->kind == W_FULL) {
-      struct gw_submit *s = it->s;
-      if (rc != GW_OK && it->kind == W_SUBMIT) {
-        s->status = GW_SUB_FAILED;
-        s->msg_id = 0;
-      }
-      if (it->kind == W_FULL)
-        snprintf(full, sizeof(full), "%s", s->reject_en);
-      if (s->status == GW_SUB_ACCEPTED && st->on_accepted)
-        st->on_accepted(st->ud, s);
-      else
-        s->done(s);
-    } else if ((it->kind == W_UPDATE || it->kind == W_ANSWER) && rc != GW_OK && !stopping) {
-      if (retry_tail)
-        retry_tail->next = it;
-      else
-        retry = it;
-      retry_tail = it;
-      continue;
-    }
-    free(it->body);
-    free(it);
-  }
-  requeue(st, retry, retry_tail);
+  const struct gw_finish f = {.st = &st->base, .impl = st, .lookup = fin_lookup, .read = fin_read, .prune = fin_prune};
+  bool failed = gw_store_finish(&f, batch, rc == GW_OK, stopping, &retry, full, sizeof(full));
+  pthread_mutex_lock(&st->mu);
+  gw_wlist_requeue(&st->updates, &retry);
+  pthread_mutex_unlock(&st->mu);
   char why[300];
   snprintf(why, sizeof(why), "the store cannot commit (PostgreSQL): %.200s", PQerrorMessage(cur_w->c));
   for (char *p = why; *p; p++)
@@ -1549,7 +1400,7 @@ static void *writer_main(void *arg) {
   bool failed = false;
   for (;;) {
     int n;
-    struct witem *batch = take_batch(st, w, failed, &n);
+    struct gw_witem *batch = take_batch(st, w, failed, &n);
     if (!batch) {
       pthread_mutex_lock(&st->mu);
       bool stop = st->stop;
@@ -1656,7 +1507,7 @@ static void *heartbeat_main(void *arg) {
     beat_once(st);
     pthread_mutex_lock(&st->mu);
     if (!st->stop)
-      timed_wait(&st->hcv, &st->mu, st->beat_ms);
+      gw_timed_wait(&st->hcv, &st->mu, st->beat_ms);
   }
   pthread_mutex_unlock(&st->mu);
   return NULL;
@@ -2103,34 +1954,6 @@ static int pg_outbox_backends(struct gw_store *gst, int64_t since_ms, struct gw_
 
 /* ---- the interface ---- */
 
-static void pg_set_accepted(struct gw_store *gst, gw_store_accepted_fn fn, void *ud) {
-  struct pg_store *st = (struct pg_store *)gst;
-  pthread_mutex_lock(&st->mu);
-  st->on_accepted = fn;
-  st->ud = ud;
-  pthread_mutex_unlock(&st->mu);
-}
-static void pg_set_memory(struct gw_store *gst, gw_memory_fn fn, void *ud) {
-  struct pg_store *st = (struct pg_store *)gst;
-  pthread_mutex_lock(&st->mu);
-  st->memory = fn;
-  st->memory_ud = ud;
-  pthread_mutex_unlock(&st->mu);
-}
-static void pg_set_merge(struct gw_store *gst, gw_merge_fn fn, void *ud) {
-  struct pg_store *st = (struct pg_store *)gst;
-  pthread_mutex_lock(&st->mu);
-  st->merge = fn;
-  st->merge_ud = ud;
-  pthread_mutex_unlock(&st->mu);
-}
-static void pg_set_extract(struct gw_store *gst, gw_extract_fn fn, void *ud) {
-  struct pg_store *st = (struct pg_store *)gst;
-  pthread_mutex_lock(&st->mu);
-  st->extract = fn;
-  st->extract_ud = ud;
-  pthread_mutex_unlock(&st->mu);
-}
 static void pg_set_retention(struct gw_store *gst, uint32_t content_days, uint32_t metadata_days, uint32_t every_ms,
                              uint32_t rejected_days) {
   struct pg_store *st = (struct pg_store *)gst;
@@ -2149,104 +1972,6 @@ static void pg_set_limits(struct gw_store *gst, uint64_t max_bytes, uint64_t min
   pthread_mutex_lock(&st->mu);
   st->max_bytes = max_bytes;
   pthread_mutex_unlock(&st->mu);
-}
-
-static int pg_prune(struct gw_store *gst, int64_t now_ms, long *content, long *metadata) {
-  struct pg_store *st = (struct pg_store *)gst;
-  struct prune_wait pw = {.now = now_ms};
-  pthread_mutex_init(&pw.mu, NULL);
-  pthread_cond_init(&pw.cv, NULL);
-  struct witem *it = gw_calloc(1, sizeof(*it));
-  if (!it)
-    return GW_ERR_NOMEM;
-  it->kind = W_PRUNE;
-  it->pw = &pw;
-  enqueue(st, it);
-  pthread_mutex_lock(&pw.mu);
-  while (!pw.done)
-    pthread_cond_wait(&pw.cv, &pw.mu);
-  pthread_mutex_unlock(&pw.mu);
-  pthread_mutex_destroy(&pw.mu);
-  pthread_cond_destroy(&pw.cv);
-  *content = pw.content;
-  *metadata = pw.metadata;
-  return pw.rv;
-}
-
-static void pg_submit(struct gw_store *gst, struct gw_submit *s) {
-  struct pg_store *st = (struct pg_store *)gst;
-  struct witem *it = gw_calloc(1, sizeof(*it));
-  if (!it) {
-    s->status = GW_SUB_FAILED;
-    s->done(s);
-    return;
-  }
-  it->kind = W_SUBMIT;
-  it->s = s;
-  s->status = GW_SUB_ACCEPTED;
-  enqueue(st, it);
-}
-
-static void pg_update(struct gw_store *gst, const struct gw_delivery *d) {
-  struct pg_store *st = (struct pg_store *)gst;
-  struct witem *it = gw_calloc(1, sizeof(*it));
-  if (!it)
-    return;
-  it->kind = W_UPDATE;
-  it->d.id = d->id;
-  it->d.msg_id = d->msg_id;
-  it->d.state = d->state;
-  it->d.attempts = d->attempts;
-  it->d.next_ms = d->next_ms;
-  it->d.last_status = d->last_status;
-  snprintf(it->d.last_error, sizeof(it->d.last_error), "%s", d->last_error);
-  enqueue(st, it);
-}
-
-static void pg_set_answer(struct gw_store *gst, int64_t msg_id, int status, const char *ctype, const char *location,
-                          const char *etag, const uint8_t *body, size_t len) {
-  struct pg_store *st = (struct pg_store *)gst;
-  struct witem *it = gw_calloc(1, sizeof(*it));
-  if (!it || !(it->body = gw_malloc(len ? len : 1))) {
-    free(it);
-    return;
-  }
-  it->kind = W_ANSWER;
-  snprintf(it->meta, sizeof(it->meta), "%s\t%s", location ? location : "", etag ? etag : "");
-  it->msg_id = msg_id;
-  it->status = status;
-  snprintf(it->ctype, sizeof(it->ctype), "%s", ctype ? ctype : "");
-  memcpy(it->body, body, len);
-  it->len = len;
-  enqueue(st, it);
-}
-
-static void pg_lookup(struct gw_store *gst, const char *rkey, gw_store_latest_fn fn, void *ud) {
-  struct pg_store *st = (struct pg_store *)gst;
-  struct witem *it = gw_calloc(1, sizeof(*it));
-  if (!it || !(it->body = (uint8_t *)gw_strdup(rkey))) {
-    free(it);
-    fn(ud, GW_ERR_NOMEM, NULL, "");
-    return;
-  }
-  it->kind = W_LOOKUP;
-  it->fn = fn;
-  it->ud = ud;
-  enqueue(st, it);
-}
-
-static void pg_read(struct gw_store *gst, const struct gw_rquery *rq, gw_store_read_fn fn, void *ud) {
-  struct pg_store *st = (struct pg_store *)gst;
-  struct witem *it = gw_calloc(1, sizeof(*it));
-  if (!it) {
-    fn(ud, GW_ERR_NOMEM, NULL, 0, 0);
-    return;
-  }
-  it->kind = W_READ;
-  it->rq = *rq;
-  it->read_fn = fn;
-  it->ud = ud;
-  enqueue(st, it);
 }
 
 static int pg_schema_version(struct gw_store *gst) {
@@ -2288,7 +2013,7 @@ static void pg_close(struct gw_store *gst) {
 }
 
 static int gw_pg_connect(const char *conninfo, PGconn **out, struct gw_buf *err) {
-  *out = connect_pg(conninfo, "cergw");
+  *out = gw_pg_connect_as(conninfo, "cergw");
   if (PQstatus(*out) != CONNECTION_OK) {
     gw_buf_printf(err, "postgresql: %s", PQerrorMessage(*out));
     PQfinish(*out);
@@ -2306,8 +2031,8 @@ int gw_store_open_pg(const struct gw_pg_opts *o, gw_store_accepted_fn on_accepte
     free(st);
     return GW_ERR_NOMEM;
   }
-  st->on_accepted = on_accepted;
-  st->ud = ud;
+  st->base.hooks.on_accepted = on_accepted;
+  st->base.hooks.ud = ud;
   st->lease_ms = o->lease_ms ? o->lease_ms : 10000;
   st->beat_ms = st->lease_ms / 5 > 0 ? st->lease_ms / 5 : 1;
   if (o->instance && o->instance[0]) {
@@ -2382,23 +2107,16 @@ int gw_store_open_pg(const struct gw_pg_opts *o, gw_store_accepted_fn on_accepte
   return GW_OK;
 }
 
+static void pg_enqueue(struct gw_store *gst, struct gw_witem *it) { enqueue((struct pg_store *)gst, it); }
+
 static const struct gw_store_ops pg_ops = {.name = "postgresql",
-                                           .set_accepted = pg_set_accepted,
-                                           .set_memory = pg_set_memory,
                                            .close = pg_close,
-                                           .submit = pg_submit,
-                                           .update = pg_update,
-                                           .set_answer = pg_set_answer,
-                                           .read = pg_read,
-                                           .set_merge = pg_set_merge,
-                                           .set_extract = pg_set_extract,
+                                           .enqueue = pg_enqueue,
                                            .set_retention = pg_set_retention,
                                            .set_limits = pg_set_limits,
-                                           .prune = pg_prune,
                                            .load = pg_load,
                                            .load_range = pg_load_range,
                                            .claim = pg_claim,
-                                           .lookup = pg_lookup,
                                            .schema_version = pg_schema_version,
                                            .outbox_list = pg_outbox_list,
                                            .outbox_show = pg_outbox_show,

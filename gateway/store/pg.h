@@ -31,6 +31,10 @@ void gw_store_pg_use_keyring(const struct gw_keyring *kr);
 const struct gw_keyring *gw_store_pg_keyring(void);
 /* Prometheus lines of an open PostgreSQL store (claims, takeovers, serialization retries). */
 void gw_store_pg_metrics(struct gw_buf *out);
+/* A connection to |conninfo| (a libpq string or URI; its own settings win over ours: a 3 s connect timeout,
+ * warnings only), named |app| in pg_stat_activity; PQstatus tells whether it is up. libpq's PGconn. */
+struct pg_conn;
+struct pg_conn *gw_pg_connect_as(const char *conninfo, const char *app);
 /* `cergw store|outbox --pg CONNINFO ...`: the operator's commands against a PostgreSQL store. */
 int gw_pg_store_cmd(const char *conninfo, int argc, char **argv);
 int gw_pg_outbox_cmd(const char *conninfo, int argc, char **argv);

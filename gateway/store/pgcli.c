@@ -14,6 +14,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/err.h"
+#include "store/cli.h"
 #include "store/pg.h"
 #include "store/store.h"
 #include "tls/seal.h"
@@ -22,9 +23,7 @@
 static const struct gw_keyring *cli_keyring(void) { return gw_store_pg_keyring(); }
 
 static PGconn *cli_connect(const char *conninfo) {
-  const char *const kw[] = {"connect_timeout", "application_name", "options", "dbname", NULL};
-  const char *const vals[] = {"5", "cergw-cli", "-c client_min_messages=warning", conninfo, NULL};
-  PGconn *c = PQconnectdbParams(kw, vals, 1);
+  PGconn *c = gw_pg_connect_as(conninfo, "cergw-cli");
   if (PQstatus(c) != CONNECTION_OK) {
     fprintf(stderr, "postgresql: %s", PQerrorMessage(c));
     PQfinish(c);
@@ -77,38 +76,6 @@ static char *opened(const PGresult *r, int row, int col, int64_t aad) {
   return out ? out : strdup("");
 }
 
-static void one_line(const char *s, char *out, size_t max) {
-  size_t i = 0;
-  for (; s[i] && i + 1 < max; i++)
-    out[i] = (unsigned char)s[i] < 0x20 ? ' ' : s[i];
-  out[i] = 0;
-}
-
-static void utc(int64_t ms, char *out, size_t n) {
-  time_t t = (time_t)(ms / 1000);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-static void age(int64_t ms, char *out, size_t n) {
-  int64_t s = (gw_wall_ms() - ms) / 1000;
-  if (s < 120)
-    snprintf(out, n, "%llds", (long long)s);
-  else if (s < 7200)
-    snprintf(out, n, "%lldm", (long long)s / 60);
-  else if (s < 172800)
-    snprintf(out, n, "%lldh", (long long)s / 3600);
-  else
-    snprintf(out, n, "%lldd", (long long)s / 86400);
-}
-
-static void print_payload(const char *p) {
-  for (size_t i = 0; p[i]; i++)
-    putchar(p[i] == '\r' && p[i + 1] != '\n' ? '\n' : p[i]);
-  putchar('\n');
-}
-
 static int usage(void) {
   fprintf(stderr,
           "usage: cergw outbox --pg CONNINFO list [--state S] [--backend NAME] [--clinic RPWDL] [--since DAYS|DATE]\n"
@@ -123,41 +90,14 @@ static int usage(void) {
 }
 
 static int list(PGconn *c, int argc, char **argv) {
-  int state = !strcmp(argv[0], "dead") ? GW_DS_DEAD : -1;
-  const char *backend = "", *clinic = "", *limit = "100";
-  int64_t since = 0;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--state") && i + 1 < argc && (state = gw_dstate_parse(argv[++i])) >= 0)
-      continue;
-    if (!strcmp(argv[i], "--limit") && i + 1 < argc && atol(argv[i + 1]) > 0) {
-      limit = argv[++i];
-      continue;
-    }
-    if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
-      backend = argv[++i];
-      continue;
-    }
-    if (!strcmp(argv[i], "--clinic") && i + 1 < argc) {
-      clinic = argv[++i];
-      continue;
-    }
-    if (!strcmp(argv[i], "--since") && i + 1 < argc) {
-      const char *v = argv[++i];
-      struct tm tm = {0};
-      if (strlen(v) == 10 && strptime(v, "%Y-%m-%d", &tm))
-        since = (int64_t)timegm(&tm) * 1000;
-      else if (strtol(v, NULL, 10) > 0)
-        since = gw_wall_ms() - strtol(v, NULL, 10) * 86400000LL;
-      else
-        return usage();
-      continue;
-    }
+  struct gw_obx_query oq;
+  if (gw_cli_list_args(argc, argv, &oq))
     return usage();
-  }
-  char st[16], sn[24];
-  snprintf(st, sizeof(st), "%d", state);
-  snprintf(sn, sizeof(sn), "%lld", (long long)since);
-  const char *v[] = {st, limit, backend, clinic, sn};
+  char st[16], sn[24], lim[16];
+  snprintf(st, sizeof(st), "%d", oq.state);
+  snprintf(sn, sizeof(sn), "%lld", (long long)oq.since_ms);
+  snprintf(lim, sizeof(lim), "%d", oq.limit);
+  const char *v[] = {st, lim, oq.backend, oq.clinic, sn};
   PGresult *r = q(c,
                   "SELECT d.id, d.msg_id, m.caller, m.op, CASE WHEN strpos(d.rkey, '|') > 0 THEN substr(d.rkey,"
                   " strpos(d.rkey, '|') + 1) ELSE COALESCE(m.rtype || '/' || m.rid, m.rtype, '-') END, d.backend,"
@@ -172,9 +112,9 @@ static int list(PGconn *c, int argc, char **argv) {
          "RESOURCE", "BACKEND", "STATE", "TRY", "AGE", "LAST", "OWNER", "LAST ERROR");
   for (int i = 0; i < PQntuples(r); i++) {
     char ago[16], err[120];
-    age(atoll(PQgetvalue(r, i, 8)), ago, sizeof(ago));
+    gw_cli_age(atoll(PQgetvalue(r, i, 8)), ago, sizeof(ago));
     char *e = opened(r, i, 10, atoll(PQgetvalue(r, i, 1)));
-    one_line(e, err, sizeof(err));
+    gw_cli_one_line((const unsigned char *)e, strlen(e), err, sizeof(err));
     free(e);
     printf("%-7s %-7s %-13s %-26s %-24s %-18s %-16s %-4s %-5s %-4s %-24s %s\n", PQgetvalue(r, i, 0),
            PQgetvalue(r, i, 1), PQgetvalue(r, i, 2), PQgetvalue(r, i, 3), PQgetvalue(r, i, 4), PQgetvalue(r, i, 5),
@@ -204,12 +144,12 @@ static int show(PGconn *c, int argc, char **argv) {
   }
   int64_t mid = atoll(PQgetvalue(r, 0, 1));
   char t1[32], t2[32], t3[32] = "-", err[300];
-  utc(atoll(PQgetvalue(r, 0, 17)), t1, sizeof(t1));
-  utc(atoll(PQgetvalue(r, 0, 6)), t2, sizeof(t2));
+  gw_cli_utc(atoll(PQgetvalue(r, 0, 17)), t1, sizeof(t1));
+  gw_cli_utc(atoll(PQgetvalue(r, 0, 6)), t2, sizeof(t2));
   if (!PQgetisnull(r, 0, 16))
-    utc(atoll(PQgetvalue(r, 0, 16)), t3, sizeof(t3));
+    gw_cli_utc(atoll(PQgetvalue(r, 0, 16)), t3, sizeof(t3));
   char *e = opened(r, 0, 7, mid), *payload = opened(r, 0, 12, mid), *orig = opened(r, 0, 13, mid);
-  one_line(e, err, sizeof(err));
+  gw_cli_one_line((const unsigned char *)e, strlen(e), err, sizeof(err));
   printf("delivery:        %s\nmessage:         %s (received %s)\nclinic:          %s\noperation:       %s\n"
          "backend:         %s\ntarget path:     %s\nstate:           %s\nattempts:        %s\nlast status:     %s\n"
          "last answer:     %s\ncreated:         %s\nfinished:        %s\nidempotency key: %s\nordering key:    %s\n"
@@ -224,18 +164,18 @@ static int show(PGconn *c, int argc, char **argv) {
   printf("--- attempts ---\n");
   for (int i = 0; a && i < PQntuples(a); i++) {
     char t[32], line[200];
-    utc(atoll(PQgetvalue(a, i, 1)), t, sizeof(t));
+    gw_cli_utc(atoll(PQgetvalue(a, i, 1)), t, sizeof(t));
     char *ans = opened(a, i, 4, mid);
-    one_line(ans, line, sizeof(line));
+    gw_cli_one_line((const unsigned char *)ans, strlen(ans), line, sizeof(line));
     free(ans);
     printf("#%d %s -> %s, status %s%s%s\n", i + 1, t, gw_dstate_name(atoi(PQgetvalue(a, i, 2))), PQgetvalue(a, i, 3),
            line[0] ? ": " : "", line);
   }
   PQclear(a);
   printf("--- payload ---\n");
-  print_payload(payload);
+  gw_cli_print_payload((const unsigned char *)payload, strlen(payload));
   printf("--- original ---\n");
-  print_payload(orig);
+  gw_cli_print_payload((const unsigned char *)orig, strlen(orig));
   free(e);
   free(payload);
   free(orig);
@@ -296,7 +236,7 @@ static int find(PGconn *c, int argc, char **argv) {
          "DELIVERIES (id:backend=state)");
   for (int i = 0; i < PQntuples(r); i++) {
     char t[32];
-    utc(atoll(PQgetvalue(r, i, 1)), t, sizeof(t));
+    gw_cli_utc(atoll(PQgetvalue(r, i, 1)), t, sizeof(t));
     printf("%-7s %-20s %-13s %-26s %-8s %s\n", PQgetvalue(r, i, 0), t, PQgetvalue(r, i, 2), PQgetvalue(r, i, 3),
            PQgetvalue(r, i, 4)[0] == 't' ? "kept" : "pruned", PQgetvalue(r, i, 5));
   }

@@ -1,3 +1,5 @@
+#include "store/cli.h"
+#include "store/queue.h"
 #include "store/store.h"
 
 #include <ctype.h>
@@ -30,33 +32,6 @@ static const struct gw_store_ops sq_ops;
 static const struct gw_memq_ops sq_memq_ops;
 
 /* Items for the writer: a submit, a delivery update, an answer, or a lookup (run after the commit). */
-enum witem_kind { W_SUBMIT, W_UPDATE, W_ANSWER, W_LOOKUP, W_READ, W_PRUNE, W_FULL /* a submit refused: full */ };
-struct prune_wait { /* W_PRUNE: gw_store_prune waits on it */
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  bool done;
-  int rv;
-  int64_t now;
-  long content, metadata;
-};
-struct witem {
-  enum witem_kind kind;
-  struct witem *next;
-  struct gw_submit *s;  /* W_SUBMIT */
-  struct gw_delivery d; /* W_UPDATE: id, state, attempts, next_ms, last_status, last_error */
-  int64_t msg_id;       /* W_ANSWER */
-  int status;
-  char ctype[64];
-  uint8_t *body; /* W_ANSWER: the answer; W_LOOKUP: the ordering key */
-  size_t len;
-  gw_store_latest_fn fn; /* W_LOOKUP */
-  struct gw_rquery rq;   /* W_READ */
-  gw_store_read_fn read_fn;
-  char meta[240]; /* W_ANSWER: "location\tetag" */
-  void *ud;
-  bool failed;           /* W_UPDATE, W_ANSWER: not written by the last batch */
-  struct prune_wait *pw; /* W_PRUNE */
-};
 
 /* The schema, as forward migrations: migrations[v] takes a database of version v
  * to v + 1 (PRAGMA user_version). Version 0 is a new file, or a database
@@ -252,17 +227,9 @@ struct sq_store {
   pthread_t th;
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  struct witem *head, *tail;
+  struct gw_wlist q_items; /* the writer's queue, under mu */
   bool stop;
-  gw_store_accepted_fn on_accepted;
-  void *ud;
-  bool synced_full;    /* the writer connection's current synchronous mode */
-  gw_memory_fn memory; /* the rules with memory, or NULL */
-  void *memory_ud;
-  gw_merge_fn merge; /* a PATCH merged into the version before, or NULL */
-  void *merge_ud;
-  gw_extract_fn extract; /* a version kept as its message holds it, read out of the canonical form */
-  void *extract_ud;
+  bool synced_full; /* the writer connection's current synchronous mode */
   /* retention (gw_store_set_retention), read and written by the writer only after it is set */
   int64_t content_ms, metadata_ms, rejected_ms, prune_every_ms, next_prune_ms;
   char dir[4096];                     /* the data directory (free space) */
@@ -349,23 +316,10 @@ static void fn_refkeys(sqlite3_context *cx, int argc, sqlite3_value **v) {
     sqlite3_result_value(cx, v[0]);
     return;
   }
-  const char *s = (const char *)sqlite3_value_text(v[0]);
   struct gw_buf out;
   gw_buf_init(&out, 1 << 16);
-  gw_buf_append(&out, "\n", 1); /* "\n" alone: none */
-  for (const char *p = s; p && *p;) {
-    size_t n = strcspn(p, "\n");
-    if (n) {
-      char h[65];
-      gw_keyed_hash(keyring, p, n, h);
-      gw_buf_append(&out, h, 64);
-      gw_buf_append(&out, "\n", 1);
-    }
-    p += n + (p[n] == '\n');
-  }
-  if (out.len == 1)
-    out.len = 0; /* as the facts write no reference: "" */
-  sqlite3_result_text(cx, (const char *)out.data, (int)out.len, SQLITE_TRANSIENT);
+  gw_store_refkeys(keyring, (const char *)sqlite3_value_text(v[0]), &out);
+  sqlite3_result_text(cx, out.data ? (const char *)out.data : "", (int)out.len, SQLITE_TRANSIENT);
   gw_buf_cleanup(&out);
 }
 
@@ -640,14 +594,6 @@ static int sq_appt_put(struct gw_memq *gm, const char *caller, const char *key, 
   return step_done(m->st->w, q, "appt_put");
 }
 
-static void sq_set_memory(struct gw_store *gst, gw_memory_fn fn, void *ud) {
-  struct sq_store *st = (struct sq_store *)gst;
-  pthread_mutex_lock(&st->mu);
-  st->memory = fn;
-  st->memory_ud = ud;
-  pthread_mutex_unlock(&st->mu);
-}
-
 static int exec(sqlite3 *db, const char *sql) {
   int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
   if (rc != SQLITE_OK)
@@ -677,7 +623,7 @@ static int insert_deliveries(struct sq_store *st, struct gw_submit *s, int64_t n
   return GW_OK;
 }
 
-static void enqueue(struct sq_store *st, struct witem *it);
+static void enqueue(struct sq_store *st, struct gw_witem *it);
 
 /* "p1=delivered apkolce=queued" for message |id|, into |summary|. */
 static int summarize(sqlite3 *db, int64_t id, char *summary, size_t n) {
@@ -731,50 +677,6 @@ out:
   return rv;
 }
 
-static void sq_lookup(struct gw_store *gst, const char *rkey, gw_store_latest_fn fn, void *ud) {
-  struct sq_store *st = (struct sq_store *)gst;
-  struct witem *it = gw_calloc(1, sizeof(*it));
-  if (!it || !(it->body = (uint8_t *)gw_strdup(rkey))) {
-    free(it);
-    fn(ud, GW_ERR_NOMEM, NULL, "");
-    return;
-  }
-  it->kind = W_LOOKUP;
-  it->fn = fn;
-  it->ud = ud;
-  enqueue(st, it);
-}
-
-static void sq_read(struct gw_store *gst, const struct gw_rquery *rq, gw_store_read_fn fn, void *ud) {
-  struct sq_store *st = (struct sq_store *)gst;
-  struct witem *it = gw_calloc(1, sizeof(*it));
-  if (!it) {
-    fn(ud, GW_ERR_NOMEM, NULL, 0, 0);
-    return;
-  }
-  it->kind = W_READ;
-  it->rq = *rq;
-  it->read_fn = fn;
-  it->ud = ud;
-  enqueue(st, it);
-}
-
-static void sq_set_merge(struct gw_store *gst, gw_merge_fn fn, void *ud) {
-  struct sq_store *st = (struct sq_store *)gst;
-  pthread_mutex_lock(&st->mu);
-  st->merge = fn;
-  st->merge_ud = ud;
-  pthread_mutex_unlock(&st->mu);
-}
-
-static void sq_set_extract(struct gw_store *gst, gw_extract_fn fn, void *ud) {
-  struct sq_store *st = (struct sq_store *)gst;
-  pthread_mutex_lock(&st->mu);
-  st->extract = fn;
-  st->extract_ud = ud;
-  pthread_mutex_unlock(&st->mu);
-}
-
 /* A version's body from a row (|q| at column |col|: body, then msg_id and entry): its own, or when it
  * has none (stored empty), the resource at its entry of its message's canonical form. |*out| malloc'd,
  * NUL-terminated. GW_OK, GW_ERR_NOTFOUND (the canonical form is gone) or another error. */
@@ -790,7 +692,7 @@ static int row_body(struct sq_store *st, sqlite3_stmt *q, int col, uint8_t **out
     *len = (size_t)n;
     return GW_OK;
   }
-  if (!st->extract)
+  if (!st->base.hooks.extract)
     return GW_ERR_NOTFOUND;
   int64_t msg_id = sqlite3_column_int64(q, col + 1);
   int entry = sqlite3_column_int(q, col + 2);
@@ -800,7 +702,8 @@ static int row_body(struct sq_store *st, sqlite3_stmt *q, int col, uint8_t **out
     return failed_step(st->w, "resource_body", 0);
   sqlite3_bind_int64(c, 1, msg_id);
   if (sqlite3_step(c) == SQLITE_ROW && sqlite3_column_bytes(c, 0) > 0)
-    rv = st->extract(st->extract_ud, sqlite3_column_blob(c, 0), (size_t)sqlite3_column_bytes(c, 0), entry, out, len);
+    rv = st->base.hooks.extract(st->base.hooks.extract_ud, sqlite3_column_blob(c, 0),
+                                (size_t)sqlite3_column_bytes(c, 0), entry, out, len);
   sqlite3_finalize(c);
   return rv;
 }
@@ -833,7 +736,7 @@ static void bind_read(sqlite3_stmt *q, const struct gw_rquery *rq) {
 
 /* Runs a FHIR read on the writer's connection, after the batch committed: a page of rows, newest
  * first (a history: highest version first), with the delivery summary of each row's message. */
-static void run_read(struct sq_store *st, struct witem *it) {
+static void run_read(struct sq_store *st, struct gw_witem *it) {
   const struct gw_rquery *rq = &it->rq;
   int count = rq->count > 0 && rq->count <= 1000 ? rq->count : 50, total = 0, n = 0, rv = GW_OK;
   struct gw_rrow *rows = calloc((size_t)count, sizeof(*rows));
@@ -882,7 +785,7 @@ out:
 }
 
 /* After the commit: the lookups of this batch see everything committed so far. */
-static void run_lookup(struct sq_store *st, struct witem *it) {
+static void run_lookup(struct sq_store *st, struct gw_witem *it) {
   char *canon = NULL, summary[256];
   int rv = latest(st->w, (const char *)it->body, &canon, summary, sizeof(summary));
   it->fn(it->ud, rv, canon, summary);
@@ -917,15 +820,6 @@ static int res_latest(struct sq_store *st, const char *clinic, const struct gw_r
   return rv;
 }
 
-/* A FHIR id ([A-Za-z0-9.-]{1,64}) from |s|, or "" when it is not one. */
-static void fhir_id(const char *s, char *out, size_t n) {
-  size_t k = strlen(s);
-  bool ok = k > 0 && k <= 64;
-  for (size_t i = 0; ok && i < k; i++)
-    ok = isalnum((unsigned char)s[i]) || s[i] == '-' || s[i] == '.';
-  snprintf(out, n, "%s", ok ? s : "");
-}
-
 /* If-Match: the update names the version it expects of its resource; another one refuses it. */
 static int check_if_match(struct sq_store *st, struct gw_submit *s) {
   if (!s->if_match || !s->nresf)
@@ -951,29 +845,16 @@ static int keep_versions(struct sq_store *st, struct gw_submit *s, int64_t now) 
     char id[72] = "";
     int version = 0;
     uint8_t *prev = NULL, *merged = NULL;
-    size_t plen = 0, mlen = 0;
+    size_t plen = 0;
     int rv = res_latest(st, s->caller, r, id, sizeof(id), &version, r->patch ? &prev : NULL, &plen);
     if (rv < 0)
       return GW_ERR_IO;
-    if (!rv) {
-      fhir_id(r->id, id, sizeof(id));
-      if (!id[0])
-        fhir_id(r->identvalue, id, sizeof(id));
-      if (!id[0])
-        snprintf(id, sizeof(id), "cergw-%lld-%d", (long long)s->msg_id, i);
-    }
-    const uint8_t *body = r->body;
-    size_t blen = r->body_len;
-    if (r->patch) {
-      int m = prev && st->merge ? st->merge(st->merge_ud, prev, plen, r->body, r->body_len, &merged, &mlen) : -1;
-      free(prev);
-      if (m != GW_OK) {
-        free(merged);
-        continue; /* nothing to merge into */
-      }
-      body = merged;
-      blen = mlen;
-    }
+    if (!rv)
+      gw_store_new_id(r, s->msg_id, i, id, sizeof(id));
+    const uint8_t *body;
+    size_t blen;
+    if (gw_store_version_body(&st->base.hooks, r, prev, plen, &body, &blen, &merged) != GW_OK)
+      continue; /* a PATCH with nothing to merge into: no version kept */
     sqlite3_stmt *q = st->st[S_RES_PUT];
     bind_text(q, 1, s->caller);
     bind_text(q, 2, r->rtype);
@@ -1043,9 +924,9 @@ static int insert_submit(struct sq_store *st, struct gw_submit *s, int64_t now) 
     sqlite3_bind_int64(p, 2, s->msg_id);
     rv = step_done(st->w, p, "patient_index");
   }
-  if (rv == GW_OK && st->memory) {
+  if (rv == GW_OK && st->base.hooks.memory) {
     struct sq_memq m = {.base = {.ops = &sq_memq_ops}, .st = st};
-    rv = st->memory(st->memory_ud, &m.base, s);
+    rv = st->base.hooks.memory(st->base.hooks.memory_ud, &m.base, s);
   }
   if (rv == GW_OK)
     rv = keep_versions(st, s, now);
@@ -1067,7 +948,7 @@ static int insert_submit(struct sq_store *st, struct gw_submit *s, int64_t now) 
   return GW_OK;
 }
 
-static int apply_update(struct sq_store *st, const struct witem *it, int64_t now) {
+static int apply_update(struct sq_store *st, const struct gw_witem *it, int64_t now) {
   sqlite3_stmt *q;
   if (it->kind == W_UPDATE) {
     q = st->st[S_UPD_DEL];
@@ -1260,17 +1141,11 @@ static void maybe_prune(struct sq_store *st, int64_t now) {
   st->next_prune_ms = now + (rv == GW_OK && (c == PRUNE_STEP || m == PRUNE_STEP) ? 20 : st->prune_every_ms);
 }
 
-static struct witem *take_batch(struct sq_store *st, bool pause, int *n) {
+static struct gw_witem *take_batch(struct sq_store *st, bool pause, int *n) {
   pthread_mutex_lock(&st->mu);
-  if (pause && !st->stop) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 200 * 1000000L;
-    ts.tv_sec += ts.tv_nsec / 1000000000L;
-    ts.tv_nsec %= 1000000000L;
-    pthread_cond_timedwait(&st->cv, &st->mu, &ts);
-  }
-  while (!st->head && !st->stop) {
+  if (pause && !st->stop)
+    gw_timed_wait(&st->cv, &st->mu, 200);
+  while (!st->q_items.head && !st->stop) {
     if (!st->prune_every_ms) {
       pthread_cond_wait(&st->cv, &st->mu);
       continue;
@@ -1278,43 +1153,26 @@ static struct witem *take_batch(struct sq_store *st, bool pause, int *n) {
     int64_t wait = st->next_prune_ms - gw_wall_ms();
     if (wait <= 0)
       break; /* idle, and a prune step is due */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += wait / 1000;
-    ts.tv_nsec += (wait % 1000) * 1000000L;
-    ts.tv_sec += ts.tv_nsec / 1000000000L;
-    ts.tv_nsec %= 1000000000L;
-    pthread_cond_timedwait(&st->cv, &st->mu, &ts);
+    gw_timed_wait(&st->cv, &st->mu, wait);
   }
-  struct witem *batch = st->head, *last = batch;
-  *n = batch ? 1 : 0;
-  while (last && last->next && *n < BATCH_MAX) {
-    last = last->next;
-    (*n)++;
-  }
-  if (last) {
-    st->head = last->next;
-    if (!st->head)
-      st->tail = NULL;
-    last->next = NULL;
-  }
+  struct gw_witem *batch = gw_wlist_take(&st->q_items, BATCH_MAX, n);
   pthread_mutex_unlock(&st->mu);
   return batch;
 }
 
 /* One transaction for the batch. Returns SQLITE_OK when it committed; an update that could not be
  * written is marked (it->failed) to be tried again. */
-static int write_batch(struct sq_store *st, struct witem *batch, int n, int64_t now) {
+static int write_batch(struct sq_store *st, struct gw_witem *batch, int n, int64_t now) {
   /* A batch with new messages is synced to disk before anybody hears of them. A batch of
    * delivery-state changes and stored answers only is not: losing one to a power cut means a
    * delivery is attempted again with the same idempotency key, or an answer is rebuilt from
    * the states; the next synced commit makes them durable anyway. */
   bool has_submit = false;
-  for (struct witem *it = batch; it && !has_submit; it = it->next)
+  for (struct gw_witem *it = batch; it && !has_submit; it = it->next)
     has_submit = it->kind == W_SUBMIT;
   char full[256];
   if (has_submit && store_full(st, full, sizeof(full))) { /* new messages refused, state changes still written */
-    for (struct witem *it = batch; it; it = it->next)
+    for (struct gw_witem *it = batch; it; it = it->next)
       if (it->kind == W_SUBMIT && it->s->status == GW_SUB_ACCEPTED) {
         it->s->status = GW_SUB_FAILED;
         snprintf(it->s->reject_en, sizeof(it->s->reject_en), "%s", full);
@@ -1328,7 +1186,7 @@ static int write_batch(struct sq_store *st, struct witem *batch, int n, int64_t 
     st->synced_full = has_submit;
   }
   int rc = exec(st->w, "BEGIN IMMEDIATE");
-  for (struct witem *it = batch; it && rc == SQLITE_OK; it = it->next) {
+  for (struct gw_witem *it = batch; it && rc == SQLITE_OK; it = it->next) {
     if (it->kind == W_FULL)
       continue;
     if (it->kind == W_SUBMIT && insert_submit(st, it->s, now) != GW_OK)
@@ -1349,69 +1207,26 @@ static int write_batch(struct sq_store *st, struct witem *batch, int n, int64_t 
   return rc;
 }
 
-/* Puts |retry| (in order) back at the head of the queue. */
-static void requeue(struct sq_store *st, struct witem *retry, struct witem *retry_tail) {
-  if (!retry)
-    return;
-  pthread_mutex_lock(&st->mu);
-  retry_tail->next = st->head;
-  st->head = retry;
-  if (!st->tail)
-    st->tail = retry_tail;
-  pthread_mutex_unlock(&st->mu);
+static void fin_lookup(void *impl, struct gw_witem *it) { run_lookup(impl, it); }
+static void fin_read(void *impl, struct gw_witem *it) { run_read(impl, it); }
+static int fin_prune(void *impl, int64_t now, long *content, long *metadata) {
+  return prune_step(impl, now, content, metadata);
 }
 
 /* After the commit: who waits hears of it (only now, with the data on disk); state changes and answers
  * that were not written go back to the queue, so the store and the dispatcher's view agree after any
  * fault. Returns whether anything failed. */
-static bool finish_batch(struct sq_store *st, struct witem *batch, int rc) {
-  struct witem *retry = NULL, *retry_tail = NULL;
-  char full[256] = ""; /* new messages refused: the store is full */
+static bool finish_batch(struct sq_store *st, struct gw_witem *batch, int rc) {
+  struct gw_wlist retry = {0};
+  char full[256]; /* new messages refused: the store is full */
   pthread_mutex_lock(&st->mu);
-  bool failed = rc != SQLITE_OK, stopping = st->stop; /* stopping: what is not written now is lost */
+  bool stopping = st->stop; /* stopping: what is not written now is lost */
   pthread_mutex_unlock(&st->mu);
-  for (struct witem *it = batch, *next; it; it = next) {
-    next = it->next;
-    it->next = NULL;
-    if (it->kind == W_LOOKUP)
-      run_lookup(st, it);
-    if (it->kind == W_READ)
-      run_read(st, it);
-    if (it->kind == W_PRUNE) {
-      struct prune_wait *pw = it->pw;
-      int prv = prune_step(st, pw->now, &pw->content, &pw->metadata);
-      pthread_mutex_lock(&pw->mu);
-      pw->rv = prv;
-      pw->done = true;
-      pthread_cond_signal(&pw->cv);
-      pthread_mutex_unlock(&pw->mu);
-    }
-    if (it->kind == W_SUBMIT || it->kind == W_FULL) {
-      struct gw_submit *s = it->s;
-      if (rc != SQLITE_OK)
-        s->status = GW_SUB_FAILED;
-      if (it->kind == W_FULL)
-        snprintf(full, sizeof(full), "%s", s->reject_en);
-      else
-        failed |= s->status == GW_SUB_FAILED;
-      if (s->status == GW_SUB_ACCEPTED && st->on_accepted)
-        st->on_accepted(st->ud, s);
-      else
-        s->done(s);
-    } else if ((it->kind == W_UPDATE || it->kind == W_ANSWER) && (rc != SQLITE_OK || it->failed) && !stopping) {
-      failed = true;
-      it->failed = false;
-      if (retry_tail)
-        retry_tail->next = it;
-      else
-        retry = it;
-      retry_tail = it;
-      continue;
-    }
-    free(it->body);
-    free(it);
-  }
-  requeue(st, retry, retry_tail);
+  const struct gw_finish f = {.st = &st->base, .impl = st, .lookup = fin_lookup, .read = fin_read, .prune = fin_prune};
+  bool failed = gw_store_finish(&f, batch, rc == SQLITE_OK, stopping, &retry, full, sizeof(full));
+  pthread_mutex_lock(&st->mu);
+  gw_wlist_requeue(&st->q_items, &retry);
+  pthread_mutex_unlock(&st->mu);
   char why[300];
   snprintf(why, sizeof(why), "the store cannot commit: %s", sqlite3_errmsg(st->w));
   gw_health_set(GW_HEALTH_STORE, failed ? why : full[0] ? full : NULL);
@@ -1424,7 +1239,7 @@ static void *writer_main(void *arg) {
   bool failed = false;
   for (;;) {
     int n;
-    struct witem *batch = take_batch(st, failed, &n);
+    struct gw_witem *batch = take_batch(st, failed, &n);
     if (!batch) {
       pthread_mutex_lock(&st->mu);
       bool stop = st->stop;
@@ -1441,13 +1256,9 @@ static void *writer_main(void *arg) {
   return NULL;
 }
 
-static void enqueue(struct sq_store *st, struct witem *it) {
+static void enqueue(struct sq_store *st, struct gw_witem *it) {
   pthread_mutex_lock(&st->mu);
-  if (st->tail)
-    st->tail->next = it;
-  else
-    st->head = it;
-  st->tail = it;
+  gw_wlist_push(&st->q_items, it);
   pthread_cond_signal(&st->cv);
   pthread_mutex_unlock(&st->mu);
 }
@@ -1463,74 +1274,6 @@ static void sq_set_retention(struct gw_store *gst, uint32_t content_days, uint32
   st->next_prune_ms = gw_wall_ms() + st->prune_every_ms;
   pthread_cond_signal(&st->cv);
   pthread_mutex_unlock(&st->mu);
-}
-
-static int sq_prune(struct gw_store *gst, int64_t now_ms, long *content, long *metadata) {
-  struct sq_store *st = (struct sq_store *)gst;
-  struct prune_wait pw = {.now = now_ms};
-  pthread_mutex_init(&pw.mu, NULL);
-  pthread_cond_init(&pw.cv, NULL);
-  struct witem *it = gw_calloc(1, sizeof(*it));
-  if (!it)
-    return GW_ERR_NOMEM;
-  it->kind = W_PRUNE;
-  it->pw = &pw;
-  enqueue(st, it);
-  pthread_mutex_lock(&pw.mu);
-  while (!pw.done)
-    pthread_cond_wait(&pw.cv, &pw.mu);
-  pthread_mutex_unlock(&pw.mu);
-  pthread_mutex_destroy(&pw.mu);
-  pthread_cond_destroy(&pw.cv);
-  *content = pw.content;
-  *metadata = pw.metadata;
-  return pw.rv;
-}
-
-static void sq_submit(struct gw_store *gst, struct gw_submit *s) {
-  struct sq_store *st = (struct sq_store *)gst;
-  struct witem *it = gw_calloc(1, sizeof(*it));
-  if (!it) {
-    s->status = GW_SUB_FAILED;
-    s->done(s);
-    return;
-  }
-  it->kind = W_SUBMIT;
-  it->s = s;
-  enqueue(st, it);
-}
-
-static void sq_update(struct gw_store *gst, const struct gw_delivery *d) {
-  struct sq_store *st = (struct sq_store *)gst;
-  struct witem *it = gw_calloc(1, sizeof(*it));
-  if (!it)
-    return; /* the row keeps its older state: at worst one more attempt after a restart */
-  it->kind = W_UPDATE;
-  it->d.id = d->id;
-  it->d.state = d->state;
-  it->d.attempts = d->attempts;
-  it->d.next_ms = d->next_ms;
-  it->d.last_status = d->last_status;
-  memcpy(it->d.last_error, d->last_error, sizeof(it->d.last_error));
-  enqueue(st, it);
-}
-
-static void sq_set_answer(struct gw_store *gst, int64_t msg_id, int status, const char *ctype, const char *location,
-                          const char *etag, const uint8_t *body, size_t len) {
-  struct sq_store *st = (struct sq_store *)gst;
-  struct witem *it = gw_calloc(1, sizeof(*it));
-  if (!it || !(it->body = gw_malloc(len ? len : 1))) {
-    free(it);
-    return;
-  }
-  it->kind = W_ANSWER;
-  snprintf(it->meta, sizeof(it->meta), "%s\t%s", location ? location : "", etag ? etag : "");
-  it->msg_id = msg_id;
-  it->status = status;
-  snprintf(it->ctype, sizeof(it->ctype), "%s", ctype ? ctype : "");
-  memcpy(it->body, body, len);
-  it->len = len;
-  enqueue(st, it);
 }
 
 static struct gw_delivery *row_delivery(sqlite3_stmt *q) {
@@ -1755,8 +1498,8 @@ int gw_store_open_sqlite(const char *dir, gw_store_accepted_fn on_accepted, void
   struct sq_store *st = calloc(1, sizeof(*st));
   if (!st)
     return GW_ERR_NOMEM;
-  st->on_accepted = on_accepted;
-  st->ud = ud;
+  st->base.hooks.on_accepted = on_accepted;
+  st->base.hooks.ud = ud;
   snprintf(st->dir, sizeof(st->dir), "%s", dir);
   st->min_free_bytes = 64u << 20;
   pthread_mutex_init(&st->mu, NULL);
@@ -1798,14 +1541,6 @@ int gw_store_open_sqlite(const char *dir, gw_store_accepted_fn on_accepted, void
   st->base.ops = &sq_ops;
   *out = &st->base;
   return GW_OK;
-}
-
-static void sq_set_accepted(struct gw_store *gst, gw_store_accepted_fn fn, void *ud) {
-  struct sq_store *st = (struct sq_store *)gst;
-  pthread_mutex_lock(&st->mu);
-  st->on_accepted = fn;
-  st->ud = ud;
-  pthread_mutex_unlock(&st->mu);
 }
 
 static void sq_close(struct gw_store *gst) {
@@ -2084,22 +1819,15 @@ static int sq_outbox_backends(struct gw_store *gst, int64_t since_ms, struct gw_
   return rv ? rv : n;
 }
 
+static void sq_enqueue(struct gw_store *gst, struct gw_witem *it) { enqueue((struct sq_store *)gst, it); }
+
 static const struct gw_store_ops sq_ops = {.name = "sqlite",
-                                           .set_accepted = sq_set_accepted,
-                                           .set_memory = sq_set_memory,
                                            .close = sq_close,
-                                           .submit = sq_submit,
-                                           .update = sq_update,
-                                           .set_answer = sq_set_answer,
-                                           .read = sq_read,
-                                           .set_merge = sq_set_merge,
-                                           .set_extract = sq_set_extract,
+                                           .enqueue = sq_enqueue,
                                            .set_retention = sq_set_retention,
                                            .set_limits = sq_set_limits,
-                                           .prune = sq_prune,
                                            .load = sq_load,
                                            .load_range = sq_load_range,
-                                           .lookup = sq_lookup,
                                            .schema_version = sq_schema_version,
                                            .outbox_list = sq_outbox_list,
                                            .outbox_show = sq_outbox_show,
@@ -2116,34 +1844,6 @@ static const struct gw_memq_ops sq_memq_ops = {.slot_overlap = sq_slot_overlap,
                                                .appt_put = sq_appt_put};
 
 /* ---- cergw outbox ---- */
-
-/* "3m", "2h", "5d": how long ago |ms| was. */
-static void age(int64_t ms, char *out, size_t n) {
-  int64_t s = (gw_wall_ms() - ms) / 1000;
-  if (s < 120)
-    snprintf(out, n, "%llds", (long long)s);
-  else if (s < 7200)
-    snprintf(out, n, "%lldm", (long long)(s / 60));
-  else if (s < 172800)
-    snprintf(out, n, "%lldh", (long long)(s / 3600));
-  else
-    snprintf(out, n, "%lldd", (long long)(s / 86400));
-}
-
-static void utc(int64_t ms, char *out, size_t n) {
-  time_t t = (time_t)(ms / 1000);
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  strftime(out, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-/* One line of text from |s| (|n| bytes): control characters as spaces, at most |max| bytes. */
-static void one_line(const unsigned char *s, int n, char *out, size_t max) {
-  size_t o = 0;
-  for (int i = 0; s && i < n && o + 1 < max; i++)
-    out[o++] = s[i] < 0x20 ? ' ' : (char)s[i];
-  out[o] = 0;
-}
 
 static int outbox_usage(void) {
   fprintf(stderr, "usage: cergw outbox [--data DIR] list [--state queued|delivered|rejected|dead] [--backend NAME]\n"
@@ -2172,36 +1872,9 @@ static int prep(sqlite3 *db, const char *sql, int len, sqlite3_stmt **q, const c
 
 /* cergw outbox list [--state S] [--backend B] [--clinic RPWDL] [--since DAYS|ISO-DATE] [--limit N] */
 static int outbox_list(sqlite3 *db, const char *path, int argc, char **argv) {
-  int state = !strcmp(argv[0], "dead") ? GW_DS_DEAD : -1;
-  long limit = 100;
-  const char *backend = "", *clinic = "";
-  int64_t since = 0;
-  for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--state") && i + 1 < argc && (state = gw_dstate_parse(argv[++i])) >= 0)
-      continue;
-    if (!strcmp(argv[i], "--limit") && i + 1 < argc && (limit = strtol(argv[++i], NULL, 10)) > 0)
-      continue;
-    if (!strcmp(argv[i], "--backend") && i + 1 < argc) {
-      backend = argv[++i];
-      continue;
-    }
-    if (!strcmp(argv[i], "--clinic") && i + 1 < argc) {
-      clinic = argv[++i];
-      continue;
-    }
-    if (!strcmp(argv[i], "--since") && i + 1 < argc) {
-      const char *v = argv[++i];
-      struct tm tm = {0};
-      if (strlen(v) == 10 && strptime(v, "%Y-%m-%d", &tm))
-        since = (int64_t)timegm(&tm) * 1000;
-      else if (strtol(v, NULL, 10) > 0)
-        since = gw_wall_ms() - strtol(v, NULL, 10) * 86400000LL;
-      else
-        return outbox_usage();
-      continue;
-    }
+  struct gw_obx_query oq;
+  if (gw_cli_list_args(argc, argv, &oq))
     return outbox_usage();
-  }
   sqlite3_stmt *q = NULL;
   if (prep(db,
            "SELECT d.id, d.msg_id, m.caller, m.op, CASE WHEN instr(d.rkey, '|') > 0 THEN substr(d.rkey, instr(d.rkey, "
@@ -2212,18 +1885,18 @@ static int outbox_list(sqlite3 *db, const char *path, int argc, char **argv) {
            " AND (?4 = '' OR m.caller = ?4) AND d.created_ms >= ?5 ORDER BY d.id DESC LIMIT ?2",
            -1, &q, NULL) != SQLITE_OK)
     return 2;
-  sqlite3_bind_int(q, 1, state);
-  sqlite3_bind_int64(q, 2, limit);
-  sqlite3_bind_text(q, 3, backend, -1, SQLITE_STATIC);
-  sqlite3_bind_text(q, 4, clinic, -1, SQLITE_STATIC);
-  sqlite3_bind_int64(q, 5, since);
+  sqlite3_bind_int(q, 1, oq.state);
+  sqlite3_bind_int64(q, 2, oq.limit);
+  sqlite3_bind_text(q, 3, oq.backend, -1, SQLITE_STATIC);
+  sqlite3_bind_text(q, 4, oq.clinic, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(q, 5, oq.since_ms);
   printf("%-7s %-7s %-13s %-26s %-24s %-18s %-16s %-4s %-5s %-4s %s\n", "ID", "MSG", "CLINIC", "OPERATION", "RESOURCE",
          "BACKEND", "STATE", "TRY", "AGE", "LAST", "LAST ERROR");
   int rc;
   while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
     char ago[16], err[120];
-    age(sqlite3_column_int64(q, 8), ago, sizeof(ago));
-    one_line(sqlite3_column_text(q, 10), sqlite3_column_bytes(q, 10), err, sizeof(err));
+    gw_cli_age(sqlite3_column_int64(q, 8), ago, sizeof(ago));
+    gw_cli_one_line(sqlite3_column_text(q, 10), sqlite3_column_bytes(q, 10), err, sizeof(err));
     printf("%-7lld %-7lld %-13s %-26s %-24s %-18s %-16s %-4d %-5s %-4d %s\n", (long long)sqlite3_column_int64(q, 0),
            (long long)sqlite3_column_int64(q, 1), (const char *)sqlite3_column_text(q, 2),
            (const char *)sqlite3_column_text(q, 3), (const char *)sqlite3_column_text(q, 4),
@@ -2233,13 +1906,6 @@ static int outbox_list(sqlite3 *db, const char *path, int argc, char **argv) {
   int rv = rc == SQLITE_DONE ? 0 : outbox_failed(path, db);
   sqlite3_finalize(q);
   return rv;
-}
-
-/* |n| bytes of a payload, readable: an HL7 message's CRs as new lines. */
-static void print_payload(const unsigned char *p, int n) {
-  for (int i = 0; p && i < n; i++)
-    putchar(p[i] == '\r' && (i + 1 >= n || p[i + 1] != '\n') ? '\n' : p[i]);
-  putchar('\n');
 }
 
 /* cergw outbox show ID: every field labelled, the attempts one by one, the payload and the original. */
@@ -2260,13 +1926,13 @@ static int outbox_show(sqlite3 *db, const char *path, int argc, char **argv) {
   int rc = sqlite3_step(q), rv = 0;
   if (rc == SQLITE_ROW) {
     char t1[32], t2[32], t3[32], err[300];
-    utc(sqlite3_column_int64(q, 19), t1, sizeof(t1));
-    utc(sqlite3_column_int64(q, 6), t2, sizeof(t2));
+    gw_cli_utc(sqlite3_column_int64(q, 19), t1, sizeof(t1));
+    gw_cli_utc(sqlite3_column_int64(q, 6), t2, sizeof(t2));
     if (sqlite3_column_type(q, 18) != SQLITE_NULL)
-      utc(sqlite3_column_int64(q, 18), t3, sizeof(t3));
+      gw_cli_utc(sqlite3_column_int64(q, 18), t3, sizeof(t3));
     else
       snprintf(t3, sizeof(t3), "-");
-    one_line(sqlite3_column_text(q, 7), sqlite3_column_bytes(q, 7), err, sizeof(err));
+    gw_cli_one_line(sqlite3_column_text(q, 7), sqlite3_column_bytes(q, 7), err, sizeof(err));
     printf("delivery:        %lld\nmessage:         %lld (received %s)\nclinic:          %s\noperation:       %s\n"
            "resource:        %s\nbackend:         %s\ntarget path:     %s\nstate:           %s\nattempts:        %d\n"
            "last status:     %d\nlast answer:     %s\ncreated:         %s\nfinished:        %s\n"
@@ -2287,17 +1953,17 @@ static int outbox_show(sqlite3 *db, const char *path, int argc, char **argv) {
       printf("--- attempts ---\n");
       for (int k = 1; sqlite3_step(a) == SQLITE_ROW; k++) {
         char at[32], ans[200];
-        utc(sqlite3_column_int64(a, 1), at, sizeof(at));
-        one_line(sqlite3_column_text(a, 4), sqlite3_column_bytes(a, 4), ans, sizeof(ans));
+        gw_cli_utc(sqlite3_column_int64(a, 1), at, sizeof(at));
+        gw_cli_one_line(sqlite3_column_text(a, 4), sqlite3_column_bytes(a, 4), ans, sizeof(ans));
         printf("#%d %s -> %s, status %d%s%s\n", k, at, gw_dstate_name(sqlite3_column_int(a, 2)),
                sqlite3_column_int(a, 3), ans[0] ? ": " : "", ans);
       }
     }
     sqlite3_finalize(a);
     printf("--- payload ---\n");
-    print_payload(sqlite3_column_blob(q, 13), sqlite3_column_bytes(q, 13));
+    gw_cli_print_payload(sqlite3_column_blob(q, 13), sqlite3_column_bytes(q, 13));
     printf("--- original ---\n");
-    print_payload(sqlite3_column_blob(q, 14), sqlite3_column_bytes(q, 14));
+    gw_cli_print_payload(sqlite3_column_blob(q, 14), sqlite3_column_bytes(q, 14));
   } else if (rc == SQLITE_DONE) {
     fprintf(stderr, "no delivery %s\n", argv[1]);
     rv = 1;
@@ -2384,7 +2050,7 @@ static int outbox_find(sqlite3 *db, const char *path, int argc, char **argv) {
   int rc, n = 0;
   while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
     char t[32];
-    utc(sqlite3_column_int64(q, 1), t, sizeof(t));
+    gw_cli_utc(sqlite3_column_int64(q, 1), t, sizeof(t));
     printf("%-7lld %-20s %-13s %-26s %-8s %s\n", (long long)sqlite3_column_int64(q, 0), t,
            (const char *)sqlite3_column_text(q, 2), (const char *)sqlite3_column_text(q, 3),
            sqlite3_column_int(q, 4) ? "kept" : "pruned",
@@ -2591,7 +2257,7 @@ int gw_store_cmd(const char *dir, int argc, char **argv) {
   long long oldest = one_int(db, "SELECT IFNULL(MIN(received_ms), 0) FROM messages WHERE length(original) > 0");
   char t[32] = "-";
   if (oldest > 0)
-    utc(oldest, t, sizeof(t));
+    gw_cli_utc(oldest, t, sizeof(t));
   printf("oldest content:  %s\n", t);
   sqlite3_stmt *q = NULL;
   printf("deliveries:     ");
@@ -2604,7 +2270,7 @@ int gw_store_cmd(const char *dir, int argc, char **argv) {
   printf("sealing keys:   ");
   if (sqlite3_prepare_v2(db, "SELECT id, since_ms FROM seal_keys ORDER BY since_ms", -1, &q, NULL) == SQLITE_OK)
     while (sqlite3_step(q) == SQLITE_ROW) {
-      utc(sqlite3_column_int64(q, 1), t, sizeof(t));
+      gw_cli_utc(sqlite3_column_int64(q, 1), t, sizeof(t));
       printf(" %s (since %s)", (const char *)sqlite3_column_text(q, 0), t);
     }
   sqlite3_finalize(q);
@@ -2620,8 +2286,8 @@ int gw_store_cmd(const char *dir, int argc, char **argv) {
     long long last = 0, cd = 0, md = 0, rd = 0, every = 0;
     sscanf((const char *)sqlite3_column_text(q, 0), "%lld %lld %lld %lld %lld", &last, &cd, &md, &rd, &every);
     char t1[32], t2[32];
-    utc(last, t1, sizeof(t1));
-    utc(last + every, t2, sizeof(t2));
+    gw_cli_utc(last, t1, sizeof(t1));
+    gw_cli_utc(last + every, t2, sizeof(t2));
     printf("retention:       content %lld days (rejected: %lld, 0 = kept), metadata %lld days; last prune %s, "
            "next %s\n",
            cd, rd, md, t1, t2);

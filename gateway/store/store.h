@@ -256,28 +256,21 @@ extern const int gw_nsealed_columns;
  * (store/sqlite.c) is the embedded one; another (PostgreSQL, for several
  * instances sharing one store) fills the same two tables, each operation
  * with the same contract as the gw_store_* call of that name below. */
+struct gw_witem;
 struct gw_store_ops {
   const char *name;
-  void (*set_accepted)(struct gw_store *st, gw_store_accepted_fn fn, void *ud);
-  void (*set_memory)(struct gw_store *st, gw_memory_fn fn, void *ud);
   void (*close)(struct gw_store *st);
-  void (*submit)(struct gw_store *st, struct gw_submit *s);
-  void (*update)(struct gw_store *st, const struct gw_delivery *d);
-  void (*read)(struct gw_store *st, const struct gw_rquery *q, gw_store_read_fn fn, void *ud);
-  void (*set_merge)(struct gw_store *st, gw_merge_fn fn, void *ud);
-  void (*set_extract)(struct gw_store *st, gw_extract_fn fn, void *ud);
+  /* Takes an item for the writer (store/queue.h: a submit, a state change, an answer, a lookup, a read, a
+   * prune step), which gw_store_submit, _update, _set_answer, _lookup, _read and _prune make. */
+  void (*enqueue)(struct gw_store *st, struct gw_witem *it);
   void (*set_retention)(struct gw_store *st, uint32_t content_days, uint32_t metadata_days, uint32_t every_ms,
                         uint32_t rejected_days);
-  int (*prune)(struct gw_store *st, int64_t now_ms, long *content, long *metadata);
   void (*set_limits)(struct gw_store *st, uint64_t max_bytes, uint64_t min_free_bytes);
-  void (*set_answer)(struct gw_store *st, int64_t msg_id, int status, const char *ctype, const char *location,
-                     const char *etag, const uint8_t *body, size_t len);
   int (*load)(struct gw_store *st, int state, void (*fn)(void *ud, struct gw_delivery *d), void *ud);
   int (*load_range)(struct gw_store *st, const char *backend, int64_t from, int64_t to, int limit,
                     void (*fn)(void *ud, struct gw_delivery *d), void *ud);
   /* NULL for a store of one instance; see gw_store_claim */
   int (*claim)(struct gw_store *st, void (*fn)(void *ud, struct gw_delivery *d), void *ud);
-  void (*lookup)(struct gw_store *st, const char *rkey, gw_store_latest_fn fn, void *ud);
   int (*schema_version)(struct gw_store *st);
   /* the console (see gw_store_outbox_*) */
   int (*outbox_list)(struct gw_store *st, const struct gw_obx_query *q, struct gw_obx_row *rows, int max,
@@ -286,8 +279,21 @@ struct gw_store_ops {
   int (*outbox_act)(struct gw_store *st, int64_t id, const char *action, char *why, size_t n);
   int (*outbox_backends)(struct gw_store *st, int64_t since_ms, struct gw_obx_backend *out, int max);
 };
+/* The hooks the gateway gives every store (gw_store_set_accepted, _memory, _merge, _extract), read by its
+ * writer; set before the first submit. */
+struct gw_store_hooks {
+  gw_store_accepted_fn on_accepted;
+  void *ud;
+  gw_memory_fn memory; /* the rules with memory, or NULL */
+  void *memory_ud;
+  gw_merge_fn merge; /* a PATCH merged into the version before, or NULL */
+  void *merge_ud;
+  gw_extract_fn extract; /* a version kept as its message holds it, read out of the canonical form */
+  void *extract_ud;
+};
 struct gw_store {
   const struct gw_store_ops *ops; /* an implementation's state follows */
+  struct gw_store_hooks hooks;
 };
 struct gw_memq_ops {
   int (*slot_overlap)(struct gw_memq *q, const char *caller, const struct gw_slotfact *f, char *other, size_t n);

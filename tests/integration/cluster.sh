@@ -10,6 +10,7 @@ BUILD=${1:-build}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 . tests/lib/pg.sh
+. tests/lib/check.sh
 GW=$ROOT/$BUILD/cergw
 CLI=$ROOT/build/cergw
 D=$ROOT/certs/dev
@@ -17,8 +18,6 @@ T=$(mktemp -d /tmp/cergw-cl.XXXXXX)
 B=$(( 36000 + ($$ % 3980) )) # port bands: see tests/integration/run.sh
 P1=$((B + 6)) SIMP=$((B + 7)) KOLCE=$((B + 8)) CLIN=$((B + 9))
 LEASE_MS=2000
-pass=0
-fail=0
 declare -A GW_PID SIM_PID
 cleanup() {
   for n in "${!GW_PID[@]}"; do kill -TERM "${GW_PID[$n]}" 2>/dev/null; done
@@ -29,15 +28,6 @@ cleanup() {
   pg_stop
 }
 trap cleanup EXIT
-ok() { pass=$((pass + 1)); echo "ok   - $1"; }
-ko() { fail=$((fail + 1)); echo "FAIL - $1${2:+: $2}"; }
-check() { local name=$1; shift; if "$@"; then ok "$name"; else ko "$name"; fi; }
-eq() { [ "$1" = "$2" ] || { echo "    expected '$2', got '$1'" >&2; return 1; }; }
-has() { # text pattern...: every (grep) pattern is in the text; says which is not, and shows the text
-  local s=$1; shift
-  for pat in "$@"; do grep -q -- "$pat" <<<"$s" || { echo "    no '$pat' in: ${s:0:800}" >&2; return 1; }; done
-}
-wait_for() { local s=$1; shift; for _ in $(seq 1 $((s * 10))); do "$@" && return 0; sleep 0.1; done; return 1; }
 
 if ! pg_available; then
   echo "FAIL - PostgreSQL is not installed (Debian package postgresql): run 'make deps'"

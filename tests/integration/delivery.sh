@@ -14,6 +14,7 @@ STORE=${2:-sqlite}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 . tests/lib/pg.sh
+. tests/lib/check.sh
 GW=$ROOT/$BUILD/cergw
 CLI=$ROOT/build/cergw
 D=$ROOT/certs/dev
@@ -29,8 +30,6 @@ if [ "$STORE" = postgresql ]; then
 fi
 export STORE PGU T
 GWP=$B MLLP=$((B + 1)) P1=$((B + 2)) SIMP=$((B + 3)) KOLCE=$((B + 4)) CLIN=$((B + 5)) CLIN2=$((B + 6)) CLINM=$((B + 7))
-pass=0
-fail=0
 GW_PID=
 declare -A SIM_PID
 cleanup() {
@@ -42,9 +41,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() { pass=$((pass + 1)); echo "ok   - $1"; }
-ko() { fail=$((fail + 1)); echo "FAIL - $1${2:+: $2}"; }
-check() { local name=$1; shift; if "$@"; then ok "$name"; else ko "$name"; fi; }
 
 port_of() { case $1 in p1) echo $P1 ;; simp) echo $SIMP ;; apkolce) echo $KOLCE ;; clinic) echo $CLIN ;; mllpclinic) echo $CLIN2 ;; esac; }
 start_sim() { # role (mllpclinic: a second clinic endpoint that also takes SIU over MLLP/TLS)
@@ -133,17 +129,6 @@ db() { # SQL: the store's answer, one value per line (the same SQL runs on both 
   if [ "$STORE" = postgresql ]; then psql "$PGU" -X -q -t -A -c "$1"; else sqlite3 -cmd '.timeout 5000' "$T/gw/cergw.db" "$1"; fi
 }
 export -f db
-wait_for() { # seconds, command...: polls until the command succeeds
-  local s=$1; shift
-  for _ in $(seq 1 $((s * 20))); do "$@" && return 0; sleep 0.05; done
-  return 1
-}
-eq() { [ "$1" = "$2" ] || { echo "    expected '$2', got '$1'" >&2; return 1; }; }
-has() { # text pattern...: every (grep) pattern is in the text; says which is not, and shows the text
-  local s=$1; shift
-  for pat in "$@"; do grep -q -- "$pat" <<<"$s" || { echo "    no '$pat' in: ${s:0:800}" >&2; return 1; }; done
-}
-export -f has
 
 # Messages: the golden SIU S12 with a visit DAYS ahead, unique ids, a specialty
 DAY=$(date -u -d '+5 days' +%Y%m%d)
