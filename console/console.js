@@ -280,6 +280,8 @@
 
   async function showDelivery(id) {
     const out = $('ob-detail');
+    out.hidden = false;
+    out.textContent = 'Loading delivery ' + id + '…'; /* the previous delivery's buttons go at once */
     let d;
     try { d = await api('outbox/' + id); } catch (e) { out.hidden = false; out.textContent = e.message; return; }
     out.hidden = false;

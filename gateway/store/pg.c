@@ -225,19 +225,45 @@ static PGresult *checked(PGconn *c, PGresult *r, const char *what, bool *retry) 
   return NULL;
 }
 
-static PGresult *run(PGconn *c, const char *sql, const struct pq *p, const char *what, bool *retry) {
+/* One execution: |sql| prepared (binary results), or with |multi| as it is through PQexec (several
+ * commands, text results). */
+static PGresult *attempt(PGconn *c, const char *sql, const struct pq *p, bool multi) {
+  if (multi)
+    return PQexec(c, sql);
   char name[32];
   PGresult *r = NULL; /* when it cannot be prepared: why */
   if (prepared(c, sql, p, name, &r))
     r = name[0] ? PQexecPrepared(c, name, p ? p->n : 0, p ? p->v : NULL, p ? p->l : NULL, p ? p->f : NULL, 1)
                 : PQexecParams(c, sql, p ? p->n : 0, NULL, p ? p->v : NULL, p ? p->l : NULL, p ? p->f : NULL, 1);
-  return checked(c, r, what, retry);
+  return r;
+}
+
+/* An execution, and once more on a new session when the first found the connection gone and no
+ * transaction was open (a statement of an open transaction is never run again outside it). */
+static PGresult *attempt_again(PGconn *c, const char *sql, const struct pq *p, bool multi) {
+  bool idle = PQtransactionStatus(c) == PQTRANS_IDLE;
+  PGresult *r = attempt(c, sql, p, multi);
+  ExecStatusType t = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+  if (t == PGRES_COMMAND_OK || t == PGRES_TUPLES_OK || !idle || PQstatus(c) != CONNECTION_BAD)
+    return r;
+  PQclear(r);
+  PQreset(c);
+  if (pcache.c == c)
+    pcache.n = 0; /* a new session: nothing prepared in it */
+  const char *app = PQstatus(c) == CONNECTION_OK ? PQparameterStatus(c, "application_name") : NULL;
+  if (PQstatus(c) == CONNECTION_OK)
+    gw_log(GW_LOG_INFO, "store_connected", "app=%s after=connection_lost", app ? app : "-");
+  return attempt(c, sql, p, multi);
+}
+
+static PGresult *run(PGconn *c, const char *sql, const struct pq *p, const char *what, bool *retry) {
+  return checked(c, attempt_again(c, sql, p, false), what, retry);
 }
 
 /* Runs a statement whose rows are not needed. GW_OK or GW_ERR_IO. */
 static int exec_p(PGconn *c, const char *sql, const struct pq *p, const char *what, bool *retry) {
   /* no parameters: possibly several commands, which only PQexec takes */
-  PGresult *r = p ? run(c, sql, p, what, retry) : checked(c, PQexec(c, sql), what, retry);
+  PGresult *r = checked(c, attempt_again(c, sql, p, !p), what, retry);
   bool ok = r != NULL;
   PQclear(r);
   return ok ? GW_OK : GW_ERR_IO;

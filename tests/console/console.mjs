@@ -33,9 +33,9 @@ const context = (cert) => browser.newContext({
   clientCertificates: cert ? [{ origin: ORIGIN, certPath: path.join(D, cert + '.pem'), keyPath: path.join(D, cert + '.key') }] : [],
 });
 const shots = E.SHOTS || '';
-// the gateway's log as the workers flush it (they write in batches): polled until |re| shows or 5 s pass
+// the gateway's log as the workers flush it (they write in batches): polled until |re| shows or 15 s pass
 async function logHas(re) {
-  for (let i = 0; i < 50; i++) {
+  for (let i = 0; i < 150; i++) {
     if (re.test(fs.readFileSync(E.GW_LOG, 'utf8'))) return true;
     await new Promise((r) => setTimeout(r, 100));
   }
@@ -169,10 +169,12 @@ await check('a dead delivery retried from the console (confirmed, audited) is de
   await page.fill('[data-test="outbox-search"]', '');
   await page.selectOption('#ob-state', 'dead');
   await page.click('#ob-filter button');
-  const row = page.locator('[data-test="outbox-table"] tbody tr').first();
+  const row = page.locator('[data-test="outbox-table"] tbody tr:has(td.state-dead)').first(); /* the filtered table */
   await row.waitFor({ timeout: 10000 });
   const id = await row.getAttribute('data-id');
   await row.click();
+  await page.waitForFunction((i) => document.querySelector('#ob-detail h3')?.textContent.startsWith(`Delivery ${i} `), id, { timeout: 15000 })
+    .catch(async () => { throw new Error(`delivery ${id} not shown: ${(await page.textContent('#ob-detail')).slice(0, 200)}`); });
   await page.click('[data-test="retry-button"]');
   await page.waitForSelector('#ob-detail .ok');
   execFileSync('curl', ['-s', '--cacert', path.join(D, 'ca.pem'), '--cert', path.join(D, 'operator.pem'), '--key', path.join(D, 'operator.key'), '-X', 'POST', `https://localhost:${E.SIMP_PORT}/_sim/control?mode=ok`]);
@@ -182,7 +184,7 @@ await check('a dead delivery retried from the console (confirmed, audited) is de
     await page.waitForTimeout(200);
     const st = await page.locator(`[data-test="outbox-table"] tbody tr[data-id="${id}"] td:nth-child(7)`).textContent().catch(() => '');
     if (st === 'delivered') {
-      if (!(await logHas(new RegExp(`event=console_audit who="operator:cergw operator \\(dev\\)" action=retry delivery=${id} outcome=done`)))) throw new Error('no audit line');
+      if (!(await logHas(new RegExp(`event=console_audit who="operator:cergw operator \\(dev\\)" action=retry delivery=${id} outcome=done`)))) throw new Error('no audit line; the console_audit lines: ' + fs.readFileSync(E.GW_LOG, 'utf8').split('\n').filter((l) => /console_audit/.test(l)).map((l) => l.replace(/^ts=\S+ /, '')).join(' | '));
       return `delivery ${id}`;
     }
   }
@@ -203,10 +205,12 @@ await check('a delivery being retried, marked dead from the console: never attem
   await page.selectOption('#ob-state', 'queued');
   await page.fill('[data-test="outbox-search"]', 'MSG-DEAD-' + process.pid);
   await page.click('#ob-filter button');
-  const row = page.locator('[data-test="outbox-table"] tbody tr:has(td:text-is("p1"))').first();
+  const row = page.locator('[data-test="outbox-table"] tbody tr:has(td:text-is("p1")):has(td.state-queued)').first();
   await row.waitFor({ timeout: 10000 });
   const id = await row.getAttribute('data-id');
   await row.click();
+  await page.waitForFunction((i) => document.querySelector('#ob-detail h3')?.textContent.startsWith(`Delivery ${i} `), id, { timeout: 15000 })
+    .catch(async () => { throw new Error(`delivery ${id} not shown: ${(await page.textContent('#ob-detail')).slice(0, 200)}`); });
   await page.click('[data-test="dead-button"]');
   await page.waitForSelector('#ob-detail .ok');
   await page.waitForTimeout(1500); /* its next attempt time passes: the dispatcher drops it instead */
